@@ -1,0 +1,45 @@
+//! # tasker-core
+//!
+//! The pure domain model of Tasker. Nothing here does I/O, spawns tasks or
+//! reads the clock: time comes in as arguments, so every rule is a plain
+//! function that unit and property tests can pin down.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`template`] | YAML task templates: two-stage parsing, validation with file:line errors |
+//! | [`dag`] | dependency graphs: cycle paths, topological order, levels |
+//! | [`state`] | task and step state machines (the reference's transition tables) |
+//! | [`backoff`] | retry delays: schedule, exponential growth, cap, deterministic jitter |
+//! | [`execution`] | the execution context derived from step counts, and the finaliser's rule |
+//! | [`registry`] | templates keyed by namespace, name and semver version |
+//! | [`identity`] | duplicate-request detection by request hash |
+//!
+//! ```
+//! use tasker_core::template::parse_template;
+//! let yaml = "
+//! name: greet
+//! step_templates:
+//!   - name: hello
+//!     handler: { kind: noop }
+//!   - name: world
+//!     depends_on_step: hello
+//!     handler: { kind: noop }
+//! ";
+//! let t = parse_template("greet.yaml", yaml, None).unwrap();
+//! assert_eq!(t.full_name(), "default.greet@0.1.0");
+//! assert_eq!(t.dag.levels(), &[0, 1]);
+//! ```
+
+pub mod backoff;
+pub mod dag;
+pub mod execution;
+pub mod identity;
+pub mod registry;
+pub mod state;
+pub mod template;
+
+pub use backoff::BackoffPolicy;
+pub use execution::{ExecutionContext, ExecutionStatus, HealthStatus, StepCounts};
+pub use registry::TemplateRegistry;
+pub use state::{InvalidTransition, StepState, TaskState};
+pub use template::{HandlerSpec, StepTemplate, TaskTemplate};

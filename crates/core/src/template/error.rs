@@ -1,0 +1,70 @@
+//! Template errors that name file, line, column and field.
+
+use std::fmt;
+
+/// One problem in a template.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TemplateError {
+    /// File path (or `<inline>`).
+    pub source: String,
+    /// 1-based line, when known.
+    pub line: Option<u32>,
+    /// 1-based column, when known.
+    pub column: Option<u32>,
+    /// Path of the offending field, e.g. `step_templates[2].depends_on_steps[0]`.
+    pub field: String,
+    /// What is wrong and, where possible, how to fix it.
+    pub message: String,
+}
+
+impl TemplateError {
+    pub(crate) fn from_yaml(source: &str, e: &serde_saphyr::Error) -> Self {
+        let loc = e.location();
+        let full = e.to_string();
+        // The rendered error may carry a source snippet after the first line;
+        // the first line is the message.
+        let message = full.lines().next().unwrap_or("invalid YAML").trim().to_string();
+        TemplateError {
+            source: source.to_string(),
+            line: loc.map(|l| l.line() as u32).filter(|&l| l > 0),
+            column: loc.map(|l| l.column() as u32).filter(|&c| c > 0),
+            field: String::new(),
+            message,
+        }
+    }
+}
+
+impl fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.source)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        if self.field.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// Every problem found in one template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateErrors(pub Vec<TemplateError>);
+
+impl fmt::Display for TemplateErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TemplateErrors {}

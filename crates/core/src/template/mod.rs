@@ -1,0 +1,399 @@
+//! Task templates: loading YAML in two stages and validating the result.
+//!
+//! Stage one ([`raw`]) deserialises exactly what the file says, rejecting
+//! unknown keys. Stage two ([`parse_template`]) applies defaults and the
+//! environment's overrides, then checks names, versions, dependencies and
+//! cycles, collecting every problem with its file, line and field.
+
+mod error;
+mod raw;
+
+pub use error::{TemplateError, TemplateErrors};
+
+use crate::dag::Dag;
+use raw::{RawStep, RawTemplate};
+use serde::Serialize;
+use serde_json::Value;
+use serde_saphyr::Spanned;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// Default namespace when a template names none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+/// Default version when a template names none.
+pub const DEFAULT_VERSION: &str = "0.1.0";
+/// Default number of attempts a step gets.
+pub const DEFAULT_RETRY_LIMIT: u32 = 3;
+
+/// Which handler runs a step, and its configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HandlerSpec {
+    /// Handler kind: `noop`, `sleep`, `command`, or a name registered in the engine.
+    pub kind: String,
+    /// Kind-specific configuration (JSON object or null).
+    pub config: Value,
+}
+
+/// One validated step template.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepTemplate {
+    /// Unique within the template.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// The external system this step talks to (informational).
+    pub dependent_system: String,
+    /// What runs the step.
+    pub handler: HandlerSpec,
+    /// Names of the steps this one waits for (`depends_on_step` + `depends_on_steps`, deduplicated, in file order).
+    pub depends_on: Vec<String>,
+    /// Whether failures are retried. `false` means exactly one attempt.
+    pub retryable: bool,
+    /// Total attempts allowed (the first attempt included); at least 1.
+    pub retry_limit: u32,
+    /// Stored and reported; has no effect on execution (as in the reference).
+    pub skippable: bool,
+    /// Per-attempt timeout.
+    pub timeout_seconds: Option<f64>,
+    /// Static inputs passed to the handler.
+    pub inputs: Value,
+}
+
+impl StepTemplate {
+    /// Attempts this step may make: `retry_limit`, or 1 when not retryable.
+    pub fn max_attempts(&self) -> u32 {
+        if self.retryable { self.retry_limit.max(1) } else { 1 }
+    }
+}
+
+/// A validated task template.
+#[derive(Clone, Serialize)]
+pub struct TaskTemplate {
+    /// Namespace (default `default`).
+    pub namespace: String,
+    /// Template name, unique within its namespace and version.
+    pub name: String,
+    /// Semantic version.
+    #[serde(serialize_with = "ser_version")]
+    pub version: semver::Version,
+    /// Free text.
+    pub description: Option<String>,
+    /// JSON Schema the task context must satisfy.
+    pub context_schema: Option<Value>,
+    /// Steps in file order; indices match [`TaskTemplate::dag`].
+    pub steps: Vec<StepTemplate>,
+    /// Dependency graph over `steps`.
+    #[serde(skip)]
+    pub dag: Dag,
+    /// Where the template came from (a file path or `<inline>`).
+    pub source: String,
+    #[serde(skip)]
+    validator: Option<Arc<jsonschema::Validator>>,
+}
+
+fn ser_version<S: serde::Serializer>(v: &semver::Version, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+impl fmt::Debug for TaskTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskTemplate")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("version", &self.version.to_string())
+            .field("steps", &self.steps)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One way a task context fails the template's JSON Schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContextViolation {
+    /// JSON pointer into the context (`/customer/email`; empty for the root).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl TaskTemplate {
+    /// `namespace.name@version`.
+    pub fn full_name(&self) -> String {
+        format!("{}.{}@{}", self.namespace, self.name, self.version)
+    }
+
+    /// Index of the step called `name`.
+    pub fn step_index(&self, name: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.name == name)
+    }
+
+    /// Checks a task context against the template's schema, listing every violation.
+    pub fn validate_context(&self, context: &Value) -> Result<(), Vec<ContextViolation>> {
+        let Some(validator) = &self.validator else {
+            return Ok(());
+        };
+        let errors: Vec<ContextViolation> = validator
+            .iter_errors(context)
+            .map(|e| ContextViolation {
+                path: e.instance_path().to_string(),
+                message: e.to_string(),
+            })
+            .collect();
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+}
+
+/// Checks a namespace, template or step name: 1–128 characters of
+/// `A-Z a-z 0-9 _ - .`, starting with a letter or digit. Names appear in URLs
+/// and log fields, so nothing that needs escaping is allowed.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if name.is_empty() || name.len() > 128 {
+        return Err("must be 1 to 128 characters long".into());
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) || !name.chars().all(ok_char) {
+        return Err(format!(
+            "`{name}` may only contain letters, digits, `_`, `-` and `.`, and must start with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+/// Parses and validates one template.
+///
+/// `source` names the input in errors (usually the file path); `environment`
+/// selects which `environments.<name>` overrides apply (none when `None`).
+pub fn parse_template(
+    source: &str,
+    yaml: &str,
+    environment: Option<&str>,
+) -> Result<TaskTemplate, TemplateErrors> {
+    let raw: RawTemplate = serde_saphyr::from_str(yaml)
+        .map_err(|e| TemplateErrors(vec![TemplateError::from_yaml(source, &e)]))?;
+    Builder { source, errors: Vec::new() }.build(raw, environment)
+}
+
+struct Builder<'a> {
+    source: &'a str,
+    errors: Vec<TemplateError>,
+}
+
+impl Builder<'_> {
+    fn err<T>(&mut self, at: &Spanned<T>, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(TemplateError {
+            source: self.source.to_string(),
+            line: Some(at.referenced.line() as u32),
+            column: Some(at.referenced.column() as u32),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn build(
+        mut self,
+        mut raw: RawTemplate,
+        environment: Option<&str>,
+    ) -> Result<TaskTemplate, TemplateErrors> {
+        if let Err(m) = check_name(&raw.name.value) {
+            self.err(&raw.name, "name", m);
+        }
+        let namespace = match &raw.namespace {
+            Some(ns) => {
+                if let Err(m) = check_name(&ns.value) {
+                    self.err(ns, "namespace", m);
+                }
+                ns.value.clone()
+            }
+            None => DEFAULT_NAMESPACE.to_string(),
+        };
+        let version = match &raw.version {
+            Some(v) => match semver::Version::parse(v.value.trim()) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    self.err(v, "version", format!("`{}` is not a semantic version (MAJOR.MINOR.PATCH): {e}", v.value));
+                    semver::Version::new(0, 0, 0)
+                }
+            },
+            None => semver::Version::new(0, 1, 0),
+        };
+        let validator = match &raw.context_schema {
+            Some(schema) => match jsonschema::validator_for(&schema.value) {
+                Ok(v) => Some(Arc::new(v)),
+                Err(e) => {
+                    self.err(schema, "context_schema", format!("not a valid JSON Schema: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+
+        if let Some(env) = environment {
+            if let Some(overrides) = raw.environments.remove(env) {
+                self.apply_overrides(&mut raw.step_templates.value, overrides);
+            }
+        }
+
+        let steps_span = raw.step_templates.referenced;
+        let raw_steps = raw.step_templates.value;
+        if raw_steps.is_empty() {
+            self.errors.push(TemplateError {
+                source: self.source.to_string(),
+                line: Some(steps_span.line() as u32),
+                column: Some(steps_span.column() as u32),
+                field: "step_templates".into(),
+                message: "a template needs at least one step".into(),
+            });
+        }
+
+        // Names: valid and unique.
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (i, step) in raw_steps.iter().enumerate() {
+            let field = format!("step_templates[{i}].name");
+            if let Err(m) = check_name(&step.name.value) {
+                self.err(&step.name, field.clone(), m);
+            }
+            if let Some(first) = index.insert(&step.name.value, i) {
+                index.insert(&step.name.value, first);
+                self.err(
+                    &step.name,
+                    field,
+                    format!("duplicate step name `{}` (first defined at step_templates[{first}])", step.name.value),
+                );
+            }
+        }
+
+        // Dependencies: known, not self.
+        let mut edges = Vec::new();
+        let mut steps = Vec::with_capacity(raw_steps.len());
+        for (i, step) in raw_steps.iter().enumerate() {
+            let mut deps: Vec<String> = Vec::new();
+            let listed = step
+                .depends_on_step
+                .iter()
+                .map(|d| (d, format!("step_templates[{i}].depends_on_step")))
+                .chain(step.depends_on_steps.iter().enumerate().map(|(j, d)| {
+                    (d, format!("step_templates[{i}].depends_on_steps[{j}]"))
+                }));
+            for (dep, field) in listed {
+                match index.get(dep.value.as_str()) {
+                    None => self.err(
+                        dep,
+                        field,
+                        format!("step `{}` depends on unknown step `{}`", step.name.value, dep.value),
+                    ),
+                    Some(&p) => {
+                        if !deps.contains(&dep.value) {
+                            deps.push(dep.value.clone());
+                            edges.push((p, i));
+                        }
+                    }
+                }
+            }
+            if let Some(t) = &step.timeout_seconds {
+                if !(t.value.is_finite() && t.value > 0.0) {
+                    self.err(t, format!("step_templates[{i}].timeout_seconds"), "must be a positive number of seconds");
+                }
+            }
+            if step.handler.value.kind.trim().is_empty() {
+                self.err(&step.handler, format!("step_templates[{i}].handler.kind"), "must name a handler kind");
+            }
+            steps.push(to_step(step, deps));
+        }
+
+        let dag = match Dag::new(raw_steps.len(), edges) {
+            Ok(dag) => Some(dag),
+            Err(cycle) => {
+                let names: Vec<&str> = cycle.path.iter().map(|&i| raw_steps[i].name.value.as_str()).collect();
+                let first = cycle.path.first().copied().unwrap_or(0);
+                self.err(
+                    &raw_steps[first].name,
+                    format!("step_templates[{first}]"),
+                    format!("dependency cycle: {}", names.join(" -> ")),
+                );
+                None
+            }
+        };
+
+        match dag {
+            Some(dag) if self.errors.is_empty() => Ok(TaskTemplate {
+                namespace,
+                name: raw.name.value,
+                version,
+                description: raw.description,
+                context_schema: raw.context_schema.map(|s| s.value),
+                steps,
+                dag,
+                source: self.source.to_string(),
+                validator,
+            }),
+            _ => Err(TemplateErrors(self.errors)),
+        }
+    }
+
+    fn apply_overrides(&mut self, steps: &mut [RawStep], env: raw::RawEnvironment) {
+        for (k, o) in env.step_templates.into_iter().enumerate() {
+            let Some(step) = steps.iter_mut().find(|s| s.name.value == o.name.value) else {
+                self.err(
+                    &o.name,
+                    format!("environments.step_templates[{k}].name"),
+                    format!("override for unknown step `{}`", o.name.value),
+                );
+                continue;
+            };
+            if let Some(h) = o.handler {
+                if let Some(kind) = h.kind {
+                    step.handler.value.kind = kind;
+                }
+                if let Some(config) = h.config {
+                    let base = step.handler.value.config.get_or_insert(Value::Null);
+                    merge_json(base, config);
+                }
+            }
+            if o.default_retryable.is_some() {
+                step.default_retryable = o.default_retryable;
+            }
+            if o.default_retry_limit.is_some() {
+                step.default_retry_limit = o.default_retry_limit;
+            }
+            if o.timeout_seconds.is_some() {
+                step.timeout_seconds = o.timeout_seconds;
+            }
+            if let Some(inputs) = o.inputs {
+                merge_json(step.inputs.get_or_insert(Value::Null), inputs);
+            }
+        }
+    }
+}
+
+fn to_step(raw: &RawStep, depends_on: Vec<String>) -> StepTemplate {
+    StepTemplate {
+        name: raw.name.value.clone(),
+        description: raw.description.clone(),
+        dependent_system: raw.dependent_system.clone().unwrap_or_else(|| "unknown".into()),
+        handler: HandlerSpec {
+            kind: raw.handler.value.kind.trim().to_string(),
+            config: raw.handler.value.config.clone().unwrap_or(Value::Null),
+        },
+        depends_on,
+        retryable: raw.default_retryable.unwrap_or(true),
+        retry_limit: raw.default_retry_limit.unwrap_or(DEFAULT_RETRY_LIMIT),
+        skippable: raw.skippable.unwrap_or(false),
+        timeout_seconds: raw.timeout_seconds.as_ref().map(|t| t.value),
+        inputs: raw.inputs.clone().unwrap_or(Value::Null),
+    }
+}
+
+/// Deep-merges `overlay` into `base`: objects merge key by key, anything else replaces.
+pub fn merge_json(base: &mut Value, overlay: Value) {
+    match (base, overlay) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge_json(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,100 @@
+//! Stage one of template loading: the YAML shape, exactly as written.
+//!
+//! Every struct denies unknown keys, so a typo (`depends_on_stpe`) is an error
+//! with a line number instead of a silently ignored field. Names that later
+//! checks must point at are [`Spanned`] to keep their YAML location.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+
+/// A task template file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTemplate {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub namespace: Option<Spanned<String>>,
+    #[serde(default)]
+    pub version: Option<Spanned<String>>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// JSON Schema for the task context.
+    #[serde(default, alias = "schema")]
+    pub context_schema: Option<Spanned<serde_json::Value>>,
+    pub step_templates: Spanned<Vec<RawStep>>,
+    /// Per-environment overrides, merged by step name.
+    #[serde(default)]
+    pub environments: BTreeMap<String, RawEnvironment>,
+}
+
+/// One step template.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub dependent_system: Option<String>,
+    pub handler: Spanned<RawHandler>,
+    #[serde(default)]
+    pub depends_on_step: Option<Spanned<String>>,
+    #[serde(default)]
+    pub depends_on_steps: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub default_retryable: Option<bool>,
+    #[serde(default)]
+    pub default_retry_limit: Option<u32>,
+    #[serde(default)]
+    pub skippable: Option<bool>,
+    #[serde(default)]
+    pub timeout_seconds: Option<Spanned<f64>>,
+    /// Static inputs handed to the handler.
+    #[serde(default)]
+    pub inputs: Option<serde_json::Value>,
+}
+
+/// `handler: { kind: command, config: {...} }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHandler {
+    pub kind: String,
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+}
+
+/// `environments.<env>`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnvironment {
+    #[serde(default)]
+    pub step_templates: Vec<RawStepOverride>,
+}
+
+/// Fields an environment may override on one step; `config` is deep-merged.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStepOverride {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub handler: Option<RawHandlerOverride>,
+    #[serde(default)]
+    pub default_retryable: Option<bool>,
+    #[serde(default)]
+    pub default_retry_limit: Option<u32>,
+    #[serde(default)]
+    pub timeout_seconds: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub inputs: Option<serde_json::Value>,
+}
+
+/// Handler fields an environment may override.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHandlerOverride {
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+}

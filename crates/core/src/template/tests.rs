@@ -1,0 +1,146 @@
+use super::*;
+use serde_json::json;
+
+const DIAMOND: &str = "\
+name: diamond
+namespace: shapes
+version: 1.2.3
+description: a diamond
+context_schema:
+  type: object
+  required: [amount]
+  properties:
+    amount: { type: number, minimum: 0 }
+step_templates:
+  - name: start
+    handler: { kind: noop }
+  - name: left
+    depends_on_step: start
+    handler: { kind: noop }
+  - name: right
+    depends_on_steps: [start]
+    handler: { kind: command, config: { program: echo } }
+    default_retry_limit: 5
+    timeout_seconds: 2.5
+  - name: merge
+    depends_on_steps: [left, right]
+    handler: { kind: noop }
+environments:
+  production:
+    step_templates:
+      - name: right
+        handler: { config: { args: [hi] } }
+        default_retry_limit: 9
+";
+
+fn errs(yaml: &str) -> Vec<TemplateError> {
+    parse_template("t.yaml", yaml, None).unwrap_err().0
+}
+
+#[test]
+fn parses_with_defaults() {
+    let t = parse_template("t.yaml", DIAMOND, None).unwrap();
+    assert_eq!(t.full_name(), "shapes.diamond@1.2.3");
+    assert_eq!(t.steps.len(), 4);
+    assert_eq!(t.steps[3].depends_on, vec!["left", "right"]);
+    assert_eq!(t.steps[0].retry_limit, DEFAULT_RETRY_LIMIT);
+    assert_eq!(t.steps[0].dependent_system, "unknown");
+    assert_eq!(t.steps[2].retry_limit, 5);
+    assert_eq!(t.steps[2].timeout_seconds, Some(2.5));
+    assert_eq!(t.dag.levels(), &[0, 1, 1, 2]);
+    let min = parse_template("m.yaml", "name: m\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n", None).unwrap();
+    assert_eq!(min.namespace, "default");
+    assert_eq!(min.version.to_string(), "0.1.0");
+}
+
+#[test]
+fn environment_overrides_merge_by_name() {
+    let t = parse_template("t.yaml", DIAMOND, Some("production")).unwrap();
+    assert_eq!(t.steps[2].retry_limit, 9);
+    assert_eq!(t.steps[2].handler.config, json!({"program": "echo", "args": ["hi"]}));
+    let dev = parse_template("t.yaml", DIAMOND, Some("development")).unwrap();
+    assert_eq!(dev.steps[2].retry_limit, 5);
+}
+
+#[test]
+fn context_schema_reports_paths() {
+    let t = parse_template("t.yaml", DIAMOND, None).unwrap();
+    assert!(t.validate_context(&json!({"amount": 3})).is_ok());
+    let v = t.validate_context(&json!({"amount": -1})).unwrap_err();
+    assert_eq!(v[0].path, "/amount");
+    let v = t.validate_context(&json!({})).unwrap_err();
+    assert!(v[0].message.contains("amount"), "{v:?}");
+}
+
+#[test]
+fn unknown_key_names_line_and_key() {
+    let e = errs("name: x\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n    depends_on_stpe: b\n");
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].line, Some(5), "{e:?}");
+    assert!(e[0].message.contains("depends_on_stpe"), "{}", e[0]);
+    assert!(e[0].to_string().starts_with("t.yaml:5:"), "{}", e[0]);
+}
+
+#[test]
+fn missing_field_is_reported() {
+    let e = errs("name: x\nstep_templates:\n  - name: a\n");
+    assert!(e[0].message.contains("handler"), "{}", e[0]);
+}
+
+#[test]
+fn duplicate_and_unknown_dependencies_all_reported_with_lines() {
+    let yaml = "name: x\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n  - name: a\n    handler: {kind: noop}\n  - name: c\n    depends_on_steps: [a, ghost]\n    handler: {kind: noop}\n";
+    let e = errs(yaml);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!(e[0].line, Some(5));
+    assert_eq!(e[0].field, "step_templates[1].name");
+    assert!(e[0].message.contains("duplicate step name `a`"));
+    assert_eq!(e[1].line, Some(8));
+    assert_eq!(e[1].field, "step_templates[2].depends_on_steps[1]");
+    assert!(e[1].message.contains("unknown step `ghost`"));
+}
+
+#[test]
+fn cycle_prints_its_path() {
+    let yaml = "name: x\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n  - name: b\n    depends_on_steps: [a, c]\n    handler: {kind: noop}\n  - name: c\n    depends_on_step: b\n    handler: {kind: noop}\n";
+    let e = errs(yaml);
+    assert_eq!(e.len(), 1);
+    assert!(e[0].message.contains("dependency cycle: b -> c -> b"), "{}", e[0]);
+    assert_eq!(e[0].line, Some(5));
+}
+
+#[test]
+fn bad_semver_and_names() {
+    let e = errs("name: x y\nversion: 1.0\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n");
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!(e[0].field, "name");
+    assert_eq!(e[1].field, "version");
+    assert_eq!(e[1].line, Some(2));
+}
+
+#[test]
+fn bad_yaml_syntax_has_a_line() {
+    let e = errs("name: x\nstep_templates: [\n");
+    assert!(e[0].line.is_some(), "{e:?}");
+}
+
+#[test]
+fn invalid_schema_and_timeout_rejected() {
+    let e = errs("name: x\ncontext_schema: {type: 12}\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n    timeout_seconds: -1\n");
+    let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["context_schema", "step_templates[0].timeout_seconds"]);
+}
+
+#[test]
+fn override_of_unknown_step_is_an_error() {
+    let yaml = "name: x\nstep_templates:\n  - name: a\n    handler: {kind: noop}\nenvironments:\n  prod:\n    step_templates:\n      - name: b\n        default_retry_limit: 1\n";
+    assert!(parse_template("t.yaml", yaml, None).is_ok());
+    let e = parse_template("t.yaml", yaml, Some("prod")).unwrap_err().0;
+    assert!(e[0].message.contains("unknown step `b`"));
+}
+
+#[test]
+fn not_retryable_means_one_attempt() {
+    let t = parse_template("t.yaml", "name: x\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n    default_retryable: false\n", None).unwrap();
+    assert_eq!(t.steps[0].max_attempts(), 1);
+}
