@@ -1,1 +1,163 @@
-//! placeholder
+//! # tasker-store
+//!
+//! The storage interface of Tasker. The engine, the CLI and the HTTP API talk
+//! to a [`Store`]; the backends (`tasker-store-sqlite`, `tasker-store-postgres`)
+//! implement it and run the same [`conformance`] suite.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`rows`] | rows read back: tasks, steps, transitions, pages |
+//! | [`params`] | what goes in: new tasks, claims, outcomes, queries |
+//! | [`error`] | [`StoreError`], the one error type that leaves a backend |
+//! | [`events`] | [`StoreEvent`], the wake-up signals a store broadcasts |
+//! | `conformance` | the shared test suite (feature `conformance`) |
+//!
+//! ## The model in one paragraph
+//! Steps carry their own status, attempt counter, lease and `ready_at`. A step
+//! is claimable when `status = pending` and `ready_at <= now`; `ready_at` is
+//! NULL while any parent is unfinished, set when the last parent finishes
+//! (a per-step `remaining_parents` counter, so readiness costs O(children) and
+//! never depends on history), and pushed into the future by a retry backoff.
+//! A claim moves steps to `in_progress` under a lease (owner, token, expiry)
+//! and bumps `attempts`; results are accepted only with the current token.
+//! Every state change appends a transition row in the same transaction;
+//! transitions are never read on the hot path. Tasks keep counters
+//! (`steps_remaining`, `steps_live`, `steps_blocked`) updated in the same
+//! transactions, so finalisation is one conditional update that exactly one
+//! writer can win.
+
+pub mod error;
+pub mod events;
+pub mod params;
+pub mod rows;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use error::{StoreError, StoreResult};
+pub use events::StoreEvent;
+pub use params::*;
+pub use rows::*;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tasker_core::StepCounts;
+use uuid::Uuid;
+
+/// Which database is behind a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// The storage interface. Every method is one transaction.
+///
+/// Times are passed in (`now`) rather than read inside, so tests control the
+/// clock (River's habit).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+
+    /// Signals after commits: work became available, a task finished, a step
+    /// changed. Lagging receivers should treat `Lagged` as "something happened".
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StoreEvent>;
+
+    /// Round trip to the database.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// True when every embedded migration has been applied.
+    async fn migrations_applied(&self) -> StoreResult<bool>;
+
+    // ---- tasks -------------------------------------------------------------
+
+    /// Creates a task with its steps and edges, atomically. With an identity,
+    /// fails with [`StoreError::DuplicateTask`] when a task with the same hash
+    /// was created at or after `identity.since`.
+    async fn task_create(&self, task: NewTask) -> StoreResult<TaskRow>;
+
+    /// Creates many tasks in one transaction (bulk loads, benchmarks). Identity
+    /// checks apply to each. All or nothing.
+    async fn task_create_many(&self, tasks: Vec<NewTask>) -> StoreResult<Vec<Uuid>>;
+
+    /// One task.
+    async fn task_get(&self, id: Uuid) -> StoreResult<TaskRow>;
+
+    /// A page of tasks.
+    async fn task_list(&self, query: &TaskQuery) -> StoreResult<Page<TaskRow>>;
+
+    /// Step counts of a task at `now` (for the execution context).
+    async fn task_step_counts(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepCounts>;
+
+    /// Updates reason and/or tags.
+    async fn task_update(&self, id: Uuid, update: TaskUpdate, now: DateTime<Utc>) -> StoreResult<TaskRow>;
+
+    /// Cancels a task: the task and every pending or in-progress step go to
+    /// `cancelled` (running handlers lose their lease). Terminal tasks other
+    /// than complete / resolved_manually are an [`StoreError::InvalidTransition`].
+    async fn task_cancel(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<TaskRow>;
+
+    /// Retries a task in `error`: task → pending, each `error` step → pending
+    /// with a fresh attempt budget (`max_attempts = attempts + retry_limit`),
+    /// ready at `now` if its parents are done. Cancelled steps stay cancelled.
+    async fn task_retry(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<TaskRow>;
+
+    /// Transitions of a task, oldest first.
+    async fn task_transitions(&self, id: Uuid) -> StoreResult<Vec<TransitionRow>>;
+
+    // ---- steps -------------------------------------------------------------
+
+    /// The steps of a task, in template order, with parents' names.
+    async fn step_list(&self, task_id: Uuid) -> StoreResult<Vec<StepRow>>;
+
+    /// One step.
+    async fn step_get(&self, id: Uuid) -> StoreResult<StepRow>;
+
+    /// Transitions of a step, oldest first.
+    async fn step_transitions(&self, id: Uuid) -> StoreResult<Vec<TransitionRow>>;
+
+    /// Changes a step's retry limit and/or inputs (only while not running or done).
+    async fn step_update(&self, id: Uuid, update: StepUpdate, now: DateTime<Utc>) -> StoreResult<StepRow>;
+
+    /// Marks a pending or error step `resolved_manually` with the given results;
+    /// its children may become ready; the task may complete.
+    async fn step_resolve(&self, id: Uuid, results: serde_json::Value, now: DateTime<Utc>) -> StoreResult<StepRow>;
+
+    /// Cancels a pending or in-progress step. Its dependants can no longer run.
+    async fn step_cancel(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepRow>;
+
+    /// Gives an `error` step a fresh attempt budget and makes it pending
+    /// (ready now if parents are done). A task in `error` goes back to `pending`.
+    async fn step_retry(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepRow>;
+
+    // ---- work --------------------------------------------------------------
+
+    /// Claims up to `limit` ready steps (oldest `ready_at` first) in one
+    /// statement: `pending → in_progress`, `attempts + 1`, lease set. Tasks
+    /// still `pending` go to `in_progress`. Respects `per_task_limit` and the
+    /// kind / namespace filters.
+    async fn step_claim(&self, claim: &ClaimParams) -> StoreResult<Vec<ClaimedStep>>;
+
+    /// Records many outcomes in one transaction. Each is applied only if the
+    /// step is still `in_progress` under the given lease token; otherwise that
+    /// outcome is reported as lease-lost and ignored. Unblocks children,
+    /// updates task counters and finalises tasks (exactly one writer wins).
+    async fn step_finish_many(&self, outcomes: &[StepOutcome], now: DateTime<Utc>) -> StoreResult<FinishReport>;
+
+    /// Extends the leases that are still held; returns the ids whose lease was lost.
+    async fn step_lease_renew(&self, leases: &[LeaseRef], until: DateTime<Utc>, now: DateTime<Utc>) -> StoreResult<Vec<Uuid>>;
+
+    /// Finds `in_progress` steps whose lease expired before `now`: with
+    /// attempts left they go back to pending (ready now), otherwise to error.
+    /// Returns how many were rescued. At most `limit` per call.
+    async fn step_rescue_expired(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<u64>;
+
+    /// The earliest future `ready_at` of any claimable step (to sleep until).
+    async fn step_next_ready_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
+
+    /// Aggregate counts for health and status pages.
+    async fn stats(&self) -> StoreResult<StoreStats>;
+}

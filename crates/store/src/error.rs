@@ -1,0 +1,44 @@
+//! The one error type that leaves a backend. `sqlx::Error` never does.
+
+use uuid::Uuid;
+
+/// Result alias for store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What went wrong in a store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The task or step does not exist.
+    #[error("{entity} {id} not found")]
+    NotFound {
+        /// `task` or `step`.
+        entity: &'static str,
+        /// Its id.
+        id: Uuid,
+    },
+    /// The state machine forbids the change.
+    #[error(transparent)]
+    InvalidTransition(#[from] tasker_core::InvalidTransition),
+    /// A task with the same identity hash exists inside the window.
+    #[error("a task with the same identity already exists: {existing}")]
+    DuplicateTask {
+        /// The existing task.
+        existing: Uuid,
+    },
+    /// The request conflicts with the current state (e.g. editing a running step).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database cannot be reached (connection refused, pool timed out, shutting down).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else from the database (a bug, a corrupt row).
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// True when retrying the same call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}

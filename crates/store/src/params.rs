@@ -1,0 +1,195 @@
+//! What goes into a store.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tasker_core::{HandlerSpec, TaskState};
+use uuid::Uuid;
+
+/// A task to create, with its materialised steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    /// Id (callers use UUID v7).
+    pub id: Uuid,
+    /// Template namespace.
+    pub namespace: String,
+    /// Template name.
+    pub name: String,
+    /// Template version.
+    pub version: String,
+    /// Task input.
+    pub context: Value,
+    /// Who asked.
+    pub initiator: String,
+    /// From which system.
+    pub source_system: String,
+    /// Why.
+    pub reason: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Correlation id.
+    pub correlation_id: String,
+    /// Duplicate detection, when enabled.
+    pub identity: Option<Identity>,
+    /// Steps in template order.
+    pub steps: Vec<NewStep>,
+    /// Creation time.
+    pub now: DateTime<Utc>,
+}
+
+/// Duplicate detection for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Request hash.
+    pub hash: String,
+    /// Tasks created at or after this time with the same hash are duplicates.
+    pub since: DateTime<Utc>,
+}
+
+/// A step to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewStep {
+    /// Id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// External system.
+    pub dependent_system: String,
+    /// Handler.
+    pub handler: HandlerSpec,
+    /// Static inputs.
+    pub inputs: Value,
+    /// Total attempts allowed.
+    pub max_attempts: i32,
+    /// The template's retry limit.
+    pub retry_limit: i32,
+    /// Whether failures are retried.
+    pub retryable: bool,
+    /// Stored only.
+    pub skippable: bool,
+    /// Per-attempt timeout.
+    pub timeout_seconds: Option<f64>,
+    /// Indices (into the task's steps) of the parents.
+    pub parents: Vec<usize>,
+}
+
+/// Which steps a worker may claim.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimParams {
+    /// Worker (process) id, recorded as lease owner.
+    pub worker_id: String,
+    /// At most this many steps.
+    pub limit: u32,
+    /// Lease expiry for the claimed steps.
+    pub lease_until: DateTime<Utc>,
+    /// Current time; steps with `ready_at <= now` are claimable.
+    pub now: DateTime<Utc>,
+    /// At most this many `in_progress` steps per task (None = no limit).
+    pub per_task_limit: Option<u32>,
+    /// Only these handler kinds (None = any).
+    pub kinds: Option<Vec<String>>,
+    /// Never these handler kinds (e.g. `external`, for in-process engines).
+    pub exclude_kinds: Vec<String>,
+    /// Only tasks of these namespaces (None = any).
+    pub namespaces: Option<Vec<String>>,
+}
+
+/// A lease as a worker knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRef {
+    /// Step id.
+    pub step_id: Uuid,
+    /// Token from the claim.
+    pub token: Uuid,
+}
+
+/// The result of one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepOutcome {
+    /// Which step and lease.
+    pub lease: LeaseRef,
+    /// Success or failure.
+    pub result: OutcomeResult,
+}
+
+/// Success, or a failure with the engine's retry decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutcomeResult {
+    /// The handler's results.
+    Success(Value),
+    /// The handler failed.
+    Failure {
+        /// What went wrong.
+        error: crate::rows::StepErrorRecord,
+        /// When to retry; None = no more attempts (the step goes to `error`).
+        retry_at: Option<DateTime<Utc>>,
+    },
+}
+
+/// Sort keys allowed for task lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TaskSort {
+    /// Creation time (default).
+    #[default]
+    CreatedAt,
+    /// Last change.
+    UpdatedAt,
+    /// Status name.
+    Status,
+    /// Template name.
+    Name,
+    /// Namespace.
+    Namespace,
+}
+
+/// Filters and paging for task lists.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TaskQuery {
+    /// Only this state.
+    pub status: Option<TaskState>,
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Only this template name.
+    pub name: Option<String>,
+    /// Only this version.
+    pub version: Option<String>,
+    /// Created at or after.
+    pub created_since: Option<DateTime<Utc>>,
+    /// Created before.
+    pub created_until: Option<DateTime<Utc>>,
+    /// Sort key.
+    pub sort: TaskSort,
+    /// Descending (newest first by default).
+    pub descending: bool,
+    /// Page size.
+    pub limit: u32,
+    /// Rows to skip.
+    pub offset: u32,
+}
+
+/// Editable task fields.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TaskUpdate {
+    /// New reason.
+    pub reason: Option<String>,
+    /// New tags (replace).
+    pub tags: Option<Vec<String>>,
+}
+
+/// Editable step fields.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StepUpdate {
+    /// New retry limit (total attempts); `max_attempts` becomes `attempts`-aware.
+    pub retry_limit: Option<i32>,
+    /// New inputs (replace).
+    pub inputs: Option<Value>,
+}
+
+/// Convenience: the task states that are final.
+pub fn is_final(state: TaskState) -> bool {
+    matches!(
+        state,
+        TaskState::Complete | TaskState::Error | TaskState::Cancelled | TaskState::ResolvedManually
+    )
+}
