@@ -95,7 +95,8 @@ impl BackoffPolicy {
         if self.jitter_enabled && secs > 0.0 && self.jitter_max_percentage > 0.0 {
             let range = secs * self.jitter_max_percentage;
             // Map the seed onto [-1, 1].
-            let unit = (splitmix(seed ^ failed_attempts as u64) % 2_000_001) as f64 / 1_000_000.0 - 1.0;
+            let unit =
+                (splitmix(seed ^ failed_attempts as u64) % 2_000_001) as f64 / 1_000_000.0 - 1.0;
             secs = (secs + unit * range).clamp(0.0, self.max_backoff_seconds.max(secs));
         }
         duration_from_secs(secs)
@@ -147,8 +148,14 @@ mod tests {
     #[test]
     fn requested_delay_is_capped() {
         let p = no_jitter();
-        assert_eq!(p.requested(Duration::from_secs(30)), Duration::from_secs(30));
-        assert_eq!(p.requested(Duration::from_secs(10_000)), Duration::from_secs(300));
+        assert_eq!(
+            p.requested(Duration::from_secs(30)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            p.requested(Duration::from_secs(10_000)),
+            Duration::from_secs(300)
+        );
     }
 
     #[test]

@@ -104,12 +104,16 @@ impl Dag {
 
     /// Nodes with no parents.
     pub fn roots(&self) -> Vec<usize> {
-        (0..self.len()).filter(|&i| self.parents[i].is_empty()).collect()
+        (0..self.len())
+            .filter(|&i| self.parents[i].is_empty())
+            .collect()
     }
 
     /// Nodes with no children.
     pub fn leaves(&self) -> Vec<usize> {
-        (0..self.len()).filter(|&i| self.children[i].is_empty()).collect()
+        (0..self.len())
+            .filter(|&i| self.children[i].is_empty())
+            .collect()
     }
 
     /// All edges `(parent, child)`, sorted.
@@ -153,7 +157,11 @@ fn find_cycle(children: &[Vec<usize>], indegree: &[usize]) -> Vec<usize> {
     let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
     state[start] = 1;
     while let Some(&mut (node, ref mut next)) = stack.last_mut() {
-        let kids: Vec<usize> = children[node].iter().copied().filter(|&c| stuck(c)).collect();
+        let kids: Vec<usize> = children[node]
+            .iter()
+            .copied()
+            .filter(|&c| stuck(c))
+            .collect();
         if *next < kids.len() {
             let c = kids[*next];
             *next += 1;
@@ -173,11 +181,11 @@ fn find_cycle(children: &[Vec<usize>], indegree: &[usize]) -> Vec<usize> {
         } else {
             state[node] = 2;
             stack.pop();
-            if stack.is_empty() {
-                if let Some(s) = (0..n).find(|&i| stuck(i) && state[i] == 0) {
-                    state[s] = 1;
-                    stack.push((s, 0));
-                }
+            if stack.is_empty()
+                && let Some(s) = (0..n).find(|&i| stuck(i) && state[i] == 0)
+            {
+                state[s] = 1;
+                stack.push((s, 0));
             }
         }
     }

@@ -100,15 +100,30 @@ impl ExecutionContext {
         let blockers = c.failed + c.cancelled;
         let quiet = c.ready == 0 && c.in_progress == 0 && c.scheduled == 0;
         let (execution_status, recommended_action) = if c.ready > 0 {
-            (ExecutionStatus::HasReadySteps, RecommendedAction::ExecuteReadySteps)
+            (
+                ExecutionStatus::HasReadySteps,
+                RecommendedAction::ExecuteReadySteps,
+            )
         } else if c.in_progress > 0 {
-            (ExecutionStatus::Processing, RecommendedAction::WaitForCompletion)
+            (
+                ExecutionStatus::Processing,
+                RecommendedAction::WaitForCompletion,
+            )
         } else if blockers > 0 && quiet {
-            (ExecutionStatus::BlockedByFailures, RecommendedAction::HandleFailures)
+            (
+                ExecutionStatus::BlockedByFailures,
+                RecommendedAction::HandleFailures,
+            )
         } else if c.total > 0 && c.done == c.total {
-            (ExecutionStatus::AllComplete, RecommendedAction::FinalizeTask)
+            (
+                ExecutionStatus::AllComplete,
+                RecommendedAction::FinalizeTask,
+            )
         } else {
-            (ExecutionStatus::WaitingForDependencies, RecommendedAction::WaitForDependencies)
+            (
+                ExecutionStatus::WaitingForDependencies,
+                RecommendedAction::WaitForDependencies,
+            )
         };
         let completion_percentage = if c.total == 0 {
             0.0
@@ -151,15 +166,38 @@ mod tests {
 
     #[test]
     fn precedence_ready_then_processing_then_blocked_then_complete() {
-        let base = StepCounts { total: 4, ..Default::default() };
-        let ready = ctx(StepCounts { ready: 1, pending: 1, in_progress: 1, failed: 1, done: 1, ..base });
+        let base = StepCounts {
+            total: 4,
+            ..Default::default()
+        };
+        let ready = ctx(StepCounts {
+            ready: 1,
+            pending: 1,
+            in_progress: 1,
+            failed: 1,
+            done: 1,
+            ..base
+        });
         assert_eq!(ready.execution_status, ExecutionStatus::HasReadySteps);
         assert_eq!(ready.health_status, HealthStatus::Recovering);
-        let running = ctx(StepCounts { in_progress: 1, failed: 1, done: 2, ..base });
+        let running = ctx(StepCounts {
+            in_progress: 1,
+            failed: 1,
+            done: 2,
+            ..base
+        });
         assert_eq!(running.execution_status, ExecutionStatus::Processing);
-        let blocked = ctx(StepCounts { failed: 1, done: 2, pending: 1, ..base });
+        let blocked = ctx(StepCounts {
+            failed: 1,
+            done: 2,
+            pending: 1,
+            ..base
+        });
         assert_eq!(blocked.execution_status, ExecutionStatus::BlockedByFailures);
-        assert_eq!(blocked.recommended_action, RecommendedAction::HandleFailures);
+        assert_eq!(
+            blocked.recommended_action,
+            RecommendedAction::HandleFailures
+        );
         assert_eq!(blocked.health_status, HealthStatus::Blocked);
         let done = ctx(StepCounts { done: 4, ..base });
         assert_eq!(done.execution_status, ExecutionStatus::AllComplete);
@@ -169,7 +207,15 @@ mod tests {
 
     #[test]
     fn failure_with_retry_in_backoff_elsewhere_is_not_blocked() {
-        let c = StepCounts { total: 3, failed: 1, pending: 1, scheduled: 1, retrying: 1, done: 1, ..Default::default() };
+        let c = StepCounts {
+            total: 3,
+            failed: 1,
+            pending: 1,
+            scheduled: 1,
+            retrying: 1,
+            done: 1,
+            ..Default::default()
+        };
         let x = ctx(c);
         assert_eq!(x.execution_status, ExecutionStatus::WaitingForDependencies);
         assert_eq!(x.health_status, HealthStatus::Recovering);
@@ -177,7 +223,12 @@ mod tests {
 
     #[test]
     fn percentage_rounds_to_two_decimals() {
-        let x = ctx(StepCounts { total: 3, done: 1, pending: 2, ..Default::default() });
+        let x = ctx(StepCounts {
+            total: 3,
+            done: 1,
+            pending: 2,
+            ..Default::default()
+        });
         assert_eq!(x.completion_percentage, 33.33);
     }
 

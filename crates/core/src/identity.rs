@@ -42,7 +42,14 @@ pub struct IdentityInput<'a> {
 /// Hex SHA-256 over a canonical encoding (object keys sorted at every depth).
 pub fn identity_hash(input: IdentityInput<'_>) -> String {
     let mut h = Sha256::new();
-    for part in [input.namespace, input.name, input.version, input.initiator, input.source_system, input.reason] {
+    for part in [
+        input.namespace,
+        input.name,
+        input.version,
+        input.initiator,
+        input.source_system,
+        input.reason,
+    ] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
     }
@@ -88,7 +95,15 @@ mod tests {
     use serde_json::json;
 
     fn input(context: &Value) -> IdentityInput<'_> {
-        IdentityInput { namespace: "n", name: "t", version: "1.0.0", context, initiator: "i", source_system: "s", reason: "r" }
+        IdentityInput {
+            namespace: "n",
+            name: "t",
+            version: "1.0.0",
+            context,
+            initiator: "i",
+            source_system: "s",
+            reason: "r",
+        }
     }
 
     #[test]

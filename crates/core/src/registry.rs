@@ -14,7 +14,9 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
     /// The key is taken and replacement was not asked for.
-    #[error("template {namespace}.{name}@{version} is already registered (ask for replacement to override it)")]
+    #[error(
+        "template {namespace}.{name}@{version} is already registered (ask for replacement to override it)"
+    )]
     Duplicate {
         /// Namespace.
         namespace: String,
@@ -139,7 +141,10 @@ impl TemplateRegistry {
 
     /// Every registered template.
     pub fn all(&self) -> impl Iterator<Item = &Arc<TaskTemplate>> {
-        self.map.values().flat_map(|n| n.values()).flat_map(|v| v.values())
+        self.map
+            .values()
+            .flat_map(|n| n.values())
+            .flat_map(|v| v.values())
     }
 
     /// Number of registered templates (all versions).
@@ -168,20 +173,36 @@ mod tests {
     #[test]
     fn latest_uses_semver_order() {
         let mut r = TemplateRegistry::new();
-        r.register_all(vec![tpl("ns", "t", "0.9.0"), tpl("ns", "t", "0.10.0"), tpl("ns", "t", "0.2.0")], false)
-            .unwrap();
-        assert_eq!(r.get("ns", "t", None).unwrap().version.to_string(), "0.10.0");
+        r.register_all(
+            vec![
+                tpl("ns", "t", "0.9.0"),
+                tpl("ns", "t", "0.10.0"),
+                tpl("ns", "t", "0.2.0"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            r.get("ns", "t", None).unwrap().version.to_string(),
+            "0.10.0"
+        );
         let v = Version::parse("0.9.0").unwrap();
         assert_eq!(r.get("ns", "t", Some(&v)).unwrap().version, v);
         let names = r.names("ns").unwrap();
-        assert_eq!(names[0].1.iter().map(|v| v.to_string()).collect::<Vec<_>>(), ["0.2.0", "0.9.0", "0.10.0"]);
+        assert_eq!(
+            names[0].1.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+            ["0.2.0", "0.9.0", "0.10.0"]
+        );
     }
 
     #[test]
     fn duplicate_rejected_unless_replacing_and_batches_are_atomic() {
         let mut r = TemplateRegistry::new();
         r.register(tpl("ns", "t", "1.0.0"), false).unwrap();
-        let err = r.register_all(vec![tpl("ns", "other", "1.0.0"), tpl("ns", "t", "1.0.0")], false);
+        let err = r.register_all(
+            vec![tpl("ns", "other", "1.0.0"), tpl("ns", "t", "1.0.0")],
+            false,
+        );
         assert!(matches!(err, Err(RegistryError::Duplicate { .. })));
         // The good template of the failed batch did not go in.
         assert!(r.get("ns", "other", None).is_err());
@@ -192,8 +213,16 @@ mod tests {
     #[test]
     fn enumeration() {
         let mut r = TemplateRegistry::new();
-        r.register_all(vec![tpl("a", "x", "1.0.0"), tpl("a", "x", "2.0.0"), tpl("a", "y", "1.0.0"), tpl("b", "z", "1.0.0")], false)
-            .unwrap();
+        r.register_all(
+            vec![
+                tpl("a", "x", "1.0.0"),
+                tpl("a", "x", "2.0.0"),
+                tpl("a", "y", "1.0.0"),
+                tpl("b", "z", "1.0.0"),
+            ],
+            false,
+        )
+        .unwrap();
         let ns = r.namespaces();
         assert_eq!(ns.len(), 2);
         assert_eq!((ns[0].names, ns[0].versions), (2, 3));

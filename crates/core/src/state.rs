@@ -96,7 +96,9 @@ state_enum!(
 
 /// A state name that is not one of the six states.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown state `{0}` (expected one of pending, in_progress, complete, error, cancelled, resolved_manually)")]
+#[error(
+    "unknown state `{0}` (expected one of pending, in_progress, complete, error, cancelled, resolved_manually)"
+)]
 pub struct UnknownState(pub String);
 
 /// A transition the state machine does not allow.
@@ -139,7 +141,11 @@ impl TaskState {
             (Complete | ResolvedManually, Cancelled) => true,
             _ => false,
         };
-        if ok { Ok(()) } else { Err(self.invalid(to, None)) }
+        if ok {
+            Ok(())
+        } else {
+            Err(self.invalid(to, None))
+        }
     }
 
     fn invalid(self, to: TaskState, reason: Option<&'static str>) -> InvalidTransition {
@@ -176,7 +182,11 @@ impl StepState {
             (Error, Pending | ResolvedManually) => true,
             _ => false,
         };
-        if ok { Ok(()) } else { Err(self.invalid(to, None)) }
+        if ok {
+            Ok(())
+        } else {
+            Err(self.invalid(to, None))
+        }
     }
 
     fn invalid(self, to: StepState, reason: Option<&'static str>) -> InvalidTransition {

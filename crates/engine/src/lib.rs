@@ -1,1 +1,40 @@
-//! placeholder
+//! # tasker-engine
+//!
+//! Runs workflows on top of any [`tasker_store::Store`].
+//!
+//! | module | role |
+//! |---|---|
+//! | [`service`] | [`Tasker`], the application service: templates, task creation, waiting, operator actions |
+//! | [`handler`] | the [`StepHandler`] trait, [`StepContext`], [`StepError`], the registry of kinds |
+//! | [`handlers`] | built-in kinds: `noop`, `sleep`, `command` |
+//! | `worker` | claimer, executor, completer, heartbeat, rescuer ([`WorkerHandle`]) |
+//! | [`config`] | [`EngineConfig`] |
+//! | [`templates`] | loading template files and directories |
+//! | [`clock`] | injectable time |
+//!
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<dyn tasker_store::Store>) -> Result<(), Box<dyn std::error::Error>> {
+//! use tasker_engine::{Tasker, TaskRequest};
+//! let tasker = Tasker::builder(store).template_path("examples/templates").build()?;
+//! let task = tasker.create_task(TaskRequest::new("default", "hello").context(serde_json::json!({}))).await?;
+//! let worker = tasker.start();
+//! let done = tasker.wait_for_task(task.id, std::time::Duration::from_secs(30)).await?;
+//! worker.shutdown().await;
+//! println!("{}", done.status);
+//! # Ok(()) }
+//! ```
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod handler;
+pub mod handlers;
+pub mod service;
+pub mod templates;
+mod worker;
+
+pub use config::EngineConfig;
+pub use error::EngineError;
+pub use handler::{HandlerRegistry, StepContext, StepError, StepHandler};
+pub use service::{TaskRequest, TaskStatus, Tasker, TaskerBuilder};
+pub use worker::WorkerHandle;

@@ -23,7 +23,12 @@ impl TemplateError {
         let full = e.to_string();
         // The rendered error may carry a source snippet after the first line;
         // the first line is the message.
-        let message = full.lines().next().unwrap_or("invalid YAML").trim().to_string();
+        let message = full
+            .lines()
+            .next()
+            .unwrap_or("invalid YAML")
+            .trim()
+            .to_string();
         TemplateError {
             source: source.to_string(),
             line: loc.map(|l| l.line() as u32).filter(|&l| l > 0),

@@ -63,7 +63,11 @@ pub struct StepTemplate {
 impl StepTemplate {
     /// Attempts this step may make: `retry_limit`, or 1 when not retryable.
     pub fn max_attempts(&self) -> u32 {
-        if self.retryable { self.retry_limit.max(1) } else { 1 }
+        if self.retryable {
+            self.retry_limit.max(1)
+        } else {
+            1
+        }
     }
 }
 
@@ -139,7 +143,11 @@ impl TaskTemplate {
                 message: e.to_string(),
             })
             .collect();
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -170,7 +178,11 @@ pub fn parse_template(
 ) -> Result<TaskTemplate, TemplateErrors> {
     let raw: RawTemplate = serde_saphyr::from_str(yaml)
         .map_err(|e| TemplateErrors(vec![TemplateError::from_yaml(source, &e)]))?;
-    Builder { source, errors: Vec::new() }.build(raw, environment)
+    Builder {
+        source,
+        errors: Vec::new(),
+    }
+    .build(raw, environment)
 }
 
 struct Builder<'a> {
@@ -210,7 +222,14 @@ impl Builder<'_> {
             Some(v) => match semver::Version::parse(v.value.trim()) {
                 Ok(parsed) => parsed,
                 Err(e) => {
-                    self.err(v, "version", format!("`{}` is not a semantic version (MAJOR.MINOR.PATCH): {e}", v.value));
+                    self.err(
+                        v,
+                        "version",
+                        format!(
+                            "`{}` is not a semantic version (MAJOR.MINOR.PATCH): {e}",
+                            v.value
+                        ),
+                    );
                     semver::Version::new(0, 0, 0)
                 }
             },
@@ -220,17 +239,21 @@ impl Builder<'_> {
             Some(schema) => match jsonschema::validator_for(&schema.value) {
                 Ok(v) => Some(Arc::new(v)),
                 Err(e) => {
-                    self.err(schema, "context_schema", format!("not a valid JSON Schema: {e}"));
+                    self.err(
+                        schema,
+                        "context_schema",
+                        format!("not a valid JSON Schema: {e}"),
+                    );
                     None
                 }
             },
             None => None,
         };
 
-        if let Some(env) = environment {
-            if let Some(overrides) = raw.environments.remove(env) {
-                self.apply_overrides(&mut raw.step_templates.value, overrides);
-            }
+        if let Some(env) = environment
+            && let Some(overrides) = raw.environments.remove(env)
+        {
+            self.apply_overrides(&mut raw.step_templates.value, overrides);
         }
 
         let steps_span = raw.step_templates.referenced;
@@ -257,7 +280,10 @@ impl Builder<'_> {
                 self.err(
                     &step.name,
                     field,
-                    format!("duplicate step name `{}` (first defined at step_templates[{first}])", step.name.value),
+                    format!(
+                        "duplicate step name `{}` (first defined at step_templates[{first}])",
+                        step.name.value
+                    ),
                 );
             }
         }
@@ -267,19 +293,24 @@ impl Builder<'_> {
         let mut steps = Vec::with_capacity(raw_steps.len());
         for (i, step) in raw_steps.iter().enumerate() {
             let mut deps: Vec<String> = Vec::new();
-            let listed = step
-                .depends_on_step
-                .iter()
-                .map(|d| (d, format!("step_templates[{i}].depends_on_step")))
-                .chain(step.depends_on_steps.iter().enumerate().map(|(j, d)| {
-                    (d, format!("step_templates[{i}].depends_on_steps[{j}]"))
-                }));
+            let listed =
+                step.depends_on_step
+                    .iter()
+                    .map(|d| (d, format!("step_templates[{i}].depends_on_step")))
+                    .chain(
+                        step.depends_on_steps.iter().enumerate().map(|(j, d)| {
+                            (d, format!("step_templates[{i}].depends_on_steps[{j}]"))
+                        }),
+                    );
             for (dep, field) in listed {
                 match index.get(dep.value.as_str()) {
                     None => self.err(
                         dep,
                         field,
-                        format!("step `{}` depends on unknown step `{}`", step.name.value, dep.value),
+                        format!(
+                            "step `{}` depends on unknown step `{}`",
+                            step.name.value, dep.value
+                        ),
                     ),
                     Some(&p) => {
                         if !deps.contains(&dep.value) {
@@ -289,13 +320,21 @@ impl Builder<'_> {
                     }
                 }
             }
-            if let Some(t) = &step.timeout_seconds {
-                if !(t.value.is_finite() && t.value > 0.0) {
-                    self.err(t, format!("step_templates[{i}].timeout_seconds"), "must be a positive number of seconds");
-                }
+            if let Some(t) = &step.timeout_seconds
+                && !(t.value.is_finite() && t.value > 0.0)
+            {
+                self.err(
+                    t,
+                    format!("step_templates[{i}].timeout_seconds"),
+                    "must be a positive number of seconds",
+                );
             }
             if step.handler.value.kind.trim().is_empty() {
-                self.err(&step.handler, format!("step_templates[{i}].handler.kind"), "must name a handler kind");
+                self.err(
+                    &step.handler,
+                    format!("step_templates[{i}].handler.kind"),
+                    "must name a handler kind",
+                );
             }
             steps.push(to_step(step, deps));
         }
@@ -303,7 +342,11 @@ impl Builder<'_> {
         let dag = match Dag::new(raw_steps.len(), edges) {
             Ok(dag) => Some(dag),
             Err(cycle) => {
-                let names: Vec<&str> = cycle.path.iter().map(|&i| raw_steps[i].name.value.as_str()).collect();
+                let names: Vec<&str> = cycle
+                    .path
+                    .iter()
+                    .map(|&i| raw_steps[i].name.value.as_str())
+                    .collect();
                 let first = cycle.path.first().copied().unwrap_or(0);
                 self.err(
                     &raw_steps[first].name,
@@ -369,7 +412,10 @@ fn to_step(raw: &RawStep, depends_on: Vec<String>) -> StepTemplate {
     StepTemplate {
         name: raw.name.value.clone(),
         description: raw.description.clone(),
-        dependent_system: raw.dependent_system.clone().unwrap_or_else(|| "unknown".into()),
+        dependent_system: raw
+            .dependent_system
+            .clone()
+            .unwrap_or_else(|| "unknown".into()),
         handler: HandlerSpec {
             kind: raw.handler.value.kind.trim().to_string(),
             config: raw.handler.value.config.clone().unwrap_or(Value::Null),

@@ -48,7 +48,12 @@ fn parses_with_defaults() {
     assert_eq!(t.steps[2].retry_limit, 5);
     assert_eq!(t.steps[2].timeout_seconds, Some(2.5));
     assert_eq!(t.dag.levels(), &[0, 1, 1, 2]);
-    let min = parse_template("m.yaml", "name: m\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n", None).unwrap();
+    let min = parse_template(
+        "m.yaml",
+        "name: m\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n",
+        None,
+    )
+    .unwrap();
     assert_eq!(min.namespace, "default");
     assert_eq!(min.version.to_string(), "0.1.0");
 }
@@ -57,7 +62,10 @@ fn parses_with_defaults() {
 fn environment_overrides_merge_by_name() {
     let t = parse_template("t.yaml", DIAMOND, Some("production")).unwrap();
     assert_eq!(t.steps[2].retry_limit, 9);
-    assert_eq!(t.steps[2].handler.config, json!({"program": "echo", "args": ["hi"]}));
+    assert_eq!(
+        t.steps[2].handler.config,
+        json!({"program": "echo", "args": ["hi"]})
+    );
     let dev = parse_template("t.yaml", DIAMOND, Some("development")).unwrap();
     assert_eq!(dev.steps[2].retry_limit, 5);
 }
@@ -74,7 +82,9 @@ fn context_schema_reports_paths() {
 
 #[test]
 fn unknown_key_names_line_and_key() {
-    let e = errs("name: x\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n    depends_on_stpe: b\n");
+    let e = errs(
+        "name: x\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n    depends_on_stpe: b\n",
+    );
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].line, Some(5), "{e:?}");
     assert!(e[0].message.contains("depends_on_stpe"), "{}", e[0]);
@@ -105,13 +115,18 @@ fn cycle_prints_its_path() {
     let yaml = "name: x\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n  - name: b\n    depends_on_steps: [a, c]\n    handler: {kind: noop}\n  - name: c\n    depends_on_step: b\n    handler: {kind: noop}\n";
     let e = errs(yaml);
     assert_eq!(e.len(), 1);
-    assert!(e[0].message.contains("dependency cycle: b -> c -> b"), "{}", e[0]);
+    assert!(
+        e[0].message.contains("dependency cycle: b -> c -> b"),
+        "{}",
+        e[0]
+    );
     assert_eq!(e[0].line, Some(5));
 }
 
 #[test]
 fn bad_semver_and_names() {
-    let e = errs("name: x y\nversion: 1.0\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n");
+    let e =
+        errs("name: x y\nversion: 1.0\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n");
     assert_eq!(e.len(), 2, "{e:?}");
     assert_eq!(e[0].field, "name");
     assert_eq!(e[1].field, "version");
@@ -126,9 +141,14 @@ fn bad_yaml_syntax_has_a_line() {
 
 #[test]
 fn invalid_schema_and_timeout_rejected() {
-    let e = errs("name: x\ncontext_schema: {type: 12}\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n    timeout_seconds: -1\n");
+    let e = errs(
+        "name: x\ncontext_schema: {type: 12}\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n    timeout_seconds: -1\n",
+    );
     let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
-    assert_eq!(fields, ["context_schema", "step_templates[0].timeout_seconds"]);
+    assert_eq!(
+        fields,
+        ["context_schema", "step_templates[0].timeout_seconds"]
+    );
 }
 
 #[test]

@@ -1,0 +1,154 @@
+//! Engine settings, with defaults that suit one machine.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tasker_core::BackoffPolicy;
+use tasker_core::identity::IdentityStrategy;
+
+/// How the engine claims, runs and retries steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Identifies this process in leases and logs (default: `<hostname>-<pid>-<random>`).
+    pub worker_id: Option<String>,
+    /// Handlers running at once in this process.
+    pub max_concurrent_steps: u32,
+    /// Steps of one task running at once, across all processes (None = no limit).
+    pub max_concurrent_steps_per_task: Option<u32>,
+    /// Most steps claimed in one statement.
+    pub claim_batch_size: u32,
+    /// Most outcomes written in one transaction.
+    pub finish_batch_size: u32,
+    /// How long a claim holds a step before another process may take it over.
+    #[serde(with = "secs")]
+    pub lease_duration: Duration,
+    /// How often held leases are renewed (well under `lease_duration`).
+    #[serde(with = "secs")]
+    pub heartbeat_interval: Duration,
+    /// How often expired leases are looked for.
+    #[serde(with = "secs")]
+    pub rescue_interval: Duration,
+    /// Fallback poll when no wake-up arrives (other processes' work on SQLite).
+    #[serde(with = "secs")]
+    pub poll_interval: Duration,
+    /// On shutdown, how long running handlers may take to finish.
+    #[serde(with = "secs")]
+    pub shutdown_timeout: Duration,
+    /// Default per-attempt timeout for steps that set none (None = no limit).
+    #[serde(with = "opt_secs")]
+    pub default_step_timeout: Option<Duration>,
+    /// Retry delays.
+    pub backoff: BackoffPolicy,
+    /// Duplicate task detection.
+    pub identity_strategy: IdentityStrategy,
+    /// With the hash strategy, identical requests within this window are duplicates.
+    #[serde(with = "secs")]
+    pub identity_window: Duration,
+    /// Selects `environments.<name>` overrides in templates.
+    pub environment: Option<String>,
+    /// Handler kinds this engine never runs (left to external workers).
+    pub exclude_kinds: Vec<String>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            worker_id: None,
+            max_concurrent_steps: 64,
+            max_concurrent_steps_per_task: None,
+            claim_batch_size: 64,
+            finish_batch_size: 256,
+            lease_duration: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(10),
+            rescue_interval: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(30),
+            default_step_timeout: None,
+            backoff: BackoffPolicy::default(),
+            identity_strategy: IdentityStrategy::None,
+            identity_window: Duration::from_secs(60),
+            environment: None,
+            exclude_kinds: vec!["external".to_string()],
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Every problem with the settings, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.max_concurrent_steps == 0 {
+            out.push("engine.max_concurrent_steps must be at least 1".into());
+        }
+        if self.max_concurrent_steps_per_task == Some(0) {
+            out.push(
+                "engine.max_concurrent_steps_per_task must be at least 1 (omit it for no limit)"
+                    .into(),
+            );
+        }
+        if !(1..=10_000).contains(&self.claim_batch_size) {
+            out.push("engine.claim_batch_size must be between 1 and 10000".into());
+        }
+        if !(1..=10_000).contains(&self.finish_batch_size) {
+            out.push("engine.finish_batch_size must be between 1 and 10000".into());
+        }
+        if self.lease_duration.is_zero() {
+            out.push("engine.lease_duration must be positive".into());
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.lease_duration {
+            out.push(format!(
+                "engine.heartbeat_interval ({:?}) must be positive and shorter than engine.lease_duration ({:?})",
+                self.heartbeat_interval, self.lease_duration
+            ));
+        }
+        for (key, d) in [
+            ("rescue_interval", self.rescue_interval),
+            ("poll_interval", self.poll_interval),
+        ] {
+            if d.is_zero() {
+                out.push(format!("engine.{key} must be positive"));
+            }
+        }
+        if let Err(e) = self.backoff.validate() {
+            out.push(format!("backoff.{e}"));
+        }
+        out
+    }
+}
+
+/// Durations as (fractional) seconds in config files.
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let v = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(v)
+            .map_err(|_| serde::de::Error::custom(format!("{v} is not a valid number of seconds")))
+    }
+}
+
+mod opt_secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        match Option::<f64>::deserialize(d)? {
+            None => Ok(None),
+            Some(v) => Duration::try_from_secs_f64(v).map(Some).map_err(|_| {
+                serde::de::Error::custom(format!("{v} is not a valid number of seconds"))
+            }),
+        }
+    }
+}

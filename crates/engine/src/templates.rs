@@ -1,0 +1,77 @@
+//! Reading template files from disk (the only file I/O of the template path).
+
+use std::path::{Path, PathBuf};
+use tasker_core::TaskTemplate;
+use tasker_core::template::{TemplateError, TemplateErrors, parse_template};
+
+/// Loads every `.yaml` / `.yml` file of `paths` (files, or directories read
+/// recursively in name order). Returns all templates, or every error of every
+/// file.
+pub fn load_paths(
+    paths: &[PathBuf],
+    environment: Option<&str>,
+) -> Result<Vec<TaskTemplate>, TemplateErrors> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for p in paths {
+        collect(p, &mut files, &mut errors);
+    }
+    let mut templates = Vec::new();
+    for file in files {
+        match load_file(&file, environment) {
+            Ok(t) => templates.push(t),
+            Err(e) => errors.extend(e.0),
+        }
+    }
+    if errors.is_empty() {
+        Ok(templates)
+    } else {
+        Err(TemplateErrors(errors))
+    }
+}
+
+/// Loads one template file.
+pub fn load_file(path: &Path, environment: Option<&str>) -> Result<TaskTemplate, TemplateErrors> {
+    let source = path.display().to_string();
+    let text =
+        std::fs::read_to_string(path).map_err(|e| TemplateErrors(vec![io_error(&source, &e)]))?;
+    parse_template(&source, &text, environment)
+}
+
+fn collect(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<TemplateError>) {
+    let source = path.display().to_string();
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => return errors.push(io_error(&source, &e)),
+    };
+    if meta.is_file() {
+        files.push(path.to_path_buf());
+        return;
+    }
+    let entries = match std::fs::read_dir(path) {
+        Ok(rd) => rd,
+        Err(e) => return errors.push(io_error(&source, &e)),
+    };
+    let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    children.sort();
+    for child in children {
+        if child.is_dir() {
+            collect(&child, files, errors);
+        } else if matches!(
+            child.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            files.push(child);
+        }
+    }
+}
+
+fn io_error(source: &str, e: &std::io::Error) -> TemplateError {
+    TemplateError {
+        source: source.to_string(),
+        line: None,
+        column: None,
+        field: String::new(),
+        message: format!("cannot read: {e}"),
+    }
+}

@@ -1,0 +1,116 @@
+//! The claim loop: take as many ready steps as there are free slots, in one
+//! statement, then wait for a reason to look again.
+
+use super::{InFlight, Leases, executor, lock};
+use crate::service::Inner;
+use std::sync::Arc;
+use std::time::Duration;
+use tasker_store::{ClaimParams, StepOutcome, StoreEvent};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+pub(super) async fn run(
+    inner: Arc<Inner>,
+    worker_id: &str,
+    slots: Arc<Semaphore>,
+    leases: Leases,
+    out: mpsc::UnboundedSender<StepOutcome>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let cfg = &inner.config;
+    // Subscribe before the first claim so no wake-up between a claim and the
+    // wait is lost: events queue in the receiver.
+    let mut events = inner.store.subscribe();
+    let mut error_delay = Duration::from_millis(50);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let free = slots.available_permits();
+        if free == 0 {
+            tokio::select! {
+                permit = slots.acquire() => drop(permit),
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        }
+        let limit = free.min(cfg.claim_batch_size as usize) as u32;
+        let now = inner.clock.now();
+        let params = ClaimParams {
+            worker_id: worker_id.to_string(),
+            limit,
+            lease_until: now + chrono::Duration::from_std(cfg.lease_duration).unwrap_or_default(),
+            now,
+            per_task_limit: cfg.max_concurrent_steps_per_task,
+            kinds: None,
+            exclude_kinds: cfg.exclude_kinds.clone(),
+            namespaces: None,
+        };
+        let claimed = match inner.store.step_claim(&params).await {
+            Ok(c) => {
+                error_delay = Duration::from_millis(50);
+                c
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = error_delay.as_millis() as u64, "claim failed");
+                if super::sleep_or_shutdown(error_delay, &mut shutdown).await {
+                    return;
+                }
+                error_delay = (error_delay * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let got = claimed.len();
+        for step in claimed {
+            // Only this loop takes permits, and we asked for at most `free`.
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                tracing::error!(
+                    "no free slot for a claimed step; it will be re-run after its lease expires"
+                );
+                continue;
+            };
+            let step_id = step.step_id;
+            lock(&leases).insert(
+                step_id,
+                InFlight {
+                    token: step.lease_token,
+                    abort: None,
+                },
+            );
+            let task = tokio::spawn(executor::run(inner.clone(), step, permit, out.clone()));
+            if let Some(f) = lock(&leases).get_mut(&step_id) {
+                f.abort = Some(task.abort_handle());
+            }
+        }
+        if got == limit as usize {
+            continue; // there may be more
+        }
+
+        // Idle (or nearly): sleep until work is announced, the next scheduled
+        // retry is due, or the poll interval passes (other processes' work).
+        let mut wait = cfg.poll_interval;
+        if got == 0
+            && let Ok(Some(at)) = inner.store.step_next_ready_at().await
+        {
+            let until = (at - inner.clock.now()).to_std().unwrap_or(Duration::ZERO);
+            wait = wait.min(until);
+        }
+        let timer = tokio::time::sleep(wait);
+        tokio::pin!(timer);
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Ok(StoreEvent::WorkAvailable) | Err(RecvError::Lagged(_)) => break,
+                    Ok(_) => continue,
+                    Err(RecvError::Closed) => {
+                        // No more events: fall back to the timer alone.
+                        (&mut timer).await;
+                        break;
+                    }
+                },
+                _ = &mut timer => break,
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}

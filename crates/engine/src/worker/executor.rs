@@ -1,0 +1,150 @@
+//! Runs one claimed step: find the handler, enforce the timeout, turn the
+//! result into an outcome with the retry decision.
+
+use crate::handler::{StepContext, StepError};
+use crate::service::Inner;
+use futures::FutureExt;
+use serde_json::Value;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+use tasker_store::{ClaimedStep, LeaseRef, OutcomeResult, StepErrorRecord, StepOutcome};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tracing::Instrument;
+
+pub(super) async fn run(
+    inner: Arc<Inner>,
+    step: ClaimedStep,
+    permit: OwnedSemaphorePermit,
+    out: mpsc::UnboundedSender<StepOutcome>,
+) {
+    let span = tracing::info_span!(
+        "step",
+        task_id = %step.task_id,
+        step_id = %step.step_id,
+        step = %step.step_name,
+        namespace = %step.namespace,
+        name = %step.task_name,
+        version = %step.version,
+        attempt = step.attempt,
+        correlation_id = %step.correlation_id,
+    );
+    async move {
+        let started = std::time::Instant::now();
+        let (result, timed_out) = call_handler(&inner, &step).await;
+        // The slot is about the handler; free it before the write.
+        drop(permit);
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let result = match result {
+            Ok(results) => {
+                tracing::debug!(elapsed_ms, "step succeeded");
+                OutcomeResult::Success(results)
+            }
+            Err(error) => {
+                let retry_at = retry_at(&inner, &step, &error);
+                let kind = if timed_out { "timeout" } else { error.kind() };
+                tracing::warn!(elapsed_ms, error = %error, kind, will_retry = retry_at.is_some(), "step failed");
+                let code = match &error {
+                    StepError::Retryable { code, .. } | StepError::Permanent { code, .. } => code.clone(),
+                };
+                OutcomeResult::Failure {
+                    error: StepErrorRecord { message: error.to_string(), kind: kind.to_string(), code, attempt: step.attempt },
+                    retry_at,
+                }
+            }
+        };
+        // If the completer is gone we are shutting down; the lease will expire.
+        let _ = out.send(StepOutcome { lease: LeaseRef { step_id: step.step_id, token: step.lease_token }, result });
+    }
+    .instrument(span)
+    .await
+}
+
+async fn call_handler(inner: &Inner, step: &ClaimedStep) -> (Result<Value, StepError>, bool) {
+    let Some(handler) = inner.handlers.get(&step.handler.kind) else {
+        return (
+            Err(StepError::permanent(format!(
+                "no handler registered for kind `{}`",
+                step.handler.kind
+            ))
+            .with_code("HANDLER_MISSING")),
+            false,
+        );
+    };
+    let timeout = step
+        .timeout_seconds
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .or(inner.config.default_step_timeout);
+    let ctx = StepContext {
+        task_id: step.task_id,
+        step_id: step.step_id,
+        step_name: step.step_name.clone(),
+        namespace: step.namespace.clone(),
+        task_name: step.task_name.clone(),
+        version: step.version.clone(),
+        context: step.context.clone(),
+        inputs: step.inputs.clone(),
+        parent_results: step.parent_results.clone(),
+        config: step.handler.config.clone(),
+        attempt: step.attempt.max(1) as u32,
+        max_attempts: step.max_attempts.max(1) as u32,
+        idempotency_key: StepContext::idempotency_key_for(step.step_id),
+        correlation_id: step.correlation_id.clone(),
+        timeout,
+    };
+    // A panicking handler fails its attempt; it must not take the worker down.
+    let call = AssertUnwindSafe(handler.call(&ctx)).catch_unwind();
+    let caught = match timeout {
+        Some(t) => match tokio::time::timeout(t, call).await {
+            Ok(r) => r,
+            Err(_) => {
+                return (
+                    Err(
+                        StepError::retryable(format!("timed out after {:.3}s", t.as_secs_f64()))
+                            .with_code("TIMEOUT"),
+                    ),
+                    true,
+                );
+            }
+        },
+        None => call.await,
+    };
+    match caught {
+        Ok(r) => (r, false),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            (
+                Err(StepError::retryable(format!("handler panicked: {msg}")).with_code("PANIC")),
+                false,
+            )
+        }
+    }
+}
+
+/// When to try again, or None when this was the last allowed attempt or the
+/// error is permanent.
+fn retry_at(
+    inner: &Inner,
+    step: &ClaimedStep,
+    error: &StepError,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let StepError::Retryable { retry_after, .. } = error else {
+        return None;
+    };
+    if step.attempt >= step.max_attempts {
+        return None;
+    }
+    let policy = &inner.config.backoff;
+    let delay = match retry_after {
+        Some(d) => policy.requested(*d),
+        None => {
+            let (hi, lo) = step.step_id.as_u64_pair();
+            policy.delay(step.attempt.max(1) as u32, hi ^ lo)
+        }
+    };
+    Some(inner.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default())
+}
