@@ -75,3 +75,8 @@ fn io_error(source: &str, e: &std::io::Error) -> TemplateError {
         message: format!("cannot read: {e}"),
     }
 }
+
+/// Parses a template from a string (no file), naming it `source` in errors.
+pub fn parse_str(source: &str, yaml: &str) -> Result<TaskTemplate, TemplateErrors> {
+    parse_template(source, yaml, None)
+}

@@ -1,0 +1,96 @@
+//! `tasker tasks list` / `tasker tasks show ID`
+
+use crate::connect;
+use anyhow::Context;
+use std::process::ExitCode;
+use tasker_core::{ExecutionContext, TaskState};
+use tasker_store::TaskQuery;
+
+/// Subcommands of `tasker tasks`.
+#[derive(Debug, clap::Subcommand)]
+pub enum TasksCommand {
+    /// List tasks, newest first.
+    List {
+        /// Only this state (pending, in_progress, complete, error, cancelled, resolved_manually).
+        #[arg(long)]
+        status: Option<TaskState>,
+        /// Only this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Only this template name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Page size (1–1000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Rows to skip.
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one task with its steps.
+    Show {
+        /// Task id.
+        id: uuid::Uuid,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Reads the store and prints.
+pub async fn run(database: &str, cmd: TasksCommand) -> anyhow::Result<ExitCode> {
+    let store = connect::open(database).await?;
+    match cmd {
+        TasksCommand::List { status, namespace, name, limit, offset, json } => {
+            let query = TaskQuery { status, namespace, name, limit, offset, descending: true, ..TaskQuery::default() };
+            let page = store.task_list(&query).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"tasks": page.items, "total": page.total}))?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{:<36}  {:<18}  {:<40}  {}", "ID", "STATUS", "TEMPLATE", "CREATED");
+            for t in &page.items {
+                let template = format!("{}.{}@{}", t.namespace, t.name, t.version);
+                println!("{:<36}  {:<18}  {:<40}  {}", t.id, t.status, template, t.created_at.format("%Y-%m-%d %H:%M:%S%.3f"));
+            }
+            println!("{} of {} task(s)", page.items.len(), page.total);
+        }
+        TasksCommand::Show { id, json } => {
+            let task = store.task_get(id).await.with_context(|| format!("task {id}"))?;
+            let steps = store.step_list(id).await?;
+            let counts = store.task_step_counts(id, chrono::Utc::now()).await?;
+            let execution = ExecutionContext::from_counts(counts);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"task": task, "execution": execution, "steps": steps}))?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("task      {}", task.id);
+            println!("template  {}.{}@{}", task.namespace, task.name, task.version);
+            println!("status    {}  ({:?}, {}% complete, {:?})", task.status, execution.execution_status, execution.completion_percentage, execution.health_status);
+            println!("context   {}", task.context);
+            println!("created   {}", task.created_at);
+            println!();
+            println!("{:<28}  {:<18}  {:>8}  {}", "STEP", "STATUS", "ATTEMPTS", "RESULT / ERROR");
+            for s in &steps {
+                let detail = match (&s.results, &s.last_error) {
+                    (Some(r), _) if s.status.is_done() => r.to_string(),
+                    (_, Some(e)) => format!("error: {}", e.message),
+                    _ => String::new(),
+                };
+                println!("{:<28}  {:<18}  {:>3}/{:<4}  {}", s.name, s.status, s.attempts, s.max_attempts, truncate(&detail, 80));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(max - 1).collect::<String>())
+    }
+}

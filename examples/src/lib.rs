@@ -1,0 +1,1 @@
+//! Runnable examples of the Tasker library; see `src/bin/`.
