@@ -1,0 +1,1 @@
+//! REST API (work in progress).
