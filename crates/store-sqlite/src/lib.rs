@@ -1,1 +1,389 @@
-//! placeholder
+//! # tasker-store-sqlite
+//!
+//! The embedded SQLite backend of the Tasker [`Store`]: one file, WAL mode,
+//! zero set-up (`sqlite://tasker.db`). It implements docs/STORAGE.md with the
+//! schema in `migrations/` (UUIDs as 16-byte BLOBs, JSON as TEXT, times as
+//! INTEGER microseconds since the Unix epoch) and runs the shared conformance
+//! suite of `tasker-store`.
+//!
+//! ```no_run
+//! # async fn demo() -> tasker_store::StoreResult<()> {
+//! use tasker_store::Store;
+//! let store = tasker_store_sqlite::SqliteStore::connect("sqlite://tasker.db").await?;
+//! assert!(store.migrations_applied().await?);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Layout
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `codec` | time / UUID / JSON encodings and row decoding |
+//! | `error` | `sqlx::Error` → [`StoreError`](tasker_store::StoreError) |
+//! | `tasks` | task create, reads, listing, cancel, retry, update |
+//! | `steps` | step reads and the manual operations (resolve, cancel, retry, update) |
+//! | `work` | the hot path: claim, finish, renew, rescue |
+//! | `counters` | task counters, finalisation and transition rows shared by all writers |
+//!
+//! ## How writes are serialised
+//!
+//! Every write transaction goes through a dedicated pool of **one** connection
+//! and starts with `BEGIN IMMEDIATE`, so it holds SQLite's write lock from its
+//! first statement: a transaction never reads under a shared lock and then
+//! fails to upgrade it (the `SQLITE_BUSY` upgrade deadlock of deferred
+//! transactions), and read-then-write logic inside a transaction is atomic.
+//! Reads outside write transactions use a separate pool of reader connections,
+//! which WAL lets run concurrently with the writer.
+//!
+//! Batches are set-based: a claim, a batch of outcomes or a bulk create is a
+//! handful of statements whatever its size. Lists of ids and per-row payloads
+//! travel as one JSON parameter read with `json_each`, so every statement is
+//! static, cached once, and never hits SQLite's bound-variable limit.
+//!
+//! ## Limits
+//!
+//! - **One writer.** All writes of all processes on the file are serialised.
+//!   Inside one process they queue on the writer connection; other processes
+//!   wait on SQLite's lock for up to the busy timeout (5 s by default), then
+//!   the call fails with [`StoreError::Unavailable`](tasker_store::StoreError).
+//!   Throughput is bounded by one core doing the writing.
+//! - **Events stay in the process.** [`Store::subscribe`] only sees commits
+//!   made through this `SqliteStore`. Engines in other processes sharing the
+//!   file must poll (the engine's poll interval and `step_next_ready_at`).
+//! - **Durability.** The default `synchronous=NORMAL` in WAL mode never
+//!   corrupts the database, but a power loss or OS crash can roll back the
+//!   last transactions committed before it (a process crash loses nothing).
+//!   Set [`SqliteOptions::synchronous_full`] to fsync every commit, at a large
+//!   cost in commit rate.
+//! - **One machine.** WAL needs shared memory: the file must not live on a
+//!   network file system.
+//! - `sqlite::memory:` is a private database of one connection, for tests.
+
+mod codec;
+mod counters;
+mod error;
+mod steps;
+mod tasks;
+mod work;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use error::DbResultExt;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::collections::BTreeSet;
+use std::str::FromStr;
+use std::time::Duration;
+use tasker_core::StepCounts;
+use tasker_store::{
+    Backend, ClaimParams, ClaimedStep, FinishReport, LeaseRef, NewTask, Page, StepOutcome, StepRow,
+    StepUpdate, Store, StoreError, StoreEvent, StoreResult, StoreStats, TaskQuery, TaskRow,
+    TaskUpdate, TransitionRow,
+};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+/// The embedded migrations (`crates/store-sqlite/migrations/`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Capacity of the event channel; a receiver that falls further behind sees
+/// `Lagged`, which the engine treats as "something happened".
+const EVENT_CAPACITY: usize = 1024;
+
+/// Connection settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// `synchronous=FULL` (fsync on every commit) instead of `NORMAL`.
+    pub synchronous_full: bool,
+    /// Reader connections (the writer is always one more, dedicated).
+    pub max_connections: u32,
+    /// How long to wait for another process's write lock before failing.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            synchronous_full: false,
+            max_connections: 4,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The SQLite store. Cheap to share behind an `Arc`.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// One connection: every write transaction goes through it.
+    writer: SqlitePool,
+    /// Connections for reads outside write transactions (the writer pool
+    /// itself for in-memory databases).
+    reader: SqlitePool,
+    events: broadcast::Sender<StoreEvent>,
+}
+
+/// What a committed write should announce.
+#[derive(Debug, Default)]
+pub(crate) struct Events {
+    /// Steps became claimable now.
+    pub work_available: bool,
+    /// Tasks whose steps changed.
+    pub changed: BTreeSet<Uuid>,
+    /// Tasks that reached a final state.
+    pub finished: Vec<Uuid>,
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing) and migrates a database with the default
+    /// [`SqliteOptions`]. Accepts `sqlite://path`, `sqlite:path`, a plain path,
+    /// and `sqlite::memory:`.
+    pub async fn connect(url_or_path: &str) -> StoreResult<SqliteStore> {
+        Self::connect_with(url_or_path, SqliteOptions::default()).await
+    }
+
+    /// Opens (creating it if missing) and migrates a database.
+    pub async fn connect_with(url_or_path: &str, options: SqliteOptions) -> StoreResult<SqliteStore> {
+        let base = if url_or_path.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(url_or_path).map_err(|e| {
+                StoreError::Unavailable(format!("invalid SQLite URL `{url_or_path}`: {e}"))
+            })?
+        } else {
+            SqliteConnectOptions::new().filename(url_or_path)
+        };
+        let in_memory = url_or_path.contains(":memory:") || url_or_path.contains("mode=memory");
+        let base = base
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(options.busy_timeout)
+            .synchronous(if options.synchronous_full {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
+            // Temporary b-trees (sorts, IN lists) stay in memory.
+            .pragma("temp_store", "memory")
+            // ~16 MiB page cache per connection.
+            .pragma("cache_size", "-16000")
+            .statement_cache_capacity(256);
+        let conn_opts = if in_memory {
+            base
+        } else {
+            base.journal_mode(SqliteJournalMode::Wal)
+        };
+
+        // The connections are local: a liveness test before each acquire would
+        // only add a round trip, and idle connections are worth keeping (their
+        // statement caches are warm).
+        let pool_opts = |max: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(max)
+                .min_connections(if in_memory { max } else { 0 })
+                .test_before_acquire(false)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .acquire_timeout(Duration::from_secs(30))
+        };
+
+        let writer = pool_opts(1)
+            .connect_with(conn_opts.clone())
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot open `{url_or_path}`: {e}")))?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Internal(format!("migrating `{url_or_path}`: {e}")))?;
+        // An in-memory database exists only inside its one connection, so it
+        // reads through the writer.
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            pool_opts(options.max_connections.max(1))
+                .connect_with(conn_opts)
+                .await
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("cannot open `{url_or_path}`: {e}"))
+                })?
+        };
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        Ok(SqliteStore {
+            writer,
+            reader,
+            events,
+        })
+    }
+
+    /// Closes both pools, waiting for running statements.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    /// Begins a write transaction on the writer connection, holding the write
+    /// lock from the start (see the crate docs).
+    pub(crate) async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.writer.begin_with("BEGIN IMMEDIATE").await.db()
+    }
+
+    /// Announces a committed write. Sending fails only when nobody listens.
+    pub(crate) fn emit(&self, events: Events) {
+        if events.work_available {
+            let _ = self.events.send(StoreEvent::WorkAvailable);
+        }
+        for id in events.changed {
+            let _ = self.events.send(StoreEvent::TaskChanged(id));
+        }
+        for id in events.finished {
+            let _ = self.events.send(StoreEvent::TaskFinished(id));
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await.db()?;
+        Ok(())
+    }
+
+    async fn migrations_applied(&self) -> StoreResult<bool> {
+        let exists: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .db()?;
+        if exists == 0 {
+            return Ok(false);
+        }
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
+                .fetch_all(&self.reader)
+                .await
+                .db()?;
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .all(|m| applied.contains(&m.version)))
+    }
+
+    async fn task_create(&self, task: NewTask) -> StoreResult<TaskRow> {
+        tasks::create(self, task).await
+    }
+
+    async fn task_create_many(&self, tasks: Vec<NewTask>) -> StoreResult<Vec<Uuid>> {
+        tasks::create_many(self, tasks).await
+    }
+
+    async fn task_get(&self, id: Uuid) -> StoreResult<TaskRow> {
+        tasks::get(&self.reader, id).await
+    }
+
+    async fn task_list(&self, query: &TaskQuery) -> StoreResult<Page<TaskRow>> {
+        tasks::list(&self.reader, query).await
+    }
+
+    async fn task_step_counts(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepCounts> {
+        tasks::step_counts(&self.reader, id, now).await
+    }
+
+    async fn task_update(
+        &self,
+        id: Uuid,
+        update: TaskUpdate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<TaskRow> {
+        tasks::update(self, id, update, now).await
+    }
+
+    async fn task_cancel(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<TaskRow> {
+        tasks::cancel(self, id, now).await
+    }
+
+    async fn task_retry(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<TaskRow> {
+        tasks::retry(self, id, now).await
+    }
+
+    async fn task_transitions(&self, id: Uuid) -> StoreResult<Vec<TransitionRow>> {
+        tasks::transitions(&self.reader, id).await
+    }
+
+    async fn step_list(&self, task_id: Uuid) -> StoreResult<Vec<StepRow>> {
+        steps::list(&self.reader, task_id).await
+    }
+
+    async fn step_get(&self, id: Uuid) -> StoreResult<StepRow> {
+        steps::get(&self.reader, id).await
+    }
+
+    async fn step_transitions(&self, id: Uuid) -> StoreResult<Vec<TransitionRow>> {
+        steps::transitions(&self.reader, id).await
+    }
+
+    async fn step_update(
+        &self,
+        id: Uuid,
+        update: StepUpdate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<StepRow> {
+        steps::update(self, id, update, now).await
+    }
+
+    async fn step_resolve(
+        &self,
+        id: Uuid,
+        results: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> StoreResult<StepRow> {
+        steps::resolve(self, id, results, now).await
+    }
+
+    async fn step_cancel(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepRow> {
+        steps::cancel(self, id, now).await
+    }
+
+    async fn step_retry(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepRow> {
+        steps::retry(self, id, now).await
+    }
+
+    async fn step_claim(&self, claim: &ClaimParams) -> StoreResult<Vec<ClaimedStep>> {
+        work::claim(self, claim).await
+    }
+
+    async fn step_finish_many(
+        &self,
+        outcomes: &[StepOutcome],
+        now: DateTime<Utc>,
+    ) -> StoreResult<FinishReport> {
+        work::finish_many(self, outcomes, now).await
+    }
+
+    async fn step_lease_renew(
+        &self,
+        leases: &[LeaseRef],
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>> {
+        work::renew(self, leases, until, now).await
+    }
+
+    async fn step_rescue_expired(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+        work::rescue_expired(self, now, limit).await
+    }
+
+    async fn step_next_ready_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        work::next_ready_at(&self.reader).await
+    }
+
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        tasks::stats(&self.reader).await
+    }
+}

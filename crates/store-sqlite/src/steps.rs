@@ -1,0 +1,324 @@
+//! Steps: reads, and the operator's manual operations (update, resolve,
+//! cancel, retry).
+
+use crate::SqliteStore;
+use crate::codec::{json_text, micros, step_cols, step_row, step_state, task_state, transition_row};
+use crate::counters::{Journal, unblock_children};
+use crate::error::DbResultExt;
+use crate::tasks::{step_exists, task_exists};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use std::collections::HashMap;
+use tasker_core::{StepState, TaskState};
+use tasker_store::{StepRow, StepUpdate, StoreError, StoreResult, TransitionRow};
+use uuid::Uuid;
+
+/// One step with its parents' names, through any executor.
+async fn get_in(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<StepRow> {
+    let row = sqlx::query(concat!("SELECT ", step_cols!(), " FROM steps WHERE id = ?1"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .db()?;
+    let Some(row) = row else {
+        return Err(StoreError::NotFound { entity: "step", id });
+    };
+    let parents: Vec<String> = sqlx::query_scalar(
+        "SELECT p.name FROM step_edges e JOIN steps p ON p.id = e.parent_id
+         WHERE e.child_id = ?1 ORDER BY p.position",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await
+    .db()?;
+    step_row(&row, parents)
+}
+
+pub(crate) async fn get(pool: &SqlitePool, id: Uuid) -> StoreResult<StepRow> {
+    let mut conn = pool.acquire().await.db()?;
+    get_in(&mut conn, id).await
+}
+
+pub(crate) async fn list(pool: &SqlitePool, task_id: Uuid) -> StoreResult<Vec<StepRow>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        step_cols!(),
+        " FROM steps WHERE task_id = ?1 ORDER BY position"
+    ))
+    .bind(task_id)
+    .fetch_all(pool)
+    .await
+    .db()?;
+    if rows.is_empty() {
+        return if task_exists(pool, task_id).await? {
+            Ok(Vec::new())
+        } else {
+            Err(StoreError::NotFound { entity: "task", id: task_id })
+        };
+    }
+    let edges = sqlx::query(
+        "SELECT e.child_id, p.name FROM steps c
+         JOIN step_edges e ON e.child_id = c.id
+         JOIN steps p ON p.id = e.parent_id
+         WHERE c.task_id = ?1 ORDER BY p.position",
+    )
+    .bind(task_id)
+    .fetch_all(pool)
+    .await
+    .db()?;
+    let mut parents: HashMap<Uuid, Vec<String>> = HashMap::new();
+    for e in &edges {
+        parents.entry(e.try_get(0).db()?).or_default().push(e.try_get(1).db()?);
+    }
+    rows.iter()
+        .map(|r| {
+            let id: Uuid = r.try_get("id").db()?;
+            step_row(r, parents.remove(&id).unwrap_or_default())
+        })
+        .collect()
+}
+
+pub(crate) async fn transitions(pool: &SqlitePool, id: Uuid) -> StoreResult<Vec<TransitionRow>> {
+    let rows = sqlx::query(
+        "SELECT id, step_id AS entity_id, from_state, to_state, created_at, metadata
+         FROM step_transitions WHERE step_id = ?1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .db()?;
+    if rows.is_empty() && !step_exists(pool, id).await? {
+        return Err(StoreError::NotFound { entity: "step", id });
+    }
+    rows.iter().map(transition_row).collect()
+}
+
+/// What the manual operations need to know about a step and its task.
+struct Current {
+    task_id: Uuid,
+    status: StepState,
+    /// Pending with `ready_at` set, or in progress: counted in `steps_live`.
+    live: bool,
+    attempts: i64,
+    retryable: bool,
+    task_status: TaskState,
+}
+
+async fn current(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Current> {
+    let r = sqlx::query(
+        "SELECT s.task_id, s.status, s.status = 'in_progress' OR s.ready_at IS NOT NULL,
+                s.attempts, s.retryable, t.status
+         FROM steps s JOIN tasks t ON t.id = s.task_id WHERE s.id = ?1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .db()?;
+    let Some(r) = r else {
+        return Err(StoreError::NotFound { entity: "step", id });
+    };
+    Ok(Current {
+        task_id: r.try_get(0).db()?,
+        status: step_state(r.try_get(1).db()?)?,
+        live: r.try_get(2).db()?,
+        attempts: r.try_get(3).db()?,
+        retryable: r.try_get(4).db()?,
+        task_status: task_state(r.try_get(5).db()?)?,
+    })
+}
+
+/// Manual changes to the steps of a finished task would contradict its state.
+fn ensure_task_open(c: &Current) -> StoreResult<()> {
+    if c.task_status.is_terminal() {
+        return Err(StoreError::Conflict(format!(
+            "task {} is {}: its steps can no longer change",
+            c.task_id, c.task_status
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) async fn update(
+    store: &SqliteStore,
+    id: Uuid,
+    update: StepUpdate,
+    now: DateTime<Utc>,
+) -> StoreResult<StepRow> {
+    let mut tx = store.begin().await?;
+    let c = current(&mut tx, id).await?;
+    if !matches!(c.status, StepState::Pending | StepState::Error) {
+        return Err(StoreError::Conflict(format!(
+            "step {id} is {}: only pending or error steps can be edited",
+            c.status
+        )));
+    }
+    if let Some(limit) = update.retry_limit {
+        if limit < 1 {
+            return Err(StoreError::Conflict(format!("retry limit {limit} must be at least 1")));
+        }
+        // A pending step keeps at least the attempt it is waiting for; an
+        // error step's budget is refilled from the limit when it is retried.
+        let max_attempts = (c.status == StepState::Pending && c.retryable)
+            .then(|| i64::from(limit).max(c.attempts + 1));
+        sqlx::query(
+            "UPDATE steps SET retry_limit = ?2, max_attempts = COALESCE(?3, max_attempts), updated_at = ?4
+             WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(limit)
+        .bind(max_attempts)
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await
+        .db()?;
+    }
+    if let Some(inputs) = &update.inputs {
+        sqlx::query("UPDATE steps SET inputs = ?2, updated_at = ?3 WHERE id = ?1")
+            .bind(id)
+            .bind(json_text(inputs))
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await
+            .db()?;
+    }
+    let row = get_in(&mut tx, id).await?;
+    tx.commit().await.db()?;
+    let mut journal = Journal::default();
+    journal.events.changed.insert(c.task_id);
+    store.emit(journal.events);
+    Ok(row)
+}
+
+pub(crate) async fn resolve(
+    store: &SqliteStore,
+    id: Uuid,
+    results: Value,
+    now: DateTime<Utc>,
+) -> StoreResult<StepRow> {
+    let mut tx = store.begin().await?;
+    let c = current(&mut tx, id).await?;
+    c.status.check_transition(StepState::ResolvedManually)?;
+    ensure_task_open(&c)?;
+    sqlx::query(
+        "UPDATE steps SET status = 'resolved_manually', results = ?2, ready_at = NULL,
+                completed_at = ?3, updated_at = ?3
+         WHERE id = ?1",
+    )
+    .bind(id)
+    .bind(json_text(&results))
+    .bind(micros(now))
+    .execute(&mut *tx)
+    .await
+    .db()?;
+    let mut journal = Journal::default();
+    journal.step(
+        id,
+        c.task_id,
+        Some(c.status),
+        StepState::ResolvedManually,
+        now,
+        json!({"reason": "resolved manually"}),
+    );
+    journal.delta(
+        c.task_id,
+        -1,
+        -i64::from(c.live),
+        -i64::from(c.status == StepState::Error),
+    );
+    unblock_children(&mut tx, &mut journal, &[id], now).await?;
+    journal.flush(&mut tx, now).await?;
+    let row = get_in(&mut tx, id).await?;
+    tx.commit().await.db()?;
+    store.emit(journal.events);
+    Ok(row)
+}
+
+pub(crate) async fn cancel(store: &SqliteStore, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepRow> {
+    let mut tx = store.begin().await?;
+    let c = current(&mut tx, id).await?;
+    c.status.check_transition(StepState::Cancelled)?;
+    sqlx::query(
+        "UPDATE steps SET status = 'cancelled', ready_at = NULL, lease_owner = NULL,
+                lease_token = NULL, lease_expires_at = NULL, completed_at = ?2, updated_at = ?2
+         WHERE id = ?1",
+    )
+    .bind(id)
+    .bind(micros(now))
+    .execute(&mut *tx)
+    .await
+    .db()?;
+    let mut journal = Journal::default();
+    journal.step(
+        id,
+        c.task_id,
+        Some(c.status),
+        StepState::Cancelled,
+        now,
+        json!({"reason": "cancelled"}),
+    );
+    journal.delta(c.task_id, 0, -i64::from(c.live), 1);
+    journal.flush(&mut tx, now).await?;
+    let row = get_in(&mut tx, id).await?;
+    tx.commit().await.db()?;
+    store.emit(journal.events);
+    Ok(row)
+}
+
+pub(crate) async fn retry(store: &SqliteStore, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepRow> {
+    let mut tx = store.begin().await?;
+    let c = current(&mut tx, id).await?;
+    c.status.check_transition(StepState::Pending)?;
+    let mut journal = Journal::default();
+    match c.task_status {
+        TaskState::Error => {
+            sqlx::query(
+                "UPDATE tasks SET status = 'pending', completed_at = NULL, updated_at = ?2 WHERE id = ?1",
+            )
+            .bind(c.task_id)
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await
+            .db()?;
+            journal.task(
+                c.task_id,
+                Some(TaskState::Error),
+                TaskState::Pending,
+                now,
+                json!({"reason": "step retry", "step_id": id}),
+            );
+        }
+        TaskState::Pending | TaskState::InProgress => {}
+        other => other.check_transition(TaskState::Pending)?,
+    }
+    let r = sqlx::query(
+        "UPDATE steps SET status = 'pending',
+                max_attempts = attempts + MAX(retry_limit, 1),
+                ready_at = CASE WHEN remaining_parents = 0 THEN ?2 ELSE NULL END,
+                completed_at = NULL, updated_at = ?2
+         WHERE id = ?1
+         RETURNING ready_at IS NOT NULL, max_attempts",
+    )
+    .bind(id)
+    .bind(micros(now))
+    .fetch_one(&mut *tx)
+    .await
+    .db()?;
+    let ready: bool = r.try_get(0).db()?;
+    let max_attempts: i64 = r.try_get(1).db()?;
+    journal.step(
+        id,
+        c.task_id,
+        Some(c.status),
+        StepState::Pending,
+        now,
+        json!({"reason": "step retry", "max_attempts": max_attempts}),
+    );
+    journal.delta(c.task_id, 0, i64::from(ready), -1);
+    journal.events.work_available |= ready;
+    journal.flush(&mut tx, now).await?;
+    let row = get_in(&mut tx, id).await?;
+    tx.commit().await.db()?;
+    store.emit(journal.events);
+    Ok(row)
+}

@@ -1,0 +1,605 @@
+//! Tasks: create (one or many), reads, listing, counts, update, cancel, retry.
+
+use crate::SqliteStore;
+use crate::codec::{
+    hex, id_list, json_text, micros, step_state, task_cols, task_row, task_state, transition_row,
+    truncate,
+};
+use crate::counters::Journal;
+use crate::error::DbResultExt;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use std::collections::{BTreeMap, HashMap};
+use tasker_core::{InvalidTransition, StepCounts, StepState, TaskState};
+use tasker_store::{
+    NewTask, Page, StoreError, StoreResult, StoreStats, TaskQuery, TaskRow, TaskSort, TaskUpdate,
+    TransitionRow,
+};
+use uuid::Uuid;
+
+/// Tasks per set of INSERT statements in a bulk create: bounds the size of
+/// the JSON parameters, not the number of statements that matter.
+const CREATE_CHUNK: usize = 500;
+
+pub(crate) async fn create(store: &SqliteStore, task: NewTask) -> StoreResult<TaskRow> {
+    let row = new_task_row(&task);
+    create_many(store, vec![task]).await?;
+    Ok(row)
+}
+
+/// What [`create`] returns without reading the row back: the row as inserted.
+fn new_task_row(t: &NewTask) -> TaskRow {
+    let now = truncate(t.now);
+    TaskRow {
+        id: t.id,
+        namespace: t.namespace.clone(),
+        name: t.name.clone(),
+        version: t.version.clone(),
+        status: TaskState::Pending,
+        context: t.context.clone(),
+        initiator: t.initiator.clone(),
+        source_system: t.source_system.clone(),
+        reason: t.reason.clone(),
+        tags: t.tags.clone(),
+        correlation_id: t.correlation_id.clone(),
+        identity_hash: t.identity.as_ref().map(|i| i.hash.clone()),
+        steps_total: t.steps.len() as i64,
+        steps_remaining: t.steps.len() as i64,
+        created_at: now,
+        updated_at: now,
+        completed_at: None,
+    }
+}
+
+/// Rejects shapes the schema cannot hold (caller bugs: the template parser
+/// already validates names and cycles).
+fn validate(t: &NewTask) -> StoreResult<()> {
+    if t.steps.is_empty() {
+        return Err(StoreError::Conflict(format!("task {} has no steps", t.id)));
+    }
+    for (i, s) in t.steps.iter().enumerate() {
+        if let Some(p) = s.parents.iter().find(|&&p| p >= t.steps.len() || p == i) {
+            return Err(StoreError::Conflict(format!(
+                "step `{}` of task {}: invalid parent index {p}",
+                s.name, t.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn create_many(store: &SqliteStore, tasks: Vec<NewTask>) -> StoreResult<Vec<Uuid>> {
+    if tasks.is_empty() {
+        return Ok(Vec::new());
+    }
+    for t in &tasks {
+        validate(t)?;
+    }
+    let mut tx = store.begin().await?;
+    check_identities(&mut tx, &tasks).await?;
+    let mut roots = 0usize;
+    for chunk in tasks.chunks(CREATE_CHUNK) {
+        roots += insert_chunk(&mut tx, chunk).await?;
+    }
+    tx.commit().await.db()?;
+    store.emit(crate::Events {
+        work_available: roots > 0,
+        ..Default::default()
+    });
+    Ok(tasks.iter().map(|t| t.id).collect())
+}
+
+/// Duplicate detection. The writer lock is held, so check-then-insert is
+/// atomic; tasks earlier in the same batch count too.
+async fn check_identities(conn: &mut SqliteConnection, tasks: &[NewTask]) -> StoreResult<()> {
+    let mut batch: HashMap<&str, (Uuid, DateTime<Utc>)> = HashMap::new();
+    for t in tasks {
+        let Some(identity) = &t.identity else { continue };
+        if let Some((existing, created)) = batch.get(identity.hash.as_str())
+            && *created >= identity.since
+        {
+            return Err(StoreError::DuplicateTask { existing: *existing });
+        }
+        let existing: Option<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM tasks WHERE identity_hash = ?1 AND created_at >= ?2
+             ORDER BY created_at LIMIT 1",
+        )
+        .bind(&identity.hash)
+        .bind(micros(identity.since))
+        .fetch_optional(&mut *conn)
+        .await
+        .db()?;
+        if let Some(existing) = existing {
+            return Err(StoreError::DuplicateTask { existing });
+        }
+        batch.insert(identity.hash.as_str(), (t.id, t.now));
+    }
+    Ok(())
+}
+
+/// Inserts tasks, steps, edges and their first transitions in five
+/// statements. Returns the number of root steps (ready now).
+async fn insert_chunk(conn: &mut SqliteConnection, tasks: &[NewTask]) -> StoreResult<usize> {
+    let mut task_rows = Vec::with_capacity(tasks.len());
+    let mut step_rows = Vec::new();
+    let mut edge_rows = Vec::new();
+    let mut roots_total = 0;
+    for t in tasks {
+        let task_hex = hex(&t.id).to_string();
+        let now = micros(t.now);
+        let mut roots = 0i64;
+        for (pos, s) in t.steps.iter().enumerate() {
+            let mut parents = s.parents.clone();
+            parents.sort_unstable();
+            parents.dedup();
+            if parents.is_empty() {
+                roots += 1;
+            }
+            for &p in &parents {
+                edge_rows.push(json!([
+                    hex(&t.steps[p].id).to_string(),
+                    hex(&s.id).to_string(),
+                    task_hex
+                ]));
+            }
+            step_rows.push(json!([
+                hex(&s.id).to_string(),
+                task_hex,
+                s.name,
+                pos,
+                s.description,
+                s.dependent_system,
+                s.handler.kind,
+                s.handler.config,
+                s.inputs,
+                s.max_attempts,
+                s.retry_limit,
+                s.retryable,
+                s.skippable,
+                s.timeout_seconds,
+                parents.len(),
+                if parents.is_empty() { Some(now) } else { None },
+                now
+            ]));
+        }
+        roots_total += roots as usize;
+        task_rows.push(json!([
+            task_hex,
+            t.namespace,
+            t.name,
+            t.version,
+            t.context,
+            t.initiator,
+            t.source_system,
+            t.reason,
+            t.tags,
+            t.correlation_id,
+            t.identity.as_ref().map(|i| &i.hash),
+            t.steps.len(),
+            roots,
+            now
+        ]));
+    }
+
+    sqlx::query(
+        "INSERT INTO tasks (id, namespace, name, version, status, context, initiator, source_system,
+                            reason, tags, correlation_id, identity_hash, steps_total, steps_remaining,
+                            steps_live, steps_blocked, created_at, updated_at)
+         SELECT unhex(value->>0), value->>1, value->>2, value->>3, 'pending', value->4, value->>5,
+                value->>6, value->>7, value->8, value->>9, value->>10, value->>11, value->>11,
+                value->>12, 0, value->>13, value->>13
+         FROM json_each(?1)",
+    )
+    .bind(Value::Array(task_rows).to_string())
+    .execute(&mut *conn)
+    .await
+    .db()?;
+    sqlx::query(
+        "INSERT INTO steps (id, task_id, name, position, description, dependent_system, handler_kind,
+                            handler_config, inputs, status, attempts, max_attempts, retry_limit,
+                            retryable, skippable, timeout_seconds, remaining_parents, ready_at,
+                            created_at, updated_at)
+         SELECT unhex(value->>0), unhex(value->>1), value->>2, value->>3, value->>4, value->>5,
+                value->>6, value->7, value->8, 'pending', 0, value->>9, value->>10, value->>11,
+                value->>12, value->>13, value->>14, value->>15, value->>16, value->>16
+         FROM json_each(?1)",
+    )
+    .bind(Value::Array(step_rows).to_string())
+    .execute(&mut *conn)
+    .await
+    .db()?;
+    if !edge_rows.is_empty() {
+        sqlx::query(
+            "INSERT INTO step_edges (parent_id, child_id, task_id)
+             SELECT unhex(value->>0), unhex(value->>1), unhex(value->>2) FROM json_each(?1)",
+        )
+        .bind(Value::Array(edge_rows).to_string())
+        .execute(&mut *conn)
+        .await
+        .db()?;
+    }
+    let ids = id_list(tasks.iter().map(|t| &t.id));
+    sqlx::query(
+        "INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata)
+         SELECT id, NULL, 'pending', created_at, '{}' FROM tasks
+         WHERE id IN (SELECT unhex(value) FROM json_each(?1))",
+    )
+    .bind(&ids)
+    .execute(&mut *conn)
+    .await
+    .db()?;
+    sqlx::query(
+        "INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata)
+         SELECT id, task_id, NULL, 'pending', created_at, '{}' FROM steps
+         WHERE task_id IN (SELECT unhex(value) FROM json_each(?1))
+         ORDER BY task_id, position",
+    )
+    .bind(&ids)
+    .execute(&mut *conn)
+    .await
+    .db()?;
+    Ok(roots_total)
+}
+
+/// Reads a task (inside a transaction or from a pool).
+pub(crate) async fn get_in<'e, E>(conn: E, id: Uuid) -> StoreResult<TaskRow>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let row = sqlx::query(concat!("SELECT ", task_cols!(), " FROM tasks WHERE id = ?1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .db()?;
+    match row {
+        Some(r) => task_row(&r),
+        None => Err(StoreError::NotFound { entity: "task", id }),
+    }
+}
+
+pub(crate) async fn get(pool: &SqlitePool, id: Uuid) -> StoreResult<TaskRow> {
+    get_in(pool, id).await
+}
+
+/// The status of a task, for checks inside a write transaction.
+pub(crate) async fn status_in(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<TaskState> {
+    let s: Option<String> = sqlx::query_scalar("SELECT status FROM tasks WHERE id = ?1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .db()?;
+    match s {
+        Some(s) => task_state(&s),
+        None => Err(StoreError::NotFound { entity: "task", id }),
+    }
+}
+
+async fn exists(pool: &SqlitePool, table: &'static str, id: Uuid) -> StoreResult<bool> {
+    let sql = match table {
+        "steps" => "SELECT 1 FROM steps WHERE id = ?1",
+        _ => "SELECT 1 FROM tasks WHERE id = ?1",
+    };
+    let found: Option<i64> = sqlx::query_scalar(sql)
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .db()?;
+    Ok(found.is_some())
+}
+
+pub(crate) async fn task_exists(pool: &SqlitePool, id: Uuid) -> StoreResult<bool> {
+    exists(pool, "tasks", id).await
+}
+
+pub(crate) async fn step_exists(pool: &SqlitePool, id: Uuid) -> StoreResult<bool> {
+    exists(pool, "steps", id).await
+}
+
+/// One bound value of a dynamically built listing query.
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+pub(crate) async fn list(pool: &SqlitePool, q: &TaskQuery) -> StoreResult<Page<TaskRow>> {
+    // Only fixed fragments go into the SQL text; every user value is bound.
+    let mut filter = String::from(" WHERE 1 = 1");
+    let mut args = Vec::new();
+    if let Some(s) = q.status {
+        filter.push_str(" AND status = ?");
+        args.push(Arg::Text(s.as_str().to_string()));
+    }
+    if let Some(ns) = &q.namespace {
+        filter.push_str(" AND namespace = ?");
+        args.push(Arg::Text(ns.clone()));
+    }
+    if let Some(n) = &q.name {
+        filter.push_str(" AND name = ?");
+        args.push(Arg::Text(n.clone()));
+    }
+    if let Some(v) = &q.version {
+        filter.push_str(" AND version = ?");
+        args.push(Arg::Text(v.clone()));
+    }
+    if let Some(t) = q.created_since {
+        filter.push_str(" AND created_at >= ?");
+        args.push(Arg::Int(micros(t)));
+    }
+    if let Some(t) = q.created_until {
+        filter.push_str(" AND created_at < ?");
+        args.push(Arg::Int(micros(t)));
+    }
+    let column = match q.sort {
+        TaskSort::CreatedAt => "created_at",
+        TaskSort::UpdatedAt => "updated_at",
+        TaskSort::Status => "status",
+        TaskSort::Name => "name",
+        TaskSort::Namespace => "namespace",
+    };
+    let dir = if q.descending { "DESC" } else { "ASC" };
+
+    let count_sql = format!("SELECT COUNT(*) FROM tasks{filter}");
+    let mut count = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql));
+    for a in &args {
+        count = match a {
+            Arg::Text(s) => count.bind(s.clone()),
+            Arg::Int(i) => count.bind(*i),
+        };
+    }
+    let total = count.fetch_one(pool).await.db()?;
+
+    // LIMIT -1 is SQLite's "no limit"; a zero page size means "everything".
+    let page_sql = format!(
+        concat!("SELECT ", task_cols!(), " FROM tasks{} ORDER BY {} {}, id {} LIMIT ? OFFSET ?"),
+        filter, column, dir, dir
+    );
+    let mut page = sqlx::query(sqlx::AssertSqlSafe(page_sql));
+    for a in args {
+        page = match a {
+            Arg::Text(s) => page.bind(s),
+            Arg::Int(i) => page.bind(i),
+        };
+    }
+    let limit = if q.limit == 0 { -1 } else { i64::from(q.limit) };
+    let rows = page
+        .bind(limit)
+        .bind(i64::from(q.offset))
+        .fetch_all(pool)
+        .await
+        .db()?;
+    let items = rows.iter().map(task_row).collect::<StoreResult<Vec<_>>>()?;
+    Ok(Page { items, total })
+}
+
+pub(crate) async fn step_counts(pool: &SqlitePool, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepCounts> {
+    let r = sqlx::query(
+        "SELECT COUNT(*),
+                COALESCE(SUM(status = 'pending'), 0),
+                COALESCE(SUM(status = 'pending' AND ready_at <= ?2), 0),
+                COALESCE(SUM(status = 'pending' AND ready_at > ?2), 0),
+                COALESCE(SUM(status = 'pending' AND attempts > 0), 0),
+                COALESCE(SUM(status = 'in_progress'), 0),
+                COALESCE(SUM(status IN ('complete', 'resolved_manually')), 0),
+                COALESCE(SUM(status = 'error'), 0),
+                COALESCE(SUM(status = 'cancelled'), 0)
+         FROM steps WHERE task_id = ?1",
+    )
+    .bind(id)
+    .bind(micros(now))
+    .fetch_one(pool)
+    .await
+    .db()?;
+    let n = |i: usize| -> StoreResult<u64> { Ok(r.try_get::<i64, _>(i).db()?.max(0) as u64) };
+    let counts = StepCounts {
+        total: n(0)?,
+        pending: n(1)?,
+        ready: n(2)?,
+        scheduled: n(3)?,
+        retrying: n(4)?,
+        in_progress: n(5)?,
+        done: n(6)?,
+        failed: n(7)?,
+        cancelled: n(8)?,
+    };
+    if counts.total == 0 && !task_exists(pool, id).await? {
+        return Err(StoreError::NotFound { entity: "task", id });
+    }
+    Ok(counts)
+}
+
+pub(crate) async fn update(
+    store: &SqliteStore,
+    id: Uuid,
+    update: TaskUpdate,
+    now: DateTime<Utc>,
+) -> StoreResult<TaskRow> {
+    let tags = update.tags.map(|t| json_text(&json!(t)));
+    let row = sqlx::query(concat!(
+        "UPDATE tasks SET reason = COALESCE(?2, reason), tags = COALESCE(?3, tags), updated_at = ?4
+         WHERE id = ?1 RETURNING ",
+        task_cols!()
+    ))
+    .bind(id)
+    .bind(update.reason)
+    .bind(tags)
+    .bind(micros(now))
+    .fetch_optional(&store.writer)
+    .await
+    .db()?;
+    match row {
+        Some(r) => task_row(&r),
+        None => Err(StoreError::NotFound { entity: "task", id }),
+    }
+}
+
+/// Recomputes a task's counters from its steps (task-wide operations).
+pub(crate) async fn recount(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<(i64, i64, i64)> {
+    let r = sqlx::query(
+        "UPDATE tasks SET
+            steps_remaining = (SELECT COUNT(*) FROM steps s WHERE s.task_id = tasks.id
+                               AND s.status NOT IN ('complete', 'resolved_manually')),
+            steps_live = (SELECT COUNT(*) FROM steps s WHERE s.task_id = tasks.id
+                          AND (s.status = 'in_progress' OR s.ready_at IS NOT NULL)),
+            steps_blocked = (SELECT COUNT(*) FROM steps s WHERE s.task_id = tasks.id
+                             AND s.status IN ('error', 'cancelled'))
+         WHERE id = ?1
+         RETURNING steps_remaining, steps_live, steps_blocked",
+    )
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await
+    .db()?;
+    Ok((r.try_get(0).db()?, r.try_get(1).db()?, r.try_get(2).db()?))
+}
+
+pub(crate) async fn cancel(store: &SqliteStore, id: Uuid, now: DateTime<Utc>) -> StoreResult<TaskRow> {
+    let mut tx = store.begin().await?;
+    let status = status_in(&mut tx, id).await?;
+    status.check_transition(TaskState::Cancelled)?;
+    let mut journal = Journal::default();
+    let steps = sqlx::query(
+        "SELECT id, status FROM steps WHERE task_id = ?1 AND status IN ('pending', 'in_progress')
+         ORDER BY position",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await
+    .db()?;
+    for r in &steps {
+        let step: Uuid = r.try_get(0).db()?;
+        let from = step_state(r.try_get(1).db()?)?;
+        journal.step(step, id, Some(from), StepState::Cancelled, now, json!({"reason": "task cancelled"}));
+    }
+    sqlx::query(
+        "UPDATE steps SET status = 'cancelled', ready_at = NULL, lease_owner = NULL,
+                lease_token = NULL, lease_expires_at = NULL, completed_at = ?2, updated_at = ?2
+         WHERE task_id = ?1 AND status IN ('pending', 'in_progress')",
+    )
+    .bind(id)
+    .bind(micros(now))
+    .execute(&mut *tx)
+    .await
+    .db()?;
+    recount(&mut tx, id).await?;
+    sqlx::query("UPDATE tasks SET status = 'cancelled', completed_at = ?2, updated_at = ?2 WHERE id = ?1")
+        .bind(id)
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await
+        .db()?;
+    journal.task(id, Some(status), TaskState::Cancelled, now, json!({}));
+    journal.flush(&mut tx, now).await?;
+    let row = get_in(&mut *tx, id).await?;
+    tx.commit().await.db()?;
+    journal.events.changed.insert(id);
+    journal.events.finished.push(id);
+    store.emit(journal.events);
+    Ok(row)
+}
+
+pub(crate) async fn retry(store: &SqliteStore, id: Uuid, now: DateTime<Utc>) -> StoreResult<TaskRow> {
+    let mut tx = store.begin().await?;
+    let status = status_in(&mut tx, id).await?;
+    if status != TaskState::Error {
+        status.check_transition(TaskState::Pending)?;
+        return Err(InvalidTransition {
+            entity: "task",
+            from: status.to_string(),
+            to: TaskState::Pending.to_string(),
+            reason: Some("only a task in `error` can be retried"),
+        }
+        .into());
+    }
+    let mut journal = Journal::default();
+    let failed = sqlx::query(
+        "UPDATE steps SET status = 'pending',
+                max_attempts = attempts + MAX(retry_limit, 1),
+                ready_at = CASE WHEN remaining_parents = 0 THEN ?2 ELSE NULL END,
+                completed_at = NULL, updated_at = ?2
+         WHERE task_id = ?1 AND status = 'error'
+         RETURNING id, ready_at IS NOT NULL, max_attempts",
+    )
+    .bind(id)
+    .bind(micros(now))
+    .fetch_all(&mut *tx)
+    .await
+    .db()?;
+    if failed.is_empty() {
+        return Err(StoreError::Conflict(format!(
+            "task {id} has no failed step to retry (cancelled steps stay cancelled)"
+        )));
+    }
+    for r in &failed {
+        let step: Uuid = r.try_get(0).db()?;
+        let ready: bool = r.try_get(1).db()?;
+        let max_attempts: i64 = r.try_get(2).db()?;
+        journal.events.work_available |= ready;
+        journal.step(
+            step,
+            id,
+            Some(StepState::Error),
+            StepState::Pending,
+            now,
+            json!({"reason": "task retry", "max_attempts": max_attempts}),
+        );
+    }
+    recount(&mut tx, id).await?;
+    sqlx::query("UPDATE tasks SET status = 'pending', completed_at = NULL, updated_at = ?2 WHERE id = ?1")
+        .bind(id)
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await
+        .db()?;
+    journal.task(id, Some(status), TaskState::Pending, now, json!({"reason": "retry"}));
+    journal.flush(&mut tx, now).await?;
+    let row = get_in(&mut *tx, id).await?;
+    tx.commit().await.db()?;
+    store.emit(journal.events);
+    Ok(row)
+}
+
+pub(crate) async fn transitions(pool: &SqlitePool, id: Uuid) -> StoreResult<Vec<TransitionRow>> {
+    let rows = sqlx::query(
+        "SELECT id, task_id AS entity_id, from_state, to_state, created_at, metadata
+         FROM task_transitions WHERE task_id = ?1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .db()?;
+    if rows.is_empty() && !task_exists(pool, id).await? {
+        return Err(StoreError::NotFound { entity: "task", id });
+    }
+    rows.iter().map(transition_row).collect()
+}
+
+pub(crate) async fn stats(pool: &SqlitePool) -> StoreResult<StoreStats> {
+    let by_state = |rows: Vec<sqlx::sqlite::SqliteRow>| -> StoreResult<BTreeMap<String, i64>> {
+        // Every state is listed, zero or not, so pages show a stable set.
+        let mut map: BTreeMap<String, i64> =
+            TaskState::ALL.iter().map(|s| (s.as_str().to_string(), 0)).collect();
+        for r in &rows {
+            map.insert(r.try_get(0).db()?, r.try_get(1).db()?);
+        }
+        Ok(map)
+    };
+    let tasks = sqlx::query("SELECT status, COUNT(*) FROM tasks GROUP BY status")
+        .fetch_all(pool)
+        .await
+        .db()?;
+    let steps = sqlx::query("SELECT status, COUNT(*) FROM steps GROUP BY status")
+        .fetch_all(pool)
+        .await
+        .db()?;
+    let retrying: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM steps WHERE status = 'pending' AND attempts > 0")
+            .fetch_one(pool)
+            .await
+            .db()?;
+    Ok(StoreStats {
+        tasks_by_state: by_state(tasks)?,
+        steps_by_state: by_state(steps)?,
+        steps_retrying: retrying,
+    })
+}
