@@ -1,1 +1,425 @@
-//! placeholder
+//! # tasker-store-postgres
+//!
+//! The PostgreSQL backend of the Tasker [`Store`]: many engine processes on
+//! many machines share one database. Semantics are those of
+//! `docs/STORAGE.md`; this page explains how PostgreSQL delivers them.
+//!
+//! ## Layout
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `lib.rs` | [`PgStore`], [`PgOptions`], connection, migrations, the [`Store`] impl |
+//! | `create` | task creation (batched `UNNEST` inserts, identity locks) |
+//! | `work` | the hot path: claim, finish, renew, rescue |
+//! | `admin` | operator actions: cancel, retry, resolve, edits |
+//! | `read` | lookups, listings, counts |
+//! | `settle` | task counters and the finaliser, shared by every write |
+//! | `events` | NOTIFY, the listener, in-process broadcast |
+//! | `error` | `sqlx::Error` → [`StoreError`], transaction retries |
+//!
+//! The schema (`migrations/`) uses `uuid`, `jsonb`, `timestamptz` and
+//! `bigint` identity columns. Claiming uses the partial index
+//! `steps (ready_at, id) WHERE ready_at IS NOT NULL`, which holds only the
+//! frontier of claimable work; the rescuer uses
+//! `steps (lease_expires_at) WHERE status = 'in_progress'`. Transition tables
+//! are only appended to on the hot path, never read.
+//!
+//! ## The claim statement
+//!
+//! ```sql
+//! WITH c AS (
+//!     SELECT s.id, s.ready_at FROM steps s
+//!     WHERE s.ready_at <= $now [AND kind / namespace filters]
+//!     ORDER BY s.ready_at, s.id
+//!     LIMIT $n
+//!     FOR NO KEY UPDATE SKIP LOCKED
+//! ), claimed AS (
+//!     UPDATE steps s SET status = 'in_progress', ready_at = NULL,
+//!            attempts = s.attempts + 1, lease_token = gen_random_uuid(), …
+//!     FROM c WHERE s.id = c.id RETURNING …
+//! ), step transitions, tasks pending → in_progress (locked in id order), task transitions
+//! SELECT claimed steps JOIN tasks, with the parents' results aggregated per step
+//! ```
+//!
+//! Why it is correct:
+//! - the lock is taken **on the base table rows** in the same statement that
+//!   updates them, so there is no read-then-write window;
+//! - `SKIP LOCKED` makes concurrent claimers pass over each other's rows
+//!   instead of queueing behind them; the rows a claimer locks are exactly
+//!   the rows it updates;
+//! - in READ COMMITTED, when a row was changed by a transaction that
+//!   committed after the statement's snapshot, PostgreSQL re-checks the
+//!   `WHERE` on the newest version before locking it (EvalPlanQual): a step
+//!   another process claimed a moment ago has `ready_at = NULL` and is
+//!   skipped, and such rows do not count toward `LIMIT` (the `LockRows` node
+//!   sits below `Limit`);
+//! - `(ready_at, id)` is the index order, so the scan stops after `n`
+//!   lockable rows whatever the size of the history;
+//! - `FOR NO KEY UPDATE` is the lock an `UPDATE` of non-key columns takes
+//!   anyway; it does not conflict with the `KEY SHARE` locks that foreign-key
+//!   checks of concurrent transition inserts take.
+//!
+//! With a per-task limit, window functions cannot share a `SELECT` level with
+//! `FOR UPDATE`, so the candidates are locked in one CTE (tasks already at
+//! their limit are filtered out in the scan), ranked per task in a second,
+//! and cut to `limit - running(task)` in a third. Candidates locked but not
+//! taken are released at commit. Running counts come from the statement's
+//! snapshot, so two claimers racing on the same task may exceed the limit
+//! briefly; the limit is a fairness device, not a mutual exclusion.
+//!
+//! Finishing, rescuing and the operator actions lock step rows first (in id
+//! order) and task rows last (in id order); see `settle` for why the
+//! finaliser is race-free. Transactions aborted with `40001` or `40P01` are
+//! run again a few times.
+//!
+//! ## Events and the listener
+//!
+//! After each commit the store broadcasts [`StoreEvent`]s in-process (tokio
+//! broadcast, capacity 1024). For other processes, the same transaction
+//! queues `pg_notify('tasker_work', <instance id>)` when steps became
+//! claimable now (create, unblocked children, immediate retry, rescue, task
+//! or step retry), once per transaction, and
+//! `pg_notify('tasker_task', '<task_id>:finished')` when tasks reached a
+//! final state. A background task holds a `PgListener` on both channels and
+//! re-broadcasts what it receives, so an idle engine in another process
+//! wakes within milliseconds. It skips work notifications carrying its own
+//! instance id (already broadcast locally), announces a reconnect as
+//! `WorkAvailable` (notifications may have been missed), and rebuilds the
+//! listener with a capped backoff after errors such as an administrator
+//! terminating the session. The listener stops when the last clone of the
+//! [`PgStore`] is dropped.
+
+mod admin;
+mod create;
+mod decode;
+mod error;
+mod events;
+mod read;
+mod settle;
+mod work;
+
+pub use events::{TASK_CHANNEL, WORK_CHANNEL};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use error::{store_err, with_retry};
+use events::Emit;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tasker_core::StepCounts;
+use tasker_store::{
+    Backend, ClaimParams, ClaimedStep, FinishReport, LeaseRef, NewTask, Page, StepOutcome, StepRow,
+    StepUpdate, Store, StoreError, StoreEvent, StoreResult, StoreStats, TaskQuery, TaskRow,
+    TaskUpdate, TransitionRow,
+};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// The embedded migrations (`crates/store-postgres/migrations/`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// Capacity of the in-process event channel.
+const EVENT_CAPACITY: usize = 1024;
+
+/// Connection settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgOptions {
+    /// Pool size (connections held at most).
+    pub max_connections: u32,
+    /// Connections kept open while idle.
+    pub min_connections: u32,
+    /// How long an operation waits for a pooled connection before failing
+    /// with [`StoreError::Unavailable`].
+    pub acquire_timeout: Duration,
+    /// Apply the embedded migrations while connecting.
+    pub run_migrations: bool,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(10),
+            run_migrations: true,
+        }
+    }
+}
+
+/// A [`Store`] on PostgreSQL. Cheap to clone (shares one pool and listener).
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    events: broadcast::Sender<StoreEvent>,
+    /// This instance's id, the payload of its `tasker_work` notifications.
+    origin: String,
+    listener: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("origin", &self.inner.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects with [`PgOptions::default`] (migrations applied).
+    pub async fn connect(url: &str) -> StoreResult<PgStore> {
+        Self::connect_with(url, PgOptions::default()).await
+    }
+
+    /// Connects, optionally migrates, and starts the notification listener.
+    /// Must be called inside a tokio runtime.
+    pub async fn connect_with(url: &str, options: PgOptions) -> StoreResult<PgStore> {
+        let connect_options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Internal(format!("invalid PostgreSQL URL: {e}")))?
+            .application_name("tasker");
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .min_connections(options.min_connections.min(options.max_connections.max(1)))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect_options)
+            .await
+            .map_err(store_err)?;
+        if options.run_migrations {
+            MIGRATOR
+                .run(&pool)
+                .await
+                .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
+        }
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let origin = Uuid::new_v4().simple().to_string();
+        // LISTEN before returning, so that no notification sent after
+        // `connect` returns can be missed.
+        let listener = events::listen(url).await.map_err(store_err)?;
+        let listener = tokio::spawn(events::relay(
+            listener,
+            url.to_string(),
+            origin.clone(),
+            events.clone(),
+        ));
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                events,
+                origin,
+                listener,
+            }),
+        })
+    }
+
+    /// Applies the embedded migrations (idempotent; concurrent callers are
+    /// serialised by sqlx's advisory lock).
+    pub async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR
+            .run(&self.inner.pool)
+            .await
+            .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))
+    }
+
+    /// The connection pool (diagnostics, tests, `EXPLAIN`).
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// Closes the pool: waits for checked-out connections to come back.
+    pub async fn close(&self) {
+        self.inner.pool.close().await;
+    }
+
+    fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    /// Broadcasts a committed transaction's events and returns its value.
+    fn deliver<T>(&self, r: StoreResult<(T, Emit)>) -> StoreResult<T> {
+        let (v, emit) = r?;
+        emit.broadcast(&self.inner.events);
+        Ok(v)
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.inner.events.subscribe()
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.inner.pool)
+            .await
+            .map_err(store_err)?;
+        Ok(())
+    }
+
+    async fn migrations_applied(&self) -> StoreResult<bool> {
+        self.read_migrations_applied().await
+    }
+
+    async fn task_create(&self, task: NewTask) -> StoreResult<TaskRow> {
+        let tasks = std::slice::from_ref(&task);
+        let rows = self.deliver(with_retry!("task_create", self.create_once(tasks)))?;
+        rows.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Internal("task insert returned no row".into()))
+    }
+
+    async fn task_create_many(&self, tasks: Vec<NewTask>) -> StoreResult<Vec<Uuid>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.deliver(with_retry!("task_create_many", self.create_once(&tasks)))?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    async fn task_get(&self, id: Uuid) -> StoreResult<TaskRow> {
+        self.read_task(id).await
+    }
+
+    async fn task_list(&self, query: &TaskQuery) -> StoreResult<Page<TaskRow>> {
+        self.read_task_list(query).await
+    }
+
+    async fn task_step_counts(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepCounts> {
+        self.read_step_counts(id, now).await
+    }
+
+    async fn task_update(
+        &self,
+        id: Uuid,
+        update: TaskUpdate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<TaskRow> {
+        self.deliver(with_retry!(
+            "task_update",
+            self.task_update_once(id, &update, now)
+        ))
+    }
+
+    async fn task_cancel(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<TaskRow> {
+        self.deliver(with_retry!("task_cancel", self.task_cancel_once(id, now)))
+    }
+
+    async fn task_retry(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<TaskRow> {
+        self.deliver(with_retry!("task_retry", self.task_retry_once(id, now)))
+    }
+
+    async fn task_transitions(&self, id: Uuid) -> StoreResult<Vec<TransitionRow>> {
+        self.read_transitions(read::Entity::Task, id).await
+    }
+
+    async fn step_list(&self, task_id: Uuid) -> StoreResult<Vec<StepRow>> {
+        self.read_step_list(task_id).await
+    }
+
+    async fn step_get(&self, id: Uuid) -> StoreResult<StepRow> {
+        self.read_step(id).await
+    }
+
+    async fn step_transitions(&self, id: Uuid) -> StoreResult<Vec<TransitionRow>> {
+        self.read_transitions(read::Entity::Step, id).await
+    }
+
+    async fn step_update(
+        &self,
+        id: Uuid,
+        update: StepUpdate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<StepRow> {
+        self.deliver(with_retry!(
+            "step_update",
+            self.step_update_once(id, &update, now)
+        ))
+    }
+
+    async fn step_resolve(
+        &self,
+        id: Uuid,
+        results: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> StoreResult<StepRow> {
+        self.deliver(with_retry!(
+            "step_resolve",
+            self.step_resolve_once(id, &results, now)
+        ))
+    }
+
+    async fn step_cancel(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepRow> {
+        self.deliver(with_retry!("step_cancel", self.step_cancel_once(id, now)))
+    }
+
+    async fn step_retry(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepRow> {
+        self.deliver(with_retry!("step_retry", self.step_retry_once(id, now)))
+    }
+
+    async fn step_claim(&self, claim: &ClaimParams) -> StoreResult<Vec<ClaimedStep>> {
+        if claim.limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.deliver(with_retry!("step_claim", self.claim_once(claim)))
+    }
+
+    async fn step_finish_many(
+        &self,
+        outcomes: &[StepOutcome],
+        now: DateTime<Utc>,
+    ) -> StoreResult<FinishReport> {
+        if outcomes.is_empty() {
+            return Ok(FinishReport::default());
+        }
+        self.deliver(with_retry!(
+            "step_finish_many",
+            self.finish_once(outcomes, now)
+        ))
+    }
+
+    async fn step_lease_renew(
+        &self,
+        leases: &[LeaseRef],
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        with_retry!("step_lease_renew", self.renew_once(leases, until, now))
+    }
+
+    async fn step_rescue_expired(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        self.deliver(with_retry!(
+            "step_rescue_expired",
+            self.rescue_once(now, limit)
+        ))
+    }
+
+    async fn step_next_ready_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        self.read_next_ready_at().await
+    }
+
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        self.read_stats().await
+    }
+}

@@ -1,0 +1,158 @@
+//! Mapping `sqlx::Error` to [`StoreError`], and the retry decision.
+//!
+//! Every operation runs in a transaction that may be aborted by PostgreSQL
+//! for reasons that are not the caller's fault: a serialization failure
+//! (`40001`) or a deadlock victim (`40P01`). Those are retried inside the
+//! store a few times ([`TxError::Retry`]). Losing the server (connection
+//! refused, I/O error, pool timeout, `57P01 admin_shutdown`, class `08`) is
+//! [`StoreError::Unavailable`]; everything else is [`StoreError::Internal`].
+
+use std::time::Duration;
+use tasker_store::StoreError;
+
+/// How many times a transaction aborted by a serialization failure or a
+/// deadlock is run again before the error is reported.
+pub(crate) const MAX_TX_RETRIES: u32 = 5;
+
+/// The error of one transaction attempt.
+#[derive(Debug)]
+pub(crate) enum TxError {
+    /// Aborted by the database's concurrency control; run the transaction again.
+    Retry(String),
+    /// Final.
+    Store(StoreError),
+}
+
+impl TxError {
+    /// The error the caller sees once retries are exhausted.
+    pub(crate) fn into_store(self) -> StoreError {
+        match self {
+            TxError::Retry(msg) => StoreError::Internal(format!("transaction kept failing: {msg}")),
+            TxError::Store(e) => e,
+        }
+    }
+}
+
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> Self {
+        TxError::Store(e)
+    }
+}
+
+impl From<tasker_core::InvalidTransition> for TxError {
+    fn from(e: tasker_core::InvalidTransition) -> Self {
+        TxError::Store(StoreError::InvalidTransition(e))
+    }
+}
+
+impl From<sqlx::Error> for TxError {
+    fn from(e: sqlx::Error) -> Self {
+        classify(e)
+    }
+}
+
+/// Maps a driver error to what the store reports.
+pub(crate) fn classify(e: sqlx::Error) -> TxError {
+    match &e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            match code.as_str() {
+                // serialization_failure, deadlock_detected: the transaction
+                // lost a race; nothing it did is visible, so run it again.
+                "40001" | "40P01" => TxError::Retry(db.message().to_string()),
+                // admin_shutdown, crash_shutdown, cannot_connect_now,
+                // too_many_connections, and the whole connection-exception class.
+                "57P01" | "57P02" | "57P03" | "53300" => {
+                    TxError::Store(StoreError::Unavailable(db.message().to_string()))
+                }
+                c if c.starts_with("08") => {
+                    TxError::Store(StoreError::Unavailable(db.message().to_string()))
+                }
+                // unique_violation: a caller reused an id.
+                "23505" => TxError::Store(StoreError::Conflict(format!(
+                    "{} ({})",
+                    db.message(),
+                    db.constraint().unwrap_or("unique constraint")
+                ))),
+                _ => TxError::Store(StoreError::Internal(format!("{} [{code}]", db.message()))),
+            }
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => TxError::Store(StoreError::Unavailable(e.to_string())),
+        _ => TxError::Store(StoreError::Internal(e.to_string())),
+    }
+}
+
+/// Maps a driver error straight to a [`StoreError`] (outside the retry loop).
+pub(crate) fn store_err(e: sqlx::Error) -> StoreError {
+    classify(e).into_store()
+}
+
+/// Pause before retry `attempt` (1-based): short, growing, jittered so that
+/// two deadlock victims do not collide again in lockstep.
+pub(crate) fn retry_pause(attempt: u32) -> Duration {
+    let base = 2u64.saturating_pow(attempt.min(6)); // 2, 4, 8 … 64 ms
+    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % base.max(1);
+    Duration::from_millis(base + jitter)
+}
+
+/// Runs a transaction body again while it fails with [`TxError::Retry`].
+///
+/// `$body` is an expression that builds a fresh future on every evaluation
+/// (e.g. `self.claim_once(claim)`), so each attempt starts a new transaction.
+macro_rules! with_retry {
+    ($op:literal, $body:expr) => {{
+        let mut attempt: u32 = 0;
+        loop {
+            match $body.await {
+                Ok(v) => break Ok(v),
+                Err($crate::error::TxError::Retry(msg)) if attempt < $crate::error::MAX_TX_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(op = $op, attempt, error = %msg, "transaction aborted by concurrency control; retrying");
+                    tokio::time::sleep($crate::error::retry_pause(attempt)).await;
+                }
+                Err(e) => break Err(e.into_store()),
+            }
+        }
+    }};
+}
+pub(crate) use with_retry;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_errors_are_unavailable() {
+        assert!(matches!(
+            classify(sqlx::Error::PoolTimedOut),
+            TxError::Store(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            classify(sqlx::Error::PoolClosed),
+            TxError::Store(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            classify(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "no"
+            ))),
+            TxError::Store(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            classify(sqlx::Error::RowNotFound),
+            TxError::Store(StoreError::Internal(_))
+        ));
+    }
+
+    #[test]
+    fn retry_pause_is_bounded() {
+        for a in 1..20 {
+            assert!(retry_pause(a) <= Duration::from_millis(128));
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Reads: single statements on the pool, no transaction needed.
+
+use crate::PgStore;
+use crate::decode::{STEP_COLS, TASK_COLS, step_row, task_row, transition_cols, transition_row};
+use crate::error::{TxError, store_err};
+use chrono::{DateTime, Utc};
+use sqlx::{AssertSqlSafe, Row};
+use std::collections::BTreeMap;
+use tasker_core::{StepCounts, StepState, TaskState};
+use tasker_store::{
+    Page, StepRow, StoreError, StoreResult, StoreStats, TaskQuery, TaskRow, TaskSort, TransitionRow,
+};
+use uuid::Uuid;
+
+/// Whose transitions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Entity {
+    Task,
+    Step,
+}
+
+fn not_found(entity: &'static str, id: Uuid) -> StoreError {
+    StoreError::NotFound { entity, id }
+}
+
+fn count(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl PgStore {
+    pub(crate) async fn read_migrations_applied(&self) -> StoreResult<bool> {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(store_err)?;
+        if !exists {
+            return Ok(false);
+        }
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(store_err)?;
+        Ok(crate::MIGRATOR
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .all(|m| applied.contains(&m.version)))
+    }
+
+    pub(crate) async fn read_task(&self, id: Uuid) -> StoreResult<TaskRow> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TASK_COLS} FROM tasks WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| not_found("task", id))?;
+        task_row(&row).map_err(TxError::into_store)
+    }
+
+    pub(crate) async fn read_task_list(&self, q: &TaskQuery) -> StoreResult<Page<TaskRow>> {
+        // Filters are static SQL with NULL-able parameters; only the ORDER BY
+        // varies, and it is chosen from a fixed set of column names.
+        const WHERE: &str = "WHERE ($1::text IS NULL OR status = $1) \
+               AND ($2::text IS NULL OR namespace = $2) \
+               AND ($3::text IS NULL OR name = $3) \
+               AND ($4::text IS NULL OR version = $4) \
+               AND ($5::timestamptz IS NULL OR created_at >= $5) \
+               AND ($6::timestamptz IS NULL OR created_at < $6)";
+        let column = match q.sort {
+            TaskSort::CreatedAt => "created_at",
+            TaskSort::UpdatedAt => "updated_at",
+            TaskSort::Status => "status",
+            TaskSort::Name => "name",
+            TaskSort::Namespace => "namespace",
+        };
+        let dir = if q.descending { "DESC" } else { "ASC" };
+        let status = q.status.map(TaskState::as_str);
+        let limit: Option<i64> = (q.limit > 0).then_some(i64::from(q.limit));
+        let sql = format!(
+            "SELECT {TASK_COLS} FROM tasks {WHERE} ORDER BY {column} {dir}, id {dir} LIMIT $7 OFFSET $8"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(status)
+            .bind(q.namespace.as_deref())
+            .bind(q.name.as_deref())
+            .bind(q.version.as_deref())
+            .bind(q.created_since)
+            .bind(q.created_until)
+            .bind(limit)
+            .bind(i64::from(q.offset))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(store_err)?;
+        let total: i64 =
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM tasks {WHERE}")))
+                .bind(status)
+                .bind(q.namespace.as_deref())
+                .bind(q.name.as_deref())
+                .bind(q.version.as_deref())
+                .bind(q.created_since)
+                .bind(q.created_until)
+                .fetch_one(&self.inner.pool)
+                .await
+                .map_err(store_err)?;
+        let items = rows
+            .iter()
+            .map(task_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(TxError::into_store)?;
+        Ok(Page { items, total })
+    }
+
+    pub(crate) async fn read_step_counts(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<StepCounts> {
+        let r = sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE id = $1) AS found, \
+                    count(*) AS total, \
+                    count(*) FILTER (WHERE status = 'pending') AS pending, \
+                    count(*) FILTER (WHERE status = 'pending' AND ready_at <= $2) AS ready, \
+                    count(*) FILTER (WHERE status = 'pending' AND ready_at > $2) AS scheduled, \
+                    count(*) FILTER (WHERE status = 'pending' AND attempts > 0) AS retrying, \
+                    count(*) FILTER (WHERE status = 'in_progress') AS in_progress, \
+                    count(*) FILTER (WHERE status IN ('complete','resolved_manually')) AS done, \
+                    count(*) FILTER (WHERE status = 'error') AS failed, \
+                    count(*) FILTER (WHERE status = 'cancelled') AS cancelled \
+             FROM steps WHERE task_id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_one(&self.inner.pool)
+        .await
+        .map_err(store_err)?;
+        let get = |c: &str| -> StoreResult<u64> { Ok(count(r.try_get(c).map_err(store_err)?)) };
+        let found: bool = r.try_get("found").map_err(store_err)?;
+        if !found {
+            return Err(not_found("task", id));
+        }
+        Ok(StepCounts {
+            total: get("total")?,
+            pending: get("pending")?,
+            ready: get("ready")?,
+            scheduled: get("scheduled")?,
+            retrying: get("retrying")?,
+            in_progress: get("in_progress")?,
+            done: get("done")?,
+            failed: get("failed")?,
+            cancelled: get("cancelled")?,
+        })
+    }
+
+    pub(crate) async fn read_transitions(
+        &self,
+        entity: Entity,
+        id: Uuid,
+    ) -> StoreResult<Vec<TransitionRow>> {
+        let (table, column, parent, name) = match entity {
+            Entity::Task => ("task_transitions", "task_id", "tasks", "task"),
+            Entity::Step => ("step_transitions", "step_id", "steps", "step"),
+        };
+        let sql = format!(
+            "SELECT {} FROM {table} WHERE {column} = $1 ORDER BY id",
+            transition_cols(column)
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(store_err)?;
+        if rows.is_empty() {
+            // Every task and step has a creation transition, so an empty list
+            // means the entity does not exist; confirm before saying so.
+            let exists: bool = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT EXISTS (SELECT 1 FROM {parent} WHERE id = $1)"
+            )))
+            .bind(id)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(store_err)?;
+            if !exists {
+                return Err(not_found(name, id));
+            }
+        }
+        rows.iter()
+            .map(transition_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(TxError::into_store)
+    }
+
+    pub(crate) async fn read_step_list(&self, task_id: Uuid) -> StoreResult<Vec<StepRow>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {STEP_COLS} FROM steps s WHERE s.task_id = $1 ORDER BY s.position"
+        )))
+        .bind(task_id)
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(store_err)?;
+        if rows.is_empty() {
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tasks WHERE id = $1)")
+                    .bind(task_id)
+                    .fetch_one(&self.inner.pool)
+                    .await
+                    .map_err(store_err)?;
+            if !exists {
+                return Err(not_found("task", task_id));
+            }
+        }
+        rows.iter()
+            .map(step_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(TxError::into_store)
+    }
+
+    pub(crate) async fn read_step(&self, id: Uuid) -> StoreResult<StepRow> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {STEP_COLS} FROM steps s WHERE s.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| not_found("step", id))?;
+        step_row(&row).map_err(TxError::into_store)
+    }
+
+    pub(crate) async fn read_next_ready_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        // min() over the partial index: one index probe.
+        sqlx::query_scalar("SELECT min(ready_at) FROM steps WHERE ready_at IS NOT NULL")
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(store_err)
+    }
+
+    pub(crate) async fn read_stats(&self) -> StoreResult<StoreStats> {
+        let rows = sqlx::query(
+            "SELECT 'task' AS kind, status, count(*) AS n FROM tasks GROUP BY status \
+             UNION ALL \
+             SELECT 'step', status, count(*) FROM steps GROUP BY status \
+             UNION ALL \
+             SELECT 'retrying', 'pending', count(*) FROM steps WHERE status = 'pending' AND attempts > 0",
+        )
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(store_err)?;
+        let mut stats = StoreStats {
+            tasks_by_state: TaskState::ALL
+                .iter()
+                .map(|s| (s.as_str().to_string(), 0))
+                .collect(),
+            steps_by_state: StepState::ALL
+                .iter()
+                .map(|s| (s.as_str().to_string(), 0))
+                .collect(),
+            steps_retrying: 0,
+        };
+        for r in rows {
+            let kind: String = r.try_get("kind").map_err(store_err)?;
+            let status: String = r.try_get("status").map_err(store_err)?;
+            let n: i64 = r.try_get("n").map_err(store_err)?;
+            let map: &mut BTreeMap<String, i64> = match kind.as_str() {
+                "task" => &mut stats.tasks_by_state,
+                "step" => &mut stats.steps_by_state,
+                _ => {
+                    stats.steps_retrying = n;
+                    continue;
+                }
+            };
+            map.insert(status, n);
+        }
+        Ok(stats)
+    }
+}

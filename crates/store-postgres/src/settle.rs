@@ -1,0 +1,326 @@
+//! The task side of every step change: counters and finalisation.
+//!
+//! Locking discipline (the reason the hot path cannot deadlock with itself):
+//! a transaction locks step rows first — its own steps, then children, each
+//! set in id order — and task rows last, in id order ([`lock_tasks`]). Claims
+//! never wait on a step (`SKIP LOCKED`) and lock tasks last, in id order too.
+//!
+//! Finalisation is race-free because the task rows are locked (`FOR NO KEY
+//! UPDATE`, which still lets other transactions insert transition rows that
+//! reference the task) before the counters are read: of two transactions
+//! finishing the last two steps of a task, the second waits for the first to
+//! commit, then reads the counters it left, so exactly one of them sees
+//! `steps_remaining` reach 0 and writes the `complete` transition. The status
+//! write is additionally conditional on the status read under the lock.
+
+use crate::decode::task_state;
+use crate::error::TxError;
+use crate::events::Emit;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sqlx::{PgConnection, Row};
+use std::collections::BTreeMap;
+use tasker_core::TaskState;
+use tasker_store::is_final;
+use uuid::Uuid;
+
+/// A task's status and counters as read under its row lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TaskCounters {
+    pub status: TaskState,
+    pub remaining: i64,
+    pub live: i64,
+    pub blocked: i64,
+}
+
+/// Counter changes for one task, accumulated over a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Delta {
+    pub remaining: i64,
+    pub live: i64,
+    pub blocked: i64,
+}
+
+/// What to write back for one task.
+#[derive(Debug, Clone)]
+pub(crate) struct TaskWrite {
+    pub id: Uuid,
+    pub counters: TaskCounters,
+    /// Status before this transaction touched it.
+    pub from: TaskState,
+    /// Statuses to go through, in order (empty: status unchanged).
+    pub path: Vec<TaskState>,
+    /// Metadata of the transitions.
+    pub metadata: Value,
+}
+
+/// The finaliser's rule, applied to counters read under the task lock.
+///
+/// - `pending`/`in_progress` with nothing remaining → `complete` (through
+///   `in_progress`, since the state machine has no `pending → complete`);
+/// - `pending`/`in_progress` with nothing live and something blocked → `error`;
+/// - `error` with nothing remaining (an operator resolved the last blocker)
+///   → `resolved_manually`; `error` with live work again → `pending`.
+pub(crate) fn finaliser_path(c: TaskCounters) -> Vec<TaskState> {
+    use TaskState::*;
+    match c.status {
+        Pending | InProgress if c.remaining <= 0 => {
+            if c.status == Pending {
+                vec![InProgress, Complete]
+            } else {
+                vec![Complete]
+            }
+        }
+        Pending | InProgress if c.live <= 0 && c.blocked > 0 => vec![Error],
+        Error if c.remaining <= 0 => vec![ResolvedManually],
+        Error if c.live > 0 => vec![Pending],
+        _ => Vec::new(),
+    }
+}
+
+fn finaliser_metadata(path: &[TaskState]) -> Value {
+    match path.last() {
+        Some(TaskState::Complete) | Some(TaskState::ResolvedManually) => {
+            json!({ "reason": "all steps done" })
+        }
+        Some(TaskState::Error) => json!({ "reason": "blocked by failed or cancelled steps" }),
+        Some(TaskState::Pending) => json!({ "reason": "steps can run again" }),
+        _ => json!({}),
+    }
+}
+
+/// Locks the task rows in id order and reads their status and counters.
+pub(crate) async fn lock_tasks(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<BTreeMap<Uuid, TaskCounters>, TxError> {
+    let rows = sqlx::query(
+        "SELECT id, status, steps_remaining, steps_live, steps_blocked FROM tasks \
+         WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = BTreeMap::new();
+    for r in rows {
+        out.insert(
+            r.try_get("id")?,
+            TaskCounters {
+                status: task_state(r.try_get("status")?)?,
+                remaining: r.try_get("steps_remaining")?,
+                live: r.try_get("steps_live")?,
+                blocked: r.try_get("steps_blocked")?,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Counters of one task recomputed from its steps (admin operations, which
+/// rewrite many steps at once, recount instead of tracking deltas).
+pub(crate) async fn recount(conn: &mut PgConnection, task_id: Uuid) -> Result<Delta, TxError> {
+    let r = sqlx::query(
+        "SELECT count(*) FILTER (WHERE status NOT IN ('complete','resolved_manually')) AS remaining, \
+                count(*) FILTER (WHERE status = 'in_progress' OR ready_at IS NOT NULL) AS live, \
+                count(*) FILTER (WHERE status IN ('error','cancelled')) AS blocked \
+         FROM steps WHERE task_id = $1",
+    )
+    .bind(task_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Delta {
+        remaining: r.try_get("remaining")?,
+        live: r.try_get("live")?,
+        blocked: r.try_get("blocked")?,
+    })
+}
+
+/// Applies per-task counter deltas and runs the finaliser, in two statements
+/// (lock + read, then one write). Sends the transaction's NOTIFYs with the
+/// write. Returns the tasks that reached a final state.
+pub(crate) async fn settle(
+    conn: &mut PgConnection,
+    deltas: &BTreeMap<Uuid, Delta>,
+    now: DateTime<Utc>,
+    emit: &mut Emit,
+    origin: &str,
+) -> Result<Vec<(Uuid, TaskState)>, TxError> {
+    if deltas.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = deltas.keys().copied().collect();
+    let locked = lock_tasks(conn, &ids).await?;
+    let mut writes = Vec::with_capacity(locked.len());
+    for (id, cur) in locked {
+        let d = deltas.get(&id).copied().unwrap_or_default();
+        let counters = TaskCounters {
+            status: cur.status,
+            remaining: (cur.remaining + d.remaining).max(0),
+            live: (cur.live + d.live).max(0),
+            blocked: (cur.blocked + d.blocked).max(0),
+        };
+        let path = finaliser_path(counters);
+        writes.push(TaskWrite {
+            id,
+            counters,
+            from: cur.status,
+            metadata: finaliser_metadata(&path),
+            path,
+        });
+    }
+    write_tasks(conn, &writes, now, emit, origin).await
+}
+
+/// Writes counters and status changes of many tasks, their transitions, and
+/// the transaction's NOTIFYs, in one statement.
+pub(crate) async fn write_tasks(
+    conn: &mut PgConnection,
+    writes: &[TaskWrite],
+    now: DateTime<Utc>,
+    emit: &mut Emit,
+    origin: &str,
+) -> Result<Vec<(Uuid, TaskState)>, TxError> {
+    let mut finished = Vec::new();
+    let n = writes.len();
+    let (mut ids, mut rem, mut live, mut blk, mut status, mut completed) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut tr_id, mut tr_from, mut tr_to, mut tr_meta) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for w in writes {
+        let end = w.path.last().copied().unwrap_or(w.from);
+        ids.push(w.id);
+        rem.push(w.counters.remaining);
+        live.push(w.counters.live);
+        blk.push(w.counters.blocked);
+        status.push(end.as_str());
+        // completed_at: set on entering a final state, cleared when leaving
+        // one, kept otherwise (encoded as 1 / 0 / NULL).
+        completed.push(if w.path.is_empty() {
+            None
+        } else if is_final(end) {
+            Some(1i32)
+        } else {
+            Some(0i32)
+        });
+        let mut from = w.from;
+        for to in &w.path {
+            tr_id.push(w.id);
+            tr_from.push(from.as_str());
+            tr_to.push(to.as_str());
+            tr_meta.push(w.metadata.clone());
+            from = *to;
+        }
+        emit.changed(w.id);
+        if !w.path.is_empty() && is_final(end) {
+            emit.finished(w.id);
+            finished.push((w.id, end));
+        }
+    }
+    // The transitions are inserted in array order (ORDER BY ordinality), so
+    // ids ascend along each path.
+    sqlx::query(
+        "WITH u AS ( \
+             SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::int[]) \
+                 AS u(id, remaining, live, blocked, status, completed) \
+         ), upd AS ( \
+             UPDATE tasks t SET steps_remaining = u.remaining, steps_live = u.live, \
+                 steps_blocked = u.blocked, status = u.status, updated_at = $7, \
+                 completed_at = CASE u.completed WHEN 1 THEN $7 WHEN 0 THEN NULL ELSE t.completed_at END \
+             FROM u WHERE t.id = u.id \
+             RETURNING t.id \
+         ), tr AS ( \
+             INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata) \
+             SELECT x.id, x.f, x.t, $7, x.m \
+             FROM UNNEST($8::uuid[], $9::text[], $10::text[], $11::jsonb[]) WITH ORDINALITY AS x(id, f, t, m, ord) \
+             ORDER BY x.ord \
+         ) \
+         SELECT (SELECT count(*) FROM upd) AS updated, \
+                (SELECT count(pg_notify('tasker_work', $13)) WHERE $12) AS w, \
+                (SELECT count(pg_notify('tasker_task', p)) FROM UNNEST($14::text[]) AS p) AS f",
+    )
+    .bind(&ids)
+    .bind(&rem)
+    .bind(&live)
+    .bind(&blk)
+    .bind(&status)
+    .bind(&completed)
+    .bind(now)
+    .bind(&tr_id)
+    .bind(&tr_from)
+    .bind(&tr_to)
+    .bind(&tr_meta)
+    .bind(emit.work && !emit.notified)
+    .bind(origin)
+    .bind(if emit.notified { Vec::new() } else { emit.finished_payloads() })
+    .fetch_one(&mut *conn)
+    .await?;
+    emit.notified = true;
+    Ok(finished)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TaskState::*;
+
+    fn c(status: TaskState, remaining: i64, live: i64, blocked: i64) -> TaskCounters {
+        TaskCounters {
+            status,
+            remaining,
+            live,
+            blocked,
+        }
+    }
+
+    #[test]
+    fn finaliser_rules() {
+        assert_eq!(finaliser_path(c(InProgress, 0, 0, 0)), vec![Complete]);
+        assert_eq!(
+            finaliser_path(c(Pending, 0, 0, 0)),
+            vec![InProgress, Complete]
+        );
+        assert_eq!(finaliser_path(c(InProgress, 2, 0, 1)), vec![Error]);
+        assert_eq!(
+            finaliser_path(c(InProgress, 2, 1, 1)),
+            Vec::<TaskState>::new()
+        );
+        assert_eq!(
+            finaliser_path(c(InProgress, 2, 0, 0)),
+            Vec::<TaskState>::new()
+        );
+        assert_eq!(finaliser_path(c(Error, 1, 1, 0)), vec![Pending]);
+        assert_eq!(finaliser_path(c(Error, 1, 0, 1)), Vec::<TaskState>::new());
+        assert_eq!(finaliser_path(c(Error, 0, 0, 0)), vec![ResolvedManually]);
+        assert_eq!(
+            finaliser_path(c(Cancelled, 0, 0, 0)),
+            Vec::<TaskState>::new()
+        );
+        assert_eq!(
+            finaliser_path(c(Complete, 0, 0, 0)),
+            Vec::<TaskState>::new()
+        );
+    }
+
+    #[test]
+    fn paths_respect_the_state_machine() {
+        for status in TaskState::ALL {
+            for remaining in 0..2 {
+                for live in 0..2 {
+                    for blocked in 0..2 {
+                        let mut from = status;
+                        for to in finaliser_path(c(status, remaining, live, blocked)) {
+                            assert!(from.check_transition(to).is_ok(), "{from} -> {to}");
+                            from = to;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

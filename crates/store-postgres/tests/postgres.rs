@@ -1,0 +1,482 @@
+//! PostgreSQL-specific behaviour: several pools on one database stand in for
+//! several engine processes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use chrono::{DateTime, Duration, Utc};
+use common::TestDb;
+use serde_json::json;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+use tasker_store::conformance::factory::{Shape, TaskBuilder, new_task};
+use tasker_store::conformance::{base, params, success};
+use tasker_store::{LeaseRef, NewTask, Store, StoreError, StoreEvent};
+use tasker_store_postgres::{PgOptions, PgStore};
+use tokio::sync::Barrier;
+use uuid::Uuid;
+
+fn small_pool() -> PgOptions {
+    PgOptions {
+        max_connections: 4,
+        ..PgOptions::default()
+    }
+}
+
+async fn two_stores(db: &TestDb) -> (Arc<dyn Store>, Arc<dyn Store>) {
+    let a = db.store_with(small_pool()).await;
+    let b = db
+        .store_with(PgOptions {
+            run_migrations: false,
+            ..small_pool()
+        })
+        .await;
+    (Arc::new(a), Arc::new(b))
+}
+
+async fn wait_for(
+    rx: &mut tokio::sync::broadcast::Receiver<StoreEvent>,
+    pred: impl Fn(&StoreEvent) -> bool,
+) -> Option<std::time::Duration> {
+    let start = Instant::now();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(ev)) if pred(&ev) => return Some(start.elapsed()),
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn connect_migrates_and_pings() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    store.ping().await.unwrap();
+    assert!(store.migrations_applied().await.unwrap());
+    // Running them again is a no-op.
+    store.migrate().await.unwrap();
+    let unmigrated = db
+        .store_with(PgOptions {
+            run_migrations: false,
+            ..PgOptions::default()
+        })
+        .await;
+    assert!(unmigrated.migrations_applied().await.unwrap());
+}
+
+#[tokio::test]
+async fn unmigrated_database_reports_false() {
+    let db = TestDb::create().await;
+    let store = db
+        .store_with(PgOptions {
+            run_migrations: false,
+            ..PgOptions::default()
+        })
+        .await;
+    assert!(!store.migrations_applied().await.unwrap());
+    store.migrate().await.unwrap();
+    assert!(store.migrations_applied().await.unwrap());
+}
+
+#[tokio::test]
+async fn unreachable_server_is_unavailable() {
+    // Nothing listens on port 1.
+    let err = PgStore::connect_with(
+        "postgres://postgres@127.0.0.1:1/postgres",
+        PgOptions {
+            acquire_timeout: std::time::Duration::from_secs(2),
+            ..PgOptions::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(err.is_transient());
+}
+
+/// Four claimers on two pools drain 300 ready steps: every step is claimed
+/// exactly once and has exactly one `pending → in_progress` transition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_pools_never_claim_the_same_step() {
+    let db = TestDb::create().await;
+    let (a, b) = two_stores(&db).await;
+    let now = base();
+    let tasks: Vec<NewTask> = (0..60).map(|_| new_task(Shape::Roots(5), now)).collect();
+    a.task_create_many(tasks).await.unwrap();
+
+    let barrier = Arc::new(Barrier::new(4));
+    let mut handles = Vec::new();
+    for (i, store) in [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        let barrier = barrier.clone();
+        handles.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let mut mine = Vec::new();
+            loop {
+                let got = store
+                    .step_claim(&params(&format!("w{i}"), 7, now))
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|c| c.step_id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    let distinct: HashSet<Uuid> = all.iter().copied().collect();
+    assert_eq!(all.len(), 300, "every ready step claimed");
+    assert_eq!(distinct.len(), 300, "no step claimed twice");
+
+    let pg = db.store().await;
+    let claims: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM step_transitions WHERE from_state = 'pending' AND to_state = 'in_progress'",
+    )
+    .fetch_one(pg.pool())
+    .await
+    .unwrap();
+    assert_eq!(claims, 300);
+    let starts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM task_transitions WHERE from_state = 'pending' AND to_state = 'in_progress'",
+    )
+    .fetch_one(pg.pool())
+    .await
+    .unwrap();
+    assert_eq!(starts, 60, "each task started exactly once");
+}
+
+/// Two pools finish the last two steps of a task at the same instant:
+/// exactly one `complete` task transition, 50 times over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_finishers_on_two_pools_complete_once() {
+    let db = TestDb::create().await;
+    let (a, b) = two_stores(&db).await;
+    let now = base();
+    for round in 0..50 {
+        let task = new_task(Shape::Roots(2), now);
+        let task_id = task.id;
+        a.task_create(task).await.unwrap();
+        let claimed = a.step_claim(&params("w", 2, now)).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        let barrier = Arc::new(Barrier::new(2));
+        let mut handles = Vec::new();
+        for (store, c) in [
+            (a.clone(), claimed[0].clone()),
+            (b.clone(), claimed[1].clone()),
+        ] {
+            let barrier = barrier.clone();
+            handles.push(tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .step_finish_many(&[success(&c, json!({"ok": true}))], now)
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut finished = 0;
+        for h in handles {
+            let r = h.await.unwrap();
+            assert_eq!(r.applied, 1);
+            finished += r.finished_tasks.len();
+        }
+        assert_eq!(
+            finished, 1,
+            "round {round}: exactly one finisher reports the task"
+        );
+        let t = a.task_get(task_id).await.unwrap();
+        assert_eq!(t.status, tasker_core::TaskState::Complete, "round {round}");
+        assert_eq!(t.steps_remaining, 0);
+        let completes = a
+            .task_transitions(task_id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|t| t.to_state == "complete")
+            .count();
+        assert_eq!(completes, 1, "round {round}: one complete transition");
+    }
+}
+
+/// A task created through one pool wakes a subscriber of another pool
+/// (LISTEN/NOTIFY), and so does its completion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_wakes_a_subscriber_of_another_pool() {
+    let db = TestDb::create().await;
+    let (a, b) = two_stores(&db).await;
+    let mut rx_b = b.subscribe();
+    let now = base();
+
+    let task = new_task(Shape::Single, now);
+    let task_id = task.id;
+    a.task_create(task).await.unwrap();
+    let waited = wait_for(&mut rx_b, |e| *e == StoreEvent::WorkAvailable)
+        .await
+        .expect("the other pool was woken for new work");
+    eprintln!("cross-process WorkAvailable after {waited:?}");
+
+    let c = a.step_claim(&params("w", 1, now)).await.unwrap().remove(0);
+    a.step_finish_many(&[success(&c, json!({}))], now)
+        .await
+        .unwrap();
+    let waited = wait_for(&mut rx_b, |e| *e == StoreEvent::TaskFinished(task_id))
+        .await
+        .expect("the other pool heard the task finish");
+    eprintln!("cross-process TaskFinished after {waited:?}");
+}
+
+/// A store does not relay its own work notifications back to itself (it
+/// already broadcast them after commit).
+#[tokio::test]
+async fn own_work_notifications_are_not_echoed() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let mut rx = store.subscribe();
+    store
+        .task_create(new_task(Shape::Single, base()))
+        .await
+        .unwrap();
+    assert_eq!(rx.recv().await.unwrap(), StoreEvent::WorkAvailable);
+    // Give the listener time to receive the echo, then check it was dropped.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut rest = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        rest.push(ev);
+    }
+    assert!(
+        !rest.contains(&StoreEvent::WorkAvailable),
+        "own notification echoed: {rest:?}"
+    );
+}
+
+/// The listener survives the server terminating its session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_recovers_after_its_session_is_terminated() {
+    let db = TestDb::create().await;
+    let (a, b) = two_stores(&db).await;
+    let mut rx_b = b.subscribe();
+    let admin = db.store().await;
+    // Terminate every other session of this database: both pools and both listeners.
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(admin.pool())
+    .await
+    .unwrap();
+    // Pools reconnect on demand; the first call may see the dead connection.
+    let now = base();
+    let mut created = false;
+    for _ in 0..5 {
+        match a.task_create(new_task(Shape::Single, now)).await {
+            Ok(_) => {
+                created = true;
+                break;
+            }
+            Err(StoreError::Unavailable(_)) | Err(StoreError::Internal(_)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(created, "the pool recovered");
+    // The listener reconnects (announcing WorkAvailable) and hears new work.
+    assert!(
+        wait_for(&mut rx_b, |e| *e == StoreEvent::WorkAvailable)
+            .await
+            .is_some(),
+        "listener of the other pool recovered"
+    );
+}
+
+/// EXPLAIN: with a large finished history and ANALYZE, the claim reads the
+/// partial `ready_at` index and the rescuer the partial lease index; neither
+/// scans the steps table.
+#[tokio::test]
+async fn claim_and_rescue_use_the_partial_indexes() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let s: Arc<dyn Store> = Arc::new(store.clone());
+    let now = base();
+    // 400 tasks × 10 steps of history, then 20 ready steps.
+    let history: Vec<NewTask> = (0..400).map(|_| new_task(Shape::Roots(10), now)).collect();
+    s.task_create_many(history).await.unwrap();
+    sqlx::query(
+        "UPDATE steps SET status = 'complete', ready_at = NULL, remaining_parents = 0, completed_at = $1",
+    )
+    .bind(now)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let fresh: Vec<NewTask> = (0..4).map(|_| new_task(Shape::Roots(5), now)).collect();
+    s.task_create_many(fresh).await.unwrap();
+    sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
+
+    for per_task_limit in [None, Some(2)] {
+        let mut p = params("w", 10, now);
+        p.per_task_limit = per_task_limit;
+        p.exclude_kinds = vec!["external".into()];
+        let plan = store.explain_claim(&p).await.unwrap();
+        assert!(
+            plan.contains("steps_ready_idx"),
+            "claim plan ({per_task_limit:?}):\n{plan}"
+        );
+        assert!(
+            !plan.contains("Seq Scan on steps"),
+            "claim plan ({per_task_limit:?}):\n{plan}"
+        );
+        assert!(plan.contains("LockRows"), "claim plan locks rows:\n{plan}");
+    }
+    let plan = store.explain_rescue(now, 100).await.unwrap();
+    assert!(plan.contains("steps_lease_idx"), "rescue plan:\n{plan}");
+    assert!(!plan.contains("Seq Scan on steps"), "rescue plan:\n{plan}");
+
+    // And the claim does take the fresh steps only.
+    let got = s.step_claim(&params("w", 100, now)).await.unwrap();
+    assert_eq!(got.len(), 20);
+}
+
+/// A batch of outcomes is a fixed handful of statements: finishing 500
+/// steps of 100 tasks (children unblocked, tasks finalised) in one call.
+#[tokio::test]
+async fn finish_many_batches_children_and_tasks() {
+    let db = TestDb::create().await;
+    let s: Arc<dyn Store> = Arc::new(db.store().await);
+    let now = base();
+    let tasks: Vec<NewTask> = (0..100)
+        .map(|_| {
+            TaskBuilder::new("test", "fan")
+                .step("a", &[])
+                .step("b", &[])
+                .step("c", &[])
+                .step("d", &[])
+                .step("e", &[])
+                .step("join", &["a", "b", "c", "d", "e"])
+                .build(now)
+        })
+        .collect();
+    s.task_create_many(tasks).await.unwrap();
+    let claimed = s.step_claim(&params("w", 1000, now)).await.unwrap();
+    assert_eq!(claimed.len(), 500);
+    let outcomes: Vec<_> = claimed
+        .iter()
+        .map(|c| success(c, json!({"n": 1})))
+        .collect();
+    let started = Instant::now();
+    let r = s.step_finish_many(&outcomes, now).await.unwrap();
+    eprintln!(
+        "finish of 500 outcomes (100 joins unblocked) took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.applied, 500);
+    assert_eq!(
+        r.newly_ready, 100,
+        "each join unblocked once, after all five parents"
+    );
+    let joins = s.step_claim(&params("w", 1000, now)).await.unwrap();
+    assert_eq!(joins.len(), 100);
+    assert!(joins.iter().all(|j| j.parent_results.len() == 5));
+    let r = s
+        .step_finish_many(
+            &joins
+                .iter()
+                .map(|c| success(c, json!({})))
+                .collect::<Vec<_>>(),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.finished_tasks.len(), 100);
+}
+
+/// Latency of the hot path on this machine, printed for the report (not an
+/// assertion on speed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_path_latency() {
+    let db = TestDb::create().await;
+    let s: Arc<dyn Store> = Arc::new(db.store().await);
+    let now = base();
+    let tasks: Vec<NewTask> = (0..200).map(|_| new_task(Shape::Linear(3), now)).collect();
+    s.task_create_many(tasks).await.unwrap();
+    let mut claim_us = Vec::new();
+    let mut finish_us = Vec::new();
+    for _ in 0..200 {
+        let t0 = Instant::now();
+        let c = s.step_claim(&params("w", 1, now)).await.unwrap().remove(0);
+        claim_us.push(t0.elapsed().as_micros());
+        let t1 = Instant::now();
+        s.step_finish_many(&[success(&c, json!({"x": 1}))], now)
+            .await
+            .unwrap();
+        finish_us.push(t1.elapsed().as_micros());
+    }
+    let renew_t = Instant::now();
+    let held = s.step_claim(&params("w", 50, now)).await.unwrap();
+    let leases: Vec<LeaseRef> = held
+        .iter()
+        .map(|c| LeaseRef {
+            step_id: c.step_id,
+            token: c.lease_token,
+        })
+        .collect();
+    let lost = s
+        .step_lease_renew(&leases, now + Duration::seconds(60), now)
+        .await
+        .unwrap();
+    assert!(lost.is_empty());
+    let renew = renew_t.elapsed();
+    claim_us.sort_unstable();
+    finish_us.sort_unstable();
+    let pct = |v: &[u128], p: usize| v[(v.len() * p / 100).min(v.len() - 1)];
+    eprintln!(
+        "claim(1): p50 {} µs p95 {} µs; finish(1): p50 {} µs p95 {} µs; claim(50)+renew(50): {:?}",
+        pct(&claim_us, 50),
+        pct(&claim_us, 95),
+        pct(&finish_us, 50),
+        pct(&finish_us, 95),
+        renew
+    );
+}
+
+/// Identity duplicates across pools: of many concurrent creators of the same
+/// hash, exactly one succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn identity_is_race_free_across_pools() {
+    let db = TestDb::create().await;
+    let (a, b) = two_stores(&db).await;
+    let now = base();
+    let since: DateTime<Utc> = now - Duration::hours(1);
+    let barrier = Arc::new(Barrier::new(8));
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let barrier = barrier.clone();
+        handles.push(tokio::spawn(async move {
+            let task = TaskBuilder::new("test", "idem")
+                .step("a", &[])
+                .identity("same-hash", since)
+                .build(now);
+            barrier.wait().await;
+            store.task_create(task).await
+        }));
+    }
+    let mut ok = 0;
+    let mut dup = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::DuplicateTask { .. }) => dup += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((ok, dup), (1, 7));
+}
