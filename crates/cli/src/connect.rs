@@ -1,6 +1,6 @@
 //! Opens the store a database URL names.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use std::sync::Arc;
 use tasker_store::Store;
 
@@ -17,7 +17,10 @@ pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
             .with_context(|| format!("cannot open SQLite database {url}"))?;
         Ok(Arc::new(store))
     } else {
-        bail!("unsupported database URL `{}`: use sqlite://PATH or postgres://…", redact(url))
+        bail!(
+            "unsupported database URL `{}`: use sqlite://PATH or postgres://…",
+            redact(url)
+        )
     }
 }
 

@@ -17,7 +17,12 @@ use std::process::ExitCode;
 #[command(name = "tasker", version, about)]
 struct Cli {
     /// Database URL: `sqlite://PATH` (default `sqlite://tasker.db`) or `postgres://…`.
-    #[arg(long, global = true, env = "TASKER_DATABASE_URL", default_value = "sqlite://tasker.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "TASKER_DATABASE_URL",
+        default_value = "sqlite://tasker.db"
+    )]
     database: String,
 
     /// Log format: `text` or `json` (default: text on a terminal, json otherwise).
@@ -47,7 +52,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -66,7 +74,10 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let quiet_default = matches!(cli.command, Command::Run(_) | Command::Validate(_) | Command::Tasks(_) | Command::Bench(_));
+    let quiet_default = matches!(
+        cli.command,
+        Command::Run(_) | Command::Validate(_) | Command::Tasks(_) | Command::Bench(_)
+    );
     logging::init(cli.log_format, if quiet_default { "warn" } else { "info" });
     match cli.command {
         Command::Validate(args) => commands::validate::run(args),

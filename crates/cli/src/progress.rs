@@ -54,7 +54,12 @@ pub fn spawn(tasker: Tasker, task_id: Uuid) -> Display {
     Display { stop, join }
 }
 
-async fn print_changes(tasker: &Tasker, task_id: Uuid, started: Instant, seen: &mut HashMap<Uuid, (String, i32)>) {
+async fn print_changes(
+    tasker: &Tasker,
+    task_id: Uuid,
+    started: Instant,
+    seen: &mut HashMap<Uuid, (String, i32)>,
+) {
     let Ok(steps) = tasker.store().step_list(task_id).await else {
         return;
     };
@@ -64,11 +69,16 @@ async fn print_changes(tasker: &Tasker, task_id: Uuid, started: Instant, seen: &
             continue;
         }
         let took = match (s.last_attempted_at, s.completed_at) {
-            (Some(a), Some(c)) => format!(" in {:.3}s", (c - a).num_microseconds().unwrap_or(0) as f64 / 1e6),
+            (Some(a), Some(c)) => format!(
+                " in {:.3}s",
+                (c - a).num_microseconds().unwrap_or(0) as f64 / 1e6
+            ),
             _ => String::new(),
         };
         let err = match (&s.last_error, s.status) {
-            (Some(e), tasker_core::StepState::Pending | tasker_core::StepState::Error) => format!("  ({})", e.message),
+            (Some(e), tasker_core::StepState::Pending | tasker_core::StepState::Error) => {
+                format!("  ({})", e.message)
+            }
             _ => String::new(),
         };
         println!(

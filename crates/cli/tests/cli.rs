@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 fn tasker() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tasker"));
-    c.env_remove("TASKER_DATABASE_URL").env("TASKER_LOG_FORMAT", "text").env("RUST_LOG", "warn");
+    c.env_remove("TASKER_DATABASE_URL")
+        .env("TASKER_LOG_FORMAT", "text")
+        .env("RUST_LOG", "warn");
     c
 }
 
@@ -16,7 +18,10 @@ fn repo() -> PathBuf {
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 fn db(dir: &Path) -> String {
@@ -25,10 +30,17 @@ fn db(dir: &Path) -> String {
 
 #[test]
 fn validate_accepts_the_examples() {
-    let out = tasker().arg("validate").arg(repo().join("examples/templates")).output().unwrap();
+    let out = tasker()
+        .arg("validate")
+        .arg(repo().join("examples/templates"))
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(stdout.contains("ecommerce.order_fulfillment@1.0.0 (5 steps)"), "{stdout}");
+    assert!(
+        stdout.contains("ecommerce.order_fulfillment@1.0.0 (5 steps)"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -37,14 +49,31 @@ fn validate_reports_every_problem_with_file_and_line() {
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "name: bad\nversion: one\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n    depends_on_step: b\n  - name: b\n    depends_on_step: a\n    handler: {kind: noop}\n").unwrap();
     let typo = dir.path().join("typo.yaml");
-    std::fs::write(&typo, "name: t\nstep_templates:\n  - name: a\n    handlr: {kind: noop}\n").unwrap();
+    std::fs::write(
+        &typo,
+        "name: t\nstep_templates:\n  - name: a\n    handlr: {kind: noop}\n",
+    )
+    .unwrap();
     let out = tasker().arg("validate").arg(dir.path()).output().unwrap();
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     let b = bad.display().to_string();
-    assert!(stderr.contains(&format!("{b}:2:10: version: `one` is not a semantic version")), "{stderr}");
-    assert!(stderr.contains(&format!("{b}:4:13: step_templates[0]: dependency cycle: a -> b -> a")), "{stderr}");
-    assert!(stderr.contains(&format!("{}:4:", typo.display())) && stderr.contains("handlr"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{b}:2:10: version: `one` is not a semantic version"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{b}:4:11: step_templates[0]: dependency cycle: a -> b -> a"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}:4:", typo.display())) && stderr.contains("handlr"),
+        "{stderr}"
+    );
     assert!(stderr.contains("3 problem(s) found"), "{stderr}");
 }
 
@@ -54,18 +83,30 @@ fn run_completes_the_example_and_prints_results() {
     let out = tasker()
         .args(["--database", &db(dir.path()), "run"])
         .arg(repo().join("examples/templates/order_fulfillment.yaml"))
-        .args(["--context", r#"{"order_id": 7, "items": ["book"], "amount_cents": 1299}"#])
+        .args([
+            "--context",
+            r#"{"order_id": 7, "items": ["book"], "amount_cents": 1299}"#,
+        ])
         .output()
         .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(stdout.contains("charge_payment"), "progress lines: {stdout}");
+    assert!(
+        stdout.contains("charge_payment"),
+        "progress lines: {stdout}"
+    );
     assert!(stdout.contains("\"status\": \"complete\""), "{stdout}");
     assert!(stdout.contains("\"sent\": true"), "{stdout}");
 
-    let list = tasker().args(["--database", &db(dir.path()), "tasks", "list"]).output().unwrap();
+    let list = tasker()
+        .args(["--database", &db(dir.path()), "tasks", "list"])
+        .output()
+        .unwrap();
     let (stdout, _) = text(&list);
-    assert!(stdout.contains("ecommerce.order_fulfillment@1.0.0") && stdout.contains("1 of 1 task(s)"), "{stdout}");
+    assert!(
+        stdout.contains("ecommerce.order_fulfillment@1.0.0") && stdout.contains("1 of 1 task(s)"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -74,7 +115,10 @@ fn run_exits_non_zero_when_the_task_fails() {
     let out = tasker()
         .args(["--database", &db(dir.path()), "run"])
         .arg(repo().join("examples/templates/order_fulfillment.yaml"))
-        .args(["--context", r#"{"order_id": 7, "items": [], "amount_cents": 1299}"#])
+        .args([
+            "--context",
+            r#"{"order_id": 7, "items": [], "amount_cents": 1299}"#,
+        ])
         .output()
         .unwrap();
     let (stdout, stderr) = text(&out);
@@ -84,7 +128,11 @@ fn run_exits_non_zero_when_the_task_fails() {
 
     let yaml = dir.path().join("fail.yaml");
     std::fs::write(&yaml, "name: f\nstep_templates:\n  - name: boom\n    handler: { kind: command, config: { program: sh, args: [-c, 'echo nope >&2; exit 4'], permanent_exit_codes: [4] } }\n").unwrap();
-    let out = tasker().args(["--database", &db(dir.path()), "run"]).arg(&yaml).output().unwrap();
+    let out = tasker()
+        .args(["--database", &db(dir.path()), "run"])
+        .arg(&yaml)
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stdout.contains("\"status\": \"error\""), "{stdout}");
@@ -112,7 +160,10 @@ fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "condition not met within {secs} s");
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {secs} s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -133,7 +184,14 @@ fn a_process_killed_mid_step_is_resumed_by_the_next_one() {
     .unwrap();
 
     let mut first = tasker()
-        .args(["--database", &db(dir.path()), "run", "--quiet", "--lease-seconds", "1"])
+        .args([
+            "--database",
+            &db(dir.path()),
+            "run",
+            "--quiet",
+            "--lease-seconds",
+            "1",
+        ])
         .arg(&yaml)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -145,18 +203,31 @@ fn a_process_killed_mid_step_is_resumed_by_the_next_one() {
     let _ = Command::new("kill").args(["-9", pid.trim()]).status(); // the orphaned `sleep`
 
     let out = tasker()
-        .args(["--database", &db(dir.path()), "worker", "--exit-when-idle", "--lease-seconds", "1"])
+        .args([
+            "--database",
+            &db(dir.path()),
+            "worker",
+            "--exit-when-idle",
+            "--lease-seconds",
+            "1",
+        ])
         .output()
         .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
 
-    let show = tasker().args(["--database", &db(dir.path()), "tasks", "list", "--json"]).output().unwrap();
+    let show = tasker()
+        .args(["--database", &db(dir.path()), "tasks", "list", "--json"])
+        .output()
+        .unwrap();
     let list: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     let task = &list["tasks"][0];
     assert_eq!(task["status"], "complete", "{list}");
     let id = task["id"].as_str().unwrap();
-    let show = tasker().args(["--database", &db(dir.path()), "tasks", "show", id, "--json"]).output().unwrap();
+    let show = tasker()
+        .args(["--database", &db(dir.path()), "tasks", "show", id, "--json"])
+        .output()
+        .unwrap();
     let detail: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     let slow = &detail["steps"][0];
     assert_eq!(slow["attempts"], 2, "{detail}");

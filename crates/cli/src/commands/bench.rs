@@ -8,8 +8,8 @@ use crate::connect;
 use anyhow::bail;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use tasker_core::template::parse_template;
 use tasker_core::TaskState;
+use tasker_core::template::parse_template;
 use tasker_engine::{EngineConfig, TaskRequest, Tasker};
 use tasker_store::{Store, TaskQuery};
 use uuid::Uuid;
@@ -52,12 +52,21 @@ fn chain_yaml(n: usize) -> String {
 
 fn fanout_yaml(width: usize) -> String {
     let middle = width.saturating_sub(2).max(1);
-    let mut y = String::from("name: fanout\nnamespace: bench\nstep_templates:\n  - name: root\n    handler: { kind: noop }\n");
+    let mut y = String::from(
+        "name: fanout\nnamespace: bench\nstep_templates:\n  - name: root\n    handler: { kind: noop }\n",
+    );
     for i in 0..middle {
-        y.push_str(&format!("  - name: m{i}\n    depends_on_step: root\n    handler: {{ kind: noop }}\n"));
+        y.push_str(&format!(
+            "  - name: m{i}\n    depends_on_step: root\n    handler: {{ kind: noop }}\n"
+        ));
     }
     y.push_str("  - name: join\n    handler: { kind: noop }\n    depends_on_steps: [");
-    y.push_str(&(0..middle).map(|i| format!("m{i}")).collect::<Vec<_>>().join(", "));
+    y.push_str(
+        &(0..middle)
+            .map(|i| format!("m{i}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
     y.push_str("]\n");
     y
 }
@@ -70,18 +79,29 @@ pub async fn run(_database: &str, args: Args) -> anyhow::Result<ExitCode> {
         None => format!("sqlite://{}", dir.path().join("bench.db").display()),
     };
     let store = connect::open(&url).await?;
-    let config = EngineConfig { max_concurrent_steps: args.concurrency, claim_batch_size: 256, ..EngineConfig::default() };
+    let config = EngineConfig {
+        max_concurrent_steps: args.concurrency,
+        claim_batch_size: 256,
+        ..EngineConfig::default()
+    };
     let templates = vec![
         parse_template("<bench>", SINGLE, None).map_err(|e| anyhow::anyhow!("{e}"))?,
         parse_template("<bench>", &chain_yaml(10), None).map_err(|e| anyhow::anyhow!("{e}"))?,
-        parse_template("<bench>", &fanout_yaml(args.width), None).map_err(|e| anyhow::anyhow!("{e}"))?,
+        parse_template("<bench>", &fanout_yaml(args.width), None)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
     ];
     let mut builder = Tasker::builder(store.clone()).config(config);
     for t in templates {
         builder = builder.template(t);
     }
     let tasker = builder.build()?;
-    println!("tasker bench on {} ({} cores)", connect::redact(&url), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "tasker bench on {} ({} cores)",
+        connect::redact(&url),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
 
     let all = args.scenario == "all";
     if !all && !["throughput", "chain", "fanout"].contains(&args.scenario.as_str()) {
@@ -103,7 +123,10 @@ async fn throughput(tasker: &Tasker, n: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut ids = Vec::with_capacity(n);
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        let reqs = chunk.iter().map(|_| TaskRequest::new("bench", "single")).collect();
+        let reqs = chunk
+            .iter()
+            .map(|_| TaskRequest::new("bench", "single"))
+            .collect();
         ids.extend(tasker.create_tasks(reqs).await?);
     }
     let created = started.elapsed();
@@ -113,8 +136,12 @@ async fn throughput(tasker: &Tasker, n: usize) -> anyhow::Result<()> {
     worker.shutdown().await;
     let end = last_completion(tasker.store().as_ref(), &ids).await?;
     let secs = (end - t0).num_microseconds().unwrap_or(0) as f64 / 1e6;
-    println!("throughput: {n} single-step tasks: created in {:.3}s ({:.0} tasks/s, batches of 1000); executed in {secs:.3}s = {:.0} steps/s",
-        created.as_secs_f64(), n as f64 / created.as_secs_f64(), n as f64 / secs);
+    println!(
+        "throughput: {n} single-step tasks: created in {:.3}s ({:.0} tasks/s, batches of 1000); executed in {secs:.3}s = {:.0} steps/s",
+        created.as_secs_f64(),
+        n as f64 / created.as_secs_f64(),
+        n as f64 / secs
+    );
     Ok(())
 }
 
@@ -125,16 +152,22 @@ async fn chain(tasker: &Tasker, runs: usize) -> anyhow::Result<()> {
     let mut totals = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
-        let task = tasker.create_task(TaskRequest::new("bench", "chain")).await?;
+        let task = tasker
+            .create_task(TaskRequest::new("bench", "chain"))
+            .await?;
         creates.push(t.elapsed().as_secs_f64() * 1000.0);
-        let done = tasker.wait_for_task(task.id, Duration::from_secs(60)).await?;
+        let done = tasker
+            .wait_for_task(task.id, Duration::from_secs(60))
+            .await?;
         if done.status != TaskState::Complete {
             bail!("chain task {} ended {}", task.id, done.status);
         }
         let steps = tasker.store().step_list(task.id).await?;
         let mut prev = task.created_at;
         for s in &steps {
-            let Some(c) = s.completed_at else { bail!("step {} has no completion time", s.name) };
+            let Some(c) = s.completed_at else {
+                bail!("step {} has no completion time", s.name)
+            };
             stages.push((c - prev).num_microseconds().unwrap_or(0) as f64 / 1000.0);
             prev = c;
         }
@@ -145,7 +178,11 @@ async fn chain(tasker: &Tasker, runs: usize) -> anyhow::Result<()> {
     worker.shutdown().await;
     println!(
         "chain: {runs} runs of a 10-step chain: per-stage p50 {:.3} ms, p95 {:.3} ms; task end-to-end p50 {:.3} ms; task creation p50 {:.3} ms, p95 {:.3} ms",
-        pct(&mut stages, 50.0), pct(&mut stages, 95.0), pct(&mut totals, 50.0), pct(&mut creates, 50.0), pct(&mut creates, 95.0)
+        pct(&mut stages, 50.0),
+        pct(&mut stages, 95.0),
+        pct(&mut totals, 50.0),
+        pct(&mut creates, 50.0),
+        pct(&mut creates, 95.0)
     );
     Ok(())
 }
@@ -155,12 +192,20 @@ async fn fanout(tasker: &Tasker, width: usize) -> anyhow::Result<()> {
     let mut times = Vec::new();
     for _ in 0..3 {
         let t = Instant::now();
-        let task = tasker.create_task(TaskRequest::new("bench", "fanout")).await?;
+        let task = tasker
+            .create_task(TaskRequest::new("bench", "fanout"))
+            .await?;
         let create_ms = t.elapsed().as_secs_f64() * 1000.0;
-        let done = tasker.wait_for_task(task.id, Duration::from_secs(120)).await?;
-        let Some(end) = done.completed_at else { bail!("fan-out task {} ended {}", task.id, done.status) };
+        let done = tasker
+            .wait_for_task(task.id, Duration::from_secs(120))
+            .await?;
+        let Some(end) = done.completed_at else {
+            bail!("fan-out task {} ended {}", task.id, done.status)
+        };
         let ms = (end - task.created_at).num_microseconds().unwrap_or(0) as f64 / 1000.0;
-        println!("fanout: {width}-step fan-out/fan-in: created in {create_ms:.1} ms, completed {ms:.1} ms after creation");
+        println!(
+            "fanout: {width}-step fan-out/fan-in: created in {create_ms:.1} ms, completed {ms:.1} ms after creation"
+        );
         times.push(ms);
     }
     worker.shutdown().await;
@@ -172,7 +217,10 @@ async fn wait_all(store: &dyn Store, ids: &[Uuid]) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let stats = store.stats().await?;
-        let open: i64 = ["pending", "in_progress"].iter().map(|s| stats.tasks_by_state.get(*s).copied().unwrap_or(0)).sum();
+        let open: i64 = ["pending", "in_progress"]
+            .iter()
+            .map(|s| stats.tasks_by_state.get(*s).copied().unwrap_or(0))
+            .sum();
         if open == 0 {
             return Ok(());
         }
@@ -183,9 +231,18 @@ async fn wait_all(store: &dyn Store, ids: &[Uuid]) -> anyhow::Result<()> {
     }
 }
 
-async fn last_completion(store: &dyn Store, ids: &[Uuid]) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+async fn last_completion(
+    store: &dyn Store,
+    ids: &[Uuid],
+) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
     let page = store
-        .task_list(&TaskQuery { limit: 1, descending: true, sort: tasker_store::TaskSort::UpdatedAt, name: Some("single".into()), ..Default::default() })
+        .task_list(&TaskQuery {
+            limit: 1,
+            descending: true,
+            sort: tasker_store::TaskSort::UpdatedAt,
+            name: Some("single".into()),
+            ..Default::default()
+        })
         .await?;
     let _ = ids;
     page.items

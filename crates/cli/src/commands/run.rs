@@ -2,7 +2,7 @@
 
 use super::EngineArgs;
 use crate::{connect, progress};
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -33,14 +33,21 @@ pub struct Args {
 /// Creates the task, runs the engine until it finishes, prints results.
 /// Exit codes: 0 complete, 1 task failed or cancelled, 2 usage or system error.
 pub async fn run(database: &str, args: Args) -> anyhow::Result<ExitCode> {
-    let template = tasker_engine::templates::load_file(&args.template, args.engine.environment.as_deref())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let template =
+        tasker_engine::templates::load_file(&args.template, args.engine.environment.as_deref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     let context_text = match &args.context_file {
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?
+        }
         None => args.context.clone(),
     };
     let context: serde_json::Value = serde_json::from_str(&context_text).map_err(|e| {
-        let source = args.context_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "--context".into());
+        let source = args
+            .context_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "--context".into());
         anyhow::anyhow!("{source}:{}:{}: invalid JSON: {e}", e.line(), e.column())
     })?;
     if !context.is_object() {
@@ -77,17 +84,35 @@ pub async fn run(database: &str, args: Args) -> anyhow::Result<ExitCode> {
     let steps = tasker.store().step_list(task.id).await?;
     let results: serde_json::Map<String, serde_json::Value> = steps
         .iter()
-        .map(|s| (s.name.clone(), s.results.clone().unwrap_or(serde_json::Value::Null)))
+        .map(|s| {
+            (
+                s.name.clone(),
+                s.results.clone().unwrap_or(serde_json::Value::Null),
+            )
+        })
         .collect();
-    println!("{}", serde_json::to_string_pretty(&serde_json::json!({
-        "task_id": finished.id,
-        "status": finished.status,
-        "results": results,
-    }))?);
-    for s in steps.iter().filter(|s| s.last_error.is_some() && !s.status.is_done()) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "task_id": finished.id,
+            "status": finished.status,
+            "results": results,
+        }))?
+    );
+    for s in steps
+        .iter()
+        .filter(|s| s.last_error.is_some() && !s.status.is_done())
+    {
         if let Some(e) = &s.last_error {
-            eprintln!("step {} ({}): attempt {}: {}", s.name, s.status, e.attempt, e.message);
+            eprintln!(
+                "step {} ({}): attempt {}: {}",
+                s.name, s.status, e.attempt, e.message
+            );
         }
     }
-    Ok(if Tasker::succeeded(&finished) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if Tasker::succeeded(&finished) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

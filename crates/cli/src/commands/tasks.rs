@@ -44,43 +44,99 @@ pub enum TasksCommand {
 pub async fn run(database: &str, cmd: TasksCommand) -> anyhow::Result<ExitCode> {
     let store = connect::open(database).await?;
     match cmd {
-        TasksCommand::List { status, namespace, name, limit, offset, json } => {
-            let query = TaskQuery { status, namespace, name, limit, offset, descending: true, ..TaskQuery::default() };
+        TasksCommand::List {
+            status,
+            namespace,
+            name,
+            limit,
+            offset,
+            json,
+        } => {
+            let query = TaskQuery {
+                status,
+                namespace,
+                name,
+                limit,
+                offset,
+                descending: true,
+                ..TaskQuery::default()
+            };
             let page = store.task_list(&query).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"tasks": page.items, "total": page.total}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"tasks": page.items, "total": page.total})
+                    )?
+                );
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("{:<36}  {:<18}  {:<40}  {}", "ID", "STATUS", "TEMPLATE", "CREATED");
+            println!(
+                "{:<36}  {:<18}  {:<40}  {}",
+                "ID", "STATUS", "TEMPLATE", "CREATED"
+            );
             for t in &page.items {
                 let template = format!("{}.{}@{}", t.namespace, t.name, t.version);
-                println!("{:<36}  {:<18}  {:<40}  {}", t.id, t.status, template, t.created_at.format("%Y-%m-%d %H:%M:%S%.3f"));
+                println!(
+                    "{:<36}  {:<18}  {:<40}  {}",
+                    t.id,
+                    t.status,
+                    template,
+                    t.created_at.format("%Y-%m-%d %H:%M:%S%.3f")
+                );
             }
             println!("{} of {} task(s)", page.items.len(), page.total);
         }
         TasksCommand::Show { id, json } => {
-            let task = store.task_get(id).await.with_context(|| format!("task {id}"))?;
+            let task = store
+                .task_get(id)
+                .await
+                .with_context(|| format!("task {id}"))?;
             let steps = store.step_list(id).await?;
             let counts = store.task_step_counts(id, chrono::Utc::now()).await?;
             let execution = ExecutionContext::from_counts(counts);
             if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"task": task, "execution": execution, "steps": steps}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"task": task, "execution": execution, "steps": steps})
+                    )?
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             println!("task      {}", task.id);
-            println!("template  {}.{}@{}", task.namespace, task.name, task.version);
-            println!("status    {}  ({:?}, {}% complete, {:?})", task.status, execution.execution_status, execution.completion_percentage, execution.health_status);
+            println!(
+                "template  {}.{}@{}",
+                task.namespace, task.name, task.version
+            );
+            println!(
+                "status    {}  ({:?}, {}% complete, {:?})",
+                task.status,
+                execution.execution_status,
+                execution.completion_percentage,
+                execution.health_status
+            );
             println!("context   {}", task.context);
             println!("created   {}", task.created_at);
             println!();
-            println!("{:<28}  {:<18}  {:>8}  {}", "STEP", "STATUS", "ATTEMPTS", "RESULT / ERROR");
+            println!(
+                "{:<28}  {:<18}  {:>8}  {}",
+                "STEP", "STATUS", "ATTEMPTS", "RESULT / ERROR"
+            );
             for s in &steps {
                 let detail = match (&s.results, &s.last_error) {
                     (Some(r), _) if s.status.is_done() => r.to_string(),
                     (_, Some(e)) => format!("error: {}", e.message),
                     _ => String::new(),
                 };
-                println!("{:<28}  {:<18}  {:>3}/{:<4}  {}", s.name, s.status, s.attempts, s.max_attempts, truncate(&detail, 80));
+                println!(
+                    "{:<28}  {:<18}  {:>3}/{:<4}  {}",
+                    s.name,
+                    s.status,
+                    s.attempts,
+                    s.max_attempts,
+                    truncate(&detail, 80)
+                );
             }
         }
     }

@@ -19,7 +19,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match tasker_engine::templates::load_paths(&args.paths, args.environment.as_deref()) {
         Ok(templates) => {
             for t in &templates {
-                println!("ok  {}  {} ({} steps)", t.source, t.full_name(), t.steps.len());
+                println!(
+                    "ok  {}  {} ({} steps)",
+                    t.source,
+                    t.full_name(),
+                    t.steps.len()
+                );
             }
             let mut registry = tasker_core::TemplateRegistry::new();
             if let Err(e) = registry.register_all(templates, false) {

@@ -34,7 +34,10 @@ pub async fn run(database: &str, args: Args) -> anyhow::Result<ExitCode> {
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
             if let Ok(stats) = tasker.store().stats().await {
-                let open = ["pending", "in_progress"].iter().map(|s| stats.tasks_by_state.get(*s).copied().unwrap_or(0)).sum::<i64>();
+                let open = ["pending", "in_progress"]
+                    .iter()
+                    .map(|s| stats.tasks_by_state.get(*s).copied().unwrap_or(0))
+                    .sum::<i64>();
                 if open == 0 {
                     return;
                 }

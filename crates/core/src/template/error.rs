@@ -23,12 +23,16 @@ impl TemplateError {
         let full = e.to_string();
         // The rendered error may carry a source snippet after the first line;
         // the first line is the message.
-        let message = full
-            .lines()
-            .next()
-            .unwrap_or("invalid YAML")
-            .trim()
-            .to_string();
+        let first = full.lines().next().unwrap_or("invalid YAML").trim();
+        // Drop the renderer's own "error: line N column M:" prefix; we print the location ourselves.
+        let first = first.strip_prefix("error:").map(str::trim).unwrap_or(first);
+        let message = match first
+            .strip_prefix("line ")
+            .and_then(|rest| rest.split_once(": "))
+        {
+            Some((_, msg)) => msg.to_string(),
+            None => first.to_string(),
+        };
         TemplateError {
             source: source.to_string(),
             line: loc.map(|l| l.line() as u32).filter(|&l| l > 0),

@@ -87,7 +87,11 @@ fn unknown_key_names_line_and_key() {
     );
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].line, Some(5), "{e:?}");
-    assert!(e[0].message.contains("depends_on_stpe"), "{}", e[0]);
+    assert!(
+        e[0].message.starts_with("unknown field `depends_on_stpe`"),
+        "{}",
+        e[0]
+    );
     assert!(e[0].to_string().starts_with("t.yaml:5:"), "{}", e[0]);
 }
 
