@@ -162,12 +162,14 @@ impl std::fmt::Debug for HandlerRegistry {
 }
 
 impl HandlerRegistry {
-    /// A registry with the built-in kinds: `noop`, `sleep`, `command`.
+    /// A registry with the built-in kinds: `noop`, `sleep`, `command`, and
+    /// `http` with the default [`HttpPolicy`](crate::handlers::HttpPolicy).
     pub fn with_builtins() -> Self {
         let mut r = HandlerRegistry::default();
         r.insert("noop", crate::handlers::Noop);
         r.insert("sleep", crate::handlers::Sleep);
         r.insert("command", crate::handlers::Command);
+        r.insert("http", crate::handlers::Http::default());
         r
     }
 
