@@ -13,6 +13,7 @@
 //! | [`execution`] | the execution context derived from step counts, and the finaliser's rule |
 //! | [`registry`] | templates keyed by namespace, name and semver version |
 //! | [`identity`] | duplicate-request detection by request hash |
+//! | [`analysis`] | runtime dependency analysis of a task: critical paths, bottlenecks, error chains |
 //!
 //! ```
 //! use tasker_core::template::parse_template;
@@ -30,6 +31,7 @@
 //! assert_eq!(t.dag.levels(), &[0, 1]);
 //! ```
 
+pub mod analysis;
 pub mod backoff;
 pub mod dag;
 pub mod execution;
