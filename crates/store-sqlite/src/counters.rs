@@ -91,7 +91,11 @@ impl Journal {
 
     /// Applies the counter changes, finalises the touched tasks, and writes the
     /// transition rows.
-    pub async fn flush(&mut self, conn: &mut SqliteConnection, now: DateTime<Utc>) -> StoreResult<()> {
+    pub async fn flush(
+        &mut self,
+        conn: &mut SqliteConnection,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
         if !self.deltas.is_empty() {
             self.apply_deltas(conn, now).await?;
         }
@@ -128,7 +132,11 @@ impl Journal {
     /// The writer lock is held (`BEGIN IMMEDIATE`), so the statuses returned
     /// by the first statement cannot change before the second; the second is
     /// still conditional on them, as on PostgreSQL.
-    async fn apply_deltas(&mut self, conn: &mut SqliteConnection, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn apply_deltas(
+        &mut self,
+        conn: &mut SqliteConnection,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
         let deltas: Vec<Value> = self
             .deltas
             .drain()
@@ -177,7 +185,12 @@ impl Journal {
                 // Back to pending: its steps can move again.
                 self.events.work_available |= live > 0;
             }
-            changes.push(json!([hex(&id).to_string(), to.as_str(), is_final, status.as_str()]));
+            changes.push(json!([
+                hex(&id).to_string(),
+                to.as_str(),
+                is_final,
+                status.as_str()
+            ]));
         }
         if !changes.is_empty() {
             sqlx::query(
@@ -205,7 +218,12 @@ impl Journal {
 /// - `error`: every step done (the last blockers resolved by hand) →
 ///   `resolved_manually`; work can move again (a resolved step unblocked its
 ///   children) → `pending`.
-pub(crate) fn next_state(status: TaskState, remaining: i64, live: i64, blocked: i64) -> Option<TaskState> {
+pub(crate) fn next_state(
+    status: TaskState,
+    remaining: i64,
+    live: i64,
+    blocked: i64,
+) -> Option<TaskState> {
     match status {
         TaskState::Pending | TaskState::InProgress => {
             if remaining == 0 {

@@ -24,9 +24,9 @@ pub(crate) fn map(e: sqlx::Error) -> StoreError {
                 .and_then(|c| c.parse::<i64>().ok())
                 .map(|c| c & 0xff);
             match primary {
-                Some(SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR | SQLITE_FULL | SQLITE_CANTOPEN) => {
-                    StoreError::Unavailable(e.to_string())
-                }
+                Some(
+                    SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR | SQLITE_FULL | SQLITE_CANTOPEN,
+                ) => StoreError::Unavailable(e.to_string()),
                 _ if d.is_unique_violation() => StoreError::Conflict(e.to_string()),
                 _ => StoreError::Internal(e.to_string()),
             }

@@ -143,7 +143,10 @@ impl SqliteStore {
     }
 
     /// Opens (creating it if missing) and migrates a database.
-    pub async fn connect_with(url_or_path: &str, options: SqliteOptions) -> StoreResult<SqliteStore> {
+    pub async fn connect_with(
+        url_or_path: &str,
+        options: SqliteOptions,
+    ) -> StoreResult<SqliteStore> {
         let base = if url_or_path.starts_with("sqlite:") {
             SqliteConnectOptions::from_str(url_or_path).map_err(|e| {
                 StoreError::Unavailable(format!("invalid SQLite URL `{url_or_path}`: {e}"))
@@ -201,9 +204,7 @@ impl SqliteStore {
             pool_opts(options.max_connections.max(1))
                 .connect_with(conn_opts)
                 .await
-                .map_err(|e| {
-                    StoreError::Unavailable(format!("cannot open `{url_or_path}`: {e}"))
-                })?
+                .map_err(|e| StoreError::Unavailable(format!("cannot open `{url_or_path}`: {e}")))?
         };
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         Ok(SqliteStore {

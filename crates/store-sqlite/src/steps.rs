@@ -2,7 +2,9 @@
 //! cancel, retry).
 
 use crate::SqliteStore;
-use crate::codec::{json_text, micros, step_cols, step_row, step_state, task_state, transition_row};
+use crate::codec::{
+    json_text, micros, step_cols, step_row, step_state, task_state, transition_row,
+};
 use crate::counters::{Journal, unblock_children};
 use crate::error::DbResultExt;
 use crate::tasks::{step_exists, task_exists};
@@ -16,11 +18,15 @@ use uuid::Uuid;
 
 /// One step with its parents' names, through any executor.
 async fn get_in(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<StepRow> {
-    let row = sqlx::query(concat!("SELECT ", step_cols!(), " FROM steps WHERE id = ?1"))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
-        .db()?;
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        step_cols!(),
+        " FROM steps WHERE id = ?1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .db()?;
     let Some(row) = row else {
         return Err(StoreError::NotFound { entity: "step", id });
     };
@@ -54,7 +60,10 @@ pub(crate) async fn list(pool: &SqlitePool, task_id: Uuid) -> StoreResult<Vec<St
         return if task_exists(pool, task_id).await? {
             Ok(Vec::new())
         } else {
-            Err(StoreError::NotFound { entity: "task", id: task_id })
+            Err(StoreError::NotFound {
+                entity: "task",
+                id: task_id,
+            })
         };
     }
     let edges = sqlx::query(
@@ -69,7 +78,10 @@ pub(crate) async fn list(pool: &SqlitePool, task_id: Uuid) -> StoreResult<Vec<St
     .db()?;
     let mut parents: HashMap<Uuid, Vec<String>> = HashMap::new();
     for e in &edges {
-        parents.entry(e.try_get(0).db()?).or_default().push(e.try_get(1).db()?);
+        parents
+            .entry(e.try_get(0).db()?)
+            .or_default()
+            .push(e.try_get(1).db()?);
     }
     rows.iter()
         .map(|r| {
@@ -155,7 +167,9 @@ pub(crate) async fn update(
     }
     if let Some(limit) = update.retry_limit {
         if limit < 1 {
-            return Err(StoreError::Conflict(format!("retry limit {limit} must be at least 1")));
+            return Err(StoreError::Conflict(format!(
+                "retry limit {limit} must be at least 1"
+            )));
         }
         // A pending step keeps at least the attempt it is waiting for; an
         // error step's budget is refilled from the limit when it is retried.
@@ -234,7 +248,11 @@ pub(crate) async fn resolve(
     Ok(row)
 }
 
-pub(crate) async fn cancel(store: &SqliteStore, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepRow> {
+pub(crate) async fn cancel(
+    store: &SqliteStore,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<StepRow> {
     let mut tx = store.begin().await?;
     let c = current(&mut tx, id).await?;
     c.status.check_transition(StepState::Cancelled)?;
@@ -265,7 +283,11 @@ pub(crate) async fn cancel(store: &SqliteStore, id: Uuid, now: DateTime<Utc>) ->
     Ok(row)
 }
 
-pub(crate) async fn retry(store: &SqliteStore, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepRow> {
+pub(crate) async fn retry(
+    store: &SqliteStore,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<StepRow> {
     let mut tx = store.begin().await?;
     let c = current(&mut tx, id).await?;
     c.status.check_transition(StepState::Pending)?;

@@ -69,7 +69,10 @@ fn validate(t: &NewTask) -> StoreResult<()> {
     Ok(())
 }
 
-pub(crate) async fn create_many(store: &SqliteStore, tasks: Vec<NewTask>) -> StoreResult<Vec<Uuid>> {
+pub(crate) async fn create_many(
+    store: &SqliteStore,
+    tasks: Vec<NewTask>,
+) -> StoreResult<Vec<Uuid>> {
     if tasks.is_empty() {
         return Ok(Vec::new());
     }
@@ -95,11 +98,15 @@ pub(crate) async fn create_many(store: &SqliteStore, tasks: Vec<NewTask>) -> Sto
 async fn check_identities(conn: &mut SqliteConnection, tasks: &[NewTask]) -> StoreResult<()> {
     let mut batch: HashMap<&str, (Uuid, DateTime<Utc>)> = HashMap::new();
     for t in tasks {
-        let Some(identity) = &t.identity else { continue };
+        let Some(identity) = &t.identity else {
+            continue;
+        };
         if let Some((existing, created)) = batch.get(identity.hash.as_str())
             && *created >= identity.since
         {
-            return Err(StoreError::DuplicateTask { existing: *existing });
+            return Err(StoreError::DuplicateTask {
+                existing: *existing,
+            });
         }
         let existing: Option<Uuid> = sqlx::query_scalar(
             "SELECT id FROM tasks WHERE identity_hash = ?1 AND created_at >= ?2
@@ -247,11 +254,15 @@ pub(crate) async fn get_in<'e, E>(conn: E, id: Uuid) -> StoreResult<TaskRow>
 where
     E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
 {
-    let row = sqlx::query(concat!("SELECT ", task_cols!(), " FROM tasks WHERE id = ?1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
-        .db()?;
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        task_cols!(),
+        " FROM tasks WHERE id = ?1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+    .db()?;
     match row {
         Some(r) => task_row(&r),
         None => Err(StoreError::NotFound { entity: "task", id }),
@@ -351,7 +362,11 @@ pub(crate) async fn list(pool: &SqlitePool, q: &TaskQuery) -> StoreResult<Page<T
 
     // LIMIT -1 is SQLite's "no limit"; a zero page size means "everything".
     let page_sql = format!(
-        concat!("SELECT ", task_cols!(), " FROM tasks{} ORDER BY {} {}, id {} LIMIT ? OFFSET ?"),
+        concat!(
+            "SELECT ",
+            task_cols!(),
+            " FROM tasks{} ORDER BY {} {}, id {} LIMIT ? OFFSET ?"
+        ),
         filter, column, dir, dir
     );
     let mut page = sqlx::query(sqlx::AssertSqlSafe(page_sql));
@@ -372,7 +387,11 @@ pub(crate) async fn list(pool: &SqlitePool, q: &TaskQuery) -> StoreResult<Page<T
     Ok(Page { items, total })
 }
 
-pub(crate) async fn step_counts(pool: &SqlitePool, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepCounts> {
+pub(crate) async fn step_counts(
+    pool: &SqlitePool,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<StepCounts> {
     let r = sqlx::query(
         "SELECT COUNT(*),
                 COALESCE(SUM(status = 'pending'), 0),
@@ -453,7 +472,11 @@ pub(crate) async fn recount(conn: &mut SqliteConnection, id: Uuid) -> StoreResul
     Ok((r.try_get(0).db()?, r.try_get(1).db()?, r.try_get(2).db()?))
 }
 
-pub(crate) async fn cancel(store: &SqliteStore, id: Uuid, now: DateTime<Utc>) -> StoreResult<TaskRow> {
+pub(crate) async fn cancel(
+    store: &SqliteStore,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<TaskRow> {
     let mut tx = store.begin().await?;
     let status = status_in(&mut tx, id).await?;
     status.check_transition(TaskState::Cancelled)?;
@@ -469,7 +492,14 @@ pub(crate) async fn cancel(store: &SqliteStore, id: Uuid, now: DateTime<Utc>) ->
     for r in &steps {
         let step: Uuid = r.try_get(0).db()?;
         let from = step_state(r.try_get(1).db()?)?;
-        journal.step(step, id, Some(from), StepState::Cancelled, now, json!({"reason": "task cancelled"}));
+        journal.step(
+            step,
+            id,
+            Some(from),
+            StepState::Cancelled,
+            now,
+            json!({"reason": "task cancelled"}),
+        );
     }
     sqlx::query(
         "UPDATE steps SET status = 'cancelled', ready_at = NULL, lease_owner = NULL,
@@ -482,12 +512,14 @@ pub(crate) async fn cancel(store: &SqliteStore, id: Uuid, now: DateTime<Utc>) ->
     .await
     .db()?;
     recount(&mut tx, id).await?;
-    sqlx::query("UPDATE tasks SET status = 'cancelled', completed_at = ?2, updated_at = ?2 WHERE id = ?1")
-        .bind(id)
-        .bind(micros(now))
-        .execute(&mut *tx)
-        .await
-        .db()?;
+    sqlx::query(
+        "UPDATE tasks SET status = 'cancelled', completed_at = ?2, updated_at = ?2 WHERE id = ?1",
+    )
+    .bind(id)
+    .bind(micros(now))
+    .execute(&mut *tx)
+    .await
+    .db()?;
     journal.task(id, Some(status), TaskState::Cancelled, now, json!({}));
     journal.flush(&mut tx, now).await?;
     let row = get_in(&mut *tx, id).await?;
@@ -498,7 +530,11 @@ pub(crate) async fn cancel(store: &SqliteStore, id: Uuid, now: DateTime<Utc>) ->
     Ok(row)
 }
 
-pub(crate) async fn retry(store: &SqliteStore, id: Uuid, now: DateTime<Utc>) -> StoreResult<TaskRow> {
+pub(crate) async fn retry(
+    store: &SqliteStore,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> StoreResult<TaskRow> {
     let mut tx = store.begin().await?;
     let status = status_in(&mut tx, id).await?;
     if status != TaskState::Error {
@@ -545,13 +581,21 @@ pub(crate) async fn retry(store: &SqliteStore, id: Uuid, now: DateTime<Utc>) -> 
         );
     }
     recount(&mut tx, id).await?;
-    sqlx::query("UPDATE tasks SET status = 'pending', completed_at = NULL, updated_at = ?2 WHERE id = ?1")
-        .bind(id)
-        .bind(micros(now))
-        .execute(&mut *tx)
-        .await
-        .db()?;
-    journal.task(id, Some(status), TaskState::Pending, now, json!({"reason": "retry"}));
+    sqlx::query(
+        "UPDATE tasks SET status = 'pending', completed_at = NULL, updated_at = ?2 WHERE id = ?1",
+    )
+    .bind(id)
+    .bind(micros(now))
+    .execute(&mut *tx)
+    .await
+    .db()?;
+    journal.task(
+        id,
+        Some(status),
+        TaskState::Pending,
+        now,
+        json!({"reason": "retry"}),
+    );
     journal.flush(&mut tx, now).await?;
     let row = get_in(&mut *tx, id).await?;
     tx.commit().await.db()?;
@@ -577,8 +621,10 @@ pub(crate) async fn transitions(pool: &SqlitePool, id: Uuid) -> StoreResult<Vec<
 pub(crate) async fn stats(pool: &SqlitePool) -> StoreResult<StoreStats> {
     let by_state = |rows: Vec<sqlx::sqlite::SqliteRow>| -> StoreResult<BTreeMap<String, i64>> {
         // Every state is listed, zero or not, so pages show a stable set.
-        let mut map: BTreeMap<String, i64> =
-            TaskState::ALL.iter().map(|s| (s.as_str().to_string(), 0)).collect();
+        let mut map: BTreeMap<String, i64> = TaskState::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), 0))
+            .collect();
         for r in &rows {
             map.insert(r.try_get(0).db()?, r.try_get(1).db()?);
         }

@@ -186,7 +186,13 @@ pub(crate) async fn claim(store: &SqliteStore, p: &ClaimParams) -> StoreResult<V
     .await
     .db()?;
     for t in started {
-        journal.task(t, Some(TaskState::Pending), TaskState::InProgress, p.now, json!({}));
+        journal.task(
+            t,
+            Some(TaskState::Pending),
+            TaskState::InProgress,
+            p.now,
+            json!({}),
+        );
     }
 
     // What the handlers need from their tasks, once per task.
@@ -318,7 +324,14 @@ pub(crate) async fn finish_many(
             OutcomeResult::Success(results) => {
                 successes.push(json!([hex(&id).to_string(), results]));
                 success_ids.push(id);
-                journal.step(id, h.task_id, Some(StepState::InProgress), StepState::Complete, now, attempt);
+                journal.step(
+                    id,
+                    h.task_id,
+                    Some(StepState::InProgress),
+                    StepState::Complete,
+                    now,
+                    attempt,
+                );
                 journal.delta(h.task_id, -1, -1, 0);
             }
             OutcomeResult::Failure { error, retry_at } => {
@@ -328,7 +341,14 @@ pub(crate) async fn finish_many(
                 failures.push(json!([hex(&id).to_string(), error_json.clone(), retry]));
                 let mut meta = attempt;
                 meta["error"] = error_json;
-                journal.step(id, h.task_id, Some(StepState::InProgress), StepState::Error, now, meta);
+                journal.step(
+                    id,
+                    h.task_id,
+                    Some(StepState::InProgress),
+                    StepState::Error,
+                    now,
+                    meta,
+                );
                 match retry_at {
                     Some(at) => {
                         journal.step(
@@ -422,7 +442,11 @@ pub(crate) async fn renew(
         .collect())
 }
 
-pub(crate) async fn rescue_expired(store: &SqliteStore, now: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+pub(crate) async fn rescue_expired(
+    store: &SqliteStore,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> StoreResult<u64> {
     if limit == 0 {
         return Ok(0);
     }
@@ -450,7 +474,14 @@ pub(crate) async fn rescue_expired(store: &SqliteStore, now: DateTime<Utc>, limi
         let max_attempts: i64 = r.try_get(3).db()?;
         let owner: Option<String> = r.try_get(4).db()?;
         let meta = json!({"kind": "lease_expired", "attempt": attempts, "worker": owner});
-        journal.step(id, task, Some(StepState::InProgress), StepState::Error, now, meta);
+        journal.step(
+            id,
+            task,
+            Some(StepState::InProgress),
+            StepState::Error,
+            now,
+            meta,
+        );
         if attempts < max_attempts {
             journal.step(
                 id,
@@ -498,9 +529,10 @@ pub(crate) async fn rescue_expired(store: &SqliteStore, now: DateTime<Utc>, limi
 }
 
 pub(crate) async fn next_ready_at(pool: &SqlitePool) -> StoreResult<Option<DateTime<Utc>>> {
-    let at: Option<i64> = sqlx::query_scalar("SELECT MIN(ready_at) FROM steps WHERE ready_at IS NOT NULL")
-        .fetch_one(pool)
-        .await
-        .db()?;
+    let at: Option<i64> =
+        sqlx::query_scalar("SELECT MIN(ready_at) FROM steps WHERE ready_at IS NOT NULL")
+            .fetch_one(pool)
+            .await
+            .db()?;
     at.map(time).transpose()
 }

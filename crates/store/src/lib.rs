@@ -93,7 +93,12 @@ pub trait Store: Send + Sync + 'static {
     async fn task_step_counts(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepCounts>;
 
     /// Updates reason and/or tags.
-    async fn task_update(&self, id: Uuid, update: TaskUpdate, now: DateTime<Utc>) -> StoreResult<TaskRow>;
+    async fn task_update(
+        &self,
+        id: Uuid,
+        update: TaskUpdate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<TaskRow>;
 
     /// Cancels a task: the task and every pending or in-progress step go to
     /// `cancelled` (running handlers lose their lease). Terminal tasks other
@@ -120,11 +125,21 @@ pub trait Store: Send + Sync + 'static {
     async fn step_transitions(&self, id: Uuid) -> StoreResult<Vec<TransitionRow>>;
 
     /// Changes a step's retry limit and/or inputs (only while not running or done).
-    async fn step_update(&self, id: Uuid, update: StepUpdate, now: DateTime<Utc>) -> StoreResult<StepRow>;
+    async fn step_update(
+        &self,
+        id: Uuid,
+        update: StepUpdate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<StepRow>;
 
     /// Marks a pending or error step `resolved_manually` with the given results;
     /// its children may become ready; the task may complete.
-    async fn step_resolve(&self, id: Uuid, results: serde_json::Value, now: DateTime<Utc>) -> StoreResult<StepRow>;
+    async fn step_resolve(
+        &self,
+        id: Uuid,
+        results: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> StoreResult<StepRow>;
 
     /// Cancels a pending or in-progress step. Its dependants can no longer run.
     async fn step_cancel(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepRow>;
@@ -145,10 +160,19 @@ pub trait Store: Send + Sync + 'static {
     /// step is still `in_progress` under the given lease token; otherwise that
     /// outcome is reported as lease-lost and ignored. Unblocks children,
     /// updates task counters and finalises tasks (exactly one writer wins).
-    async fn step_finish_many(&self, outcomes: &[StepOutcome], now: DateTime<Utc>) -> StoreResult<FinishReport>;
+    async fn step_finish_many(
+        &self,
+        outcomes: &[StepOutcome],
+        now: DateTime<Utc>,
+    ) -> StoreResult<FinishReport>;
 
     /// Extends the leases that are still held; returns the ids whose lease was lost.
-    async fn step_lease_renew(&self, leases: &[LeaseRef], until: DateTime<Utc>, now: DateTime<Utc>) -> StoreResult<Vec<Uuid>>;
+    async fn step_lease_renew(
+        &self,
+        leases: &[LeaseRef],
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>>;
 
     /// Finds `in_progress` steps whose lease expired before `now`: with
     /// attempts left they go back to pending (ready now), otherwise to error.

@@ -1,0 +1,96 @@
+//! The shared conformance suite on fresh temporary database files, plus the
+//! SQLite-specific checks (file handling, URLs, migrations, options).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use tasker_store::Store;
+use tasker_store_sqlite::{SqliteOptions, SqliteStore};
+use tempfile::TempDir;
+
+/// A migrated store on a new file in a new temporary directory; the
+/// directory lives as long as the returned pair.
+async fn fresh_store() -> (Arc<SqliteStore>, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tasker.db");
+    let store = SqliteStore::connect(path.to_str().unwrap()).await.unwrap();
+    (Arc::new(store), dir)
+}
+
+tasker_store::conformance_tests!(fresh_store().await);
+
+mod sqlite {
+    use super::*;
+    use tasker_store::conformance::factory::{Shape, new_task};
+    use tasker_store::conformance::{at, claim_one, succeed};
+
+    /// Every accepted spelling opens (and creates) the database.
+    #[tokio::test]
+    async fn connect_accepts_urls_paths_and_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, url) in ["sqlite://{}", "sqlite:{}", "{}"].iter().enumerate() {
+            let path = dir.path().join(format!("db{i}.sqlite"));
+            let url = url.replace("{}", path.to_str().unwrap());
+            let store = SqliteStore::connect(&url).await.unwrap();
+            assert!(store.migrations_applied().await.unwrap(), "{url}");
+            assert!(path.exists(), "{url} created the file");
+            store.close().await;
+        }
+        let mem = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        let t = new_task(Shape::Linear(2), at(0));
+        mem.task_create(t.clone()).await.unwrap();
+        let c = claim_one(&(Arc::new(mem.clone()) as Arc<dyn Store>), at(1)).await;
+        assert_eq!(c.task_id, t.id);
+        assert_eq!(mem.step_list(t.id).await.unwrap().len(), 2);
+    }
+
+    /// Data survives closing and reopening the file; migrations are not
+    /// re-applied.
+    #[tokio::test]
+    async fn reopening_keeps_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keep.db");
+        let url = format!("sqlite://{}", path.display());
+        let t = new_task(Shape::Linear(2), at(0));
+        {
+            let store: Arc<dyn Store> = Arc::new(SqliteStore::connect(&url).await.unwrap());
+            store.task_create(t.clone()).await.unwrap();
+            let c = claim_one(&store, at(1)).await;
+            succeed(&store, &c, at(2)).await;
+        }
+        let store = SqliteStore::connect(&url).await.unwrap();
+        assert!(store.migrations_applied().await.unwrap());
+        let steps = store.step_list(t.id).await.unwrap();
+        assert_eq!(steps[0].status, tasker_core::StepState::Complete);
+        assert_eq!(steps[1].ready_at, Some(at(2)));
+    }
+
+    /// The file is in WAL mode with foreign keys on, and a non-default
+    /// configuration connects.
+    #[tokio::test]
+    async fn options_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("opts.db");
+        let opts = SqliteOptions {
+            synchronous_full: true,
+            max_connections: 2,
+            busy_timeout: std::time::Duration::from_millis(200),
+        };
+        let store = SqliteStore::connect_with(path.to_str().unwrap(), opts)
+            .await
+            .unwrap();
+        store.ping().await.unwrap();
+        assert_eq!(store.backend(), tasker_store::Backend::Sqlite);
+        assert!(dir.path().join("opts.db-wal").exists(), "WAL mode");
+    }
+
+    /// A path that cannot be created is `Unavailable`, not a panic.
+    #[tokio::test]
+    async fn unreachable_path_is_unavailable() {
+        let r = SqliteStore::connect("/nonexistent-dir/sub/x.db").await;
+        assert!(
+            matches!(r, Err(tasker_store::StoreError::Unavailable(_))),
+            "{r:?}"
+        );
+    }
+}
