@@ -441,6 +441,49 @@ impl Tasker {
         Ok(self.inner.store.step_retry(step_id, self.now()).await?)
     }
 
+    /// A page of tasks matching the query.
+    pub async fn list_tasks(
+        &self,
+        query: &tasker_store::TaskQuery,
+    ) -> Result<tasker_store::Page<TaskRow>, EngineError> {
+        Ok(self.inner.store.task_list(query).await?)
+    }
+
+    /// Changes a task's reason and/or tags.
+    pub async fn update_task(
+        &self,
+        id: Uuid,
+        update: tasker_store::TaskUpdate,
+    ) -> Result<TaskRow, EngineError> {
+        Ok(self.inner.store.task_update(id, update, self.now()).await?)
+    }
+
+    /// The steps of a task, in template order.
+    pub async fn task_steps(
+        &self,
+        task_id: Uuid,
+    ) -> Result<Vec<tasker_store::StepRow>, EngineError> {
+        Ok(self.inner.store.step_list(task_id).await?)
+    }
+
+    /// One step.
+    pub async fn step(&self, step_id: Uuid) -> Result<tasker_store::StepRow, EngineError> {
+        Ok(self.inner.store.step_get(step_id).await?)
+    }
+
+    /// Changes a step's retry limit and/or inputs (pending or error steps only).
+    pub async fn update_step(
+        &self,
+        step_id: Uuid,
+        update: tasker_store::StepUpdate,
+    ) -> Result<tasker_store::StepRow, EngineError> {
+        Ok(self
+            .inner
+            .store
+            .step_update(step_id, update, self.now())
+            .await?)
+    }
+
     /// Starts executing steps in the background; returns a handle to stop it.
     pub fn start(&self) -> WorkerHandle {
         Worker::spawn(self.inner.clone())

@@ -55,6 +55,11 @@ impl WorkerHandle {
         &self.worker_id
     }
 
+    /// False once the worker has stopped (after shutdown, or if it died).
+    pub fn is_running(&self) -> bool {
+        !self.join.is_finished()
+    }
+
     /// Stops claiming, lets running handlers finish (up to the shutdown
     /// timeout), writes their outcomes, and returns.
     pub async fn shutdown(self) {
