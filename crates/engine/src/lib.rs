@@ -6,7 +6,7 @@
 //! |---|---|
 //! | [`service`] | [`Tasker`], the application service: templates, task creation, waiting, operator actions |
 //! | [`handler`] | the [`StepHandler`] trait, [`StepContext`], [`StepError`], the registry of kinds |
-//! | [`handlers`] | built-in kinds: `noop`, `sleep`, `command` |
+//! | [`handlers`] | built-in kinds: `noop`, `sleep`, `command`, `http` |
 //! | `worker` | claimer, executor, completer, heartbeat, rescuer ([`WorkerHandle`]) |
 //! | [`config`] | [`EngineConfig`] |
 //! | [`templates`] | loading template files and directories |

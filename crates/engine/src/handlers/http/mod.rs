@@ -221,6 +221,8 @@ impl StepHandler for Http {
             ))
             .with_code("HTTP_TIMEOUT")),
         };
+        // Redact before logging: an echoed secret must not reach the logs either.
+        let outcome = redact_outcome(outcome, &secrets);
         let elapsed_ms = started.elapsed().as_millis();
         match &outcome {
             Ok(results) => tracing::debug!(
@@ -232,7 +234,7 @@ impl StepHandler for Http {
                 kind = e.kind(), elapsed_ms, error = %e, "http step failed"
             ),
         }
-        redact_outcome(outcome, &secrets)
+        outcome
     }
 }
 
@@ -338,7 +340,8 @@ impl Http {
             })?;
             v.set_sensitive(true);
             headers.insert(n, v);
-            if !secret.is_empty() {
+            // Shorter values would redact ordinary text everywhere.
+            if secret.chars().count() >= MIN_REDACTED_CHARS {
                 secrets.push(secret);
             }
         }
@@ -572,6 +575,8 @@ fn redact_outcome(
 }
 
 const REDACTED: &str = "[redacted]";
+/// Secret values shorter than this are not searched for in responses.
+const MIN_REDACTED_CHARS: usize = 4;
 
 fn redact(s: &str, secrets: &[String]) -> String {
     secrets.iter().fold(s.to_string(), |acc, secret| {
