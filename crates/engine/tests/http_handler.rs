@@ -886,3 +886,45 @@ step_templates:
         Some(json!({"confirmed": true}))
     );
 }
+
+/// The example in docs/HANDLERS.md is a valid template and a valid config
+/// for every `http` step, and its placeholders render against a matching task.
+#[test]
+fn the_documented_example_is_valid() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/HANDLERS.md"
+    ))
+    .unwrap();
+    let section = &doc[doc.find("## `http`").expect("an http section")..];
+    let start = section.find("```yaml\n").expect("a yaml example") + "```yaml\n".len();
+    let yaml = &section[start..start + section[start..].find("```").unwrap()];
+    let template = common::template(yaml);
+    assert_eq!(template.steps.len(), 2);
+    let mut s = step(Value::Null);
+    s.context = json!({"order_id": 42, "amount_cents": 1999, "items": ["book"], "customer": {"id": "c-1", "email": "a@b.c"}});
+    s.parent_results.insert(
+        "charge".into(),
+        json!({"status": 201, "headers": {}, "body": {"receipt_id": "rc-1"}}),
+    );
+    for st in &template.steps {
+        assert_eq!(st.handler.kind, "http");
+        let cfg = tasker_engine::handlers::HttpConfig::from_value(&st.handler.config).unwrap();
+        let scope = tasker_engine::handlers::http::template::Scope::new(&s);
+        scope
+            .render_str(
+                &cfg.url,
+                tasker_engine::handlers::http::template::Encoding::Url,
+            )
+            .unwrap();
+        if let Some(body) = &cfg.body {
+            let body = scope.render_json(body).unwrap();
+            if st.name == "charge" {
+                assert_eq!(
+                    body,
+                    json!({"amount_cents": 1999, "items": ["book"], "reference": "order-42"})
+                );
+            }
+        }
+    }
+}
