@@ -122,10 +122,11 @@ pub(crate) fn transition_row(r: &PgRow) -> Result<TransitionRow, TxError> {
 
 /// A row of the claim statement (see `work.rs`).
 pub(crate) fn claimed_step(r: &PgRow) -> Result<ClaimedStep, TxError> {
-    let parent_results = match r.try_get::<Value, _>("parent_results")? {
-        Value::Object(m) => m,
-        Value::Null => serde_json::Map::new(),
-        other => return Err(corrupt("parent results", other)),
+    // NULL when the step has no parents (an aggregate over no rows).
+    let parent_results = match r.try_get::<Option<Value>, _>("parent_results")? {
+        Some(Value::Object(m)) => m,
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(other) => return Err(corrupt("parent results", other)),
     };
     let lease_token: Option<Uuid> = r.try_get("lease_token")?;
     let lease_expires_at: Option<DateTime<Utc>> = r.try_get("lease_expires_at")?;

@@ -18,6 +18,12 @@ use uuid::Uuid;
 
 /// Shared tail of both claim statements: `pick(id, ready_at)` names the rows
 /// to claim, already locked.
+///
+/// `start_lock` finds the claimed steps' tasks by primary key; the status
+/// test is written `(…) IS TRUE` so that it cannot be used as an index
+/// condition on `tasks (status, created_at)`: with stale statistics after a
+/// burst of new tasks, the planner could otherwise scan every pending task
+/// on each claim instead of at most `limit` primary-key probes.
 macro_rules! claim_tail {
     ($scanned:literal) => {
         concat!(
@@ -35,7 +41,8 @@ macro_rules! claim_tail {
              FROM claimed ORDER BY was_ready_at, id \
          ), start_lock AS ( \
              SELECT t.id FROM tasks t \
-             WHERE t.id IN (SELECT task_id FROM claimed) AND t.status = 'pending' \
+             WHERE t.id = ANY (ARRAY(SELECT DISTINCT task_id FROM claimed)) \
+               AND (t.status = 'pending') IS TRUE \
              ORDER BY t.id FOR NO KEY UPDATE \
          ), started AS ( \
              UPDATE tasks t SET status = 'in_progress', updated_at = $1 \
@@ -270,29 +277,31 @@ impl PgStore {
         if claim.per_task_limit == Some(0) {
             return Ok((Vec::new(), Emit::default()));
         }
-        let mut tx = self.inner.pool.begin().await?;
+        // Each claim statement is a complete, atomic claim on its own, so it
+        // runs in autocommit: one round trip, no BEGIN/COMMIT.
+        let pool = &self.inner.pool;
         let mut rows = Vec::new();
         match claim.per_task_limit {
             None => {
                 rows = claim_query(CLAIM_SQL, claim, i64::from(claim.limit))
-                    .fetch_all(&mut *tx)
+                    .fetch_all(pool)
                     .await?;
             }
             Some(per_task) => {
                 // Each round locks a window of candidates larger than what it
                 // may take (tasks at their limit are already filtered out in
                 // the scan). If the window was full but per-task cuts left the
-                // batch short, another round looks further: it runs in the
-                // same transaction, so it sees this round's claims and counts
-                // their tasks as running. Rows locked but not taken are
-                // released at commit.
+                // batch short, another round looks further: it is a later
+                // statement, so it sees this round's claims (committed) and
+                // counts their tasks as running. Rows locked but not
+                // taken are released when each statement commits.
                 let mut wanted = i64::from(claim.limit);
                 for _ in 0..CLAIM_ROUNDS {
                     let window = wanted.saturating_mul(4).saturating_add(64);
                     let round = claim_query(CLAIM_PER_TASK_SQL, claim, wanted)
                         .bind(i64::from(per_task))
                         .bind(window)
-                        .fetch_all(&mut *tx)
+                        .fetch_all(pool)
                         .await?;
                     let got = round.len() as i64;
                     let scanned: i64 = match round.first() {
@@ -307,7 +316,6 @@ impl PgStore {
                 }
             }
         }
-        tx.commit().await?;
         let mut emit = Emit::default();
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {

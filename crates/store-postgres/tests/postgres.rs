@@ -307,9 +307,11 @@ async fn claim_and_rescue_use_the_partial_indexes() {
     let store = db.store().await;
     let s: Arc<dyn Store> = Arc::new(store.clone());
     let now = base();
-    // 400 tasks × 10 steps of history, then 20 ready steps.
-    let history: Vec<NewTask> = (0..400).map(|_| new_task(Shape::Roots(10), now)).collect();
-    s.task_create_many(history).await.unwrap();
+    // 4000 finished diamond tasks (16000 steps, 16000 edges) of history.
+    for _ in 0..4 {
+        let history: Vec<NewTask> = (0..1000).map(|_| new_task(Shape::Diamond, now)).collect();
+        s.task_create_many(history).await.unwrap();
+    }
     sqlx::query(
         "UPDATE steps SET status = 'complete', ready_at = NULL, remaining_parents = 0, completed_at = $1",
     )
@@ -317,8 +319,15 @@ async fn claim_and_rescue_use_the_partial_indexes() {
     .execute(store.pool())
     .await
     .unwrap();
-    let fresh: Vec<NewTask> = (0..4).map(|_| new_task(Shape::Roots(5), now)).collect();
+    sqlx::query("UPDATE tasks SET status = 'complete', steps_remaining = 0, steps_live = 0")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    // 1000 fresh steps: 500 running under leases, 500 ready.
+    let fresh: Vec<NewTask> = (0..40).map(|_| new_task(Shape::Roots(25), now)).collect();
     s.task_create_many(fresh).await.unwrap();
+    let running = s.step_claim(&params("w", 500, now)).await.unwrap();
+    assert_eq!(running.len(), 500);
     sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
 
     for per_task_limit in [None, Some(2)] {
@@ -326,6 +335,7 @@ async fn claim_and_rescue_use_the_partial_indexes() {
         p.per_task_limit = per_task_limit;
         p.exclude_kinds = vec!["external".into()];
         let plan = store.explain_claim(&p).await.unwrap();
+        eprintln!("claim plan (per_task_limit {per_task_limit:?}):\n{plan}\n");
         assert!(
             plan.contains("steps_ready_idx"),
             "claim plan ({per_task_limit:?}):\n{plan}"
@@ -335,14 +345,23 @@ async fn claim_and_rescue_use_the_partial_indexes() {
             "claim plan ({per_task_limit:?}):\n{plan}"
         );
         assert!(plan.contains("LockRows"), "claim plan locks rows:\n{plan}");
+        // Tasks are reached by primary key only (at most `limit` probes).
+        assert!(
+            !plan.contains("tasks_status_created_idx"),
+            "claim plan:\n{plan}"
+        );
     }
-    let plan = store.explain_rescue(now, 100).await.unwrap();
+    let plan = store
+        .explain_rescue(now + Duration::seconds(60), 100)
+        .await
+        .unwrap();
+    eprintln!("rescue plan:\n{plan}\n");
     assert!(plan.contains("steps_lease_idx"), "rescue plan:\n{plan}");
     assert!(!plan.contains("Seq Scan on steps"), "rescue plan:\n{plan}");
 
-    // And the claim does take the fresh steps only.
-    let got = s.step_claim(&params("w", 100, now)).await.unwrap();
-    assert_eq!(got.len(), 20);
+    // And the claim does take the ready steps only.
+    let got = s.step_claim(&params("w", 1000, now)).await.unwrap();
+    assert_eq!(got.len(), 500);
 }
 
 /// A batch of outcomes is a fixed handful of statements: finishing 500
