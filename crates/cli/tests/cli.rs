@@ -1,5 +1,6 @@
 //! The `tasker` binary end to end: validate, run, tasks, and crash-resume
 //! (a process killed mid-step, started again, finishes the task).
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,5 +1,6 @@
 //! Retries, exhaustion, permanent failures, timeouts, Retry-After, and the
 //! operator actions (cancel, resolve, retry) on a real SQLite file.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -16,12 +17,22 @@ fn flaky_yaml(config: &str, retry_limit: u32) -> String {
     )
 }
 
-async fn run_flaky(config: &str, retry_limit: u32) -> (tasker_store::TaskRow, Vec<tasker_store::StepRow>, Flaky) {
+async fn run_flaky(
+    config: &str,
+    retry_limit: u32,
+) -> (tasker_store::TaskRow, Vec<tasker_store::StepRow>, Flaky) {
     let (store, _dir) = sqlite().await;
     let flaky = Flaky::default();
-    let tasker = builder(store.clone()).handler("flaky", flaky.clone()).template(template(&flaky_yaml(config, retry_limit))).build().unwrap();
+    let tasker = builder(store.clone())
+        .handler("flaky", flaky.clone())
+        .template(template(&flaky_yaml(config, retry_limit)))
+        .build()
+        .unwrap();
     let worker = tasker.start();
-    let task = tasker.create_task(TaskRequest::new("default", "flaky")).await.unwrap();
+    let task = tasker
+        .create_task(TaskRequest::new("default", "flaky"))
+        .await
+        .unwrap();
     let done = tasker.wait_for_task(task.id, WAIT).await.unwrap();
     worker.shutdown().await;
     let steps = store.step_list(task.id).await.unwrap();
@@ -41,14 +52,37 @@ async fn fails_twice_then_succeeds() {
 #[tokio::test]
 async fn retry_goes_error_then_pending_in_the_transition_log() {
     let (store, _dir) = sqlite().await;
-    let tasker = builder(store.clone()).handler("flaky", Flaky::default()).template(template(&flaky_yaml("{ fail_times: 1 }", 3))).build().unwrap();
+    let tasker = builder(store.clone())
+        .handler("flaky", Flaky::default())
+        .template(template(&flaky_yaml("{ fail_times: 1 }", 3)))
+        .build()
+        .unwrap();
     let worker = tasker.start();
-    let task = tasker.create_task(TaskRequest::new("default", "flaky")).await.unwrap();
+    let task = tasker
+        .create_task(TaskRequest::new("default", "flaky"))
+        .await
+        .unwrap();
     tasker.wait_for_task(task.id, WAIT).await.unwrap();
     worker.shutdown().await;
     let first = &store.step_list(task.id).await.unwrap()[0];
-    let states: Vec<String> = store.step_transitions(first.id).await.unwrap().into_iter().map(|t| t.to_state).collect();
-    assert_eq!(states, ["pending", "in_progress", "error", "pending", "in_progress", "complete"]);
+    let states: Vec<String> = store
+        .step_transitions(first.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.to_state)
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "pending",
+            "in_progress",
+            "error",
+            "pending",
+            "in_progress",
+            "complete"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -59,7 +93,10 @@ async fn always_failing_step_exhausts_its_attempts_and_errors_the_task() {
     assert_eq!(steps[0].attempts, 3);
     assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
     let err = steps[0].last_error.clone().unwrap();
-    assert_eq!((err.kind.as_str(), err.attempt, err.message.as_str()), ("retryable", 3, "attempt 3 failed"));
+    assert_eq!(
+        (err.kind.as_str(), err.attempt, err.message.as_str()),
+        ("retryable", 3, "attempt 3 failed")
+    );
     assert_eq!(steps[1].status, StepState::Pending, "the child never runs");
     assert_eq!(steps[1].attempts, 0);
 }
@@ -80,10 +117,20 @@ async fn not_retryable_means_one_attempt() {
     let (store, _dir) = sqlite().await;
     let yaml = "name: once\nstep_templates:\n  - name: a\n    handler: { kind: flaky, config: { fail_times: -1 } }\n    default_retryable: false\n    default_retry_limit: 5\n";
     let flaky = Flaky::default();
-    let tasker = builder(store.clone()).handler("flaky", flaky.clone()).template(template(yaml)).build().unwrap();
+    let tasker = builder(store.clone())
+        .handler("flaky", flaky.clone())
+        .template(template(yaml))
+        .build()
+        .unwrap();
     let worker = tasker.start();
-    let task = tasker.create_task(TaskRequest::new("default", "once")).await.unwrap();
-    assert_eq!(tasker.wait_for_task(task.id, WAIT).await.unwrap().status, TaskState::Error);
+    let task = tasker
+        .create_task(TaskRequest::new("default", "once"))
+        .await
+        .unwrap();
+    assert_eq!(
+        tasker.wait_for_task(task.id, WAIT).await.unwrap().status,
+        TaskState::Error
+    );
     worker.shutdown().await;
     assert_eq!(flaky.calls.load(Ordering::SeqCst), 1);
 }
@@ -91,8 +138,17 @@ async fn not_retryable_means_one_attempt() {
 #[tokio::test]
 async fn unknown_handler_kind_is_rejected_at_registration() {
     let (store, _dir) = sqlite().await;
-    let err = builder(store).template(template("name: x\nstep_templates:\n  - name: a\n    handler: { kind: nosuch }\n")).build().err().unwrap();
-    assert_eq!(err.to_string(), "template default.x@0.1.0 uses unknown handler kind(s): nosuch");
+    let err = builder(store)
+        .template(template(
+            "name: x\nstep_templates:\n  - name: a\n    handler: { kind: nosuch }\n",
+        ))
+        .build()
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "template default.x@0.1.0 uses unknown handler kind(s): nosuch"
+    );
 }
 
 /// Asks for a retry after 300 ms on the first attempt.
@@ -116,26 +172,60 @@ async fn retry_after_is_honoured() {
     let h = RetryAfter::default();
     let mut config = test_config();
     config.backoff.max_backoff_seconds = 10.0; // immediate() caps at 0; allow the request
-    let tasker = builder(store.clone()).config(config).handler("ra", h.clone()).template(template("name: ra\nstep_templates:\n  - name: a\n    handler: { kind: ra }\n")).build().unwrap();
+    let tasker = builder(store.clone())
+        .config(config)
+        .handler("ra", h.clone())
+        .template(template(
+            "name: ra\nstep_templates:\n  - name: a\n    handler: { kind: ra }\n",
+        ))
+        .build()
+        .unwrap();
     let worker = tasker.start();
-    let task = tasker.create_task(TaskRequest::new("default", "ra")).await.unwrap();
-    assert_eq!(tasker.wait_for_task(task.id, WAIT).await.unwrap().status, TaskState::Complete);
+    let task = tasker
+        .create_task(TaskRequest::new("default", "ra"))
+        .await
+        .unwrap();
+    assert_eq!(
+        tasker.wait_for_task(task.id, WAIT).await.unwrap().status,
+        TaskState::Complete
+    );
     worker.shutdown().await;
     let calls = h.0.lock().unwrap().clone();
     assert_eq!(calls.len(), 2);
-    assert!(calls[1] - calls[0] >= Duration::from_millis(300), "second attempt after {:?}", calls[1] - calls[0]);
+    assert!(
+        calls[1] - calls[0] >= Duration::from_millis(300),
+        "second attempt after {:?}",
+        calls[1] - calls[0]
+    );
 }
 
 #[tokio::test]
 async fn backoff_policy_delays_retries() {
     let (store, _dir) = sqlite().await;
     let mut config = test_config();
-    config.backoff = tasker_core::BackoffPolicy { default_backoff_seconds: vec![0.25], jitter_enabled: false, ..Default::default() };
+    config.backoff = tasker_core::BackoffPolicy {
+        default_backoff_seconds: vec![0.25],
+        jitter_enabled: false,
+        ..Default::default()
+    };
     let h = RetryAfterless::default();
-    let tasker = builder(store.clone()).config(config).handler("x", h.clone()).template(template("name: b\nstep_templates:\n  - name: a\n    handler: { kind: x }\n")).build().unwrap();
+    let tasker = builder(store.clone())
+        .config(config)
+        .handler("x", h.clone())
+        .template(template(
+            "name: b\nstep_templates:\n  - name: a\n    handler: { kind: x }\n",
+        ))
+        .build()
+        .unwrap();
     let worker = tasker.start();
-    let task = tasker.create_task(TaskRequest::new("default", "b")).await.unwrap();
-    assert_eq!(tasker.wait_for_task(task.id, WAIT).await.unwrap().status, TaskState::Complete);
+    let task = tasker
+        .create_task(TaskRequest::new("default", "b"))
+        .await
+        .unwrap();
+    assert_eq!(
+        tasker.wait_for_task(task.id, WAIT).await.unwrap().status,
+        TaskState::Complete
+    );
     worker.shutdown().await;
     let calls = h.0.lock().unwrap().clone();
     assert!(calls[1] - calls[0] >= Duration::from_millis(250));
@@ -148,7 +238,11 @@ struct RetryAfterless(std::sync::Arc<std::sync::Mutex<Vec<Instant>>>);
 impl StepHandler for RetryAfterless {
     async fn call(&self, step: &StepContext) -> Result<serde_json::Value, StepError> {
         self.0.lock().unwrap().push(Instant::now());
-        if step.attempt == 1 { Err(StepError::retryable("once")) } else { Ok(json!({})) }
+        if step.attempt == 1 {
+            Err(StepError::retryable("once"))
+        } else {
+            Ok(json!({}))
+        }
     }
 }
 
@@ -156,17 +250,29 @@ impl StepHandler for RetryAfterless {
 async fn step_timeout_fails_the_attempt() {
     let (store, _dir) = sqlite().await;
     let yaml = "name: slow\nstep_templates:\n  - name: a\n    handler: { kind: sleep, config: { seconds: 30 } }\n    timeout_seconds: 0.2\n    default_retry_limit: 2\n";
-    let tasker = builder(store.clone()).template(template(yaml)).build().unwrap();
+    let tasker = builder(store.clone())
+        .template(template(yaml))
+        .build()
+        .unwrap();
     let worker = tasker.start();
     let started = Instant::now();
-    let task = tasker.create_task(TaskRequest::new("default", "slow")).await.unwrap();
-    assert_eq!(tasker.wait_for_task(task.id, WAIT).await.unwrap().status, TaskState::Error);
+    let task = tasker
+        .create_task(TaskRequest::new("default", "slow"))
+        .await
+        .unwrap();
+    assert_eq!(
+        tasker.wait_for_task(task.id, WAIT).await.unwrap().status,
+        TaskState::Error
+    );
     assert!(started.elapsed() < Duration::from_secs(20));
     worker.shutdown().await;
     let step = &store.step_list(task.id).await.unwrap()[0];
     assert_eq!(step.attempts, 2);
     let err = step.last_error.clone().unwrap();
-    assert_eq!((err.kind.as_str(), err.code.as_deref()), ("timeout", Some("TIMEOUT")));
+    assert_eq!(
+        (err.kind.as_str(), err.code.as_deref()),
+        ("timeout", Some("TIMEOUT"))
+    );
 }
 
 #[tokio::test]
@@ -174,10 +280,20 @@ async fn retrying_a_failed_task_gives_failed_steps_new_attempts() {
     let (store, _dir) = sqlite().await;
     let flaky = Flaky::default();
     // Fails 3 times: exhausts the 2 attempts, then succeeds on the 3rd after a retry.
-    let tasker = builder(store.clone()).handler("flaky", flaky.clone()).template(template(&flaky_yaml("{ fail_times: 2 }", 2))).build().unwrap();
+    let tasker = builder(store.clone())
+        .handler("flaky", flaky.clone())
+        .template(template(&flaky_yaml("{ fail_times: 2 }", 2)))
+        .build()
+        .unwrap();
     let worker = tasker.start();
-    let task = tasker.create_task(TaskRequest::new("default", "flaky")).await.unwrap();
-    assert_eq!(tasker.wait_for_task(task.id, WAIT).await.unwrap().status, TaskState::Error);
+    let task = tasker
+        .create_task(TaskRequest::new("default", "flaky"))
+        .await
+        .unwrap();
+    assert_eq!(
+        tasker.wait_for_task(task.id, WAIT).await.unwrap().status,
+        TaskState::Error
+    );
     let retried = tasker.retry_task(task.id).await.unwrap();
     assert_eq!(retried.status, TaskState::Pending);
     let done = tasker.wait_for_task(task.id, WAIT).await.unwrap();
@@ -186,19 +302,51 @@ async fn retrying_a_failed_task_gives_failed_steps_new_attempts() {
     let steps = store.step_list(task.id).await.unwrap();
     assert_eq!(steps[0].attempts, 3);
     assert_eq!(steps[1].status, StepState::Complete);
-    let t: Vec<String> = store.task_transitions(task.id).await.unwrap().into_iter().map(|t| t.to_state).collect();
-    assert_eq!(t, ["pending", "in_progress", "error", "pending", "in_progress", "complete"]);
+    let t: Vec<String> = store
+        .task_transitions(task.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.to_state)
+        .collect();
+    assert_eq!(
+        t,
+        [
+            "pending",
+            "in_progress",
+            "error",
+            "pending",
+            "in_progress",
+            "complete"
+        ]
+    );
 }
 
 #[tokio::test]
 async fn manually_resolving_a_failed_step_unblocks_its_children() {
     let (store, _dir) = sqlite().await;
-    let tasker = builder(store.clone()).handler("flaky", Flaky::default()).template(template(&flaky_yaml("{ fail_times: -1, permanent: true }", 1))).build().unwrap();
+    let tasker = builder(store.clone())
+        .handler("flaky", Flaky::default())
+        .template(template(&flaky_yaml(
+            "{ fail_times: -1, permanent: true }",
+            1,
+        )))
+        .build()
+        .unwrap();
     let worker = tasker.start();
-    let task = tasker.create_task(TaskRequest::new("default", "flaky")).await.unwrap();
-    assert_eq!(tasker.wait_for_task(task.id, WAIT).await.unwrap().status, TaskState::Error);
+    let task = tasker
+        .create_task(TaskRequest::new("default", "flaky"))
+        .await
+        .unwrap();
+    assert_eq!(
+        tasker.wait_for_task(task.id, WAIT).await.unwrap().status,
+        TaskState::Error
+    );
     let first = store.step_list(task.id).await.unwrap()[0].clone();
-    let resolved = tasker.resolve_step(first.id, json!({"manual": true})).await.unwrap();
+    let resolved = tasker
+        .resolve_step(first.id, json!({"manual": true}))
+        .await
+        .unwrap();
     assert_eq!(resolved.status, StepState::ResolvedManually);
     let done = tasker.wait_for_task(task.id, WAIT).await.unwrap();
     worker.shutdown().await;
@@ -213,27 +361,51 @@ async fn cancelling_a_task_stops_new_steps() {
     let (store, _dir) = sqlite().await;
     let rec = Recorder::default();
     let yaml = "name: c\nstep_templates:\n  - name: a\n    handler: { kind: record }\n  - name: b\n    depends_on_step: a\n    handler: { kind: record }\n";
-    let tasker = builder(store.clone()).handler("record", rec.clone()).template(template(yaml)).build().unwrap();
+    let tasker = builder(store.clone())
+        .handler("record", rec.clone())
+        .template(template(yaml))
+        .build()
+        .unwrap();
     // Cancel before any worker runs: nothing may start afterwards.
-    let task = tasker.create_task(TaskRequest::new("default", "c")).await.unwrap();
+    let task = tasker
+        .create_task(TaskRequest::new("default", "c"))
+        .await
+        .unwrap();
     let cancelled = tasker.cancel_task(task.id).await.unwrap();
     assert_eq!(cancelled.status, TaskState::Cancelled);
     let worker = tasker.start();
     // A second task proves the worker is running and idle by the time it completes.
-    let other = tasker.create_task(TaskRequest::new("default", "c")).await.unwrap();
-    assert_eq!(tasker.wait_for_task(other.id, WAIT).await.unwrap().status, TaskState::Complete);
+    let other = tasker
+        .create_task(TaskRequest::new("default", "c"))
+        .await
+        .unwrap();
+    assert_eq!(
+        tasker.wait_for_task(other.id, WAIT).await.unwrap().status,
+        TaskState::Complete
+    );
     worker.shutdown().await;
     assert_eq!(rec.calls().len(), 2, "only the second task's steps ran");
     let steps = store.step_list(task.id).await.unwrap();
-    assert!(steps.iter().all(|s| s.status == StepState::Cancelled && s.attempts == 0));
+    assert!(
+        steps
+            .iter()
+            .all(|s| s.status == StepState::Cancelled && s.attempts == 0)
+    );
     // Illegal transition: a cancelled task cannot be cancelled again.
     let err = tasker.cancel_task(task.id).await.unwrap_err();
-    assert!(err.to_string().contains("cannot go from `cancelled` to `cancelled`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("cannot go from `cancelled` to `cancelled`"),
+        "{err}"
+    );
 }
 
 /// Blocks until released, so a test can act while a step is running.
 #[derive(Clone)]
-struct Gate(std::sync::Arc<tokio::sync::Notify>, std::sync::Arc<tokio::sync::Notify>);
+struct Gate(
+    std::sync::Arc<tokio::sync::Notify>,
+    std::sync::Arc<tokio::sync::Notify>,
+);
 
 #[async_trait::async_trait]
 impl StepHandler for Gate {
@@ -250,9 +422,17 @@ async fn cancelling_while_a_step_runs_rejects_its_late_result_and_starts_nothing
     let gate = Gate(Default::default(), Default::default());
     let rec = Recorder::default();
     let yaml = "name: c\nstep_templates:\n  - name: a\n    handler: { kind: gate }\n  - name: b\n    depends_on_step: a\n    handler: { kind: record }\n";
-    let tasker = builder(store.clone()).handler("gate", gate.clone()).handler("record", rec.clone()).template(template(yaml)).build().unwrap();
+    let tasker = builder(store.clone())
+        .handler("gate", gate.clone())
+        .handler("record", rec.clone())
+        .template(template(yaml))
+        .build()
+        .unwrap();
     let worker = tasker.start();
-    let task = tasker.create_task(TaskRequest::new("default", "c")).await.unwrap();
+    let task = tasker
+        .create_task(TaskRequest::new("default", "c"))
+        .await
+        .unwrap();
     gate.0.notified().await;
     tasker.cancel_task(task.id).await.unwrap();
     gate.1.notify_one();
@@ -261,7 +441,10 @@ async fn cancelling_while_a_step_runs_rejects_its_late_result_and_starts_nothing
     assert_eq!(steps[0].status, StepState::Cancelled);
     assert_eq!(steps[1].status, StepState::Cancelled);
     assert!(rec.calls().is_empty());
-    assert_eq!(store.task_get(task.id).await.unwrap().status, TaskState::Cancelled);
+    assert_eq!(
+        store.task_get(task.id).await.unwrap().status,
+        TaskState::Cancelled
+    );
 }
 
 #[tokio::test]
@@ -269,25 +452,44 @@ async fn identity_hash_rejects_duplicates_in_window() {
     let (store, _dir) = sqlite().await;
     let mut config = test_config();
     config.identity_strategy = tasker_core::identity::IdentityStrategy::Hash;
-    let tasker = builder(store).config(config).template(template("name: d\nstep_templates:\n  - name: a\n    handler: { kind: noop }\n")).build().unwrap();
+    let tasker = builder(store)
+        .config(config)
+        .template(template(
+            "name: d\nstep_templates:\n  - name: a\n    handler: { kind: noop }\n",
+        ))
+        .build()
+        .unwrap();
     let req = TaskRequest::new("default", "d").context(json!({"order": 1}));
     let first = tasker.create_task(req.clone()).await.unwrap();
     let err = tasker.create_task(req.clone()).await.unwrap_err();
     assert!(err.to_string().contains(&first.id.to_string()), "{err}");
-    tasker.create_task(req.context(json!({"order": 2}))).await.unwrap();
+    tasker
+        .create_task(req.context(json!({"order": 2})))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn context_schema_is_enforced_with_paths() {
     let (store, _dir) = sqlite().await;
     let yaml = "name: s\ncontext_schema:\n  type: object\n  required: [email]\n  properties:\n    email: { type: string }\nstep_templates:\n  - name: a\n    handler: { kind: noop }\n";
-    let tasker = builder(store.clone()).template(template(yaml)).build().unwrap();
-    let err = tasker.create_task(TaskRequest::new("default", "s").context(json!({"email": 5}))).await.unwrap_err();
+    let tasker = builder(store.clone())
+        .template(template(yaml))
+        .build()
+        .unwrap();
+    let err = tasker
+        .create_task(TaskRequest::new("default", "s").context(json!({"email": 5})))
+        .await
+        .unwrap_err();
     match err {
         tasker_engine::EngineError::InvalidContext(v) => assert_eq!(v[0].path, "/email"),
         other => panic!("unexpected {other}"),
     }
-    assert_eq!(store.task_list(&Default::default()).await.unwrap().total, 0, "nothing stored");
+    assert_eq!(
+        store.task_list(&Default::default()).await.unwrap().total,
+        0,
+        "nothing stored"
+    );
 }
 
 #[tokio::test]
@@ -296,12 +498,24 @@ async fn in_flight_tasks_keep_their_template_version() {
     let rec = Recorder::default();
     let v1 = "name: v\nversion: 1.0.0\nstep_templates:\n  - name: old_step\n    handler: { kind: record }\n";
     let v2 = "name: v\nversion: 1.1.0\nstep_templates:\n  - name: new_step\n    handler: { kind: record }\n";
-    let tasker = builder(store.clone()).handler("record", rec.clone()).template(template(v1)).build().unwrap();
-    let task = tasker.create_task(TaskRequest::new("default", "v")).await.unwrap();
-    tasker.register_templates(vec![template(v2)], false).unwrap();
+    let tasker = builder(store.clone())
+        .handler("record", rec.clone())
+        .template(template(v1))
+        .build()
+        .unwrap();
+    let task = tasker
+        .create_task(TaskRequest::new("default", "v"))
+        .await
+        .unwrap();
+    tasker
+        .register_templates(vec![template(v2)], false)
+        .unwrap();
     let worker = tasker.start();
     tasker.wait_for_task(task.id, WAIT).await.unwrap();
-    let newer = tasker.create_task(TaskRequest::new("default", "v")).await.unwrap();
+    let newer = tasker
+        .create_task(TaskRequest::new("default", "v"))
+        .await
+        .unwrap();
     tasker.wait_for_task(newer.id, WAIT).await.unwrap();
     worker.shutdown().await;
     assert_eq!(task.version, "1.0.0");
@@ -317,15 +531,31 @@ async fn idempotency_key_is_stable_across_attempts() {
     #[async_trait::async_trait]
     impl StepHandler for Keys {
         async fn call(&self, step: &StepContext) -> Result<serde_json::Value, StepError> {
-            self.0.lock().unwrap().push((step.attempt, step.idempotency_key.clone()));
-            if step.attempt < 3 { Err(StepError::retryable("again")) } else { Ok(json!({})) }
+            self.0
+                .lock()
+                .unwrap()
+                .push((step.attempt, step.idempotency_key.clone()));
+            if step.attempt < 3 {
+                Err(StepError::retryable("again"))
+            } else {
+                Ok(json!({}))
+            }
         }
     }
     let (store, _dir) = sqlite().await;
     let keys = Keys::default();
-    let tasker = builder(store).handler("k", keys.clone()).template(template("name: k\nstep_templates:\n  - name: a\n    handler: { kind: k }\n")).build().unwrap();
+    let tasker = builder(store)
+        .handler("k", keys.clone())
+        .template(template(
+            "name: k\nstep_templates:\n  - name: a\n    handler: { kind: k }\n",
+        ))
+        .build()
+        .unwrap();
     let worker = tasker.start();
-    let task = tasker.create_task(TaskRequest::new("default", "k")).await.unwrap();
+    let task = tasker
+        .create_task(TaskRequest::new("default", "k"))
+        .await
+        .unwrap();
     tasker.wait_for_task(task.id, WAIT).await.unwrap();
     worker.shutdown().await;
     let seen = keys.0.lock().unwrap().clone();

@@ -1,6 +1,7 @@
 //! End-to-end runs of the reference workflow shapes (ruby-tasker-semantics
 //! §13.1) on a real SQLite file: every step runs once, after all its parents
 //! ended, with its parents' results.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -13,7 +14,9 @@ use tasker_engine::TaskRequest;
 fn shape_yaml(name: &str, steps: &[(&str, &[&str])]) -> String {
     let mut y = format!("name: {name}\nnamespace: shapes\nstep_templates:\n");
     for (step, parents) in steps {
-        y.push_str(&format!("  - name: {step}\n    handler: {{ kind: record }}\n    inputs: {{ delay_ms: 5 }}\n"));
+        y.push_str(&format!(
+            "  - name: {step}\n    handler: {{ kind: record }}\n    inputs: {{ delay_ms: 5 }}\n"
+        ));
         if !parents.is_empty() {
             y.push_str(&format!("    depends_on_steps: [{}]\n", parents.join(", ")));
         }
@@ -30,32 +33,71 @@ async fn run_shape(name: &str, steps: &[(&str, &[&str])]) {
         .build()
         .unwrap();
     let worker = tasker.start();
-    let task = tasker.create_task(TaskRequest::new("shapes", name)).await.unwrap();
+    let task = tasker
+        .create_task(TaskRequest::new("shapes", name))
+        .await
+        .unwrap();
     let done = tasker.wait_for_task(task.id, WAIT).await.unwrap();
     worker.shutdown().await;
 
     assert_eq!(done.status, TaskState::Complete, "{name}");
     let calls = rec.by_step();
-    assert_eq!(rec.calls().len(), steps.len(), "{name}: each step runs exactly once");
+    assert_eq!(
+        rec.calls().len(),
+        steps.len(),
+        "{name}: each step runs exactly once"
+    );
     for (step, parents) in steps {
         let call = &calls[*step];
         let mut expected: Vec<String> = parents.iter().map(|p| p.to_string()).collect();
         expected.sort();
-        assert_eq!(call.parents, expected, "{name}/{step} gets its parents' results");
+        assert_eq!(
+            call.parents, expected,
+            "{name}/{step} gets its parents' results"
+        );
         for p in *parents {
-            assert!(call.start >= calls[*p].end, "{name}: {step} started before parent {p} ended");
+            assert!(
+                call.start >= calls[*p].end,
+                "{name}: {step} started before parent {p} ended"
+            );
         }
     }
     let rows = store.step_list(task.id).await.unwrap();
-    assert!(rows.iter().all(|s| s.status == StepState::Complete && s.attempts == 1));
-    let results: HashMap<_, _> = rows.iter().map(|s| (s.name.clone(), s.results.clone())).collect();
-    assert_eq!(results[steps[0].0], Some(serde_json::json!({"step": steps[0].0})));
+    assert!(
+        rows.iter()
+            .all(|s| s.status == StepState::Complete && s.attempts == 1)
+    );
+    let results: HashMap<_, _> = rows
+        .iter()
+        .map(|s| (s.name.clone(), s.results.clone()))
+        .collect();
+    assert_eq!(
+        results[steps[0].0],
+        Some(serde_json::json!({"step": steps[0].0}))
+    );
     // Every step: pending → in_progress → complete, persisted.
     for s in &rows {
-        let t: Vec<String> = store.step_transitions(s.id).await.unwrap().into_iter().map(|t| t.to_state).collect();
-        assert_eq!(t, ["pending", "in_progress", "complete"], "{name}/{}", s.name);
+        let t: Vec<String> = store
+            .step_transitions(s.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.to_state)
+            .collect();
+        assert_eq!(
+            t,
+            ["pending", "in_progress", "complete"],
+            "{name}/{}",
+            s.name
+        );
     }
-    let t: Vec<String> = store.task_transitions(task.id).await.unwrap().into_iter().map(|t| t.to_state).collect();
+    let t: Vec<String> = store
+        .task_transitions(task.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.to_state)
+        .collect();
     assert_eq!(t, ["pending", "in_progress", "complete"]);
 }
 
@@ -85,7 +127,10 @@ async fn diamond() {
             ("branch_one_validate", &["branch_one_process"]),
             ("branch_two_process", &["start_workflow"]),
             ("branch_two_validate", &["branch_two_process"]),
-            ("merge_branches", &["branch_one_validate", "branch_two_validate"]),
+            (
+                "merge_branches",
+                &["branch_one_validate", "branch_two_validate"],
+            ),
             ("end_workflow", &["merge_branches"]),
         ],
     )
@@ -103,7 +148,15 @@ async fn parallel_merge() {
             ("fetch_pricing_data", &[]),
             ("process_user_data", &["fetch_user_data"]),
             ("process_order_data", &["fetch_order_data"]),
-            ("merge_all_data", &["process_user_data", "process_order_data", "fetch_inventory_data", "fetch_pricing_data"]),
+            (
+                "merge_all_data",
+                &[
+                    "process_user_data",
+                    "process_order_data",
+                    "fetch_inventory_data",
+                    "fetch_pricing_data",
+                ],
+            ),
         ],
     )
     .await;
@@ -121,7 +174,15 @@ async fn tree() {
             ("branch_a_task_two", &["branch_a_setup"]),
             ("branch_b_task_one", &["branch_b_setup"]),
             ("branch_b_task_two", &["branch_b_setup"]),
-            ("aggregate_results", &["branch_a_task_one", "branch_a_task_two", "branch_b_task_one", "branch_b_task_two"]),
+            (
+                "aggregate_results",
+                &[
+                    "branch_a_task_one",
+                    "branch_a_task_two",
+                    "branch_b_task_one",
+                    "branch_b_task_two",
+                ],
+            ),
         ],
     )
     .await;
@@ -137,10 +198,16 @@ async fn mixed() {
             ("init_config", &[]),
             ("setup_environment", &["init_config"]),
             ("cleanup_temp_files", &["setup_environment"]),
-            ("begin_processing", &["validate_permissions", "setup_environment"]),
+            (
+                "begin_processing",
+                &["validate_permissions", "setup_environment"],
+            ),
             ("process_critical_data", &["begin_processing"]),
             ("process_optional_data", &["begin_processing"]),
-            ("finalize_and_report", &["process_critical_data", "cleanup_temp_files"]),
+            (
+                "finalize_and_report",
+                &["process_critical_data", "cleanup_temp_files"],
+            ),
         ],
     )
     .await;

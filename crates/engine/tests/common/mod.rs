@@ -1,7 +1,8 @@
 //! Helpers for engine tests: real SQLite files, recording and failing handlers.
+#![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,9 @@ use tasker_store::Store;
 pub async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("tasker.db").display());
-    let store = tasker_store_sqlite::SqliteStore::connect(&url).await.unwrap();
+    let store = tasker_store_sqlite::SqliteStore::connect(&url)
+        .await
+        .unwrap();
     (Arc::new(store), dir)
 }
 
@@ -80,7 +83,10 @@ impl Recorder {
     }
 
     pub fn by_step(&self) -> HashMap<String, Call> {
-        self.calls().into_iter().map(|c| (c.step.clone(), c)).collect()
+        self.calls()
+            .into_iter()
+            .map(|c| (c.step.clone(), c))
+            .collect()
     }
 }
 
@@ -95,7 +101,11 @@ pub struct Flaky {
 impl StepHandler for Flaky {
     async fn call(&self, step: &StepContext) -> Result<Value, StepError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let fail_times = step.config.get("fail_times").and_then(Value::as_i64).unwrap_or(0);
+        let fail_times = step
+            .config
+            .get("fail_times")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         if fail_times < 0 || i64::from(step.attempt) <= fail_times {
             let msg = format!("attempt {} failed", step.attempt);
             if step.config.get("permanent").and_then(Value::as_bool) == Some(true) {
