@@ -13,6 +13,7 @@
 //! | [`execution`] | the execution context derived from step counts, and the finaliser's rule |
 //! | [`registry`] | templates keyed by namespace, name and semver version |
 //! | [`identity`] | duplicate-request detection by request hash |
+//! | [`mask`] | masking sensitive values in logs and error output |
 //! | [`analysis`] | runtime dependency analysis of a task: critical paths, bottlenecks, error chains |
 //!
 //! ```
@@ -36,6 +37,7 @@ pub mod backoff;
 pub mod dag;
 pub mod execution;
 pub mod identity;
+pub mod mask;
 pub mod registry;
 pub mod state;
 pub mod template;
