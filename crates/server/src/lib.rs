@@ -1,1 +1,284 @@
-//! REST API (work in progress).
+//! # tasker-server
+//!
+//! Tasker's REST API: an axum [`Router`] over the application service
+//! ([`tasker_engine::Tasker`]), so the HTTP layer holds no workflow logic of
+//! its own: every operation is one call into the service (or its store).
+//!
+//! ```no_run
+//! # async fn demo(tasker: tasker_engine::Tasker) -> std::io::Result<()> {
+//! use tasker_server::{AppState, ServerConfig};
+//! let state = AppState::new(tasker, ServerConfig::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! tasker_server::serve(listener, state, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await
+//! # }
+//! ```
+//!
+//! ## Layout
+//!
+//! | module | role |
+//! |---|---|
+//! | [`state`] | [`AppState`] (service, settings, probes) and [`ServerConfig`] |
+//! | [`error`] | [`ApiError`]: the one error → response mapping |
+//! | [`extract`] | JSON body, query and path extractors whose rejections are [`ApiError`]s |
+//! | [`views`] | what responses contain: task and step views, lists, envelopes |
+//! | [`routes`] | one file per resource: `tasks`, `steps`, `handlers`, `health`, `docs` |
+//! | [`openapi`] | the OpenAPI 3.1 document generated from the handlers |
+//! | `cache` | the in-process dependency-analysis cache and its invalidation |
+//!
+//! ## Routes (all under `/tasker`)
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | POST | `/tasks` | create a task |
+//! | GET | `/tasks` | list tasks (filters, sort, paging, totals) |
+//! | GET | `/tasks/{task_id}` | a task with its steps (`?include_dependencies=true`) |
+//! | PATCH | `/tasks/{task_id}` | change reason / tags |
+//! | DELETE | `/tasks/{task_id}` | cancel |
+//! | POST | `/tasks/{task_id}/retry` | retry a task in `error` |
+//! | GET | `/tasks/{task_id}/steps` | its steps |
+//! | GET, PATCH, DELETE | `/tasks/{task_id}/steps/{step_id}` | show, edit, cancel a step |
+//! | POST | `/tasks/{task_id}/steps/{step_id}/resolve` | resolve manually |
+//! | POST | `/tasks/{task_id}/steps/{step_id}/retry` | retry a failed step |
+//! | GET | `/handlers`, `/handlers/{namespace}`, `/handlers/{namespace}/{name}` | template discovery |
+//! | GET | `/health/live`, `/health/ready`, `/health/status` | health |
+//! | GET | `/openapi.json`, `/docs/` | the API description, Swagger UI |
+//!
+//! ## Middleware
+//!
+//! From the outside in: a request id (`x-request-id`, generated when absent
+//! and echoed back), a tracing span per request, logging of internal errors
+//! (their cause is logged with the request id; the client sees an opaque
+//! message), panic capture (a panicking handler answers 500 in the usual
+//! shape), the request timeout (503 `timeout`), and the body size limit
+//! (413 `payload_too_large`).
+
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+pub mod views;
+
+mod cache;
+
+pub use error::{ApiError, ErrorKind};
+pub use routes::{RouteInfo, route_table};
+pub use state::{AppState, EngineState, PoolStatus, ServerConfig};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use error::InternalDetail;
+use std::future::Future;
+use std::time::Duration;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// The whole application: every route under `/tasker`, with middleware, over `state`.
+pub fn app(state: AppState) -> Router {
+    let cfg = state.config().clone();
+    routes::build()
+        .router
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    tracing::info_span!(
+                        "http",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        request_id = %request_id(req),
+                    )
+                }))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(from_fn(log_internal_errors))
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(from_fn_with_state(cfg.request_timeout, enforce_timeout))
+                .layer(DefaultBodyLimit::max(cfg.body_limit_bytes)),
+        )
+        .with_state(state)
+}
+
+/// Serves [`app`] on `listener` until `shutdown` completes, then lets
+/// in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn request_id(req: &Request) -> &str {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+        .unwrap_or("")
+}
+
+async fn route_not_found(req: Request) -> ApiError {
+    ApiError::not_found(
+        "route_not_found",
+        format!(
+            "no route for {} {}; see /tasker/docs/",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        ErrorKind::MethodNotAllowed,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed on {}; see /tasker/docs/",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
+/// Writes the cause of 5xx answers to the log (with the request id) and
+/// keeps it out of the response.
+async fn log_internal_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let id = request_id(&req).to_string();
+    let mut res = next.run(req).await;
+    if let Some(InternalDetail(cause)) = res.extensions_mut().remove::<InternalDetail>() {
+        let status = res.status().as_u16();
+        if status == 503 {
+            tracing::warn!(%method, %path, request_id = %id, status, cause = %cause, "request failed: service unavailable");
+        } else {
+            tracing::error!(%method, %path, request_id = %id, status, cause = %cause, "request failed: internal error");
+        }
+    }
+    res
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".to_string());
+    ApiError::internal(format!("handler panicked: {what}")).into_response()
+}
+
+async fn enforce_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => ApiError::new(
+            ErrorKind::Unavailable,
+            "timeout",
+            format!(
+                "the request took longer than {} ms; try again later",
+                limit.as_millis()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    async fn body(res: Response) -> serde_json::Value {
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    fn req(path: &str) -> Request {
+        Request::builder().uri(path).body(Body::empty()).unwrap()
+    }
+
+    /// The same middleware as `app`, around test handlers.
+    fn wrap(router: Router) -> Router {
+        router.layer(
+            ServiceBuilder::new()
+                .layer(from_fn(log_internal_errors))
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(from_fn_with_state(
+                    Duration::from_millis(50),
+                    enforce_timeout,
+                )),
+        )
+    }
+
+    #[tokio::test]
+    async fn slow_requests_time_out_with_the_error_shape() {
+        let app = wrap(Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        ));
+        let res = app.oneshot(req("/slow")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body(res).await["error"]["code"], "timeout");
+    }
+
+    #[tokio::test]
+    async fn panics_and_internal_errors_are_opaque_500s() {
+        let app = wrap(
+            Router::new()
+                .route(
+                    "/panic",
+                    get(|| async {
+                        if true {
+                            panic!("secret detail");
+                        }
+                        "unreachable"
+                    }),
+                )
+                .route(
+                    "/internal",
+                    get(|| async { ApiError::internal("database row is corrupt") }),
+                ),
+        );
+        for path in ["/panic", "/internal"] {
+            let res = app.clone().oneshot(req(path)).await.unwrap();
+            assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            // The cause was taken out of the response by the logging layer.
+            assert!(res.extensions().get::<InternalDetail>().is_none());
+            let json = body(res).await;
+            assert_eq!(json["error"]["code"], "internal_error");
+            let text = json.to_string();
+            assert!(!text.contains("secret") && !text.contains("corrupt"), "{text}");
+        }
+    }
+
+    #[test]
+    fn config_problems_name_their_keys() {
+        assert!(ServerConfig::default().problems().is_empty());
+        let bad = ServerConfig {
+            max_page_size: 10,
+            default_page_size: 20,
+            body_limit_bytes: 0,
+            ..ServerConfig::default()
+        };
+        let p = bad.problems();
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].starts_with("body_limit_bytes"));
+        assert!(p[1].starts_with("default_page_size"));
+    }
+}

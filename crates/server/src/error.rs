@@ -1,0 +1,313 @@
+//! One error type for every route, and its one mapping to a response.
+//!
+//! Every error leaves as
+//! `{"error": {"code": "...", "message": "...", "details": {...}}}` with the
+//! status of its [`ErrorKind`]. `details.field` names the offending input
+//! (`task.context`, `limit`, `step_id`) whenever one is to blame.
+//!
+//! User input never produces a 500: bad JSON, unknown fields, wrong types,
+//! unknown ids and forbidden transitions each have their own 4xx. Internal
+//! failures answer with an opaque message; the real one travels in a response
+//! extension ([`InternalDetail`]) that the logging middleware writes to the log
+//! with the request id, and strips.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use tasker_core::registry::RegistryError;
+use tasker_engine::EngineError;
+use tasker_store::StoreError;
+use utoipa::ToSchema;
+
+/// What went wrong, as far as the client is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// 400: malformed body, parameter or path segment.
+    BadRequest,
+    /// 404: no such task, step, template or route.
+    NotFound,
+    /// 405: the route exists, the method does not.
+    MethodNotAllowed,
+    /// 409: illegal state transition, duplicate identity, conflicting edit.
+    Conflict,
+    /// 413: body larger than the configured limit.
+    PayloadTooLarge,
+    /// 415: body is not JSON.
+    UnsupportedMediaType,
+    /// 422: well-formed, but the context violates the template's schema.
+    Unprocessable,
+    /// 503: the database is unavailable or the request timed out.
+    Unavailable,
+    /// 500: a bug or a corrupt row; never caused by input.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The HTTP status.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An error a handler returns. Build one with the constructors, add
+/// [`ApiError::field`] / [`ApiError::detail`], and return it with `?`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    kind: ErrorKind,
+    code: &'static str,
+    message: String,
+    details: Map<String, Value>,
+    /// Logged, never sent.
+    internal: Option<String>,
+}
+
+/// The internal cause of a 500 or 503, carried to the logging middleware.
+#[derive(Debug, Clone)]
+pub struct InternalDetail(pub String);
+
+impl ApiError {
+    /// An error of `kind` with a machine `code` and a human message.
+    pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            kind,
+            code,
+            message: message.into(),
+            details: Map::new(),
+            internal: None,
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadRequest, code, message)
+    }
+
+    /// 404.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, code, message)
+    }
+
+    /// 409.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, code, message)
+    }
+
+    /// 500 with an opaque message; `cause` is only logged.
+    pub fn internal(cause: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            ErrorKind::Internal,
+            "internal_error",
+            "internal server error; the cause has been logged",
+        );
+        e.internal = Some(cause.into());
+        e
+    }
+
+    /// 503 because the database cannot be reached; `cause` is only logged.
+    pub fn unavailable(cause: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            ErrorKind::Unavailable,
+            "unavailable",
+            "the database is unavailable; try again later",
+        );
+        e.internal = Some(cause.into());
+        e
+    }
+
+    /// Names the input at fault (`details.field`).
+    pub fn field(self, path: impl Into<String>) -> Self {
+        self.detail("field", Value::String(path.into()))
+    }
+
+    /// Adds a detail.
+    pub fn detail(mut self, key: &str, value: Value) -> Self {
+        self.details.insert(key.to_string(), value);
+        self
+    }
+
+    /// Prefixes `details.field` (e.g. with `task` when the body was wrapped
+    /// in `{"task": {...}}`), so the path matches what the client sent.
+    pub fn in_envelope(mut self, envelope: Option<&str>) -> Self {
+        if let (Some(prefix), Some(Value::String(f))) = (envelope, self.details.get_mut("field")) {
+            *f = if f.is_empty() {
+                prefix.to_string()
+            } else {
+                format!("{prefix}.{f}")
+            };
+        }
+        self
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The machine code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The human message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.kind.status(), self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_body`, `not_found`,
+    /// `invalid_transition`, `context_schema_violation`.
+    #[schema(example = "invalid_body")]
+    pub code: String,
+    /// What happened and, where possible, how to fix it.
+    pub message: String,
+    /// Structured context: `field` (path of the offending input), ids,
+    /// states, violations. Always an object, possibly empty.
+    #[schema(value_type = Object)]
+    pub details: Map<String, Value>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                details: self.details,
+            },
+        };
+        let mut res = (self.kind.status(), Json(body)).into_response();
+        if let Some(cause) = self.internal {
+            res.extensions_mut().insert(InternalDetail(cause));
+        }
+        res
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { entity, id } => {
+                ApiError::not_found("not_found", format!("{entity} {id} not found"))
+                    .detail("entity", json!(entity))
+                    .detail("id", json!(id))
+            }
+            StoreError::InvalidTransition(t) => {
+                ApiError::conflict("invalid_transition", t.to_string())
+                    .detail("entity", json!(t.entity))
+                    .detail("from", json!(t.from))
+                    .detail("to", json!(t.to))
+            }
+            StoreError::DuplicateTask { existing } => ApiError::conflict(
+                "duplicate_task",
+                format!(
+                    "an identical request created task {existing} within the identity window"
+                ),
+            )
+            .detail("existing_task_id", json!(existing)),
+            StoreError::Conflict(m) => ApiError::conflict("conflict", m),
+            StoreError::Unavailable(m) => ApiError::unavailable(m),
+            StoreError::Internal(m) => ApiError::internal(m),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Store(s) => s.into(),
+            EngineError::InvalidField { field, message } => {
+                ApiError::bad_request("invalid_field", format!("{field}: {message}")).field(field)
+            }
+            EngineError::InvalidContext(violations) => {
+                let list: Vec<Value> = violations
+                    .iter()
+                    .map(|v| json!({ "path": v.path, "message": v.message }))
+                    .collect();
+                ApiError::new(
+                    ErrorKind::Unprocessable,
+                    "context_schema_violation",
+                    EngineError::InvalidContext(violations).to_string(),
+                )
+                .field("context")
+                .detail("violations", Value::Array(list))
+            }
+            EngineError::Registry(RegistryError::NotFound {
+                namespace,
+                name,
+                version,
+            }) => ApiError::not_found(
+                "template_not_found",
+                RegistryError::NotFound {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    version: version.clone(),
+                }
+                .to_string(),
+            )
+            .detail("namespace", json!(namespace))
+            .detail("name", json!(name))
+            .detail("version", json!(version)),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_prefixes_the_field() {
+        let e = ApiError::bad_request("x", "y")
+            .field("name")
+            .in_envelope(Some("task"));
+        assert_eq!(e.details["field"], "task.name");
+        let e = ApiError::bad_request("x", "y").in_envelope(Some("task"));
+        assert!(!e.details.contains_key("field"));
+    }
+
+    #[test]
+    fn internal_message_is_opaque() {
+        let e = ApiError::internal("disk on fire");
+        assert!(!e.message().contains("disk"));
+        let res = e.into_response();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            res.extensions()
+                .get::<InternalDetail>()
+                .map(|d| d.0.as_str()),
+            Some("disk on fire")
+        );
+    }
+}

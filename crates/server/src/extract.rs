@@ -1,0 +1,306 @@
+//! Extractors whose rejections are [`ApiError`]s, so a bad body, query string
+//! or path segment gets the same JSON error shape as everything else, with
+//! the path of the offending field.
+//!
+//! - [`ApiJson`] reads a JSON body. Bodies may come bare or wrapped in an
+//!   envelope key (`{"task": {...}}`, the reference's shape); field paths in
+//!   errors follow whichever form was sent.
+//! - [`ApiQuery`] parses the query string (serde_urlencoded) with field paths.
+//! - [`ApiPath`] parses path segments (e.g. UUIDs) and names the bad segment.
+
+use crate::error::{ApiError, ErrorKind};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// A request body type: which envelope keys it accepts, and what an empty
+/// body means.
+pub trait ApiBody: DeserializeOwned {
+    /// Keys under which the body may be wrapped (`{"task": {...}}`).
+    const ENVELOPES: &'static [&'static str] = &[];
+
+    /// The value of an empty body, when one is allowed.
+    fn empty() -> Option<Self> {
+        None
+    }
+}
+
+/// A JSON body of type `T`, and the envelope key it came in (if any).
+#[derive(Debug)]
+pub struct ApiJson<T> {
+    /// The body.
+    pub value: T,
+    /// The envelope key used, if the body was wrapped.
+    pub envelope: Option<&'static str>,
+}
+
+impl<T: ApiBody, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(ct) = req.headers().get(CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or("");
+            let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            if !(mime == "application/json" || mime.ends_with("+json")) {
+                return Err(ApiError::new(
+                    ErrorKind::UnsupportedMediaType,
+                    "unsupported_media_type",
+                    format!("expected a JSON body (Content-Type: application/json), got `{ct}`"),
+                ));
+            }
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        parse_body(&bytes)
+    }
+}
+
+fn body_rejection(r: BytesRejection) -> ApiError {
+    if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            ErrorKind::PayloadTooLarge,
+            "payload_too_large",
+            "request body is larger than the server's limit",
+        )
+    } else {
+        ApiError::bad_request("invalid_body", format!("cannot read the request body: {r}"))
+    }
+}
+
+/// Parses a body: empty → `T::empty()`, else JSON, unwrapped from a known
+/// envelope, then deserialised with field paths.
+pub(crate) fn parse_body<T: ApiBody>(bytes: &[u8]) -> Result<ApiJson<T>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return match T::empty() {
+            Some(value) => Ok(ApiJson {
+                value,
+                envelope: None,
+            }),
+            None => Err(ApiError::bad_request(
+                "empty_body",
+                "the request body is empty; expected a JSON object",
+            )),
+        };
+    }
+    let raw: Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+            .detail("line", json!(e.line()))
+            .detail("column", json!(e.column()))
+    })?;
+    let (inner, envelope) = unwrap_envelope(raw, T::ENVELOPES);
+    match serde_path_to_error::deserialize::<_, T>(inner) {
+        Ok(value) => Ok(ApiJson { value, envelope }),
+        Err(e) => {
+            let path = e.path().to_string();
+            let field = if path == "." { String::new() } else { path };
+            let message = if field.is_empty() {
+                format!("invalid body: {}", e.inner())
+            } else {
+                format!("{field}: {}", e.inner())
+            };
+            Err(ApiError::bad_request("invalid_body", message)
+                .field(field)
+                .in_envelope(envelope))
+        }
+    }
+}
+
+/// `{"task": {...}}` → (`{...}`, Some("task")) when `task` is an accepted
+/// envelope and the only key; anything else is taken as the bare body.
+fn unwrap_envelope(raw: Value, envelopes: &[&'static str]) -> (Value, Option<&'static str>) {
+    match raw {
+        Value::Object(mut map) if map.len() == 1 => {
+            let env = map
+                .keys()
+                .next()
+                .and_then(|k| envelopes.iter().find(|e| **e == k).copied());
+            match env {
+                Some(env) if map.get(env).is_some_and(Value::is_object) => {
+                    (map.remove(env).unwrap_or_default(), Some(env))
+                }
+                _ => (Value::Object(map), None),
+            }
+        }
+        other => (other, None),
+    }
+}
+
+/// A query string parsed into `T` (use `#[serde(deny_unknown_fields)]`).
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        parse_query(query).map(ApiQuery)
+    }
+}
+
+/// Parses a query string with field paths in errors.
+pub(crate) fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.inner().to_string();
+        // Unknown parameters come back with the root path; name them anyway.
+        let field = if path == "." {
+            inner
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split('`').next())
+                .unwrap_or("")
+                .to_string()
+        } else {
+            path
+        };
+        let message = if field.is_empty() {
+            format!("invalid query string: {inner}")
+        } else {
+            format!("query parameter `{field}`: {inner}")
+        };
+        let err = ApiError::bad_request("invalid_parameter", message);
+        if field.is_empty() {
+            err
+        } else {
+            err.field(field)
+        }
+    })
+}
+
+/// Path parameters parsed into `T`.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(ApiPath(v)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                use axum::extract::path::ErrorKind as K;
+                let err = match e.kind() {
+                    K::ParseErrorAtKey {
+                        key,
+                        value,
+                        expected_type,
+                    } => {
+                        let expected = if expected_type.contains("Uuid") {
+                            "a UUID".to_string()
+                        } else {
+                            format!("a value of type {expected_type}")
+                        };
+                        ApiError::bad_request(
+                            "invalid_parameter",
+                            format!("path segment `{key}`: `{value}` is not {expected}"),
+                        )
+                        .field(key.clone())
+                    }
+                    other => ApiError::bad_request(
+                        "invalid_parameter",
+                        format!("invalid path: {other}"),
+                    ),
+                };
+                Err(err)
+            }
+            Err(other) => Err(ApiError::internal(format!(
+                "path extraction misconfigured: {other}"
+            ))),
+        }
+    }
+}
+
+/// A boolean query parameter that accepts `true/false`, `1/0`, `yes/no`,
+/// `t/f` and `on/off` (any case), as the reference's boolean cast did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flag(pub bool);
+
+impl<'de> serde::Deserialize<'de> for Flag {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "t" | "on" | "y" => Ok(Flag(true)),
+            "false" | "0" | "no" | "f" | "off" | "n" | "" => Ok(Flag(false)),
+            other => Err(serde::de::Error::custom(format!(
+                "`{other}` is not a boolean (use true or false)"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        name: String,
+        #[serde(default)]
+        count: u32,
+    }
+
+    impl ApiBody for Body {
+        const ENVELOPES: &'static [&'static str] = &["thing"];
+    }
+
+    #[test]
+    fn bare_and_wrapped_bodies() {
+        let b: ApiJson<Body> = parse_body(br#"{"name": "a", "count": 2}"#).unwrap();
+        assert_eq!((b.value.name.as_str(), b.value.count, b.envelope), ("a", 2, None));
+        let b: ApiJson<Body> = parse_body(br#"{"thing": {"name": "a"}}"#).unwrap();
+        assert_eq!(b.envelope, Some("thing"));
+    }
+
+    #[test]
+    fn field_paths_follow_the_envelope() {
+        let e = parse_body::<Body>(br#"{"thing": {"name": "a", "count": "x"}}"#).unwrap_err();
+        assert_eq!(e.code(), "invalid_body");
+        assert!(e.message().starts_with("count:"), "{}", e.message());
+        let e = parse_body::<Body>(br#"{"name": 1}"#).unwrap_err();
+        assert!(e.message().starts_with("name:"), "{}", e.message());
+        let e = parse_body::<Body>(b"{nope").unwrap_err();
+        assert_eq!(e.code(), "malformed_json");
+        let e = parse_body::<Body>(b"  ").unwrap_err();
+        assert_eq!(e.code(), "empty_body");
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Q {
+        #[serde(default)]
+        limit: Option<u32>,
+    }
+
+    #[test]
+    fn query_errors_name_the_parameter() {
+        let q: Q = parse_query("limit=5").unwrap();
+        assert_eq!(q.limit, Some(5));
+        let e = parse_query::<Q>("limit=abc").unwrap_err();
+        assert!(e.message().contains("`limit`"), "{}", e.message());
+        let e = parse_query::<Q>("per_page=3").unwrap_err();
+        assert!(e.message().contains("`per_page`"), "{}", e.message());
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct F {
+        flag: Option<Flag>,
+    }
+
+    #[test]
+    fn flags_accept_the_usual_spellings() {
+        for (q, want) in [("flag=true", true), ("flag=1", true), ("flag=YES", true), ("flag=0", false), ("flag=off", false)] {
+            let f: F = parse_query(q).unwrap();
+            assert_eq!(f.flag, Some(Flag(want)), "{q}");
+        }
+        let e = parse_query::<F>("flag=maybe").unwrap_err();
+        assert!(e.message().contains("`flag`"), "{}", e.message());
+    }
+}

@@ -1,0 +1,126 @@
+//! The route table: one file per resource, registered here.
+//!
+//! Routes are added through [`Routes::add`], which records each method and
+//! path as it hands them to axum. That record ([`route_table`]) is what the
+//! OpenAPI completeness test compares with the generated document, since an
+//! axum `Router` cannot list its own routes.
+
+pub mod docs;
+pub mod handlers;
+pub mod health;
+pub mod steps;
+pub mod tasks;
+
+use crate::state::AppState;
+use axum::Router;
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{MethodFilter, on};
+
+/// Every route lives under this prefix.
+pub const PREFIX: &str = "/tasker";
+
+/// One registered route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    /// HTTP method.
+    pub method: Method,
+    /// Path template, axum / OpenAPI style (`/tasker/tasks/{task_id}`).
+    pub path: &'static str,
+}
+
+/// A router under construction, with the record of what went into it.
+pub(crate) struct Routes {
+    pub(crate) router: Router<AppState>,
+    pub(crate) table: Vec<RouteInfo>,
+}
+
+impl Routes {
+    fn new() -> Self {
+        Routes {
+            router: Router::new(),
+            table: Vec::new(),
+        }
+    }
+
+    /// Registers `handler` for `method` on `path` (same path, several
+    /// methods: axum merges them).
+    fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        // Only the standard methods are used below; an unknown one would be
+        // a programming error caught by the route tests.
+        let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+        self.router = self.router.route(path, on(filter, handler));
+        self.table.push(RouteInfo { method, path });
+        self
+    }
+}
+
+/// Builds every route (without middleware or state).
+pub(crate) fn build() -> Routes {
+    use Method as M;
+    Routes::new()
+        // Tasks.
+        .add(M::POST, "/tasker/tasks", tasks::tasks_create)
+        .add(M::GET, "/tasker/tasks", tasks::tasks_index)
+        .add(M::GET, "/tasker/tasks/{task_id}", tasks::tasks_show)
+        .add(M::PATCH, "/tasker/tasks/{task_id}", tasks::tasks_update)
+        .add(M::DELETE, "/tasker/tasks/{task_id}", tasks::tasks_cancel)
+        .add(M::POST, "/tasker/tasks/{task_id}/retry", tasks::tasks_retry)
+        // Steps.
+        .add(M::GET, "/tasker/tasks/{task_id}/steps", steps::steps_index)
+        .add(
+            M::GET,
+            "/tasker/tasks/{task_id}/steps/{step_id}",
+            steps::steps_show,
+        )
+        .add(
+            M::PATCH,
+            "/tasker/tasks/{task_id}/steps/{step_id}",
+            steps::steps_update,
+        )
+        .add(
+            M::DELETE,
+            "/tasker/tasks/{task_id}/steps/{step_id}",
+            steps::steps_cancel,
+        )
+        .add(
+            M::POST,
+            "/tasker/tasks/{task_id}/steps/{step_id}/resolve",
+            steps::steps_resolve,
+        )
+        .add(
+            M::POST,
+            "/tasker/tasks/{task_id}/steps/{step_id}/retry",
+            steps::steps_retry,
+        )
+        // Handler discovery.
+        .add(M::GET, "/tasker/handlers", handlers::handlers_index)
+        .add(
+            M::GET,
+            "/tasker/handlers/{namespace}",
+            handlers::handlers_namespace,
+        )
+        .add(
+            M::GET,
+            "/tasker/handlers/{namespace}/{name}",
+            handlers::handlers_show,
+        )
+        // Health.
+        .add(M::GET, "/tasker/health/live", health::health_live)
+        .add(M::GET, "/tasker/health/ready", health::health_ready)
+        .add(M::GET, "/tasker/health/status", health::health_status)
+        // The API's own description.
+        .add(M::GET, "/tasker/openapi.json", docs::openapi_json)
+        .add(M::GET, "/tasker/docs", docs::docs_redirect)
+        .add(M::GET, "/tasker/docs/", docs::docs_index)
+        .add(M::GET, "/tasker/docs/{file}", docs::docs_asset)
+}
+
+/// Every route the server registers, in registration order.
+pub fn route_table() -> Vec<RouteInfo> {
+    build().table
+}

@@ -1,0 +1,546 @@
+//! `/tasker/tasks`: create, list, show, update, cancel and retry tasks.
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiBody, ApiJson, ApiPath, ApiQuery, Flag};
+use crate::state::AppState;
+use crate::views::{
+    AnalysisFailure, AnalysisField, ExecutionView, Pagination, StepView, TaskCancelled,
+    TaskEnvelope, TaskList, TaskView,
+};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header::LOCATION};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tasker_core::TaskState;
+use tasker_core::registry::RegistryError;
+use tasker_engine::{EngineError, TaskRequest};
+use tasker_store::{StepRow, TaskQuery, TaskSort, TaskUpdate};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// Most tags a task may carry.
+const MAX_TAGS: usize = 64;
+/// Longest tag, reason, initiator or source system.
+const MAX_TEXT: usize = 1024;
+
+/// The body of `POST /tasker/tasks`, bare or wrapped in `{"task": ...}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTask {
+    /// Template name.
+    #[schema(example = "order_fulfillment")]
+    pub name: String,
+    /// Template namespace (default `default`).
+    #[schema(example = "default")]
+    pub namespace: Option<String>,
+    /// Exact template version; the latest by semver when omitted.
+    #[schema(example = "1.0.0")]
+    pub version: Option<String>,
+    /// The task's input; must satisfy the template's context schema.
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<Value>,
+    /// Who asks (default `unknown`).
+    pub initiator: Option<String>,
+    /// From which system (default `unknown`).
+    pub source_system: Option<String>,
+    /// Why (default `unknown`).
+    pub reason: Option<String>,
+    /// Free tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Correlation id; generated when absent.
+    pub correlation_id: Option<String>,
+}
+
+impl ApiBody for CreateTask {
+    const ENVELOPES: &'static [&'static str] = &["task"];
+}
+
+/// The body of `PATCH /tasker/tasks/{task_id}`, bare or wrapped in `{"task": ...}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTask {
+    /// New reason.
+    pub reason: Option<String>,
+    /// New tags (replace the old ones).
+    pub tags: Option<Vec<String>>,
+}
+
+impl ApiBody for UpdateTask {
+    const ENVELOPES: &'static [&'static str] = &["task"];
+}
+
+/// Sort keys of task lists.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SortBy {
+    /// Creation time (default).
+    CreatedAt,
+    /// Last change.
+    UpdatedAt,
+    /// State name.
+    Status,
+    /// Template name.
+    Name,
+    /// Namespace.
+    Namespace,
+}
+
+/// Sort direction.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SortOrder {
+    /// Ascending.
+    Asc,
+    /// Descending (default).
+    Desc,
+}
+
+/// Query parameters of `GET /tasker/tasks`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListTasksQuery {
+    /// Page size, 1 to the server's maximum (default 20, maximum 100 unless configured).
+    pub limit: Option<u32>,
+    /// Rows to skip (default 0).
+    pub offset: Option<u32>,
+    /// Sort key (default `created_at`).
+    #[param(inline)]
+    pub sort_by: Option<SortBy>,
+    /// Sort direction (default `desc`).
+    #[param(inline)]
+    pub sort_order: Option<SortOrder>,
+    /// Only tasks in this state.
+    #[param(value_type = Option<crate::views::State>)]
+    pub status: Option<TaskState>,
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Only this template name.
+    pub name: Option<String>,
+    /// Only this template version (semver).
+    pub version: Option<String>,
+    /// Created at or after (RFC 3339, e.g. `2026-01-01T00:00:00Z`).
+    pub created_since: Option<DateTime<Utc>>,
+    /// Created before (RFC 3339).
+    pub created_until: Option<DateTime<Utc>>,
+    /// Add each task's runtime dependency analysis (costs one step read per task).
+    #[param(value_type = Option<bool>)]
+    pub include_dependencies: Option<Flag>,
+}
+
+/// Query parameters of `GET /tasker/tasks/{task_id}`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ShowTaskQuery {
+    /// Add the runtime dependency analysis.
+    #[param(value_type = Option<bool>)]
+    pub include_dependencies: Option<Flag>,
+}
+
+/// `{task_id}` in a path.
+#[derive(Debug, Deserialize)]
+pub struct TaskPath {
+    /// Task id.
+    pub task_id: Uuid,
+}
+
+/// Creates a task from a template.
+#[utoipa::path(
+    post,
+    path = "/tasker/tasks",
+    tag = "tasks",
+    request_body(content = CreateTask, description = "The task to create, bare or wrapped in `{\"task\": ...}`."),
+    responses(
+        (status = 201, description = "Created; `Location` names the new task.", body = TaskEnvelope,
+            headers(("location" = String, description = "URL of the task"))),
+        (status = 400, description = "Malformed body, unknown template (`details.field` is `name`, `namespace` or `version`), bad version or context type.", body = ErrorBody),
+        (status = 409, description = "An identical request created a task within the identity window (`duplicate_task`, `details.existing_task_id`).", body = ErrorBody),
+        (status = 413, description = "Body larger than the limit.", body = ErrorBody),
+        (status = 415, description = "Body is not JSON.", body = ErrorBody),
+        (status = 422, description = "The context violates the template's JSON Schema (`details.violations`).", body = ErrorBody),
+    )
+)]
+pub async fn tasks_create(
+    State(st): State<AppState>,
+    body: ApiJson<CreateTask>,
+) -> Result<(StatusCode, HeaderMap, Json<TaskEnvelope>), ApiError> {
+    let env = body.envelope;
+    let b = body.value;
+    check_text("initiator", b.initiator.as_deref()).map_err(|e| e.in_envelope(env))?;
+    check_text("source_system", b.source_system.as_deref()).map_err(|e| e.in_envelope(env))?;
+    check_text("reason", b.reason.as_deref()).map_err(|e| e.in_envelope(env))?;
+    check_tags(&b.tags).map_err(|e| e.in_envelope(env))?;
+    let namespace = b
+        .namespace
+        .unwrap_or_else(|| tasker_core::template::DEFAULT_NAMESPACE.to_string());
+    let mut request = TaskRequest::new(namespace, b.name);
+    request.version = b.version;
+    request.context = b.context.unwrap_or_else(|| json!({}));
+    request.initiator = b.initiator;
+    request.source_system = b.source_system;
+    request.reason = b.reason;
+    request.tags = b.tags;
+    request.correlation_id = b.correlation_id;
+    let (ns, name) = (request.namespace.clone(), request.name.clone());
+    let task = match st.tasker().create_task(request).await {
+        Ok(t) => t,
+        Err(EngineError::Registry(RegistryError::NotFound { version, .. })) => {
+            return Err(unknown_template(&st, &ns, &name, version.as_deref()).in_envelope(env));
+        }
+        Err(e) => return Err(ApiError::from(e).in_envelope(env)),
+    };
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("/tasker/tasks/{}", task.id)) {
+        headers.insert(LOCATION, v);
+    }
+    Ok((
+        StatusCode::CREATED,
+        headers,
+        Json(TaskEnvelope {
+            task: TaskView::from_row(task),
+        }),
+    ))
+}
+
+/// A 400 that names the part of the template reference that matched nothing.
+fn unknown_template(st: &AppState, ns: &str, name: &str, version: Option<&str>) -> ApiError {
+    let versions = st.tasker().with_registry(|r| {
+        r.names(ns).map(|names| {
+            names
+                .into_iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, vs)| vs.iter().map(ToString::to_string).collect::<Vec<_>>())
+        })
+    });
+    match versions {
+        None => ApiError::bad_request(
+            "unknown_template",
+            format!("no task template is registered in namespace `{ns}`"),
+        )
+        .field("namespace"),
+        Some(None) => ApiError::bad_request(
+            "unknown_template",
+            format!("no task template `{name}` in namespace `{ns}`"),
+        )
+        .field("name"),
+        Some(Some(available)) => ApiError::bad_request(
+            "unknown_template",
+            format!(
+                "template `{ns}.{name}` has no version `{}`",
+                version.unwrap_or("")
+            ),
+        )
+        .field("version")
+        .detail("available_versions", json!(available)),
+    }
+}
+
+fn check_text(field: &str, v: Option<&str>) -> Result<(), ApiError> {
+    match v {
+        Some(s) if s.chars().count() > MAX_TEXT => Err(ApiError::bad_request(
+            "invalid_field",
+            format!("{field}: must be at most {MAX_TEXT} characters"),
+        )
+        .field(field)),
+        _ => Ok(()),
+    }
+}
+
+fn check_tags(tags: &[String]) -> Result<(), ApiError> {
+    if tags.len() > MAX_TAGS {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            format!("tags: at most {MAX_TAGS} tags"),
+        )
+        .field("tags"));
+    }
+    for (i, t) in tags.iter().enumerate() {
+        if t.is_empty() || t.chars().count() > 128 {
+            return Err(ApiError::bad_request(
+                "invalid_field",
+                format!("tags[{i}]: a tag must be 1 to 128 characters"),
+            )
+            .field(format!("tags[{i}]")));
+        }
+    }
+    Ok(())
+}
+
+/// Lists tasks, filtered, sorted and paged.
+#[utoipa::path(
+    get,
+    path = "/tasker/tasks",
+    tag = "tasks",
+    params(ListTasksQuery),
+    responses(
+        (status = 200, description = "A page of tasks with pagination totals.", body = TaskList),
+        (status = 400, description = "Unknown or malformed parameter, limit out of range, unknown sort key, bad date (`details.field` names it).", body = ErrorBody),
+    )
+)]
+pub async fn tasks_index(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<ListTasksQuery>,
+) -> Result<Json<TaskList>, ApiError> {
+    let cfg = st.config();
+    let limit = q.limit.unwrap_or(cfg.default_page_size);
+    if limit == 0 || limit > cfg.max_page_size {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!(
+                "query parameter `limit`: must be between 1 and {}",
+                cfg.max_page_size
+            ),
+        )
+        .field("limit"));
+    }
+    let offset = q.offset.unwrap_or(0);
+    if let Some(v) = &q.version
+        && let Err(e) = semver::Version::parse(v)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("query parameter `version`: `{v}` is not a semantic version: {e}"),
+        )
+        .field("version"));
+    }
+    if let (Some(a), Some(b)) = (q.created_since, q.created_until)
+        && a >= b
+    {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            "query parameter `created_until`: must be after `created_since`",
+        )
+        .field("created_until"));
+    }
+    let query = TaskQuery {
+        status: q.status,
+        namespace: q.namespace,
+        name: q.name,
+        version: q.version,
+        created_since: q.created_since,
+        created_until: q.created_until,
+        sort: match q.sort_by.unwrap_or(SortBy::CreatedAt) {
+            SortBy::CreatedAt => TaskSort::CreatedAt,
+            SortBy::UpdatedAt => TaskSort::UpdatedAt,
+            SortBy::Status => TaskSort::Status,
+            SortBy::Name => TaskSort::Name,
+            SortBy::Namespace => TaskSort::Namespace,
+        },
+        descending: !matches!(q.sort_order, Some(SortOrder::Asc)),
+        limit,
+        offset,
+    };
+    let page = st.tasker().list_tasks(&query).await?;
+    let with_analysis = q.include_dependencies.unwrap_or_default().0;
+    let mut tasks = Vec::with_capacity(page.items.len());
+    for row in page.items {
+        let id = row.id;
+        let mut view = TaskView::from_row(row);
+        if with_analysis {
+            view.dependency_analysis = Some(match st.tasker().task_steps(id).await {
+                Ok(steps) => analysis(&st, id, &steps).await,
+                Err(e) => failed_analysis(&st, e.to_string()),
+            });
+        }
+        tasks.push(view);
+    }
+    let shown = u32::try_from(tasks.len()).unwrap_or(u32::MAX);
+    let has_more = i64::from(offset) + i64::from(shown) < page.total;
+    Ok(Json(TaskList {
+        tasks,
+        pagination: Pagination {
+            total: page.total,
+            limit,
+            offset,
+            has_more,
+            next_offset: has_more.then(|| offset.saturating_add(shown)),
+        },
+    }))
+}
+
+/// The analysis of a task, from the cache when its steps have not changed.
+/// Failures become an `error` field, never an error response.
+pub(crate) async fn analysis(st: &AppState, task_id: Uuid, steps: &[StepRow]) -> AnalysisField {
+    let now = st.tasker().now();
+    match st
+        .cache()
+        .get_or_compute(task_id, steps, now, &st.config().dependency_graph)
+        .await
+    {
+        Ok((a, _)) => AnalysisField::Ready(a),
+        Err(e) => failed_analysis(st, e.to_string()),
+    }
+}
+
+fn failed_analysis(st: &AppState, reason: String) -> AnalysisField {
+    tracing::warn!(reason = %reason, "dependency analysis failed");
+    AnalysisField::Failed(AnalysisFailure {
+        error: format!("Dependency analysis failed: {reason}"),
+        analysis_timestamp: st
+            .tasker()
+            .now()
+            .to_rfc3339_opts(SecondsFormat::Micros, true),
+    })
+}
+
+/// Shows a task with its execution context and steps.
+#[utoipa::path(
+    get,
+    path = "/tasker/tasks/{task_id}",
+    tag = "tasks",
+    params(("task_id" = Uuid, Path, description = "Task id"), ShowTaskQuery),
+    responses(
+        (status = 200, description = "The task, its execution context and its steps; with `include_dependencies=true` also `dependency_analysis`.", body = TaskEnvelope),
+        (status = 400, description = "`task_id` is not a UUID, or a bad query parameter.", body = ErrorBody),
+        (status = 404, description = "No such task.", body = ErrorBody),
+    )
+)]
+pub async fn tasks_show(
+    State(st): State<AppState>,
+    ApiPath(p): ApiPath<TaskPath>,
+    ApiQuery(q): ApiQuery<ShowTaskQuery>,
+) -> Result<Json<TaskEnvelope>, ApiError> {
+    let status = st.tasker().task_status(p.task_id).await?;
+    let steps = st.tasker().task_steps(p.task_id).await?;
+    let mut view = TaskView::from_row(status.task);
+    view.execution = Some(ExecutionView::from(&status.execution));
+    if q.include_dependencies.unwrap_or_default().0 {
+        view.dependency_analysis = Some(analysis(&st, p.task_id, &steps).await);
+    }
+    view.steps = Some(StepView::all(&steps, st.tasker().now()));
+    Ok(Json(TaskEnvelope { task: view }))
+}
+
+/// Changes a task's reason and/or tags.
+#[utoipa::path(
+    patch,
+    path = "/tasker/tasks/{task_id}",
+    tag = "tasks",
+    params(("task_id" = Uuid, Path, description = "Task id")),
+    request_body(content = UpdateTask, description = "`reason` and/or `tags`, bare or wrapped in `{\"task\": ...}`."),
+    responses(
+        (status = 200, description = "The updated task.", body = TaskEnvelope),
+        (status = 400, description = "Malformed body, unknown field (e.g. `status`), nothing to change, bad tag.", body = ErrorBody),
+        (status = 404, description = "No such task.", body = ErrorBody),
+        (status = 413, description = "Body larger than the limit.", body = ErrorBody),
+        (status = 415, description = "Body is not JSON.", body = ErrorBody),
+    )
+)]
+pub async fn tasks_update(
+    State(st): State<AppState>,
+    ApiPath(p): ApiPath<TaskPath>,
+    body: ApiJson<UpdateTask>,
+) -> Result<Json<TaskEnvelope>, ApiError> {
+    let env = body.envelope;
+    let b = body.value;
+    if b.reason.is_none() && b.tags.is_none() {
+        return Err(ApiError::bad_request(
+            "empty_update",
+            "nothing to change: give `reason` and/or `tags`",
+        ));
+    }
+    check_text("reason", b.reason.as_deref()).map_err(|e| e.in_envelope(env))?;
+    if let Some(tags) = &b.tags {
+        check_tags(tags).map_err(|e| e.in_envelope(env))?;
+    }
+    let task = st
+        .tasker()
+        .update_task(
+            p.task_id,
+            TaskUpdate {
+                reason: b.reason,
+                tags: b.tags,
+            },
+        )
+        .await?;
+    Ok(Json(TaskEnvelope {
+        task: TaskView::from_row(task),
+    }))
+}
+
+/// Cancels a task: the task and its pending and running steps become `cancelled`.
+#[utoipa::path(
+    delete,
+    path = "/tasker/tasks/{task_id}",
+    tag = "tasks",
+    params(("task_id" = Uuid, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "Cancelled.", body = TaskCancelled),
+        (status = 400, description = "`task_id` is not a UUID.", body = ErrorBody),
+        (status = 404, description = "No such task.", body = ErrorBody),
+        (status = 409, description = "The task cannot be cancelled from its state (e.g. already cancelled): `invalid_transition`.", body = ErrorBody),
+    )
+)]
+pub async fn tasks_cancel(
+    State(st): State<AppState>,
+    ApiPath(p): ApiPath<TaskPath>,
+) -> Result<Json<TaskCancelled>, ApiError> {
+    let task = st.tasker().cancel_task(p.task_id).await?;
+    Ok(Json(TaskCancelled {
+        cancelled: true,
+        task: TaskView::from_row(task),
+    }))
+}
+
+/// Retries a task in `error`: its failed steps get a fresh attempt budget.
+#[utoipa::path(
+    post,
+    path = "/tasker/tasks/{task_id}/retry",
+    tag = "tasks",
+    params(("task_id" = Uuid, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "The task, back to `pending`.", body = TaskEnvelope),
+        (status = 400, description = "`task_id` is not a UUID.", body = ErrorBody),
+        (status = 404, description = "No such task.", body = ErrorBody),
+        (status = 409, description = "The task is not in `error`: `invalid_transition`.", body = ErrorBody),
+    )
+)]
+pub async fn tasks_retry(
+    State(st): State<AppState>,
+    ApiPath(p): ApiPath<TaskPath>,
+) -> Result<Json<TaskEnvelope>, ApiError> {
+    let task = st.tasker().retry_task(p.task_id).await?;
+    Ok(Json(TaskEnvelope {
+        task: TaskView::from_row(task),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_failing_analysis_becomes_an_error_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = tasker_store_sqlite::SqliteStore::connect(&url).await.unwrap();
+        let t = tasker_core::template::parse_template(
+            "<t>",
+            "name: t\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n  - name: b\n    depends_on_step: a\n    handler: {kind: noop}\n",
+            None,
+        )
+        .unwrap();
+        let tasker = tasker_engine::Tasker::builder(Arc::new(store))
+            .template(t)
+            .build()
+            .unwrap();
+        let task = tasker.create_task(TaskRequest::new("default", "t")).await.unwrap();
+        let st = AppState::new(tasker.clone(), crate::ServerConfig::default());
+        let mut steps = tasker.task_steps(task.id).await.unwrap();
+        steps[1].parents = vec!["ghost".into()];
+        match analysis(&st, task.id, &steps).await {
+            AnalysisField::Failed(f) => {
+                assert!(f.error.starts_with("Dependency analysis failed:"), "{}", f.error);
+            }
+            AnalysisField::Ready(_) => panic!("expected a failure"),
+        }
+        let json = serde_json::to_value(analysis(&st, task.id, &steps).await).unwrap();
+        assert!(json["error"].is_string());
+        assert!(json["analysis_timestamp"].is_string());
+    }
+}

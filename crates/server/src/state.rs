@@ -1,0 +1,221 @@
+//! Shared state of the HTTP layer: the application service, the server's
+//! settings, the analysis cache, and probes the embedding program supplies
+//! (is the engine running? how busy is the connection pool?).
+
+use crate::cache::AnalysisCache;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tasker_core::analysis::DependencyGraphWeights;
+use tasker_engine::Tasker;
+
+/// Settings of the HTTP server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Address to listen on (used by the CLI; [`crate::serve`] takes a bound listener).
+    pub bind: SocketAddr,
+    /// Largest request body accepted; larger bodies get 413.
+    pub body_limit_bytes: usize,
+    /// A request that takes longer gets 503 with code `timeout`.
+    pub request_timeout: Duration,
+    /// Largest `limit` a list accepts (larger is a 400, not silently clamped).
+    pub max_page_size: u32,
+    /// `limit` when the request gives none.
+    pub default_page_size: u32,
+    /// How long the readiness check waits for the database. Kept under 100 ms
+    /// so `/health/ready` always answers within a probe's budget; a database
+    /// that cannot answer a ping that fast is reported not ready.
+    pub ready_timeout: Duration,
+    /// Tasks whose dependency analysis is kept in memory.
+    pub analysis_cache_capacity: u64,
+    /// Longest time an analysis stays cached (it is also invalidated by store
+    /// events and validated against the steps it was computed from).
+    pub analysis_cache_ttl: Duration,
+    /// Weights of the dependency analysis (reference §10.6 defaults).
+    pub dependency_graph: DependencyGraphWeights,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            max_page_size: 100,
+            default_page_size: 20,
+            ready_timeout: Duration::from_millis(80),
+            analysis_cache_capacity: 1_000,
+            analysis_cache_ttl: Duration::from_secs(300),
+            dependency_graph: DependencyGraphWeights::default(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Every problem with the settings, each naming its key (empty when valid).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.body_limit_bytes == 0 {
+            out.push("body_limit_bytes: must be at least 1".to_string());
+        }
+        if self.request_timeout.is_zero() {
+            out.push("request_timeout: must be positive".to_string());
+        }
+        if self.ready_timeout.is_zero() {
+            out.push("ready_timeout: must be positive".to_string());
+        }
+        if self.max_page_size == 0 {
+            out.push("max_page_size: must be at least 1".to_string());
+        }
+        if self.default_page_size == 0 || self.default_page_size > self.max_page_size {
+            out.push(format!(
+                "default_page_size: must be between 1 and max_page_size ({})",
+                self.max_page_size
+            ));
+        }
+        out.extend(self.dependency_graph.problems());
+        out
+    }
+}
+
+/// What the readiness check reports about the step executor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineState {
+    /// This process executes steps and the worker is alive.
+    Running,
+    /// This process should execute steps, but the worker has stopped.
+    Stopped,
+    /// This process serves the API only (`--no-workers`): not a failure.
+    Disabled,
+}
+
+/// Connection pool usage, when the backend exposes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Open connections.
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// Most connections the pool may open.
+    pub max: u32,
+}
+
+type EngineProbe = Arc<dyn Fn() -> EngineState + Send + Sync>;
+type PoolProbe = Arc<dyn Fn() -> Option<PoolStatus> + Send + Sync>;
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tasker: Tasker,
+    config: ServerConfig,
+    cache: AnalysisCache,
+    engine: EngineProbe,
+    pool: PoolProbe,
+    started: Instant,
+    migrations_ok: std::sync::atomic::AtomicBool,
+}
+
+impl AppState {
+    /// State over `tasker` with `config`. The engine is reported as
+    /// [`EngineState::Disabled`] until [`AppState::with_engine_probe`] says otherwise.
+    ///
+    /// Call inside a tokio runtime: the analysis cache subscribes to the
+    /// store's events here (without a runtime, analyses are never cached).
+    pub fn new(tasker: Tasker, config: ServerConfig) -> Self {
+        let cache = AnalysisCache::new(
+            tasker.store().as_ref(),
+            config.analysis_cache_capacity,
+            config.analysis_cache_ttl,
+        );
+        AppState {
+            inner: Arc::new(Inner {
+                tasker,
+                config,
+                cache,
+                engine: Arc::new(|| EngineState::Disabled),
+                pool: Arc::new(|| None),
+                started: Instant::now(),
+                migrations_ok: std::sync::atomic::AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Tells the readiness check how to see whether the engine runs.
+    pub fn with_engine_probe(
+        self,
+        probe: impl Fn() -> EngineState + Send + Sync + 'static,
+    ) -> Self {
+        self.map_inner(|i| i.engine = Arc::new(probe))
+    }
+
+    /// Tells the status page how to read the connection pool's usage.
+    pub fn with_pool_probe(
+        self,
+        probe: impl Fn() -> Option<PoolStatus> + Send + Sync + 'static,
+    ) -> Self {
+        self.map_inner(|i| i.pool = Arc::new(probe))
+    }
+
+    fn map_inner(self, f: impl FnOnce(&mut Inner)) -> Self {
+        // Builders run before the state is shared; if it already is, rebuild.
+        let mut inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(shared) => Inner {
+                tasker: shared.tasker.clone(),
+                config: shared.config.clone(),
+                cache: shared.cache.clone(),
+                engine: shared.engine.clone(),
+                pool: shared.pool.clone(),
+                started: shared.started,
+                migrations_ok: std::sync::atomic::AtomicBool::new(false),
+            },
+        };
+        f(&mut inner);
+        AppState {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The application service.
+    pub fn tasker(&self) -> &Tasker {
+        &self.inner.tasker
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn cache(&self) -> &AnalysisCache {
+        &self.inner.cache
+    }
+
+    pub(crate) fn engine_state(&self) -> EngineState {
+        (self.inner.engine)()
+    }
+
+    pub(crate) fn pool_status(&self) -> Option<PoolStatus> {
+        (self.inner.pool)()
+    }
+
+    pub(crate) fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// Migrations never un-apply, so one success is remembered.
+    pub(crate) fn migrations_known_ok(&self) -> bool {
+        self.inner
+            .migrations_ok
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn remember_migrations_ok(&self) {
+        self.inner
+            .migrations_ok
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,537 @@
+//! What the API returns: task and step views built from store rows.
+//!
+//! Views are separate from the store's rows so the wire format is chosen here
+//! (and documented in the OpenAPI schema) rather than following the storage
+//! layout: ids are named `task_id` / `step_id`, derived facts (next retry
+//! time, attempts left, children, siblings) are computed once, and internal
+//! columns (lease tokens, counters) stay inside.
+
+use chrono::{DateTime, Utc};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tasker_core::analysis::DependencyAnalysis;
+use tasker_core::{ExecutionContext, StepState, TaskState};
+use tasker_store::{StepRow, TaskRow};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// The six states tasks and steps share.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // Only describes the wire values in the OpenAPI document.
+pub enum State {
+    /// Created, or waiting for parents or a retry.
+    Pending,
+    /// Running.
+    InProgress,
+    /// Finished successfully.
+    Complete,
+    /// Failed with no automatic attempts left.
+    Error,
+    /// Cancelled by an operator.
+    Cancelled,
+    /// Marked done by an operator.
+    ResolvedManually,
+}
+
+/// One task.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaskView {
+    /// Task id.
+    pub task_id: Uuid,
+    /// Template namespace.
+    pub namespace: String,
+    /// Template name.
+    pub name: String,
+    /// Template version the task runs.
+    pub version: String,
+    /// `namespace.name@version`.
+    pub full_name: String,
+    /// Current state.
+    #[schema(value_type = State)]
+    pub status: TaskState,
+    /// True when complete or resolved manually.
+    pub complete: bool,
+    /// The task's input.
+    #[schema(value_type = Object)]
+    pub context: Value,
+    /// Who asked.
+    pub initiator: String,
+    /// From which system.
+    pub source_system: String,
+    /// Why.
+    pub reason: String,
+    /// Free tags.
+    pub tags: Vec<String>,
+    /// Carried into every log line and handler call.
+    pub correlation_id: String,
+    /// Identity hash, when duplicate detection is on.
+    pub identity_hash: Option<String>,
+    /// Number of steps.
+    pub steps_total: i64,
+    /// Steps not complete or resolved yet.
+    pub steps_remaining: i64,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// When it reached a final state.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Derived execution status (task show only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution: Option<ExecutionView>,
+    /// The steps (task show only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<StepView>>,
+    /// With `include_dependencies=true`: the runtime dependency analysis, or
+    /// `{"error", "analysis_timestamp"}` if it could not be made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<AnalysisDoc>)]
+    pub dependency_analysis: Option<AnalysisField>,
+}
+
+impl TaskView {
+    /// The view of a row, without steps, execution or analysis.
+    pub fn from_row(t: TaskRow) -> Self {
+        TaskView {
+            task_id: t.id,
+            full_name: format!("{}.{}@{}", t.namespace, t.name, t.version),
+            namespace: t.namespace,
+            name: t.name,
+            version: t.version,
+            complete: t.status.is_done(),
+            status: t.status,
+            context: t.context,
+            initiator: t.initiator,
+            source_system: t.source_system,
+            reason: t.reason,
+            tags: t.tags,
+            correlation_id: t.correlation_id,
+            identity_hash: t.identity_hash,
+            steps_total: t.steps_total,
+            steps_remaining: t.steps_remaining,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            completed_at: t.completed_at,
+            execution: None,
+            steps: None,
+            dependency_analysis: None,
+        }
+    }
+}
+
+/// A task's execution context (reference §3.2, with the engine's fixes).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ExecutionView {
+    /// Step counts by situation.
+    pub counts: StepCountsView,
+    /// `has_ready_steps`, `processing`, `blocked_by_failures`, `all_complete`
+    /// or `waiting_for_dependencies`.
+    pub execution_status: String,
+    /// `execute_ready_steps`, `wait_for_completion`, `handle_failures`,
+    /// `finalize_task` or `wait_for_dependencies`.
+    pub recommended_action: String,
+    /// Done steps as a percentage, two decimals.
+    pub completion_percentage: f64,
+    /// `healthy`, `recovering` or `blocked`.
+    pub health_status: String,
+}
+
+/// Step counts of a task.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StepCountsView {
+    /// All steps.
+    pub total: u64,
+    /// Pending (ready, waiting for parents, or for a retry).
+    pub pending: u64,
+    /// Pending and runnable now.
+    pub ready: u64,
+    /// Pending, parents done, waiting for a backoff.
+    pub scheduled: u64,
+    /// Pending after failed attempts.
+    pub retrying: u64,
+    /// Running.
+    pub in_progress: u64,
+    /// Complete or resolved manually.
+    pub done: u64,
+    /// In error.
+    pub failed: u64,
+    /// Cancelled.
+    pub cancelled: u64,
+}
+
+/// The snake_case wire name of a serialisable enum value.
+fn wire<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+impl From<&ExecutionContext> for ExecutionView {
+    fn from(x: &ExecutionContext) -> Self {
+        let c = x.counts;
+        ExecutionView {
+            counts: StepCountsView {
+                total: c.total,
+                pending: c.pending,
+                ready: c.ready,
+                scheduled: c.scheduled,
+                retrying: c.retrying,
+                in_progress: c.in_progress,
+                done: c.done,
+                failed: c.failed,
+                cancelled: c.cancelled,
+            },
+            execution_status: wire(&x.execution_status),
+            recommended_action: wire(&x.recommended_action),
+            completion_percentage: x.completion_percentage,
+            health_status: wire(&x.health_status),
+        }
+    }
+}
+
+/// A reference to another step of the same task.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StepRef {
+    /// Step id.
+    pub step_id: Uuid,
+    /// Step name.
+    pub name: String,
+}
+
+/// The handler a step runs.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HandlerView {
+    /// Handler kind (`noop`, `sleep`, `command`, `http`, or a registered name).
+    pub kind: String,
+    /// Kind-specific configuration.
+    #[schema(value_type = Object)]
+    pub config: Value,
+}
+
+/// The last failed attempt of a step.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StepErrorView {
+    /// What went wrong.
+    pub message: String,
+    /// `retryable`, `permanent`, `timeout`, `lease_expired` or `handler_missing`.
+    pub kind: String,
+    /// Machine code, when the handler gave one.
+    pub code: Option<String>,
+    /// The attempt that failed.
+    pub attempt: i32,
+}
+
+/// One step.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StepView {
+    /// Step id.
+    pub step_id: Uuid,
+    /// Owning task.
+    pub task_id: Uuid,
+    /// Name (unique in the task).
+    pub name: String,
+    /// Position in the template.
+    pub position: i32,
+    /// Free text.
+    pub description: Option<String>,
+    /// External system (informational).
+    pub dependent_system: String,
+    /// Current state.
+    #[schema(value_type = State)]
+    pub status: StepState,
+    /// What runs it.
+    pub handler: HandlerView,
+    /// Static inputs.
+    #[schema(value_type = Object)]
+    pub inputs: Value,
+    /// Results of the successful attempt or the manual resolution.
+    #[schema(value_type = Option<Object>)]
+    pub results: Option<Value>,
+    /// The last failed attempt.
+    pub last_error: Option<StepErrorView>,
+    /// Attempts started so far.
+    pub attempts: i32,
+    /// Attempts allowed in total (refilled by a retry).
+    pub max_attempts: i32,
+    /// `max_attempts - attempts`, at least 0.
+    pub attempts_remaining: i32,
+    /// The step's retry limit (attempts granted per retry budget).
+    pub retry_limit: i32,
+    /// Whether failures are retried automatically.
+    pub retryable: bool,
+    /// Stored only; no effect on execution.
+    pub skippable: bool,
+    /// Per-attempt timeout.
+    pub timeout_seconds: Option<f64>,
+    /// When a pending step whose parents are done may run.
+    pub ready_at: Option<DateTime<Utc>>,
+    /// When a step that failed will be tried again.
+    pub next_retry_at: Option<DateTime<Utc>>,
+    /// Waiting for a retry backoff to pass.
+    pub in_backoff: bool,
+    /// Seconds until the backoff ends (0 when not in backoff).
+    pub backoff_remaining_seconds: f64,
+    /// Start of the last attempt.
+    pub last_attempted_at: Option<DateTime<Utc>>,
+    /// Worker holding the step while it runs.
+    pub lease_owner: Option<String>,
+    /// When that lease expires.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// When it reached a final state.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Steps it waits for.
+    pub parents: Vec<StepRef>,
+    /// Steps that wait for it.
+    pub children: Vec<StepRef>,
+    /// Other steps with exactly the same parents.
+    pub sibling_count: usize,
+    /// Those siblings (step show only: in a wide fan-out, listing them on
+    /// every step of a list would be quadratic).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub siblings: Option<Vec<StepRef>>,
+}
+
+/// Parents, children and sibling groups of a task's steps, by index.
+pub(crate) struct Relations {
+    parents: Vec<Vec<usize>>,
+    children: Vec<Vec<usize>>,
+    /// Steps grouped by identical parent sets; `group[i]` indexes `groups`.
+    group: Vec<usize>,
+    groups: Vec<Vec<usize>>,
+}
+
+impl Relations {
+    /// Builds the relations of `steps` (one task's, in template order).
+    /// Parent names that match no step are ignored (a corrupt row must not
+    /// make the task unreadable).
+    pub(crate) fn build(steps: &[StepRow]) -> Self {
+        let index: HashMap<&str, usize> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect();
+        let parents: Vec<Vec<usize>> = steps
+            .iter()
+            .map(|s| {
+                let mut p: Vec<usize> = s
+                    .parents
+                    .iter()
+                    .filter_map(|n| index.get(n.as_str()).copied())
+                    .collect();
+                p.sort_unstable();
+                p
+            })
+            .collect();
+        let mut children = vec![Vec::new(); steps.len()];
+        for (c, ps) in parents.iter().enumerate() {
+            for &p in ps {
+                children[p].push(c);
+            }
+        }
+        let mut by_parents: HashMap<&[usize], usize> = HashMap::new();
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut group = Vec::with_capacity(steps.len());
+        for (i, ps) in parents.iter().enumerate() {
+            let g = *by_parents.entry(ps.as_slice()).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[g].push(i);
+            group.push(g);
+        }
+        Relations {
+            parents,
+            children,
+            group,
+            groups,
+        }
+    }
+}
+
+impl StepView {
+    /// The view of `steps[i]`; `with_siblings` lists siblings (not just counts).
+    pub(crate) fn build(
+        steps: &[StepRow],
+        rel: &Relations,
+        i: usize,
+        now: DateTime<Utc>,
+        with_siblings: bool,
+    ) -> Self {
+        let s = &steps[i];
+        let refs = |list: &mut dyn Iterator<Item = usize>| -> Vec<StepRef> {
+            list.map(|j| StepRef {
+                step_id: steps[j].id,
+                name: steps[j].name.clone(),
+            })
+            .collect()
+        };
+        let group = &rel.groups[rel.group[i]];
+        let next_retry_at = s
+            .ready_at
+            .filter(|_| s.status == StepState::Pending && s.attempts > 0);
+        let backoff = next_retry_at
+            .map(|t| (t - now).num_milliseconds() as f64 / 1000.0)
+            .filter(|secs| *secs > 0.0);
+        StepView {
+            step_id: s.id,
+            task_id: s.task_id,
+            name: s.name.clone(),
+            position: s.position,
+            description: s.description.clone(),
+            dependent_system: s.dependent_system.clone(),
+            status: s.status,
+            handler: HandlerView {
+                kind: s.handler.kind.clone(),
+                config: s.handler.config.clone(),
+            },
+            inputs: s.inputs.clone(),
+            results: s.results.clone(),
+            last_error: s.last_error.as_ref().map(|e| StepErrorView {
+                message: e.message.clone(),
+                kind: e.kind.clone(),
+                code: e.code.clone(),
+                attempt: e.attempt,
+            }),
+            attempts: s.attempts,
+            max_attempts: s.max_attempts,
+            attempts_remaining: (s.max_attempts - s.attempts).max(0),
+            retry_limit: s.retry_limit,
+            retryable: s.retryable,
+            skippable: s.skippable,
+            timeout_seconds: s.timeout_seconds,
+            ready_at: s.ready_at,
+            next_retry_at,
+            in_backoff: backoff.is_some(),
+            backoff_remaining_seconds: backoff.unwrap_or(0.0),
+            last_attempted_at: s.last_attempted_at,
+            lease_owner: s.lease_owner.clone(),
+            lease_expires_at: s.lease_expires_at,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            completed_at: s.completed_at,
+            parents: refs(&mut rel.parents[i].iter().copied()),
+            children: refs(&mut rel.children[i].iter().copied()),
+            sibling_count: group.len().saturating_sub(1),
+            siblings: with_siblings.then(|| refs(&mut group.iter().copied().filter(|&j| j != i))),
+        }
+    }
+
+    /// Views of every step of a task, without sibling lists.
+    pub(crate) fn all(steps: &[StepRow], now: DateTime<Utc>) -> Vec<StepView> {
+        let rel = Relations::build(steps);
+        (0..steps.len())
+            .map(|i| StepView::build(steps, &rel, i, now, false))
+            .collect()
+    }
+}
+
+/// The dependency analysis of a task, or why it is missing.
+#[derive(Debug, Clone)]
+pub enum AnalysisField {
+    /// The analysis (shared with the cache).
+    Ready(Arc<DependencyAnalysis>),
+    /// It could not be made; the task itself is still returned.
+    Failed(AnalysisFailure),
+}
+
+impl Serialize for AnalysisField {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            AnalysisField::Ready(a) => a.as_ref().serialize(s),
+            AnalysisField::Failed(f) => f.serialize(s),
+        }
+    }
+}
+
+/// An analysis that failed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AnalysisFailure {
+    /// `Dependency analysis failed: <reason>`.
+    pub error: String,
+    /// When it was attempted (RFC 3339).
+    pub analysis_timestamp: String,
+}
+
+/// `dependency_analysis` in the OpenAPI document: the analysis, or a failure.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Only describes the wire shape of `AnalysisField`.
+pub enum AnalysisDoc {
+    /// The analysis.
+    Analysis(DependencyAnalysis),
+    /// Why there is none.
+    Failed(AnalysisFailure),
+}
+
+/// Pagination of a list.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Pagination {
+    /// Rows matching the filters, all pages.
+    pub total: i64,
+    /// Page size used.
+    pub limit: u32,
+    /// Rows skipped.
+    pub offset: u32,
+    /// More rows follow this page.
+    pub has_more: bool,
+    /// `offset` of the next page, when there is one.
+    pub next_offset: Option<u32>,
+}
+
+/// `{"task": ...}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskEnvelope {
+    /// The task.
+    pub task: TaskView,
+}
+
+/// A page of tasks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskList {
+    /// This page.
+    pub tasks: Vec<TaskView>,
+    /// Where it is in the whole list.
+    pub pagination: Pagination,
+}
+
+/// `{"cancelled": true, "task": ...}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskCancelled {
+    /// Always true.
+    pub cancelled: bool,
+    /// The task after cancellation.
+    pub task: TaskView,
+}
+
+/// `{"step": ...}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepEnvelope {
+    /// The step.
+    pub step: StepView,
+}
+
+/// A task's steps.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepList {
+    /// In template order.
+    pub steps: Vec<StepView>,
+    /// Number of steps returned.
+    pub total: usize,
+}
+
+/// `{"cancelled": true, "step": ...}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepCancelled {
+    /// Always true.
+    pub cancelled: bool,
+    /// The step after cancellation.
+    pub step: StepView,
+}

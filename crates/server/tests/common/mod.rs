@@ -1,0 +1,404 @@
+//! Test support: a store on either backend, an app built over it, and a
+//! small client that sends requests with `tower::ServiceExt::oneshot`.
+//!
+//! PostgreSQL tests get a fresh database each, created through the
+//! maintenance URL in `TASKER_TEST_PG_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and dropped afterwards,
+//! the same approach as `crates/store-postgres/tests/common`.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+use std::sync::Arc;
+use std::time::Duration;
+use tasker_core::BackoffPolicy;
+use tasker_core::template::parse_template;
+use tasker_engine::{EngineConfig, StepContext, StepError, StepHandler, Tasker};
+use tasker_server::{AppState, ServerConfig};
+use tasker_store::Store;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+/// Keeps a test database alive.
+pub enum Guard {
+    /// The SQLite file's directory.
+    Sqlite(tempfile::TempDir),
+    /// The PostgreSQL database (dropped on drop).
+    Postgres(PgDb),
+}
+
+/// A store and what keeps it alive.
+pub struct Db {
+    pub store: Arc<dyn Store>,
+    pub guard: Guard,
+}
+
+/// A fresh SQLite file.
+pub async fn sqlite() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tasker.db").display());
+    let store = tasker_store_sqlite::SqliteStore::connect(&url).await.unwrap();
+    Db {
+        store: Arc::new(store),
+        guard: Guard::Sqlite(dir),
+    }
+}
+
+/// A fresh PostgreSQL database.
+pub async fn postgres() -> Db {
+    let db = PgDb::create().await;
+    let store = tasker_store_postgres::PgStore::connect(&db.url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", db.url));
+    Db {
+        store: Arc::new(store),
+        guard: Guard::Postgres(db),
+    }
+}
+
+pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn admin_url() -> String {
+    std::env::var("TASKER_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_string())
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let end = base[after_scheme..]
+        .find('/')
+        .map(|i| after_scheme + i)
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{}", &base[..end], db);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// A PostgreSQL database created for one test and dropped with this guard.
+pub struct PgDb {
+    pub url: String,
+    name: String,
+    admin: String,
+}
+
+impl PgDb {
+    pub async fn create() -> PgDb {
+        let admin = admin_url();
+        let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is required for the tasker-server tests and is not reachable at {admin} ({e}); \
+                 start it or set TASKER_TEST_PG_URL"
+            )
+        });
+        let name = format!("tasker_srv_{}", Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let _ = conn.close().await;
+        PgDb {
+            url: with_database(&admin, &name),
+            name,
+            admin,
+        }
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(mut conn) = PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                    let _ = conn.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A handler kind that always fails permanently.
+pub struct Fail;
+
+#[async_trait::async_trait]
+impl StepHandler for Fail {
+    async fn call(&self, step: &StepContext) -> Result<Value, StepError> {
+        Err(StepError::permanent(format!("{} always fails", step.step_name)).with_code("BOOM"))
+    }
+}
+
+/// `shop.checkout` 1.0.0: validate → {charge, reserve} → ship (depends_on_steps).
+pub const CHECKOUT: &str = r#"
+name: checkout
+namespace: shop
+version: 1.0.0
+description: Validate, then charge and reserve in parallel, then ship.
+context_schema:
+  type: object
+  required: [order_id]
+  properties:
+    order_id: { type: integer, minimum: 1 }
+step_templates:
+  - name: validate
+    handler: { kind: noop }
+  - name: charge
+    depends_on_step: validate
+    handler: { kind: noop }
+  - name: reserve
+    depends_on_step: validate
+    handler: { kind: noop }
+  - name: ship
+    depends_on_steps: [charge, reserve]
+    handler: { kind: noop }
+"#;
+
+/// `ops.failing` 1.0.0: ok → boom (fails permanently, one attempt).
+pub const FAILING: &str = r#"
+name: failing
+namespace: ops
+version: 1.0.0
+step_templates:
+  - name: ok
+    handler: { kind: noop }
+  - name: boom
+    depends_on_step: ok
+    default_retry_limit: 1
+    handler: { kind: fail }
+"#;
+
+/// `ops.report` at `version` (one noop step).
+pub fn report(version: &str) -> String {
+    format!(
+        "name: report\nnamespace: ops\nversion: {version}\nstep_templates:\n  - name: only\n    handler: {{ kind: noop }}\n"
+    )
+}
+
+/// Engine settings for tests: no backoff delay, short leases.
+pub fn engine_config() -> EngineConfig {
+    EngineConfig {
+        backoff: BackoffPolicy::immediate(),
+        lease_duration: Duration::from_secs(5),
+        heartbeat_interval: Duration::from_millis(500),
+        poll_interval: Duration::from_millis(100),
+        ..EngineConfig::default()
+    }
+}
+
+/// The app over a store, with the test templates.
+pub struct Harness {
+    pub app: Router,
+    pub tasker: Tasker,
+    pub state: AppState,
+    pub db: Db,
+}
+
+/// A response, its body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub json: Value,
+    pub text: String,
+}
+
+impl Resp {
+    /// `error.code` of an error response.
+    pub fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+
+    /// `error.details.field` of an error response.
+    pub fn field(&self) -> &str {
+        self.json["error"]["details"]["field"].as_str().unwrap_or("")
+    }
+
+    /// Asserts the status and the error envelope shape.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "{}", self.text);
+        assert_eq!(self.code(), code, "{}", self.text);
+        assert!(self.json["error"]["message"].is_string(), "{}", self.text);
+        assert!(self.json["error"]["details"].is_object(), "{}", self.text);
+        self
+    }
+}
+
+impl Harness {
+    pub async fn new(db: Db) -> Harness {
+        Self::with(db, engine_config(), ServerConfig::default()).await
+    }
+
+    pub async fn with(db: Db, engine: EngineConfig, server: ServerConfig) -> Harness {
+        let mut templates = vec![
+            parse_template("<checkout>", CHECKOUT, None).unwrap(),
+            parse_template("<failing>", FAILING, None).unwrap(),
+        ];
+        for v in ["0.9.0", "0.10.0", "0.2.0"] {
+            templates.push(parse_template("<report>", &report(v), None).unwrap());
+        }
+        let mut builder = Tasker::builder(db.store.clone())
+            .config(engine)
+            .handler("fail", Fail);
+        for t in templates {
+            builder = builder.template(t);
+        }
+        let tasker = builder.build().unwrap();
+        let state = AppState::new(tasker.clone(), server);
+        Harness {
+            app: tasker_server::app(state.clone()),
+            tasker,
+            state,
+            db,
+        }
+    }
+
+    /// Rebuilds the app over a new state (e.g. with probes).
+    pub fn with_state(mut self, state: AppState) -> Harness {
+        self.app = tasker_server::app(state.clone());
+        self.state = state;
+        self
+    }
+
+    pub async fn request(&self, req: Request<Body>) -> Resp {
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            json,
+            text,
+        }
+    }
+
+    pub async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> Resp {
+        let mut b = Request::builder().method(method).uri(uri);
+        let body = match body {
+            Some(v) => {
+                b = b.header("content-type", "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.request(b.body(body).unwrap()).await
+    }
+
+    pub async fn raw(&self, method: Method, uri: &str, content_type: &str, body: &str) -> Resp {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", content_type)
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        self.request(req).await
+    }
+
+    pub async fn get(&self, uri: &str) -> Resp {
+        self.call(Method::GET, uri, None).await
+    }
+
+    pub async fn post(&self, uri: &str, body: Value) -> Resp {
+        self.call(Method::POST, uri, Some(body)).await
+    }
+
+    pub async fn patch(&self, uri: &str, body: Value) -> Resp {
+        self.call(Method::PATCH, uri, Some(body)).await
+    }
+
+    pub async fn delete(&self, uri: &str) -> Resp {
+        self.call(Method::DELETE, uri, None).await
+    }
+
+    /// Creates a `shop.checkout` task and returns its id.
+    pub async fn checkout(&self, order_id: i64) -> Uuid {
+        let r = self
+            .post(
+                "/tasker/tasks",
+                serde_json::json!({"task": {"name": "checkout", "namespace": "shop", "context": {"order_id": order_id}}}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.json["task"]["task_id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Creates an `ops.failing` task, runs the engine until it ends in
+    /// `error`, stops the engine, and returns the task id.
+    pub async fn failed_task(&self) -> Uuid {
+        let r = self
+            .post("/tasker/tasks", serde_json::json!({"name": "failing", "namespace": "ops"}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let id: Uuid = r.json["task"]["task_id"].as_str().unwrap().parse().unwrap();
+        let worker = self.tasker.start();
+        let done = self
+            .tasker
+            .wait_for_task(id, Duration::from_secs(30))
+            .await
+            .unwrap();
+        worker.shutdown().await;
+        assert_eq!(done.status, tasker_core::TaskState::Error);
+        id
+    }
+
+    /// The id of the step called `name` in a task.
+    pub async fn step_id(&self, task: Uuid, name: &str) -> Uuid {
+        self.tasker
+            .task_steps(task)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap()
+            .id
+    }
+}
+
+/// Runs each listed `async fn(Db)` on a temp SQLite file and on a fresh
+/// PostgreSQL database.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
