@@ -1,0 +1,264 @@
+//! The configuration tree: one struct per group, defaults in one place.
+//!
+//! Every struct denies unknown keys. Durations are plain numbers of seconds
+//! (fractions allowed) in keys ending in `_seconds`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tasker_core::BackoffPolicy;
+use tasker_core::analysis::DependencyGraphWeights;
+use tasker_core::identity::IdentityStrategy;
+
+/// Everything Tasker can be configured with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskerConfig {
+    /// `development`, `test` or `production`. Production refuses unsafe settings.
+    pub environment: String,
+    /// Run in production even with settings the checks call unsafe.
+    pub allow_unsafe_production: bool,
+    /// Where state lives.
+    pub database: DatabaseConfig,
+    /// How steps are claimed and run.
+    pub engine: EngineSection,
+    /// Retry delays.
+    pub backoff: BackoffPolicy,
+    /// Weights of the runtime dependency analysis.
+    pub dependency_graph: DependencyGraphWeights,
+    /// Health endpoints.
+    pub health: HealthConfig,
+    /// Log output and masking.
+    pub logging: LoggingConfig,
+    /// The REST API server.
+    pub server: ServerSection,
+    /// In-process caches.
+    pub cache: CacheConfig,
+    /// The built-in `http` handler's safety policy.
+    pub http: HttpSection,
+}
+
+impl Default for TaskerConfig {
+    fn default() -> Self {
+        TaskerConfig {
+            environment: "development".into(),
+            allow_unsafe_production: false,
+            database: DatabaseConfig::default(),
+            engine: EngineSection::default(),
+            backoff: BackoffPolicy::default(),
+            dependency_graph: DependencyGraphWeights::default(),
+            health: HealthConfig::default(),
+            logging: LoggingConfig::default(),
+            server: ServerSection::default(),
+            cache: CacheConfig::default(),
+            http: HttpSection::default(),
+        }
+    }
+}
+
+/// `[database]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://user[:password]@host[:port]/db`.
+    pub url: String,
+    /// Most connections in the pool.
+    pub max_connections: u32,
+    /// Connections kept open when idle (PostgreSQL).
+    pub min_connections: u32,
+    /// How long to wait for a free connection before failing.
+    pub acquire_timeout_seconds: f64,
+    /// SQLite: `normal` (fast; a power loss may drop the last commits) or `full` (fsync every commit).
+    pub sqlite_synchronous: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://tasker.db".into(),
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout_seconds: 5.0,
+            sqlite_synchronous: "normal".into(),
+        }
+    }
+}
+
+/// `[engine]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineSection {
+    /// Template files or directories loaded at start.
+    pub template_directories: Vec<String>,
+    /// Runs steps in this process (false: serve the API only).
+    pub run_workers: bool,
+    /// Lease owner name (default: `<hostname>-<pid>-<random>`).
+    pub worker_id: Option<String>,
+    /// Handlers running at once in this process.
+    pub max_concurrent_steps: u32,
+    /// Steps of one task running at once across all processes (null = no limit).
+    pub max_concurrent_steps_per_task: Option<u32>,
+    /// Most steps claimed per statement.
+    pub claim_batch_size: u32,
+    /// Most outcomes written per transaction.
+    pub finish_batch_size: u32,
+    /// How long a claim holds a step.
+    pub lease_seconds: f64,
+    /// How often held leases are renewed.
+    pub heartbeat_seconds: f64,
+    /// How often expired leases are looked for.
+    pub rescue_interval_seconds: f64,
+    /// Fallback poll for work created by other processes.
+    pub poll_interval_seconds: f64,
+    /// How long running handlers may take to finish at shutdown.
+    pub shutdown_timeout_seconds: f64,
+    /// Timeout of steps that set none (null = none).
+    pub default_step_timeout_seconds: Option<f64>,
+    /// `none` or `hash`.
+    pub identity_strategy: IdentityStrategy,
+    /// With `hash`, identical requests within this window are duplicates.
+    pub identity_window_seconds: f64,
+    /// Handler kinds this process never runs (left to external workers).
+    pub exclude_kinds: Vec<String>,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        EngineSection {
+            template_directories: Vec::new(),
+            run_workers: true,
+            worker_id: None,
+            max_concurrent_steps: 64,
+            max_concurrent_steps_per_task: None,
+            claim_batch_size: 64,
+            finish_batch_size: 256,
+            lease_seconds: 30.0,
+            heartbeat_seconds: 10.0,
+            rescue_interval_seconds: 5.0,
+            poll_interval_seconds: 1.0,
+            shutdown_timeout_seconds: 30.0,
+            default_step_timeout_seconds: None,
+            identity_strategy: IdentityStrategy::None,
+            identity_window_seconds: 60.0,
+            exclude_kinds: vec!["external".into()],
+        }
+    }
+}
+
+/// `[health]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Longest the readiness probe waits for the database.
+    pub ready_timeout_seconds: f64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            ready_timeout_seconds: 0.08,
+        }
+    }
+}
+
+/// `[logging]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// `auto` (JSON unless stderr is a terminal), `json` or `text`.
+    pub format: String,
+    /// Default level: `error`, `warn`, `info`, `debug` or `trace`. `RUST_LOG` overrides.
+    pub level: String,
+    /// Levels per module, e.g. `{ tasker_engine = "debug" }`.
+    pub modules: BTreeMap<String, String>,
+    /// Keys whose values are masked in logs and error output (case-insensitive, substring match).
+    pub sensitive_keys: Vec<String>,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            format: "auto".into(),
+            level: "info".into(),
+            modules: BTreeMap::new(),
+            sensitive_keys: tasker_core::mask::DEFAULT_SENSITIVE_KEYS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+/// `[server]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address the REST API listens on.
+    pub bind: String,
+    /// Largest request body; larger gets 413.
+    pub body_limit_bytes: u64,
+    /// Requests taking longer get 503.
+    pub request_timeout_seconds: f64,
+    /// Largest page a list returns.
+    pub max_page_size: u32,
+    /// Page size when none is asked for.
+    pub default_page_size: u32,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            bind: "127.0.0.1:8080".into(),
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_seconds: 30.0,
+            max_page_size: 100,
+            default_page_size: 25,
+        }
+    }
+}
+
+/// `[cache]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Tasks whose dependency analysis is kept in memory.
+    pub analysis_capacity: u64,
+    /// Longest an analysis stays cached.
+    pub analysis_ttl_seconds: f64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            analysis_capacity: 1000,
+            analysis_ttl_seconds: 300.0,
+        }
+    }
+}
+
+/// `[http]`: what `http` steps may reach.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSection {
+    /// If non-empty, only these hosts (exact, or `*.example.com`).
+    pub allowed_hosts: Vec<String>,
+    /// Allow loopback, private and link-local addresses (unsafe in production).
+    pub allow_internal: bool,
+    /// Largest response body read.
+    pub max_response_bytes: u64,
+    /// Timeout of a request that sets none.
+    pub default_timeout_seconds: f64,
+    /// Cap on a server's Retry-After.
+    pub max_retry_after_seconds: f64,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            allowed_hosts: Vec::new(),
+            allow_internal: false,
+            max_response_bytes: 4 * 1024 * 1024,
+            default_timeout_seconds: 30.0,
+            max_retry_after_seconds: 300.0,
+        }
+    }
+}

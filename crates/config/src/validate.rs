@@ -1,0 +1,322 @@
+//! Rules across keys and environments, checked after the types are right.
+//!
+//! Checks that need the outside world (database reachable and migrated,
+//! template directories valid) run in the `tasker` binary, which can open
+//! stores; see `tasker config check`.
+
+use crate::load::{ConfigError, Loaded};
+use serde_json::Value;
+
+const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace", "off"];
+
+/// Every rule violation of a loaded configuration.
+pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
+    let c = &loaded.config;
+    let mut out = Vec::new();
+    let mut bad = |key: &str, value: Value, message: &str, fix: &str| {
+        out.push(ConfigError {
+            key: key.to_string(),
+            source: loaded.source_of(key),
+            value: Some(value.to_string()),
+            message: message.to_string(),
+            fix: fix.to_string(),
+        });
+    };
+
+    if !["development", "test", "production"].contains(&c.environment.as_str()) {
+        bad(
+            "environment",
+            Value::from(c.environment.clone()),
+            "must be development, test or production",
+            "pick one of the three",
+        );
+    }
+
+    // database
+    let url = &c.database.url;
+    let is_pg = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let is_sqlite = url.starts_with("sqlite:") || !url.contains("://");
+    if !is_pg && !is_sqlite {
+        bad(
+            "database.url",
+            Value::from(crate::load::redact_url(url)),
+            "unsupported database",
+            "use sqlite://PATH or postgres://user@host/db",
+        );
+    }
+    if c.database.max_connections < 2 {
+        bad(
+            "database.max_connections",
+            c.database.max_connections.into(),
+            "must be at least 2 (one writer, one reader)",
+            "set 10 or more",
+        );
+    }
+    if c.database.min_connections > c.database.max_connections {
+        bad(
+            "database.min_connections",
+            c.database.min_connections.into(),
+            "is larger than database.max_connections",
+            "lower it or raise max_connections",
+        );
+    }
+    positive(
+        &mut bad,
+        "database.acquire_timeout_seconds",
+        c.database.acquire_timeout_seconds,
+    );
+    if !["normal", "full"].contains(&c.database.sqlite_synchronous.as_str()) {
+        bad(
+            "database.sqlite_synchronous",
+            Value::from(c.database.sqlite_synchronous.clone()),
+            "must be normal or full",
+            "use normal (fast) or full (fsync every commit)",
+        );
+    }
+
+    // engine
+    let e = &c.engine;
+    if e.max_concurrent_steps == 0 {
+        bad(
+            "engine.max_concurrent_steps",
+            0.into(),
+            "must be at least 1",
+            "set the number of handlers to run at once, e.g. 64",
+        );
+    }
+    if e.max_concurrent_steps_per_task == Some(0) {
+        bad(
+            "engine.max_concurrent_steps_per_task",
+            0.into(),
+            "must be at least 1",
+            "remove it (no limit) or set 1 or more",
+        );
+    }
+    for (key, v) in [
+        ("engine.claim_batch_size", e.claim_batch_size),
+        ("engine.finish_batch_size", e.finish_batch_size),
+    ] {
+        if !(1..=10_000).contains(&v) {
+            bad(
+                key,
+                v.into(),
+                "must be between 1 and 10000",
+                "use the default unless measurements say otherwise",
+            );
+        }
+    }
+    for (key, v) in [
+        ("engine.lease_seconds", e.lease_seconds),
+        ("engine.heartbeat_seconds", e.heartbeat_seconds),
+        ("engine.rescue_interval_seconds", e.rescue_interval_seconds),
+        ("engine.poll_interval_seconds", e.poll_interval_seconds),
+        (
+            "engine.shutdown_timeout_seconds",
+            e.shutdown_timeout_seconds,
+        ),
+        ("engine.identity_window_seconds", e.identity_window_seconds),
+    ] {
+        positive(&mut bad, key, v);
+    }
+    if let Some(t) = e.default_step_timeout_seconds {
+        positive(&mut bad, "engine.default_step_timeout_seconds", t);
+    }
+    if e.heartbeat_seconds >= e.lease_seconds {
+        bad(
+            "engine.heartbeat_seconds",
+            e.heartbeat_seconds.into(),
+            &format!(
+                "must be shorter than engine.lease_seconds ({}), or leases expire between renewals",
+                e.lease_seconds
+            ),
+            "use a third of lease_seconds",
+        );
+    }
+    // The worker holds up to four connections at once (claimer, completer,
+    // heartbeat, rescuer) plus one for the PostgreSQL listener; handlers hold
+    // none, so the pool need not grow with max_concurrent_steps.
+    if e.run_workers && is_pg && c.database.max_connections < 5 {
+        bad(
+            "database.max_connections",
+            c.database.max_connections.into(),
+            "is below what a worker needs (claimer, completer, heartbeat, rescuer, listener: 5)",
+            "set at least 5, plus what the API server needs",
+        );
+    }
+
+    if let Err(msg) = c.backoff.validate() {
+        let key = format!(
+            "backoff.{}",
+            msg.split(':')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+        );
+        bad(&key, Value::Null, &msg, "see docs/CONFIGURATION.md#backoff");
+    }
+
+    // logging
+    if !["auto", "json", "text"].contains(&c.logging.format.as_str()) {
+        bad(
+            "logging.format",
+            Value::from(c.logging.format.clone()),
+            "must be auto, json or text",
+            "use auto",
+        );
+    }
+    if !LEVELS.contains(&c.logging.level.as_str()) {
+        bad(
+            "logging.level",
+            Value::from(c.logging.level.clone()),
+            "is not a level",
+            "use error, warn, info, debug, trace or off",
+        );
+    }
+    for (module, level) in &c.logging.modules {
+        if !LEVELS.contains(&level.as_str()) {
+            bad(
+                &format!("logging.modules.{module}"),
+                Value::from(level.clone()),
+                "is not a level",
+                "use error, warn, info, debug, trace or off",
+            );
+        }
+    }
+
+    // server and health
+    if c.server.bind.parse::<std::net::SocketAddr>().is_err() {
+        bad(
+            "server.bind",
+            Value::from(c.server.bind.clone()),
+            "is not an address",
+            "use HOST:PORT with an IP, e.g. 127.0.0.1:8080",
+        );
+    }
+    if c.server.body_limit_bytes < 1024 {
+        bad(
+            "server.body_limit_bytes",
+            c.server.body_limit_bytes.into(),
+            "is too small for any real request",
+            "use at least 1024 (default 1 MiB)",
+        );
+    }
+    positive(
+        &mut bad,
+        "server.request_timeout_seconds",
+        c.server.request_timeout_seconds,
+    );
+    if c.server.max_page_size == 0 || c.server.max_page_size > 1000 {
+        bad(
+            "server.max_page_size",
+            c.server.max_page_size.into(),
+            "must be between 1 and 1000",
+            "use 100",
+        );
+    }
+    if c.server.default_page_size == 0 || c.server.default_page_size > c.server.max_page_size {
+        bad(
+            "server.default_page_size",
+            c.server.default_page_size.into(),
+            "must be between 1 and server.max_page_size",
+            "use 25",
+        );
+    }
+    if !(c.health.ready_timeout_seconds > 0.0 && c.health.ready_timeout_seconds < 0.1) {
+        bad(
+            "health.ready_timeout_seconds",
+            c.health.ready_timeout_seconds.into(),
+            "must be above 0 and below 0.1, so the readiness probe answers within 100 ms",
+            "use 0.08",
+        );
+    }
+    if c.cache.analysis_capacity == 0 {
+        bad(
+            "cache.analysis_capacity",
+            0.into(),
+            "must be at least 1",
+            "use 1000",
+        );
+    }
+    positive(
+        &mut bad,
+        "cache.analysis_ttl_seconds",
+        c.cache.analysis_ttl_seconds,
+    );
+    positive(
+        &mut bad,
+        "http.default_timeout_seconds",
+        c.http.default_timeout_seconds,
+    );
+    positive(
+        &mut bad,
+        "http.max_retry_after_seconds",
+        c.http.max_retry_after_seconds,
+    );
+    if c.http.max_response_bytes == 0 {
+        bad(
+            "http.max_response_bytes",
+            0.into(),
+            "must be at least 1",
+            "use 4194304 (4 MiB)",
+        );
+    }
+
+    // production refuses unsafe settings unless explicitly allowed
+    if c.environment == "production" && !c.allow_unsafe_production {
+        let fix = "change it, or set allow_unsafe_production = true to accept the risk";
+        if url.contains(":memory:") {
+            bad(
+                "database.url",
+                Value::from(url.clone()),
+                "an in-memory database loses everything on exit (production)",
+                fix,
+            );
+        }
+        if is_sqlite && c.database.sqlite_synchronous != "full" {
+            bad(
+                "database.sqlite_synchronous",
+                Value::from(c.database.sqlite_synchronous.clone()),
+                "a power loss can drop committed transactions (production)",
+                fix,
+            );
+        }
+        if c.http.allow_internal {
+            bad(
+                "http.allow_internal",
+                true.into(),
+                "lets templates reach internal addresses (production)",
+                fix,
+            );
+        }
+        if c.logging.format == "text" {
+            bad(
+                "logging.format",
+                Value::from("text"),
+                "text logs cannot be parsed by log pipelines (production)",
+                fix,
+            );
+        }
+        if e.lease_seconds < 5.0 {
+            bad(
+                "engine.lease_seconds",
+                e.lease_seconds.into(),
+                "leases this short expire under ordinary pauses (production)",
+                fix,
+            );
+        }
+    }
+    out
+}
+
+fn positive(bad: &mut impl FnMut(&str, Value, &str, &str), key: &str, v: f64) {
+    if !(v.is_finite() && v > 0.0) {
+        bad(
+            key,
+            v.into(),
+            "must be a positive number of seconds",
+            "use a value above 0",
+        );
+    }
+}
