@@ -17,8 +17,9 @@
 //! | `events` | NOTIFY, the listener, in-process broadcast |
 //! | `error` | `sqlx::Error` → [`StoreError`], transaction retries |
 //!
-//! The schema (`migrations/`) uses `uuid`, `jsonb`, `timestamptz` and
-//! `bigint` identity columns. Claiming uses the partial index
+//! Requires PostgreSQL 13 or later (`gen_random_uuid()`,
+//! `hashtextextended`). The schema (`migrations/`) uses `uuid`, `jsonb`,
+//! `timestamptz` and `bigint` identity columns. Claiming uses the partial index
 //! `steps (ready_at, id) WHERE ready_at IS NOT NULL`, which holds only the
 //! frontier of claimable work; the rescuer uses
 //! `steps (lease_expires_at) WHERE status = 'in_progress'`. Transition tables
@@ -59,13 +60,22 @@
 //!   anyway; it does not conflict with the `KEY SHARE` locks that foreign-key
 //!   checks of concurrent transition inserts take.
 //!
+//! The statement is a complete claim on its own, so it runs in autocommit:
+//! one round trip, no `BEGIN`/`COMMIT`; if it fails, nothing was claimed.
+//!
 //! With a per-task limit, window functions cannot share a `SELECT` level with
 //! `FOR UPDATE`, so the candidates are locked in one CTE (tasks already at
-//! their limit are filtered out in the scan), ranked per task in a second,
-//! and cut to `limit - running(task)` in a third. Candidates locked but not
-//! taken are released at commit. Running counts come from the statement's
-//! snapshot, so two claimers racing on the same task may exceed the limit
-//! briefly; the limit is a fairness device, not a mutual exclusion.
+//! their limit are filtered out in the scan, through the small partial index
+//! `steps (task_id) WHERE status = 'in_progress'`), ranked per task in a
+//! second, and cut to `limit - running(task)` in a third. The candidate
+//! window is `4 × limit + 64` rows; when it was full but the per-task cut
+//! left the batch short, up to three more statements of the same
+//! transaction look further (each sees the previous ones' claims, so their
+//! tasks count as running). Candidates locked but not taken are released at
+//! commit. Running
+//! counts come from the statement's snapshot, so two claimers racing on the
+//! same task may exceed the limit briefly; the limit is a fairness device,
+//! not a mutual exclusion.
 //!
 //! Finishing, rescuing and the operator actions lock step rows first (in id
 //! order) and task rows last (in id order); see `settle` for why the

@@ -60,14 +60,38 @@ impl PgStore {
     }
 
     pub(crate) async fn read_task_list(&self, q: &TaskQuery) -> StoreResult<Page<TaskRow>> {
-        // Filters are static SQL with NULL-able parameters; only the ORDER BY
-        // varies, and it is chosen from a fixed set of column names.
-        const WHERE: &str = "WHERE ($1::text IS NULL OR status = $1) \
-               AND ($2::text IS NULL OR namespace = $2) \
-               AND ($3::text IS NULL OR name = $3) \
-               AND ($4::text IS NULL OR version = $4) \
-               AND ($5::timestamptz IS NULL OR created_at >= $5) \
-               AND ($6::timestamptz IS NULL OR created_at < $6)";
+        // Only the filters present go into the SQL (so each can use its
+        // index, which `$n IS NULL OR …` would prevent under a generic
+        // plan); values are always bound, and the ORDER BY column comes from
+        // a fixed set of names.
+        enum Arg<'a> {
+            Text(&'a str),
+            Time(DateTime<Utc>),
+        }
+        let mut conds: Vec<(&str, Arg<'_>)> = Vec::new();
+        if let Some(status) = q.status {
+            conds.push(("status =", Arg::Text(status.as_str())));
+        }
+        if let Some(ns) = &q.namespace {
+            conds.push(("namespace =", Arg::Text(ns)));
+        }
+        if let Some(name) = &q.name {
+            conds.push(("name =", Arg::Text(name)));
+        }
+        if let Some(version) = &q.version {
+            conds.push(("version =", Arg::Text(version)));
+        }
+        if let Some(since) = q.created_since {
+            conds.push(("created_at >=", Arg::Time(since)));
+        }
+        if let Some(until) = q.created_until {
+            conds.push(("created_at <", Arg::Time(until)));
+        }
+        let mut filter = String::from("WHERE TRUE");
+        for (i, (cond, _)) in conds.iter().enumerate() {
+            filter.push_str(&format!(" AND {cond} ${}", i + 1));
+        }
+        let args: Vec<Arg<'_>> = conds.into_iter().map(|(_, a)| a).collect();
         let column = match q.sort {
             TaskSort::CreatedAt => "created_at",
             TaskSort::UpdatedAt => "updated_at",
@@ -76,34 +100,31 @@ impl PgStore {
             TaskSort::Namespace => "namespace",
         };
         let dir = if q.descending { "DESC" } else { "ASC" };
-        let status = q.status.map(TaskState::as_str);
-        let limit: Option<i64> = (q.limit > 0).then_some(i64::from(q.limit));
+        let n = args.len();
         let sql = format!(
-            "SELECT {TASK_COLS} FROM tasks {WHERE} ORDER BY {column} {dir}, id {dir} LIMIT $7 OFFSET $8"
+            "SELECT {TASK_COLS} FROM tasks {filter} ORDER BY {column} {dir}, id {dir} LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(status)
-            .bind(q.namespace.as_deref())
-            .bind(q.name.as_deref())
-            .bind(q.version.as_deref())
-            .bind(q.created_since)
-            .bind(q.created_until)
+        let mut page = sqlx::query(AssertSqlSafe(sql));
+        let mut count = sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!(
+            "SELECT count(*) FROM tasks {filter}"
+        )));
+        for a in &args {
+            (page, count) = match a {
+                Arg::Text(t) => (page.bind(*t), count.bind(*t)),
+                Arg::Time(t) => (page.bind(*t), count.bind(*t)),
+            };
+        }
+        // LIMIT NULL is LIMIT ALL: a zero page size means "everything".
+        let limit: Option<i64> = (q.limit > 0).then_some(i64::from(q.limit));
+        let rows = page
             .bind(limit)
             .bind(i64::from(q.offset))
             .fetch_all(&self.inner.pool)
             .await
             .map_err(store_err)?;
-        let total: i64 =
-            sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM tasks {WHERE}")))
-                .bind(status)
-                .bind(q.namespace.as_deref())
-                .bind(q.name.as_deref())
-                .bind(q.version.as_deref())
-                .bind(q.created_since)
-                .bind(q.created_until)
-                .fetch_one(&self.inner.pool)
-                .await
-                .map_err(store_err)?;
+        let total = count.fetch_one(&self.inner.pool).await.map_err(store_err)?;
         let items = rows
             .iter()
             .map(task_row)

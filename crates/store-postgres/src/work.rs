@@ -277,31 +277,31 @@ impl PgStore {
         if claim.per_task_limit == Some(0) {
             return Ok((Vec::new(), Emit::default()));
         }
-        // Each claim statement is a complete, atomic claim on its own, so it
-        // runs in autocommit: one round trip, no BEGIN/COMMIT.
-        let pool = &self.inner.pool;
-        let mut rows = Vec::new();
-        match claim.per_task_limit {
+        let rows = match claim.per_task_limit {
+            // The claim statement is a complete, atomic claim on its own, so
+            // it runs in autocommit: one round trip, no BEGIN/COMMIT.
             None => {
-                rows = claim_query(CLAIM_SQL, claim, i64::from(claim.limit))
-                    .fetch_all(pool)
-                    .await?;
+                claim_query(CLAIM_SQL, claim, i64::from(claim.limit))
+                    .fetch_all(&self.inner.pool)
+                    .await?
             }
             Some(per_task) => {
                 // Each round locks a window of candidates larger than what it
                 // may take (tasks at their limit are already filtered out in
                 // the scan). If the window was full but per-task cuts left the
-                // batch short, another round looks further: it is a later
-                // statement, so it sees this round's claims (committed) and
-                // counts their tasks as running. Rows locked but not
-                // taken are released when each statement commits.
+                // batch short, another round looks further: a later statement
+                // of the same transaction sees this round's claims and counts
+                // their tasks as running. One transaction, so that a failure
+                // in a later round cannot leave earlier claims orphaned.
+                let mut tx = self.inner.pool.begin().await?;
+                let mut rows = Vec::new();
                 let mut wanted = i64::from(claim.limit);
                 for _ in 0..CLAIM_ROUNDS {
                     let window = wanted.saturating_mul(4).saturating_add(64);
                     let round = claim_query(CLAIM_PER_TASK_SQL, claim, wanted)
                         .bind(i64::from(per_task))
                         .bind(window)
-                        .fetch_all(pool)
+                        .fetch_all(&mut *tx)
                         .await?;
                     let got = round.len() as i64;
                     let scanned: i64 = match round.first() {
@@ -314,8 +314,10 @@ impl PgStore {
                         break;
                     }
                 }
+                tx.commit().await?;
+                rows
             }
-        }
+        };
         let mut emit = Emit::default();
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {

@@ -218,20 +218,31 @@ async fn notify_wakes_a_subscriber_of_another_pool() {
 
     let task = new_task(Shape::Single, now);
     let task_id = task.id;
+    // Timed from the start of the call in pool A to the event in pool B.
+    let t0 = Instant::now();
     a.task_create(task).await.unwrap();
-    let waited = wait_for(&mut rx_b, |e| *e == StoreEvent::WorkAvailable)
+    let call = t0.elapsed();
+    wait_for(&mut rx_b, |e| *e == StoreEvent::WorkAvailable)
         .await
         .expect("the other pool was woken for new work");
-    eprintln!("cross-process WorkAvailable after {waited:?}");
+    eprintln!(
+        "cross-process WorkAvailable: create call {call:?}, event in the other pool at {:?}",
+        t0.elapsed()
+    );
 
     let c = a.step_claim(&params("w", 1, now)).await.unwrap().remove(0);
+    let t0 = Instant::now();
     a.step_finish_many(&[success(&c, json!({}))], now)
         .await
         .unwrap();
-    let waited = wait_for(&mut rx_b, |e| *e == StoreEvent::TaskFinished(task_id))
+    let call = t0.elapsed();
+    wait_for(&mut rx_b, |e| *e == StoreEvent::TaskFinished(task_id))
         .await
         .expect("the other pool heard the task finish");
-    eprintln!("cross-process TaskFinished after {waited:?}");
+    eprintln!(
+        "cross-process TaskFinished: finish call {call:?}, event in the other pool at {:?}",
+        t0.elapsed()
+    );
 }
 
 /// A store does not relay its own work notifications back to itself (it
@@ -498,4 +509,74 @@ async fn identity_is_race_free_across_pools() {
         }
     }
     assert_eq!((ok, dup), (1, 7));
+}
+
+/// Throughput with two pools and six workers draining 500 diamond tasks
+/// (2000 steps), printed for the report; also checks every task completed
+/// exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn throughput_two_pools() {
+    let db = TestDb::create().await;
+    let (a, b) = two_stores(&db).await;
+    let now = base();
+    let tasks: Vec<NewTask> = (0..500).map(|_| new_task(Shape::Diamond, now)).collect();
+    let ids: Vec<Uuid> = tasks.iter().map(|t| t.id).collect();
+    let t0 = Instant::now();
+    a.task_create_many(tasks).await.unwrap();
+    let created = t0.elapsed();
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let mut handles = Vec::new();
+    for w in 0..6 {
+        let store = if w % 2 == 0 { a.clone() } else { b.clone() };
+        let done = done.clone();
+        let finished = finished.clone();
+        handles.push(tokio::spawn(async move {
+            use std::sync::atomic::Ordering::SeqCst;
+            while done.load(SeqCst) < 2000 {
+                let got = store
+                    .step_claim(&params(&format!("w{w}"), 32, now))
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    continue;
+                }
+                let outcomes: Vec<_> = got.iter().map(|c| success(c, json!({"w": w}))).collect();
+                let r = store.step_finish_many(&outcomes, now).await.unwrap();
+                assert_eq!(r.applied as usize, got.len());
+                done.fetch_add(got.len(), SeqCst);
+                finished.fetch_add(r.finished_tasks.len(), SeqCst);
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let elapsed = t0.elapsed();
+    eprintln!(
+        "created 500 tasks (2000 steps) in {created:?}; drained in {elapsed:?}: {:.0} steps/s, {:.0} tasks/s",
+        2000.0 / elapsed.as_secs_f64(),
+        500.0 / elapsed.as_secs_f64()
+    );
+    assert_eq!(finished.load(std::sync::atomic::Ordering::SeqCst), 500);
+    let complete = a
+        .task_list(&tasker_store::TaskQuery {
+            status: Some(tasker_core::TaskState::Complete),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(complete.total, 500);
+    for id in ids.iter().take(20) {
+        let n = a
+            .task_transitions(*id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|t| t.to_state == "complete")
+            .count();
+        assert_eq!(n, 1);
+    }
 }
