@@ -29,6 +29,11 @@ pub enum Source {
         /// Variable name.
         var: String,
     },
+    /// A command-line flag.
+    Flag {
+        /// The flag, e.g. `--database`.
+        name: String,
+    },
 }
 
 impl fmt::Display for Source {
@@ -41,6 +46,7 @@ impl fmt::Display for Source {
             } => write!(f, "{path}:{l}"),
             Source::File { path, line: None } => f.write_str(path),
             Source::Env { var } => write!(f, "environment variable {var}"),
+            Source::Flag { name } => write!(f, "flag {name}"),
         }
     }
 }
@@ -85,6 +91,8 @@ pub struct LoadOptions {
     pub file: Option<PathBuf>,
     /// Environment variables to consider (only `TASKER__…` ones are used).
     pub env: Vec<(String, String)>,
+    /// Command-line flags, applied last: (dotted key, value, flag name).
+    pub flags: Vec<(String, Value, String)>,
 }
 
 impl LoadOptions {
@@ -97,7 +105,18 @@ impl LoadOptions {
                 .map(|(_, v)| PathBuf::from(v))
                 .filter(|p| !p.as_os_str().is_empty())
         });
-        LoadOptions { file, env }
+        LoadOptions {
+            file,
+            env,
+            flags: Vec::new(),
+        }
+    }
+
+    /// Adds a command-line override (applied after the file and the environment).
+    pub fn flag(mut self, key: &str, value: impl Into<Value>, name: &str) -> Self {
+        self.flags
+            .push((key.to_string(), value.into(), name.to_string()));
+        self
     }
 }
 
@@ -255,6 +274,17 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, Vec<ConfigError>> {
             overlay = Value::Object(m);
         }
         sources.insert(parts.join("."), Source::Env { var: var.clone() });
+        merge(&mut tree, overlay);
+    }
+
+    for (key, value, name) in &options.flags {
+        let mut overlay = value.clone();
+        for p in key.split('.').rev() {
+            let mut m = Map::new();
+            m.insert(p.to_string(), overlay);
+            overlay = Value::Object(m);
+        }
+        sources.insert(key.clone(), Source::Flag { name: name.clone() });
         merge(&mut tree, overlay);
     }
 

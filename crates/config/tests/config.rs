@@ -53,13 +53,23 @@ fn precedence_default_then_file_then_env() {
         file: Some(path.clone()),
         env: env(&[
             ("TASKER__ENGINE__CLAIM_BATCH_SIZE", "32"),
+            ("TASKER__ENGINE__FINISH_BATCH_SIZE", "9"),
             ("UNRELATED", "x"),
         ]),
-    };
+        flags: vec![],
+    }
+    .flag("engine.finish_batch_size", 7, "--finish-batch");
     let loaded = load(&opts).unwrap();
     assert_eq!(loaded.config.engine.max_concurrent_steps, 8); // file
     assert_eq!(loaded.config.engine.claim_batch_size, 32); // env beats file
-    assert_eq!(loaded.config.engine.finish_batch_size, 256); // default
+    assert_eq!(loaded.config.engine.finish_batch_size, 7); // flag beats env
+    assert_eq!(loaded.config.engine.heartbeat_seconds, 10.0); // default
+    assert_eq!(
+        loaded.source_of("engine.finish_batch_size"),
+        Source::Flag {
+            name: "--finish-batch".into()
+        }
+    );
     assert_eq!(
         loaded.source_of("engine.max_concurrent_steps"),
         Source::File {
@@ -100,6 +110,7 @@ fn yaml_files_and_json_env_values() {
     let opts = LoadOptions {
         file: Some(path),
         env: env(&[("TASKER__ENGINE__EXCLUDE_KINDS", "[\"x\", \"y\"]")]),
+        flags: vec![],
     };
     let loaded = load(&opts).unwrap();
     assert_eq!(loaded.config.engine.exclude_kinds, ["x", "y"]);
@@ -117,6 +128,7 @@ fn unknown_keys_are_all_reported_with_source_and_suggestion() {
     let errs = errors(LoadOptions {
         file: Some(path.clone()),
         env: env(&[("TASKER__SERVER__BINDD", "1")]),
+        flags: vec![],
     });
     let p = path.display();
     assert_eq!(
@@ -137,6 +149,7 @@ fn type_errors_are_all_reported() {
             ("TASKER__ENGINE__LEASE_SECONDS", "soon"),
             ("TASKER__SERVER__MAX_PAGE_SIZE", "-1"),
         ]),
+        flags: vec![],
     });
     assert_eq!(
         error_for(&errs, "engine.lease_seconds"),
@@ -152,6 +165,7 @@ fn bad_files_name_the_line() {
     let errs = errors(LoadOptions {
         file: Some(path.clone()),
         env: vec![],
+        flags: vec![],
     });
     assert!(
         errs[0]
@@ -164,7 +178,8 @@ fn bad_files_name_the_line() {
     assert!(
         errors(LoadOptions {
             file: Some(other),
-            env: vec![]
+            env: vec![],
+            flags: vec![]
         })[0]
             .to_string()
             .contains("unknown configuration format")
@@ -312,6 +327,7 @@ fn every_validation_rule() {
         let errs = errors(LoadOptions {
             file: None,
             env: env(&[(var, value)]),
+            flags: vec![],
         });
         let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert!(
@@ -329,6 +345,7 @@ fn postgres_pool_must_cover_the_worker() {
             ("TASKER__DATABASE__URL", "postgres://u@h/db"),
             ("TASKER__DATABASE__MAX_CONNECTIONS", "3"),
         ]),
+        flags: vec![],
     });
     assert!(error_for(&errs, "database.max_connections").contains("below what a worker needs"));
 }
@@ -346,6 +363,7 @@ fn production_refuses_unsafe_settings_unless_allowed() {
     let errs = errors(LoadOptions {
         file: None,
         env: env(&unsafe_env),
+        flags: vec![],
     });
     let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(
@@ -364,7 +382,8 @@ fn production_refuses_unsafe_settings_unless_allowed() {
     assert!(
         load(&LoadOptions {
             file: None,
-            env: allowed
+            env: allowed,
+            flags: vec![]
         })
         .is_ok()
     );
@@ -375,6 +394,7 @@ fn secrets_are_redacted_in_show() {
     let loaded = load(&LoadOptions {
         file: None,
         env: env(&[("TASKER__DATABASE__URL", "postgres://app:hunter2@db/tasker")]),
+        flags: vec![],
     })
     .unwrap();
     let shown = loaded.show();
