@@ -149,6 +149,30 @@ mod tests {
         ));
     }
 
+    async fn flaky(calls: &std::sync::atomic::AtomicU32, failures: u32) -> Result<u32, TxError> {
+        let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n < failures {
+            Err(TxError::Retry("deadlock detected".into()))
+        } else {
+            Ok(n)
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_concurrency_aborts_then_gives_up() {
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let r: Result<u32, StoreError> = with_retry!("test", flaky(&calls, 2));
+        assert_eq!(r.ok(), Some(2), "third attempt succeeds");
+
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let r: Result<u32, StoreError> = with_retry!("test", flaky(&calls, 100));
+        assert!(matches!(r, Err(StoreError::Internal(_))));
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            MAX_TX_RETRIES + 1
+        );
+    }
+
     #[test]
     fn retry_pause_is_bounded() {
         for a in 1..20 {

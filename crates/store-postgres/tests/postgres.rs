@@ -580,3 +580,180 @@ async fn throughput_two_pools() {
         assert_eq!(n, 1);
     }
 }
+
+/// A tiny deterministic generator (no extra dependency).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
+
+/// Hot path on two pools with failures, while an operator cancels tasks,
+/// resolves and retries failed work through a third pool; afterwards every
+/// invariant of docs/STORAGE.md holds for every task and step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invariants_hold_under_concurrent_hot_path_and_operator() {
+    use tasker_store::conformance::failure;
+    let db = TestDb::create().await;
+    let (a, b) = two_stores(&db).await;
+    let op: Arc<dyn Store> = Arc::new(db.store_with(small_pool()).await);
+    let now = base();
+    let tasks: Vec<NewTask> = (0..120)
+        .map(|i| match i % 3 {
+            0 => new_task(Shape::Diamond, now),
+            1 => new_task(Shape::Linear(4), now),
+            _ => new_task(Shape::Roots(3), now),
+        })
+        .collect();
+    let ids: Vec<Uuid> = tasks.iter().map(|t| t.id).collect();
+    a.task_create_many(tasks).await.unwrap();
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..4u64 {
+        let store = if w % 2 == 0 { a.clone() } else { b.clone() };
+        let stop = stop.clone();
+        workers.push(tokio::spawn(async move {
+            let mut rng = Lcg(w + 1);
+            let mut idle = 0;
+            loop {
+                let got = store
+                    .step_claim(&params(&format!("w{w}"), 8, now))
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        idle += 1;
+                        if idle > 20 {
+                            return;
+                        }
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    continue;
+                }
+                idle = 0;
+                let outcomes: Vec<_> = got
+                    .iter()
+                    .map(|c| match rng.next() % 10 {
+                        0 => failure(c, None),
+                        1 | 2 if c.attempt < c.max_attempts => failure(c, Some(now)),
+                        _ => success(c, json!({"w": w})),
+                    })
+                    .collect();
+                store.step_finish_many(&outcomes, now).await.unwrap();
+            }
+        }));
+    }
+
+    let operator = {
+        let op = op.clone();
+        let ids = ids.clone();
+        tokio::spawn(async move {
+            let mut rng = Lcg(99);
+            for _ in 0..150 {
+                let id = ids[(rng.next() as usize) % ids.len()];
+                let r = match rng.next() % 4 {
+                    0 => op.task_cancel(id, now).await.map(|_| ()),
+                    1 => op.task_retry(id, now).await.map(|_| ()),
+                    _ => {
+                        let steps = op.step_list(id).await.unwrap();
+                        match steps
+                            .iter()
+                            .find(|s| matches!(s.status, tasker_core::StepState::Error))
+                        {
+                            Some(s) if rng.next().is_multiple_of(2) => op
+                                .step_resolve(s.id, json!({"by": "op"}), now)
+                                .await
+                                .map(|_| ()),
+                            Some(s) => op.step_retry(s.id, now).await.map(|_| ()),
+                            None => Ok(()),
+                        }
+                    }
+                };
+                match r {
+                    Ok(())
+                    | Err(StoreError::InvalidTransition(_))
+                    | Err(StoreError::Conflict(_)) => {}
+                    Err(e) => panic!("operator: {e}"),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+            }
+        })
+    };
+    operator.await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for w in workers {
+        w.await.unwrap();
+    }
+
+    let pool = db.store().await;
+    let pool = pool.pool();
+    // Counters equal a recount from the steps.
+    let bad: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM tasks t, LATERAL ( \
+             SELECT count(*) FILTER (WHERE status NOT IN ('complete','resolved_manually')) AS rem, \
+                    count(*) FILTER (WHERE status = 'in_progress' OR ready_at IS NOT NULL) AS live, \
+                    count(*) FILTER (WHERE status IN ('error','cancelled')) AS blk \
+             FROM steps s WHERE s.task_id = t.id) c \
+         WHERE (t.steps_remaining, t.steps_live, t.steps_blocked) <> (c.rem, c.live, c.blk)",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(bad, 0, "task counters drifted");
+    // remaining_parents counts unfinished parents; pending steps with none
+    // are ready, others are not.
+    let bad: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM steps s WHERE s.remaining_parents <> ( \
+             SELECT count(*) FROM step_edges e JOIN steps p ON p.id = e.parent_id \
+             WHERE e.child_id = s.id AND p.status NOT IN ('complete','resolved_manually')) \
+         OR ((s.ready_at IS NOT NULL) <> (s.status = 'pending' AND s.remaining_parents = 0)) \
+         OR ((s.lease_token IS NOT NULL) <> (s.status = 'in_progress'))",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(bad, 0, "step invariants broken");
+    // Transition chains are continuous and end in the current status.
+    for (table, entity, parent) in [
+        ("step_transitions", "step_id", "steps"),
+        ("task_transitions", "task_id", "tasks"),
+    ] {
+        let bad: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "WITH x AS (SELECT {entity} AS e, from_state, to_state, \
+                        lag(to_state) OVER (PARTITION BY {entity} ORDER BY id) AS prev, \
+                        row_number() OVER (PARTITION BY {entity} ORDER BY id DESC) AS rn_desc \
+                        FROM {table}) \
+             SELECT (SELECT count(*) FROM x WHERE from_state IS DISTINCT FROM prev) + \
+                    (SELECT count(*) FROM x JOIN {parent} p ON p.id = x.e \
+                     WHERE x.rn_desc = 1 AND x.to_state <> p.status)"
+        )))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(bad, 0, "{table}: broken chain or last state differs");
+    }
+    // Nothing is stuck: no open task that the finaliser should have closed.
+    let stuck: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM tasks WHERE status IN ('pending','in_progress') \
+         AND (steps_remaining = 0 OR (steps_live = 0 AND steps_blocked > 0))",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(stuck, 0, "open tasks the finaliser missed");
+    let open: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tasks WHERE status IN ('pending','in_progress')")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(open, 0, "every task ended");
+    let stats = a.stats().await.unwrap();
+    eprintln!("final task states: {:?}", stats.tasks_by_state);
+}
