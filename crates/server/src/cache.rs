@@ -88,7 +88,6 @@ impl AnalysisCache {
         Ok((analysis, Lookup::Miss))
     }
 
-
     /// Entries currently held (after pending maintenance).
     #[cfg(test)]
     pub(crate) async fn len(&self) -> u64 {
@@ -178,7 +177,9 @@ mod tests {
     async fn store() -> (Arc<dyn Store>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let s = tasker_store_sqlite::SqliteStore::connect(&url).await.unwrap();
+        let s = tasker_store_sqlite::SqliteStore::connect(&url)
+            .await
+            .unwrap();
         (Arc::new(s), dir)
     }
 

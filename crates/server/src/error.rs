@@ -169,7 +169,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.kind.status(), self.code, self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.kind.status(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -230,9 +236,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::DuplicateTask { existing } => ApiError::conflict(
                 "duplicate_task",
-                format!(
-                    "an identical request created task {existing} within the identity window"
-                ),
+                format!("an identical request created task {existing} within the identity window"),
             )
             .detail("existing_task_id", json!(existing)),
             StoreError::Conflict(m) => ApiError::conflict("conflict", m),

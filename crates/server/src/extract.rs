@@ -44,7 +44,12 @@ impl<T: ApiBody, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if let Some(ct) = req.headers().get(CONTENT_TYPE) {
             let ct = ct.to_str().unwrap_or("");
-            let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let mime = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             if !(mime == "application/json" || mime.ends_with("+json")) {
                 return Err(ApiError::new(
                     ErrorKind::UnsupportedMediaType,
@@ -97,7 +102,12 @@ pub(crate) fn parse_body<T: ApiBody>(bytes: &[u8]) -> Result<ApiJson<T>, ApiErro
         Ok(value) => Ok(ApiJson { value, envelope }),
         Err(e) => {
             let path = e.path().to_string();
-            let field = if path == "." { String::new() } else { path };
+            // The path already ends at an unknown key, except at the root.
+            let field = if path == "." {
+                unknown_field(&e.inner().to_string()).unwrap_or_default()
+            } else {
+                path
+            };
             let message = if field.is_empty() {
                 format!("invalid body: {}", e.inner())
             } else {
@@ -108,6 +118,14 @@ pub(crate) fn parse_body<T: ApiBody>(bytes: &[u8]) -> Result<ApiJson<T>, ApiErro
                 .in_envelope(envelope))
         }
     }
+}
+
+/// The key named by serde's "unknown field `x`, expected ..." message.
+fn unknown_field(message: &str) -> Option<String> {
+    message
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split('`').next())
+        .map(str::to_string)
 }
 
 /// `{"task": {...}}` → (`{...}`, Some("task")) when `task` is an accepted
@@ -151,11 +169,7 @@ pub(crate) fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiErro
         let inner = e.inner().to_string();
         // Unknown parameters come back with the root path; name them anyway.
         let field = if path == "." {
-            inner
-                .strip_prefix("unknown field `")
-                .and_then(|r| r.split('`').next())
-                .unwrap_or("")
-                .to_string()
+            unknown_field(&inner).unwrap_or_default()
         } else {
             path
         };
@@ -202,10 +216,18 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
                         )
                         .field(key.clone())
                     }
-                    other => ApiError::bad_request(
+                    K::DeserializeError {
+                        key,
+                        value,
+                        message,
+                    } => ApiError::bad_request(
                         "invalid_parameter",
-                        format!("invalid path: {other}"),
-                    ),
+                        format!("path segment `{key}`: `{value}` is not valid: {message}"),
+                    )
+                    .field(key.clone()),
+                    other => {
+                        ApiError::bad_request("invalid_parameter", format!("invalid path: {other}"))
+                    }
                 };
                 Err(err)
             }
@@ -254,7 +276,10 @@ mod tests {
     #[test]
     fn bare_and_wrapped_bodies() {
         let b: ApiJson<Body> = parse_body(br#"{"name": "a", "count": 2}"#).unwrap();
-        assert_eq!((b.value.name.as_str(), b.value.count, b.envelope), ("a", 2, None));
+        assert_eq!(
+            (b.value.name.as_str(), b.value.count, b.envelope),
+            ("a", 2, None)
+        );
         let b: ApiJson<Body> = parse_body(br#"{"thing": {"name": "a"}}"#).unwrap();
         assert_eq!(b.envelope, Some("thing"));
     }
@@ -296,7 +321,13 @@ mod tests {
 
     #[test]
     fn flags_accept_the_usual_spellings() {
-        for (q, want) in [("flag=true", true), ("flag=1", true), ("flag=YES", true), ("flag=0", false), ("flag=off", false)] {
+        for (q, want) in [
+            ("flag=true", true),
+            ("flag=1", true),
+            ("flag=YES", true),
+            ("flag=0", false),
+            ("flag=off", false),
+        ] {
             let f: F = parse_query(q).unwrap();
             assert_eq!(f.flag, Some(Flag(want)), "{q}");
         }

@@ -263,7 +263,10 @@ mod tests {
             let json = body(res).await;
             assert_eq!(json["error"]["code"], "internal_error");
             let text = json.to_string();
-            assert!(!text.contains("secret") && !text.contains("corrupt"), "{text}");
+            assert!(
+                !text.contains("secret") && !text.contains("corrupt"),
+                "{text}"
+            );
         }
     }
 

@@ -441,8 +441,8 @@ pub(crate) fn graph(t: &TaskTemplate) -> TemplateGraph {
         })
         .collect();
     let mut by_level: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-    for i in 0..dag.len() {
-        by_level.entry(levels[i]).or_default().push(name(i));
+    for (i, &level) in levels.iter().enumerate() {
+        by_level.entry(level).or_default().push(name(i));
     }
     let by_level: Vec<Vec<String>> = by_level.into_values().collect();
     TemplateGraph {

@@ -179,7 +179,9 @@ pub async fn health_ready(State(st): State<AppState>) -> Response {
                 "migrations are pending: run `tasker migrate`",
                 Some(t.elapsed()),
             ),
-            Ok(Err(e)) => Check::unhealthy(format!("cannot read migrations: {e}"), Some(t.elapsed())),
+            Ok(Err(e)) => {
+                Check::unhealthy(format!("cannot read migrations: {e}"), Some(t.elapsed()))
+            }
             Err(_) => Check::unhealthy(
                 format!("no answer within {} ms", limit.as_millis()),
                 Some(t.elapsed()),

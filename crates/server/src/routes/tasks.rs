@@ -518,7 +518,9 @@ mod tests {
     async fn a_failing_analysis_becomes_an_error_field() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = tasker_store_sqlite::SqliteStore::connect(&url).await.unwrap();
+        let store = tasker_store_sqlite::SqliteStore::connect(&url)
+            .await
+            .unwrap();
         let t = tasker_core::template::parse_template(
             "<t>",
             "name: t\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n  - name: b\n    depends_on_step: a\n    handler: {kind: noop}\n",
@@ -529,13 +531,20 @@ mod tests {
             .template(t)
             .build()
             .unwrap();
-        let task = tasker.create_task(TaskRequest::new("default", "t")).await.unwrap();
+        let task = tasker
+            .create_task(TaskRequest::new("default", "t"))
+            .await
+            .unwrap();
         let st = AppState::new(tasker.clone(), crate::ServerConfig::default());
         let mut steps = tasker.task_steps(task.id).await.unwrap();
         steps[1].parents = vec!["ghost".into()];
         match analysis(&st, task.id, &steps).await {
             AnalysisField::Failed(f) => {
-                assert!(f.error.starts_with("Dependency analysis failed:"), "{}", f.error);
+                assert!(
+                    f.error.starts_with("Dependency analysis failed:"),
+                    "{}",
+                    f.error
+                );
             }
             AnalysisField::Ready(_) => panic!("expected a failure"),
         }

@@ -42,7 +42,9 @@ pub struct Db {
 pub async fn sqlite() -> Db {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("tasker.db").display());
-    let store = tasker_store_sqlite::SqliteStore::connect(&url).await.unwrap();
+    let store = tasker_store_sqlite::SqliteStore::connect(&url)
+        .await
+        .unwrap();
     Db {
         store: Arc::new(store),
         guard: Guard::Sqlite(dir),
@@ -232,7 +234,9 @@ impl Resp {
 
     /// `error.details.field` of an error response.
     pub fn field(&self) -> &str {
-        self.json["error"]["details"]["field"].as_str().unwrap_or("")
+        self.json["error"]["details"]["field"]
+            .as_str()
+            .unwrap_or("")
     }
 
     /// Asserts the status and the error envelope shape.
@@ -351,7 +355,10 @@ impl Harness {
     /// `error`, stops the engine, and returns the task id.
     pub async fn failed_task(&self) -> Uuid {
         let r = self
-            .post("/tasker/tasks", serde_json::json!({"name": "failing", "namespace": "ops"}))
+            .post(
+                "/tasker/tasks",
+                serde_json::json!({"name": "failing", "namespace": "ops"}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         let id: Uuid = r.json["task"]["task_id"].as_str().unwrap().parse().unwrap();
