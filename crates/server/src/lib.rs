@@ -66,7 +66,8 @@ mod cache;
 
 pub use error::{ApiError, ErrorKind};
 pub use routes::{RouteInfo, route_table};
-pub use state::{AppState, EngineState, PoolStatus, ServerConfig};
+pub use state::{AppState, EngineState, ServerConfig};
+pub use tasker_store::PoolStats;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};

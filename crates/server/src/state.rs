@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tasker_core::analysis::DependencyGraphWeights;
 use tasker_engine::Tasker;
+use tasker_store::PoolStats;
 
 /// Settings of the HTTP server.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,19 +90,8 @@ pub enum EngineState {
     Disabled,
 }
 
-/// Connection pool usage, when the backend exposes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolStatus {
-    /// Open connections.
-    pub size: u32,
-    /// Open connections not in use.
-    pub idle: u32,
-    /// Most connections the pool may open.
-    pub max: u32,
-}
-
 type EngineProbe = Arc<dyn Fn() -> EngineState + Send + Sync>;
-type PoolProbe = Arc<dyn Fn() -> Option<PoolStatus> + Send + Sync>;
+type PoolProbe = Arc<dyn Fn() -> Option<PoolStats> + Send + Sync>;
 
 /// Everything a handler needs. Cheap to clone.
 #[derive(Clone)]
@@ -131,13 +121,14 @@ impl AppState {
             config.analysis_cache_capacity,
             config.analysis_cache_ttl,
         );
+        let store = tasker.store().clone();
         AppState {
             inner: Arc::new(Inner {
                 tasker,
                 config,
                 cache,
                 engine: Arc::new(|| EngineState::Disabled),
-                pool: Arc::new(|| None),
+                pool: Arc::new(move || store.pool_stats()),
                 started: Instant::now(),
                 migrations_ok: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -152,10 +143,11 @@ impl AppState {
         self.map_inner(|i| i.engine = Arc::new(probe))
     }
 
-    /// Tells the status page how to read the connection pool's usage.
+    /// Replaces how the status page reads the connection pool's usage
+    /// (by default, [`tasker_store::Store::pool_stats`]).
     pub fn with_pool_probe(
         self,
-        probe: impl Fn() -> Option<PoolStatus> + Send + Sync + 'static,
+        probe: impl Fn() -> Option<PoolStats> + Send + Sync + 'static,
     ) -> Self {
         self.map_inner(|i| i.pool = Arc::new(probe))
     }
@@ -198,7 +190,7 @@ impl AppState {
         (self.inner.engine)()
     }
 
-    pub(crate) fn pool_status(&self) -> Option<PoolStatus> {
+    pub(crate) fn pool_status(&self) -> Option<PoolStats> {
         (self.inner.pool)()
     }
 

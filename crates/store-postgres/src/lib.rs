@@ -274,6 +274,15 @@ impl Store for PgStore {
         self.inner.events.subscribe()
     }
 
+    fn pool_stats(&self) -> Option<tasker_store::PoolStats> {
+        let pool = &self.inner.pool;
+        Some(tasker_store::PoolStats {
+            size: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        })
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.inner.pool)

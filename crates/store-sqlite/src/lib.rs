@@ -250,6 +250,15 @@ impl Store for SqliteStore {
         self.events.subscribe()
     }
 
+    fn pool_stats(&self) -> Option<tasker_store::PoolStats> {
+        // The reader pool: the writer is one dedicated connection.
+        Some(tasker_store::PoolStats {
+            size: self.reader.size(),
+            idle: u32::try_from(self.reader.num_idle()).unwrap_or(u32::MAX),
+            max: self.reader.options().get_max_connections(),
+        })
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await.db()?;
         Ok(())

@@ -184,4 +184,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Aggregate counts for health and status pages.
     async fn stats(&self) -> StoreResult<StoreStats>;
+
+    /// Connection pool usage, for status pages (None when the backend does
+    /// not expose it). Cheap: reads counters, never the database.
+    fn pool_stats(&self) -> Option<PoolStats> {
+        None
+    }
 }

@@ -202,3 +202,14 @@ pub struct StoreStats {
     /// Pending steps that failed before (waiting for a retry).
     pub steps_retrying: i64,
 }
+
+/// Connection pool usage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PoolStats {
+    /// Open connections.
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// Most connections the pool may open.
+    pub max: u32,
+}
