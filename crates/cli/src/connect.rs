@@ -24,6 +24,40 @@ pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     }
 }
 
+/// Connects with the pool settings of `[database]`.
+pub async fn open_with(c: &tasker_config::TaskerConfig) -> anyhow::Result<Arc<dyn Store>> {
+    let url = c.database.url.as_str();
+    let acquire = std::time::Duration::try_from_secs_f64(c.database.acquire_timeout_seconds)
+        .unwrap_or(std::time::Duration::from_secs(5));
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let options = tasker_store_postgres::PgOptions {
+            max_connections: c.database.max_connections,
+            min_connections: c.database.min_connections,
+            acquire_timeout: acquire,
+            ..tasker_store_postgres::PgOptions::default()
+        };
+        let store = tasker_store_postgres::PgStore::connect_with(url, options)
+            .await
+            .with_context(|| format!("cannot open PostgreSQL database {}", redact(url)))?;
+        Ok(Arc::new(store))
+    } else if url.starts_with("sqlite:") || !url.contains("://") {
+        let options = tasker_store_sqlite::SqliteOptions {
+            synchronous_full: c.database.sqlite_synchronous == "full",
+            max_connections: c.database.max_connections,
+            ..tasker_store_sqlite::SqliteOptions::default()
+        };
+        let store = tasker_store_sqlite::SqliteStore::connect_with(url, options)
+            .await
+            .with_context(|| format!("cannot open SQLite database {url}"))?;
+        Ok(Arc::new(store))
+    } else {
+        bail!(
+            "unsupported database URL `{}`: use sqlite://PATH or postgres://…",
+            redact(url)
+        )
+    }
+}
+
 /// The URL with any password replaced by `***`.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {

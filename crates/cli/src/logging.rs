@@ -1,6 +1,7 @@
-//! Log output: JSON lines or text, level from `RUST_LOG`.
+//! Log output: JSON lines or text, levels from the configuration or `RUST_LOG`.
 
 use std::io::IsTerminal;
+use tasker_config::LoggingConfig;
 use tracing_subscriber::EnvFilter;
 
 /// Log line format.
@@ -13,14 +14,34 @@ pub enum Format {
 }
 
 /// Installs the global subscriber, writing to stderr.
-pub fn init(format: Option<Format>, default_level: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let format = format.unwrap_or(if std::io::stderr().is_terminal() {
-        Format::Text
-    } else {
-        Format::Json
+///
+/// Precedence: `RUST_LOG` over `logging.level` / `logging.modules` over
+/// `default_level`; `--log-format` over `logging.format` over "JSON unless
+/// stderr is a terminal".
+pub fn init(format: Option<Format>, config: Option<&LoggingConfig>, default_level: &str) {
+    let directives = match config {
+        Some(c) => {
+            let mut d = vec![c.level.clone()];
+            d.extend(c.modules.iter().map(|(m, l)| format!("{m}={l}")));
+            d.join(",")
+        }
+        None => default_level.to_string(),
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new(default_level))
     });
+    let configured = config.and_then(|c| match c.format.as_str() {
+        "json" => Some(Format::Json),
+        "text" => Some(Format::Text),
+        _ => None,
+    });
+    let format = format
+        .or(configured)
+        .unwrap_or(if std::io::stderr().is_terminal() {
+            Format::Text
+        } else {
+            Format::Json
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

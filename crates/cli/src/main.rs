@@ -1,31 +1,32 @@
 //! `tasker`: run, validate, inspect and benchmark workflows.
 //!
-//! The binary is glue: it parses arguments, opens the store named by
-//! `--database` (SQLite by default), and calls the engine's application
-//! service. Each subcommand lives in its own file under `commands/`.
+//! The binary is glue: it parses arguments, loads the layered configuration
+//! (`settings`), opens the store and calls the engine's application service.
+//! Each subcommand lives in its own file under `commands/`.
 
 mod commands;
 mod connect;
 mod logging;
 mod progress;
+mod settings;
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Workflow orchestration: YAML task templates, DAG execution with retries, durable state.
 #[derive(Debug, Parser)]
 #[command(name = "tasker", version, about)]
 struct Cli {
-    /// Database URL: `sqlite://PATH` (default `sqlite://tasker.db`) or `postgres://…`.
-    #[arg(
-        long,
-        global = true,
-        env = "TASKER_DATABASE_URL",
-        default_value = "sqlite://tasker.db"
-    )]
-    database: String,
+    /// Configuration file (TOML or YAML); see docs/CONFIGURATION.md.
+    #[arg(long, global = true, env = "TASKER_CONFIG")]
+    config: Option<PathBuf>,
 
-    /// Log format: `text` or `json` (default: text on a terminal, json otherwise).
+    /// Database URL: `sqlite://PATH` or `postgres://…` (overrides `database.url`; default `sqlite://tasker.db`).
+    #[arg(long, global = true, env = "TASKER_DATABASE_URL")]
+    database: Option<String>,
+
+    /// Log format: `text` or `json` (overrides `logging.format`).
     #[arg(long, global = true, env = "TASKER_LOG_FORMAT")]
     log_format: Option<logging::Format>,
 
@@ -44,6 +45,9 @@ enum Command {
     Tasks(commands::tasks::TasksCommand),
     /// Execute steps from the store until stopped (Ctrl-C / SIGTERM).
     Worker(commands::worker::Args),
+    /// Check or show the configuration.
+    #[command(subcommand)]
+    Config(commands::config::ConfigCommand),
     /// Apply database migrations and exit.
     Migrate,
     /// Measure throughput and latency with no-op steps.
@@ -74,21 +78,40 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let quiet_default = matches!(
-        cli.command,
-        Command::Run(_) | Command::Validate(_) | Command::Tasks(_) | Command::Bench(_)
-    );
-    logging::init(cli.log_format, if quiet_default { "warn" } else { "info" });
+    let globals = settings::Globals {
+        config: cli.config.clone(),
+        database: cli.database.clone(),
+    };
+    let format = cli.log_format;
+    let database = || {
+        cli.database
+            .clone()
+            .unwrap_or_else(|| "sqlite://tasker.db".to_string())
+    };
     match cli.command {
-        Command::Validate(args) => commands::validate::run(args),
-        Command::Run(args) => commands::run::run(&cli.database, args).await,
-        Command::Tasks(cmd) => commands::tasks::run(&cli.database, cmd).await,
-        Command::Worker(args) => commands::worker::run(&cli.database, args).await,
+        Command::Validate(args) => {
+            logging::init(format, None, "warn");
+            commands::validate::run(args)
+        }
+        Command::Run(args) => commands::run::run(&globals, format, args).await,
+        Command::Worker(args) => commands::worker::run(&globals, format, args).await,
+        Command::Config(cmd) => {
+            logging::init(format, None, "warn");
+            commands::config::run(&globals, cmd).await
+        }
+        Command::Tasks(cmd) => {
+            logging::init(format, None, "warn");
+            commands::tasks::run(&database(), cmd).await
+        }
         Command::Migrate => {
-            connect::open(&cli.database).await?;
-            println!("migrations applied to {}", connect::redact(&cli.database));
+            logging::init(format, None, "info");
+            connect::open(&database()).await?;
+            println!("migrations applied to {}", connect::redact(&database()));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(args) => commands::bench::run(&cli.database, args).await,
+        Command::Bench(args) => {
+            logging::init(format, None, "warn");
+            commands::bench::run(&database(), args).await
+        }
     }
 }

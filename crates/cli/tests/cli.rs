@@ -234,3 +234,115 @@ fn a_process_killed_mid_step_is_resumed_by_the_next_one() {
     assert_eq!(slow["attempts"], 2, "{detail}");
     assert_eq!(slow["results"], serde_json::json!({"attempt": 2}));
 }
+
+#[test]
+fn config_check_lists_every_problem_and_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tasker.toml");
+    std::fs::write(
+        &cfg,
+        "[engine]\nmax_concurent_steps = 8\nlease_seconds = 1\n\n[logging]\nlevel = \"chatty\"\n",
+    )
+    .unwrap();
+    let c = cfg.display().to_string();
+    let out = tasker()
+        .args(["--config", &c, "config", "check"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("3 configuration problem(s)"), "{stderr}");
+    assert!(stderr.contains(&format!("engine.max_concurent_steps = 8 ({c}:2): unknown key. Fix: did you mean `engine.max_concurrent_steps`?")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "logging.level = \"chatty\" ({c}:6): is not a level"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("engine.heartbeat_seconds = 10.0 (default): must be shorter than engine.lease_seconds (1)"), "{stderr}");
+    // The same checks stop a worker from starting.
+    let out = tasker().args(["--config", &c, "worker"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn config_check_reports_bad_templates_and_passes_a_good_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = dir.path().join("templates");
+    std::fs::create_dir(&templates).unwrap();
+    std::fs::write(templates.join("bad.yaml"), "name: x\nstep_templates: []\n").unwrap();
+    let env_db = db(dir.path());
+    let out = tasker()
+        .args(["--database", &env_db, "config", "check"])
+        .env(
+            "TASKER__ENGINE__TEMPLATE_DIRECTORIES",
+            format!("[\"{}\"]", templates.display()),
+        )
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("engine.template_directories (environment variable TASKER__ENGINE__TEMPLATE_DIRECTORIES)"), "{stderr}");
+    assert!(
+        stderr.contains("step_templates: a template needs at least one step"),
+        "{stderr}"
+    );
+
+    std::fs::remove_file(templates.join("bad.yaml")).unwrap();
+    std::fs::copy(
+        repo().join("examples/templates/order_fulfillment.yaml"),
+        templates.join("ok.yaml"),
+    )
+    .unwrap();
+    let out = tasker()
+        .args(["--database", &env_db, "config", "check"])
+        .env(
+            "TASKER__ENGINE__TEMPLATE_DIRECTORIES",
+            format!("[\"{}\"]", templates.display()),
+        )
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("1 template(s) valid"), "{stdout}");
+}
+
+#[test]
+fn config_show_prints_sources_and_redacts_secrets() {
+    let out = tasker()
+        .args([
+            "--database",
+            "postgres://app:hunter2@db.invalid/tasker",
+            "config",
+            "show",
+        ])
+        .env("TASKER__ENGINE__MAX_CONCURRENT_STEPS", "12")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("database.url = \"postgres://app:***@db.invalid/tasker\"  # flag --database / TASKER_DATABASE_URL"), "{stdout}");
+    assert!(stdout.contains("engine.max_concurrent_steps = 12  # environment variable TASKER__ENGINE__MAX_CONCURRENT_STEPS"), "{stdout}");
+    assert!(
+        stdout.contains("engine.claim_batch_size = 64  # default"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("hunter2"));
+}
+
+#[test]
+fn an_unreachable_database_is_a_clear_start_up_error() {
+    let out = tasker()
+        .args([
+            "--database",
+            "postgres://nobody@127.0.0.1:1/none",
+            "config",
+            "check",
+        ])
+        .env("TASKER__DATABASE__ACQUIRE_TIMEOUT_SECONDS", "1")
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("database.url (flag --database / TASKER_DATABASE_URL): cannot open PostgreSQL database postgres://nobody@127.0.0.1:1/none"), "{stderr}");
+}

@@ -218,6 +218,8 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, Vec<ConfigError>> {
     let defaults = serde_json::to_value(TaskerConfig::default()).unwrap_or(Value::Null);
     let mut tree = defaults.clone();
     let mut sources: BTreeMap<String, Source> = BTreeMap::new();
+    // Where tables of the file start: only used to place unknown sections.
+    let mut containers: BTreeMap<String, Source> = BTreeMap::new();
     let mut errors = Vec::new();
 
     if let Some(path) = &options.file {
@@ -231,17 +233,16 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, Vec<ConfigError>> {
                     // is located at its header.
                     for depth in 1..=parts.len() {
                         let prefix = parts[..depth].join(".");
-                        if depth < parts.len() && sources.contains_key(&prefix) {
-                            continue;
-                        }
                         let line = find_line(&text, format, &parts[..depth]);
-                        sources.insert(
-                            prefix,
-                            Source::File {
-                                path: path.display().to_string(),
-                                line,
-                            },
-                        );
+                        let source = Source::File {
+                            path: path.display().to_string(),
+                            line,
+                        };
+                        if depth == parts.len() {
+                            sources.insert(prefix, source);
+                        } else {
+                            containers.entry(prefix).or_insert(source);
+                        }
                     }
                 }
                 merge(&mut tree, value);
@@ -302,9 +303,13 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, Vec<ConfigError>> {
     find_unknown("", &tree, &defaults, &mut unknown);
     for (key, value) in &unknown {
         let suggestion = closest(key, &known_keys());
+        let source = match containers.get(key) {
+            Some(s) if !loaded_sources.contains_key(key) => s.clone(),
+            _ => source_of(key),
+        };
         errors.push(ConfigError {
             key: key.clone(),
-            source: source_of(key),
+            source,
             value: Some(value.to_string()),
             message: "unknown key".into(),
             fix: match suggestion {

@@ -1,46 +1,64 @@
 //! One file per subcommand.
 
 pub mod bench;
+pub mod config;
 pub mod run;
 pub mod tasks;
 pub mod validate;
 pub mod worker;
 
+use serde_json::Value;
 use std::path::PathBuf;
-use std::time::Duration;
-use tasker_engine::EngineConfig;
 
-/// Engine settings shared by `run` and `worker`.
+/// Engine flags shared by `run`, `worker` and `serve`. Each one, when given,
+/// overrides the configuration key named in its help.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EngineArgs {
-    /// Template files or directories to register (repeatable).
-    #[arg(long = "templates", env = "TASKER_TEMPLATES", value_delimiter = ',')]
+    /// Template files or directories to register, besides `engine.template_directories` (repeatable).
+    #[arg(long = "templates", value_delimiter = ',')]
     pub templates: Vec<PathBuf>,
-    /// Handlers running at once in this process.
-    #[arg(long, default_value_t = 64)]
-    pub concurrency: u32,
-    /// Lease duration in seconds (how soon another process may take over a step of a dead one).
-    #[arg(long, default_value_t = 30.0)]
-    pub lease_seconds: f64,
-    /// Template environment overrides to apply (`environments.<name>`).
+    /// Handlers running at once in this process (`engine.max_concurrent_steps`).
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// Lease duration in seconds (`engine.lease_seconds`; heartbeat every third of it).
+    #[arg(long)]
+    pub lease_seconds: Option<f64>,
+    /// Environment: selects template overrides and production checks (`environment`).
     #[arg(long, env = "TASKER_ENV")]
     pub environment: Option<String>,
 }
 
 impl EngineArgs {
-    /// The engine configuration these flags describe.
-    pub fn config(&self) -> anyhow::Result<EngineConfig> {
-        let lease = Duration::try_from_secs_f64(self.lease_seconds)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| anyhow::anyhow!("--lease-seconds must be a positive number"))?;
-        Ok(EngineConfig {
-            max_concurrent_steps: self.concurrency,
-            lease_duration: lease,
-            heartbeat_interval: lease / 3,
-            rescue_interval: (lease / 2).min(Duration::from_secs(5)),
-            environment: self.environment.clone(),
-            ..EngineConfig::default()
-        })
+    /// The configuration overrides these flags stand for.
+    pub fn flags(&self) -> Vec<(&'static str, Value, &'static str)> {
+        let mut out = Vec::new();
+        if let Some(n) = self.concurrency {
+            out.push((
+                "engine.max_concurrent_steps",
+                Value::from(n),
+                "--concurrency",
+            ));
+        }
+        if let Some(s) = self.lease_seconds {
+            out.push(("engine.lease_seconds", Value::from(s), "--lease-seconds"));
+            out.push((
+                "engine.heartbeat_seconds",
+                Value::from(s / 3.0),
+                "--lease-seconds",
+            ));
+            out.push((
+                "engine.rescue_interval_seconds",
+                Value::from((s / 2.0).min(5.0)),
+                "--lease-seconds",
+            ));
+        }
+        if let Some(env) = &self.environment {
+            out.push((
+                "environment",
+                Value::from(env.clone()),
+                "--environment / TASKER_ENV",
+            ));
+        }
+        out
     }
 }

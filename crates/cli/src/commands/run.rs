@@ -1,11 +1,14 @@
 //! `tasker run TEMPLATE.yaml --context JSON`
 
 use super::EngineArgs;
-use crate::{connect, progress};
+use crate::logging::{self, Format};
+use crate::progress;
+use crate::settings::{self, Globals};
 use anyhow::{Context, bail};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use tasker_config::Source;
 use tasker_engine::{TaskRequest, Tasker};
 
 /// Arguments of `tasker run`.
@@ -32,9 +35,26 @@ pub struct Args {
 
 /// Creates the task, runs the engine until it finishes, prints results.
 /// Exit codes: 0 complete, 1 task failed or cancelled, 2 usage or system error.
-pub async fn run(database: &str, args: Args) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    globals: &Globals,
+    format: Option<Format>,
+    args: Args,
+) -> anyhow::Result<ExitCode> {
+    let loaded = match settings::load(globals, args.engine.flags()) {
+        Ok(l) => l,
+        Err(problems) => {
+            eprint!("{problems}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    // Progress goes to stdout; keep stderr quiet unless logging was configured.
+    let mut log = loaded.config.logging.clone();
+    if loaded.source_of("logging.level") == Source::Default {
+        log.level = "warn".into();
+    }
+    logging::init(format, Some(&log), "warn");
     let template =
-        tasker_engine::templates::load_file(&args.template, args.engine.environment.as_deref())
+        tasker_engine::templates::load_file(&args.template, Some(&loaded.config.environment))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     let context_text = match &args.context_file {
         Some(p) => {
@@ -57,12 +77,13 @@ pub async fn run(database: &str, args: Args) -> anyhow::Result<ExitCode> {
         bail!("--timeout must be a non-negative number of seconds");
     };
 
-    let store = connect::open(database).await?;
-    let mut builder = Tasker::builder(store).config(args.engine.config()?);
-    for p in &args.engine.templates {
-        builder = builder.template_path(p);
-    }
-    let tasker = builder.build()?;
+    let tasker = match settings::start(&loaded, &args.engine.templates).await {
+        Ok(t) => t,
+        Err(problems) => {
+            eprint!("{problems}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     tasker.register_templates(vec![template.clone()], true)?;
 
     let request = TaskRequest::new(template.namespace.clone(), template.name.clone())

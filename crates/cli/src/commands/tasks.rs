@@ -71,7 +71,10 @@ pub async fn run(database: &str, cmd: TasksCommand) -> anyhow::Result<ExitCode> 
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("{:<36}  {:<18}  {:<40}  CREATED", "ID", "STATUS", "TEMPLATE");
+            println!(
+                "{:<36}  {:<18}  {:<40}  CREATED",
+                "ID", "STATUS", "TEMPLATE"
+            );
             for t in &page.items {
                 let template = format!("{}.{}@{}", t.namespace, t.name, t.version);
                 println!(
@@ -116,7 +119,10 @@ pub async fn run(database: &str, cmd: TasksCommand) -> anyhow::Result<ExitCode> 
             println!("context   {}", task.context);
             println!("created   {}", task.created_at);
             println!();
-            println!("{:<28}  {:<18}  {:>8}  RESULT / ERROR", "STEP", "STATUS", "ATTEMPTS");
+            println!(
+                "{:<28}  {:<18}  {:>8}  RESULT / ERROR",
+                "STEP", "STATUS", "ATTEMPTS"
+            );
             for s in &steps {
                 let detail = match (&s.results, &s.last_error) {
                     (Some(r), _) if s.status.is_done() => r.to_string(),

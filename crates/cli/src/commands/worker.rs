@@ -2,9 +2,11 @@
 
 use super::EngineArgs;
 use crate::connect;
+use crate::logging::{self, Format};
+use crate::settings::{self, Globals};
 use std::process::ExitCode;
 use std::time::Duration;
-use tasker_engine::Tasker;
+use tasker_store::StoreEvent;
 
 /// Arguments of `tasker worker`.
 #[derive(Debug, clap::Args)]
@@ -18,28 +20,54 @@ pub struct Args {
 }
 
 /// Runs the engine until SIGINT/SIGTERM (or idle, with `--exit-when-idle`).
-pub async fn run(database: &str, args: Args) -> anyhow::Result<ExitCode> {
-    let store = connect::open(database).await?;
-    let mut builder = Tasker::builder(store).config(args.engine.config()?);
-    for p in &args.engine.templates {
-        builder = builder.template_path(p);
-    }
-    let tasker = builder.build()?;
+pub async fn run(
+    globals: &Globals,
+    format: Option<Format>,
+    args: Args,
+) -> anyhow::Result<ExitCode> {
+    let loaded = match settings::load(globals, args.engine.flags()) {
+        Ok(l) => l,
+        Err(problems) => {
+            eprint!("{problems}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    logging::init(format, Some(&loaded.config.logging), "info");
+    let tasker = match settings::start(&loaded, &args.engine.templates).await {
+        Ok(t) => t,
+        Err(problems) => {
+            eprint!("{problems}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let worker = tasker.start();
-    tracing::info!(worker_id = worker.worker_id(), database = %connect::redact(database), "tasker worker running");
+    tracing::info!(worker_id = worker.worker_id(), database = %connect::redact(&loaded.config.database.url), "tasker worker running");
     let idle = async {
         if !args.exit_when_idle {
             return std::future::pending::<()>().await;
         }
+        // Re-check whenever a task finishes; the timer covers tasks finished
+        // by other processes (their events do not reach this one on SQLite).
+        let mut events = tasker.store().subscribe();
         loop {
-            tokio::time::sleep(Duration::from_millis(200)).await;
             if let Ok(stats) = tasker.store().stats().await {
-                let open = ["pending", "in_progress"]
+                let open: i64 = ["pending", "in_progress"]
                     .iter()
                     .map(|s| stats.tasks_by_state.get(*s).copied().unwrap_or(0))
-                    .sum::<i64>();
+                    .sum();
                 if open == 0 {
                     return;
+                }
+            }
+            let timer = tokio::time::sleep(Duration::from_secs(1));
+            tokio::pin!(timer);
+            loop {
+                tokio::select! {
+                    ev = events.recv() => match ev {
+                        Ok(StoreEvent::TaskFinished(_)) | Err(_) => break,
+                        Ok(_) => continue,
+                    },
+                    _ = &mut timer => break,
                 }
             }
         }

@@ -1,0 +1,45 @@
+//! `tasker config check` / `tasker config show`
+
+use crate::settings::{self, Globals};
+use std::process::ExitCode;
+
+/// Subcommands of `tasker config`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ConfigCommand {
+    /// Run every start-up check (keys, values, database, templates) without starting.
+    Check,
+    /// Print the effective configuration with the source of each value (secrets redacted).
+    Show,
+}
+
+/// Runs the subcommand. Exit 0 when valid, 2 with every problem listed otherwise.
+pub async fn run(globals: &Globals, cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
+    let loaded = match settings::load(globals, Vec::new()) {
+        Ok(l) => l,
+        Err(problems) => {
+            eprint!("{problems}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    match cmd {
+        ConfigCommand::Show => {
+            print!("{}", loaded.show());
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigCommand::Check => match settings::start(&loaded, &[]).await {
+            Ok(tasker) => {
+                let templates = tasker.with_registry(|r| r.len());
+                println!(
+                    "configuration ok: database {} reachable and migrated, {templates} template(s) valid, environment {}",
+                    crate::connect::redact(&loaded.config.database.url),
+                    loaded.config.environment
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(problems) => {
+                eprint!("{problems}");
+                Ok(ExitCode::from(2))
+            }
+        },
+    }
+}

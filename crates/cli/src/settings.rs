@@ -1,0 +1,174 @@
+//! From configuration to a running service: load the layered configuration
+//! (defaults, file, environment, flags), run the start-up checks, open the
+//! store and build the engine. Every subcommand that runs work goes through
+//! here, so `tasker config check` checks exactly what a start would.
+
+use crate::connect;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tasker_config::{ConfigError, LoadOptions, Loaded, TaskerConfig};
+use tasker_engine::handlers::{Http, HttpPolicy};
+use tasker_engine::{EngineConfig, Tasker};
+use tasker_store::Store;
+
+/// Options every subcommand shares.
+#[derive(Debug, Clone, Default)]
+pub struct Globals {
+    /// `--config` / `TASKER_CONFIG`.
+    pub config: Option<PathBuf>,
+    /// `--database` / `TASKER_DATABASE_URL`.
+    pub database: Option<String>,
+}
+
+/// Start-up failed: every problem, printed one per line.
+#[derive(Debug)]
+pub struct Problems(pub Vec<String>);
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} configuration problem(s):", self.0.len())?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// Loads the configuration with `flags` as the last layer.
+pub fn load(globals: &Globals, flags: Vec<(&str, Value, &str)>) -> Result<Loaded, Problems> {
+    let mut options = LoadOptions::from_process(globals.config.clone());
+    if let Some(url) = &globals.database {
+        options = options.flag(
+            "database.url",
+            url.clone(),
+            "--database / TASKER_DATABASE_URL",
+        );
+    }
+    for (key, value, name) in flags {
+        options = options.flag(key, value, name);
+    }
+    tasker_config::load(&options)
+        .map_err(|errors| Problems(errors.iter().map(ConfigError::to_string).collect()))
+}
+
+/// Opens the configured store (migrating it), within the acquire timeout.
+pub async fn open_store(c: &TaskerConfig) -> anyhow::Result<Arc<dyn Store>> {
+    let timeout = Duration::try_from_secs_f64(c.database.acquire_timeout_seconds)
+        .unwrap_or(Duration::from_secs(5));
+    let opened = tokio::time::timeout(timeout * 2, connect::open_with(c)).await;
+    match opened {
+        Ok(r) => r,
+        Err(_) => anyhow::bail!(
+            "database {} did not answer within {:?}",
+            connect::redact(&c.database.url),
+            timeout * 2
+        ),
+    }
+}
+
+/// The engine settings of a configuration.
+pub fn engine_config(c: &TaskerConfig) -> EngineConfig {
+    let e = &c.engine;
+    let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or_default();
+    EngineConfig {
+        worker_id: e.worker_id.clone(),
+        max_concurrent_steps: e.max_concurrent_steps,
+        max_concurrent_steps_per_task: e.max_concurrent_steps_per_task,
+        claim_batch_size: e.claim_batch_size,
+        finish_batch_size: e.finish_batch_size,
+        lease_duration: secs(e.lease_seconds),
+        heartbeat_interval: secs(e.heartbeat_seconds),
+        rescue_interval: secs(e.rescue_interval_seconds),
+        poll_interval: secs(e.poll_interval_seconds),
+        shutdown_timeout: secs(e.shutdown_timeout_seconds),
+        default_step_timeout: e.default_step_timeout_seconds.map(secs),
+        backoff: c.backoff.clone(),
+        identity_strategy: e.identity_strategy,
+        identity_window: secs(e.identity_window_seconds),
+        environment: Some(c.environment.clone()),
+        exclude_kinds: e.exclude_kinds.clone(),
+    }
+}
+
+/// The `http` handler's policy from `[http]`.
+pub fn http_policy(c: &TaskerConfig) -> HttpPolicy {
+    let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or_default();
+    let mut p = HttpPolicy::default()
+        .max_response_bytes(usize::try_from(c.http.max_response_bytes).unwrap_or(usize::MAX))
+        .default_timeout(secs(c.http.default_timeout_seconds))
+        .max_retry_after(secs(c.http.max_retry_after_seconds));
+    for host in &c.http.allowed_hosts {
+        p = p.allow_host(host.clone());
+    }
+    if c.http.allow_internal {
+        p = p.allow_internal();
+    }
+    p
+}
+
+/// Runs every start-up check that needs the outside world, then builds the
+/// service: the database answers and is migrated, every template directory
+/// loads. All problems are reported together.
+pub async fn start(loaded: &Loaded, extra_templates: &[PathBuf]) -> Result<Tasker, Problems> {
+    let c = &loaded.config;
+    let mut problems = Vec::new();
+    let store = match open_store(c).await {
+        Ok(s) => match s.migrations_applied().await {
+            Ok(true) => Some(s),
+            Ok(false) => {
+                problems.push(format!(
+                    "database.url ({}): migrations are not applied; run `tasker migrate`",
+                    loaded.source_of("database.url")
+                ));
+                None
+            }
+            Err(e) => {
+                problems.push(format!(
+                    "database.url ({}): cannot read the migration state: {e}",
+                    loaded.source_of("database.url")
+                ));
+                None
+            }
+        },
+        Err(e) => {
+            problems.push(format!(
+                "database.url ({}): {e:#}",
+                loaded.source_of("database.url")
+            ));
+            None
+        }
+    };
+    let mut paths: Vec<PathBuf> = c
+        .engine
+        .template_directories
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    paths.extend(extra_templates.iter().cloned());
+    let templates = match tasker_engine::templates::load_paths(&paths, Some(&c.environment)) {
+        Ok(t) => t,
+        Err(errors) => {
+            problems.extend(errors.0.iter().map(|e| {
+                format!(
+                    "engine.template_directories ({}): {e}",
+                    loaded.source_of("engine.template_directories")
+                )
+            }));
+            Vec::new()
+        }
+    };
+    let Some(store) = store.filter(|_| problems.is_empty()) else {
+        return Err(Problems(problems));
+    };
+    let mut builder = Tasker::builder(store)
+        .config(engine_config(c))
+        .handler("http", Http::new(http_policy(c)));
+    for t in templates {
+        builder = builder.template(t);
+    }
+    builder.build().map_err(|e| Problems(vec![e.to_string()]))
+}
