@@ -135,6 +135,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 const EVENT_CAPACITY: usize = 1024;
 
 /// Connection settings.
+///
+/// Besides the pool, each [`PgStore`] holds one dedicated connection for
+/// `LISTEN`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgOptions {
     /// Pool size (connections held at most).
@@ -247,8 +250,10 @@ impl PgStore {
         &self.inner.pool
     }
 
-    /// Closes the pool: waits for checked-out connections to come back.
+    /// Stops the listener and closes the pool (waits for checked-out
+    /// connections to come back). Every clone of this store is closed.
     pub async fn close(&self) {
+        self.inner.listener.abort();
         self.inner.pool.close().await;
     }
 

@@ -69,14 +69,19 @@ macro_rules! claim_tail {
 /// Claim without a per-task limit. `$1` now, `$2` kinds (NULL = any), `$3`
 /// excluded kinds, `$4` namespaces (NULL = any), `$5` limit, `$6` worker,
 /// `$7` lease expiry.
+///
+/// The namespace test is a scalar subquery on the task's primary key, one
+/// probe per candidate: written as `EXISTS (… namespace = ANY($4))` the
+/// planner may turn it into a hashed subplan that reads every task of the
+/// namespaces, history included.
 const CLAIM_SQL: &str = concat!(
     "WITH pick AS ( \
          SELECT s.id, s.ready_at FROM steps s \
          WHERE s.ready_at <= $1 \
            AND ($2::text[] IS NULL OR s.handler_kind = ANY($2::text[])) \
            AND NOT (s.handler_kind = ANY($3::text[])) \
-           AND ($4::text[] IS NULL OR EXISTS ( \
-                SELECT 1 FROM tasks t WHERE t.id = s.task_id AND t.namespace = ANY($4::text[]))) \
+           AND ($4::text[] IS NULL OR \
+                (SELECT t.namespace FROM tasks t WHERE t.id = s.task_id) = ANY($4::text[])) \
          ORDER BY s.ready_at, s.id \
          LIMIT $5 \
          FOR NO KEY UPDATE SKIP LOCKED \
@@ -95,8 +100,8 @@ const CLAIM_PER_TASK_SQL: &str = concat!(
          WHERE s.ready_at <= $1 \
            AND ($2::text[] IS NULL OR s.handler_kind = ANY($2::text[])) \
            AND NOT (s.handler_kind = ANY($3::text[])) \
-           AND ($4::text[] IS NULL OR EXISTS ( \
-                SELECT 1 FROM tasks t WHERE t.id = s.task_id AND t.namespace = ANY($4::text[]))) \
+           AND ($4::text[] IS NULL OR \
+                (SELECT t.namespace FROM tasks t WHERE t.id = s.task_id) = ANY($4::text[])) \
            AND (SELECT count(*) FROM steps r WHERE r.task_id = s.task_id AND r.status = 'in_progress') < $8 \
          ORDER BY s.ready_at, s.id \
          LIMIT $9 \

@@ -341,26 +341,35 @@ async fn claim_and_rescue_use_the_partial_indexes() {
     assert_eq!(running.len(), 500);
     sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
 
-    for per_task_limit in [None, Some(2)] {
+    for (per_task_limit, namespaces) in [
+        (None, None),
+        (Some(2), None),
+        (None, Some(vec!["test".to_string()])),
+        (Some(2), Some(vec!["test".to_string()])),
+    ] {
         let mut p = params("w", 10, now);
         p.per_task_limit = per_task_limit;
+        p.namespaces = namespaces.clone();
         p.exclude_kinds = vec!["external".into()];
         let plan = store.explain_claim(&p).await.unwrap();
-        eprintln!("claim plan (per_task_limit {per_task_limit:?}):\n{plan}\n");
-        assert!(
-            plan.contains("steps_ready_idx"),
-            "claim plan ({per_task_limit:?}):\n{plan}"
-        );
-        assert!(
-            !plan.contains("Seq Scan on steps"),
-            "claim plan ({per_task_limit:?}):\n{plan}"
-        );
-        assert!(plan.contains("LockRows"), "claim plan locks rows:\n{plan}");
-        // Tasks are reached by primary key only (at most `limit` probes).
+        let what =
+            format!("claim plan (per_task_limit {per_task_limit:?}, namespaces {namespaces:?})");
+        eprintln!("{what}:\n{plan}\n");
+        assert!(plan.contains("steps_ready_idx"), "{what}:\n{plan}");
+        assert!(plan.contains("LockRows"), "{what} locks rows:\n{plan}");
+        for table in ["steps", "tasks", "step_edges"] {
+            assert!(
+                !plan.contains(&format!("Seq Scan on {table}")),
+                "{what} scans {table}:\n{plan}"
+            );
+        }
+        // Tasks are reached by primary key only (at most a probe per
+        // candidate), never through a hash of a whole namespace or status.
         assert!(
             !plan.contains("tasks_status_created_idx"),
-            "claim plan:\n{plan}"
+            "{what}:\n{plan}"
         );
+        assert!(!plan.contains("hashed SubPlan"), "{what}:\n{plan}");
     }
     let plan = store
         .explain_rescue(now + Duration::seconds(60), 100)
