@@ -9,6 +9,7 @@ mod connect;
 mod logging;
 mod progress;
 mod settings;
+mod signal;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -45,6 +46,8 @@ enum Command {
     Tasks(commands::tasks::TasksCommand),
     /// Execute steps from the store until stopped (Ctrl-C / SIGTERM).
     Worker(commands::worker::Args),
+    /// Serve the REST API (and execute steps unless --no-workers) until stopped.
+    Serve(commands::serve::Args),
     /// Check or show the configuration.
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
@@ -95,6 +98,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run(args) => commands::run::run(&globals, format, args).await,
         Command::Worker(args) => commands::worker::run(&globals, format, args).await,
+        Command::Serve(args) => commands::serve::run(&globals, format, args).await,
         Command::Config(cmd) => {
             logging::init(format, None, "warn");
             commands::config::run(&globals, cmd).await

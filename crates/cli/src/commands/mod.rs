@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod config;
 pub mod run;
+pub mod serve;
 pub mod tasks;
 pub mod validate;
 pub mod worker;

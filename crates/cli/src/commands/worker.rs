@@ -73,31 +73,9 @@ pub async fn run(
         }
     };
     tokio::select! {
-        _ = shutdown_signal() => tracing::info!("shutdown requested"),
+        _ = crate::signal::shutdown_signal() => tracing::info!("shutdown requested"),
         _ = idle => tracing::info!("no open tasks left"),
     }
     worker.shutdown().await;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {},
-                    _ = term.recv() => {},
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }
