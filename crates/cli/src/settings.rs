@@ -91,6 +91,7 @@ pub fn engine_config(c: &TaskerConfig) -> EngineConfig {
         identity_window: secs(e.identity_window_seconds),
         environment: Some(c.environment.clone()),
         exclude_kinds: e.exclude_kinds.clone(),
+        sensitive_keys: c.logging.sensitive_keys.clone(),
     }
 }
 

@@ -48,6 +48,8 @@ pub struct EngineConfig {
     pub environment: Option<String>,
     /// Handler kinds this engine never runs (left to external workers).
     pub exclude_kinds: Vec<String>,
+    /// Keys whose values are masked in logs and error output.
+    pub sensitive_keys: Vec<String>,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +71,10 @@ impl Default for EngineConfig {
             identity_window: Duration::from_secs(60),
             environment: None,
             exclude_kinds: vec!["external".to_string()],
+            sensitive_keys: tasker_core::mask::DEFAULT_SENSITIVE_KEYS
+                .iter()
+                .map(|k| k.to_string())
+                .collect(),
         }
     }
 }

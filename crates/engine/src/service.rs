@@ -150,6 +150,7 @@ impl TaskerBuilder {
                 message: problem,
             });
         }
+        let cfg_keys = self.config.sensitive_keys.clone();
         let tasker = Tasker {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -157,6 +158,7 @@ impl TaskerBuilder {
                 handlers: self.handlers,
                 config: self.config,
                 clock: self.clock,
+                masker: tasker_core::mask::Masker::new(&cfg_keys),
             }),
         };
         let mut templates = self.templates;
@@ -185,6 +187,7 @@ pub(crate) struct Inner {
     pub(crate) handlers: HandlerRegistry,
     pub(crate) config: EngineConfig,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) masker: tasker_core::mask::Masker,
 }
 
 impl Tasker {
@@ -208,6 +211,11 @@ impl Tasker {
     /// The settings.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// Masks sensitive values (per `sensitive_keys`) for logs and error output.
+    pub fn masker(&self) -> &tasker_core::mask::Masker {
+        &self.inner.masker
     }
 
     /// The handler kinds.
@@ -311,7 +319,25 @@ impl Tasker {
         }
         template
             .validate_context(&r.context)
-            .map_err(EngineError::InvalidContext)?;
+            .map_err(|violations| {
+                // Schema messages quote the offending value: mask those under sensitive keys.
+                let masker = &self.inner.masker;
+                EngineError::InvalidContext(
+                    violations
+                        .into_iter()
+                        .map(|mut v| {
+                            if masker.is_sensitive_path(&v.path) {
+                                v.message = format!(
+                                    "the value at {} is invalid ({} masked)",
+                                    v.path,
+                                    tasker_core::mask::MASK
+                                );
+                            }
+                            v
+                        })
+                        .collect(),
+                )
+            })?;
         let initiator = r.initiator.unwrap_or_else(|| "unknown".into());
         let source_system = r.source_system.unwrap_or_else(|| "unknown".into());
         let reason = r.reason.unwrap_or_else(|| "unknown".into());

@@ -1,11 +1,12 @@
 //! The claim loop: take as many ready steps as there are free slots, in one
 //! statement, then wait for a reason to look again.
 
+use super::Finished;
 use super::{InFlight, Leases, executor, lock};
 use crate::service::Inner;
 use std::sync::Arc;
 use std::time::Duration;
-use tasker_store::{ClaimParams, StepOutcome, StoreEvent};
+use tasker_store::{ClaimParams, StoreEvent};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{Semaphore, mpsc, watch};
 
@@ -14,7 +15,7 @@ pub(super) async fn run(
     worker_id: &str,
     slots: Arc<Semaphore>,
     leases: Leases,
-    out: mpsc::UnboundedSender<StepOutcome>,
+    out: mpsc::UnboundedSender<Finished>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let cfg = &inner.config;

@@ -1,6 +1,7 @@
 //! Runs one claimed step: find the handler, enforce the timeout, turn the
 //! result into an outcome with the retry decision.
 
+use super::Finished;
 use crate::handler::{StepContext, StepError};
 use crate::service::Inner;
 use futures::FutureExt;
@@ -16,7 +17,7 @@ pub(super) async fn run(
     inner: Arc<Inner>,
     step: ClaimedStep,
     permit: OwnedSemaphorePermit,
-    out: mpsc::UnboundedSender<StepOutcome>,
+    out: mpsc::UnboundedSender<Finished>,
 ) {
     let span = tracing::info_span!(
         "step",
@@ -37,7 +38,10 @@ pub(super) async fn run(
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         let result = match result {
             Ok(results) => {
-                tracing::debug!(elapsed_ms, "step succeeded");
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    let shown = inner.masker.mask(&results);
+                    tracing::debug!(elapsed_ms, results = %shown, "step succeeded");
+                }
                 OutcomeResult::Success(results)
             }
             Err(error) => {
@@ -54,7 +58,8 @@ pub(super) async fn run(
             }
         };
         // If the completer is gone we are shutting down; the lease will expire.
-        let _ = out.send(StepOutcome { lease: LeaseRef { step_id: step.step_id, token: step.lease_token }, result });
+        let outcome = StepOutcome { lease: LeaseRef { step_id: step.step_id, token: step.lease_token }, result };
+        let _ = out.send(Finished { outcome, task_id: step.task_id, span: tracing::Span::current() });
     }
     .instrument(span)
     .await

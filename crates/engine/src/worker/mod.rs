@@ -35,6 +35,15 @@ pub(crate) struct InFlight {
     pub abort: Option<AbortHandle>,
 }
 
+/// An outcome on its way to the completer, with the step's log span so that
+/// what the completer logs about it carries the same task, step and
+/// correlation fields as the handler's own lines.
+pub(crate) struct Finished {
+    pub outcome: tasker_store::StepOutcome,
+    pub task_id: Uuid,
+    pub span: tracing::Span,
+}
+
 /// Leases held by this process, by step id.
 pub(crate) type Leases = Arc<Mutex<HashMap<Uuid, InFlight>>>;
 
