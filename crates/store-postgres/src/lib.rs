@@ -77,6 +77,21 @@
 //! same task may exceed the limit briefly; the limit is a fairness device,
 //! not a mutual exclusion.
 //!
+//! ## Round trips per operation
+//!
+//! | operation | statements |
+//! |---|---|
+//! | claim | 1, autocommit (per-task limit: `BEGIN`, 1–4, `COMMIT`) |
+//! | finish N outcomes | `BEGIN`; steps + their transitions; children of the successes; lock tasks; write tasks + transitions + NOTIFY; `COMMIT` |
+//! | create M tasks | `BEGIN`; (advisory locks + duplicate check); one insert of tasks, steps, edges and transitions; NOTIFY; `COMMIT` |
+//! | renew N leases | 1, autocommit |
+//! | rescue | `BEGIN`; steps + transitions; lock tasks; write tasks (+ NOTIFY); `COMMIT` |
+//!
+//! Every batch travels as arrays expanded with `UNNEST`, so the count does
+//! not grow with N: a child with two parents finishing in the same batch is
+//! decremented by two in one `UPDATE … FROM (SELECT child_id, count(*) …
+//! GROUP BY child_id)`.
+//!
 //! Finishing, rescuing and the operator actions lock step rows first (in id
 //! order) and task rows last (in id order); see `settle` for why the
 //! finaliser is race-free. Transactions aborted with `40001` or `40P01` are
