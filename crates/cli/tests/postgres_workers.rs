@@ -1,0 +1,350 @@
+//! Many `tasker worker` processes sharing one PostgreSQL database: every task
+//! completes, every step completes exactly once, a SIGKILLed worker's step is
+//! re-run by another after its lease expires, and workers ride out a
+//! PostgreSQL restart (on a private cluster this test starts itself).
+//!
+//! PostgreSQL must be reachable at `TASKER_TEST_PG_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`): these tests fail, never skip.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::json;
+use sqlx::{Connection, PgConnection};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tasker_engine::{TaskRequest, Tasker};
+use tasker_store_postgres::PgStore;
+
+const DIAMOND: &str = "name: diamond\nnamespace: load\nstep_templates:\n  - name: start\n    handler: { kind: noop }\n  - name: left\n    depends_on_step: start\n    handler: { kind: noop }\n  - name: right\n    depends_on_step: start\n    handler: { kind: noop }\n  - name: join\n    depends_on_steps: [left, right]\n    handler: { kind: noop }\n";
+
+fn admin_url() -> String {
+    std::env::var("TASKER_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn replace_db(url: &str, db: &str) -> String {
+    let i = url.rfind('/').expect("database URL with a path");
+    format!("{}/{db}", &url[..i])
+}
+
+async fn fresh_database(admin: &str) -> String {
+    let mut conn = PgConnection::connect(admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL is required for this test and is not reachable at {admin}: {e}")
+    });
+    let name = format!("tasker_cli_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    replace_db(admin, &name)
+}
+
+/// Drops a database made by [`fresh_database`] (best effort: a failed test leaves it for inspection).
+async fn drop_database(admin: &str, url: &str) {
+    let Some(name) = url.rsplit('/').next() else {
+        return;
+    };
+    if let Ok(mut conn) = PgConnection::connect(admin).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
+    }
+}
+
+fn worker(url: &str, templates: &Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tasker"))
+        .args(["--database", url, "worker", "--templates"])
+        .arg(templates)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_exit(mut child: Child, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            assert!(status.success(), "worker failed: {status}\n{err}");
+            return err;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("worker did not finish within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn templates_dir(yaml: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("templates");
+    std::fs::create_dir(&t).unwrap();
+    std::fs::write(t.join("t.yaml"), yaml).unwrap();
+    (dir, t)
+}
+
+async fn tasker_for(url: &str, yaml: &str) -> Tasker {
+    let store = PgStore::connect(url).await.unwrap();
+    let t = tasker_core::template::parse_template("<test>", yaml, None).unwrap();
+    Tasker::builder(Arc::new(store))
+        .template(t)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_worker_processes_complete_2000_diamonds_each_step_exactly_once() {
+    let url = fresh_database(&admin_url()).await;
+    let tasker = tasker_for(&url, DIAMOND).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.extend(
+            tasker
+                .create_tasks(
+                    (0..500)
+                        .map(|_| TaskRequest::new("load", "diamond"))
+                        .collect(),
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    let (_dir, templates) = templates_dir(DIAMOND);
+    let workers: Vec<Child> = (0..4)
+        .map(|_| worker(&url, &templates, &["--exit-when-idle"]))
+        .collect();
+    for w in workers {
+        wait_exit(w, 300);
+    }
+
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    let (complete, total): (i64, i64) =
+        sqlx::query_as("SELECT count(*) FILTER (WHERE status = 'complete'), count(*) FROM tasks")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!((complete, total), (2000, 2000));
+    let (steps, bad): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE n <> 1) FROM (
+           SELECT s.id, (SELECT count(*) FROM step_transitions t WHERE t.step_id = s.id AND t.to_state = 'complete') AS n
+           FROM steps s) x",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        (steps, bad),
+        (8000, 0),
+        "every step has exactly one `complete` transition"
+    );
+    let (owners,): (i64,) = sqlx::query_as(
+        "SELECT count(DISTINCT metadata->>'worker') FROM step_transitions WHERE to_state = 'in_progress'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(
+        owners >= 2,
+        "work was shared between processes ({owners} distinct workers)"
+    );
+    let (task_completions,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM task_transitions WHERE to_state = 'complete'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        task_completions, 2000,
+        "exactly one completion transition per task"
+    );
+    conn.close().await.unwrap();
+    drop_database(&admin_url(), &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_worker_step_is_rerun_by_another_after_lease_expiry() {
+    let url = fresh_database(&admin_url()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("pid");
+    let yaml = format!(
+        "name: slow\nstep_templates:\n  - name: hang_once\n    handler:\n      kind: command\n      config:\n        program: sh\n        args: [-c, 'if [ \"$TASKER_ATTEMPT\" = 1 ]; then echo $$ > {m}.tmp; mv {m}.tmp {m}; exec sleep 120; fi; echo \"{{\\\"attempt\\\": $TASKER_ATTEMPT}}\"']\n  - name: after\n    depends_on_step: hang_once\n    handler: {{ kind: noop }}\n",
+        m = marker.display()
+    );
+    let tasker = tasker_for(&url, &yaml).await;
+    let task = tasker
+        .create_task(TaskRequest::new("default", "slow"))
+        .await
+        .unwrap();
+    let (_tdir, templates) = templates_dir(&yaml);
+
+    let mut first = worker(&url, &templates, &["--lease-seconds", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pid = loop {
+        if let Ok(p) = std::fs::read_to_string(&marker) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "first attempt never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    first.kill().unwrap(); // SIGKILL mid-step
+    first.wait().unwrap();
+    let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+
+    let second = worker(
+        &url,
+        &templates,
+        &["--lease-seconds", "1", "--exit-when-idle"],
+    );
+    wait_exit(second, 120);
+    let done = tasker.store().task_get(task.id).await.unwrap();
+    assert_eq!(done.status, tasker_core::TaskState::Complete);
+    let steps = tasker.store().step_list(task.id).await.unwrap();
+    assert_eq!(steps[0].attempts, 2);
+    assert_eq!(steps[0].results, Some(json!({"attempt": 2})));
+    drop_database(&admin_url(), &url).await;
+}
+
+/// A private PostgreSQL cluster in a temp dir, run as the `postgres` user.
+struct PrivateCluster {
+    dir: tempfile::TempDir,
+    port: u16,
+    bin: PathBuf,
+}
+
+impl PrivateCluster {
+    fn start() -> PrivateCluster {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries under /usr/lib/postgresql")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .find(|p| p.join("initdb").exists())
+            .expect("initdb");
+        let dir = tempfile::Builder::new()
+            .prefix("tasker-pg-")
+            .tempdir()
+            .unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let c = PrivateCluster { dir, port, bin };
+        run_as_postgres(&format!("chmod 777 {}", c.dir.path().display()), true);
+        run_as_postgres(
+            &format!(
+                "{}/initdb -D {} -A trust -U postgres >/dev/null",
+                c.bin.display(),
+                c.data().display()
+            ),
+            false,
+        );
+        c.pg_ctl("start -w");
+        c
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        run_as_postgres(
+            &format!(
+                "{}/pg_ctl -D {} -o '-p {} -k {} -c listen_addresses=127.0.0.1' -l {}/log {action} >/dev/null",
+                self.bin.display(),
+                self.data().display(),
+                self.port,
+                self.dir.path().display(),
+                self.dir.path().display()
+            ),
+            false,
+        );
+    }
+
+    fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        self.pg_ctl("stop -m immediate");
+    }
+}
+
+/// Runs a shell command as `postgres` (pg_ctl refuses root); `as_root` runs it directly.
+fn run_as_postgres(cmd: &str, as_root: bool) {
+    let status = if as_root {
+        Command::new("sh").args(["-c", cmd]).status()
+    } else {
+        Command::new("runuser")
+            .args(["-u", "postgres", "--", "sh", "-c", cmd])
+            .status()
+    }
+    .unwrap();
+    assert!(status.success(), "command failed: {cmd}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_survive_a_postgres_restart() {
+    let cluster = PrivateCluster::start();
+    let url = fresh_database(&cluster.url("postgres")).await;
+    let yaml = "name: paced\nstep_templates:\n  - name: a\n    handler: { kind: sleep, config: { milliseconds: 20 } }\n  - name: b\n    depends_on_step: a\n    handler: { kind: sleep, config: { milliseconds: 20 } }\n";
+    let tasker = tasker_for(&url, yaml).await;
+    let ids = tasker
+        .create_tasks(
+            (0..300)
+                .map(|_| TaskRequest::new("default", "paced"))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let (_dir, templates) = templates_dir(yaml);
+    let workers: Vec<Child> = (0..2)
+        .map(|_| {
+            worker(
+                &url,
+                &templates,
+                &["--exit-when-idle", "--concurrency", "4"],
+            )
+        })
+        .collect();
+
+    // Restart once some, but not all, tasks are done.
+    let store = tasker.store().clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = store
+            .stats()
+            .await
+            .map(|s| s.tasks_by_state.get("complete").copied().unwrap_or(0))
+            .unwrap_or(0);
+        if done >= 20 {
+            assert!(
+                done < 300,
+                "finished before the restart could happen; make the workload longer"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no progress before the restart");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.pg_ctl("restart -m fast -w");
+
+    for w in workers {
+        wait_exit(w, 240);
+    }
+    let store = PgStore::connect(&url).await.unwrap();
+    let stats = tasker_store::Store::stats(&store).await.unwrap();
+    assert_eq!(
+        stats.tasks_by_state.get("complete").copied(),
+        Some(ids.len() as i64),
+        "{stats:?}"
+    );
+}
