@@ -174,10 +174,11 @@ pub(crate) async fn claim(store: &SqliteStore, p: &ClaimParams) -> StoreResult<V
     }
     let tasks_json = id_list(&task_ids);
 
-    // Tasks still pending start now.
+    // Tasks still pending start now. (`+status`: look tasks up by id, never
+    // scan the status index, whose 'pending' range is the whole backlog.)
     let started: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE tasks SET status = 'in_progress', updated_at = ?2
-         WHERE id IN (SELECT unhex(value) FROM json_each(?1)) AND status = 'pending'
+         WHERE id IN (SELECT unhex(value) FROM json_each(?1)) AND +status = 'pending'
          RETURNING id",
     )
     .bind(&tasks_json)

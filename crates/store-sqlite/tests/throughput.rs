@@ -1,0 +1,141 @@
+//! Throughput of the hot path (create, claim, finish) without an engine.
+//! Ignored by default; run with
+//! `cargo test --release -p tasker-store-sqlite --test throughput -- --ignored --nocapture`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Instant;
+use tasker_store::conformance::factory::{Shape, new_task};
+use tasker_store::conformance::{at, params, success};
+use tasker_store::{Store, TaskQuery};
+use tasker_store_sqlite::SqliteStore;
+
+const TASKS: usize = 10_000;
+const STEPS: usize = 3;
+const WORKERS: usize = 4;
+const BATCH: u32 = 64;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn claim_finish_throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::connect(dir.path().join("bench.db").to_str().unwrap())
+            .await
+            .unwrap(),
+    );
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| new_task(Shape::Linear(STEPS), at(0)))
+        .collect();
+    let started = Instant::now();
+    for chunk in tasks.chunks(1000) {
+        store.task_create_many(chunk.to_vec()).await.unwrap();
+    }
+    let create = started.elapsed();
+    println!(
+        "create: {TASKS} tasks × {STEPS} steps in {create:?} ({:.0} steps/s)",
+        (TASKS * STEPS) as f64 / create.as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for w in 0..WORKERS {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let mut ran = 0usize;
+            let mut idle = 0;
+            loop {
+                let got = store
+                    .step_claim(&params(&format!("w{w}"), BATCH, at(1)))
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    idle += 1;
+                    if idle > 200 {
+                        return ran;
+                    }
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                idle = 0;
+                ran += got.len();
+                let outcomes: Vec<_> = got
+                    .iter()
+                    .map(|c| success(c, serde_json::json!({"ok": true})))
+                    .collect();
+                store.step_finish_many(&outcomes, at(1)).await.unwrap();
+            }
+        }));
+    }
+    let mut ran = 0;
+    for h in handles {
+        ran += h.await.unwrap();
+    }
+    let run = started.elapsed();
+    println!(
+        "claim+finish: {ran} steps in {run:?} ({:.0} steps/s, batch {BATCH}, {WORKERS} workers)",
+        ran as f64 / run.as_secs_f64()
+    );
+    assert_eq!(ran, TASKS * STEPS);
+    let done = store
+        .task_list(&TaskQuery {
+            status: Some(tasker_core::TaskState::Complete),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(done.total, TASKS as i64);
+}
+
+/// One worker, no contention: the cost of each call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn serial_call_costs() {
+    // `SQL_TRACE=1`: log every statement with its duration (JSON lines on stderr).
+    if std::env::var_os("SQL_TRACE").is_some() {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter("sqlx::query=debug")
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::connect(dir.path().join("bench.db").to_str().unwrap())
+            .await
+            .unwrap(),
+    );
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| new_task(Shape::Linear(STEPS), at(0)))
+        .collect();
+    for chunk in tasks.chunks(1000) {
+        store.task_create_many(chunk.to_vec()).await.unwrap();
+    }
+    let (mut claim_t, mut finish_t) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+    let mut ran = 0;
+    loop {
+        let t = Instant::now();
+        let got = store.step_claim(&params("w", BATCH, at(1))).await.unwrap();
+        claim_t += t.elapsed();
+        if got.is_empty() {
+            break;
+        }
+        ran += got.len();
+        let outcomes: Vec<_> = got
+            .iter()
+            .map(|c| success(c, serde_json::json!({"ok": true})))
+            .collect();
+        let t = Instant::now();
+        store.step_finish_many(&outcomes, at(1)).await.unwrap();
+        finish_t += t.elapsed();
+    }
+    let calls = ran / BATCH as usize;
+    println!(
+        "serial: {ran} steps; claim {claim_t:?} ({:?}/call), finish {finish_t:?} ({:?}/call); {:.0} steps/s",
+        claim_t / calls as u32,
+        finish_t / calls as u32,
+        ran as f64 / (claim_t + finish_t).as_secs_f64()
+    );
+}
