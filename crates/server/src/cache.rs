@@ -29,15 +29,15 @@ struct Entry {
     analysis: Arc<DependencyAnalysis>,
 }
 
-/// The cache. Cheap to clone.
+/// The cache. Cheap to clone; clones share entries.
 #[derive(Clone)]
-pub(crate) struct AnalysisCache {
+pub struct AnalysisCache {
     entries: moka::future::Cache<Uuid, Arc<Entry>>,
 }
 
 /// Whether an analysis came from the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Lookup {
+pub enum Lookup {
     /// Served from the cache.
     Hit,
     /// Computed now.
@@ -47,7 +47,7 @@ pub(crate) enum Lookup {
 impl AnalysisCache {
     /// A cache that listens to `store`'s events. Without a tokio runtime no
     /// listener starts; fingerprints still keep every answer right.
-    pub(crate) fn new(store: &dyn Store, capacity: u64, ttl: Duration) -> Self {
+    pub fn new(store: &dyn Store, capacity: u64, ttl: Duration) -> Self {
         let entries = moka::future::Cache::builder()
             .max_capacity(capacity)
             .time_to_live(ttl)
@@ -60,8 +60,10 @@ impl AnalysisCache {
         AnalysisCache { entries }
     }
 
-    /// The analysis of a task from its steps, cached.
-    pub(crate) async fn get_or_compute(
+    /// The analysis of a task from its steps (one task's, in template
+    /// order): the cached one when the steps still match its fingerprint,
+    /// else computed now and cached. Also says which it was.
+    pub async fn get_or_compute(
         &self,
         task_id: Uuid,
         steps: &[StepRow],
@@ -114,7 +116,7 @@ async fn listen(
 }
 
 /// Converts store rows to the analysis's input (parents by index).
-pub(crate) fn snapshots(steps: &[StepRow]) -> Result<Vec<StepSnapshot>, AnalysisError> {
+pub fn snapshots(steps: &[StepRow]) -> Result<Vec<StepSnapshot>, AnalysisError> {
     let index: HashMap<&str, usize> = steps
         .iter()
         .enumerate()

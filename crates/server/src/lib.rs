@@ -26,7 +26,7 @@
 //! | [`views`] | what responses contain: task and step views, lists, envelopes |
 //! | [`routes`] | one file per resource: `tasks`, `steps`, `handlers`, `health`, `docs` |
 //! | [`openapi`] | the OpenAPI 3.1 document generated from the handlers |
-//! | `cache` | the in-process dependency-analysis cache and its invalidation |
+//! | [`cache`] | the in-process dependency-analysis cache and its invalidation (reusable by other interfaces) |
 //!
 //! ## Routes (all under `/tasker`)
 //!
@@ -55,14 +55,13 @@
 //! shape), the request timeout (503 `timeout`), and the body size limit
 //! (413 `payload_too_large`).
 
+pub mod cache;
 pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod routes;
 pub mod state;
 pub mod views;
-
-mod cache;
 
 pub use error::{ApiError, ErrorKind};
 pub use routes::{RouteInfo, route_table};

@@ -182,7 +182,8 @@ impl AppState {
         &self.inner.config
     }
 
-    pub(crate) fn cache(&self) -> &AnalysisCache {
+    /// The dependency-analysis cache.
+    pub fn cache(&self) -> &AnalysisCache {
         &self.inner.cache
     }
 

@@ -425,7 +425,7 @@ impl StepView {
     }
 
     /// Views of every step of a task, without sibling lists.
-    pub(crate) fn all(steps: &[StepRow], now: DateTime<Utc>) -> Vec<StepView> {
+    pub fn all(steps: &[StepRow], now: DateTime<Utc>) -> Vec<StepView> {
         let rel = Relations::build(steps);
         (0..steps.len())
             .map(|i| StepView::build(steps, &rel, i, now, false))

@@ -809,7 +809,11 @@ async fn health_live_ready_status(db: Db) {
     assert_eq!(r.json["metrics"]["steps"]["total"], 4);
     assert_eq!(r.json["engine"], "disabled");
     // Both backends report their pool.
-    assert!(r.json["database"]["pool"]["max"].as_u64().unwrap() >= 1, "{}", r.text);
+    assert!(
+        r.json["database"]["pool"]["max"].as_u64().unwrap() >= 1,
+        "{}",
+        r.text
+    );
     assert_no_cache(&r);
 
     // Engine running, pool at half use.
