@@ -23,7 +23,7 @@
 //! | `tasks` | task create, reads, listing, cancel, retry, update |
 //! | `steps` | step reads and the manual operations (resolve, cancel, retry, update) |
 //! | `work` | the hot path: claim, finish, renew, rescue |
-//! | `counters` | task counters, finalisation and transition rows shared by all writers |
+//! | `effects` | what a write caused (finished tasks, unblocked children), read back |
 //!
 //! ## How writes are serialised
 //!
@@ -35,10 +35,18 @@
 //! Reads outside write transactions use a separate pool of reader connections,
 //! which WAL lets run concurrently with the writer.
 //!
-//! Batches are set-based: a claim, a batch of outcomes or a bulk create is a
-//! handful of statements whatever its size. Lists of ids and per-row payloads
-//! travel as one JSON parameter read with `json_each`, so every statement is
-//! static, cached once, and never hits SQLite's bound-variable limit.
+//! ## The schema keeps its own invariants
+//!
+//! Triggers (`migrations/*_triggers.sql`) append the transition rows of every
+//! status change, unblock the children of a step that becomes done, keep the
+//! task counters (`steps_remaining`, `steps_live`, `steps_blocked`) and
+//! finalise tasks, inside the statement that changed the steps. No code path
+//! can forget one, and the hot path is one statement per batch: a claim is
+//! one `UPDATE … RETURNING` (task context and parents' results included), a
+//! batch of outcomes is one `UPDATE … FROM json_each(…)`. Lists of ids and
+//! per-row payloads travel as one JSON parameter read with `json_each`, so
+//! every statement is static, cached once, and never hits SQLite's
+//! bound-variable limit.
 //!
 //! ## Limits
 //!
@@ -60,7 +68,7 @@
 //! - `sqlite::memory:` is a private database of one connection, for tests.
 
 mod codec;
-mod counters;
+mod effects;
 mod error;
 mod steps;
 mod tasks;
@@ -68,11 +76,11 @@ mod work;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use effects::Events;
 use error::DbResultExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::time::Duration;
 use tasker_core::StepCounts;
@@ -121,17 +129,6 @@ pub struct SqliteStore {
     /// itself for in-memory databases).
     reader: SqlitePool,
     events: broadcast::Sender<StoreEvent>,
-}
-
-/// What a committed write should announce.
-#[derive(Debug, Default)]
-pub(crate) struct Events {
-    /// Steps became claimable now.
-    pub work_available: bool,
-    /// Tasks whose steps changed.
-    pub changed: BTreeSet<Uuid>,
-    /// Tasks that reached a final state.
-    pub finished: Vec<Uuid>,
 }
 
 impl SqliteStore {

@@ -5,11 +5,11 @@ use crate::SqliteStore;
 use crate::codec::{
     json_text, micros, step_cols, step_row, step_state, task_state, transition_row,
 };
-use crate::counters::{Journal, unblock_children};
+use crate::effects::{Events, children_ready, task_status};
 use crate::error::DbResultExt;
 use crate::tasks::{step_exists, task_exists};
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::collections::HashMap;
 use tasker_core::{StepState, TaskState};
@@ -110,8 +110,6 @@ pub(crate) async fn transitions(pool: &SqlitePool, id: Uuid) -> StoreResult<Vec<
 struct Current {
     task_id: Uuid,
     status: StepState,
-    /// Pending with `ready_at` set, or in progress: counted in `steps_live`.
-    live: bool,
     attempts: i64,
     retryable: bool,
     task_status: TaskState,
@@ -119,8 +117,7 @@ struct Current {
 
 async fn current(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Current> {
     let r = sqlx::query(
-        "SELECT s.task_id, s.status, s.status = 'in_progress' OR s.ready_at IS NOT NULL,
-                s.attempts, s.retryable, t.status
+        "SELECT s.task_id, s.status, s.attempts, s.retryable, t.status
          FROM steps s JOIN tasks t ON t.id = s.task_id WHERE s.id = ?1",
     )
     .bind(id)
@@ -133,10 +130,9 @@ async fn current(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Current> 
     Ok(Current {
         task_id: r.try_get(0).db()?,
         status: step_state(r.try_get(1).db()?)?,
-        live: r.try_get(2).db()?,
-        attempts: r.try_get(3).db()?,
-        retryable: r.try_get(4).db()?,
-        task_status: task_state(r.try_get(5).db()?)?,
+        attempts: r.try_get(2).db()?,
+        retryable: r.try_get(3).db()?,
+        task_status: task_state(r.try_get(4).db()?)?,
     })
 }
 
@@ -198,9 +194,36 @@ pub(crate) async fn update(
     }
     let row = get_in(&mut tx, id).await?;
     tx.commit().await.db()?;
-    let mut journal = Journal::default();
-    journal.events.changed.insert(c.task_id);
-    store.emit(journal.events);
+    store.emit(Events {
+        changed: [c.task_id].into(),
+        ..Default::default()
+    });
+    Ok(row)
+}
+
+/// Reads the step back and what the change did to its task, commits, and
+/// announces it.
+async fn finish_manual(
+    store: &SqliteStore,
+    mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    id: Uuid,
+    c: &Current,
+    work_available: bool,
+) -> StoreResult<StepRow> {
+    let row = get_in(&mut tx, id).await?;
+    let after = task_status(&mut tx, c.task_id).await?;
+    tx.commit().await.db()?;
+    let finished = match after {
+        Some(s) if s != c.task_status && tasker_store::is_final(s) => vec![c.task_id],
+        _ => Vec::new(),
+    };
+    // A task an operator brought back to pending has work to do.
+    let revived = after == Some(TaskState::Pending) && c.task_status == TaskState::Error;
+    store.emit(Events {
+        work_available: work_available || revived,
+        changed: [c.task_id].into(),
+        finished,
+    });
     Ok(row)
 }
 
@@ -214,6 +237,7 @@ pub(crate) async fn resolve(
     let c = current(&mut tx, id).await?;
     c.status.check_transition(StepState::ResolvedManually)?;
     ensure_task_open(&c)?;
+    // Counts as a success: the triggers unblock the children and settle the task.
     sqlx::query(
         "UPDATE steps SET status = 'resolved_manually', results = ?2, ready_at = NULL,
                 completed_at = ?3, updated_at = ?3
@@ -225,27 +249,8 @@ pub(crate) async fn resolve(
     .execute(&mut *tx)
     .await
     .db()?;
-    let mut journal = Journal::default();
-    journal.step(
-        id,
-        c.task_id,
-        Some(c.status),
-        StepState::ResolvedManually,
-        now,
-        json!({"reason": "resolved manually"}),
-    );
-    journal.delta(
-        c.task_id,
-        -1,
-        -i64::from(c.live),
-        -i64::from(c.status == StepState::Error),
-    );
-    unblock_children(&mut tx, &mut journal, &[id], now).await?;
-    journal.flush(&mut tx, now).await?;
-    let row = get_in(&mut tx, id).await?;
-    tx.commit().await.db()?;
-    store.emit(journal.events);
-    Ok(row)
+    let unblocked = children_ready(&mut tx, &[id]).await?;
+    finish_manual(store, tx, id, &c, unblocked > 0).await
 }
 
 pub(crate) async fn cancel(
@@ -266,21 +271,7 @@ pub(crate) async fn cancel(
     .execute(&mut *tx)
     .await
     .db()?;
-    let mut journal = Journal::default();
-    journal.step(
-        id,
-        c.task_id,
-        Some(c.status),
-        StepState::Cancelled,
-        now,
-        json!({"reason": "cancelled"}),
-    );
-    journal.delta(c.task_id, 0, -i64::from(c.live), 1);
-    journal.flush(&mut tx, now).await?;
-    let row = get_in(&mut tx, id).await?;
-    tx.commit().await.db()?;
-    store.emit(journal.events);
-    Ok(row)
+    finish_manual(store, tx, id, &c, false).await
 }
 
 pub(crate) async fn retry(
@@ -291,56 +282,35 @@ pub(crate) async fn retry(
     let mut tx = store.begin().await?;
     let c = current(&mut tx, id).await?;
     c.status.check_transition(StepState::Pending)?;
-    let mut journal = Journal::default();
-    match c.task_status {
-        TaskState::Error => {
-            sqlx::query(
-                "UPDATE tasks SET status = 'pending', completed_at = NULL, updated_at = ?2 WHERE id = ?1",
-            )
-            .bind(c.task_id)
-            .bind(micros(now))
-            .execute(&mut *tx)
-            .await
-            .db()?;
-            journal.task(
-                c.task_id,
-                Some(TaskState::Error),
-                TaskState::Pending,
-                now,
-                json!({"reason": "step retry", "step_id": id}),
-            );
-        }
-        TaskState::Pending | TaskState::InProgress => {}
-        other => other.check_transition(TaskState::Pending)?,
+    if !matches!(
+        c.task_status,
+        TaskState::Error | TaskState::Pending | TaskState::InProgress
+    ) {
+        c.task_status.check_transition(TaskState::Pending)?;
     }
-    let r = sqlx::query(
+    let ready: bool = sqlx::query_scalar(
         "UPDATE steps SET status = 'pending',
                 max_attempts = attempts + MAX(retry_limit, 1),
                 ready_at = CASE WHEN remaining_parents = 0 THEN ?2 ELSE NULL END,
                 completed_at = NULL, updated_at = ?2
          WHERE id = ?1
-         RETURNING ready_at IS NOT NULL, max_attempts",
+         RETURNING ready_at IS NOT NULL",
     )
     .bind(id)
     .bind(micros(now))
     .fetch_one(&mut *tx)
     .await
     .db()?;
-    let ready: bool = r.try_get(0).db()?;
-    let max_attempts: i64 = r.try_get(1).db()?;
-    journal.step(
-        id,
-        c.task_id,
-        Some(c.status),
-        StepState::Pending,
-        now,
-        json!({"reason": "step retry", "max_attempts": max_attempts}),
-    );
-    journal.delta(c.task_id, 0, i64::from(ready), -1);
-    journal.events.work_available |= ready;
-    journal.flush(&mut tx, now).await?;
-    let row = get_in(&mut tx, id).await?;
-    tx.commit().await.db()?;
-    store.emit(journal.events);
-    Ok(row)
+    // The triggers revive a task in error once the step is ready; make sure
+    // it is pending even when the step still waits.
+    sqlx::query(
+        "UPDATE tasks SET status = 'pending', completed_at = NULL, updated_at = ?2
+         WHERE id = ?1 AND status = 'error'",
+    )
+    .bind(c.task_id)
+    .bind(micros(now))
+    .execute(&mut *tx)
+    .await
+    .db()?;
+    finish_manual(store, tx, id, &c, ready).await
 }

@@ -2,16 +2,15 @@
 
 use crate::SqliteStore;
 use crate::codec::{
-    hex, id_list, json_text, micros, step_state, task_cols, task_row, task_state, transition_row,
-    truncate,
+    hex, json_text, micros, task_cols, task_row, task_state, transition_row, truncate,
 };
-use crate::counters::Journal;
+use crate::effects::Events;
 use crate::error::DbResultExt;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::collections::{BTreeMap, HashMap};
-use tasker_core::{InvalidTransition, StepCounts, StepState, TaskState};
+use tasker_core::{InvalidTransition, StepCounts, TaskState};
 use tasker_store::{
     NewTask, Page, StoreError, StoreResult, StoreStats, TaskQuery, TaskRow, TaskSort, TaskUpdate,
     TransitionRow,
@@ -86,7 +85,7 @@ pub(crate) async fn create_many(
         roots += insert_chunk(&mut tx, chunk).await?;
     }
     tx.commit().await.db()?;
-    store.emit(crate::Events {
+    store.emit(Events {
         work_available: roots > 0,
         ..Default::default()
     });
@@ -125,8 +124,8 @@ async fn check_identities(conn: &mut SqliteConnection, tasks: &[NewTask]) -> Sto
     Ok(())
 }
 
-/// Inserts tasks, steps, edges and their first transitions in five
-/// statements. Returns the number of root steps (ready now).
+/// Inserts tasks, steps and edges in three statements (the triggers add the
+/// first transitions). Returns the number of root steps (ready now).
 async fn insert_chunk(conn: &mut SqliteConnection, tasks: &[NewTask]) -> StoreResult<usize> {
     let mut task_rows = Vec::with_capacity(tasks.len());
     let mut step_rows = Vec::new();
@@ -226,26 +225,7 @@ async fn insert_chunk(conn: &mut SqliteConnection, tasks: &[NewTask]) -> StoreRe
         .await
         .db()?;
     }
-    let ids = id_list(tasks.iter().map(|t| &t.id));
-    sqlx::query(
-        "INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata)
-         SELECT id, NULL, 'pending', created_at, '{}' FROM tasks
-         WHERE id IN (SELECT unhex(value) FROM json_each(?1))",
-    )
-    .bind(&ids)
-    .execute(&mut *conn)
-    .await
-    .db()?;
-    sqlx::query(
-        "INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata)
-         SELECT id, task_id, NULL, 'pending', created_at, '{}' FROM steps
-         WHERE task_id IN (SELECT unhex(value) FROM json_each(?1))
-         ORDER BY task_id, position",
-    )
-    .bind(&ids)
-    .execute(&mut *conn)
-    .await
-    .db()?;
+    // The first transitions (`→ pending`) are written by the insert triggers.
     Ok(roots_total)
 }
 
@@ -452,26 +432,6 @@ pub(crate) async fn update(
     }
 }
 
-/// Recomputes a task's counters from its steps (task-wide operations).
-pub(crate) async fn recount(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<(i64, i64, i64)> {
-    let r = sqlx::query(
-        "UPDATE tasks SET
-            steps_remaining = (SELECT COUNT(*) FROM steps s WHERE s.task_id = tasks.id
-                               AND s.status NOT IN ('complete', 'resolved_manually')),
-            steps_live = (SELECT COUNT(*) FROM steps s WHERE s.task_id = tasks.id
-                          AND (s.status = 'in_progress' OR s.ready_at IS NOT NULL)),
-            steps_blocked = (SELECT COUNT(*) FROM steps s WHERE s.task_id = tasks.id
-                             AND s.status IN ('error', 'cancelled'))
-         WHERE id = ?1
-         RETURNING steps_remaining, steps_live, steps_blocked",
-    )
-    .bind(id)
-    .fetch_one(&mut *conn)
-    .await
-    .db()?;
-    Ok((r.try_get(0).db()?, r.try_get(1).db()?, r.try_get(2).db()?))
-}
-
 pub(crate) async fn cancel(
     store: &SqliteStore,
     id: Uuid,
@@ -480,27 +440,16 @@ pub(crate) async fn cancel(
     let mut tx = store.begin().await?;
     let status = status_in(&mut tx, id).await?;
     status.check_transition(TaskState::Cancelled)?;
-    let mut journal = Journal::default();
-    let steps = sqlx::query(
-        "SELECT id, status FROM steps WHERE task_id = ?1 AND status IN ('pending', 'in_progress')
-         ORDER BY position",
+    // The task first: once it is cancelled, the finaliser leaves it alone
+    // while its steps are cancelled (and its counters move) below.
+    sqlx::query(
+        "UPDATE tasks SET status = 'cancelled', completed_at = ?2, updated_at = ?2 WHERE id = ?1",
     )
     .bind(id)
-    .fetch_all(&mut *tx)
+    .bind(micros(now))
+    .execute(&mut *tx)
     .await
     .db()?;
-    for r in &steps {
-        let step: Uuid = r.try_get(0).db()?;
-        let from = step_state(r.try_get(1).db()?)?;
-        journal.step(
-            step,
-            id,
-            Some(from),
-            StepState::Cancelled,
-            now,
-            json!({"reason": "task cancelled"}),
-        );
-    }
     sqlx::query(
         "UPDATE steps SET status = 'cancelled', ready_at = NULL, lease_owner = NULL,
                 lease_token = NULL, lease_expires_at = NULL, completed_at = ?2, updated_at = ?2
@@ -511,22 +460,13 @@ pub(crate) async fn cancel(
     .execute(&mut *tx)
     .await
     .db()?;
-    recount(&mut tx, id).await?;
-    sqlx::query(
-        "UPDATE tasks SET status = 'cancelled', completed_at = ?2, updated_at = ?2 WHERE id = ?1",
-    )
-    .bind(id)
-    .bind(micros(now))
-    .execute(&mut *tx)
-    .await
-    .db()?;
-    journal.task(id, Some(status), TaskState::Cancelled, now, json!({}));
-    journal.flush(&mut tx, now).await?;
     let row = get_in(&mut *tx, id).await?;
     tx.commit().await.db()?;
-    journal.events.changed.insert(id);
-    journal.events.finished.push(id);
-    store.emit(journal.events);
+    store.emit(Events {
+        changed: [id].into(),
+        finished: vec![id],
+        ..Default::default()
+    });
     Ok(row)
 }
 
@@ -547,59 +487,43 @@ pub(crate) async fn retry(
         }
         .into());
     }
-    let mut journal = Journal::default();
-    let failed = sqlx::query(
+    // Each failed step gets a fresh budget; the triggers move the counters
+    // and bring the task back to pending as soon as one is ready.
+    let ready: Vec<bool> = sqlx::query_scalar(
         "UPDATE steps SET status = 'pending',
                 max_attempts = attempts + MAX(retry_limit, 1),
                 ready_at = CASE WHEN remaining_parents = 0 THEN ?2 ELSE NULL END,
                 completed_at = NULL, updated_at = ?2
          WHERE task_id = ?1 AND status = 'error'
-         RETURNING id, ready_at IS NOT NULL, max_attempts",
+         RETURNING ready_at IS NOT NULL",
     )
     .bind(id)
     .bind(micros(now))
     .fetch_all(&mut *tx)
     .await
     .db()?;
-    if failed.is_empty() {
+    if ready.is_empty() {
         return Err(StoreError::Conflict(format!(
             "task {id} has no failed step to retry (cancelled steps stay cancelled)"
         )));
     }
-    for r in &failed {
-        let step: Uuid = r.try_get(0).db()?;
-        let ready: bool = r.try_get(1).db()?;
-        let max_attempts: i64 = r.try_get(2).db()?;
-        journal.events.work_available |= ready;
-        journal.step(
-            step,
-            id,
-            Some(StepState::Error),
-            StepState::Pending,
-            now,
-            json!({"reason": "task retry", "max_attempts": max_attempts}),
-        );
-    }
-    recount(&mut tx, id).await?;
+    // Pending even if no retried step can run yet.
     sqlx::query(
-        "UPDATE tasks SET status = 'pending', completed_at = NULL, updated_at = ?2 WHERE id = ?1",
+        "UPDATE tasks SET status = 'pending', completed_at = NULL, updated_at = ?2
+         WHERE id = ?1 AND status = 'error'",
     )
     .bind(id)
     .bind(micros(now))
     .execute(&mut *tx)
     .await
     .db()?;
-    journal.task(
-        id,
-        Some(status),
-        TaskState::Pending,
-        now,
-        json!({"reason": "retry"}),
-    );
-    journal.flush(&mut tx, now).await?;
     let row = get_in(&mut *tx, id).await?;
     tx.commit().await.db()?;
-    store.emit(journal.events);
+    store.emit(Events {
+        work_available: ready.contains(&true),
+        changed: [id].into(),
+        ..Default::default()
+    });
     Ok(row)
 }
 

@@ -4,14 +4,14 @@
 //! batch size; ids and per-row values travel as one JSON parameter.
 
 use crate::SqliteStore;
-use crate::codec::{hex, id_list, json, json_text, micros, time};
-use crate::counters::{Journal, unblock_children};
+use crate::codec::{hex, json, json_text, micros, time};
+use crate::effects::{Events, children_ready, finished_among};
 use crate::error::{DbResultExt, corrupt};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::collections::{HashMap, HashSet};
-use tasker_core::{HandlerSpec, StepState, TaskState};
+use tasker_core::HandlerSpec;
 use tasker_store::{
     ClaimParams, ClaimedStep, FinishReport, LeaseRef, OutcomeResult, StepOutcome, StoreResult,
 };
@@ -104,11 +104,13 @@ pub(crate) async fn claim(store: &SqliteStore, p: &ClaimParams) -> StoreResult<V
         // Nothing written: dropping the transaction rolls it back.
         return Ok(Vec::new());
     }
-    let now = micros(p.now);
     let leases: Vec<Value> = ids
         .iter()
         .map(|id| json!([hex(id).to_string(), hex(&Uuid::new_v4()).to_string()]))
         .collect();
+    // One statement: the triggers write the transitions and start pending
+    // tasks; RETURNING carries what the handler needs from the task and the
+    // parents' results (a JSON object by parent name).
     let rows = sqlx::query(
         "UPDATE steps SET status = 'in_progress', ready_at = NULL, attempts = attempts + 1,
                 last_attempted_at = ?2, lease_owner = ?3, lease_token = j.token,
@@ -117,36 +119,42 @@ pub(crate) async fn claim(store: &SqliteStore, p: &ClaimParams) -> StoreResult<V
          WHERE steps.id = j.id
          RETURNING steps.id, steps.task_id, steps.name, steps.handler_kind, steps.handler_config,
                    steps.inputs, steps.attempts, steps.max_attempts, steps.timeout_seconds,
-                   steps.lease_token",
+                   steps.lease_token,
+                   (SELECT json_array(t.namespace, t.name, t.version, json(t.context),
+                                      t.correlation_id)
+                    FROM tasks t WHERE t.id = steps.task_id),
+                   (SELECT json_group_object(p.name, json(p.results))
+                    FROM step_edges e JOIN steps p ON p.id = e.parent_id
+                    WHERE e.child_id = steps.id)",
     )
     .bind(Value::Array(leases).to_string())
-    .bind(now)
+    .bind(micros(p.now))
     .bind(&p.worker_id)
     .bind(micros(p.lease_until))
     .fetch_all(&mut *tx)
     .await
     .db()?;
+    tx.commit().await.db()?;
 
-    let mut journal = Journal::default();
-    let mut steps: HashMap<Uuid, ClaimedStep> = HashMap::with_capacity(rows.len());
-    let mut task_ids: Vec<Uuid> = Vec::new();
-    let mut seen: HashSet<Uuid> = HashSet::new();
     let lease_expires_at = crate::codec::truncate(p.lease_until);
+    let mut steps: HashMap<Uuid, ClaimedStep> = HashMap::with_capacity(rows.len());
+    let mut events = Events::default();
     for r in &rows {
         let step_id: Uuid = r.try_get(0).db()?;
         let task_id: Uuid = r.try_get(1).db()?;
-        let attempt: i32 = r.try_get(6).db()?;
-        journal.step(
-            step_id,
-            task_id,
-            Some(StepState::Pending),
-            StepState::InProgress,
-            p.now,
-            json!({"attempt": attempt, "worker": p.worker_id}),
-        );
-        if seen.insert(task_id) {
-            task_ids.push(task_id);
-        }
+        let task: Option<&str> = r.try_get(10).db()?;
+        let (namespace, task_name, version, context, correlation_id): TaskInfo =
+            serde_json::from_str(task.unwrap_or("null"))
+                .map_err(|e| corrupt(format!("task of step {step_id}: {e}")))?;
+        let parents: Option<&str> = r.try_get(11).db()?;
+        let parent_results = match parents {
+            Some(text) => match json(text)? {
+                Value::Object(map) => map,
+                _ => return Err(corrupt(format!("parent results of step {step_id}"))),
+            },
+            None => Map::new(),
+        };
+        events.changed.insert(task_id);
         steps.insert(
             step_id,
             ClaimedStep {
@@ -158,118 +166,33 @@ pub(crate) async fn claim(store: &SqliteStore, p: &ClaimParams) -> StoreResult<V
                     config: json(r.try_get(4).db()?)?,
                 },
                 inputs: json(r.try_get(5).db()?)?,
-                attempt,
+                attempt: r.try_get(6).db()?,
                 max_attempts: r.try_get(7).db()?,
                 timeout_seconds: r.try_get(8).db()?,
                 lease_token: r.try_get(9).db()?,
                 lease_expires_at,
-                namespace: String::new(),
-                task_name: String::new(),
-                version: String::new(),
-                context: Value::Null,
-                correlation_id: String::new(),
-                parent_results: Map::new(),
+                namespace,
+                task_name,
+                version,
+                context,
+                correlation_id,
+                parent_results,
             },
         );
     }
-    let tasks_json = id_list(&task_ids);
-
-    // Tasks still pending start now. (`+status`: look tasks up by id, never
-    // scan the status index, whose 'pending' range is the whole backlog.)
-    let started: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE tasks SET status = 'in_progress', updated_at = ?2
-         WHERE id IN (SELECT unhex(value) FROM json_each(?1)) AND +status = 'pending'
-         RETURNING id",
-    )
-    .bind(&tasks_json)
-    .bind(now)
-    .fetch_all(&mut *tx)
-    .await
-    .db()?;
-    for t in started {
-        journal.task(
-            t,
-            Some(TaskState::Pending),
-            TaskState::InProgress,
-            p.now,
-            json!({}),
-        );
-    }
-
-    // What the handlers need from their tasks, once per task.
-    let task_rows = sqlx::query(
-        "SELECT id, namespace, name, version, context, correlation_id FROM tasks
-         WHERE id IN (SELECT unhex(value) FROM json_each(?1))",
-    )
-    .bind(&tasks_json)
-    .fetch_all(&mut *tx)
-    .await
-    .db()?;
-    let mut tasks: HashMap<Uuid, (String, String, String, Value, String)> = HashMap::new();
-    for r in &task_rows {
-        tasks.insert(
-            r.try_get(0).db()?,
-            (
-                r.try_get(1).db()?,
-                r.try_get(2).db()?,
-                r.try_get(3).db()?,
-                json(r.try_get(4).db()?)?,
-                r.try_get(5).db()?,
-            ),
-        );
-    }
-
-    // Parents' results for the whole batch in one query.
-    let parents = sqlx::query(
-        "SELECT e.child_id, p.name, p.results FROM step_edges e JOIN steps p ON p.id = e.parent_id
-         WHERE e.child_id IN (SELECT unhex(value) FROM json_each(?1))",
-    )
-    .bind(id_list(&ids))
-    .fetch_all(&mut *tx)
-    .await
-    .db()?;
-    for r in &parents {
-        let child: Uuid = r.try_get(0).db()?;
-        let results: Option<&str> = r.try_get(2).db()?;
-        if let Some(step) = steps.get_mut(&child) {
-            step.parent_results.insert(
-                r.try_get(1).db()?,
-                results.map(json).transpose()?.unwrap_or(Value::Null),
-            );
-        }
-    }
-
-    journal.flush(&mut tx, p.now).await?;
-    tx.commit().await.db()?;
-    store.emit(journal.events);
-
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        let Some(mut step) = steps.remove(&id) else {
-            return Err(corrupt(format!("claimed step {id} was not updated")));
-        };
-        let Some((namespace, name, version, context, correlation_id)) = tasks.get(&step.task_id)
-        else {
-            return Err(corrupt(format!("step {id} has no task")));
-        };
-        step.namespace = namespace.clone();
-        step.task_name = name.clone();
-        step.version = version.clone();
-        step.context = context.clone();
-        step.correlation_id = correlation_id.clone();
-        out.push(step);
-    }
-    Ok(out)
+    store.emit(events);
+    // In claim order (oldest ready first).
+    ids.iter()
+        .map(|id| {
+            steps
+                .remove(id)
+                .ok_or_else(|| corrupt(format!("claimed step {id} was not updated")))
+        })
+        .collect()
 }
 
-/// The state of a step an outcome refers to.
-struct Held {
-    task_id: Uuid,
-    in_progress: bool,
-    token: Option<Uuid>,
-    attempts: i64,
-    owner: Option<String>,
-}
+/// `[namespace, name, version, context, correlation_id]` of a claimed step's task.
+type TaskInfo = (String, String, String, Value, String);
 
 pub(crate) async fn finish_many(
     store: &SqliteStore,
@@ -280,132 +203,96 @@ pub(crate) async fn finish_many(
     if outcomes.is_empty() {
         return Ok(report);
     }
+    // The same step twice in a batch: only the first counts.
+    let mut seen: HashSet<Uuid> = HashSet::with_capacity(outcomes.len());
+    let mut rows = Vec::with_capacity(outcomes.len());
+    let mut successes = Vec::new();
+    let at = micros(now);
+    for o in outcomes {
+        let id = o.lease.step_id;
+        if !seen.insert(id) {
+            continue;
+        }
+        let (status, results, error, ready_at) = match &o.result {
+            OutcomeResult::Success(results) => {
+                successes.push(id);
+                ("complete", results.clone(), Value::Null, None)
+            }
+            OutcomeResult::Failure { error, retry_at } => {
+                let error = serde_json::to_value(error)
+                    .map_err(|e| corrupt(format!("step error record: {e}")))?;
+                let status = if retry_at.is_some() {
+                    "pending"
+                } else {
+                    "error"
+                };
+                (status, Value::Null, error, retry_at.map(micros))
+            }
+        };
+        rows.push(json!([
+            hex(&id).to_string(),
+            hex(&o.lease.token).to_string(),
+            status,
+            results,
+            error,
+            ready_at
+        ]));
+    }
+
     let mut tx = store.begin().await?;
-    let rows = sqlx::query(
-        "SELECT id, task_id, status = 'in_progress', lease_token, attempts, lease_owner FROM steps
-         WHERE id IN (SELECT unhex(value) FROM json_each(?1))",
+    // Only steps still running under the presented lease change; the
+    // triggers write the transitions, unblock children, move the counters
+    // and finalise tasks.
+    let applied = sqlx::query(
+        "UPDATE steps SET
+            status = j.status,
+            results = CASE WHEN j.status = 'complete' THEN j.results END,
+            last_error = CASE WHEN j.status = 'complete' THEN steps.last_error ELSE j.error END,
+            ready_at = j.ready_at,
+            completed_at = CASE WHEN j.status = 'complete' THEN ?2 END,
+            updated_at = ?2,
+            lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+         FROM (SELECT unhex(value->>0) AS id, unhex(value->>1) AS token, value->>2 AS status,
+                      value->3 AS results, value->4 AS error, value->>5 AS ready_at
+               FROM json_each(?1)) AS j
+         WHERE steps.id = j.id AND steps.status = 'in_progress' AND steps.lease_token = j.token
+         RETURNING steps.id, steps.task_id, steps.ready_at",
     )
-    .bind(id_list(outcomes.iter().map(|o| &o.lease.step_id)))
+    .bind(Value::Array(rows).to_string())
+    .bind(at)
     .fetch_all(&mut *tx)
     .await
     .db()?;
-    let mut held: HashMap<Uuid, Held> = HashMap::with_capacity(rows.len());
-    for r in &rows {
-        held.insert(
-            r.try_get(0).db()?,
-            Held {
-                task_id: r.try_get(1).db()?,
-                in_progress: r.try_get(2).db()?,
-                token: r.try_get(3).db()?,
-                attempts: r.try_get(4).db()?,
-                owner: r.try_get(5).db()?,
-            },
-        );
-    }
 
-    let mut journal = Journal::default();
-    let mut applied: HashSet<Uuid> = HashSet::with_capacity(outcomes.len());
-    let mut successes = Vec::new();
-    let mut success_ids = Vec::new();
-    let mut failures = Vec::new();
-    let micros_now = micros(now);
-    for o in outcomes {
-        let id = o.lease.step_id;
-        let h = match held.get(&id) {
-            // The same step twice in a batch: only the first counts.
-            Some(h) if h.in_progress && h.token == Some(o.lease.token) && applied.insert(id) => h,
-            _ => {
-                report.lease_lost.push(id);
-                continue;
-            }
-        };
-        report.applied += 1;
-        let attempt = json!({"attempt": h.attempts, "worker": h.owner});
-        match &o.result {
-            OutcomeResult::Success(results) => {
-                successes.push(json!([hex(&id).to_string(), results]));
-                success_ids.push(id);
-                journal.step(
-                    id,
-                    h.task_id,
-                    Some(StepState::InProgress),
-                    StepState::Complete,
-                    now,
-                    attempt,
-                );
-                journal.delta(h.task_id, -1, -1, 0);
-            }
-            OutcomeResult::Failure { error, retry_at } => {
-                let error_json = serde_json::to_value(error)
-                    .map_err(|e| corrupt(format!("step error record: {e}")))?;
-                let retry = retry_at.map(micros);
-                failures.push(json!([hex(&id).to_string(), error_json.clone(), retry]));
-                let mut meta = attempt;
-                meta["error"] = error_json;
-                journal.step(
-                    id,
-                    h.task_id,
-                    Some(StepState::InProgress),
-                    StepState::Error,
-                    now,
-                    meta,
-                );
-                match retry_at {
-                    Some(at) => {
-                        journal.step(
-                            id,
-                            h.task_id,
-                            Some(StepState::Error),
-                            StepState::Pending,
-                            now,
-                            json!({"attempt": h.attempts, "retry_at": at.to_rfc3339()}),
-                        );
-                        // Still live (now as a scheduled retry): counters unchanged.
-                        journal.delta(h.task_id, 0, 0, 0);
-                        if micros(*at) <= micros_now {
-                            report.newly_ready += 1;
-                            journal.events.work_available = true;
-                        }
-                    }
-                    None => journal.delta(h.task_id, 0, -1, 1),
-                }
-            }
+    let mut done: HashSet<Uuid> = HashSet::with_capacity(applied.len());
+    let mut events = Events::default();
+    for r in &applied {
+        let id: Uuid = r.try_get(0).db()?;
+        let task: Uuid = r.try_get(1).db()?;
+        let ready_at: Option<i64> = r.try_get(2).db()?;
+        done.insert(id);
+        events.changed.insert(task);
+        // A retry due now (a completed step has no ready_at).
+        if ready_at.is_some_and(|t| t <= at) {
+            report.newly_ready += 1;
         }
     }
-
-    if !successes.is_empty() {
-        sqlx::query(
-            "UPDATE steps SET status = 'complete', results = j.results, completed_at = ?2,
-                    updated_at = ?2, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-             FROM (SELECT unhex(value->>0) AS id, value->1 AS results FROM json_each(?1)) AS j
-             WHERE steps.id = j.id",
-        )
-        .bind(Value::Array(successes).to_string())
-        .bind(micros_now)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-    }
-    if !failures.is_empty() {
-        sqlx::query(
-            "UPDATE steps SET status = CASE WHEN j.retry_at IS NULL THEN 'error' ELSE 'pending' END,
-                    ready_at = j.retry_at, last_error = j.error, updated_at = ?2,
-                    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-             FROM (SELECT unhex(value->>0) AS id, value->1 AS error, value->>2 AS retry_at
-                   FROM json_each(?1)) AS j
-             WHERE steps.id = j.id",
-        )
-        .bind(Value::Array(failures).to_string())
-        .bind(micros_now)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-    }
-    report.newly_ready += unblock_children(&mut tx, &mut journal, &success_ids, now).await?;
-    journal.flush(&mut tx, now).await?;
+    report.applied = applied.len() as u64;
+    successes.retain(|id| done.contains(id));
+    report.newly_ready += children_ready(&mut tx, &successes).await?;
+    report.finished_tasks = finished_among(&mut tx, &events.changed).await?;
     tx.commit().await.db()?;
-    report.finished_tasks = std::mem::take(&mut journal.finished);
-    store.emit(journal.events);
+
+    // Lost: every outcome not applied, in batch order.
+    let mut first = HashSet::new();
+    report.lease_lost = outcomes
+        .iter()
+        .map(|o| o.lease.step_id)
+        .filter(|id| !done.contains(id) || !first.insert(*id))
+        .collect();
+    events.work_available = report.newly_ready > 0;
+    events.finished = report.finished_tasks.iter().map(|(id, _)| *id).collect();
+    store.emit(events);
     Ok(report)
 }
 
@@ -452,10 +339,18 @@ pub(crate) async fn rescue_expired(
         return Ok(0);
     }
     let mut tx = store.begin().await?;
+    // With attempts left: back to pending, ready now (the triggers write
+    // in_progress → error → pending). Without: error, and the task may end.
     let rows = sqlx::query(
-        "SELECT id, task_id, attempts, max_attempts, lease_owner FROM steps
-         WHERE status = 'in_progress' AND lease_expires_at < ?1
-         ORDER BY lease_expires_at LIMIT ?2",
+        "UPDATE steps SET
+            status = CASE WHEN attempts < max_attempts THEN 'pending' ELSE 'error' END,
+            ready_at = CASE WHEN attempts < max_attempts THEN ?1 END,
+            last_error = json_object('message', 'lease expired before the step finished',
+                                     'kind', 'lease_expired', 'attempt', attempts),
+            lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = ?1
+         WHERE id IN (SELECT id FROM steps WHERE status = 'in_progress' AND lease_expires_at < ?1
+                      ORDER BY lease_expires_at LIMIT ?2)
+         RETURNING task_id, status = 'pending'",
     )
     .bind(micros(now))
     .bind(i64::from(limit))
@@ -465,67 +360,19 @@ pub(crate) async fn rescue_expired(
     if rows.is_empty() {
         return Ok(0);
     }
-    let mut journal = Journal::default();
-    let mut retry = Vec::new();
-    let mut fail = Vec::new();
+    let mut events = Events::default();
     for r in &rows {
-        let id: Uuid = r.try_get(0).db()?;
-        let task: Uuid = r.try_get(1).db()?;
-        let attempts: i64 = r.try_get(2).db()?;
-        let max_attempts: i64 = r.try_get(3).db()?;
-        let owner: Option<String> = r.try_get(4).db()?;
-        let meta = json!({"kind": "lease_expired", "attempt": attempts, "worker": owner});
-        journal.step(
-            id,
-            task,
-            Some(StepState::InProgress),
-            StepState::Error,
-            now,
-            meta,
-        );
-        if attempts < max_attempts {
-            journal.step(
-                id,
-                task,
-                Some(StepState::Error),
-                StepState::Pending,
-                now,
-                json!({"kind": "lease_expired", "attempt": attempts}),
-            );
-            journal.delta(task, 0, 0, 0);
-            retry.push(id);
-        } else {
-            journal.delta(task, 0, -1, 1);
-            fail.push(id);
-        }
+        events.changed.insert(r.try_get(0).db()?);
+        let retried: bool = r.try_get(1).db()?;
+        events.work_available |= retried;
     }
-    if !retry.is_empty() {
-        journal.events.work_available = true;
-    }
-    // The two groups differ only in the target state.
-    for (ids, to_pending) in [(&retry, true), (&fail, false)] {
-        if ids.is_empty() {
-            continue;
-        }
-        sqlx::query(
-            "UPDATE steps SET
-                status = CASE WHEN ?3 THEN 'pending' ELSE 'error' END,
-                ready_at = CASE WHEN ?3 THEN ?2 ELSE NULL END,
-                last_error = json_object('message', 'lease expired before the step finished',
-                                         'kind', 'lease_expired', 'attempt', attempts),
-                lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = ?2
-             WHERE id IN (SELECT unhex(value) FROM json_each(?1))",
-        )
-        .bind(id_list(ids.iter()))
-        .bind(micros(now))
-        .bind(to_pending)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-    }
-    journal.flush(&mut tx, now).await?;
+    events.finished = finished_among(&mut tx, &events.changed)
+        .await?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
     tx.commit().await.db()?;
-    store.emit(journal.events);
+    store.emit(events);
     Ok(rows.len() as u64)
 }
 

@@ -115,6 +115,7 @@ async fn serial_call_costs() {
     }
     let (mut claim_t, mut finish_t) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
     let mut ran = 0;
+    let cpu_before = cpu_seconds();
     loop {
         let t = Instant::now();
         let got = store.step_claim(&params("w", BATCH, at(1))).await.unwrap();
@@ -131,6 +132,11 @@ async fn serial_call_costs() {
         store.step_finish_many(&outcomes, at(1)).await.unwrap();
         finish_t += t.elapsed();
     }
+    let cpu = cpu_seconds() - cpu_before;
+    println!(
+        "serial: claim+finish used {cpu:.2} s of CPU ({:.0} µs per step)",
+        cpu * 1e6 / ran as f64
+    );
     let calls = ran / BATCH as usize;
     println!(
         "serial: {ran} steps; claim {claim_t:?} ({:?}/call), finish {finish_t:?} ({:?}/call); {:.0} steps/s",
@@ -138,4 +144,23 @@ async fn serial_call_costs() {
         finish_t / calls as u32,
         ran as f64 / (claim_t + finish_t).as_secs_f64()
     );
+}
+
+/// CPU time (user + system) of this process so far, from /proc (Linux only;
+/// 0 elsewhere).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces) end with ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    (ticks(11) + ticks(12)) / 100.0
 }

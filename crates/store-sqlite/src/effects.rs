@@ -1,0 +1,84 @@
+//! What a write caused, read back inside its transaction.
+//!
+//! The schema's triggers (`migrations/*_triggers.sql`) write the transition
+//! rows, unblock children, keep the task counters and finalise tasks inside
+//! the statement that changed a step. The writer then only needs to learn
+//! what happened, for its report and its events.
+
+use crate::codec::{id_list, task_state};
+use crate::error::DbResultExt;
+use sqlx::{Row, SqliteConnection};
+use std::collections::BTreeSet;
+use tasker_core::TaskState;
+use tasker_store::StoreResult;
+use uuid::Uuid;
+
+/// What a committed write announces.
+#[derive(Debug, Default)]
+pub(crate) struct Events {
+    /// Steps became claimable now.
+    pub work_available: bool,
+    /// Tasks whose steps changed.
+    pub changed: BTreeSet<Uuid>,
+    /// Tasks that reached a final state.
+    pub finished: Vec<Uuid>,
+}
+
+/// Tasks among `ids` now in a final state. Called after a write that only
+/// touched open tasks (its steps were running), these are the tasks it
+/// finished.
+pub(crate) async fn finished_among(
+    conn: &mut SqliteConnection,
+    ids: &BTreeSet<Uuid>,
+) -> StoreResult<Vec<(Uuid, TaskState)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT id, status FROM tasks
+         WHERE id IN (SELECT unhex(value) FROM json_each(?1))
+           AND +status IN ('complete', 'error', 'cancelled', 'resolved_manually')",
+    )
+    .bind(id_list(ids))
+    .fetch_all(&mut *conn)
+    .await
+    .db()?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0).db()?, task_state(r.try_get(1).db()?)?)))
+        .collect()
+}
+
+/// How many children of `parents` are ready. Called right after those
+/// parents became done, these are the children that write unblocked: a
+/// child with an unfinished parent is never ready, so none was before.
+pub(crate) async fn children_ready(
+    conn: &mut SqliteConnection,
+    parents: &[Uuid],
+) -> StoreResult<u64> {
+    if parents.is_empty() {
+        return Ok(0);
+    }
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(DISTINCT c.id) FROM step_edges e JOIN steps c ON c.id = e.child_id
+         WHERE e.parent_id IN (SELECT unhex(value) FROM json_each(?1))
+           AND c.ready_at IS NOT NULL",
+    )
+    .bind(id_list(parents))
+    .fetch_one(&mut *conn)
+    .await
+    .db()?;
+    Ok(n.max(0) as u64)
+}
+
+/// The status of a task, inside a transaction.
+pub(crate) async fn task_status(
+    conn: &mut SqliteConnection,
+    id: Uuid,
+) -> StoreResult<Option<TaskState>> {
+    let s: Option<String> = sqlx::query_scalar("SELECT status FROM tasks WHERE id = ?1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .db()?;
+    s.map(|s| task_state(&s)).transpose()
+}
