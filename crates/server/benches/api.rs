@@ -61,10 +61,23 @@ fn main() {
                 .map(|n| n.get())
                 .unwrap_or(1)
         );
-        handler_discovery().await;
-        analysis().await;
-        creation("sqlite", common::sqlite().await).await;
-        creation("postgres", common::postgres().await).await;
+        // `cargo bench -p tasker-server --bench api -- creation` runs one group.
+        let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+        let run = |group: &str| only.as_deref().is_none_or(|o| group == o);
+        if run("handlers") {
+            handler_discovery().await;
+        }
+        if run("analysis") {
+            analysis().await;
+        }
+        if run("stored") {
+            stored_analysis("sqlite", common::sqlite().await).await;
+            stored_analysis("postgres", common::postgres().await).await;
+        }
+        if run("creation") {
+            creation("sqlite", common::sqlite().await).await;
+            creation("postgres", common::postgres().await).await;
+        }
     });
 }
 
@@ -222,10 +235,12 @@ async fn analysis() {
             v,
         );
     }
+}
 
-    // A real 1,000-step task (fan-out/fan-in) in SQLite: rows → snapshots →
-    // analysis, then the cached path, then the whole HTTP request.
-    let db = common::sqlite().await;
+/// A stored 1,000-step fan-out/fan-in task: rows → snapshots → analysis,
+/// the cached path, and the whole HTTP request.
+async fn stored_analysis(backend: &str, db: common::Db) {
+    let w = DependencyGraphWeights::default();
     let middle = 998;
     let mut y = String::from(
         "name: fanout\nnamespace: bench\nstep_templates:\n  - name: root\n    handler: { kind: noop }\n",
@@ -262,7 +277,9 @@ async fn analysis() {
         std::hint::black_box(a);
     }
     report(
-        "analysis: uncached, stored 1,000-step fan-out task (rows -> snapshots -> analyze)",
+        &format!(
+            "stored ({backend}): uncached, stored 1,000-step fan-out task (rows -> snapshots -> analyze)"
+        ),
         v,
     );
     let cache = AnalysisCache::new(db.store.as_ref(), 100, Duration::from_secs(300));
@@ -277,7 +294,7 @@ async fn analysis() {
         std::hint::black_box(a);
     }
     report(
-        "analysis: cached lookup (fingerprint of 1,000 rows + cache hit)",
+        &format!("stored ({backend}): cached lookup (fingerprint of 1,000 rows + cache hit)"),
         v,
     );
 
@@ -289,7 +306,7 @@ async fn analysis() {
         std::hint::black_box(rows);
     }
     report(
-        "analysis: reading the 1,000 step rows (Store::step_list), SQLite",
+        &format!("stored ({backend}): reading the 1,000 step rows (Store::step_list)"),
         v,
     );
     let mut v = Vec::new();
@@ -300,7 +317,10 @@ async fn analysis() {
         v.push(t.elapsed().as_secs_f64() * 1000.0);
         std::hint::black_box(json);
     }
-    report("analysis: 1,000 step views built and serialised", v);
+    report(
+        &format!("stored ({backend}): 1,000 step views built and serialised"),
+        v,
+    );
     let (a, _) = cache.get_or_compute(task.id, &rows, now, &w).await.unwrap();
     let mut v = Vec::new();
     for _ in 0..50 {
@@ -309,7 +329,10 @@ async fn analysis() {
         v.push(t.elapsed().as_secs_f64() * 1000.0);
         std::hint::black_box(json);
     }
-    report("analysis: serialising the 1,000-step analysis", v);
+    report(
+        &format!("stored ({backend}): serialising the 1,000-step analysis"),
+        v,
+    );
     let state = AppState::new(tasker.clone(), ServerConfig::default());
     let app = tasker_server::app(state);
     let uri = format!("/tasker/tasks/{}?include_dependencies=true", task.id);
@@ -319,7 +342,7 @@ async fn analysis() {
         v.push(get(&app, &plain).await);
     }
     report(
-        "analysis: GET /tasker/tasks/{id} (1,000 steps, no analysis), SQLite",
+        &format!("stored ({backend}): GET /tasker/tasks/{{id}} (1,000 steps, no analysis)"),
         v,
     );
     let mut v = Vec::new();
@@ -327,9 +350,43 @@ async fn analysis() {
         v.push(get(&app, &uri).await);
     }
     report(
-        "analysis: GET /tasker/tasks/{id}?include_dependencies=true (1,000 steps, cached), SQLite",
+        &format!(
+            "stored ({backend}): GET /tasker/tasks/{{id}}?include_dependencies=true (1,000 steps, cached)"
+        ),
         v,
     );
+
+    // A freshly created PostgreSQL database has no planner statistics until
+    // autovacuum's ANALYZE runs; measure again in the steady state.
+    if let common::Guard::Postgres(pg) = &db.guard {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&pg.url).await.unwrap();
+        sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
+        let _ = conn.close().await;
+        let mut v = Vec::new();
+        for _ in 0..50 {
+            let t = Instant::now();
+            let rows = tasker.task_steps(task.id).await.unwrap();
+            v.push(t.elapsed().as_secs_f64() * 1000.0);
+            std::hint::black_box(rows);
+        }
+        report(
+            &format!(
+                "stored ({backend}, after ANALYZE): reading the 1,000 step rows (Store::step_list)"
+            ),
+            v,
+        );
+        let mut v = Vec::new();
+        for _ in 0..100 {
+            v.push(get(&app, &uri).await);
+        }
+        report(
+            &format!(
+                "stored ({backend}, after ANALYZE): GET /tasker/tasks/{{id}}?include_dependencies=true (1,000 steps, cached)"
+            ),
+            v,
+        );
+    }
 }
 
 /// A minimal HTTP/1.1 client over one keep-alive connection, so the figures

@@ -43,7 +43,7 @@ impl Default for ServerConfig {
             body_limit_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             max_page_size: 100,
-            default_page_size: 20,
+            default_page_size: 25,
             ready_timeout: Duration::from_millis(80),
             analysis_cache_capacity: 1_000,
             analysis_cache_ttl: Duration::from_secs(300),

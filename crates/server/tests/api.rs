@@ -286,7 +286,7 @@ async fn tasks_list_filters_sorting_paging(db: Db) {
     let r = h.get("/tasker/tasks").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json["pagination"]["total"], 4);
-    assert_eq!(r.json["pagination"]["limit"], 20);
+    assert_eq!(r.json["pagination"]["limit"], 25);
     assert_eq!(r.json["pagination"]["has_more"], false);
     // Newest first by default.
     assert_eq!(r.json["tasks"][0]["name"], "report");

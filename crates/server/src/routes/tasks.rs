@@ -103,7 +103,7 @@ pub enum SortOrder {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListTasksQuery {
-    /// Page size, 1 to the server's maximum (default 20, maximum 100 unless configured).
+    /// Page size, 1 to the server's maximum (defaults: 25 per page, at most 100; configurable).
     pub limit: Option<u32>,
     /// Rows to skip (default 0).
     pub offset: Option<u32>,
