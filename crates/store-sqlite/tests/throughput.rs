@@ -164,3 +164,46 @@ fn cpu_seconds() -> f64 {
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
     (ticks(11) + ticks(12)) / 100.0
 }
+
+/// The engine's throughput scenario without the engine: 10,000 single-step
+/// tasks, claimed 256 at a time, each batch finished in one call (every
+/// outcome completes a task).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn single_step_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::connect(dir.path().join("bench.db").to_str().unwrap())
+            .await
+            .unwrap(),
+    );
+    let tasks: Vec<_> = (0..10_000)
+        .map(|_| new_task(Shape::Single, at(0)))
+        .collect();
+    for chunk in tasks.chunks(1000) {
+        store.task_create_many(chunk.to_vec()).await.unwrap();
+    }
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let mut ran = 0;
+    loop {
+        let got = store.step_claim(&params("w", 256, at(1))).await.unwrap();
+        if got.is_empty() {
+            break;
+        }
+        ran += got.len();
+        let outcomes: Vec<_> = got
+            .iter()
+            .map(|c| success(c, serde_json::json!(null)))
+            .collect();
+        let r = store.step_finish_many(&outcomes, at(1)).await.unwrap();
+        assert_eq!(r.finished_tasks.len(), got.len());
+    }
+    let wall = started.elapsed();
+    let cpu = cpu_seconds() - cpu_before;
+    println!(
+        "single-step: {ran} tasks in {wall:?} ({:.0} steps/s), {cpu:.2} s CPU ({:.0} µs per step)",
+        ran as f64 / wall.as_secs_f64(),
+        cpu * 1e6 / ran as f64
+    );
+}
