@@ -35,6 +35,11 @@ pub enum EngineError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The step's lease expired or was revoked (rescued, cancelled, finished): the result is rejected.
+    #[error(
+        "the lease on step {0} is no longer held (it expired, or the step was rescued, cancelled or finished)"
+    )]
+    LeaseLost(uuid::Uuid),
     /// Waiting for a task took too long.
     #[error("timed out waiting for task {0}")]
     WaitTimeout(uuid::Uuid),

@@ -8,6 +8,8 @@
 //! | [`handler`] | the [`StepHandler`] trait, [`StepContext`], [`StepError`], the registry of kinds |
 //! | [`handlers`] | built-in kinds: `noop`, `sleep`, `command`, `http` |
 //! | `worker` | claimer, executor, completer, heartbeat, rescuer ([`WorkerHandle`]) |
+//! | [`external`] | external workers: claim with long polling, heartbeat, complete, fail |
+//! | [`retry`] | the retry decision shared by in-process and external handlers |
 //! | [`config`] | [`EngineConfig`] |
 //! | [`templates`] | loading template files and directories |
 //! | [`clock`] | injectable time |
@@ -27,8 +29,10 @@
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod external;
 pub mod handler;
 pub mod handlers;
+pub mod retry;
 pub mod service;
 pub mod templates;
 mod worker;

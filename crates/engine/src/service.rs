@@ -223,6 +223,11 @@ impl Tasker {
         &self.inner.handlers
     }
 
+    /// The service's clock.
+    pub fn clock(&self) -> &dyn Clock {
+        self.inner.clock.as_ref()
+    }
+
     /// The current time per the service's clock.
     pub fn now(&self) -> DateTime<Utc> {
         self.inner.clock.now()

@@ -130,26 +130,17 @@ async fn call_handler(inner: &Inner, step: &ClaimedStep) -> (Result<Value, StepE
     }
 }
 
-/// When to try again, or None when this was the last allowed attempt or the
-/// error is permanent.
 fn retry_at(
     inner: &Inner,
     step: &ClaimedStep,
     error: &StepError,
 ) -> Option<chrono::DateTime<chrono::Utc>> {
-    let StepError::Retryable { retry_after, .. } = error else {
-        return None;
-    };
-    if step.attempt >= step.max_attempts {
-        return None;
-    }
-    let policy = &inner.config.backoff;
-    let delay = match retry_after {
-        Some(d) => policy.requested(*d),
-        None => {
-            let (hi, lo) = step.step_id.as_u64_pair();
-            policy.delay(step.attempt.max(1) as u32, hi ^ lo)
-        }
-    };
-    Some(inner.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default())
+    crate::retry::retry_at(
+        &inner.config.backoff,
+        inner.clock.as_ref(),
+        step.step_id,
+        step.attempt,
+        step.max_attempts,
+        error,
+    )
 }
