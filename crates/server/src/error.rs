@@ -282,6 +282,10 @@ impl From<EngineError> for ApiError {
             .detail("namespace", json!(namespace))
             .detail("name", json!(name))
             .detail("version", json!(version)),
+            EngineError::LeaseLost(step) => {
+                ApiError::conflict("lease_lost", EngineError::LeaseLost(step).to_string())
+                    .detail("step_id", json!(step))
+            }
             other => ApiError::internal(other.to_string()),
         }
     }
