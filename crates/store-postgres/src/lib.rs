@@ -16,6 +16,7 @@
 //! | `settle` | task counters and the finaliser, shared by every write |
 //! | `events` | NOTIFY, the listener, in-process broadcast |
 //! | `error` | `sqlx::Error` → [`StoreError`], transaction retries |
+//! | `explain` | the plans of the hot path ([`PgStore::explain_hot_path`]) |
 //!
 //! Requires PostgreSQL 13 or later (`gen_random_uuid()`,
 //! `hashtextextended`). The schema (`migrations/`) uses `uuid`, `jsonb`,
@@ -119,11 +120,13 @@ mod create;
 mod decode;
 mod error;
 mod events;
+mod explain;
 mod read;
 mod settle;
 mod work;
 
 pub use events::{TASK_CHANNEL, WORK_CHANNEL};
+pub use explain::PlanKind;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -214,9 +217,11 @@ impl PgStore {
     /// Connects, optionally migrates, and starts the notification listener.
     /// Must be called inside a tokio runtime.
     pub async fn connect_with(url: &str, options: PgOptions) -> StoreResult<PgStore> {
-        let connect_options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Internal(format!("invalid PostgreSQL URL: {e}")))?
-            .application_name("tasker");
+        let mut connect_options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Internal(format!("invalid PostgreSQL URL: {e}")))?;
+        if connect_options.get_application_name().is_none() {
+            connect_options = connect_options.application_name("tasker");
+        }
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .min_connections(options.min_connections.min(options.max_connections.max(1)))

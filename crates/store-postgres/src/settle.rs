@@ -89,18 +89,40 @@ fn finaliser_metadata(path: &[TaskState]) -> Value {
     }
 }
 
+/// Locks tasks in id order and reads their status and counters.
+pub(crate) const LOCK_TASKS_SQL: &str = "SELECT id, status, steps_remaining, steps_live, steps_blocked FROM tasks \
+     WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE";
+
+/// Writes counters, statuses and transitions of many tasks, and queues the
+/// transaction's NOTIFYs (`$12` work?, `$13` origin, `$14` finished payloads).
+pub(crate) const WRITE_TASKS_SQL: &str = "WITH u AS ( \
+             SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::int[]) \
+                 AS u(id, remaining, live, blocked, status, completed) \
+         ), upd AS ( \
+             UPDATE tasks t SET steps_remaining = u.remaining, steps_live = u.live, \
+                 steps_blocked = u.blocked, status = u.status, updated_at = $7, \
+                 completed_at = CASE u.completed WHEN 1 THEN $7 WHEN 0 THEN NULL ELSE t.completed_at END \
+             FROM u WHERE t.id = u.id \
+             RETURNING t.id \
+         ), tr AS ( \
+             INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata) \
+             SELECT x.id, x.f, x.t, $7, x.m \
+             FROM UNNEST($8::uuid[], $9::text[], $10::text[], $11::jsonb[]) WITH ORDINALITY AS x(id, f, t, m, ord) \
+             ORDER BY x.ord \
+         ) \
+         SELECT (SELECT count(*) FROM upd) AS updated, \
+                (SELECT count(pg_notify('tasker_work', $13)) WHERE $12) AS w, \
+                (SELECT count(pg_notify('tasker_task', p)) FROM UNNEST($14::text[]) AS p) AS f";
+
 /// Locks the task rows in id order and reads their status and counters.
 pub(crate) async fn lock_tasks(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> Result<BTreeMap<Uuid, TaskCounters>, TxError> {
-    let rows = sqlx::query(
-        "SELECT id, status, steps_remaining, steps_live, steps_blocked FROM tasks \
-         WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
-    )
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = sqlx::query(LOCK_TASKS_SQL)
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut out = BTreeMap::new();
     for r in rows {
         out.insert(
@@ -224,42 +246,27 @@ pub(crate) async fn write_tasks(
     }
     // The transitions are inserted in array order (ORDER BY ordinality), so
     // ids ascend along each path.
-    sqlx::query(
-        "WITH u AS ( \
-             SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::int[]) \
-                 AS u(id, remaining, live, blocked, status, completed) \
-         ), upd AS ( \
-             UPDATE tasks t SET steps_remaining = u.remaining, steps_live = u.live, \
-                 steps_blocked = u.blocked, status = u.status, updated_at = $7, \
-                 completed_at = CASE u.completed WHEN 1 THEN $7 WHEN 0 THEN NULL ELSE t.completed_at END \
-             FROM u WHERE t.id = u.id \
-             RETURNING t.id \
-         ), tr AS ( \
-             INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata) \
-             SELECT x.id, x.f, x.t, $7, x.m \
-             FROM UNNEST($8::uuid[], $9::text[], $10::text[], $11::jsonb[]) WITH ORDINALITY AS x(id, f, t, m, ord) \
-             ORDER BY x.ord \
-         ) \
-         SELECT (SELECT count(*) FROM upd) AS updated, \
-                (SELECT count(pg_notify('tasker_work', $13)) WHERE $12) AS w, \
-                (SELECT count(pg_notify('tasker_task', p)) FROM UNNEST($14::text[]) AS p) AS f",
-    )
-    .bind(&ids)
-    .bind(&rem)
-    .bind(&live)
-    .bind(&blk)
-    .bind(&status)
-    .bind(&completed)
-    .bind(now)
-    .bind(&tr_id)
-    .bind(&tr_from)
-    .bind(&tr_to)
-    .bind(&tr_meta)
-    .bind(emit.work && !emit.notified)
-    .bind(origin)
-    .bind(if emit.notified { Vec::new() } else { emit.finished_payloads() })
-    .fetch_one(&mut *conn)
-    .await?;
+    sqlx::query(WRITE_TASKS_SQL)
+        .bind(&ids)
+        .bind(&rem)
+        .bind(&live)
+        .bind(&blk)
+        .bind(&status)
+        .bind(&completed)
+        .bind(now)
+        .bind(&tr_id)
+        .bind(&tr_from)
+        .bind(&tr_to)
+        .bind(&tr_meta)
+        .bind(emit.work && !emit.notified)
+        .bind(origin)
+        .bind(if emit.notified {
+            Vec::new()
+        } else {
+            emit.finished_payloads()
+        })
+        .fetch_one(&mut *conn)
+        .await?;
     emit.notified = true;
     Ok(finished)
 }

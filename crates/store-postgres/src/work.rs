@@ -11,34 +11,41 @@ use crate::events::{Emit, notify};
 use crate::settle::{Delta, settle};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{AssertSqlSafe, PgConnection, Row};
+use sqlx::{PgConnection, Row};
 use std::collections::{BTreeMap, HashSet};
+use std::sync::LazyLock;
 use tasker_store::{ClaimParams, ClaimedStep, FinishReport, LeaseRef, OutcomeResult, StepOutcome};
 use uuid::Uuid;
 
-/// Shared tail of both claim statements: `pick(id, ready_at)` names the rows
-/// to claim, already locked.
+/// Shared tail of every claim statement: `pick(id, ready_at)` names the
+/// rows to claim, already locked.
 ///
-/// `start_lock` finds the claimed steps' tasks by primary key; the status
-/// test is written `(…) IS TRUE` so that it cannot be used as an index
-/// condition on `tasks (status, created_at)`: with stale statistics after a
-/// burst of new tasks, the planner could otherwise scan every pending task
-/// on each claim instead of at most `limit` primary-key probes.
-macro_rules! claim_tail {
-    ($scanned:literal) => {
-        concat!(
-            "claimed AS ( \
+/// Every table is reached by primary key whatever the planner believes
+/// about the batch size (in a generic plan `LIMIT $5` is guessed as 10% of
+/// the frontier, enough to make a hash join over the whole table look
+/// cheap): rows are looked up with `id = ANY (ARRAY(SELECT …))`, and the
+/// tasks through a `LATERAL … OFFSET 0` probe that the planner cannot turn
+/// into a join. `start_lock` writes its status test `(…) IS TRUE` so that it
+/// cannot be used as an index condition on `tasks (status, created_at)`:
+/// with stale statistics after a burst of new tasks, the planner could
+/// otherwise scan every pending task on each claim instead of at most
+/// `limit` primary-key probes.
+fn claim_tail(scanned: &str) -> String {
+    format!(
+        "claimed AS ( \
              UPDATE steps s SET status = 'in_progress', ready_at = NULL, attempts = s.attempts + 1, \
                  last_attempted_at = $1, lease_owner = $6, lease_token = gen_random_uuid(), \
                  lease_expires_at = $7, updated_at = $1 \
-             FROM pick WHERE s.id = pick.id \
+             WHERE s.id = ANY (ARRAY(SELECT id FROM pick)) \
              RETURNING s.id, s.task_id, s.name, s.handler_kind, s.handler_config, s.inputs, s.attempts, \
-                 s.max_attempts, s.timeout_seconds, s.lease_token, s.lease_expires_at, pick.ready_at AS was_ready_at \
+                 s.max_attempts, s.timeout_seconds, s.lease_token, s.lease_expires_at \
+         ), ordered AS ( \
+             SELECT c.*, p.ready_at AS was_ready_at FROM claimed c JOIN pick p ON p.id = c.id \
          ), step_tr AS ( \
              INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata) \
              SELECT id, task_id, 'pending', 'in_progress', $1, \
                     jsonb_build_object('attempt', attempts, 'worker', $6::text) \
-             FROM claimed ORDER BY was_ready_at, id \
+             FROM ordered ORDER BY was_ready_at, id \
          ), start_lock AS ( \
              SELECT t.id FROM tasks t \
              WHERE t.id = ANY (ARRAY(SELECT DISTINCT task_id FROM claimed)) \
@@ -46,81 +53,149 @@ macro_rules! claim_tail {
              ORDER BY t.id FOR NO KEY UPDATE \
          ), started AS ( \
              UPDATE tasks t SET status = 'in_progress', updated_at = $1 \
-             FROM start_lock l WHERE t.id = l.id \
+             WHERE t.id = ANY (ARRAY(SELECT id FROM start_lock)) \
              RETURNING t.id \
          ), task_tr AS ( \
              INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata) \
              SELECT id, 'pending', 'in_progress', $1, jsonb_build_object('worker', $6::text) FROM started \
          ) \
-         SELECT c.id, c.task_id, c.name, c.handler_kind, c.handler_config, c.inputs, c.attempts, \
-                c.max_attempts, c.timeout_seconds, c.lease_token, c.lease_expires_at, \
-                t.namespace, t.name AS task_name, t.version, t.context, t.correlation_id, \
+         SELECT o.id, o.task_id, o.name, o.handler_kind, o.handler_config, o.inputs, o.attempts, \
+                o.max_attempts, o.timeout_seconds, o.lease_token, o.lease_expires_at, \
+                t.namespace, t.task_name, t.version, t.context, t.correlation_id, \
                 (SELECT jsonb_object_agg(p.name, COALESCE(p.results, 'null'::jsonb)) \
                  FROM step_edges e JOIN steps p ON p.id = e.parent_id \
-                 WHERE e.child_id = c.id) AS parent_results, ",
-            $scanned,
-            " AS scanned \
-         FROM claimed c JOIN tasks t ON t.id = c.task_id \
-         ORDER BY c.was_ready_at, c.id"
-        )
-    };
+                 WHERE e.child_id = o.id) AS parent_results, \
+                {scanned} AS scanned \
+         FROM ordered o \
+         CROSS JOIN LATERAL ( \
+             SELECT namespace, name AS task_name, version, context, correlation_id \
+             FROM tasks WHERE tasks.id = o.task_id OFFSET 0) t \
+         ORDER BY o.was_ready_at, o.id"
+    )
 }
 
-/// Claim without a per-task limit. `$1` now, `$2` kinds (NULL = any), `$3`
-/// excluded kinds, `$4` namespaces (NULL = any), `$5` limit, `$6` worker,
-/// `$7` lease expiry.
-///
-/// The namespace test is a scalar subquery on the task's primary key, one
-/// probe per candidate: written as `EXISTS (… namespace = ANY($4))` the
-/// planner may turn it into a hashed subplan that reads every task of the
-/// namespaces, history included.
-const CLAIM_SQL: &str = concat!(
-    "WITH pick AS ( \
-         SELECT s.id, s.ready_at FROM steps s \
-         WHERE s.ready_at <= $1 \
-           AND ($2::text[] IS NULL OR s.handler_kind = ANY($2::text[])) \
-           AND NOT (s.handler_kind = ANY($3::text[])) \
-           AND ($4::text[] IS NULL OR \
-                (SELECT t.namespace FROM tasks t WHERE t.id = s.task_id) = ANY($4::text[])) \
-         ORDER BY s.ready_at, s.id \
-         LIMIT $5 \
-         FOR NO KEY UPDATE SKIP LOCKED \
-     ), ",
-    claim_tail!("0::bigint")
-);
+/// Which optional parts a claim statement has. Each combination is its own
+/// statement text (16 in all, built once): a filter that is absent is not
+/// in the SQL at all, rather than written `($n IS NULL OR …)`, whose
+/// selectivity the planner cannot estimate and which can tip it from the
+/// ordered, early-stopping scan of `steps_ready_idx` to reading the whole
+/// ready frontier and sorting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClaimShape {
+    /// Only some handler kinds (`$2`).
+    pub kinds: bool,
+    /// Some handler kinds excluded (`$3`).
+    pub exclude: bool,
+    /// Only some namespaces (`$4`).
+    pub namespaces: bool,
+    /// A per-task limit (`$8`, window `$9`).
+    pub per_task: bool,
+}
 
-/// Claim with a per-task limit (`$8`) and a candidate window (`$9`).
-/// `FOR UPDATE` is not allowed at the level of a window function, so the
-/// candidates are locked in `cand`, ranked in `ranked`, and cut in `pick`.
-/// Tasks already at their limit are filtered in the scan itself so that one
-/// saturated task with a deep ready frontier cannot fill the window.
-const CLAIM_PER_TASK_SQL: &str = concat!(
-    "WITH cand AS ( \
-         SELECT s.id, s.task_id, s.ready_at FROM steps s \
-         WHERE s.ready_at <= $1 \
-           AND ($2::text[] IS NULL OR s.handler_kind = ANY($2::text[])) \
-           AND NOT (s.handler_kind = ANY($3::text[])) \
-           AND ($4::text[] IS NULL OR \
-                (SELECT t.namespace FROM tasks t WHERE t.id = s.task_id) = ANY($4::text[])) \
-           AND (SELECT count(*) FROM steps r WHERE r.task_id = s.task_id AND r.status = 'in_progress') < $8 \
-         ORDER BY s.ready_at, s.id \
-         LIMIT $9 \
-         FOR NO KEY UPDATE SKIP LOCKED \
-     ), ranked AS ( \
-         SELECT c.id, c.ready_at, \
-                row_number() OVER (PARTITION BY c.task_id ORDER BY c.ready_at, c.id) AS rn, \
-                (SELECT count(*) FROM steps r WHERE r.task_id = c.task_id AND r.status = 'in_progress') AS running \
-         FROM cand c \
-     ), pick AS ( \
-         SELECT id, ready_at FROM ranked WHERE rn + running <= $8 ORDER BY ready_at, id LIMIT $5 \
-     ), ",
-    claim_tail!("(SELECT count(*) FROM cand)")
-);
+impl ClaimShape {
+    pub(crate) fn of(claim: &ClaimParams) -> Self {
+        ClaimShape {
+            kinds: claim.kinds.is_some(),
+            exclude: !claim.exclude_kinds.is_empty(),
+            namespaces: claim.namespaces.is_some(),
+            per_task: claim.per_task_limit.is_some(),
+        }
+    }
+
+    fn index(self) -> usize {
+        usize::from(self.kinds)
+            | usize::from(self.exclude) << 1
+            | usize::from(self.namespaces) << 2
+            | usize::from(self.per_task) << 3
+    }
+
+    fn from_index(i: usize) -> Self {
+        ClaimShape {
+            kinds: i & 1 != 0,
+            exclude: i & 2 != 0,
+            namespaces: i & 4 != 0,
+            per_task: i & 8 != 0,
+        }
+    }
+
+    /// The statement text. `$1` now, `$2` kinds, `$3` excluded kinds, `$4`
+    /// namespaces, `$5` limit, `$6` worker, `$7` lease expiry; with a
+    /// per-task limit also `$8` the limit and `$9` the candidate window.
+    /// Parameters a shape does not use are still bound (with their types).
+    pub(crate) fn sql(self) -> &'static str {
+        CLAIM_STATEMENTS[self.index()].as_str()
+    }
+
+    fn build(self) -> String {
+        let mut filters = String::from("s.ready_at <= $1");
+        if self.kinds {
+            filters.push_str(" AND s.handler_kind = ANY($2::text[])");
+        }
+        if self.exclude {
+            filters.push_str(" AND NOT (s.handler_kind = ANY($3::text[]))");
+        }
+        if self.namespaces {
+            // A scalar subquery on the task's primary key, one probe per
+            // candidate: written as `EXISTS (… namespace = ANY($4))` the
+            // planner may turn it into a hashed subplan that reads every
+            // task of the namespaces, history included.
+            filters.push_str(
+                " AND (SELECT t.namespace FROM tasks t WHERE t.id = s.task_id) = ANY($4::text[])",
+            );
+        }
+        if self.per_task {
+            // `FOR UPDATE` is not allowed at the level of a window function,
+            // so the candidates are locked in `cand`, ranked in `ranked`, and
+            // cut in `pick`. Tasks already at their limit are filtered in the
+            // scan itself so that one saturated task with a deep ready
+            // frontier cannot fill the window.
+            format!(
+                "WITH cand AS ( \
+                     SELECT s.id, s.task_id, s.ready_at FROM steps s \
+                     WHERE {filters} \
+                       AND (SELECT count(*) FROM steps r \
+                            WHERE r.task_id = s.task_id AND r.status = 'in_progress') < $8 \
+                     ORDER BY s.ready_at, s.id \
+                     LIMIT $9 \
+                     FOR NO KEY UPDATE SKIP LOCKED \
+                 ), ranked AS ( \
+                     SELECT c.id, c.ready_at, \
+                            row_number() OVER (PARTITION BY c.task_id ORDER BY c.ready_at, c.id) AS rn, \
+                            (SELECT count(*) FROM steps r \
+                             WHERE r.task_id = c.task_id AND r.status = 'in_progress') AS running \
+                     FROM cand c \
+                 ), pick AS ( \
+                     SELECT id, ready_at FROM ranked WHERE rn + running <= $8 ORDER BY ready_at, id LIMIT $5 \
+                 ), {}",
+                claim_tail("(SELECT count(*) FROM cand)")
+            )
+        } else {
+            format!(
+                "WITH pick AS ( \
+                     SELECT s.id, s.ready_at FROM steps s \
+                     WHERE {filters} \
+                     ORDER BY s.ready_at, s.id \
+                     LIMIT $5 \
+                     FOR NO KEY UPDATE SKIP LOCKED \
+                 ), {}",
+                claim_tail("0::bigint")
+            )
+        }
+    }
+
+    /// Every shape.
+    pub(crate) fn all() -> impl Iterator<Item = ClaimShape> {
+        (0..16).map(ClaimShape::from_index)
+    }
+}
+
+static CLAIM_STATEMENTS: LazyLock<Vec<String>> =
+    LazyLock::new(|| ClaimShape::all().map(ClaimShape::build).collect());
 
 /// Applies outcomes to the steps still leased with the given token. The
 /// `lk` CTE locks them in id order (so a finisher and, say, a task cancel
 /// always meet in the same order). `$1..$6` outcome arrays, `$7` now.
-const FINISH_STEPS_SQL: &str = "WITH o AS ( \
+pub(crate) const FINISH_STEPS_SQL: &str = "WITH o AS ( \
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $6::timestamptz[]) \
              AS o(id, token, kind, results, err, retry_at) \
      ), lk AS ( \
@@ -157,7 +232,7 @@ const FINISH_STEPS_SQL: &str = "WITH o AS ( \
 /// finished parents in the batch is decremented by two), making pending
 /// children whose count reaches 0 ready at `$2`. Children are locked in id
 /// order. Returns, per task, how many children became ready.
-const UNBLOCK_SQL: &str = "WITH d AS ( \
+pub(crate) const UNBLOCK_SQL: &str = "WITH d AS ( \
          SELECT e.child_id, count(*)::int AS n FROM step_edges e \
          WHERE e.parent_id = ANY($1::uuid[]) GROUP BY e.child_id \
      ), lk AS ( \
@@ -174,7 +249,7 @@ const UNBLOCK_SQL: &str = "WITH d AS ( \
      SELECT task_id, count(*) FILTER (WHERE ready) AS ready FROM upd GROUP BY task_id";
 
 /// Moves expired leases back to pending (attempts left) or to error.
-const RESCUE_SQL: &str = "WITH c AS ( \
+pub(crate) const RESCUE_SQL: &str = "WITH c AS ( \
          SELECT s.id, s.lease_owner FROM steps s \
          WHERE s.status = 'in_progress' AND s.lease_expires_at < $1 \
          ORDER BY s.lease_expires_at, s.id \
@@ -205,7 +280,7 @@ const RESCUE_SQL: &str = "WITH c AS ( \
 /// A lease past its expiry but not yet rescued is still held: the rescuer
 /// and the renewal serialise on the row lock, and whichever commits first
 /// wins (the rescuer re-checks `lease_expires_at < now` under the lock).
-const RENEW_SQL: &str = "WITH l AS ( \
+pub(crate) const RENEW_SQL: &str = "WITH l AS ( \
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[]) AS l(id, token) \
      ), lk AS ( \
          SELECT s.id FROM steps s JOIN l ON l.id = s.id \
@@ -221,27 +296,10 @@ const CLAIM_ROUNDS: usize = 4;
 
 /// Binds the parameters shared by both claim statements (`$1`..`$7`).
 fn claim_query<'q>(
-    sql: &'static str,
     claim: &'q ClaimParams,
     limit: i64,
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    sqlx::query(sql)
-        .bind(claim.now)
-        .bind(claim.kinds.as_deref())
-        .bind(claim.exclude_kinds.as_slice())
-        .bind(claim.namespaces.as_deref())
-        .bind(limit)
-        .bind(claim.worker_id.as_str())
-        .bind(claim.lease_until)
-}
-
-/// [`claim_query`] for a dynamic statement (`EXPLAIN …`).
-fn claim_query_dyn(
-    sql: String,
-    claim: &ClaimParams,
-    limit: i64,
-) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    sqlx::query(AssertSqlSafe(sql))
+    sqlx::query(ClaimShape::of(claim).sql())
         .bind(claim.now)
         .bind(claim.kinds.as_deref())
         .bind(claim.exclude_kinds.as_slice())
@@ -286,7 +344,7 @@ impl PgStore {
             // The claim statement is a complete, atomic claim on its own, so
             // it runs in autocommit: one round trip, no BEGIN/COMMIT.
             None => {
-                claim_query(CLAIM_SQL, claim, i64::from(claim.limit))
+                claim_query(claim, i64::from(claim.limit))
                     .fetch_all(&self.inner.pool)
                     .await?
             }
@@ -303,7 +361,7 @@ impl PgStore {
                 let mut wanted = i64::from(claim.limit);
                 for _ in 0..CLAIM_ROUNDS {
                     let window = wanted.saturating_mul(4).saturating_add(64);
-                    let round = claim_query(CLAIM_PER_TASK_SQL, claim, wanted)
+                    let round = claim_query(claim, wanted)
                         .bind(i64::from(per_task))
                         .bind(window)
                         .fetch_all(&mut *tx)
@@ -331,51 +389,6 @@ impl PgStore {
             out.push(step);
         }
         Ok((out, emit))
-    }
-
-    /// The plan PostgreSQL chooses for the claim statement with these
-    /// parameters (`EXPLAIN`, nothing is executed). A diagnostic: the claim
-    /// must read `steps_ready_idx`, never scan `steps`.
-    pub async fn explain_claim(&self, claim: &ClaimParams) -> tasker_store::StoreResult<String> {
-        let limit = i64::from(claim.limit.max(1));
-        let rows: Vec<String> = match claim.per_task_limit {
-            None => {
-                let sql = format!("EXPLAIN {CLAIM_SQL}");
-                claim_query_dyn(sql, claim, limit)
-                    .fetch_all(&self.inner.pool)
-                    .await
-            }
-            Some(per_task) => {
-                let sql = format!("EXPLAIN {CLAIM_PER_TASK_SQL}");
-                claim_query_dyn(sql, claim, limit)
-                    .bind(i64::from(per_task))
-                    .bind(limit.saturating_mul(4).saturating_add(64))
-                    .fetch_all(&self.inner.pool)
-                    .await
-            }
-        }
-        .map_err(crate::error::store_err)?
-        .iter()
-        .map(|r| r.try_get::<String, _>(0))
-        .collect::<Result<_, _>>()
-        .map_err(crate::error::store_err)?;
-        Ok(rows.join("\n"))
-    }
-
-    /// The plan of the rescue statement (`EXPLAIN`, nothing is executed).
-    /// It must read `steps_lease_idx`.
-    pub async fn explain_rescue(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> tasker_store::StoreResult<String> {
-        let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!("EXPLAIN {RESCUE_SQL}")))
-            .bind(now)
-            .bind(i64::from(limit.max(1)))
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(crate::error::store_err)?;
-        Ok(rows.join("\n"))
     }
 
     pub(crate) async fn finish_once(

@@ -14,7 +14,7 @@ use std::time::Instant;
 use tasker_store::conformance::factory::{Shape, TaskBuilder, new_task};
 use tasker_store::conformance::{base, params, success};
 use tasker_store::{LeaseRef, NewTask, Store, StoreError, StoreEvent};
-use tasker_store_postgres::{PgOptions, PgStore};
+use tasker_store_postgres::{PgOptions, PgStore, PlanKind};
 use tokio::sync::Barrier;
 use uuid::Uuid;
 
@@ -309,9 +309,9 @@ async fn listener_recovers_after_its_session_is_terminated() {
     );
 }
 
-/// EXPLAIN: with a large finished history and ANALYZE, the claim reads the
-/// partial `ready_at` index and the rescuer the partial lease index; neither
-/// scans the steps table.
+/// EXPLAIN: with a large finished history and ANALYZE, the generic plans the
+/// sessions use read the partial `ready_at` index (claim) and the partial
+/// lease index (rescue), and no hot statement scans a table.
 #[tokio::test]
 async fn claim_and_rescue_use_the_partial_indexes() {
     let db = TestDb::create().await;
@@ -341,43 +341,45 @@ async fn claim_and_rescue_use_the_partial_indexes() {
     assert_eq!(running.len(), 500);
     sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
 
-    for (per_task_limit, namespaces) in [
-        (None, None),
-        (Some(2), None),
-        (None, Some(vec!["test".to_string()])),
-        (Some(2), Some(vec!["test".to_string()])),
-    ] {
-        let mut p = params("w", 10, now);
-        p.per_task_limit = per_task_limit;
-        p.namespaces = namespaces.clone();
-        p.exclude_kinds = vec!["external".into()];
-        let plan = store.explain_claim(&p).await.unwrap();
-        let what =
-            format!("claim plan (per_task_limit {per_task_limit:?}, namespaces {namespaces:?})");
-        eprintln!("{what}:\n{plan}\n");
-        assert!(plan.contains("steps_ready_idx"), "{what}:\n{plan}");
-        assert!(plan.contains("LockRows"), "{what} locks rows:\n{plan}");
-        for table in ["steps", "tasks", "step_edges"] {
-            assert!(
-                !plan.contains(&format!("Seq Scan on {table}")),
-                "{what} scans {table}:\n{plan}"
-            );
+    for kind in [PlanKind::Custom, PlanKind::Generic] {
+        for (name, plan) in store.explain_hot_path(kind).await.unwrap() {
+            let name = format!("{name} ({kind:?} plan)");
+            eprintln!("{name}:\n{plan}\n");
+            for table in [
+                "steps",
+                "tasks",
+                "step_edges",
+                "step_transitions",
+                "task_transitions",
+            ] {
+                assert!(
+                    !plan.contains(&format!("Seq Scan on {table} ")),
+                    "{name} scans {table}:\n{plan}"
+                );
+            }
+            if name.starts_with("claim") {
+                assert!(plan.contains("steps_ready_idx"), "{name}:\n{plan}");
+                assert!(plan.contains("LockRows"), "{name} locks rows:\n{plan}");
+                // Tasks are reached by primary key only (a probe per
+                // candidate), never through a whole namespace or status.
+                assert!(
+                    !plan.contains("tasks_status_created_idx"),
+                    "{name}:\n{plan}"
+                );
+                assert!(!plan.contains("hashed SubPlan"), "{name}:\n{plan}");
+                if kind == PlanKind::Custom {
+                    // In index order, stopping after `limit` rows.
+                    assert!(
+                        plan.contains("Index Scan using steps_ready_idx"),
+                        "{name}:\n{plan}"
+                    );
+                }
+            }
+            if name.starts_with("rescue") {
+                assert!(plan.contains("steps_lease_idx"), "{name}:\n{plan}");
+            }
         }
-        // Tasks are reached by primary key only (at most a probe per
-        // candidate), never through a hash of a whole namespace or status.
-        assert!(
-            !plan.contains("tasks_status_created_idx"),
-            "{what}:\n{plan}"
-        );
-        assert!(!plan.contains("hashed SubPlan"), "{what}:\n{plan}");
     }
-    let plan = store
-        .explain_rescue(now + Duration::seconds(60), 100)
-        .await
-        .unwrap();
-    eprintln!("rescue plan:\n{plan}\n");
-    assert!(plan.contains("steps_lease_idx"), "rescue plan:\n{plan}");
-    assert!(!plan.contains("Seq Scan on steps"), "rescue plan:\n{plan}");
 
     // And the claim does take the ready steps only.
     let got = s.step_claim(&params("w", 1000, now)).await.unwrap();

@@ -1,0 +1,138 @@
+//! Plans of the hot-path statements.
+//!
+//! A prepared statement runs with a *custom* plan (made for its arguments)
+//! or, after five executions, a *generic* one (made for any arguments) when
+//! PostgreSQL estimates the generic plan no more expensive; it re-plans when
+//! statistics change. [`PgStore::explain_hot_path`] shows either kind for
+//! every hot statement, so tests can check both reach rows only through the
+//! partial and primary-key indexes.
+
+use crate::PgStore;
+use crate::error::store_err;
+use crate::settle::{LOCK_TASKS_SQL, WRITE_TASKS_SQL};
+use crate::work::{ClaimShape, FINISH_STEPS_SQL, RENEW_SQL, RESCUE_SQL, UNBLOCK_SQL};
+use sqlx::AssertSqlSafe;
+use tasker_store::StoreResult;
+
+/// Parameter types of every claim statement (a shape may leave some unused).
+const CLAIM_TYPES: &str =
+    "(timestamptz, text[], text[], text[], bigint, text, timestamptz, bigint, bigint)";
+/// Representative claim arguments.
+const CLAIM_ARGS: &str = "(now(), '{noop}', '{external}', '{default}', 10, 'w', now(), 2, 104)";
+
+/// The other hot statements with representative arguments (a generic plan
+/// does not depend on them; their parameter types are inferred).
+const CASES: [(&str, &str, &str); 6] = [
+    (
+        "finish: steps",
+        FINISH_STEPS_SQL,
+        "(ARRAY[gen_random_uuid()], ARRAY[gen_random_uuid()], ARRAY['ok'], ARRAY['{}'::jsonb], \
+          ARRAY['{}'::jsonb], ARRAY[NULL::timestamptz], now())",
+    ),
+    (
+        "finish: children",
+        UNBLOCK_SQL,
+        "(ARRAY[gen_random_uuid()], now())",
+    ),
+    (
+        "finish: lock tasks",
+        LOCK_TASKS_SQL,
+        "(ARRAY[gen_random_uuid()])",
+    ),
+    (
+        "finish: write tasks",
+        WRITE_TASKS_SQL,
+        "(ARRAY[gen_random_uuid()], ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[0::bigint], \
+          ARRAY['complete'], ARRAY[1], now(), ARRAY[gen_random_uuid()], ARRAY['in_progress'], \
+          ARRAY['complete'], ARRAY['{}'::jsonb], false, 'x', ARRAY[]::text[])",
+    ),
+    (
+        "renew",
+        RENEW_SQL,
+        "(ARRAY[gen_random_uuid()], ARRAY[gen_random_uuid()], now())",
+    ),
+    ("rescue", RESCUE_SQL, "(now(), 100)"),
+];
+
+/// Which plans [`PgStore::explain_hot_path`] shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanKind {
+    /// Planned for representative arguments (a claim of 10 steps, one
+    /// outcome, …): what runs while PostgreSQL keeps re-planning.
+    Custom,
+    /// Planned for any arguments: what runs once PostgreSQL settles on a
+    /// generic plan.
+    Generic,
+}
+
+impl PgStore {
+    /// The plans of the hot-path statements (every claim variant, finish,
+    /// renew, rescue) on this database, as `(statement, plan)` pairs:
+    /// `PREPARE` + `EXPLAIN EXECUTE` under `plan_cache_mode` forced to the
+    /// given kind; nothing is executed. A diagnostic: claims must read
+    /// `steps_ready_idx`, the rescuer `steps_lease_idx`, and no statement
+    /// may scan a table.
+    pub async fn explain_hot_path(&self, kind: PlanKind) -> StoreResult<Vec<(String, String)>> {
+        let mut conn = self.inner.pool.acquire().await.map_err(store_err)?;
+        let mut statements: Vec<(String, String, &str)> = ClaimShape::all()
+            .map(|shape| {
+                (
+                    format!("claim {shape:?}"),
+                    format!("PREPARE tasker_explain {CLAIM_TYPES} AS {}", shape.sql()),
+                    CLAIM_ARGS,
+                )
+            })
+            .collect();
+        statements.extend(CASES.iter().map(|(name, sql, args)| {
+            (
+                name.to_string(),
+                format!("PREPARE tasker_explain AS {sql}"),
+                *args,
+            )
+        }));
+        let mode = match kind {
+            PlanKind::Custom => "SET plan_cache_mode = force_custom_plan",
+            PlanKind::Generic => "SET plan_cache_mode = force_generic_plan",
+        };
+        sqlx::query(mode)
+            .execute(&mut *conn)
+            .await
+            .map_err(store_err)?;
+        let mut out = Vec::with_capacity(statements.len());
+        let mut failure = None;
+        for (name, prepare, args) in statements {
+            let plan = async {
+                sqlx::query(AssertSqlSafe(prepare))
+                    .execute(&mut *conn)
+                    .await?;
+                let plan: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(AssertSqlSafe(
+                    format!("EXPLAIN EXECUTE tasker_explain{args}"),
+                ))
+                .fetch_all(&mut *conn)
+                .await;
+                // Deallocate even when EXPLAIN failed, so the name is free.
+                sqlx::query("DEALLOCATE tasker_explain")
+                    .execute(&mut *conn)
+                    .await?;
+                plan
+            }
+            .await;
+            match plan {
+                Ok(lines) => out.push((name, lines.join("\n"))),
+                Err(e) => {
+                    failure = Some(store_err(e));
+                    break;
+                }
+            }
+        }
+        // The connection goes back to the pool: restore the default.
+        let reset = sqlx::query("RESET plan_cache_mode")
+            .execute(&mut *conn)
+            .await;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        reset.map_err(store_err)?;
+        Ok(out)
+    }
+}
