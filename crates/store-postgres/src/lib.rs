@@ -29,7 +29,7 @@
 //! ## The claim statement
 //!
 //! ```sql
-//! WITH c AS (
+//! WITH pick AS (
 //!     SELECT s.id, s.ready_at FROM steps s
 //!     WHERE s.ready_at <= $now [AND kind / namespace filters]
 //!     ORDER BY s.ready_at, s.id
@@ -38,9 +38,11 @@
 //! ), claimed AS (
 //!     UPDATE steps s SET status = 'in_progress', ready_at = NULL,
 //!            attempts = s.attempts + 1, lease_token = gen_random_uuid(), …
-//!     FROM c WHERE s.id = c.id RETURNING …
+//!     WHERE s.id = ANY (ARRAY(SELECT id FROM pick))      -- = FROM pick WHERE s.id = pick.id
+//!     RETURNING …
 //! ), step transitions, tasks pending → in_progress (locked in id order), task transitions
-//! SELECT claimed steps JOIN tasks, with the parents' results aggregated per step
+//! SELECT claimed steps, their tasks' context, and the parents' results
+//!        (one jsonb_object_agg per step over step_edges ⋈ steps)
 //! ```
 //!
 //! Why it is correct:
@@ -63,6 +65,14 @@
 //!
 //! The statement is a complete claim on its own, so it runs in autocommit:
 //! one round trip, no `BEGIN`/`COMMIT`; if it fails, nothing was claimed.
+//!
+//! Plans: each combination of filters has its own statement text (an absent
+//! filter is not in the SQL, rather than `($n IS NULL OR …)`, which the
+//! planner cannot estimate), and every other table is reached by primary key
+//! (`id = ANY (ARRAY(…))`, `LATERAL … OFFSET 0`) so that neither a custom
+//! plan nor a generic one (where `LIMIT $n` is a guess) can turn into a scan.
+//! [`PgStore::explain_hot_path`] prints both kinds for every hot statement;
+//! the tests check them against a large history.
 //!
 //! With a per-task limit, window functions cannot share a `SELECT` level with
 //! `FOR UPDATE`, so the candidates are locked in one CTE (tasks already at
