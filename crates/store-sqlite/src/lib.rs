@@ -19,7 +19,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | `codec` | time / UUID / JSON encodings and row decoding |
-//! | `error` | `sqlx::Error` → [`StoreError`](tasker_store::StoreError) |
+//! | `error` | `sqlx::Error` → [`StoreError`] |
 //! | `tasks` | task create, reads, listing, cancel, retry, update |
 //! | `steps` | step reads and the manual operations (resolve, cancel, retry, update) |
 //! | `work` | the hot path: claim, finish, renew, rescue |
@@ -65,6 +65,11 @@
 //!   cost in commit rate.
 //! - **One machine.** WAL needs shared memory: the file must not live on a
 //!   network file system.
+//! - **Status pages scan.** [`Store::stats`] counts steps by state over the
+//!   whole `steps` table (no index on status: it would cost every write); the
+//!   hot path never scans history.
+//! - **Per-task limits** rank the first `4 × limit + 64` ready steps, and the
+//!   whole ready frontier only when those do not fill the claim.
 //! - `sqlite::memory:` is a private database of one connection, for tests.
 
 mod codec;
@@ -165,6 +170,9 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             // ~16 MiB page cache per connection.
             .pragma("cache_size", "-16000")
+            // Truncate the WAL back to 64 MiB after checkpoints, so a burst
+            // does not leave a huge file behind.
+            .pragma("journal_size_limit", "67108864")
             .statement_cache_capacity(256);
         let conn_opts = if in_memory {
             base

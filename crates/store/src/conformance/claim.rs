@@ -200,6 +200,25 @@ pub async fn claim_respects_per_task_limit(store: Arc<dyn Store>) {
     );
 }
 
+/// A task with many ready steps at its limit does not hide the ready steps
+/// of later tasks, however far down the ready order they are.
+pub async fn claim_per_task_limit_does_not_starve_later_tasks(store: Arc<dyn Store>) {
+    let crowd = new_task(Shape::Roots(300), at(0));
+    let later = new_task(Shape::Single, at(1));
+    store.task_create(crowd.clone()).await.unwrap();
+    store.task_create(later.clone()).await.unwrap();
+    let mut p = params("w", 4, at(2));
+    p.per_task_limit = Some(1);
+    let got = store.step_claim(&p).await.unwrap();
+    let tasks: Vec<_> = got.iter().map(|c| c.task_id).collect();
+    assert_eq!(
+        tasks,
+        [crowd.id, later.id],
+        "one of the crowd, then the later task"
+    );
+    assert!(store.step_claim(&p).await.unwrap().is_empty());
+}
+
 /// `kinds` keeps only those handler kinds; `exclude_kinds` drops some.
 pub async fn claim_filters_by_kind(store: Arc<dyn Store>) {
     let t = TaskBuilder::new("test", "kinds")

@@ -8,6 +8,10 @@
 //! tasker_store::conformance_tests!(helper::fresh_store().await);
 //! ```
 //!
+//! The calling crate needs `tokio` (features `macros`, `rt-multi-thread`):
+//! the expansion uses `#[tokio::test]`, multi-threaded for the concurrency
+//! cases.
+//!
 //! The factory expression is evaluated once per test and may return anything
 //! implementing [`TestStore`]: an `Arc<dyn Store>`, an `Arc<S>` of a concrete
 //! store, or a pair `(store, guard)` whose guard (a temporary directory, a
@@ -88,6 +92,7 @@ macro_rules! conformance_tests {
             claim::claim_moves_task_to_in_progress_once,
             claim::claim_includes_parent_results,
             claim::claim_respects_per_task_limit,
+            claim::claim_per_task_limit_does_not_starve_later_tasks,
             claim::claim_filters_by_kind,
             claim::claim_filters_by_namespace,
             claim::claim_waits_for_future_ready_at,
