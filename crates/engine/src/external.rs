@@ -22,7 +22,7 @@ pub const MAX_CLAIM: u32 = 100;
 /// Longest lease a worker may ask for.
 pub const MAX_LEASE: Duration = Duration::from_secs(3600);
 /// Longest a claim may wait for work.
-pub const MAX_WAIT: Duration = Duration::from_secs(30);
+pub const MAX_WAIT: Duration = Duration::from_secs(20);
 
 /// What an external worker asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +37,7 @@ pub struct ExternalClaim {
     pub max_steps: u32,
     /// Lease length (1 s – 1 h); renew with a heartbeat before it ends.
     pub lease: Duration,
-    /// Wait up to this long for work when none is ready (0–30 s): long polling.
+    /// Wait up to this long for work when none is ready (0–20 s, under the API's request timeout): long polling.
     pub wait: Duration,
 }
 
@@ -76,7 +76,7 @@ impl Tasker {
             return Err(field("lease_seconds", "must be between 1 and 3600"));
         }
         if claim.wait > MAX_WAIT {
-            return Err(field("wait_seconds", "must be between 0 and 30"));
+            return Err(field("wait_seconds", "must be between 0 and 20"));
         }
         // Subscribe first: work announced between an empty claim and the wait is not missed.
         let mut events = self.store().subscribe();

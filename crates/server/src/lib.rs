@@ -56,6 +56,7 @@
 //! (413 `payload_too_large`).
 
 pub mod cache;
+pub mod correlation;
 pub mod error;
 pub mod extract;
 pub mod openapi;
@@ -91,12 +92,19 @@ pub fn app(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(from_fn(correlation::correlation))
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    let correlation_id = req
+                        .extensions()
+                        .get::<correlation::CorrelationId>()
+                        .map(|c| c.0.as_str())
+                        .unwrap_or("");
                     tracing::info_span!(
                         "http",
                         method = %req.method(),
                         path = %req.uri().path(),
                         request_id = %request_id(req),
+                        correlation_id = %correlation_id,
                     )
                 }))
                 .layer(PropagateRequestIdLayer::x_request_id())

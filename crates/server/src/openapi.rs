@@ -4,7 +4,7 @@
 //! Every route of [`crate::route_table`] must appear in `paths(...)` below;
 //! the `openapi_covers_every_route` test fails otherwise.
 
-use crate::routes::{docs, handlers, health, steps, tasks};
+use crate::routes::{docs, handlers, health, steps, tasks, workers};
 use std::sync::LazyLock;
 use utoipa::OpenApi;
 
@@ -31,6 +31,10 @@ use utoipa::OpenApi;
         steps::steps_cancel,
         steps::steps_resolve,
         steps::steps_retry,
+        workers::workers_claim,
+        workers::steps_heartbeat,
+        workers::steps_complete,
+        workers::steps_fail,
         handlers::handlers_index,
         handlers::handlers_namespace,
         handlers::handlers_show,
@@ -50,6 +54,7 @@ use utoipa::OpenApi;
     tags(
         (name = "tasks", description = "Tasks: runs of a template."),
         (name = "steps", description = "The steps of a task."),
+        (name = "workers", description = "External workers in any language: claim steps (long polling), renew leases, report results."),
         (name = "handlers", description = "Discovery of registered task templates and their dependency graphs."),
         (name = "health", description = "Liveness, readiness and status (never cached)."),
         (name = "docs", description = "This document and Swagger UI."),

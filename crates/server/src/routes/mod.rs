@@ -10,6 +10,7 @@ pub mod handlers;
 pub mod health;
 pub mod steps;
 pub mod tasks;
+pub mod workers;
 
 use crate::state::AppState;
 use axum::Router;
@@ -97,6 +98,19 @@ pub(crate) fn build() -> Routes {
             "/tasker/tasks/{task_id}/steps/{step_id}/retry",
             steps::steps_retry,
         )
+        // External workers.
+        .add(M::POST, "/tasker/workers/claim", workers::workers_claim)
+        .add(
+            M::POST,
+            "/tasker/steps/{step_id}/heartbeat",
+            workers::steps_heartbeat,
+        )
+        .add(
+            M::POST,
+            "/tasker/steps/{step_id}/complete",
+            workers::steps_complete,
+        )
+        .add(M::POST, "/tasker/steps/{step_id}/fail", workers::steps_fail)
         // Handler discovery.
         .add(M::GET, "/tasker/handlers", handlers::handlers_index)
         .add(

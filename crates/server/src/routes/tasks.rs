@@ -7,9 +7,9 @@ use crate::views::{
     AnalysisFailure, AnalysisField, ExecutionView, Pagination, StepView, TaskCancelled,
     TaskEnvelope, TaskList, TaskView,
 };
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header::LOCATION};
+use axum::{Extension, Json};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -166,6 +166,7 @@ pub struct TaskPath {
 )]
 pub async fn tasks_create(
     State(st): State<AppState>,
+    Extension(cid): Extension<crate::correlation::CorrelationId>,
     body: ApiJson<CreateTask>,
 ) -> Result<(StatusCode, HeaderMap, Json<TaskEnvelope>), ApiError> {
     let env = body.envelope;
@@ -184,7 +185,18 @@ pub async fn tasks_create(
     request.source_system = b.source_system;
     request.reason = b.reason;
     request.tags = b.tags;
-    request.correlation_id = b.correlation_id;
+    // The body's id wins; else the request's (header or generated).
+    if let Some(c) = &b.correlation_id
+        && !crate::correlation::valid(c)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "correlation_id: must be 1-128 characters of letters, digits, `.`, `_`, `:` or `-`",
+        )
+        .field("correlation_id")
+        .in_envelope(env));
+    }
+    request.correlation_id = Some(b.correlation_id.unwrap_or(cid.0));
     let (ns, name) = (request.namespace.clone(), request.name.clone());
     let task = match st.tasker().create_task(request).await {
         Ok(t) => t,
@@ -196,6 +208,9 @@ pub async fn tasks_create(
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("/tasker/tasks/{}", task.id)) {
         headers.insert(LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&task.correlation_id) {
+        headers.insert(crate::correlation::HEADER, v);
     }
     Ok((
         StatusCode::CREATED,
