@@ -168,14 +168,15 @@ const EVENT_CAPACITY: usize = 1024;
 /// `LISTEN`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgOptions {
-    /// Pool size (connections held at most).
+    /// Pool size (connections held at most). Default 10.
     pub max_connections: u32,
-    /// Connections kept open while idle.
+    /// Connections kept open while idle. Default 0.
     pub min_connections: u32,
     /// How long an operation waits for a pooled connection before failing
-    /// with [`StoreError::Unavailable`].
+    /// with [`StoreError::Unavailable`]. Default 10 s.
     pub acquire_timeout: Duration,
-    /// Apply the embedded migrations while connecting.
+    /// Apply the embedded migrations while connecting (sqlx serialises
+    /// concurrent migrators with an advisory lock). Default true.
     pub run_migrations: bool,
 }
 
