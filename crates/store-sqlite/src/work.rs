@@ -30,8 +30,9 @@ macro_rules! claim_filters {
     };
 }
 
-/// Oldest ready steps first; the partial index on `(ready_at, id)` serves the
-/// order, so the scan stops after `limit` matching rows.
+/// Oldest ready steps first; the partial index on `(ready_at, id, kind,
+/// task)` serves the order and the filters, so the scan reads no table row
+/// and stops after `limit` matching rows.
 const PICK: &str = concat!(
     "SELECT s.id FROM steps s WHERE ",
     claim_filters!(),
@@ -98,10 +99,21 @@ pub(crate) async fn claim(store: &SqliteStore, p: &ClaimParams) -> StoreResult<V
     if p.limit == 0 || p.per_task_limit == Some(0) {
         return Ok(Vec::new());
     }
+    // Idle claimers (this process's and other processes') poll often: when
+    // nothing is ready, answer from a reader without taking the write lock.
+    let any_ready: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM steps WHERE ready_at <= ?1 LIMIT 1")
+            .bind(micros(p.now))
+            .fetch_optional(&store.reader)
+            .await
+            .db()?;
+    if any_ready.is_none() {
+        return Ok(Vec::new());
+    }
     let mut tx = store.begin().await?;
     let ids = pick(&mut tx, p).await?;
     if ids.is_empty() {
-        // Nothing written: dropping the transaction rolls it back.
+        tx.commit().await.db()?;
         return Ok(Vec::new());
     }
     let leases: Vec<Value> = ids
@@ -338,6 +350,18 @@ pub(crate) async fn rescue_expired(
     if limit == 0 {
         return Ok(0);
     }
+    // The rescuer runs on a timer: usually nothing expired, and that is
+    // answered without the write lock.
+    let any_expired: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM steps WHERE status = 'in_progress' AND lease_expires_at < ?1 LIMIT 1",
+    )
+    .bind(micros(now))
+    .fetch_optional(&store.reader)
+    .await
+    .db()?;
+    if any_expired.is_none() {
+        return Ok(0);
+    }
     let mut tx = store.begin().await?;
     // With attempts left: back to pending, ready now (the triggers write
     // in_progress → error → pending). Without: error, and the task may end.
@@ -358,6 +382,7 @@ pub(crate) async fn rescue_expired(
     .await
     .db()?;
     if rows.is_empty() {
+        tx.commit().await.db()?;
         return Ok(0);
     }
     let mut events = Events::default();
