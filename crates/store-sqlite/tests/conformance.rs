@@ -84,6 +84,74 @@ mod sqlite {
         assert!(dir.path().join("opts.db-wal").exists(), "WAL mode");
     }
 
+    /// Two stores on one file (as two processes would have: each its own
+    /// writer connection) share the work without double claims: the write
+    /// lock, taken by `BEGIN IMMEDIATE` and waited for up to the busy
+    /// timeout, serialises them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_stores_on_one_file_share_the_work() {
+        use std::collections::HashSet;
+        use std::sync::Mutex;
+        use tasker_store::conformance::{params, success};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared.db");
+        let a: Arc<dyn Store> =
+            Arc::new(SqliteStore::connect(path.to_str().unwrap()).await.unwrap());
+        let b: Arc<dyn Store> =
+            Arc::new(SqliteStore::connect(path.to_str().unwrap()).await.unwrap());
+        let tasks: Vec<_> = (0..100)
+            .map(|_| new_task(Shape::Linear(2), at(0)))
+            .collect();
+        a.task_create_many(tasks.clone()).await.unwrap();
+
+        let seen = Arc::new(Mutex::new(HashSet::new()));
+        let mut handles = Vec::new();
+        for (i, store) in [a.clone(), b.clone(), a.clone(), b.clone()]
+            .into_iter()
+            .enumerate()
+        {
+            let seen = seen.clone();
+            handles.push(tokio::spawn(async move {
+                while seen.lock().unwrap().len() < 200 {
+                    let got = store
+                        .step_claim(&params(&format!("w{i}"), 8, at(1)))
+                        .await
+                        .unwrap();
+                    if got.is_empty() {
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    for c in &got {
+                        assert!(seen.lock().unwrap().insert(c.step_id), "double claim");
+                    }
+                    let outcomes: Vec<_> = got
+                        .iter()
+                        .map(|c| success(c, serde_json::json!(i)))
+                        .collect();
+                    let r = store.step_finish_many(&outcomes, at(1)).await.unwrap();
+                    assert_eq!(r.applied as usize, got.len());
+                }
+            }));
+        }
+        let all = async {
+            for h in handles {
+                h.await.unwrap();
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(60), all)
+            .await
+            .unwrap();
+        let done = b
+            .task_list(&tasker_store::TaskQuery {
+                status: Some(tasker_core::TaskState::Complete),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(done.total, 100);
+    }
+
     /// A path that cannot be created is `Unavailable`, not a panic.
     #[tokio::test]
     async fn unreachable_path_is_unavailable() {
