@@ -1,9 +1,7 @@
 //! Tasks: create (one or many), reads, listing, counts, update, cancel, retry.
 
 use crate::SqliteStore;
-use crate::codec::{
-    hex, json_text, micros, task_cols, task_row, task_state, transition_row, truncate,
-};
+use crate::codec::{hex, json_text, micros, task_cols, task_row, transition_row, truncate};
 use crate::effects::Events;
 use crate::error::DbResultExt;
 use chrono::{DateTime, Utc};
@@ -255,23 +253,14 @@ pub(crate) async fn get(pool: &SqlitePool, id: Uuid) -> StoreResult<TaskRow> {
 
 /// The status of a task, for checks inside a write transaction.
 pub(crate) async fn status_in(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<TaskState> {
-    let s: Option<String> = sqlx::query_scalar("SELECT status FROM tasks WHERE id = ?1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
-        .db()?;
-    match s {
-        Some(s) => task_state(&s),
-        None => Err(StoreError::NotFound { entity: "task", id }),
-    }
+    crate::effects::task_status(conn, id)
+        .await?
+        .ok_or(StoreError::NotFound { entity: "task", id })
 }
 
-async fn exists(pool: &SqlitePool, table: &'static str, id: Uuid) -> StoreResult<bool> {
-    let sql = match table {
-        "steps" => "SELECT 1 FROM steps WHERE id = ?1",
-        _ => "SELECT 1 FROM tasks WHERE id = ?1",
-    };
-    let found: Option<i64> = sqlx::query_scalar(sql)
+/// Whether a task exists (to tell "no rows" from "no such task").
+pub(crate) async fn task_exists(pool: &SqlitePool, id: Uuid) -> StoreResult<bool> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tasks WHERE id = ?1")
         .bind(id)
         .fetch_optional(pool)
         .await
@@ -279,12 +268,14 @@ async fn exists(pool: &SqlitePool, table: &'static str, id: Uuid) -> StoreResult
     Ok(found.is_some())
 }
 
-pub(crate) async fn task_exists(pool: &SqlitePool, id: Uuid) -> StoreResult<bool> {
-    exists(pool, "tasks", id).await
-}
-
+/// Whether a step exists.
 pub(crate) async fn step_exists(pool: &SqlitePool, id: Uuid) -> StoreResult<bool> {
-    exists(pool, "steps", id).await
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM steps WHERE id = ?1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .db()?;
+    Ok(found.is_some())
 }
 
 /// One bound value of a dynamically built listing query.
