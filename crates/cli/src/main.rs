@@ -86,10 +86,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         database: cli.database.clone(),
     };
     let format = cli.log_format;
-    let database = || {
-        cli.database
-            .clone()
-            .unwrap_or_else(|| "sqlite://tasker.db".to_string())
+    // Commands that only need the database still honour the configuration's `database.url`.
+    let database = || -> Result<String, ExitCode> {
+        settings::load(&globals, Vec::new())
+            .map(|l| l.config.database.url)
+            .map_err(|problems| {
+                eprint!("{problems}");
+                ExitCode::from(2)
+            })
     };
     match cli.command {
         Command::Validate(args) => {
@@ -105,17 +109,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Tasks(cmd) => {
             logging::init(format, None, "warn");
-            commands::tasks::run(&database(), cmd).await
+            match database() {
+                Ok(url) => commands::tasks::run(&url, cmd).await,
+                Err(code) => Ok(code),
+            }
         }
         Command::Migrate => {
             logging::init(format, None, "info");
-            connect::open(&database()).await?;
-            println!("migrations applied to {}", connect::redact(&database()));
+            let url = match database() {
+                Ok(url) => url,
+                Err(code) => return Ok(code),
+            };
+            connect::open(&url).await?;
+            println!("migrations applied to {}", connect::redact(&url));
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
             logging::init(format, None, "warn");
-            commands::bench::run(&database(), args).await
+            commands::bench::run(args).await
         }
     }
 }

@@ -79,7 +79,7 @@ fn fanout_yaml(width: usize) -> String {
 }
 
 /// Runs the chosen measurements and prints a report.
-pub async fn run(_database: &str, args: Args) -> anyhow::Result<ExitCode> {
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir()?;
     let url = match &args.target {
         Some(u) => u.clone(),
