@@ -151,38 +151,40 @@ async fn unknown_handler_kind_is_rejected_at_registration() {
     );
 }
 
-/// Asks for a retry after 300 ms on the first attempt.
+/// Fails its first attempt (asking for `retry_after`, if set), then succeeds;
+/// records when each attempt started.
 #[derive(Clone, Default)]
-struct RetryAfter(std::sync::Arc<std::sync::Mutex<Vec<Instant>>>);
+struct FailOnce {
+    retry_after: Option<Duration>,
+    starts: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+}
 
 #[async_trait::async_trait]
-impl StepHandler for RetryAfter {
+impl StepHandler for FailOnce {
     async fn call(&self, step: &StepContext) -> Result<serde_json::Value, StepError> {
-        self.0.lock().unwrap().push(Instant::now());
-        if step.attempt == 1 {
-            return Err(StepError::retryable("busy").with_retry_after(Duration::from_millis(300)));
+        self.starts.lock().unwrap().push(Instant::now());
+        match (step.attempt, self.retry_after) {
+            (1, Some(d)) => Err(StepError::retryable("busy").with_retry_after(d)),
+            (1, None) => Err(StepError::retryable("once")),
+            _ => Ok(json!({})),
         }
-        Ok(json!({}))
     }
 }
 
-#[tokio::test]
-async fn retry_after_is_honoured() {
+/// Runs one `FailOnce` step to completion and returns the time between its two attempts.
+async fn gap_between_attempts(config: tasker_engine::EngineConfig, handler: FailOnce) -> Duration {
     let (store, _dir) = sqlite().await;
-    let h = RetryAfter::default();
-    let mut config = test_config();
-    config.backoff.max_backoff_seconds = 10.0; // immediate() caps at 0; allow the request
-    let tasker = builder(store.clone())
+    let tasker = builder(store)
         .config(config)
-        .handler("ra", h.clone())
+        .handler("once", handler.clone())
         .template(template(
-            "name: ra\nstep_templates:\n  - name: a\n    handler: { kind: ra }\n",
+            "name: r\nstep_templates:\n  - name: a\n    handler: { kind: once }\n",
         ))
         .build()
         .unwrap();
     let worker = tasker.start();
     let task = tasker
-        .create_task(TaskRequest::new("default", "ra"))
+        .create_task(TaskRequest::new("default", "r"))
         .await
         .unwrap();
     assert_eq!(
@@ -190,60 +192,39 @@ async fn retry_after_is_honoured() {
         TaskState::Complete
     );
     worker.shutdown().await;
-    let calls = h.0.lock().unwrap().clone();
-    assert_eq!(calls.len(), 2);
+    let starts = handler.starts.lock().unwrap().clone();
+    assert_eq!(starts.len(), 2);
+    starts[1] - starts[0]
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let mut config = test_config();
+    config.backoff.max_backoff_seconds = 10.0; // immediate() caps at 0; allow the request
+    let handler = FailOnce {
+        retry_after: Some(Duration::from_millis(300)),
+        ..FailOnce::default()
+    };
+    let gap = gap_between_attempts(config, handler).await;
     assert!(
-        calls[1] - calls[0] >= Duration::from_millis(300),
-        "second attempt after {:?}",
-        calls[1] - calls[0]
+        gap >= Duration::from_millis(300),
+        "second attempt after {gap:?}"
     );
 }
 
 #[tokio::test]
 async fn backoff_policy_delays_retries() {
-    let (store, _dir) = sqlite().await;
     let mut config = test_config();
     config.backoff = tasker_core::BackoffPolicy {
         default_backoff_seconds: vec![0.25],
         jitter_enabled: false,
         ..Default::default()
     };
-    let h = RetryAfterless::default();
-    let tasker = builder(store.clone())
-        .config(config)
-        .handler("x", h.clone())
-        .template(template(
-            "name: b\nstep_templates:\n  - name: a\n    handler: { kind: x }\n",
-        ))
-        .build()
-        .unwrap();
-    let worker = tasker.start();
-    let task = tasker
-        .create_task(TaskRequest::new("default", "b"))
-        .await
-        .unwrap();
-    assert_eq!(
-        tasker.wait_for_task(task.id, WAIT).await.unwrap().status,
-        TaskState::Complete
+    let gap = gap_between_attempts(config, FailOnce::default()).await;
+    assert!(
+        gap >= Duration::from_millis(250),
+        "second attempt after {gap:?}"
     );
-    worker.shutdown().await;
-    let calls = h.0.lock().unwrap().clone();
-    assert!(calls[1] - calls[0] >= Duration::from_millis(250));
-}
-
-#[derive(Clone, Default)]
-struct RetryAfterless(std::sync::Arc<std::sync::Mutex<Vec<Instant>>>);
-
-#[async_trait::async_trait]
-impl StepHandler for RetryAfterless {
-    async fn call(&self, step: &StepContext) -> Result<serde_json::Value, StepError> {
-        self.0.lock().unwrap().push(Instant::now());
-        if step.attempt == 1 {
-            Err(StepError::retryable("once"))
-        } else {
-            Ok(json!({}))
-        }
-    }
 }
 
 #[tokio::test]
