@@ -14,13 +14,7 @@ pub enum ConfigCommand {
 
 /// Runs the subcommand. Exit 0 when valid, 2 with every problem listed otherwise.
 pub async fn run(globals: &Globals, cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
-    let loaded = match settings::load(globals, Vec::new()) {
-        Ok(l) => l,
-        Err(problems) => {
-            eprint!("{problems}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+    let loaded = settings::load(globals, Vec::new())?;
     match cmd {
         ConfigCommand::Show => {
             print!("{}", loaded.show());

@@ -40,13 +40,7 @@ pub async fn run(
     format: Option<Format>,
     args: Args,
 ) -> anyhow::Result<ExitCode> {
-    let loaded = match settings::load(globals, args.engine.flags()) {
-        Ok(l) => l,
-        Err(problems) => {
-            eprint!("{problems}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+    let loaded = settings::load(globals, args.engine.flags())?;
     // Progress goes to stdout; keep stderr quiet unless logging was configured.
     let mut log = loaded.config.logging.clone();
     if loaded.source_of("logging.level") == Source::Default {
@@ -77,13 +71,7 @@ pub async fn run(
         bail!("--timeout must be a non-negative number of seconds");
     };
 
-    let tasker = match settings::start(&loaded, &args.engine.templates).await {
-        Ok(t) => t,
-        Err(problems) => {
-            eprint!("{problems}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+    let tasker = settings::start(&loaded, &args.engine.templates).await?;
     tasker.register_templates(vec![template.clone()], true)?;
 
     let request = TaskRequest::new(template.namespace.clone(), template.name.clone())

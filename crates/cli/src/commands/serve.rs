@@ -45,13 +45,7 @@ pub async fn run(
     if args.no_workers {
         flags.push(("engine.run_workers", Value::from(false), "--no-workers"));
     }
-    let loaded = match settings::load(globals, flags) {
-        Ok(l) => l,
-        Err(problems) => {
-            eprint!("{problems}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+    let loaded = settings::load(globals, flags)?;
     logging::init(format, Some(&loaded.config.logging), "info");
     let c = &loaded.config;
     let server = match server_config(c).await {
@@ -61,13 +55,7 @@ pub async fn run(
             return Ok(ExitCode::from(2));
         }
     };
-    let tasker = match settings::start(&loaded, &args.engine.templates).await {
-        Ok(t) => t,
-        Err(problems) => {
-            eprint!("{problems}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+    let tasker = settings::start(&loaded, &args.engine.templates).await?;
     let listener = tokio::net::TcpListener::bind(server.bind)
         .await
         .with_context(|| format!("cannot listen on {}", server.bind))?;

@@ -25,21 +25,9 @@ pub async fn run(
     format: Option<Format>,
     args: Args,
 ) -> anyhow::Result<ExitCode> {
-    let loaded = match settings::load(globals, args.engine.flags()) {
-        Ok(l) => l,
-        Err(problems) => {
-            eprint!("{problems}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+    let loaded = settings::load(globals, args.engine.flags())?;
     logging::init(format, Some(&loaded.config.logging), "info");
-    let tasker = match settings::start(&loaded, &args.engine.templates).await {
-        Ok(t) => t,
-        Err(problems) => {
-            eprint!("{problems}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+    let tasker = settings::start(&loaded, &args.engine.templates).await?;
     let worker = tasker.start();
     tracing::info!(worker_id = worker.worker_id(), database = %connect::redact(&loaded.config.database.url), "tasker worker running");
     let idle = async {
