@@ -9,7 +9,8 @@
 //!    through the whole router and middleware, `oneshot`).
 //! 2. Dependency analysis of 1,000-step tasks: the pure computation on three
 //!    shapes, the cached lookup, and the whole `GET /tasks/{id}?include_dependencies=true`.
-//! 3. Task creation through HTTP (a real socket, keep-alive, one request at a
+//! 3. Liveness and readiness on both backends.
+//! 4. Task creation through HTTP (a real socket, keep-alive, one request at a
 //!    time) on SQLite and on PostgreSQL (a fresh database from
 //!    `TASKER_TEST_PG_URL`, as in the tests).
 
@@ -61,7 +62,8 @@ fn main() {
                 .map(|n| n.get())
                 .unwrap_or(1)
         );
-        // `cargo bench -p tasker-server --bench api -- creation` runs one group.
+        // `cargo bench -p tasker-server --bench api -- creation` runs one group
+        // (handlers, analysis, stored, health, creation).
         let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
         let run = |group: &str| only.as_deref().is_none_or(|o| group == o);
         if run("handlers") {
@@ -73,6 +75,10 @@ fn main() {
         if run("stored") {
             stored_analysis("sqlite", common::sqlite().await).await;
             stored_analysis("postgres", common::postgres().await).await;
+        }
+        if run("health") {
+            health("sqlite", common::sqlite().await).await;
+            health("postgres", common::postgres().await).await;
         }
         if run("creation") {
             creation("sqlite", common::sqlite().await).await;
@@ -88,8 +94,13 @@ async fn get(app: &axum::Router, uri: &str) -> f64 {
         .oneshot(Request::get(uri).body(Body::empty()).unwrap())
         .await
         .unwrap();
-    assert!(res.status().is_success(), "{uri}: {}", res.status());
-    let _ = res.into_body().collect().await.unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        status.is_success(),
+        "{uri}: {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
     t.elapsed().as_secs_f64() * 1000.0
 }
 
@@ -386,6 +397,27 @@ async fn stored_analysis(backend: &str, db: common::Db) {
             ),
             v,
         );
+    }
+}
+
+/// Liveness and readiness (database ping + migrations + engine probe).
+async fn health(backend: &str, db: common::Db) {
+    let h = common::Harness::new(db).await;
+    // As after `tasker serve` starts: the state checks the migrations once in
+    // the background; wait for that before measuring.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.get("/tasker/health/ready").await.status != 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for uri in ["/tasker/health/live", "/tasker/health/ready"] {
+        for _ in 0..100 {
+            get(&h.app, uri).await;
+        }
+        let mut v = Vec::new();
+        for _ in 0..1000 {
+            v.push(get(&h.app, uri).await);
+        }
+        report(&format!("health ({backend}): GET {uri}"), v);
     }
 }
 

@@ -122,7 +122,7 @@ impl AppState {
             config.analysis_cache_ttl,
         );
         let store = tasker.store().clone();
-        AppState {
+        let state = AppState {
             inner: Arc::new(Inner {
                 tasker,
                 config,
@@ -132,7 +132,30 @@ impl AppState {
                 started: Instant::now(),
                 migrations_ok: std::sync::atomic::AtomicBool::new(false),
             }),
-        }
+        };
+        state.check_migrations_in_background();
+        state
+    }
+
+    /// Checks the migrations once, off the request path: the first query on
+    /// a fresh pool can take longer than the readiness budget (PostgreSQL:
+    /// ~90 ms for the first `migrations_applied`), and a known success is
+    /// never queried again. Holds only a weak reference to the state.
+    fn check_migrations_in_background(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        let store = self.inner.tasker.store().clone();
+        handle.spawn(async move {
+            if let Ok(true) = store.migrations_applied().await
+                && let Some(inner) = weak.upgrade()
+            {
+                inner
+                    .migrations_ok
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
     }
 
     /// Tells the readiness check how to see whether the engine runs.

@@ -153,24 +153,26 @@ pub struct Readiness {
 pub async fn health_ready(State(st): State<AppState>) -> Response {
     let started = Instant::now();
     let limit = st.config().ready_timeout;
+    // One budget for both database checks, run one after the other so the
+    // second reuses the connection the first one warmed up (in parallel,
+    // the second would often have to open a new one, which alone can take
+    // longer than the budget).
+    let deadline = tokio::time::Instant::now() + limit;
     let store = st.tasker().store().clone();
-    let ping = async {
-        let t = Instant::now();
-        match tokio::time::timeout(limit, store.ping()).await {
-            Ok(Ok(())) => Check::healthy("database answered a ping", Some(t.elapsed())),
-            Ok(Err(e)) => Check::unhealthy(format!("ping failed: {e}"), Some(t.elapsed())),
-            Err(_) => Check::unhealthy(
-                format!("no answer within {} ms", limit.as_millis()),
-                Some(t.elapsed()),
-            ),
-        }
+    let too_slow = || format!("no answer within {} ms", limit.as_millis());
+    let t = Instant::now();
+    let database = match tokio::time::timeout_at(deadline, store.ping()).await {
+        Ok(Ok(())) => Check::healthy("database answered a ping", Some(t.elapsed())),
+        Ok(Err(e)) => Check::unhealthy(format!("ping failed: {e}"), Some(t.elapsed())),
+        Err(_) => Check::unhealthy(too_slow(), Some(t.elapsed())),
     };
-    let migrations = async {
-        if st.migrations_known_ok() {
-            return Check::healthy("all migrations applied", None);
-        }
+    let migrations = if st.migrations_known_ok() {
+        Check::healthy("all migrations applied", None)
+    } else if !database.ok() {
+        Check::unhealthy("not checked: the database did not answer", None)
+    } else {
         let t = Instant::now();
-        match tokio::time::timeout(limit, store.migrations_applied()).await {
+        match tokio::time::timeout_at(deadline, store.migrations_applied()).await {
             Ok(Ok(true)) => {
                 st.remember_migrations_ok();
                 Check::healthy("all migrations applied", Some(t.elapsed()))
@@ -182,13 +184,9 @@ pub async fn health_ready(State(st): State<AppState>) -> Response {
             Ok(Err(e)) => {
                 Check::unhealthy(format!("cannot read migrations: {e}"), Some(t.elapsed()))
             }
-            Err(_) => Check::unhealthy(
-                format!("no answer within {} ms", limit.as_millis()),
-                Some(t.elapsed()),
-            ),
+            Err(_) => Check::unhealthy(too_slow(), Some(t.elapsed())),
         }
     };
-    let (database, migrations) = tokio::join!(ping, migrations);
     let engine = match st.engine_state() {
         EngineState::Running => Check::healthy("executing steps", None),
         EngineState::Stopped => Check::unhealthy("the step executor has stopped", None),
