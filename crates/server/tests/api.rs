@@ -909,9 +909,10 @@ async fn docs_and_fallbacks(db: Db) {
     h.get("/elsewhere")
         .await
         .assert_error(404, "route_not_found");
-    h.call(Method::PUT, "/tasker/tasks", Some(json!({})))
-        .await
-        .assert_error(405, "method_not_allowed");
+    let r = h.call(Method::PUT, "/tasker/tasks", Some(json!({}))).await;
+    r.assert_error(405, "method_not_allowed");
+    let allow = r.headers["allow"].to_str().unwrap();
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
     // A request id is generated and echoed.
     let r = h.get("/tasker/health/live").await;
     assert!(r.headers.contains_key("x-request-id"));
