@@ -48,13 +48,7 @@ pub async fn run(
     let loaded = settings::load(globals, flags)?;
     logging::init(format, Some(&loaded.config.logging), "info");
     let c = &loaded.config;
-    let server = match server_config(c).await {
-        Ok(s) => s,
-        Err(problems) => {
-            eprint!("{problems}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+    let server = server_config(c).await?;
     let tasker = settings::start(&loaded, &args.engine.templates).await?;
     let listener = tokio::net::TcpListener::bind(server.bind)
         .await
