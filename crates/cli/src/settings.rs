@@ -80,6 +80,7 @@ pub fn engine_config(c: &TaskerConfig) -> EngineConfig {
         max_concurrent_steps_per_task: e.max_concurrent_steps_per_task,
         claim_batch_size: e.claim_batch_size,
         finish_batch_size: e.finish_batch_size,
+        finish_concurrency: e.finish_concurrency,
         lease_duration: secs(e.lease_seconds),
         heartbeat_interval: secs(e.heartbeat_seconds),
         rescue_interval: secs(e.rescue_interval_seconds),

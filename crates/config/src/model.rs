@@ -101,6 +101,8 @@ pub struct EngineSection {
     pub claim_batch_size: u32,
     /// Most outcomes written per transaction.
     pub finish_batch_size: u32,
+    /// Outcome transactions in flight at once (PostgreSQL; SQLite always uses 1).
+    pub finish_concurrency: u32,
     /// How long a claim holds a step.
     pub lease_seconds: f64,
     /// How often held leases are renewed.
@@ -131,6 +133,7 @@ impl Default for EngineSection {
             max_concurrent_steps_per_task: None,
             claim_batch_size: 64,
             finish_batch_size: 256,
+            finish_concurrency: 4,
             lease_seconds: 30.0,
             heartbeat_seconds: 10.0,
             rescue_interval_seconds: 5.0,

@@ -105,6 +105,14 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
             );
         }
     }
+    if !(1..=64).contains(&e.finish_concurrency) {
+        bad(
+            "engine.finish_concurrency",
+            e.finish_concurrency.into(),
+            "must be between 1 and 64",
+            "use 4",
+        );
+    }
     for (key, v) in [
         ("engine.lease_seconds", e.lease_seconds),
         ("engine.heartbeat_seconds", e.heartbeat_seconds),

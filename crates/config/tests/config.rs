@@ -241,6 +241,11 @@ fn every_validation_rule() {
             "engine.finish_batch_size = 0",
         ),
         (
+            "TASKER__ENGINE__FINISH_CONCURRENCY",
+            "0",
+            "engine.finish_concurrency = 0",
+        ),
+        (
             "TASKER__ENGINE__POLL_INTERVAL_SECONDS",
             "-1",
             "engine.poll_interval_seconds = -1.0",

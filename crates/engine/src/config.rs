@@ -19,6 +19,9 @@ pub struct EngineConfig {
     pub claim_batch_size: u32,
     /// Most outcomes written in one transaction.
     pub finish_batch_size: u32,
+    /// Outcome transactions in flight at once (PostgreSQL overlaps their
+    /// round trips; SQLite serialises writes anyway, so 1 suits it).
+    pub finish_concurrency: u32,
     /// How long a claim holds a step before another process may take it over.
     #[serde(with = "secs")]
     pub lease_duration: Duration,
@@ -60,6 +63,7 @@ impl Default for EngineConfig {
             max_concurrent_steps_per_task: None,
             claim_batch_size: 64,
             finish_batch_size: 256,
+            finish_concurrency: 4,
             lease_duration: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(10),
             rescue_interval: Duration::from_secs(5),
@@ -94,6 +98,9 @@ impl EngineConfig {
         }
         if !(1..=10_000).contains(&self.claim_batch_size) {
             out.push("engine.claim_batch_size must be between 1 and 10000".into());
+        }
+        if !(1..=64).contains(&self.finish_concurrency) {
+            out.push("engine.finish_concurrency must be between 1 and 64".into());
         }
         if !(1..=10_000).contains(&self.finish_batch_size) {
             out.push("engine.finish_batch_size must be between 1 and 10000".into());

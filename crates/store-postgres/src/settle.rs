@@ -102,7 +102,7 @@ pub(crate) const WRITE_TASKS_SQL: &str = "WITH u AS ( \
              UPDATE tasks t SET steps_remaining = u.remaining, steps_live = u.live, \
                  steps_blocked = u.blocked, status = u.status, updated_at = $7, \
                  completed_at = CASE u.completed WHEN 1 THEN $7 WHEN 0 THEN NULL ELSE t.completed_at END \
-             FROM u WHERE t.id = u.id \
+             FROM u WHERE t.id = u.id AND t.id = ANY($1::uuid[]) \
              RETURNING t.id \
          ), tr AS ( \
              INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata) \

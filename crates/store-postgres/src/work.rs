@@ -192,7 +192,11 @@ impl ClaimShape {
 static CLAIM_STATEMENTS: LazyLock<Vec<String>> =
     LazyLock::new(|| ClaimShape::all().map(ClaimShape::build).collect());
 
-/// Applies outcomes to the steps still leased with the given token. The
+/// Applies outcomes to the steps still leased with the given token.
+/// Every join with a batch also states `id = ANY(…)` on the base table: the
+/// planner then always reaches rows through the primary key, even with
+/// stale statistics right after a bulk load (measured: a hash join over the
+/// whole steps table, 70–150 ms per batch with 100k finished steps). The
 /// `lk` CTE locks them in id order (so a finisher and, say, a task cancel
 /// always meet in the same order). `$1..$6` outcome arrays, `$7` now.
 pub(crate) const FINISH_STEPS_SQL: &str = "WITH o AS ( \
@@ -200,7 +204,7 @@ pub(crate) const FINISH_STEPS_SQL: &str = "WITH o AS ( \
              AS o(id, token, kind, results, err, retry_at) \
      ), lk AS ( \
          SELECT s.id, s.lease_owner FROM steps s JOIN o ON o.id = s.id \
-         WHERE s.status = 'in_progress' AND s.lease_token = o.token \
+         WHERE s.id = ANY($1::uuid[]) AND s.status = 'in_progress' AND s.lease_token = o.token \
          ORDER BY s.id FOR NO KEY UPDATE OF s \
      ), upd AS ( \
          UPDATE steps s SET \
@@ -211,7 +215,7 @@ pub(crate) const FINISH_STEPS_SQL: &str = "WITH o AS ( \
              completed_at = CASE WHEN o.kind = 'ok' THEN $7 ELSE s.completed_at END, \
              lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = $7 \
          FROM lk JOIN o ON o.id = lk.id \
-         WHERE s.id = lk.id \
+         WHERE s.id = lk.id AND s.id = ANY($1::uuid[]) \
          RETURNING s.id, s.task_id, o.kind, s.attempts, o.err, o.retry_at, lk.lease_owner \
      ), tr AS ( \
          INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata) \
@@ -236,14 +240,15 @@ pub(crate) const UNBLOCK_SQL: &str = "WITH d AS ( \
          SELECT e.child_id, count(*)::int AS n FROM step_edges e \
          WHERE e.parent_id = ANY($1::uuid[]) GROUP BY e.child_id \
      ), lk AS ( \
-         SELECT c.id FROM steps c JOIN d ON d.child_id = c.id ORDER BY c.id FOR NO KEY UPDATE OF c \
+         SELECT c.id FROM steps c JOIN d ON d.child_id = c.id \
+         WHERE c.id = ANY (ARRAY(SELECT child_id FROM d)) ORDER BY c.id FOR NO KEY UPDATE OF c \
      ), upd AS ( \
          UPDATE steps c SET remaining_parents = c.remaining_parents - d.n, \
              ready_at = CASE WHEN c.status = 'pending' AND c.remaining_parents - d.n = 0 THEN $2 \
                              ELSE c.ready_at END, \
              updated_at = $2 \
          FROM lk JOIN d ON d.child_id = lk.id \
-         WHERE c.id = lk.id \
+         WHERE c.id = lk.id AND c.id = ANY (ARRAY(SELECT id FROM lk)) \
          RETURNING c.task_id, (c.status = 'pending' AND c.remaining_parents = 0) AS ready \
      ) \
      SELECT task_id, count(*) FILTER (WHERE ready) AS ready FROM upd GROUP BY task_id";
@@ -284,11 +289,11 @@ pub(crate) const RENEW_SQL: &str = "WITH l AS ( \
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[]) AS l(id, token) \
      ), lk AS ( \
          SELECT s.id FROM steps s JOIN l ON l.id = s.id \
-         WHERE s.status = 'in_progress' AND s.lease_token = l.token \
+         WHERE s.id = ANY($1::uuid[]) AND s.status = 'in_progress' AND s.lease_token = l.token \
          ORDER BY s.id FOR NO KEY UPDATE OF s \
      ) \
      UPDATE steps s SET lease_expires_at = $3 \
-     FROM lk WHERE s.id = lk.id \
+     FROM lk WHERE s.id = lk.id AND s.id = ANY($1::uuid[]) \
      RETURNING s.id";
 
 /// At most this many claim statements per per-task-limited claim.

@@ -6,7 +6,7 @@ use crate::service::Inner;
 use std::sync::Arc;
 use std::time::Duration;
 use tasker_store::StepOutcome;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 pub(super) async fn run(
     inner: Arc<Inner>,
@@ -14,9 +14,18 @@ pub(super) async fn run(
     leases: Leases,
 ) {
     let max = inner.config.finish_batch_size as usize;
-    let mut batch: Vec<Finished> = Vec::with_capacity(max);
-    let mut outcomes: Vec<StepOutcome> = Vec::with_capacity(max);
+    // Several batches may be in flight at once: on PostgreSQL a commit is a
+    // few round trips of latency, and overlapping them keeps the database
+    // busy instead of idle between batches (steps of different batches are
+    // independent; each outcome is checked against its own lease). SQLite
+    // has one writer, so there it is one batch at a time.
+    let concurrency = match inner.store.backend() {
+        tasker_store::Backend::Sqlite => 1,
+        _ => inner.config.finish_concurrency.max(1),
+    };
+    let in_flight = Arc::new(Semaphore::new(concurrency as usize));
     while let Some(first) = rx.recv().await {
+        let mut batch: Vec<Finished> = Vec::with_capacity(max.min(64));
         batch.push(first);
         while batch.len() < max {
             match rx.try_recv() {
@@ -24,17 +33,22 @@ pub(super) async fn run(
                 Err(_) => break,
             }
         }
-        outcomes.extend(batch.iter().map(|f| f.outcome.clone()));
-        write(&inner, &outcomes, &batch).await;
-        {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let (inner, leases) = (inner.clone(), leases.clone());
+        tokio::spawn(async move {
+            let outcomes: Vec<StepOutcome> = batch.iter().map(|f| f.outcome.clone()).collect();
+            write(&inner, &outcomes, &batch).await;
             let mut held = lock(&leases);
             for o in &outcomes {
                 held.remove(&o.lease.step_id);
             }
-        }
-        batch.clear();
-        outcomes.clear();
+            drop(permit);
+        });
     }
+    // Wait for the last batches before reporting the queue written.
+    let _ = in_flight.acquire_many(concurrency).await;
 }
 
 /// Retries transient failures (the database restarting) for as long as it
