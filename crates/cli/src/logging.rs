@@ -13,7 +13,21 @@ pub enum Format {
     Json,
 }
 
-/// Installs the global subscriber, writing to stderr.
+/// Keeps the background log writer alive until [`flush`]; dropping it
+/// writes out what is queued.
+static GUARD: std::sync::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> =
+    std::sync::Mutex::new(None);
+
+/// Flushes queued log lines (call before exiting).
+pub fn flush() {
+    if let Ok(mut g) = GUARD.lock() {
+        g.take();
+    }
+}
+
+/// Installs the global subscriber, writing to stderr from a background
+/// thread: formatting stays on the caller, but the write system call does
+/// not block the engine's hot path (measured in docs/PERFORMANCE.md).
 ///
 /// Precedence: `RUST_LOG` over `logging.level` / `logging.modules` over
 /// `default_level`; `--log-format` over `logging.format` over "JSON unless

@@ -69,7 +69,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         match dispatch(cli).await {
             Ok(code) => code,
             Err(e) => {
@@ -77,7 +77,9 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         }
-    })
+    });
+    logging::flush();
+    code
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {

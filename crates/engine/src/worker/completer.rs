@@ -84,7 +84,15 @@ async fn write(inner: &Inner, outcomes: &[StepOutcome], batch: &[Finished]) {
                         .find(|f| f.task_id == *task)
                         .map(|f| f.span.clone())
                         .unwrap_or_else(tracing::Span::none);
-                    span.in_scope(|| tracing::info!(status = %state, "task finished"));
+                    // Completions are routine (thousands a second): debug.
+                    // A task that ended in error is worth an operator's eye.
+                    span.in_scope(|| {
+                        if *state == tasker_core::TaskState::Complete {
+                            tracing::debug!(status = %state, "task finished");
+                        } else {
+                            tracing::warn!(status = %state, "task finished");
+                        }
+                    });
                 }
                 return;
             }
