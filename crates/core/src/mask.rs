@@ -59,7 +59,9 @@ impl Masker {
 
     /// True when any segment of a JSON pointer (`/user/password`) is sensitive.
     pub fn is_sensitive_path(&self, pointer: &str) -> bool {
-        pointer.split('/').any(|seg| !seg.is_empty() && self.is_sensitive(seg))
+        pointer
+            .split('/')
+            .any(|seg| !seg.is_empty() && self.is_sensitive(seg))
     }
 
     /// A copy of `value` with every sensitive key's value replaced by [`MASK`], at any depth.
@@ -68,7 +70,11 @@ impl Masker {
             Value::Object(map) => Value::Object(
                 map.iter()
                     .map(|(k, v)| {
-                        let v = if self.is_sensitive(k) { Value::String(MASK.into()) } else { self.mask(v) };
+                        let v = if self.is_sensitive(k) {
+                            Value::String(MASK.into())
+                        } else {
+                            self.mask(v)
+                        };
                         (k.clone(), v)
                     })
                     .collect(),

@@ -12,7 +12,7 @@
 //! `extract_b` fails on its first attempt (a retryable error) to show retries.
 
 use async_trait::async_trait;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use tasker_engine::{StepContext, StepError, StepHandler, TaskRequest, Tasker};
@@ -52,10 +52,16 @@ impl StepHandler for Extract {
             .filter_map(Value::as_i64)
             .collect();
         let mid = numbers.len() / 2;
-        let part = if step.config["half"] == "first" { &numbers[..mid] } else { &numbers[mid..] };
+        let part = if step.config["half"] == "first" {
+            &numbers[..mid]
+        } else {
+            &numbers[mid..]
+        };
         if step.config["half"] == "second" && step.attempt == 1 {
             // A flaky upstream: ask to be retried in 50 ms.
-            return Err(StepError::retryable("upstream busy").with_retry_after(Duration::from_millis(50)));
+            return Err(
+                StepError::retryable("upstream busy").with_retry_after(Duration::from_millis(50))
+            );
         }
         Ok(json!({ "numbers": part }))
     }
@@ -96,14 +102,25 @@ async fn main() -> anyhow::Result<()> {
 
     let worker = tasker.start();
     let task = tasker
-        .create_task(TaskRequest::new("analytics", "pipeline").context(json!({ "numbers": [1, 2, 3, 4, 5, 6] })))
+        .create_task(
+            TaskRequest::new("analytics", "pipeline")
+                .context(json!({ "numbers": [1, 2, 3, 4, 5, 6] })),
+        )
         .await?;
-    let done = tasker.wait_for_task(task.id, Duration::from_secs(30)).await?;
+    let done = tasker
+        .wait_for_task(task.id, Duration::from_secs(30))
+        .await?;
     worker.shutdown().await;
 
     println!("task {} finished: {}", done.id, done.status);
     for step in tasker.store().step_list(done.id).await? {
-        println!("  {:<10} {:<10} attempts={} results={}", step.name, step.status, step.attempts, step.results.unwrap_or(Value::Null));
+        println!(
+            "  {:<10} {:<10} attempts={} results={}",
+            step.name,
+            step.status,
+            step.attempts,
+            step.results.unwrap_or(Value::Null)
+        );
     }
     std::fs::remove_dir_all(&dir)?;
     anyhow::ensure!(Tasker::succeeded(&done), "pipeline did not complete");
