@@ -37,13 +37,7 @@ async fn independent_ready_steps_run_at_the_same_time() {
         .template(template(yaml))
         .build()
         .unwrap();
-    let worker = tasker.start();
-    let task = tasker
-        .create_task(TaskRequest::new("default", "par"))
-        .await
-        .unwrap();
-    let done = tasker.wait_for_task(task.id, WAIT).await.unwrap();
-    worker.shutdown().await;
+    let done = run_once(&tasker, TaskRequest::new("default", "par")).await;
     assert_eq!(
         done.status,
         TaskState::Complete,
@@ -61,13 +55,7 @@ async fn join_starts_only_after_every_parent_ended() {
         .template(template(yaml))
         .build()
         .unwrap();
-    let worker = tasker.start();
-    let task = tasker
-        .create_task(TaskRequest::new("default", "j"))
-        .await
-        .unwrap();
-    tasker.wait_for_task(task.id, WAIT).await.unwrap();
-    worker.shutdown().await;
+    run_once(&tasker, TaskRequest::new("default", "j")).await;
     let c = rec.by_step();
     assert!(
         c["fast"].start < c["slow"].end && c["slow"].start < c["fast"].end,
@@ -142,16 +130,8 @@ async fn per_task_limit_caps_a_wide_task() {
         .template(template(&yaml))
         .build()
         .unwrap();
-    let worker = tasker.start();
-    let task = tasker
-        .create_task(TaskRequest::new("default", "wide"))
-        .await
-        .unwrap();
-    assert_eq!(
-        tasker.wait_for_task(task.id, WAIT).await.unwrap().status,
-        TaskState::Complete
-    );
-    worker.shutdown().await;
+    let task = run_once(&tasker, TaskRequest::new("default", "wide")).await;
+    assert_eq!(task.status, TaskState::Complete);
     assert!(gauge.max.load(Ordering::SeqCst) <= 2);
 }
 

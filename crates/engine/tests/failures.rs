@@ -28,13 +28,8 @@ async fn run_flaky(
         .template(template(&flaky_yaml(config, retry_limit)))
         .build()
         .unwrap();
-    let worker = tasker.start();
-    let task = tasker
-        .create_task(TaskRequest::new("default", "flaky"))
-        .await
-        .unwrap();
-    let done = tasker.wait_for_task(task.id, WAIT).await.unwrap();
-    worker.shutdown().await;
+    let done = run_once(&tasker, TaskRequest::new("default", "flaky")).await;
+    let task = done.clone();
     let steps = store.step_list(task.id).await.unwrap();
     (done, steps, flaky)
 }
@@ -57,13 +52,7 @@ async fn retry_goes_error_then_pending_in_the_transition_log() {
         .template(template(&flaky_yaml("{ fail_times: 1 }", 3)))
         .build()
         .unwrap();
-    let worker = tasker.start();
-    let task = tasker
-        .create_task(TaskRequest::new("default", "flaky"))
-        .await
-        .unwrap();
-    tasker.wait_for_task(task.id, WAIT).await.unwrap();
-    worker.shutdown().await;
+    let task = run_once(&tasker, TaskRequest::new("default", "flaky")).await;
     let first = &store.step_list(task.id).await.unwrap()[0];
     let states: Vec<String> = store
         .step_transitions(first.id)
@@ -122,16 +111,8 @@ async fn not_retryable_means_one_attempt() {
         .template(template(yaml))
         .build()
         .unwrap();
-    let worker = tasker.start();
-    let task = tasker
-        .create_task(TaskRequest::new("default", "once"))
-        .await
-        .unwrap();
-    assert_eq!(
-        tasker.wait_for_task(task.id, WAIT).await.unwrap().status,
-        TaskState::Error
-    );
-    worker.shutdown().await;
+    let task = run_once(&tasker, TaskRequest::new("default", "once")).await;
+    assert_eq!(task.status, TaskState::Error);
     assert_eq!(flaky.calls.load(Ordering::SeqCst), 1);
 }
 
@@ -182,16 +163,8 @@ async fn gap_between_attempts(config: tasker_engine::EngineConfig, handler: Fail
         ))
         .build()
         .unwrap();
-    let worker = tasker.start();
-    let task = tasker
-        .create_task(TaskRequest::new("default", "r"))
-        .await
-        .unwrap();
-    assert_eq!(
-        tasker.wait_for_task(task.id, WAIT).await.unwrap().status,
-        TaskState::Complete
-    );
-    worker.shutdown().await;
+    let task = run_once(&tasker, TaskRequest::new("default", "r")).await;
+    assert_eq!(task.status, TaskState::Complete);
     let starts = handler.starts.lock().unwrap().clone();
     assert_eq!(starts.len(), 2);
     starts[1] - starts[0]
@@ -532,13 +505,7 @@ async fn idempotency_key_is_stable_across_attempts() {
         ))
         .build()
         .unwrap();
-    let worker = tasker.start();
-    let task = tasker
-        .create_task(TaskRequest::new("default", "k"))
-        .await
-        .unwrap();
-    tasker.wait_for_task(task.id, WAIT).await.unwrap();
-    worker.shutdown().await;
+    run_once(&tasker, TaskRequest::new("default", "k")).await;
     let seen = keys.0.lock().unwrap().clone();
     assert_eq!(seen.iter().map(|(a, _)| *a).collect::<Vec<_>>(), [1, 2, 3]);
     assert!(seen.iter().all(|(_, k)| k == &seen[0].1));

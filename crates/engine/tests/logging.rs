@@ -71,13 +71,11 @@ async fn every_step_line_carries_the_correlation_id_and_step_identity() {
         .template(template(yaml))
         .build()
         .unwrap();
-    let worker = tasker.start();
-    let task = tasker
-        .create_task(TaskRequest::new("obs", "logged").correlation_id("corr-123"))
-        .await
-        .unwrap();
-    tasker.wait_for_task(task.id, WAIT).await.unwrap();
-    worker.shutdown().await;
+    let task = run_once(
+        &tasker,
+        TaskRequest::new("obs", "logged").correlation_id("corr-123"),
+    )
+    .await;
 
     let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<Value> = text

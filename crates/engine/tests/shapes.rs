@@ -32,13 +32,8 @@ async fn run_shape(name: &str, steps: &[(&str, &[&str])]) {
         .template(template(&shape_yaml(name, steps)))
         .build()
         .unwrap();
-    let worker = tasker.start();
-    let task = tasker
-        .create_task(TaskRequest::new("shapes", name))
-        .await
-        .unwrap();
-    let done = tasker.wait_for_task(task.id, WAIT).await.unwrap();
-    worker.shutdown().await;
+    let done = run_once(&tasker, TaskRequest::new("shapes", name)).await;
+    let task = done.clone();
 
     assert_eq!(done.status, TaskState::Complete, "{name}");
     let calls = rec.by_step();

@@ -118,3 +118,16 @@ impl StepHandler for Flaky {
 }
 
 pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Starts a worker, creates one task, waits for it to finish, stops the
+/// worker; returns the task's final row.
+pub async fn run_once(
+    tasker: &tasker_engine::Tasker,
+    request: tasker_engine::TaskRequest,
+) -> tasker_store::TaskRow {
+    let worker = tasker.start();
+    let task = tasker.create_task(request).await.unwrap();
+    let done = tasker.wait_for_task(task.id, WAIT).await.unwrap();
+    worker.shutdown().await;
+    done
+}
