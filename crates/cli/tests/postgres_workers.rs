@@ -15,44 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tasker_engine::{TaskRequest, Tasker};
 use tasker_store_postgres::PgStore;
+use tasker_store_postgres::testing::TestDb;
 
 const DIAMOND: &str = "name: diamond\nnamespace: load\nstep_templates:\n  - name: start\n    handler: { kind: noop }\n  - name: left\n    depends_on_step: start\n    handler: { kind: noop }\n  - name: right\n    depends_on_step: start\n    handler: { kind: noop }\n  - name: join\n    depends_on_steps: [left, right]\n    handler: { kind: noop }\n";
-
-fn admin_url() -> String {
-    std::env::var("TASKER_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn replace_db(url: &str, db: &str) -> String {
-    let i = url.rfind('/').expect("database URL with a path");
-    format!("{}/{db}", &url[..i])
-}
-
-async fn fresh_database(admin: &str) -> String {
-    let mut conn = PgConnection::connect(admin).await.unwrap_or_else(|e| {
-        panic!("PostgreSQL is required for this test and is not reachable at {admin}: {e}")
-    });
-    let name = format!("tasker_cli_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    replace_db(admin, &name)
-}
-
-/// Drops a database made by [`fresh_database`] (best effort: a failed test leaves it for inspection).
-async fn drop_database(admin: &str, url: &str) {
-    let Some(name) = url.rsplit('/').next() else {
-        return;
-    };
-    if let Ok(mut conn) = PgConnection::connect(admin).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&mut conn)
-        .await;
-    }
-}
 
 fn worker(url: &str, templates: &Path, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tasker"))
@@ -104,7 +69,8 @@ async fn tasker_for(url: &str, yaml: &str) -> Tasker {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_worker_processes_complete_2000_diamonds_each_step_exactly_once() {
-    let url = fresh_database(&admin_url()).await;
+    let db = TestDb::create().await;
+    let url = db.url.clone();
     let tasker = tasker_for(&url, DIAMOND).await;
     let mut ids = Vec::new();
     for _ in 0..4 {
@@ -167,12 +133,12 @@ async fn four_worker_processes_complete_2000_diamonds_each_step_exactly_once() {
         "exactly one completion transition per task"
     );
     conn.close().await.unwrap();
-    drop_database(&admin_url(), &url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_worker_step_is_rerun_by_another_after_lease_expiry() {
-    let url = fresh_database(&admin_url()).await;
+    let db = TestDb::create().await;
+    let url = db.url.clone();
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("pid");
     let yaml = format!(
@@ -210,7 +176,6 @@ async fn a_sigkilled_worker_step_is_rerun_by_another_after_lease_expiry() {
     let steps = tasker.store().step_list(task.id).await.unwrap();
     assert_eq!(steps[0].attempts, 2);
     assert_eq!(steps[0].results, Some(json!({"attempt": 2})));
-    drop_database(&admin_url(), &url).await;
 }
 
 /// A private PostgreSQL cluster in a temp dir, run as the `postgres` user.
@@ -294,7 +259,8 @@ fn run_as_postgres(cmd: &str, as_root: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_survive_a_postgres_restart() {
     let cluster = PrivateCluster::start();
-    let url = fresh_database(&cluster.url("postgres")).await;
+    let db = TestDb::create_on(&cluster.url("postgres")).await;
+    let url = db.url.clone();
     let yaml = "name: paced\nstep_templates:\n  - name: a\n    handler: { kind: sleep, config: { milliseconds: 20 } }\n  - name: b\n    depends_on_step: a\n    handler: { kind: sleep, config: { milliseconds: 20 } }\n";
     let tasker = tasker_for(&url, yaml).await;
     let ids = tasker

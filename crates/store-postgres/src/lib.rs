@@ -135,6 +135,8 @@ mod read;
 mod settle;
 mod work;
 
+pub mod testing;
+
 pub use events::{TASK_CHANNEL, WORK_CHANNEL};
 pub use explain::PlanKind;
 

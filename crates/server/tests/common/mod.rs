@@ -13,7 +13,6 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use sqlx::{Connection, PgConnection};
 use std::sync::Arc;
 use std::time::Duration;
 use tasker_core::BackoffPolicy;
@@ -21,6 +20,7 @@ use tasker_core::template::parse_template;
 use tasker_engine::{EngineConfig, StepContext, StepError, StepHandler, Tasker};
 use tasker_server::{AppState, ServerConfig};
 use tasker_store::Store;
+use tasker_store_postgres::testing::TestDb;
 use tower::ServiceExt;
 use uuid::Uuid;
 
@@ -29,7 +29,7 @@ pub enum Guard {
     /// The SQLite file's directory.
     Sqlite(tempfile::TempDir),
     /// The PostgreSQL database (dropped on drop).
-    Postgres(PgDb),
+    Postgres(TestDb),
 }
 
 /// A store and what keeps it alive.
@@ -53,92 +53,11 @@ pub async fn sqlite() -> Db {
 
 /// A fresh PostgreSQL database.
 pub async fn postgres() -> Db {
-    let db = PgDb::create().await;
-    let store = tasker_store_postgres::PgStore::connect(&db.url)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", db.url));
+    let db = TestDb::create().await;
+    let store = db.store().await;
     Db {
         store: Arc::new(store),
         guard: Guard::Postgres(db),
-    }
-}
-
-pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-fn admin_url() -> String {
-    std::env::var("TASKER_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_string())
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let end = base[after_scheme..]
-        .find('/')
-        .map(|i| after_scheme + i)
-        .unwrap_or(base.len());
-    let mut out = format!("{}/{}", &base[..end], db);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
-/// A PostgreSQL database created for one test and dropped with this guard.
-pub struct PgDb {
-    pub url: String,
-    name: String,
-    admin: String,
-}
-
-impl PgDb {
-    pub async fn create() -> PgDb {
-        let admin = admin_url();
-        let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is required for the tasker-server tests and is not reachable at {admin} ({e}); \
-                 start it or set TASKER_TEST_PG_URL"
-            )
-        });
-        let name = format!("tasker_srv_{}", Uuid::new_v4().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let _ = conn.close().await;
-        PgDb {
-            url: with_database(&admin, &name),
-            name,
-            admin,
-        }
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(mut conn) = PgConnection::connect(&admin).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                    let _ = conn.close().await;
-                }
-            });
-        })
-        .join();
     }
 }
 

@@ -1,0 +1,144 @@
+//! Test support for anything that needs a PostgreSQL database: one fresh
+//! database per test, dropped when its guard is.
+//!
+//! The maintenance URL comes from `TASKER_TEST_PG_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). Each [`TestDb`] creates
+//! `tasker_test_<uuid>` through it and drops it (best effort) when the guard
+//! goes out of scope. An unreachable server panics with a clear message:
+//! tests that use this never skip. Used by this crate's tests, the server's
+//! route tests and the CLI's multi-process tests; not meant for production.
+
+use crate::{PgOptions, PgStore};
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+/// Default maintenance URL.
+pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The maintenance URL in effect.
+pub fn admin_url() -> String {
+    std::env::var("TASKER_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_URL.to_string())
+}
+
+/// `url` with its database name replaced by `db`.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    // The path starts at the first '/' after "scheme://authority".
+    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let authority_end = base[after_scheme..]
+        .find('/')
+        .map(|i| after_scheme + i)
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{}", &base[..authority_end], db);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// A database that is dropped when this guard is.
+pub struct TestDb {
+    /// URL of the test database.
+    pub url: String,
+    name: String,
+    admin: String,
+}
+
+impl TestDb {
+    /// Creates a fresh, empty database through [`admin_url`]; panics loudly
+    /// if PostgreSQL is unreachable.
+    pub async fn create() -> TestDb {
+        Self::create_on(&admin_url()).await
+    }
+
+    /// Creates a fresh, empty database through the maintenance URL `admin`.
+    pub async fn create_on(admin: &str) -> TestDb {
+        let admin = admin.to_string();
+        let mut conn = match PgConnection::connect(&admin).await {
+            Ok(c) => c,
+            Err(e) => panic!(
+                "\n\nPostgreSQL is required for these tests and is not reachable\n\
+                 at {admin} ({e}).\nStart it (trust auth on 127.0.0.1:5432) or point \
+                 TASKER_TEST_PG_URL at a maintenance database a superuser can reach.\n\n"
+            ),
+        };
+        let name = format!("tasker_test_{}", Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test database {name} via {admin}: {e}"));
+        let _ = conn.close().await;
+        TestDb {
+            url: with_database(&admin, &name),
+            name,
+            admin,
+        }
+    }
+
+    /// A store on this database (migrated).
+    pub async fn store(&self) -> PgStore {
+        self.store_with(PgOptions::default()).await
+    }
+
+    /// A store on this database with options.
+    pub async fn store_with(&self, options: PgOptions) -> PgStore {
+        PgStore::connect_with(&self.url, options)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to test database {}: {e}", self.url))
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime; do the async work on a thread
+        // of its own with a small runtime, and wait for it.
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        let handle = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(mut conn) = PgConnection::connect(&admin).await {
+                    // WITH (FORCE) (PostgreSQL 13+) ends sessions still open,
+                    // e.g. a listener whose task has not noticed the abort yet.
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                    let _ = conn.close().await;
+                }
+            });
+        });
+        let _ = handle.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_name_is_replaced() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/postgres?sslmode=disable", "x"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://h:5432", "x"),
+            "postgres://h:5432/x"
+        );
+    }
+}
