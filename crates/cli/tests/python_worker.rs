@@ -101,31 +101,38 @@ fn python_worker_finishes_a_mixed_workflow() {
     assert_eq!(status, 201, "{created}");
     let task_id = created["task"]["task_id"].as_str().unwrap().to_string();
 
+    // The worker runs until the task is done (no idle-exit timing to race).
     let worker =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/workers/python_worker.py");
-    let out = Command::new("python3")
-        .arg(worker)
-        .args([
-            "--url",
-            &format!("http://127.0.0.1:{port}"),
-            "--kind",
-            "external",
-            "--wait-seconds",
-            "1",
-            "--exit-after-idle",
-            "2",
-            "--lease-seconds",
-            "10",
-        ])
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
-
+    let log_path = dir.path().join("worker.log");
+    let mut py = Killed(
+        Command::new("python3")
+            .arg(worker)
+            .args([
+                "--url",
+                &format!("http://127.0.0.1:{port}"),
+                "--kind",
+                "external",
+                "--wait-seconds",
+                "1",
+                "--lease-seconds",
+                "10",
+            ])
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let task = wait_until(60, "the task completes", || {
+        assert!(
+            py.0.try_wait().unwrap().is_none(),
+            "the worker exited: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
         let (_, t) = http(port, "GET", &format!("/tasker/tasks/{task_id}"), None);
         (t["task"]["status"] == "complete").then_some(t)
     });
+    drop(py);
+    let log = std::fs::read_to_string(&log_path).unwrap();
     let steps = task["task"]["steps"].as_array().unwrap();
     let result = |name: &str| steps.iter().find(|s| s["name"] == name).unwrap()["results"].clone();
     assert_eq!(result("prepare"), json!({"ready": true}));
