@@ -84,6 +84,21 @@ async fn step_transition(
     Ok(())
 }
 
+/// Applies one task's counter delta (finalising the task if that is due)
+/// and queues the transaction's NOTIFYs: the tail of every single-step
+/// operator action.
+async fn settle_task(
+    conn: &mut PgConnection,
+    task_id: Uuid,
+    delta: Delta,
+    now: DateTime<Utc>,
+    emit: &mut Emit,
+    origin: &str,
+) -> Result<(), TxError> {
+    settle(conn, &BTreeMap::from([(task_id, delta)]), now, emit, origin).await?;
+    notify(conn, emit, origin).await
+}
+
 async fn fetch_step(conn: &mut PgConnection, id: Uuid) -> Result<StepRow, TxError> {
     let r = sqlx::query(AssertSqlSafe(format!(
         "SELECT {STEP_COLS} FROM steps s WHERE s.id = $1"
@@ -368,15 +383,7 @@ impl PgStore {
             emit.work |= ready > 0;
         }
         emit.changed(step.task_id);
-        settle(
-            &mut tx,
-            &BTreeMap::from([(step.task_id, d)]),
-            now,
-            &mut emit,
-            self.origin(),
-        )
-        .await?;
-        notify(&mut tx, &mut emit, self.origin()).await?;
+        settle_task(&mut tx, step.task_id, d, now, &mut emit, self.origin()).await?;
         let row = fetch_step(&mut tx, id).await?;
         tx.commit().await?;
         Ok((row, emit))
@@ -416,15 +423,7 @@ impl PgStore {
         };
         let mut emit = Emit::default();
         emit.changed(step.task_id);
-        settle(
-            &mut tx,
-            &BTreeMap::from([(step.task_id, d)]),
-            now,
-            &mut emit,
-            self.origin(),
-        )
-        .await?;
-        notify(&mut tx, &mut emit, self.origin()).await?;
+        settle_task(&mut tx, step.task_id, d, now, &mut emit, self.origin()).await?;
         let row = fetch_step(&mut tx, id).await?;
         tx.commit().await?;
         Ok((row, emit))
