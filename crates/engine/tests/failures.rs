@@ -54,13 +54,7 @@ async fn retry_goes_error_then_pending_in_the_transition_log() {
         .unwrap();
     let task = run_once(&tasker, TaskRequest::new("default", "flaky")).await;
     let first = &store.step_list(task.id).await.unwrap()[0];
-    let states: Vec<String> = store
-        .step_transitions(first.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.to_state)
-        .collect();
+    let states: Vec<String> = step_states(&store, first.id).await;
     assert_eq!(
         states,
         [
@@ -256,13 +250,7 @@ async fn retrying_a_failed_task_gives_failed_steps_new_attempts() {
     let steps = store.step_list(task.id).await.unwrap();
     assert_eq!(steps[0].attempts, 3);
     assert_eq!(steps[1].status, StepState::Complete);
-    let t: Vec<String> = store
-        .task_transitions(task.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.to_state)
-        .collect();
+    let t: Vec<String> = task_states(&store, task.id).await;
     assert_eq!(
         t,
         [

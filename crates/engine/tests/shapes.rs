@@ -72,13 +72,7 @@ async fn run_shape(name: &str, steps: &[(&str, &[&str])]) {
     );
     // Every step: pending → in_progress → complete, persisted.
     for s in &rows {
-        let t: Vec<String> = store
-            .step_transitions(s.id)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|t| t.to_state)
-            .collect();
+        let t: Vec<String> = step_states(&store, s.id).await;
         assert_eq!(
             t,
             ["pending", "in_progress", "complete"],
@@ -86,13 +80,7 @@ async fn run_shape(name: &str, steps: &[(&str, &[&str])]) {
             s.name
         );
     }
-    let t: Vec<String> = store
-        .task_transitions(task.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.to_state)
-        .collect();
+    let t: Vec<String> = task_states(&store, task.id).await;
     assert_eq!(t, ["pending", "in_progress", "complete"]);
 }
 

@@ -119,6 +119,28 @@ impl StepHandler for Flaky {
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// The `to_state` of every transition of a step, oldest first.
+pub async fn step_states(store: &Arc<dyn Store>, step: uuid::Uuid) -> Vec<String> {
+    store
+        .step_transitions(step)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.to_state)
+        .collect()
+}
+
+/// The `to_state` of every transition of a task, oldest first.
+pub async fn task_states(store: &Arc<dyn Store>, task: uuid::Uuid) -> Vec<String> {
+    store
+        .task_transitions(task)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.to_state)
+        .collect()
+}
+
 /// Starts a worker, creates one task, waits for it to finish, stops the
 /// worker; returns the task's final row.
 pub async fn run_once(
