@@ -215,6 +215,14 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
         "server.request_timeout_seconds",
         c.server.request_timeout_seconds,
     );
+    if c.server.request_timeout_seconds > 0.0 && c.server.request_timeout_seconds <= 20.0 {
+        bad(
+            "server.request_timeout_seconds",
+            c.server.request_timeout_seconds.into(),
+            "must be longer than the longest claim wait of external workers (20 s), or their long polls time out",
+            "use 30",
+        );
+    }
     if c.server.max_page_size == 0 || c.server.max_page_size > 1000 {
         bad(
             "server.max_page_size",
@@ -231,12 +239,12 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
             "use 25",
         );
     }
-    if !(c.health.ready_timeout_seconds > 0.0 && c.health.ready_timeout_seconds < 0.1) {
+    if !(c.health.ready_timeout_seconds > 0.0 && c.health.ready_timeout_seconds <= 10.0) {
         bad(
             "health.ready_timeout_seconds",
             c.health.ready_timeout_seconds.into(),
-            "must be above 0 and below 0.1, so the readiness probe answers within 100 ms",
-            "use 0.08",
+            "must be above 0 and at most 10",
+            "use 0.08 (raise it if your probes allow a longer answer)",
         );
     }
     if c.cache.analysis_capacity == 0 {

@@ -299,8 +299,13 @@ fn every_validation_rule() {
         ),
         (
             "TASKER__HEALTH__READY_TIMEOUT_SECONDS",
-            "2",
-            "below 0.1, so the readiness probe answers within 100 ms",
+            "11",
+            "must be above 0 and at most 10",
+        ),
+        (
+            "TASKER__SERVER__REQUEST_TIMEOUT_SECONDS",
+            "20",
+            "longer than the longest claim wait",
         ),
         (
             "TASKER__CACHE__ANALYSIS_CAPACITY",

@@ -3,8 +3,14 @@
 //!
 //! Taken from `X-Correlation-ID`, else `X-Request-ID` (which the request-id
 //! layer fills in when the client sent none), returned as
-//! `X-Correlation-ID` on every response. A malformed header is a 400 rather
-//! than silently replaced.
+//! `X-Correlation-ID` on every response.
+//!
+//! A malformed `X-Request-ID` is a transport detail: [`sanitize_request_id`]
+//! drops it so the request-id layer generates a fresh one (a probe must
+//! never fail on a header). A malformed `X-Correlation-ID` is a 400
+//! (`invalid_header`) because the id would be stored on the task the
+//! request creates, so silently replacing it would lose the caller's
+//! correlation; on the health routes it is replaced instead.
 
 use crate::error::ApiError;
 use axum::extract::Request;
@@ -28,6 +34,22 @@ pub fn valid(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
 }
 
+/// Middleware (outside the request-id layer): removes an `X-Request-ID` that
+/// is not a [`valid`] id, so a fresh one is generated and echoed instead.
+pub async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
+    let bad = req
+        .headers()
+        .get_all("x-request-id")
+        .iter()
+        .any(|v| !v.to_str().is_ok_and(valid))
+        || req.headers().get_all("x-request-id").iter().count() > 1;
+    if bad {
+        tracing::debug!("ignoring a malformed X-Request-ID header; generating a fresh id");
+        req.headers_mut().remove("x-request-id");
+    }
+    next.run(req).await
+}
+
 /// The id a request carries: `Ok(None)` when it carries none, `Err` when malformed.
 fn from_headers(headers: &axum::http::HeaderMap) -> Result<Option<String>, ()> {
     let value = headers.get(HEADER).or_else(|| headers.get("x-request-id"));
@@ -45,6 +67,10 @@ pub async fn correlation(mut req: Request, next: Next) -> Response {
     let id = match from_headers(req.headers()) {
         Ok(Some(id)) => id,
         Ok(None) => uuid::Uuid::new_v4().simple().to_string(),
+        // Probes must never fail on a header.
+        Err(()) if req.uri().path().starts_with("/tasker/health/") => {
+            uuid::Uuid::new_v4().simple().to_string()
+        }
         Err(()) => {
             return ApiError::bad_request(
                 "invalid_header",

@@ -98,6 +98,14 @@ pub(crate) fn parse_body<T: ApiBody>(bytes: &[u8]) -> Result<ApiJson<T>, ApiErro
             .detail("column", json!(e.column()))
     })?;
     let (inner, envelope) = unwrap_envelope(raw, T::ENVELOPES);
+    if let Some(field) = nul_path(&inner, String::new()) {
+        let field = match envelope {
+            Some(env) if field.is_empty() => env.to_string(),
+            Some(env) => format!("{env}.{field}"),
+            None => field,
+        };
+        return Err(nul_error("invalid_field", field));
+    }
     match serde_path_to_error::deserialize::<_, T>(inner) {
         Ok(value) => Ok(ApiJson { value, envelope }),
         Err(e) => {
@@ -118,6 +126,47 @@ pub(crate) fn parse_body<T: ApiBody>(bytes: &[u8]) -> Result<ApiJson<T>, ApiErro
                 .in_envelope(envelope))
         }
     }
+}
+
+/// The path (serde_path_to_error style: `context.a`, `tags[1]`) of the
+/// first string or object key in `v` that contains a NUL character.
+///
+/// PostgreSQL can store NUL neither in `text` nor in `jsonb` (SQLSTATE
+/// 22021 / 22P05) while SQLite can, so such values are refused here, before
+/// any store sees them: both backends answer the same 400 naming the field.
+pub(crate) fn nul_path(v: &Value, path: String) -> Option<String> {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match v {
+        Value::String(s) if s.contains('\0') => Some(path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path(item, format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            if k.contains('\0') {
+                Some(join(&k.replace('\0', "\\u0000")))
+            } else {
+                nul_path(item, join(k))
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// The 400 for a NUL character at `field`.
+fn nul_error(code: &'static str, field: String) -> ApiError {
+    let shown = if field.is_empty() { "body" } else { &field };
+    ApiError::bad_request(
+        code,
+        format!("{shown}: must not contain the NUL character (\\u0000)"),
+    )
+    .field(field)
 }
 
 /// The key named by serde's "unknown field `x`, expected ..." message.
@@ -163,6 +212,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
 /// Parses a query string with field paths in errors.
 pub(crate) fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    if let Some((k, _)) = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        return Err(nul_error(
+            "invalid_parameter",
+            k.replace('\0', "\\u0000"),
+        ));
+    }
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -196,6 +253,10 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(_)) if parts.uri.path().contains("%00") => Err(ApiError::bad_request(
+                "invalid_parameter",
+                "path: must not contain the NUL character (%00)",
+            )),
             Ok(Path(v)) => Ok(ApiPath(v)),
             Err(PathRejection::FailedToDeserializePathParams(e)) => {
                 use axum::extract::path::ErrorKind as K;
@@ -312,6 +373,20 @@ mod tests {
         assert!(e.message().contains("`limit`"), "{}", e.message());
         let e = parse_query::<Q>("per_page=3").unwrap_err();
         assert!(e.message().contains("`per_page`"), "{}", e.message());
+    }
+
+    #[test]
+    fn nul_characters_are_refused_with_their_path() {
+        let e = parse_body::<Body>(br#"{"thing": {"name": "a\u0000b"}}"#).unwrap_err();
+        assert_eq!(e.code(), "invalid_field");
+        assert!(e.message().contains("thing.name"), "{}", e.message());
+        let v: Value = serde_json::from_str(r#"{"a": [1, {"b\u0000": 2}], "c": ["x", "\u0000"]}"#).unwrap();
+        assert_eq!(nul_path(&v, String::new()).as_deref(), Some("a[1].b\\u0000"));
+        let v: Value = serde_json::from_str(r#"{"c": ["x", "\u0000"]}"#).unwrap();
+        assert_eq!(nul_path(&v, String::new()).as_deref(), Some("c[1]"));
+        let e = parse_query::<Q>("limit=1&name=a%00").unwrap_err();
+        assert_eq!(e.code(), "invalid_parameter");
+        assert!(e.message().starts_with("name:"), "{}", e.message());
     }
 
     #[derive(Debug, Deserialize)]

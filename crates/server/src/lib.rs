@@ -26,6 +26,7 @@
 //! | [`views`] | what responses contain: task and step views, lists, envelopes |
 //! | [`routes`] | one file per resource: `tasks`, `steps`, `handlers`, `health`, `docs` |
 //! | [`openapi`] | the OpenAPI 3.1 document generated from the handlers |
+//! | [`probe`] | the readiness check's database ping and migration state |
 //! | [`cache`] | the in-process dependency-analysis cache and its invalidation (reusable by other interfaces) |
 //!
 //! ## Routes (all under `/tasker`)
@@ -49,7 +50,7 @@
 //! ## Middleware
 //!
 //! From the outside in: a request id (`x-request-id`, generated when absent
-//! and echoed back), a tracing span per request, logging of internal errors
+//! or malformed, and echoed back on every answer), the correlation id, a tracing span per request, logging of internal errors
 //! (their cause is logged with the request id; the client sees an opaque
 //! message), panic capture (a panicking handler answers 500 in the usual
 //! shape), the request timeout (503 `timeout`), and the body size limit
@@ -60,6 +61,7 @@ pub mod correlation;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod probe;
 pub mod routes;
 pub mod state;
 pub mod views;
@@ -91,7 +93,11 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
             ServiceBuilder::new()
+                .layer(from_fn(correlation::sanitize_request_id))
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                // Right after the id is set, so every answer carries it,
+                // including the correlation layer's own 400s.
+                .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(from_fn(correlation::correlation))
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
                     let correlation_id = req
@@ -107,7 +113,6 @@ pub fn app(state: AppState) -> Router {
                         correlation_id = %correlation_id,
                     )
                 }))
-                .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(from_fn(log_internal_errors))
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(from_fn_with_state(cfg.request_timeout, enforce_timeout))

@@ -3,12 +3,20 @@
 //! (is the engine running? how busy is the connection pool?).
 
 use crate::cache::AnalysisCache;
+use crate::probe::DbProbe;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tasker_core::analysis::DependencyGraphWeights;
 use tasker_engine::Tasker;
 use tasker_store::PoolStats;
+
+/// Longest readiness budget accepted.
+pub const MAX_READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest `wait_seconds` of a claim (a long poll); the request timeout must
+/// exceed it.
+pub const MAX_CLAIM_WAIT: Duration = Duration::from_secs(20);
 
 /// Settings of the HTTP server.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,9 +31,10 @@ pub struct ServerConfig {
     pub max_page_size: u32,
     /// `limit` when the request gives none.
     pub default_page_size: u32,
-    /// How long the readiness check waits for the database. Kept under 100 ms
-    /// so `/health/ready` always answers within a probe's budget; a database
-    /// that cannot answer a ping that fast is reported not ready.
+    /// How long the readiness check waits for the database (default 80 ms,
+    /// at most 10 s). A probe whose wait runs out still reports the database
+    /// ready while a ping succeeded in the last
+    /// [`RECENT_SUCCESS`](crate::probe::RECENT_SUCCESS) (see [`crate::probe`]).
     pub ready_timeout: Duration,
     /// Tasks whose dependency analysis is kept in memory.
     pub analysis_cache_capacity: u64,
@@ -62,8 +71,17 @@ impl ServerConfig {
         if self.request_timeout.is_zero() {
             out.push("request_timeout: must be positive".to_string());
         }
-        if self.ready_timeout.is_zero() {
-            out.push("ready_timeout: must be positive".to_string());
+        if self.ready_timeout.is_zero() || self.ready_timeout > MAX_READY_TIMEOUT {
+            out.push(format!(
+                "ready_timeout: must be positive and at most {} s",
+                MAX_READY_TIMEOUT.as_secs()
+            ));
+        }
+        if self.request_timeout <= MAX_CLAIM_WAIT {
+            out.push(format!(
+                "request_timeout: must be longer than the longest claim wait ({} s), or long polls would time out",
+                MAX_CLAIM_WAIT.as_secs()
+            ));
         }
         if self.max_page_size == 0 {
             out.push("max_page_size: must be at least 1".to_string());
@@ -106,7 +124,10 @@ struct Inner {
     engine: EngineProbe,
     pool: PoolProbe,
     started: Instant,
-    migrations_ok: std::sync::atomic::AtomicBool,
+    /// Shared with the background checks, and kept by the builders
+    /// ([`AppState::with_engine_probe`] …), so what the start-up check
+    /// learnt is never lost.
+    probe: Arc<DbProbe>,
 }
 
 impl AppState {
@@ -130,32 +151,17 @@ impl AppState {
                 engine: Arc::new(|| EngineState::Disabled),
                 pool: Arc::new(move || store.pool_stats()),
                 started: Instant::now(),
-                migrations_ok: std::sync::atomic::AtomicBool::new(false),
+                probe: DbProbe::new(),
             }),
         };
-        state.check_migrations_in_background();
+        // Off the request path: the first query on a fresh pool can take
+        // longer than the readiness budget (PostgreSQL: ~90 ms for the first
+        // `migrations_applied`).
         state
-    }
-
-    /// Checks the migrations once, off the request path: the first query on
-    /// a fresh pool can take longer than the readiness budget (PostgreSQL:
-    /// ~90 ms for the first `migrations_applied`), and a known success is
-    /// never queried again. Holds only a weak reference to the state.
-    fn check_migrations_in_background(&self) {
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let weak = Arc::downgrade(&self.inner);
-        let store = self.inner.tasker.store().clone();
-        handle.spawn(async move {
-            if let Ok(true) = store.migrations_applied().await
-                && let Some(inner) = weak.upgrade()
-            {
-                inner
-                    .migrations_ok
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-        });
+            .inner
+            .probe
+            .warm_up(state.inner.tasker.store().clone());
+        state
     }
 
     /// Tells the readiness check how to see whether the engine runs.
@@ -186,7 +192,7 @@ impl AppState {
                 engine: shared.engine.clone(),
                 pool: shared.pool.clone(),
                 started: shared.started,
-                migrations_ok: std::sync::atomic::AtomicBool::new(false),
+                probe: shared.probe.clone(),
             },
         };
         f(&mut inner);
@@ -222,16 +228,8 @@ impl AppState {
         self.inner.started.elapsed()
     }
 
-    /// Migrations never un-apply, so one success is remembered.
-    pub(crate) fn migrations_known_ok(&self) -> bool {
-        self.inner
-            .migrations_ok
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    pub(crate) fn remember_migrations_ok(&self) {
-        self.inner
-            .migrations_ok
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+    /// The readiness probe's database state.
+    pub(crate) fn probe(&self) -> &Arc<DbProbe> {
+        &self.inner.probe
     }
 }

@@ -211,8 +211,8 @@ async fn correlation_ids(db: Db) {
     // Generated when absent, and echoed on every response.
     let r = h.get("/tasker/health/live").await;
     assert!(r.headers.contains_key("x-correlation-id"));
-    // Malformed header: 400 naming it.
-    let req = Request::get("/tasker/health/live")
+    // Malformed header: 400 naming it (health probes ignore it instead).
+    let req = Request::get("/tasker/tasks")
         .header("x-correlation-id", "has spaces")
         .body(Body::empty())
         .unwrap();

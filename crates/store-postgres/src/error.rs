@@ -5,7 +5,9 @@
 //! (`40001`) or a deadlock victim (`40P01`). Those are retried inside the
 //! store a few times ([`TxError::Retry`]). Losing the server (connection
 //! refused, I/O error, pool timeout, `57P01 admin_shutdown`, class `08`) is
-//! [`StoreError::Unavailable`]; everything else is [`StoreError::Internal`].
+//! [`StoreError::Unavailable`]; a value the database cannot store (SQLSTATE
+//! class `22`, data exception) is [`StoreError::InvalidData`]; everything
+//! else is [`StoreError::Internal`].
 
 use std::time::Duration;
 use tasker_store::StoreError;
@@ -73,6 +75,13 @@ pub(crate) fn classify(e: sqlx::Error) -> TxError {
                     "{} ({})",
                     db.message(),
                     db.constraint().unwrap_or("unique constraint")
+                ))),
+                // The data_exception class, e.g. 22021 (a NUL character in
+                // text) or 22P05 (`\u0000` in jsonb): the caller's value is
+                // to blame, not the database; never a 500.
+                c if c.starts_with("22") => TxError::Store(StoreError::InvalidData(format!(
+                    "{} [{code}]",
+                    db.message()
                 ))),
                 _ => TxError::Store(StoreError::Internal(format!("{} [{code}]", db.message()))),
             }

@@ -6,7 +6,8 @@
 //! - **live** touches nothing (no database, no locks): 200 while the process
 //!   can answer HTTP at all.
 //! - **ready** checks, within [`ServerConfig::ready_timeout`](crate::ServerConfig),
-//!   that the database answers a ping and has every migration applied, and
+//!   that the database answers a ping (or answered one in the last 10 s while
+//!   the pool is busy, see [`crate::probe`]) and has every migration applied, and
 //!   that the engine runs (when this process is meant to run it). 200 when
 //!   all pass, else 503; the body is the per-check report either way. (The
 //!   reference always answered 503 because its controller indexed a boolean
@@ -16,6 +17,7 @@
 //!   above 90 %, more than half the tasks in `error`, or more than half the
 //!   steps in `error`; and, here, when the engine should run but has stopped.
 
+use crate::probe::{DbVerdict, RECENT_SUCCESS};
 use crate::state::{AppState, EngineState};
 use axum::Json;
 use axum::extract::State;
@@ -153,38 +155,52 @@ pub struct Readiness {
 pub async fn health_ready(State(st): State<AppState>) -> Response {
     let started = Instant::now();
     let limit = st.config().ready_timeout;
-    // One budget for both database checks, run one after the other so the
-    // second reuses the connection the first one warmed up (in parallel,
-    // the second would often have to open a new one, which alone can take
-    // longer than the budget).
+    // One budget for both database checks.
     let deadline = tokio::time::Instant::now() + limit;
     let store = st.tasker().store().clone();
     let too_slow = || format!("no answer within {} ms", limit.as_millis());
     let t = Instant::now();
-    let database = match tokio::time::timeout_at(deadline, store.ping()).await {
-        Ok(Ok(())) => Check::healthy("database answered a ping", Some(t.elapsed())),
-        Ok(Err(e)) => Check::unhealthy(format!("ping failed: {e}"), Some(t.elapsed())),
-        Err(_) => Check::unhealthy(too_slow(), Some(t.elapsed())),
+    let database = match st.probe().check(store.clone(), deadline).await {
+        DbVerdict::Answered(o) => match o.result {
+            Ok(()) => Check::healthy("database answered a ping", Some(o.took)),
+            Err(e) => Check::unhealthy(format!("ping failed: {e}"), Some(o.took)),
+        },
+        // A busy pool is not a down database: see `crate::probe`.
+        DbVerdict::Slow(Some(o)) if o.result.is_ok() && o.at.elapsed() < RECENT_SUCCESS => {
+            Check::healthy(
+                format!(
+                    "database busy: {}; it answered a ping {} ms ago",
+                    too_slow(),
+                    o.at.elapsed().as_millis()
+                ),
+                Some(t.elapsed()),
+            )
+        }
+        DbVerdict::Slow(Some(o)) if o.result.is_err() => Check::unhealthy(
+            format!(
+                "ping failed: {}",
+                o.result.err().unwrap_or_default()
+            ),
+            Some(t.elapsed()),
+        ),
+        DbVerdict::Slow(_) => Check::unhealthy(too_slow(), Some(t.elapsed())),
     };
-    let migrations = if st.migrations_known_ok() {
+    let migrations = if st.probe().migrations_known_ok() {
         Check::healthy("all migrations applied", None)
     } else if !database.ok() {
         Check::unhealthy("not checked: the database did not answer", None)
     } else {
         let t = Instant::now();
-        match tokio::time::timeout_at(deadline, store.migrations_applied()).await {
-            Ok(Ok(true)) => {
-                st.remember_migrations_ok();
-                Check::healthy("all migrations applied", Some(t.elapsed()))
-            }
-            Ok(Ok(false)) => Check::unhealthy(
+        match st.probe().migrations(store, deadline).await {
+            Ok(Some(true)) => Check::healthy("all migrations applied", Some(t.elapsed())),
+            Ok(Some(false)) => Check::unhealthy(
                 "migrations are pending: run `tasker migrate`",
                 Some(t.elapsed()),
             ),
-            Ok(Err(e)) => {
+            Ok(None) => Check::unhealthy(too_slow(), Some(t.elapsed())),
+            Err(e) => {
                 Check::unhealthy(format!("cannot read migrations: {e}"), Some(t.elapsed()))
             }
-            Err(_) => Check::unhealthy(too_slow(), Some(t.elapsed())),
         }
     };
     let engine = match st.engine_state() {

@@ -232,7 +232,13 @@ pub async fn workers_claim(
         max_steps: b.max_steps.unwrap_or(1),
         lease: seconds("lease_seconds", b.lease_seconds, 30.0, 3600.0, 1.0)
             .map_err(|e| e.in_envelope(env))?,
-        wait: seconds("wait_seconds", b.wait_seconds, 10.0, 20.0, 0.0)
+        wait: seconds(
+            "wait_seconds",
+            b.wait_seconds,
+            10.0,
+            crate::state::MAX_CLAIM_WAIT.as_secs_f64(),
+            0.0,
+        )
             .map_err(|e| e.in_envelope(env))?,
     };
     let steps = st
