@@ -199,8 +199,69 @@ pub struct ErrorDetail {
     pub message: String,
     /// Structured context: `field` (path of the offending input), ids,
     /// states, violations. Always an object, possibly empty.
-    #[schema(value_type = Object)]
+    #[schema(value_type = ErrorDetails)]
     pub details: Map<String, Value>,
+}
+
+/// `error.details`: which keys appear depends on the error code; all are
+/// optional and more may be added.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)] // Only describes the wire shape of `ErrorDetail::details`.
+pub struct ErrorDetails {
+    /// Path of the offending input (`task.context`, `limit`, `tags[2]`, `X-Correlation-ID`).
+    #[schema(required = false, nullable = false)]
+    pub field: Option<String>,
+    /// `context_schema_violation`: each JSON Schema violation of the context.
+    #[schema(required = false, nullable = false)]
+    pub violations: Option<Vec<Violation>>,
+    /// `unknown_template` / `version_not_found`: the versions that exist.
+    #[schema(required = false, nullable = false)]
+    pub available_versions: Option<Vec<String>>,
+    /// `duplicate_task`: the task an identical request created.
+    #[schema(required = false, nullable = false)]
+    pub existing_task_id: Option<uuid::Uuid>,
+    /// `not_found` / `invalid_transition`: `task` or `step`.
+    #[schema(required = false, nullable = false)]
+    pub entity: Option<String>,
+    /// `not_found`: the id looked up.
+    #[schema(required = false, nullable = false)]
+    pub id: Option<uuid::Uuid>,
+    /// `not_found` of a step in a task: the task.
+    #[schema(required = false, nullable = false)]
+    pub task_id: Option<uuid::Uuid>,
+    /// `lease_lost`: the step.
+    #[schema(required = false, nullable = false)]
+    pub step_id: Option<uuid::Uuid>,
+    /// `invalid_transition`: the state it is in.
+    #[schema(required = false, nullable = false)]
+    pub from: Option<String>,
+    /// `invalid_transition`: the state asked for.
+    #[schema(required = false, nullable = false)]
+    pub to: Option<String>,
+    /// `template_not_found` / `namespace_not_found` / `handler_not_found`: the namespace.
+    #[schema(required = false, nullable = false)]
+    pub namespace: Option<String>,
+    /// `template_not_found` / `handler_not_found`: the template name.
+    #[schema(required = false, nullable = false)]
+    pub name: Option<String>,
+    /// `template_not_found`: the version asked for (null: the latest).
+    #[schema(required = false)]
+    pub version: Option<String>,
+    /// `malformed_json`: where the body stops being JSON.
+    #[schema(required = false, nullable = false)]
+    pub line: Option<u64>,
+    /// `malformed_json`: where the body stops being JSON.
+    #[schema(required = false, nullable = false)]
+    pub column: Option<u64>,
+}
+
+/// One JSON Schema violation of a task's context.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Violation {
+    /// JSON Pointer of the offending value (`/order_id`; empty for the root).
+    pub path: String,
+    /// What is wrong with it.
+    pub message: String,
 }
 
 impl IntoResponse for ApiError {

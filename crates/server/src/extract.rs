@@ -14,6 +14,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -299,6 +300,27 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
     }
 }
 
+/// A timestamp query parameter: RFC 3339 with a timezone. A value without
+/// one (`2026-01-01T00:00:00`) is refused with a message that says so
+/// (chrono alone says "premature end of input").
+pub fn timestamp<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error> {
+    let s = String::deserialize(d)?;
+    let s = s.trim();
+    match chrono::DateTime::parse_from_rfc3339(s) {
+        Ok(t) => Ok(Some(t.with_timezone(&chrono::Utc))),
+        Err(_) if chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").is_ok() => {
+            Err(serde::de::Error::custom(format!(
+                "`{s}` has no timezone: add `Z` (UTC) or an offset such as `+02:00`, e.g. `{s}Z`"
+            )))
+        }
+        Err(e) => Err(serde::de::Error::custom(format!(
+            "`{s}` is not an RFC 3339 timestamp with a timezone (e.g. `2026-01-01T00:00:00Z`): {e}"
+        ))),
+    }
+}
+
 /// A boolean query parameter that accepts `true/false`, `1/0`, `yes/no`,
 /// `t/f` and `on/off` (any case), as the reference's boolean cast did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -387,6 +409,22 @@ mod tests {
         let e = parse_query::<Q>("limit=1&name=a%00").unwrap_err();
         assert_eq!(e.code(), "invalid_parameter");
         assert!(e.message().starts_with("name:"), "{}", e.message());
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct T {
+        #[serde(default, deserialize_with = "timestamp")]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    }
+
+    #[test]
+    fn timestamps_need_a_timezone() {
+        let t: T = parse_query("since=2026-01-01T00:00:00%2B01:00").unwrap();
+        assert_eq!(t.since.unwrap().to_rfc3339(), "2025-12-31T23:00:00+00:00");
+        let e = parse_query::<T>("since=2026-01-01T00:00:00").unwrap_err();
+        assert!(e.message().contains("has no timezone"), "{}", e.message());
+        let e = parse_query::<T>("since=yesterday").unwrap_err();
+        assert!(e.message().contains("RFC 3339"), "{}", e.message());
     }
 
     #[derive(Debug, Deserialize)]

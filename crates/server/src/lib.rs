@@ -23,6 +23,7 @@
 //! | [`state`] | [`AppState`] (service, settings, probes) and [`ServerConfig`] |
 //! | [`error`] | [`ApiError`]: the one error → response mapping |
 //! | [`extract`] | JSON body, query and path extractors whose rejections are [`ApiError`]s |
+//! | [`json`] | `JsonObject` / `JsonValue`: the named free-form JSON schemas |
 //! | [`views`] | what responses contain: task and step views, lists, envelopes |
 //! | [`routes`] | one file per resource: `tasks`, `steps`, `handlers`, `health`, `docs` |
 //! | [`openapi`] | the OpenAPI 3.1 document generated from the handlers |
@@ -60,6 +61,7 @@ pub mod cache;
 pub mod correlation;
 pub mod error;
 pub mod extract;
+pub mod json;
 pub mod openapi;
 pub mod probe;
 pub mod routes;

@@ -1,10 +1,18 @@
 //! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]`
-//! attributes and the views' `ToSchema` derives.
+//! attributes and the views' `ToSchema` derives, then completed (see
+//! `complete`) with what attributes cannot say: the statuses the middleware
+//! adds to every operation, constraints on array items, an optional body.
+//!
+//! The tests validate every response the route tests receive, and every
+//! example, against this document (`tests/common/openapi.rs`), so it cannot
+//! drift from the server.
 //!
 //! Every route of [`crate::route_table`] must appear in `paths(...)` below;
 //! the `openapi_covers_every_route` test fails otherwise.
 
 use crate::routes::{docs, handlers, health, steps, tasks, workers};
+use crate::state::ServerConfig;
+use serde_json::{Value, json};
 use std::sync::LazyLock;
 use utoipa::OpenApi;
 
@@ -48,6 +56,9 @@ use utoipa::OpenApi;
     ),
     components(schemas(
         crate::error::ErrorBody,
+        crate::error::ErrorDetails,
+        crate::json::JsonObject,
+        crate::json::JsonValue,
         crate::views::State,
         tasker_core::analysis::DependencyGraphWeights,
     )),
@@ -62,9 +73,87 @@ use utoipa::OpenApi;
 )]
 pub struct ApiDoc;
 
-static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::openapi);
+static DOCUMENT: LazyLock<Value> = LazyLock::new(|| {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
+    complete(&mut doc);
+    doc
+});
 
-/// The document (built once).
-pub fn document() -> &'static utoipa::openapi::OpenApi {
+/// The document for the default settings (built once).
+pub fn document() -> &'static Value {
     &DOCUMENT
+}
+
+/// The document as this server serves it: the default one, with the limits
+/// that depend on the settings (the largest page) filled in from `config`.
+pub fn document_for(config: &ServerConfig) -> Value {
+    let mut doc = DOCUMENT.clone();
+    if let Some(params) = doc
+        .pointer_mut("/paths/~1tasker~1tasks/get/parameters")
+        .and_then(Value::as_array_mut)
+    {
+        for p in params.iter_mut().filter(|p| p["name"] == "limit") {
+            p["schema"]["maximum"] = json!(config.max_page_size);
+        }
+    }
+    doc
+}
+
+/// What the attributes cannot say, added to the generated document.
+fn complete(doc: &mut Value) {
+    // Statuses every operation can answer, from the middleware rather than
+    // the handler: 500 (a bug, or a panic), 503 (database unavailable, or
+    // the request timeout), 405 (the path answers other methods only).
+    let error = json!({"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}});
+    let with = |description: &str| {
+        let mut r = error.clone();
+        r["description"] = json!(description);
+        r
+    };
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for item in paths.values_mut().filter_map(Value::as_object_mut) {
+            for op in item.values_mut().filter_map(Value::as_object_mut) {
+                let has_body = op.contains_key("requestBody");
+                let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+                    continue;
+                };
+                let mut add = |status: &str, description: &str| {
+                    responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| with(description));
+                };
+                add("500", "Internal error (`internal_error`): a bug, never caused by input; the cause is logged with the request id.");
+                add("503", "The database is unavailable (`unavailable`) or the request took longer than the server's request timeout (`timeout`); try again later.");
+                add("405", "Only when this path is sent another method (`method_not_allowed`; `Allow` lists the methods).");
+                if has_body {
+                    add("400", "Malformed body (`malformed_json`, `invalid_body`, `invalid_field`; `details.field` names the field).");
+                    add("413", "Body larger than the limit (`payload_too_large`).");
+                    add("415", "Body is not JSON (`unsupported_media_type`).");
+                }
+            }
+        }
+    }
+    // The resolve body is optional: no body means `{"results": {}}`.
+    if let Some(body) =
+        doc.pointer_mut("/paths/~1tasker~1tasks~1{task_id}~1steps~1{step_id}~1resolve/post/requestBody")
+    {
+        body["required"] = json!(false);
+    }
+    // Constraints on array items, which the attributes cannot express.
+    let tag = json!({"type": "string", "minLength": 1, "maxLength": 128});
+    for pointer in [
+        "/components/schemas/CreateTask/properties/tags/items",
+        "/components/schemas/UpdateTask/properties/tags/items",
+    ] {
+        if let Some(items) = doc.pointer_mut(pointer) {
+            *items = tag.clone();
+        }
+    }
+    if let Some(items) = doc.pointer_mut("/components/schemas/ClaimRequest/properties/handler_kinds/items") {
+        *items = json!({"type": "string", "minLength": 1, "pattern": "\\S"});
+    }
+    // Any JSON value: no type at all.
+    if let Some(any) = doc.pointer_mut("/components/schemas/JsonValue") {
+        *any = json!({"description": "Any JSON value: object, array, string, number, boolean or null."});
+    }
 }

@@ -6,6 +6,8 @@
 //! time, attempts left, children, siblings) are computed once, and internal
 //! columns (lease tokens, counters) stay inside.
 
+#[allow(unused_imports)] // Named in schema attributes.
+use crate::json::{JsonObject, JsonValue, object_or_empty};
 use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
@@ -55,7 +57,7 @@ pub struct TaskView {
     /// True when complete or resolved manually.
     pub complete: bool,
     /// The task's input.
-    #[schema(value_type = Object)]
+    #[schema(value_type = JsonObject)]
     pub context: Value,
     /// Who asked.
     pub initiator: String,
@@ -79,16 +81,18 @@ pub struct TaskView {
     pub updated_at: DateTime<Utc>,
     /// When it reached a final state.
     pub completed_at: Option<DateTime<Utc>>,
-    /// Derived execution status (task show only).
+    /// Derived execution status (task show only; absent from lists, never null).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = ExecutionView, required = false)]
     pub execution: Option<ExecutionView>,
-    /// The steps (task show only).
+    /// The steps (task show only; absent from lists, never null).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Vec<StepView>, required = false)]
     pub steps: Option<Vec<StepView>>,
     /// With `include_dependencies=true`: the runtime dependency analysis, or
     /// `{"error", "analysis_timestamp"}` if it could not be made.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<AnalysisDoc>)]
+    #[schema(value_type = AnalysisDoc, required = false)]
     pub dependency_analysis: Option<AnalysisField>,
 }
 
@@ -207,8 +211,8 @@ pub struct StepRef {
 pub struct HandlerView {
     /// Handler kind (`noop`, `sleep`, `command`, `http`, or a registered name).
     pub kind: String,
-    /// Kind-specific configuration.
-    #[schema(value_type = Object)]
+    /// Kind-specific configuration (`{}` when the template gives none).
+    #[schema(value_type = JsonObject)]
     pub config: Value,
 }
 
@@ -245,11 +249,12 @@ pub struct StepView {
     pub status: StepState,
     /// What runs it.
     pub handler: HandlerView,
-    /// Static inputs.
-    #[schema(value_type = Object)]
+    /// Static inputs (`{}` when the template gives none).
+    #[schema(value_type = JsonObject)]
     pub inputs: Value,
-    /// Results of the successful attempt or the manual resolution.
-    #[schema(value_type = Option<Object>)]
+    /// Results of the successful attempt or the manual resolution: any JSON
+    /// value (a `command` step that prints `42` has `42`); null until then.
+    #[schema(value_type = JsonValue)]
     pub results: Option<Value>,
     /// The last failed attempt.
     pub last_error: Option<StepErrorView>,
@@ -294,8 +299,9 @@ pub struct StepView {
     /// Other steps with exactly the same parents.
     pub sibling_count: usize,
     /// Those siblings (step show only: in a wide fan-out, listing them on
-    /// every step of a list would be quadratic).
+    /// every step of a list would be quadratic; absent, never null, elsewhere).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Vec<StepRef>, required = false)]
     pub siblings: Option<Vec<StepRef>>,
 }
 
@@ -390,9 +396,9 @@ impl StepView {
             status: s.status,
             handler: HandlerView {
                 kind: s.handler.kind.clone(),
-                config: s.handler.config.clone(),
+                config: object_or_empty(s.handler.config.clone()),
             },
-            inputs: s.inputs.clone(),
+            inputs: object_or_empty(s.inputs.clone()),
             results: s.results.clone(),
             last_error: s.last_error.as_ref().map(|e| StepErrorView {
                 message: e.message.clone(),
@@ -480,10 +486,12 @@ pub struct Pagination {
     /// Page size used.
     pub limit: u32,
     /// Rows skipped.
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
     pub offset: u32,
     /// More rows follow this page.
     pub has_more: bool,
     /// `offset` of the next page, when there is one.
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     pub next_offset: Option<u32>,
 }
 

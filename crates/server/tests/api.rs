@@ -31,6 +31,7 @@ on_both_backends!(
     health_live_ready_status,
     health_unhealthy,
     docs_and_fallbacks,
+    openapi_request_schemas_agree_with_the_server,
 );
 
 async fn tasks_create_and_show(db: Db) {
@@ -986,4 +987,140 @@ async fn openapi_covers_every_route() {
         assert_ne!(res.code(), "method_not_allowed", "{} {uri}", r.method);
         assert_ne!(res.status.as_u16(), 500, "{} {uri}: {}", r.method, res.text);
     }
+}
+
+/// Every example in the document is valid against its schema, and the
+/// checker used on every response does catch drift.
+#[test]
+fn openapi_examples_are_valid_and_drift_is_caught() {
+    use common::openapi::{examples, problems};
+    let all = examples();
+    assert!(all.len() >= 3, "{all:?}");
+    for (at, schema, example) in all {
+        let p = problems(&schema, &example);
+        assert!(p.is_empty(), "example at {at} is invalid: {p:?}");
+    }
+    // Objects are never null on the wire; results may be any JSON.
+    let handler = json!({"$ref": "#/components/schemas/HandlerView"});
+    assert!(problems(&handler, &json!({"kind": "noop", "config": {}})).is_empty());
+    assert!(!problems(&handler, &json!({"kind": "noop", "config": null})).is_empty());
+    let value = json!({"$ref": "#/components/schemas/JsonValue"});
+    for v in [json!(42), json!("x"), json!(null), json!([1]), json!({"a": 1})] {
+        assert!(problems(&value, &v).is_empty(), "{v}");
+    }
+}
+
+/// Request schemas agree with the server: a request the document allows is
+/// not refused as malformed (400), and one it forbids is.
+async fn openapi_request_schemas_agree_with_the_server(db: Db) {
+    use common::openapi::{document, problems};
+    let h = Harness::new(db).await;
+    let task = h.checkout(1).await;
+    let step = h.step_id(task, "validate").await;
+    let doc = document();
+    let body_schema = |path: &str, method: &str| {
+        doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"].clone()
+    };
+    let missing = Uuid::now_v7();
+    let claim = |extra: Value| {
+        let mut b = json!({"worker_id": "w", "handler_kinds": ["external"], "wait_seconds": 0});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    let long = "x".repeat(1025);
+    let tags: Vec<String> = (0..65).map(|i| format!("t{i}")).collect();
+    let cases: Vec<(&str, &str, String, Value)> = vec![
+        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({}))),
+        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({"worker_id": ""}))),
+        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({"worker_id": "  "}))),
+        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({"handler_kinds": []}))),
+        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({"handler_kinds": [""]}))),
+        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({"max_steps": 0}))),
+        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({"max_steps": 100}))),
+        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({"max_steps": 101}))),
+        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({"lease_seconds": 0}))),
+        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({"lease_seconds": 3601}))),
+        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({"wait_seconds": 21}))),
+        ("/tasker/steps/{step_id}/fail", "post", format!("/tasker/steps/{missing}/fail"), json!({"lease_token": missing, "message": ""})),
+        ("/tasker/steps/{step_id}/fail", "post", format!("/tasker/steps/{missing}/fail"), json!({"lease_token": missing, "message": " "})),
+        ("/tasker/steps/{step_id}/fail", "post", format!("/tasker/steps/{missing}/fail"), json!({"lease_token": missing, "message": "bad"})),
+        ("/tasker/steps/{step_id}/fail", "post", format!("/tasker/steps/{missing}/fail"), json!({"lease_token": missing, "message": "m", "retry_after_seconds": 86401})),
+        ("/tasker/steps/{step_id}/complete", "post", format!("/tasker/steps/{missing}/complete"), json!({"lease_token": missing, "results": 42})),
+        ("/tasker/steps/{step_id}/heartbeat", "post", format!("/tasker/steps/{missing}/heartbeat"), json!({"lease_token": missing, "lease_seconds": 0})),
+        ("/tasker/tasks/{task_id}/steps/{step_id}/resolve", "post", format!("/tasker/tasks/{task}/steps/{step}/resolve"), json!(null)),
+        ("/tasker/tasks/{task_id}/steps/{step_id}", "patch", format!("/tasker/tasks/{task}/steps/{step}"), json!({"retry_limit": 0})),
+        ("/tasker/tasks/{task_id}/steps/{step_id}", "patch", format!("/tasker/tasks/{task}/steps/{step}"), json!({"retry_limit": 1001})),
+        ("/tasker/tasks/{task_id}", "patch", format!("/tasker/tasks/{task}"), json!({"tags": [""]})),
+        ("/tasker/tasks/{task_id}", "patch", format!("/tasker/tasks/{task}"), json!({"tags": tags})),
+        ("/tasker/tasks/{task_id}", "patch", format!("/tasker/tasks/{task}"), json!({"reason": long})),
+        ("/tasker/tasks", "post", "/tasker/tasks".into(), json!({"name": "report", "namespace": "ops", "correlation_id": "has spaces"})),
+        ("/tasker/tasks", "post", "/tasker/tasks".into(), json!({"name": "report", "namespace": "ops", "tags": ["x".repeat(129)]})),
+        ("/tasker/tasks", "post", "/tasker/tasks".into(), json!({"name": "report", "namespace": "ops", "reason": "fine"})),
+    ];
+    for (template, method, uri, body) in cases {
+        let schema_ok = problems(&body_schema(template, method), &body).is_empty();
+        let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let r = h.call(m, &uri, Some(body.clone())).await;
+        let server_ok = r.status != StatusCode::BAD_REQUEST;
+        assert_eq!(
+            schema_ok, server_ok,
+            "{method} {template} {body}: the document says {}, the server answered {}",
+            if schema_ok { "valid" } else { "invalid" },
+            r.text
+        );
+    }
+    // Query parameters.
+    let params = doc["paths"]["/tasker/tasks"]["get"]["parameters"].as_array().unwrap();
+    let param = |name: &str| params.iter().find(|p| p["name"] == name).unwrap()["schema"].clone();
+    for (name, raw, typed) in [
+        ("limit", "100", json!(100)),
+        ("limit", "101", json!(101)),
+        ("limit", "0", json!(0)),
+        ("offset", "4294967295", json!(4294967295_u64)),
+        ("offset", "4294967296", json!(4294967296_u64)),
+        ("version", "1.0.0", json!("1.0.0")),
+        ("version", "abc", json!("abc")),
+    ] {
+        let schema_ok = problems(&param(name), &typed).is_empty();
+        let r = h.get(&format!("/tasker/tasks?{name}={raw}")).await;
+        let server_ok = r.status != StatusCode::BAD_REQUEST;
+        assert_eq!(schema_ok, server_ok, "?{name}={raw}: {}", r.text);
+    }
+    let r = h.get("/tasker/handlers/ops/report?version=1.x").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let version = doc["paths"]["/tasker/handlers/{namespace}/{name}"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "version")
+        .unwrap()["schema"]
+        .clone();
+    assert!(!problems(&version, &json!("1.x")).is_empty());
+    assert!(problems(&version, &json!("latest")).is_empty());
+    // A timezone-less date says so.
+    let r = h.get("/tasker/tasks?created_since=2026-01-01T00:00:00").await;
+    r.assert_error(400, "invalid_parameter");
+    assert!(r.text.contains("timezone"), "{}", r.text);
+    // The served document states the configured page maximum.
+    let server = ServerConfig {
+        max_page_size: 500,
+        ..ServerConfig::default()
+    };
+    let served = tasker_server::openapi::document_for(&server);
+    let limit = served["paths"]["/tasker/tasks"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap()["schema"]["maximum"]
+        .clone();
+    assert_eq!(limit, 500);
+}
+
+#[test]
+#[ignore = "prints the document"]
+fn print_openapi() {
+    println!("{}", serde_json::to_string_pretty(common::openapi::document()).unwrap());
 }

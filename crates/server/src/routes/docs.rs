@@ -24,10 +24,10 @@ static SWAGGER: LazyLock<Arc<Config<'static>>> =
     get,
     path = "/tasker/openapi.json",
     tag = "docs",
-    responses((status = 200, description = "The OpenAPI 3.1 document of this API.", content_type = "application/json", body = Object))
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API.", content_type = "application/json", body = crate::json::JsonObject))
 )]
-pub async fn openapi_json() -> Response {
-    Json(openapi::document()).into_response()
+pub async fn openapi_json(axum::extract::State(st): axum::extract::State<crate::AppState>) -> Response {
+    Json(openapi::document_for(st.config())).into_response()
 }
 
 /// Redirects to the Swagger UI page.

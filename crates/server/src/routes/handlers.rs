@@ -8,6 +8,7 @@
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery};
+use crate::json::{JsonObject, object_or_empty};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -81,8 +82,8 @@ pub struct StepTemplateView {
     pub dependent_system: String,
     /// Handler kind.
     pub handler_kind: String,
-    /// Handler configuration.
-    #[schema(value_type = Object)]
+    /// Handler configuration (`{}` when the template gives none).
+    #[schema(value_type = JsonObject)]
     pub handler_config: Value,
     /// Whether this process can run the kind (false for kinds left to external workers).
     pub handler_available: bool,
@@ -96,8 +97,8 @@ pub struct StepTemplateView {
     pub skippable: bool,
     /// Per-attempt timeout.
     pub timeout_seconds: Option<f64>,
-    /// Static inputs.
-    #[schema(value_type = Object)]
+    /// Static inputs (`{}` when the template gives none).
+    #[schema(value_type = JsonObject)]
     pub inputs: Value,
 }
 
@@ -182,7 +183,7 @@ pub struct HandlerDetail {
     /// The newest version.
     pub latest_version: String,
     /// JSON Schema a task's context must satisfy.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<JsonObject>)]
     pub context_schema: Option<Value>,
     /// True when this process can run every step's handler kind.
     pub available: bool,
@@ -223,6 +224,7 @@ pub struct HandlerPath {
 #[into_params(parameter_in = Query)]
 pub struct HandlerQuery {
     /// A semantic version, or `latest` (the default).
+    #[param(pattern = r"^(latest|\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?)$")]
     pub version: Option<String>,
 }
 
@@ -387,14 +389,14 @@ fn detail(st: &AppState, t: &TaskTemplate, versions: Vec<String>) -> HandlerDeta
             description: s.description.clone(),
             dependent_system: s.dependent_system.clone(),
             handler_kind: s.handler.kind.clone(),
-            handler_config: s.handler.config.clone(),
+            handler_config: object_or_empty(s.handler.config.clone()),
             handler_available: runnable(&s.handler.kind),
             depends_on: s.depends_on.clone(),
             default_retryable: s.retryable,
             default_retry_limit: s.retry_limit,
             skippable: s.skippable,
             timeout_seconds: s.timeout_seconds,
-            inputs: s.inputs.clone(),
+            inputs: object_or_empty(s.inputs.clone()),
         })
         .collect();
     HandlerDetail {

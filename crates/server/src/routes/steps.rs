@@ -2,6 +2,8 @@
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiBody, ApiJson, ApiPath, ApiQuery};
+#[allow(unused_imports)] // Named in schema attributes.
+use crate::json::{JsonObject, JsonValue};
 use crate::state::AppState;
 use crate::views::{Relations, StepCancelled, StepEnvelope, StepList, StepView};
 use axum::Json;
@@ -48,9 +50,10 @@ pub struct ListStepsQuery {
 #[serde(deny_unknown_fields)]
 pub struct UpdateStep {
     /// New retry limit: total attempts per budget, 1 to 1000.
+    #[schema(minimum = 1, maximum = 1000)]
     pub retry_limit: Option<i32>,
     /// New static inputs (a JSON object; replaces the old ones).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<JsonObject>)]
     pub inputs: Option<Value>,
 }
 
@@ -62,8 +65,9 @@ impl ApiBody for UpdateStep {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveStep {
-    /// The results the step's children will see as its output.
-    #[schema(value_type = Option<Object>)]
+    /// The results the step's children will see as its output: any JSON
+    /// value (default `{}`).
+    #[schema(value_type = Option<JsonValue>)]
     pub results: Option<Value>,
 }
 
@@ -249,7 +253,7 @@ pub async fn steps_cancel(
     path = "/tasker/tasks/{task_id}/steps/{step_id}/resolve",
     tag = "steps",
     params(("task_id" = Uuid, Path, description = "Task id"), ("step_id" = Uuid, Path, description = "Step id")),
-    request_body(content = Option<ResolveStep>, description = "Optional `{\"results\": {...}}` (default `{}`)."),
+    request_body(content = ResolveStep, description = "Optional: no body, or `{\"results\": ...}` (default `{}`)."),
     responses(
         (status = 200, description = "Resolved.", body = StepEnvelope),
         (status = 400, description = "Malformed body or unknown field.", body = ErrorBody),

@@ -2,6 +2,8 @@
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiBody, ApiJson, ApiPath, ApiQuery, Flag};
+#[allow(unused_imports)] // Named in schema attributes.
+use crate::json::JsonObject;
 use crate::state::AppState;
 use crate::views::{
     AnalysisFailure, AnalysisField, ExecutionView, Pagination, StepView, TaskCancelled,
@@ -38,19 +40,24 @@ pub struct CreateTask {
     /// Exact template version; the latest by semver when omitted.
     #[schema(example = "1.0.0")]
     pub version: Option<String>,
-    /// The task's input; must satisfy the template's context schema.
-    #[schema(value_type = Option<Object>)]
+    /// The task's input (default `{}`); must satisfy the template's context schema.
+    #[schema(value_type = Option<JsonObject>)]
     pub context: Option<Value>,
     /// Who asks (default `unknown`).
+    #[schema(max_length = 1024)]
     pub initiator: Option<String>,
     /// From which system (default `unknown`).
+    #[schema(max_length = 1024)]
     pub source_system: Option<String>,
     /// Why (default `unknown`).
+    #[schema(max_length = 1024)]
     pub reason: Option<String>,
-    /// Free tags.
+    /// Free tags (at most 64, each 1 to 128 characters).
+    #[schema(max_items = 64)]
     #[serde(default)]
     pub tags: Vec<String>,
     /// Correlation id; generated when absent.
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
     pub correlation_id: Option<String>,
 }
 
@@ -63,8 +70,10 @@ impl ApiBody for CreateTask {
 #[serde(deny_unknown_fields)]
 pub struct UpdateTask {
     /// New reason.
+    #[schema(max_length = 1024)]
     pub reason: Option<String>,
-    /// New tags (replace the old ones).
+    /// New tags (replace the old ones; at most 64, each 1 to 128 characters).
+    #[schema(max_items = 64)]
     pub tags: Option<Vec<String>>,
 }
 
@@ -103,9 +112,12 @@ pub enum SortOrder {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListTasksQuery {
-    /// Page size, 1 to the server's maximum (defaults: 25 per page, at most 100; configurable).
+    /// Page size, 1 to the server's maximum (defaults: 25 per page, at most
+    /// 100; configurable, and the served document states the configured maximum).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// Rows to skip (default 0).
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     pub offset: Option<u32>,
     /// Sort key (default `created_at`).
     #[param(inline)]
@@ -121,10 +133,14 @@ pub struct ListTasksQuery {
     /// Only this template name.
     pub name: Option<String>,
     /// Only this template version (semver).
+    #[param(pattern = r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")]
     pub version: Option<String>,
-    /// Created at or after (RFC 3339, e.g. `2026-01-01T00:00:00Z`).
+    /// Created at or after: RFC 3339 with a timezone (`Z` or an offset),
+    /// e.g. `2026-01-01T00:00:00Z`.
+    #[serde(default, deserialize_with = "crate::extract::timestamp")]
     pub created_since: Option<DateTime<Utc>>,
-    /// Created before (RFC 3339).
+    /// Created before: RFC 3339 with a timezone, e.g. `2026-02-01T00:00:00+01:00`.
+    #[serde(default, deserialize_with = "crate::extract::timestamp")]
     pub created_until: Option<DateTime<Utc>>,
     /// Add each task's runtime dependency analysis (costs one step read per task).
     #[param(value_type = Option<bool>)]

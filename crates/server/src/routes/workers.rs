@@ -8,6 +8,8 @@
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiBody, ApiJson, ApiPath};
+#[allow(unused_imports)] // Named in schema attributes.
+use crate::json::{JsonObject, JsonValue, object_or_empty};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -31,17 +33,22 @@ pub struct StepIdPath {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
-    /// The worker's id, recorded as the lease owner (1–200 characters).
+    /// The worker's id, recorded as the lease owner (1–200 characters, not blank).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub worker_id: String,
-    /// Handler kinds this worker runs, e.g. `["external"]` or `["resize_image"]`.
+    /// Handler kinds this worker runs, e.g. `["external"]` or `["resize_image"]` (at least one, none blank).
+    #[schema(min_items = 1)]
     pub handler_kinds: Vec<String>,
     /// Only steps of tasks in these namespaces (default: any).
     pub namespaces: Option<Vec<String>>,
     /// At most this many steps (1–100, default 1).
+    #[schema(minimum = 1, maximum = 100)]
     pub max_steps: Option<u32>,
     /// Lease length in seconds (1–3600, default 30). Heartbeat before it ends.
+    #[schema(minimum = 1, maximum = 3600)]
     pub lease_seconds: Option<f64>,
     /// Wait up to this many seconds for work when none is ready (0–20, default 10).
+    #[schema(minimum = 0, maximum = 20)]
     pub wait_seconds: Option<f64>,
 }
 
@@ -70,17 +77,17 @@ pub struct ClaimedStepView {
     pub version: String,
     /// Handler kind.
     pub handler_kind: String,
-    /// Handler configuration from the template.
-    #[schema(value_type = Object)]
+    /// Handler configuration from the template (`{}` when it gives none).
+    #[schema(value_type = JsonObject)]
     pub handler_config: Value,
-    /// Static inputs from the template.
-    #[schema(value_type = Object)]
+    /// Static inputs from the template (`{}` when it gives none).
+    #[schema(value_type = JsonObject)]
     pub inputs: Value,
     /// The task's context.
-    #[schema(value_type = Object)]
+    #[schema(value_type = JsonObject)]
     pub context: Value,
-    /// Results of the parent steps, by step name.
-    #[schema(value_type = Object)]
+    /// Results of the parent steps, by step name (each any JSON value).
+    #[schema(value_type = std::collections::HashMap<String, JsonValue>)]
     pub parent_results: serde_json::Map<String, Value>,
     /// This attempt (1 = first).
     pub attempt: i32,
@@ -107,8 +114,8 @@ impl From<ExternalStep> for ClaimedStepView {
             task_name: s.task_name,
             version: s.version,
             handler_kind: s.handler.kind,
-            handler_config: s.handler.config,
-            inputs: s.inputs,
+            handler_config: object_or_empty(s.handler.config),
+            inputs: object_or_empty(s.inputs),
             context: s.context,
             parent_results: s.parent_results,
             attempt: s.attempt,
@@ -134,6 +141,7 @@ pub struct HeartbeatRequest {
     /// The token from the claim.
     pub lease_token: Uuid,
     /// New lease length from now, in seconds (1–3600, default 30).
+    #[schema(minimum = 1, maximum = 3600)]
     pub lease_seconds: Option<f64>,
 }
 
@@ -154,8 +162,8 @@ pub struct LeaseView {
 pub struct CompleteRequest {
     /// The token from the claim.
     pub lease_token: Uuid,
-    /// The step's results (any JSON; default `{}`).
-    #[schema(value_type = Option<Object>)]
+    /// The step's results: any JSON value (default `{}`).
+    #[schema(value_type = Option<JsonValue>)]
     pub results: Option<Value>,
 }
 
@@ -167,11 +175,13 @@ impl ApiBody for CompleteRequest {}
 pub struct FailRequest {
     /// The token from the claim.
     pub lease_token: Uuid,
-    /// What went wrong (recorded on the step).
+    /// What went wrong (recorded on the step; not blank).
+    #[schema(min_length = 1, pattern = r"\S")]
     pub message: String,
     /// False: do not retry (permanent). Default true.
     pub retryable: Option<bool>,
-    /// Retry no sooner than this many seconds (e.g. an upstream Retry-After); capped by the backoff maximum.
+    /// Retry no sooner than this many seconds (0–86400; e.g. an upstream Retry-After); capped by the backoff maximum.
+    #[schema(minimum = 0, maximum = 86400)]
     pub retry_after_seconds: Option<f64>,
     /// Optional machine-readable code (e.g. `HTTP_404`).
     pub code: Option<String>,

@@ -8,6 +8,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod openapi;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
@@ -205,7 +207,23 @@ impl Harness {
         self
     }
 
+    /// Sends `req` through the whole app, and checks the response against
+    /// the OpenAPI document (declared status, body matching its schema).
     pub async fn request(&self, req: Request<Body>) -> Resp {
+        let method = req.method().to_string();
+        let path = req.uri().path().to_string();
+        let resp = self.request_unchecked(req).await;
+        let content_type = resp
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        openapi::check_response(&method, &path, resp.status.as_u16(), content_type, &resp.json);
+        resp
+    }
+
+    /// Sends `req` through the whole app, without the document check.
+    pub async fn request_unchecked(&self, req: Request<Body>) -> Resp {
         let res = self.app.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
