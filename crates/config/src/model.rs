@@ -205,6 +205,8 @@ pub struct ServerSection {
     pub max_page_size: u32,
     /// Page size when none is asked for.
     pub default_page_size: u32,
+    /// Level of the one log line per request: `info`, `debug` or `off`.
+    pub request_log: String,
 }
 
 impl Default for ServerSection {
@@ -215,6 +217,7 @@ impl Default for ServerSection {
             request_timeout_seconds: 30.0,
             max_page_size: 100,
             default_page_size: 25,
+            request_log: "info".into(),
         }
     }
 }

@@ -231,6 +231,14 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
             "use 100",
         );
     }
+    if !matches!(c.server.request_log.as_str(), "info" | "debug" | "off") {
+        bad(
+            "server.request_log",
+            Value::from(c.server.request_log.clone()),
+            "is not a request log level",
+            "use info (one line per request), debug (hidden at the default level) or off",
+        );
+    }
     if c.server.default_page_size == 0 || c.server.default_page_size > c.server.max_page_size {
         bad(
             "server.default_page_size",

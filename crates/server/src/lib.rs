@@ -51,7 +51,8 @@
 //! ## Middleware
 //!
 //! From the outside in: a request id (`x-request-id`, generated when absent
-//! or malformed, and echoed back on every answer), the correlation id, a tracing span per request, logging of internal errors
+//! or malformed, and echoed back on every answer), the correlation id, one
+//! log line per request (at [`ServerConfig::request_log`]), a tracing span per request, logging of internal errors
 //! (their cause is logged with the request id; the client sees an opaque
 //! message), panic capture (a panicking handler answers 500 in the usual
 //! shape), the request timeout (503 `timeout`), and the body size limit
@@ -70,7 +71,7 @@ pub mod views;
 
 pub use error::{ApiError, ErrorKind};
 pub use routes::{RouteInfo, route_table};
-pub use state::{AppState, EngineState, ServerConfig};
+pub use state::{AppState, EngineState, RequestLog, ServerConfig};
 pub use tasker_store::PoolStats;
 
 use axum::Router;
@@ -115,6 +116,7 @@ pub fn app(state: AppState) -> Router {
                         correlation_id = %correlation_id,
                     )
                 }))
+                .layer(from_fn_with_state(cfg.request_log, log_request))
                 .layer(from_fn(log_internal_errors))
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(from_fn_with_state(cfg.request_timeout, enforce_timeout))
@@ -163,6 +165,38 @@ async fn method_not_allowed(req: Request) -> ApiError {
             req.uri().path()
         ),
     )
+}
+
+/// Logs one line per request, after the answer: method, route template (not
+/// the raw path, so ids do not explode log cardinality), status, latency,
+/// request id and correlation id. Outside the timeout and panic layers, so
+/// it sees their 503s and 500s too.
+async fn log_request(State(level): State<RequestLog>, req: Request, next: Next) -> Response {
+    if level == RequestLog::Off {
+        return next.run(req).await;
+    }
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "(no route)".to_string());
+    let request_id = request_id(&req).to_string();
+    let correlation_id = req
+        .extensions()
+        .get::<correlation::CorrelationId>()
+        .map(|c| c.0.clone())
+        .unwrap_or_default();
+    let res = next.run(req).await;
+    let status = res.status().as_u16();
+    let latency_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
+    match level {
+        RequestLog::Info => tracing::info!(%method, %route, status, latency_ms, %request_id, %correlation_id, "request"),
+        RequestLog::Debug => tracing::debug!(%method, %route, status, latency_ms, %request_id, %correlation_id, "request"),
+        RequestLog::Off => {}
+    }
+    res
 }
 
 /// Writes the cause of 5xx answers to the log (with the request id) and

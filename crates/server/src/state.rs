@@ -43,6 +43,34 @@ pub struct ServerConfig {
     pub analysis_cache_ttl: Duration,
     /// Weights of the dependency analysis (reference §10.6 defaults).
     pub dependency_graph: DependencyGraphWeights,
+    /// The level of the one log line written per request.
+    pub request_log: RequestLog,
+}
+
+/// At which level each request is logged (one line: method, route template,
+/// status, latency, request and correlation ids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RequestLog {
+    /// At `info`, seen at the default log level (the default).
+    #[default]
+    Info,
+    /// At `debug`: hidden at the default level, e.g. for busy health probes.
+    Debug,
+    /// Not at all.
+    Off,
+}
+
+impl std::str::FromStr for RequestLog {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "info" => Ok(RequestLog::Info),
+            "debug" => Ok(RequestLog::Debug),
+            "off" => Ok(RequestLog::Off),
+            other => Err(format!("`{other}` is not a request log level (use info, debug or off)")),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -57,6 +85,7 @@ impl Default for ServerConfig {
             analysis_cache_capacity: 1_000,
             analysis_cache_ttl: Duration::from_secs(300),
             dependency_graph: DependencyGraphWeights::default(),
+            request_log: RequestLog::Info,
         }
     }
 }

@@ -142,6 +142,10 @@ async fn server_config(c: &TaskerConfig) -> Result<ServerConfig, settings::Probl
             &mut problems,
         ),
         dependency_graph: c.dependency_graph.clone(),
+        request_log: c.server.request_log.parse().unwrap_or_else(|e| {
+            problems.push(format!("server.request_log: {e}"));
+            tasker_server::RequestLog::Info
+        }),
     };
     problems.extend(config.problems());
     if problems.is_empty() {
