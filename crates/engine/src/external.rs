@@ -56,6 +56,24 @@ impl Tasker {
         &self,
         claim: ExternalClaim,
     ) -> Result<Vec<ExternalStep>, EngineError> {
+        self.external_claim_until(claim, std::future::pending())
+            .await
+    }
+
+    /// [`Tasker::external_claim`] that stops waiting (and claims nothing)
+    /// when `gone` completes, e.g. when the worker's connection closed.
+    ///
+    /// `gone` is only watched while waiting, never during the claim
+    /// statement itself: a claim is either not made or made in full. Run it
+    /// in a task of its own (not in a future that may be dropped), so a
+    /// claim that committed is always returned to someone (see
+    /// [`Tasker::external_release`]).
+    pub async fn external_claim_until(
+        &self,
+        claim: ExternalClaim,
+        gone: impl std::future::Future<Output = ()>,
+    ) -> Result<Vec<ExternalStep>, EngineError> {
+        tokio::pin!(gone);
         let field = |f: &str, m: &str| EngineError::InvalidField {
             field: f.into(),
             message: m.into(),
@@ -116,6 +134,7 @@ impl Tasker {
                     },
                     _ = &mut poll => break,
                     _ = tokio::time::sleep_until(deadline) => break,
+                    _ = &mut gone => return Ok(Vec::new()),
                 }
             }
         }
@@ -197,6 +216,42 @@ impl Tasker {
             },
         })
         .await
+    }
+
+    /// Gives back the leases of claimed steps whose claim never reached
+    /// the worker (its connection closed, or the request timed out, after
+    /// the claim committed): each goes back to `pending`, ready at once,
+    /// instead of waiting for its lease to expire. The attempt the claim
+    /// started counts, as a lease expiry's does, but the step runs again
+    /// even if it was the last one (its handler never ran). Leases already
+    /// lost are skipped. Returns how many were released.
+    pub async fn external_release(
+        &self,
+        leases: &[LeaseRef],
+        why: &str,
+    ) -> Result<u64, EngineError> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let now = self.now();
+        let mut outcomes = Vec::with_capacity(leases.len());
+        for lease in leases {
+            let step = self.store().step_get(lease.step_id).await?;
+            outcomes.push(StepOutcome {
+                lease: *lease,
+                result: OutcomeResult::Failure {
+                    error: StepErrorRecord {
+                        message: format!("claim released: {why}"),
+                        kind: "retryable".to_string(),
+                        code: Some("CLAIM_UNDELIVERED".to_string()),
+                        attempt: step.attempts,
+                    },
+                    retry_at: Some(now),
+                },
+            });
+        }
+        let report = self.store().step_finish_many(&outcomes, now).await?;
+        Ok(report.applied)
     }
 
     async fn finish_external(&self, outcome: StepOutcome) -> Result<(), EngineError> {

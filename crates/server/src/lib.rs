@@ -60,6 +60,7 @@
 
 pub mod cache;
 pub mod correlation;
+mod delivery;
 pub mod error;
 pub mod extract;
 pub mod json;

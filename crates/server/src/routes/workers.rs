@@ -5,12 +5,20 @@
 //! lease with `heartbeat` while it runs, then `complete` or `fail`. A result
 //! sent after the lease was lost (expired and rescued, or the task cancelled)
 //! is refused with 409 `lease_lost`. See docs/HANDLERS.md for the protocol.
+//!
+//! A claim whose answer never reaches the worker (it disconnected, or the
+//! request timed out, after the claim committed) gives its steps back at
+//! once instead of leaving them leased to nobody (`crate::delivery`).
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiBody, ApiJson, ApiPath};
 #[allow(unused_imports)] // Named in schema attributes.
 use crate::json::{JsonObject, JsonValue, object_or_empty};
+use crate::delivery::{GuardedBody, Undelivered};
 use crate::state::AppState;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use tasker_store::LeaseRef;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -232,7 +240,7 @@ fn seconds(
 pub async fn workers_claim(
     State(st): State<AppState>,
     body: ApiJson<ClaimRequest>,
-) -> Result<Json<ClaimResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let env = body.envelope;
     let b = body.value;
     let claim = ExternalClaim {
@@ -251,14 +259,48 @@ pub async fn workers_claim(
         )
             .map_err(|e| e.in_envelope(env))?,
     };
-    let steps = st
-        .tasker()
-        .external_claim(claim)
+    // In a task of its own, so a claim that committed is never lost with a
+    // dropped request (see `crate::delivery`).
+    let (mut tx, rx) = tokio::sync::oneshot::channel();
+    let tasker = st.tasker().clone();
+    tokio::spawn(async move {
+        let result = tasker.external_claim_until(claim, tx.closed()).await;
+        if let Err(Ok(steps)) = tx.send(result) {
+            let leases: Vec<LeaseRef> = steps.iter().map(lease_of).collect();
+            drop(Undelivered::new(
+                tasker,
+                leases,
+                "the request ended (client gone or timed out) before the claim answered",
+            ));
+        }
+    });
+    let steps = rx
         .await
+        .map_err(|_| ApiError::internal("the claim task ended without an answer"))?
         .map_err(|e| ApiError::from(e).in_envelope(env))?;
-    Ok(Json(ClaimResponse {
+    let leases: Vec<LeaseRef> = steps.iter().map(lease_of).collect();
+    let guard = Undelivered::new(
+        st.tasker().clone(),
+        leases,
+        "the claim's answer could not be handed to the worker's connection",
+    );
+    let body = ClaimResponse {
         steps: steps.into_iter().map(ClaimedStepView::from).collect(),
-    }))
+    };
+    let bytes = serde_json::to_vec(&body)
+        .map_err(|e| ApiError::internal(format!("cannot encode a claim: {e}")))?;
+    Ok((
+        [(CONTENT_TYPE, "application/json")],
+        axum::body::Body::new(GuardedBody::new(bytes, guard)),
+    )
+        .into_response())
+}
+
+fn lease_of(s: &ExternalStep) -> LeaseRef {
+    LeaseRef {
+        step_id: s.step.step_id,
+        token: s.step.lease_token,
+    }
 }
 
 /// Renews the lease of a claimed step.
