@@ -153,12 +153,15 @@ impl Default for EngineSection {
 pub struct HealthConfig {
     /// Longest the readiness probe waits for the database.
     pub ready_timeout_seconds: f64,
+    /// `/health/status` counts the tasks created in this many last seconds.
+    pub status_window_seconds: f64,
 }
 
 impl Default for HealthConfig {
     fn default() -> Self {
         HealthConfig {
             ready_timeout_seconds: 0.08,
+            status_window_seconds: 3600.0,
         }
     }
 }

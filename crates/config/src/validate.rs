@@ -255,6 +255,11 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
             "use 0.08 (raise it if your probes allow a longer answer)",
         );
     }
+    positive(
+        &mut bad,
+        "health.status_window_seconds",
+        c.health.status_window_seconds,
+    );
     if c.cache.analysis_capacity == 0 {
         bad(
             "cache.analysis_capacity",

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tasker_core::analysis::DependencyGraphWeights;
 use tasker_engine::Tasker;
-use tasker_store::PoolStats;
+use tasker_store::{PoolStats, StoreStats};
 
 /// Longest readiness budget accepted.
 pub const MAX_READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,7 +45,14 @@ pub struct ServerConfig {
     pub dependency_graph: DependencyGraphWeights,
     /// The level of the one log line written per request.
     pub request_log: RequestLog,
+    /// `/health/status` counts the tasks created this long ago or later
+    /// (and their steps), so old failures age out (default one hour).
+    pub status_window: Duration,
 }
+
+/// How long `/health/status` reuses its counts: probes in a burst cost one
+/// query, and the page is never older than this.
+pub const STATUS_CACHE: Duration = Duration::from_secs(2);
 
 /// At which level each request is logged (one line: method, route template,
 /// status, latency, request and correlation ids).
@@ -86,6 +93,7 @@ impl Default for ServerConfig {
             analysis_cache_ttl: Duration::from_secs(300),
             dependency_graph: DependencyGraphWeights::default(),
             request_log: RequestLog::Info,
+            status_window: Duration::from_secs(3600),
         }
     }
 }
@@ -111,6 +119,9 @@ impl ServerConfig {
                 "request_timeout: must be longer than the longest claim wait ({} s), or long polls would time out",
                 MAX_CLAIM_WAIT.as_secs()
             ));
+        }
+        if self.status_window.is_zero() {
+            out.push("status_window: must be positive".to_string());
         }
         if self.max_page_size == 0 {
             out.push("max_page_size: must be at least 1".to_string());
@@ -157,6 +168,9 @@ struct Inner {
     /// ([`AppState::with_engine_probe`] …), so what the start-up check
     /// learnt is never lost.
     probe: Arc<DbProbe>,
+    /// The last counts of `/health/status` and when they were read; the
+    /// lock also makes concurrent status calls share one query.
+    status_cache: Arc<tokio::sync::Mutex<Option<(chrono::DateTime<chrono::Utc>, StoreStats)>>>,
 }
 
 impl AppState {
@@ -181,6 +195,7 @@ impl AppState {
                 pool: Arc::new(move || store.pool_stats()),
                 started: Instant::now(),
                 probe: DbProbe::new(),
+                status_cache: Arc::default(),
             }),
         };
         // Off the request path: the first query on a fresh pool can take
@@ -222,6 +237,7 @@ impl AppState {
                 pool: shared.pool.clone(),
                 started: shared.started,
                 probe: shared.probe.clone(),
+                status_cache: shared.status_cache.clone(),
             },
         };
         f(&mut inner);
@@ -255,6 +271,27 @@ impl AppState {
 
     pub(crate) fn uptime(&self) -> Duration {
         self.inner.started.elapsed()
+    }
+
+    /// The counts of `/health/status` over the tasks created since
+    /// `since`, reused for [`STATUS_CACHE`].
+    pub(crate) async fn window_stats(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<StoreStats, tasker_store::StoreError> {
+        // Aged by the engine's clock, like the window itself.
+        let now = self.inner.tasker.now();
+        let fresh = chrono::Duration::from_std(STATUS_CACHE).unwrap_or_default();
+        let mut cache = self.inner.status_cache.lock().await;
+        if let Some((at, stats)) = cache.as_ref()
+            && now >= *at
+            && now - *at < fresh
+        {
+            return Ok(stats.clone());
+        }
+        let stats = self.inner.tasker.store().stats_since(since).await?;
+        *cache = Some((now, stats.clone()));
+        Ok(stats)
     }
 
     /// The readiness probe's database state.

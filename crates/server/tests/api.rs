@@ -870,7 +870,7 @@ async fn health_unhealthy(db: Db) {
     assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert!(reasons[0].as_str().unwrap().contains("connection pool"));
     assert!(reasons[1].as_str().unwrap().contains("executor"));
-    assert!(reasons[2].as_str().unwrap().contains("tasks are in error"));
+    assert!(reasons[2].as_str().unwrap().contains("are in error"));
     assert_eq!(r.json["metrics"]["task_error_rate"], 100.0);
     assert_eq!(r.json["metrics"]["retries"]["exhausted"], 1);
 }

@@ -479,4 +479,12 @@ impl Store for PgStore {
     async fn stats(&self) -> StoreResult<StoreStats> {
         self.read_stats().await
     }
+
+    async fn stats_since(&self, since: DateTime<Utc>) -> StoreResult<StoreStats> {
+        self.read_stats_since(since).await
+    }
+
+    async fn has_open_tasks(&self) -> StoreResult<bool> {
+        self.read_has_open_tasks().await
+    }
 }

@@ -268,6 +268,42 @@ impl PgStore {
         .fetch_all(&self.inner.pool)
         .await
         .map_err(store_err)?;
+        stats_from(rows)
+    }
+
+    /// Counts over the tasks created at or after `since` (a range of
+    /// `tasks_created_idx`) and their steps (`steps_task_position_idx`).
+    pub(crate) async fn read_stats_since(&self, since: DateTime<Utc>) -> StoreResult<StoreStats> {
+        let rows = sqlx::query(
+            "WITH recent AS MATERIALIZED (SELECT id, status FROM tasks WHERE created_at >= $1), \
+                  recent_steps AS MATERIALIZED ( \
+                      SELECT s.status, s.attempts FROM recent t JOIN steps s ON s.task_id = t.id) \
+             SELECT 'task' AS kind, status, count(*) AS n FROM recent GROUP BY status \
+             UNION ALL \
+             SELECT 'step', status, count(*) FROM recent_steps GROUP BY status \
+             UNION ALL \
+             SELECT 'retrying', 'pending', count(*) FROM recent_steps WHERE status = 'pending' AND attempts > 0",
+        )
+        .bind(since)
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(store_err)?;
+        stats_from(rows)
+    }
+
+    /// Whether a task is pending or in progress (`tasks_status_created_idx`).
+    pub(crate) async fn read_has_open_tasks(&self) -> StoreResult<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE status IN ('pending', 'in_progress'))",
+        )
+        .fetch_one(&self.inner.pool)
+        .await
+        .map_err(store_err)
+    }
+}
+
+/// `(kind, status, n)` rows as stats, every state listed (zero or not).
+fn stats_from(rows: Vec<sqlx::postgres::PgRow>) -> StoreResult<StoreStats> {
         let mut stats = StoreStats {
             tasks_by_state: TaskState::ALL
                 .iter()
@@ -294,5 +330,4 @@ impl PgStore {
             map.insert(status, n);
         }
         Ok(stats)
-    }
 }

@@ -401,4 +401,12 @@ impl Store for SqliteStore {
     async fn stats(&self) -> StoreResult<StoreStats> {
         tasks::stats(&self.reader).await
     }
+
+    async fn stats_since(&self, since: DateTime<Utc>) -> StoreResult<StoreStats> {
+        tasks::stats_since(&self.reader, since).await
+    }
+
+    async fn has_open_tasks(&self) -> StoreResult<bool> {
+        tasks::has_open_tasks(&self.reader).await
+    }
 }

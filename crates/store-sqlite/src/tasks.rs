@@ -533,6 +533,62 @@ pub(crate) async fn transitions(pool: &SqlitePool, id: Uuid) -> StoreResult<Vec<
     rows.iter().map(transition_row).collect()
 }
 
+/// Counts over the tasks created at or after `since` (the `tasks_created_idx`
+/// range) and their steps (by `steps_task_position_idx`).
+pub(crate) async fn stats_since(pool: &SqlitePool, since: DateTime<Utc>) -> StoreResult<StoreStats> {
+    let since = micros(since);
+    let tasks = sqlx::query("SELECT status, COUNT(*) FROM tasks WHERE created_at >= ?1 GROUP BY status")
+        .bind(since)
+        .fetch_all(pool)
+        .await
+        .db()?;
+    let steps = sqlx::query(
+        "SELECT s.status, COUNT(*) FROM tasks t JOIN steps s ON s.task_id = t.id
+         WHERE t.created_at >= ?1 GROUP BY s.status",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await
+    .db()?;
+    let retrying: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM tasks t JOIN steps s ON s.task_id = t.id
+         WHERE t.created_at >= ?1 AND s.status = 'pending' AND s.attempts > 0",
+    )
+    .bind(since)
+    .fetch_one(pool)
+    .await
+    .db()?;
+    Ok(StoreStats {
+        tasks_by_state: states_map(tasks)?,
+        steps_by_state: states_map(steps)?,
+        steps_retrying: retrying,
+    })
+}
+
+/// Whether a task is pending or in progress (`tasks_status_created_idx`).
+pub(crate) async fn has_open_tasks(pool: &SqlitePool) -> StoreResult<bool> {
+    let open: i64 = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM tasks WHERE status IN ('pending', 'in_progress'))",
+    )
+    .fetch_one(pool)
+    .await
+    .db()?;
+    Ok(open != 0)
+}
+
+/// `(status, count)` rows as a map listing every state (zero or not), so
+/// pages show a stable set. Task and step states have the same names.
+fn states_map(rows: Vec<sqlx::sqlite::SqliteRow>) -> StoreResult<BTreeMap<String, i64>> {
+    let mut map: BTreeMap<String, i64> = TaskState::ALL
+        .iter()
+        .map(|s| (s.as_str().to_string(), 0))
+        .collect();
+    for r in &rows {
+        map.insert(r.try_get(0).db()?, r.try_get(1).db()?);
+    }
+    Ok(map)
+}
+
 pub(crate) async fn stats(pool: &SqlitePool) -> StoreResult<StoreStats> {
     let by_state = |rows: Vec<sqlx::sqlite::SqliteRow>| -> StoreResult<BTreeMap<String, i64>> {
         // Every state is listed, zero or not, so pages show a stable set.

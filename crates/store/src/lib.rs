@@ -182,8 +182,17 @@ pub trait Store: Send + Sync + 'static {
     /// The earliest future `ready_at` of any claimable step (to sleep until).
     async fn step_next_ready_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
 
-    /// Aggregate counts for health and status pages.
+    /// Aggregate counts over all history (reports, benchmarks). Scans every
+    /// task and step: health pages use [`Store::stats_since`] instead.
     async fn stats(&self) -> StoreResult<StoreStats>;
+
+    /// The counts of [`Store::stats`], over the tasks created at or after
+    /// `since` and their steps only: a range of the `tasks (created_at)`
+    /// index, so its cost follows the window, not the history.
+    async fn stats_since(&self, since: DateTime<Utc>) -> StoreResult<StoreStats>;
+
+    /// Whether any task is `pending` or `in_progress` (one index probe).
+    async fn has_open_tasks(&self) -> StoreResult<bool>;
 
     /// Connection pool usage, for status pages (None when the backend does
     /// not expose it). Cheap: reads counters, never the database.

@@ -142,6 +142,11 @@ async fn server_config(c: &TaskerConfig) -> Result<ServerConfig, settings::Probl
             &mut problems,
         ),
         dependency_graph: c.dependency_graph.clone(),
+        status_window: secs(
+            "health.status_window_seconds",
+            c.health.status_window_seconds,
+            &mut problems,
+        ),
         request_log: c.server.request_log.parse().unwrap_or_else(|e| {
             problems.push(format!("server.request_log: {e}"));
             tasker_server::RequestLog::Info

@@ -38,14 +38,9 @@ pub async fn run(
         // by other processes (their events do not reach this one on SQLite).
         let mut events = tasker.store().subscribe();
         loop {
-            if let Ok(stats) = tasker.store().stats().await {
-                let open: i64 = ["pending", "in_progress"]
-                    .iter()
-                    .map(|s| stats.tasks_by_state.get(*s).copied().unwrap_or(0))
-                    .sum();
-                if open == 0 {
-                    return;
-                }
+            // One index probe, not a count of every task and step.
+            if let Ok(false) = tasker.store().has_open_tasks().await {
+                return;
             }
             let timer = tokio::time::sleep(Duration::from_secs(1));
             tokio::pin!(timer);

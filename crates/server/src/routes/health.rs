@@ -16,6 +16,11 @@
 //!   is unhealthy (503) by the reference's rules (§8.6): pool utilisation
 //!   above 90 %, more than half the tasks in `error`, or more than half the
 //!   steps in `error`; and, here, when the engine should run but has stopped.
+//!   The counts cover the tasks created in the last
+//!   [`ServerConfig::status_window`](crate::ServerConfig) (one hour by
+//!   default, as the reference's rates did) and their steps, read with one
+//!   bounded index range and reused for [`STATUS_CACHE`](crate::state::STATUS_CACHE):
+//!   old failures age out instead of keeping the page red forever.
 
 use crate::probe::{DbVerdict, RECENT_SUCCESS};
 use crate::state::{AppState, EngineState};
@@ -266,9 +271,12 @@ pub struct RetryCounts {
     pub exhausted: i64,
 }
 
-/// Task, step and retry counts.
+/// Task, step and retry counts over the tasks created in the last
+/// `window_seconds` (`health.status_window_seconds`) and their steps.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatusMetrics {
+    /// The window counted, in seconds.
+    pub window_seconds: f64,
     /// Tasks.
     pub tasks: StateCounts,
     /// Steps.
@@ -376,13 +384,16 @@ pub async fn health_status(State(st): State<AppState>) -> Response {
     if engine == "stopped" {
         reasons.push("the step executor has stopped".to_string());
     }
-    let (metrics, errored) = match store.stats().await {
+    let window = st.config().status_window;
+    let since = st.tasker().now() - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::hours(1));
+    let (metrics, errored) = match st.window_stats(since).await {
         Ok(s) => {
             let total = |m: &BTreeMap<String, i64>| m.values().sum::<i64>();
             let (tasks_total, steps_total) = (total(&s.tasks_by_state), total(&s.steps_by_state));
             let task_errors = s.tasks_by_state.get("error").copied().unwrap_or(0);
             let step_errors = s.steps_by_state.get("error").copied().unwrap_or(0);
             let m = StatusMetrics {
+                window_seconds: window.as_secs_f64(),
                 task_error_rate: rate(task_errors, tasks_total),
                 step_error_rate: rate(step_errors, steps_total),
                 tasks: StateCounts {
@@ -400,14 +411,14 @@ pub async fn health_status(State(st): State<AppState>) -> Response {
             };
             if m.task_error_rate > 50.0 {
                 reasons.push(format!(
-                    "{}% of tasks are in error (limit 50%)",
-                    m.task_error_rate
+                    "{}% of tasks created in the last {} s are in error (limit 50%)",
+                    m.task_error_rate, m.window_seconds
                 ));
             }
             if m.step_error_rate > 50.0 {
                 reasons.push(format!(
-                    "{}% of steps are in error (limit 50%)",
-                    m.step_error_rate
+                    "{}% of the steps of tasks created in the last {} s are in error (limit 50%)",
+                    m.step_error_rate, m.window_seconds
                 ));
             }
             (Some(m), false)

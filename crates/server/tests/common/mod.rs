@@ -177,6 +177,16 @@ impl Harness {
     }
 
     pub async fn with(db: Db, engine: EngineConfig, server: ServerConfig) -> Harness {
+        Self::with_clock(db, engine, server, None).await
+    }
+
+    /// [`Harness::with`], the engine reading time from `clock`.
+    pub async fn with_clock(
+        db: Db,
+        engine: EngineConfig,
+        server: ServerConfig,
+        clock: Option<Arc<dyn tasker_engine::clock::Clock>>,
+    ) -> Harness {
         let mut templates = vec![
             parse_template("<checkout>", CHECKOUT, None).unwrap(),
             parse_template("<failing>", FAILING, None).unwrap(),
@@ -187,6 +197,9 @@ impl Harness {
         let mut builder = Tasker::builder(db.store.clone())
             .config(engine)
             .handler("fail", Fail);
+        if let Some(clock) = clock {
+            builder = builder.clock(clock);
+        }
         for t in templates {
             builder = builder.template(t);
         }

@@ -137,6 +137,7 @@ macro_rules! conformance_tests {
             queries::task_list_sorts_and_pages,
             queries::step_counts_by_situation,
             queries::stats_count_states,
+            queries::stats_since_counts_the_window,
             queries::next_ready_at_is_earliest_ready_at,
             queries::step_list_and_step_get_agree,
             queries::events_announce_changes_and_finishes,

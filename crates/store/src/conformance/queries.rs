@@ -332,3 +332,47 @@ pub async fn ping_and_migrations(store: Arc<dyn Store>) {
         Backend::Sqlite | Backend::Postgres
     ));
 }
+
+/// Windowed stats count only the tasks created since the window's start
+/// and their steps; `has_open_tasks` sees pending and running tasks.
+pub async fn stats_since_counts_the_window(store: Arc<dyn Store>) {
+    let get = |m: &std::collections::BTreeMap<String, i64>, k: &str| m.get(k).copied().unwrap_or(0);
+    assert!(!store.has_open_tasks().await.unwrap());
+    let old = new_task(Shape::Linear(2), at(0));
+    let recent = new_task(Shape::Linear(2), at(100));
+    let newer = new_task(Shape::Single, at(200));
+    store
+        .task_create_many(vec![old.clone(), recent.clone(), newer.clone()])
+        .await
+        .unwrap();
+    assert!(store.has_open_tasks().await.unwrap());
+    // The old task fails for good; the recent one waits for a retry.
+    let c = claim_one(&store, at(300)).await;
+    assert_eq!(c.task_id, old.id);
+    fail(&store, &c, None, at(300)).await;
+    let c = claim_one(&store, at(301)).await;
+    assert_eq!(c.task_id, recent.id);
+    fail(&store, &c, Some(at(1000)), at(301)).await;
+
+    let s = store.stats_since(at(100)).await.unwrap();
+    assert_eq!(s.tasks_by_state.values().sum::<i64>(), 2, "{s:?}");
+    assert_eq!(get(&s.tasks_by_state, "error"), 0, "{s:?}");
+    assert_eq!(s.steps_by_state.values().sum::<i64>(), 3, "{s:?}");
+    assert_eq!(get(&s.steps_by_state, "error"), 0, "{s:?}");
+    assert_eq!(s.steps_retrying, 1);
+    // Every state is listed.
+    assert_eq!(s.tasks_by_state.len(), tasker_core::TaskState::ALL.len());
+    // The whole history, for comparison.
+    let all = store.stats_since(at(0)).await.unwrap();
+    assert_eq!(all.tasks_by_state.values().sum::<i64>(), 3);
+    assert_eq!(get(&all.steps_by_state, "error"), 1);
+    let none = store.stats_since(at(201)).await.unwrap();
+    assert_eq!(none.tasks_by_state.values().sum::<i64>(), 0);
+    assert_eq!(none.steps_retrying, 0);
+
+    // Once everything is finished, nothing is open.
+    for t in [&recent, &newer] {
+        store.task_cancel(t.id, at(400)).await.unwrap();
+    }
+    assert!(!store.has_open_tasks().await.unwrap());
+}
