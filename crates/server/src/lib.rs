@@ -334,4 +334,16 @@ mod tests {
         assert!(p[0].starts_with("body_limit_bytes"));
         assert!(p[1].starts_with("default_page_size"));
     }
+
+    #[test]
+    fn the_request_timeout_must_outlast_a_long_poll() {
+        let short = ServerConfig {
+            request_timeout: Duration::from_secs(20),
+            ready_timeout: Duration::from_secs(11),
+            ..ServerConfig::default()
+        };
+        let p = short.problems();
+        assert!(p.iter().any(|m| m.starts_with("request_timeout")), "{p:?}");
+        assert!(p.iter().any(|m| m.starts_with("ready_timeout")), "{p:?}");
+    }
 }
