@@ -33,7 +33,11 @@ pub(crate) struct Undelivered {
 impl Undelivered {
     /// A guard over `leases`; `why` is recorded on the steps if it fires.
     pub(crate) fn new(tasker: Tasker, leases: Vec<LeaseRef>, why: &'static str) -> Self {
-        Undelivered { tasker, leases, why }
+        Undelivered {
+            tasker,
+            leases,
+            why,
+        }
     }
 
     /// The claim reached the worker: nothing to release.
@@ -50,7 +54,10 @@ impl Drop for Undelivered {
         let leases = std::mem::take(&mut self.leases);
         let (tasker, why) = (self.tasker.clone(), self.why);
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(steps = leases.len(), "claimed steps not delivered and no runtime to release them; their leases will expire");
+            tracing::warn!(
+                steps = leases.len(),
+                "claimed steps not delivered and no runtime to release them; their leases will expire"
+            );
             return;
         };
         handle.spawn(async move {

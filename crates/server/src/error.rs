@@ -303,10 +303,9 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::conflict("conflict", m),
             // Normally refused at the edge (see `extract`); this is the
             // backstop for any value the database still cannot store.
-            StoreError::InvalidData(m) => ApiError::bad_request(
-                "invalid_value",
-                format!("a value cannot be stored: {m}"),
-            ),
+            StoreError::InvalidData(m) => {
+                ApiError::bad_request("invalid_value", format!("a value cannot be stored: {m}"))
+            }
             StoreError::Unavailable(m) => ApiError::unavailable(m),
             StoreError::Internal(m) => ApiError::internal(m),
         }

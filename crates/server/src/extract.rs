@@ -213,13 +213,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
 /// Parses a query string with field paths in errors.
 pub(crate) fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
-    if let Some((k, _)) = form_urlencoded::parse(query.as_bytes())
-        .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+    if let Some((k, _)) =
+        form_urlencoded::parse(query.as_bytes()).find(|(k, v)| k.contains('\0') || v.contains('\0'))
     {
-        return Err(nul_error(
-            "invalid_parameter",
-            k.replace('\0', "\\u0000"),
-        ));
+        return Err(nul_error("invalid_parameter", k.replace('\0', "\\u0000")));
     }
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -402,8 +399,12 @@ mod tests {
         let e = parse_body::<Body>(br#"{"thing": {"name": "a\u0000b"}}"#).unwrap_err();
         assert_eq!(e.code(), "invalid_field");
         assert!(e.message().contains("thing.name"), "{}", e.message());
-        let v: Value = serde_json::from_str(r#"{"a": [1, {"b\u0000": 2}], "c": ["x", "\u0000"]}"#).unwrap();
-        assert_eq!(nul_path(&v, String::new()).as_deref(), Some("a[1].b\\u0000"));
+        let v: Value =
+            serde_json::from_str(r#"{"a": [1, {"b\u0000": 2}], "c": ["x", "\u0000"]}"#).unwrap();
+        assert_eq!(
+            nul_path(&v, String::new()).as_deref(),
+            Some("a[1].b\\u0000")
+        );
         let v: Value = serde_json::from_str(r#"{"c": ["x", "\u0000"]}"#).unwrap();
         assert_eq!(nul_path(&v, String::new()).as_deref(), Some("c[1]"));
         let e = parse_query::<Q>("limit=1&name=a%00").unwrap_err();

@@ -193,8 +193,12 @@ async fn log_request(State(level): State<RequestLog>, req: Request, next: Next) 
     let status = res.status().as_u16();
     let latency_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
     match level {
-        RequestLog::Info => tracing::info!(%method, %route, status, latency_ms, %request_id, %correlation_id, "request"),
-        RequestLog::Debug => tracing::debug!(%method, %route, status, latency_ms, %request_id, %correlation_id, "request"),
+        RequestLog::Info => {
+            tracing::info!(%method, %route, status, latency_ms, %request_id, %correlation_id, "request")
+        }
+        RequestLog::Debug => {
+            tracing::debug!(%method, %route, status, latency_ms, %request_id, %correlation_id, "request")
+        }
         RequestLog::Off => {}
     }
     res

@@ -122,11 +122,23 @@ fn complete(doc: &mut Value) {
                         .entry(status.to_string())
                         .or_insert_with(|| with(description));
                 };
-                add("500", "Internal error (`internal_error`): a bug, never caused by input; the cause is logged with the request id.");
-                add("503", "The database is unavailable (`unavailable`) or the request took longer than the server's request timeout (`timeout`); try again later.");
-                add("405", "Only when this path is sent another method (`method_not_allowed`; `Allow` lists the methods).");
+                add(
+                    "500",
+                    "Internal error (`internal_error`): a bug, never caused by input; the cause is logged with the request id.",
+                );
+                add(
+                    "503",
+                    "The database is unavailable (`unavailable`) or the request took longer than the server's request timeout (`timeout`); try again later.",
+                );
+                add(
+                    "405",
+                    "Only when this path is sent another method (`method_not_allowed`; `Allow` lists the methods).",
+                );
                 if has_body {
-                    add("400", "Malformed body (`malformed_json`, `invalid_body`, `invalid_field`; `details.field` names the field).");
+                    add(
+                        "400",
+                        "Malformed body (`malformed_json`, `invalid_body`, `invalid_field`; `details.field` names the field).",
+                    );
                     add("413", "Body larger than the limit (`payload_too_large`).");
                     add("415", "Body is not JSON (`unsupported_media_type`).");
                 }
@@ -134,9 +146,9 @@ fn complete(doc: &mut Value) {
         }
     }
     // The resolve body is optional: no body means `{"results": {}}`.
-    if let Some(body) =
-        doc.pointer_mut("/paths/~1tasker~1tasks~1{task_id}~1steps~1{step_id}~1resolve/post/requestBody")
-    {
+    if let Some(body) = doc.pointer_mut(
+        "/paths/~1tasker~1tasks~1{task_id}~1steps~1{step_id}~1resolve/post/requestBody",
+    ) {
         body["required"] = json!(false);
     }
     // Constraints on array items, which the attributes cannot express.
@@ -149,7 +161,9 @@ fn complete(doc: &mut Value) {
             *items = tag.clone();
         }
     }
-    if let Some(items) = doc.pointer_mut("/components/schemas/ClaimRequest/properties/handler_kinds/items") {
+    if let Some(items) =
+        doc.pointer_mut("/components/schemas/ClaimRequest/properties/handler_kinds/items")
+    {
         *items = json!({"type": "string", "minLength": 1, "pattern": "\\S"});
     }
     // Any JSON value: no type at all.

@@ -124,7 +124,9 @@ impl DbProbe {
             Ok(ok) => {
                 self.migrations_ok.send_replace(Some(ok));
             }
-            Err(e) => tracing::debug!(error = %e, "migration check failed; the readiness probe will retry"),
+            Err(e) => {
+                tracing::debug!(error = %e, "migration check failed; the readiness probe will retry")
+            }
         }
     }
 

@@ -75,7 +75,9 @@ impl std::str::FromStr for RequestLog {
             "info" => Ok(RequestLog::Info),
             "debug" => Ok(RequestLog::Debug),
             "off" => Ok(RequestLog::Off),
-            other => Err(format!("`{other}` is not a request log level (use info, debug or off)")),
+            other => Err(format!(
+                "`{other}` is not a request log level (use info, debug or off)"
+            )),
         }
     }
 }
@@ -148,6 +150,8 @@ pub enum EngineState {
     Disabled,
 }
 
+/// Counts of `/health/status` and when (engine clock) they were read.
+type CachedStats = (chrono::DateTime<chrono::Utc>, StoreStats);
 type EngineProbe = Arc<dyn Fn() -> EngineState + Send + Sync>;
 type PoolProbe = Arc<dyn Fn() -> Option<PoolStats> + Send + Sync>;
 
@@ -170,7 +174,7 @@ struct Inner {
     probe: Arc<DbProbe>,
     /// The last counts of `/health/status` and when they were read; the
     /// lock also makes concurrent status calls share one query.
-    status_cache: Arc<tokio::sync::Mutex<Option<(chrono::DateTime<chrono::Utc>, StoreStats)>>>,
+    status_cache: Arc<tokio::sync::Mutex<Option<CachedStats>>>,
 }
 
 impl AppState {

@@ -1005,7 +1005,13 @@ fn openapi_examples_are_valid_and_drift_is_caught() {
     assert!(problems(&handler, &json!({"kind": "noop", "config": {}})).is_empty());
     assert!(!problems(&handler, &json!({"kind": "noop", "config": null})).is_empty());
     let value = json!({"$ref": "#/components/schemas/JsonValue"});
-    for v in [json!(42), json!("x"), json!(null), json!([1]), json!({"a": 1})] {
+    for v in [
+        json!(42),
+        json!("x"),
+        json!(null),
+        json!([1]),
+        json!({"a": 1}),
+    ] {
         assert!(problems(&value, &v).is_empty(), "{v}");
     }
 }
@@ -1032,32 +1038,162 @@ async fn openapi_request_schemas_agree_with_the_server(db: Db) {
     let long = "x".repeat(1025);
     let tags: Vec<String> = (0..65).map(|i| format!("t{i}")).collect();
     let cases: Vec<(&str, &str, String, Value)> = vec![
-        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({}))),
-        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({"worker_id": ""}))),
-        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({"worker_id": "  "}))),
-        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({"handler_kinds": []}))),
-        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({"handler_kinds": [""]}))),
-        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({"max_steps": 0}))),
-        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({"max_steps": 100}))),
-        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({"max_steps": 101}))),
-        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({"lease_seconds": 0}))),
-        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({"lease_seconds": 3601}))),
-        ("/tasker/workers/claim", "post", "/tasker/workers/claim".into(), claim(json!({"wait_seconds": 21}))),
-        ("/tasker/steps/{step_id}/fail", "post", format!("/tasker/steps/{missing}/fail"), json!({"lease_token": missing, "message": ""})),
-        ("/tasker/steps/{step_id}/fail", "post", format!("/tasker/steps/{missing}/fail"), json!({"lease_token": missing, "message": " "})),
-        ("/tasker/steps/{step_id}/fail", "post", format!("/tasker/steps/{missing}/fail"), json!({"lease_token": missing, "message": "bad"})),
-        ("/tasker/steps/{step_id}/fail", "post", format!("/tasker/steps/{missing}/fail"), json!({"lease_token": missing, "message": "m", "retry_after_seconds": 86401})),
-        ("/tasker/steps/{step_id}/complete", "post", format!("/tasker/steps/{missing}/complete"), json!({"lease_token": missing, "results": 42})),
-        ("/tasker/steps/{step_id}/heartbeat", "post", format!("/tasker/steps/{missing}/heartbeat"), json!({"lease_token": missing, "lease_seconds": 0})),
-        ("/tasker/tasks/{task_id}/steps/{step_id}/resolve", "post", format!("/tasker/tasks/{task}/steps/{step}/resolve"), json!(null)),
-        ("/tasker/tasks/{task_id}/steps/{step_id}", "patch", format!("/tasker/tasks/{task}/steps/{step}"), json!({"retry_limit": 0})),
-        ("/tasker/tasks/{task_id}/steps/{step_id}", "patch", format!("/tasker/tasks/{task}/steps/{step}"), json!({"retry_limit": 1001})),
-        ("/tasker/tasks/{task_id}", "patch", format!("/tasker/tasks/{task}"), json!({"tags": [""]})),
-        ("/tasker/tasks/{task_id}", "patch", format!("/tasker/tasks/{task}"), json!({"tags": tags})),
-        ("/tasker/tasks/{task_id}", "patch", format!("/tasker/tasks/{task}"), json!({"reason": long})),
-        ("/tasker/tasks", "post", "/tasker/tasks".into(), json!({"name": "report", "namespace": "ops", "correlation_id": "has spaces"})),
-        ("/tasker/tasks", "post", "/tasker/tasks".into(), json!({"name": "report", "namespace": "ops", "tags": ["x".repeat(129)]})),
-        ("/tasker/tasks", "post", "/tasker/tasks".into(), json!({"name": "report", "namespace": "ops", "reason": "fine"})),
+        (
+            "/tasker/workers/claim",
+            "post",
+            "/tasker/workers/claim".into(),
+            claim(json!({})),
+        ),
+        (
+            "/tasker/workers/claim",
+            "post",
+            "/tasker/workers/claim".into(),
+            claim(json!({"worker_id": ""})),
+        ),
+        (
+            "/tasker/workers/claim",
+            "post",
+            "/tasker/workers/claim".into(),
+            claim(json!({"worker_id": "  "})),
+        ),
+        (
+            "/tasker/workers/claim",
+            "post",
+            "/tasker/workers/claim".into(),
+            claim(json!({"handler_kinds": []})),
+        ),
+        (
+            "/tasker/workers/claim",
+            "post",
+            "/tasker/workers/claim".into(),
+            claim(json!({"handler_kinds": [""]})),
+        ),
+        (
+            "/tasker/workers/claim",
+            "post",
+            "/tasker/workers/claim".into(),
+            claim(json!({"max_steps": 0})),
+        ),
+        (
+            "/tasker/workers/claim",
+            "post",
+            "/tasker/workers/claim".into(),
+            claim(json!({"max_steps": 100})),
+        ),
+        (
+            "/tasker/workers/claim",
+            "post",
+            "/tasker/workers/claim".into(),
+            claim(json!({"max_steps": 101})),
+        ),
+        (
+            "/tasker/workers/claim",
+            "post",
+            "/tasker/workers/claim".into(),
+            claim(json!({"lease_seconds": 0})),
+        ),
+        (
+            "/tasker/workers/claim",
+            "post",
+            "/tasker/workers/claim".into(),
+            claim(json!({"lease_seconds": 3601})),
+        ),
+        (
+            "/tasker/workers/claim",
+            "post",
+            "/tasker/workers/claim".into(),
+            claim(json!({"wait_seconds": 21})),
+        ),
+        (
+            "/tasker/steps/{step_id}/fail",
+            "post",
+            format!("/tasker/steps/{missing}/fail"),
+            json!({"lease_token": missing, "message": ""}),
+        ),
+        (
+            "/tasker/steps/{step_id}/fail",
+            "post",
+            format!("/tasker/steps/{missing}/fail"),
+            json!({"lease_token": missing, "message": " "}),
+        ),
+        (
+            "/tasker/steps/{step_id}/fail",
+            "post",
+            format!("/tasker/steps/{missing}/fail"),
+            json!({"lease_token": missing, "message": "bad"}),
+        ),
+        (
+            "/tasker/steps/{step_id}/fail",
+            "post",
+            format!("/tasker/steps/{missing}/fail"),
+            json!({"lease_token": missing, "message": "m", "retry_after_seconds": 86401}),
+        ),
+        (
+            "/tasker/steps/{step_id}/complete",
+            "post",
+            format!("/tasker/steps/{missing}/complete"),
+            json!({"lease_token": missing, "results": 42}),
+        ),
+        (
+            "/tasker/steps/{step_id}/heartbeat",
+            "post",
+            format!("/tasker/steps/{missing}/heartbeat"),
+            json!({"lease_token": missing, "lease_seconds": 0}),
+        ),
+        (
+            "/tasker/tasks/{task_id}/steps/{step_id}/resolve",
+            "post",
+            format!("/tasker/tasks/{task}/steps/{step}/resolve"),
+            json!(null),
+        ),
+        (
+            "/tasker/tasks/{task_id}/steps/{step_id}",
+            "patch",
+            format!("/tasker/tasks/{task}/steps/{step}"),
+            json!({"retry_limit": 0}),
+        ),
+        (
+            "/tasker/tasks/{task_id}/steps/{step_id}",
+            "patch",
+            format!("/tasker/tasks/{task}/steps/{step}"),
+            json!({"retry_limit": 1001}),
+        ),
+        (
+            "/tasker/tasks/{task_id}",
+            "patch",
+            format!("/tasker/tasks/{task}"),
+            json!({"tags": [""]}),
+        ),
+        (
+            "/tasker/tasks/{task_id}",
+            "patch",
+            format!("/tasker/tasks/{task}"),
+            json!({"tags": tags}),
+        ),
+        (
+            "/tasker/tasks/{task_id}",
+            "patch",
+            format!("/tasker/tasks/{task}"),
+            json!({"reason": long}),
+        ),
+        (
+            "/tasker/tasks",
+            "post",
+            "/tasker/tasks".into(),
+            json!({"name": "report", "namespace": "ops", "correlation_id": "has spaces"}),
+        ),
+        (
+            "/tasker/tasks",
+            "post",
+            "/tasker/tasks".into(),
+            json!({"name": "report", "namespace": "ops", "tags": ["x".repeat(129)]}),
+        ),
+        (
+            "/tasker/tasks",
+            "post",
+            "/tasker/tasks".into(),
+            json!({"name": "report", "namespace": "ops", "reason": "fine"}),
+        ),
     ];
     for (template, method, uri, body) in cases {
         let schema_ok = problems(&body_schema(template, method), &body).is_empty();
@@ -1065,14 +1201,17 @@ async fn openapi_request_schemas_agree_with_the_server(db: Db) {
         let r = h.call(m, &uri, Some(body.clone())).await;
         let server_ok = r.status != StatusCode::BAD_REQUEST;
         assert_eq!(
-            schema_ok, server_ok,
+            schema_ok,
+            server_ok,
             "{method} {template} {body}: the document says {}, the server answered {}",
             if schema_ok { "valid" } else { "invalid" },
             r.text
         );
     }
     // Query parameters.
-    let params = doc["paths"]["/tasker/tasks"]["get"]["parameters"].as_array().unwrap();
+    let params = doc["paths"]["/tasker/tasks"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
     let param = |name: &str| params.iter().find(|p| p["name"] == name).unwrap()["schema"].clone();
     for (name, raw, typed) in [
         ("limit", "100", json!(100)),
@@ -1100,7 +1239,9 @@ async fn openapi_request_schemas_agree_with_the_server(db: Db) {
     assert!(!problems(&version, &json!("1.x")).is_empty());
     assert!(problems(&version, &json!("latest")).is_empty());
     // A timezone-less date says so.
-    let r = h.get("/tasker/tasks?created_since=2026-01-01T00:00:00").await;
+    let r = h
+        .get("/tasker/tasks?created_since=2026-01-01T00:00:00")
+        .await;
     r.assert_error(400, "invalid_parameter");
     assert!(r.text.contains("timezone"), "{}", r.text);
     // The served document states the configured page maximum.
@@ -1122,5 +1263,8 @@ async fn openapi_request_schemas_agree_with_the_server(db: Db) {
 #[test]
 #[ignore = "prints the document"]
 fn print_openapi() {
-    println!("{}", serde_json::to_string_pretty(common::openapi::document()).unwrap());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(common::openapi::document()).unwrap()
+    );
 }

@@ -12,7 +12,10 @@ use common::{Db, Harness};
 use serde_json::{Value, json};
 use tasker_core::template::parse_template;
 
-on_both_backends!(nul_characters_are_refused_naming_the_field, malformed_request_ids_are_replaced);
+on_both_backends!(
+    nul_characters_are_refused_naming_the_field,
+    malformed_request_ids_are_replaced
+);
 
 const EXT: &str = "name: ext\nnamespace: w\nversion: 1.0.0\nstep_templates:\n  - name: remote\n    handler: { kind: external }\n  - name: after\n    depends_on_step: remote\n    handler: { kind: noop }\n";
 
@@ -59,43 +62,156 @@ async fn nul_characters_are_refused_naming_the_field(db: Db) {
     let task_uri = format!("/tasker/tasks/{task}");
     let step_uri = format!("/tasker/tasks/{task}/steps/{validate}");
     let cases: Vec<(Method, String, Option<Value>, &str)> = vec![
-        (Method::POST, tasks.clone(), Some(create(json!({"reason": NUL}))), "reason"),
-        (Method::POST, tasks.clone(), Some(create(json!({"initiator": NUL}))), "initiator"),
-        (Method::POST, tasks.clone(), Some(create(json!({"source_system": NUL}))), "source_system"),
-        (Method::POST, tasks.clone(), Some(create(json!({"tags": ["ok", NUL]}))), "tags[1]"),
-        (Method::POST, tasks.clone(), Some(create(json!({"context": {"order_id": 3, "note": NUL}}))), "context.note"),
-        (Method::POST, tasks.clone(), Some(create(json!({"context": {"order_id": 3, "deep": [{"x": NUL}]}}))), "context.deep[0].x"),
-        (Method::POST, tasks.clone(), Some(create(json!({"context": {"order_id": 3, NUL: 1}}))), "context.a\\u0000b"),
-        (Method::POST, tasks.clone(), Some(json!({"task": create(json!({"reason": NUL}))})), "task.reason"),
-        (Method::PATCH, task_uri.clone(), Some(json!({"reason": NUL})), "reason"),
-        (Method::PATCH, task_uri.clone(), Some(json!({"tags": [NUL]})), "tags[0]"),
-        (Method::PATCH, step_uri.clone(), Some(json!({"inputs": {"k": NUL}})), "inputs.k"),
-        (Method::POST, format!("{step_uri}/resolve"), Some(json!({"results": {"k": [NUL]}})), "results.k[0]"),
-        (Method::POST, format!("/tasker/steps/{sid}/complete"), Some(json!({"lease_token": token, "results": {"k": NUL}})), "results.k"),
-        (Method::POST, format!("/tasker/steps/{sid}/complete"), Some(json!({"lease_token": token, "results": NUL})), "results"),
-        (Method::POST, format!("/tasker/steps/{sid}/fail"), Some(json!({"lease_token": token, "message": NUL})), "message"),
-        (Method::POST, format!("/tasker/steps/{sid}/fail"), Some(json!({"lease_token": token, "message": "m", "code": NUL})), "code"),
-        (Method::POST, "/tasker/workers/claim".into(), Some(claim(json!({"worker_id": NUL}))), "worker_id"),
-        (Method::POST, "/tasker/workers/claim".into(), Some(claim(json!({"namespaces": [NUL]}))), "namespaces[0]"),
-        (Method::POST, "/tasker/workers/claim".into(), Some(claim(json!({"handler_kinds": [NUL]}))), "handler_kinds[0]"),
+        (
+            Method::POST,
+            tasks.clone(),
+            Some(create(json!({"reason": NUL}))),
+            "reason",
+        ),
+        (
+            Method::POST,
+            tasks.clone(),
+            Some(create(json!({"initiator": NUL}))),
+            "initiator",
+        ),
+        (
+            Method::POST,
+            tasks.clone(),
+            Some(create(json!({"source_system": NUL}))),
+            "source_system",
+        ),
+        (
+            Method::POST,
+            tasks.clone(),
+            Some(create(json!({"tags": ["ok", NUL]}))),
+            "tags[1]",
+        ),
+        (
+            Method::POST,
+            tasks.clone(),
+            Some(create(json!({"context": {"order_id": 3, "note": NUL}}))),
+            "context.note",
+        ),
+        (
+            Method::POST,
+            tasks.clone(),
+            Some(create(
+                json!({"context": {"order_id": 3, "deep": [{"x": NUL}]}}),
+            )),
+            "context.deep[0].x",
+        ),
+        (
+            Method::POST,
+            tasks.clone(),
+            Some(create(json!({"context": {"order_id": 3, NUL: 1}}))),
+            "context.a\\u0000b",
+        ),
+        (
+            Method::POST,
+            tasks.clone(),
+            Some(json!({"task": create(json!({"reason": NUL}))})),
+            "task.reason",
+        ),
+        (
+            Method::PATCH,
+            task_uri.clone(),
+            Some(json!({"reason": NUL})),
+            "reason",
+        ),
+        (
+            Method::PATCH,
+            task_uri.clone(),
+            Some(json!({"tags": [NUL]})),
+            "tags[0]",
+        ),
+        (
+            Method::PATCH,
+            step_uri.clone(),
+            Some(json!({"inputs": {"k": NUL}})),
+            "inputs.k",
+        ),
+        (
+            Method::POST,
+            format!("{step_uri}/resolve"),
+            Some(json!({"results": {"k": [NUL]}})),
+            "results.k[0]",
+        ),
+        (
+            Method::POST,
+            format!("/tasker/steps/{sid}/complete"),
+            Some(json!({"lease_token": token, "results": {"k": NUL}})),
+            "results.k",
+        ),
+        (
+            Method::POST,
+            format!("/tasker/steps/{sid}/complete"),
+            Some(json!({"lease_token": token, "results": NUL})),
+            "results",
+        ),
+        (
+            Method::POST,
+            format!("/tasker/steps/{sid}/fail"),
+            Some(json!({"lease_token": token, "message": NUL})),
+            "message",
+        ),
+        (
+            Method::POST,
+            format!("/tasker/steps/{sid}/fail"),
+            Some(json!({"lease_token": token, "message": "m", "code": NUL})),
+            "code",
+        ),
+        (
+            Method::POST,
+            "/tasker/workers/claim".into(),
+            Some(claim(json!({"worker_id": NUL}))),
+            "worker_id",
+        ),
+        (
+            Method::POST,
+            "/tasker/workers/claim".into(),
+            Some(claim(json!({"namespaces": [NUL]}))),
+            "namespaces[0]",
+        ),
+        (
+            Method::POST,
+            "/tasker/workers/claim".into(),
+            Some(claim(json!({"handler_kinds": [NUL]}))),
+            "handler_kinds[0]",
+        ),
         (Method::GET, "/tasker/tasks?name=a%00b".into(), None, "name"),
-        (Method::GET, "/tasker/tasks?namespace=%00".into(), None, "namespace"),
+        (
+            Method::GET,
+            "/tasker/tasks?namespace=%00".into(),
+            None,
+            "namespace",
+        ),
     ];
     for (method, uri, body, field) in cases {
         let r = h.call(method.clone(), &uri, body).await;
-        assert_eq!(r.status.as_u16(), 400, "{method} {uri} ({field}): {}", r.text);
+        assert_eq!(
+            r.status.as_u16(),
+            400,
+            "{method} {uri} ({field}): {}",
+            r.text
+        );
         assert!(
             matches!(r.code(), "invalid_field" | "invalid_parameter"),
             "{method} {uri}: {}",
             r.text
         );
         assert_eq!(r.field(), field, "{method} {uri}: {}", r.text);
-        assert!(r.json["error"]["message"].as_str().unwrap().contains("NUL"), "{}", r.text);
+        assert!(
+            r.json["error"]["message"].as_str().unwrap().contains("NUL"),
+            "{}",
+            r.text
+        );
     }
     // Nothing was stored or changed by the refused requests.
     let r = h.get("/tasker/tasks?limit=100").await;
     assert_eq!(r.json["pagination"]["total"], 2, "{}", r.text);
-    let r = h.get(&format!("/tasker/tasks/{task}/steps/{validate}")).await;
+    let r = h
+        .get(&format!("/tasker/tasks/{task}/steps/{validate}"))
+        .await;
     assert_eq!(r.json["step"]["status"], "pending");
     // The claimed step still holds its lease: complete it for real.
     let r = h
@@ -116,7 +232,11 @@ async fn malformed_request_ids_are_replaced(db: Db) {
                 .body(Body::empty())
                 .unwrap();
             let r = h.request(req).await;
-            assert!(r.status.is_success(), "{path} with X-Request-ID {bad:?}: {}", r.text);
+            assert!(
+                r.status.is_success(),
+                "{path} with X-Request-ID {bad:?}: {}",
+                r.text
+            );
             let id = r.headers["x-request-id"].to_str().unwrap();
             assert!(tasker_server::correlation::valid(id) && id != bad, "{id}");
             // The correlation id follows the fresh request id.

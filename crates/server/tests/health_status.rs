@@ -25,7 +25,14 @@ async fn old_failures_age_out_of_the_status(db: Db) {
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
     assert_eq!(r.json["metrics"]["task_error_rate"], 100.0);
     assert_eq!(r.json["metrics"]["window_seconds"], 3600.0);
-    assert!(r.json["reasons"][0].as_str().unwrap().contains("last 3600 s"), "{}", r.text);
+    assert!(
+        r.json["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("last 3600 s"),
+        "{}",
+        r.text
+    );
 
     // Within the cache's two seconds, the same counts.
     h.checkout(1).await;

@@ -12,13 +12,17 @@ use tasker_core::template::parse_template;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-on_both_backends!(a_dropped_long_poll_strands_nothing, an_undelivered_claim_is_released);
+on_both_backends!(
+    a_dropped_long_poll_strands_nothing,
+    an_undelivered_claim_is_released
+);
 
 const EXT: &str = "name: ext\nnamespace: w\nversion: 1.0.0\nstep_templates:\n  - name: remote\n    handler: { kind: external }\n";
 
 /// A claim request as raw HTTP/1.1.
 fn claim_request(wait: f64) -> String {
-    let body = json!({"worker_id": "gone", "handler_kinds": ["external"], "wait_seconds": wait}).to_string();
+    let body = json!({"worker_id": "gone", "handler_kinds": ["external"], "wait_seconds": wait})
+        .to_string();
     format!(
         "POST /tasker/workers/claim HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
@@ -37,7 +41,10 @@ async fn a_dropped_long_poll_strands_nothing(db: Db) {
 
     // A worker starts a long poll and goes away while it waits.
     let mut client = TcpStream::connect(addr).await.unwrap();
-    client.write_all(claim_request(10.0).as_bytes()).await.unwrap();
+    client
+        .write_all(claim_request(10.0).as_bytes())
+        .await
+        .unwrap();
     client.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(client);
@@ -96,12 +103,21 @@ async fn an_undelivered_claim_is_released(db: Db) {
         )
         .await;
     let steps = r.json["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 1, "the undelivered claim kept its lease: {}", r.text);
+    assert_eq!(
+        steps.len(),
+        1,
+        "the undelivered claim kept its lease: {}",
+        r.text
+    );
     let task = steps[0]["task_id"].as_str().unwrap();
     let step = steps[0]["step_id"].as_str().unwrap();
     let r = h.get(&format!("/tasker/tasks/{task}/steps/{step}")).await;
     assert_eq!(r.json["step"]["lease_owner"], "alive");
-    assert_eq!(r.json["step"]["last_error"]["code"], "CLAIM_UNDELIVERED", "{}", r.text);
+    assert_eq!(
+        r.json["step"]["last_error"]["code"], "CLAIM_UNDELIVERED",
+        "{}",
+        r.text
+    );
     // A delivered claim is not released: the body, once read, keeps its lease.
     let r = h
         .post("/tasker/tasks", json!({"name": "ext", "namespace": "w"}))
@@ -120,5 +136,10 @@ async fn an_undelivered_claim_is_released(db: Db) {
             json!({"worker_id": "other", "handler_kinds": ["external"], "wait_seconds": 1}),
         )
         .await;
-    assert_eq!(r.json["steps"], json!([]), "a delivered claim was released: {}", r.text);
+    assert_eq!(
+        r.json["steps"],
+        json!([]),
+        "a delivered claim was released: {}",
+        r.text
+    );
 }

@@ -73,7 +73,12 @@ async fn ready_fast_and_steady_under_load(db: Db) {
     }
     eprintln!("{probes} probes during the load, {busy} answered from the recent ping");
     assert!(probes >= 3, "the load ended before it could be probed");
-    assert!(failures.is_empty(), "{} of {probes} probes failed: {:?}", failures.len(), failures.first());
+    assert!(
+        failures.is_empty(),
+        "{} of {probes} probes failed: {:?}",
+        failures.len(),
+        failures.first()
+    );
     let r = h.get("/tasker/tasks?limit=1").await;
     assert_eq!(r.json["pagination"]["total"], CREATIONS);
 }

@@ -304,30 +304,30 @@ impl PgStore {
 
 /// `(kind, status, n)` rows as stats, every state listed (zero or not).
 fn stats_from(rows: Vec<sqlx::postgres::PgRow>) -> StoreResult<StoreStats> {
-        let mut stats = StoreStats {
-            tasks_by_state: TaskState::ALL
-                .iter()
-                .map(|s| (s.as_str().to_string(), 0))
-                .collect(),
-            steps_by_state: StepState::ALL
-                .iter()
-                .map(|s| (s.as_str().to_string(), 0))
-                .collect(),
-            steps_retrying: 0,
+    let mut stats = StoreStats {
+        tasks_by_state: TaskState::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), 0))
+            .collect(),
+        steps_by_state: StepState::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), 0))
+            .collect(),
+        steps_retrying: 0,
+    };
+    for r in rows {
+        let kind: String = r.try_get("kind").map_err(store_err)?;
+        let status: String = r.try_get("status").map_err(store_err)?;
+        let n: i64 = r.try_get("n").map_err(store_err)?;
+        let map: &mut BTreeMap<String, i64> = match kind.as_str() {
+            "task" => &mut stats.tasks_by_state,
+            "step" => &mut stats.steps_by_state,
+            _ => {
+                stats.steps_retrying = n;
+                continue;
+            }
         };
-        for r in rows {
-            let kind: String = r.try_get("kind").map_err(store_err)?;
-            let status: String = r.try_get("status").map_err(store_err)?;
-            let n: i64 = r.try_get("n").map_err(store_err)?;
-            let map: &mut BTreeMap<String, i64> = match kind.as_str() {
-                "task" => &mut stats.tasks_by_state,
-                "step" => &mut stats.steps_by_state,
-                _ => {
-                    stats.steps_retrying = n;
-                    continue;
-                }
-            };
-            map.insert(status, n);
-        }
-        Ok(stats)
+        map.insert(status, n);
+    }
+    Ok(stats)
 }

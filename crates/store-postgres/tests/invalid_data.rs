@@ -25,7 +25,10 @@ async fn nul_characters_are_invalid_data() {
         }
     }
     // An update too; the task itself is untouched.
-    let task = store.task_create(new_task(Shape::Single, base())).await.unwrap();
+    let task = store
+        .task_create(new_task(Shape::Single, base()))
+        .await
+        .unwrap();
     let err = store
         .task_update(
             task.id,

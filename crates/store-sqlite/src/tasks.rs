@@ -535,13 +535,17 @@ pub(crate) async fn transitions(pool: &SqlitePool, id: Uuid) -> StoreResult<Vec<
 
 /// Counts over the tasks created at or after `since` (the `tasks_created_idx`
 /// range) and their steps (by `steps_task_position_idx`).
-pub(crate) async fn stats_since(pool: &SqlitePool, since: DateTime<Utc>) -> StoreResult<StoreStats> {
+pub(crate) async fn stats_since(
+    pool: &SqlitePool,
+    since: DateTime<Utc>,
+) -> StoreResult<StoreStats> {
     let since = micros(since);
-    let tasks = sqlx::query("SELECT status, COUNT(*) FROM tasks WHERE created_at >= ?1 GROUP BY status")
-        .bind(since)
-        .fetch_all(pool)
-        .await
-        .db()?;
+    let tasks =
+        sqlx::query("SELECT status, COUNT(*) FROM tasks WHERE created_at >= ?1 GROUP BY status")
+            .bind(since)
+            .fetch_all(pool)
+            .await
+            .db()?;
     let steps = sqlx::query(
         "SELECT s.status, COUNT(*) FROM tasks t JOIN steps s ON s.task_id = t.id
          WHERE t.created_at >= ?1 GROUP BY s.status",

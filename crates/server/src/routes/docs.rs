@@ -26,7 +26,9 @@ static SWAGGER: LazyLock<Arc<Config<'static>>> =
     tag = "docs",
     responses((status = 200, description = "The OpenAPI 3.1 document of this API.", content_type = "application/json", body = crate::json::JsonObject))
 )]
-pub async fn openapi_json(axum::extract::State(st): axum::extract::State<crate::AppState>) -> Response {
+pub async fn openapi_json(
+    axum::extract::State(st): axum::extract::State<crate::AppState>,
+) -> Response {
     Json(openapi::document_for(st.config())).into_response()
 }
 

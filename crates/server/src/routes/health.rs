@@ -182,10 +182,7 @@ pub async fn health_ready(State(st): State<AppState>) -> Response {
             )
         }
         DbVerdict::Slow(Some(o)) if o.result.is_err() => Check::unhealthy(
-            format!(
-                "ping failed: {}",
-                o.result.err().unwrap_or_default()
-            ),
+            format!("ping failed: {}", o.result.err().unwrap_or_default()),
             Some(t.elapsed()),
         ),
         DbVerdict::Slow(_) => Check::unhealthy(too_slow(), Some(t.elapsed())),
@@ -203,9 +200,7 @@ pub async fn health_ready(State(st): State<AppState>) -> Response {
                 Some(t.elapsed()),
             ),
             Ok(None) => Check::unhealthy(too_slow(), Some(t.elapsed())),
-            Err(e) => {
-                Check::unhealthy(format!("cannot read migrations: {e}"), Some(t.elapsed()))
-            }
+            Err(e) => Check::unhealthy(format!("cannot read migrations: {e}"), Some(t.elapsed())),
         }
     };
     let engine = match st.engine_state() {
@@ -385,7 +380,8 @@ pub async fn health_status(State(st): State<AppState>) -> Response {
         reasons.push("the step executor has stopped".to_string());
     }
     let window = st.config().status_window;
-    let since = st.tasker().now() - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::hours(1));
+    let since = st.tasker().now()
+        - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::hours(1));
     let (metrics, errored) = match st.window_stats(since).await {
         Ok(s) => {
             let total = |m: &BTreeMap<String, i64>| m.values().sum::<i64>();

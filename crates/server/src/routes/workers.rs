@@ -10,23 +10,23 @@
 //! request timed out, after the claim committed) gives its steps back at
 //! once instead of leaving them leased to nobody (`crate::delivery`).
 
+use crate::delivery::{GuardedBody, Undelivered};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiBody, ApiJson, ApiPath};
 #[allow(unused_imports)] // Named in schema attributes.
 use crate::json::{JsonObject, JsonValue, object_or_empty};
-use crate::delivery::{GuardedBody, Undelivered};
 use crate::state::AppState;
-use axum::http::header::CONTENT_TYPE;
-use axum::response::{IntoResponse, Response};
-use tasker_store::LeaseRef;
 use axum::Json;
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
 use tasker_engine::StepError;
 use tasker_engine::external::{ExternalClaim, ExternalStep};
+use tasker_store::LeaseRef;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -257,7 +257,7 @@ pub async fn workers_claim(
             crate::state::MAX_CLAIM_WAIT.as_secs_f64(),
             0.0,
         )
-            .map_err(|e| e.in_envelope(env))?,
+        .map_err(|e| e.in_envelope(env))?,
     };
     // In a task of its own, so a claim that committed is never lost with a
     // dropped request (see `crate::delivery`).

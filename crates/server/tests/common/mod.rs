@@ -231,7 +231,13 @@ impl Harness {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        openapi::check_response(&method, &path, resp.status.as_u16(), content_type, &resp.json);
+        openapi::check_response(
+            &method,
+            &path,
+            resp.status.as_u16(),
+            content_type,
+            &resp.json,
+        );
         resp
     }
 

@@ -92,7 +92,10 @@ pub fn check_response(method: &str, path: &str, status: u16, content_type: &str,
         if method.eq_ignore_ascii_case("HEAD") {
             return;
         }
-        assert_eq!(status, 405, "{method} {path}: not an operation of the document, yet {status}");
+        assert_eq!(
+            status, 405,
+            "{method} {path}: not an operation of the document, yet {status}"
+        );
         let p = problems(&error_body, body);
         assert!(p.is_empty(), "{method} {path} -> 405: {p:?}");
         return;
@@ -122,7 +125,8 @@ pub fn examples() -> Vec<(String, Value, Value)> {
     fn walk(at: String, v: &Value, out: &mut Vec<(String, Value, Value)>) {
         match v {
             Value::Object(m) => {
-                let is_schema = m.contains_key("type") || m.contains_key("$ref") || m.contains_key("oneOf");
+                let is_schema =
+                    m.contains_key("type") || m.contains_key("$ref") || m.contains_key("oneOf");
                 if is_schema {
                     let mut schema = m.clone();
                     let ex = schema.remove("example");
