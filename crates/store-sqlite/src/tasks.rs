@@ -534,20 +534,23 @@ pub(crate) async fn transitions(pool: &SqlitePool, id: Uuid) -> StoreResult<Vec<
 }
 
 /// Counts over the tasks created at or after `since` (the `tasks_created_idx`
-/// range) and their steps (by `steps_task_position_idx`).
+/// range, named: without statistics SQLite would rather scan all of
+/// `tasks_status_created_idx` for the GROUP BY) and their steps (by
+/// `steps_task_position_idx`).
 pub(crate) async fn stats_since(
     pool: &SqlitePool,
     since: DateTime<Utc>,
 ) -> StoreResult<StoreStats> {
     let since = micros(since);
     let tasks =
-        sqlx::query("SELECT status, COUNT(*) FROM tasks WHERE created_at >= ?1 GROUP BY status")
+        sqlx::query("SELECT status, COUNT(*) FROM tasks INDEXED BY tasks_created_idx WHERE created_at >= ?1 GROUP BY status")
             .bind(since)
             .fetch_all(pool)
             .await
             .db()?;
     let steps = sqlx::query(
-        "SELECT s.status, COUNT(*) FROM tasks t JOIN steps s ON s.task_id = t.id
+        "SELECT s.status, COUNT(*) FROM tasks t INDEXED BY tasks_created_idx
+         JOIN steps s ON s.task_id = t.id
          WHERE t.created_at >= ?1 GROUP BY s.status",
     )
     .bind(since)
@@ -555,7 +558,8 @@ pub(crate) async fn stats_since(
     .await
     .db()?;
     let retrying: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM tasks t JOIN steps s ON s.task_id = t.id
+        "SELECT COUNT(*) FROM tasks t INDEXED BY tasks_created_idx
+         JOIN steps s ON s.task_id = t.id
          WHERE t.created_at >= ?1 AND s.status = 'pending' AND s.attempts > 0",
     )
     .bind(since)
