@@ -130,6 +130,13 @@ impl DbProbe {
         }
     }
 
+    /// Waits until the migrations were seen applied (tests).
+    #[cfg(test)]
+    pub(crate) async fn migrations_seen(&self) {
+        let mut rx = self.migrations_ok.subscribe();
+        let _ = rx.wait_for(|ok| *ok == Some(true)).await;
+    }
+
     /// True once every migration was seen applied.
     pub(crate) fn migrations_known_ok(&self) -> bool {
         *self.migrations_ok.borrow() == Some(true)

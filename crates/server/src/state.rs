@@ -303,3 +303,28 @@ impl AppState {
         &self.inner.probe
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The start-up migration check is not lost when the state is rebuilt
+    /// by a builder right after it was made (as `tasker serve` does): the
+    /// first probes find the answer instead of querying within their budget.
+    #[tokio::test]
+    async fn the_start_up_check_survives_the_builders() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = tasker_store_sqlite::SqliteStore::connect(&url)
+            .await
+            .unwrap();
+        let tasker = Tasker::builder(Arc::new(store)).build().unwrap();
+        let state = AppState::new(tasker, ServerConfig::default())
+            .with_engine_probe(|| EngineState::Running)
+            .with_pool_probe(|| None);
+        tokio::time::timeout(Duration::from_secs(10), state.probe().migrations_seen())
+            .await
+            .expect("the background check never reached the rebuilt state");
+        assert!(state.probe().migrations_known_ok());
+    }
+}
