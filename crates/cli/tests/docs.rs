@@ -92,7 +92,10 @@ fn run_walkthrough(doc: &str) {
     use std::os::unix::process::CommandExt;
 
     let text = read(doc);
-    let runnable: Vec<Block> = blocks(&text).into_iter().filter(|b| b.info == "sh").collect();
+    let runnable: Vec<Block> = blocks(&text)
+        .into_iter()
+        .filter(|b| b.info == "sh")
+        .collect();
     assert!(!runnable.is_empty(), "{doc}: no runnable sh block");
     let mut script = String::from("set -euo pipefail\n");
     for b in &runnable {
@@ -226,8 +229,7 @@ fn configuration_examples_are_valid() {
             if !key.starts_with("TASKER__") || key.contains(' ') || value.is_empty() {
                 continue;
             }
-            let problems =
-                config_problems(None, vec![(key.to_string(), value.to_string())]);
+            let problems = config_problems(None, vec![(key.to_string(), value.to_string())]);
             assert!(
                 problems.is_empty(),
                 "{doc}:{}: the example `{chunk}` is refused:\n{}",

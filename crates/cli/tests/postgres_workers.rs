@@ -296,13 +296,20 @@ async fn workers_survive_a_postgres_restart() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let stats = store.stats().await.unwrap();
-        let running = stats.steps_by_state.get("in_progress").copied().unwrap_or(0);
+        let running = stats
+            .steps_by_state
+            .get("in_progress")
+            .copied()
+            .unwrap_or(0);
         let complete = stats.tasks_by_state.get("complete").copied().unwrap_or(0);
         assert_eq!(complete, 0, "a held task finished: {stats:?}");
         if running == 8 {
             break;
         }
-        assert!(Instant::now() < deadline, "workers did not fill their slots: {stats:?}");
+        assert!(
+            Instant::now() < deadline,
+            "workers did not fill their slots: {stats:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     cluster.pg_ctl("restart -m fast -w");

@@ -162,7 +162,11 @@ async fn per_task_limit_caps_a_wide_task() {
         .unwrap();
     let task = run_once(&tasker, TaskRequest::new("default", "wide")).await;
     assert_eq!(task.status, TaskState::Complete, "2 steps ran at once");
-    assert_eq!(gate.max(), 2, "the per-task limit is reached and never exceeded");
+    assert_eq!(
+        gate.max(),
+        2,
+        "the per-task limit is reached and never exceeded"
+    );
 }
 
 /// Two engines, each with its own connection pool to one SQLite file (as
@@ -209,7 +213,11 @@ async fn two_workers_on_one_file_run_each_step_once() {
         .unwrap();
     let (w1, w2) = (engines[0].start(), engines[1].start());
     assert_eq!(
-        engines[0].wait_for_task(pair_id, WAIT).await.unwrap().status,
+        engines[0]
+            .wait_for_task(pair_id, WAIT)
+            .await
+            .unwrap()
+            .status,
         TaskState::Complete,
         "both engines ran a step at the same time"
     );

@@ -15,7 +15,11 @@ fn documented() -> BTreeSet<(String, String)> {
         .expect("a Routes section in src/lib.rs");
     let mut out = BTreeSet::new();
     for line in section.lines().skip(1).take_while(|l| l.starts_with("//!")) {
-        let cells: Vec<&str> = line.trim_start_matches("//!").split('|').map(str::trim).collect();
+        let cells: Vec<&str> = line
+            .trim_start_matches("//!")
+            .split('|')
+            .map(str::trim)
+            .collect();
         // ["", method(s), path(s), what, ""]
         if cells.len() < 4 || cells[1] == "method" || cells[1].starts_with("---") {
             continue;

@@ -469,10 +469,19 @@ async fn hot_path_round_trips_apply_once_and_renew() {
             .await
             .unwrap();
         finish_us.push(t1.elapsed().as_micros());
-        assert_eq!((r.applied, r.lease_lost.len()), (1, 0), "finish of {}", c.step_id);
+        assert_eq!(
+            (r.applied, r.lease_lost.len()),
+            (1, 0),
+            "finish of {}",
+            c.step_id
+        );
     }
     let stats = s.stats().await.unwrap();
-    assert_eq!(stats.steps_by_state.get("complete"), Some(&200), "{stats:?}");
+    assert_eq!(
+        stats.steps_by_state.get("complete"),
+        Some(&200),
+        "{stats:?}"
+    );
 
     let renew_t = Instant::now();
     let held = s.step_claim(&params("w", 50, now)).await.unwrap();

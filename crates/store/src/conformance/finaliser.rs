@@ -90,7 +90,10 @@ async fn drive(store: &Arc<dyn Store>, task: Uuid, name: &str, kind: &str, s: Si
         }
         Resolved => {
             let id = step(store, task, name).await.id;
-            store.step_resolve(id, json!({"by": "hand"}), at(2)).await.unwrap();
+            store
+                .step_resolve(id, json!({"by": "hand"}), at(2))
+                .await
+                .unwrap();
         }
     }
 }

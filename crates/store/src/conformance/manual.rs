@@ -91,7 +91,11 @@ pub async fn cancel_task_follows_state_table(store: Arc<dyn Store>) {
     );
     let mut rx = store.subscribe();
     let row = store.task_cancel(failed.id, at(3)).await.unwrap();
-    assert_eq!(row.status, TaskState::Cancelled, "a failed task can be closed");
+    assert_eq!(
+        row.status,
+        TaskState::Cancelled,
+        "a failed task can be closed"
+    );
     assert_eq!(row.completed_at, Some(at(3)));
     assert_eq!(store.task_get(failed.id).await.unwrap(), row);
     assert!(saw(&mut rx, |e| *e == StoreEvent::TaskFinished(failed.id)).await);
@@ -104,7 +108,10 @@ pub async fn cancel_task_follows_state_table(store: Arc<dyn Store>) {
         StepState::Error,
         "the failure stays on record"
     );
-    assert_eq!(step(&store, failed.id, "b").await.status, StepState::Cancelled);
+    assert_eq!(
+        step(&store, failed.id, "b").await.status,
+        StepState::Cancelled
+    );
     assert_invalid(
         store.task_retry(failed.id, at(4)).await,
         "retry a closed task",
