@@ -256,22 +256,31 @@ fn run_as_postgres(cmd: &str, as_root: bool) {
     assert!(status.success(), "command failed: {cmd}");
 }
 
+/// The restart lands at a controlled point: every `hold` step blocks (in
+/// its `sh` process) until a flag file exists, and the flag is only created
+/// after the restart, so the restart always finds steps running and tasks
+/// unfinished, whatever the machine's speed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_survive_a_postgres_restart() {
     let cluster = PrivateCluster::start();
     let db = TestDb::create_on(&cluster.url("postgres")).await;
     let url = db.url.clone();
-    let yaml = "name: paced\nstep_templates:\n  - name: a\n    handler: { kind: sleep, config: { milliseconds: 20 } }\n  - name: b\n    depends_on_step: a\n    handler: { kind: sleep, config: { milliseconds: 20 } }\n";
-    let tasker = tasker_for(&url, yaml).await;
+    let flag_dir = tempfile::tempdir().unwrap();
+    let flag = flag_dir.path().join("restarted");
+    let yaml = format!(
+        "name: held\nstep_templates:\n  - name: a\n    handler: {{ kind: noop }}\n  - name: hold\n    depends_on_step: a\n    timeout_seconds: 120\n    handler:\n      kind: command\n      config:\n        program: sh\n        args: [-c, 'cat >/dev/null; while [ ! -e {} ]; do sleep 0.05; done; echo {{}}']\n",
+        flag.display()
+    );
+    let tasker = tasker_for(&url, &yaml).await;
     let ids = tasker
         .create_tasks(
-            (0..300)
-                .map(|_| TaskRequest::new("default", "paced"))
+            (0..100)
+                .map(|_| TaskRequest::new("default", "held"))
                 .collect(),
         )
         .await
         .unwrap();
-    let (_dir, templates) = templates_dir(yaml);
+    let (_dir, templates) = templates_dir(&yaml);
     let workers: Vec<Child> = (0..2)
         .map(|_| {
             worker(
@@ -282,26 +291,29 @@ async fn workers_survive_a_postgres_restart() {
         })
         .collect();
 
-    // Restart once some, but not all, tasks are done.
+    // Both workers' slots (2 x 4) fill with held steps; nothing can finish.
     let store = tasker.store().clone();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let done = store
-            .stats()
-            .await
-            .map(|s| s.tasks_by_state.get("complete").copied().unwrap_or(0))
+        let stats = store.stats().await.unwrap();
+        let running = stats
+            .steps_by_state
+            .get("in_progress")
+            .copied()
             .unwrap_or(0);
-        if done >= 20 {
-            assert!(
-                done < 300,
-                "finished before the restart could happen; make the workload longer"
-            );
+        let complete = stats.tasks_by_state.get("complete").copied().unwrap_or(0);
+        assert_eq!(complete, 0, "a held task finished: {stats:?}");
+        if running == 8 {
             break;
         }
-        assert!(Instant::now() < deadline, "no progress before the restart");
+        assert!(
+            Instant::now() < deadline,
+            "workers did not fill their slots: {stats:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     cluster.pg_ctl("restart -m fast -w");
+    std::fs::write(&flag, b"").unwrap();
 
     for w in workers {
         wait_exit(w, 240);
@@ -311,6 +323,11 @@ async fn workers_survive_a_postgres_restart() {
     assert_eq!(
         stats.tasks_by_state.get("complete").copied(),
         Some(ids.len() as i64),
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.steps_by_state.get("complete").copied(),
+        Some(2 * ids.len() as i64),
         "{stats:?}"
     );
 }

@@ -9,8 +9,51 @@
 //!   ready, running or waiting out a backoff. The reference declared a task
 //!   blocked while other branches were still retrying.
 //! - A cancelled step blocks its dependants like an exhausted failure.
+//!
+//! # The finaliser rule
+//!
+//! This is the one statement of the rule that moves a task when its steps
+//! move; the SQLite triggers (`tasks_settle` in
+//! `store-sqlite/migrations/…_triggers.sql`, see `store-sqlite/src/effects.rs`)
+//! and the PostgreSQL settle code (`store-postgres/src/settle.rs`, which calls
+//! [`finalise`]) implement it, and the conformance test
+//! `tasker_store::conformance::finaliser::finaliser_table` pins it on both stores.
+//!
+//! Each task keeps three counters, updated in the same transaction as its steps:
+//! `remaining` (steps not `complete` / `resolved_manually`), `live` (steps
+//! `in_progress`, or `pending` with a `ready_at`: ready now or waiting out a
+//! backoff) and `blocked` (steps in `error` or `cancelled`). After every change:
+//!
+//! | task status | condition | new status |
+//! |---|---|---|
+//! | `pending` / `in_progress` | `remaining = 0` | `complete` (a `pending` task is recorded as `pending → in_progress → complete`) |
+//! | `pending` / `in_progress` | `remaining > 0`, `live = 0`, `blocked > 0` | `error`: nothing can move any more |
+//! | `error` | `remaining = 0` (an operator resolved the last blockers) | `resolved_manually` |
+//! | `error` | `remaining > 0`, `live > 0` (an operator retried a step) | `pending` |
+//! | anything else | | unchanged |
+//!
+//! Entering `complete`, `error` or `resolved_manually` stamps `completed_at`;
+//! going back to `pending` clears it. `cancelled`, `complete` and
+//! `resolved_manually` tasks never move (cancelling a task moves its open steps
+//! after the task, so the finaliser leaves it alone). The view rule of
+//! [`ExecutionContext::from_counts`] agrees: `all_complete` is `remaining = 0`,
+//! `blocked_by_failures` is "something blocked and nothing live".
 
+use crate::state::TaskState;
 use serde::{Deserialize, Serialize};
+
+/// The finaliser rule (see the module docs): the state a task in `status`
+/// moves to given its counters, or `None` when it stays.
+pub fn finalise(status: TaskState, remaining: i64, live: i64, blocked: i64) -> Option<TaskState> {
+    use TaskState::*;
+    match status {
+        Pending | InProgress if remaining <= 0 => Some(Complete),
+        Pending | InProgress if live <= 0 && blocked > 0 => Some(Error),
+        Error if remaining <= 0 => Some(ResolvedManually),
+        Error if live > 0 => Some(Pending),
+        _ => None,
+    }
+}
 
 /// Counts of a task's steps by situation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +194,32 @@ impl ExecutionContext {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The finaliser table of the module docs, row by row.
+    #[test]
+    fn finaliser_rule() {
+        use TaskState::*;
+        // (status, remaining, live, blocked) -> new status
+        let table = [
+            ((Pending, 0, 0, 0), Some(Complete)),
+            ((InProgress, 0, 0, 0), Some(Complete)),
+            ((InProgress, 2, 0, 1), Some(Error)),
+            ((Pending, 1, 0, 1), Some(Error)),
+            ((InProgress, 2, 1, 1), None),
+            ((InProgress, 2, 0, 0), None),
+            ((InProgress, 2, 2, 0), None),
+            ((Error, 0, 0, 0), Some(ResolvedManually)),
+            ((Error, 1, 1, 0), Some(Pending)),
+            ((Error, 1, 0, 1), None),
+            ((Complete, 1, 1, 1), None),
+            ((Cancelled, 0, 0, 0), None),
+            ((Cancelled, 1, 0, 1), None),
+            ((ResolvedManually, 1, 1, 0), None),
+        ];
+        for ((s, r, l, b), want) in table {
+            assert_eq!(finalise(s, r, l, b), want, "{s} r={r} l={l} b={b}");
+        }
+    }
 
     fn ctx(c: StepCounts) -> ExecutionContext {
         ExecutionContext::from_counts(c)

@@ -3,11 +3,14 @@
 //! Three things keep it honest:
 //! - **Events.** A listener on [`Store::subscribe`] drops a task's entry on
 //!   `TaskChanged` / `TaskFinished` for that task, and everything on `Lagged`.
+//!   Only this process's changes arrive as `TaskChanged`: no store relays
+//!   `TaskChanged` between processes, and only PostgreSQL relays
+//!   `TaskFinished` (see `tasker_store::events`).
 //! - **Fingerprints.** Each entry records a hash of the step data it was
 //!   computed from (states, attempts, readiness times, whether each pending
 //!   step's time has come). Every request reads the steps anyway to answer,
-//!   so a lookup whose fingerprint differs is a miss. This also covers changes
-//!   made by other processes, whose events PostgreSQL does not relay, and a
+//!   so a lookup whose fingerprint differs is a miss. This is what catches
+//!   step changes made by other processes (workers on either store), and a
 //!   backoff running out with no event at all.
 //! - **A time to live**, as a backstop for time-dependent text (e.g. "2 minutes").
 

@@ -25,7 +25,7 @@
 //! | [`extract`] | JSON body, query and path extractors whose rejections are [`ApiError`]s |
 //! | [`json`] | `JsonObject` / `JsonValue`: the named free-form JSON schemas |
 //! | [`views`] | what responses contain: task and step views, lists, envelopes |
-//! | [`routes`] | one file per resource: `tasks`, `steps`, `handlers`, `health`, `docs` |
+//! | [`routes`] | one file per resource: `tasks`, `steps`, `workers`, `handlers`, `health`, `docs` |
 //! | [`openapi`] | the OpenAPI 3.1 document generated from the handlers |
 //! | [`probe`] | the readiness check's database ping and migration state |
 //! | [`cache`] | the in-process dependency-analysis cache and its invalidation (reusable by other interfaces) |
@@ -44,9 +44,13 @@
 //! | GET, PATCH, DELETE | `/tasks/{task_id}/steps/{step_id}` | show, edit, cancel a step |
 //! | POST | `/tasks/{task_id}/steps/{step_id}/resolve` | resolve manually |
 //! | POST | `/tasks/{task_id}/steps/{step_id}/retry` | retry a failed step |
+//! | POST | `/workers/claim` | external workers: claim steps (long polling) |
+//! | POST | `/steps/{step_id}/heartbeat`, `/steps/{step_id}/complete`, `/steps/{step_id}/fail` | external workers: renew a lease, report the outcome |
 //! | GET | `/handlers`, `/handlers/{namespace}`, `/handlers/{namespace}/{name}` | template discovery |
 //! | GET | `/health/live`, `/health/ready`, `/health/status` | health |
-//! | GET | `/openapi.json`, `/docs/` | the API description, Swagger UI |
+//! | GET | `/openapi.json`, `/docs`, `/docs/`, `/docs/{file}` | the API description, Swagger UI (`/docs` redirects to `/docs/`) |
+//!
+//! (`tests/route_docs.rs` checks this table against [`route_table`].)
 //!
 //! ## Middleware
 //!

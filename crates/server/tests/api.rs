@@ -434,6 +434,26 @@ async fn tasks_update_cancel_retry(db: Db) {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json["task"]["status"], "pending");
+
+    // A failed task can be closed; a finished one stays finished.
+    let failed = h.failed_task().await;
+    let r = h.delete(&format!("/tasker/tasks/{failed}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["task"]["status"], "cancelled");
+    let done = h.checkout(2).await;
+    let worker = h.tasker.start();
+    let finished = h
+        .tasker
+        .wait_for_task(done, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    worker.shutdown().await;
+    assert_eq!(finished.status, tasker_core::TaskState::Complete);
+    let r = h.delete(&format!("/tasker/tasks/{done}")).await;
+    r.assert_error(409, "invalid_transition");
+    assert_eq!(r.json["error"]["details"]["from"], "complete");
+    let r = h.get(&format!("/tasker/tasks/{done}")).await;
+    assert_eq!(r.json["task"]["status"], "complete");
 }
 
 async fn tasks_dependency_analysis(db: Db) {

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use sqlx::{PgConnection, Row};
 use std::collections::BTreeMap;
 use tasker_core::TaskState;
+use tasker_core::execution::finalise;
 use tasker_store::is_final;
 use uuid::Uuid;
 
@@ -54,27 +55,17 @@ pub(crate) struct TaskWrite {
     pub metadata: Value,
 }
 
-/// The finaliser's rule, applied to counters read under the task lock.
-///
-/// - `pending`/`in_progress` with nothing remaining → `complete` (through
-///   `in_progress`, since the state machine has no `pending → complete`);
-/// - `pending`/`in_progress` with nothing live and something blocked → `error`;
-/// - `error` with nothing remaining (an operator resolved the last blocker)
-///   → `resolved_manually`; `error` with live work again → `pending`.
+/// The finaliser's rule ([`tasker_core::execution::finalise`], whose module
+/// docs are the one statement of it), applied to counters read under the task
+/// lock, as the path of states to record: a `pending` task that completes goes
+/// through `in_progress`, since the state machine has no `pending → complete`.
 pub(crate) fn finaliser_path(c: TaskCounters) -> Vec<TaskState> {
-    use TaskState::*;
-    match c.status {
-        Pending | InProgress if c.remaining <= 0 => {
-            if c.status == Pending {
-                vec![InProgress, Complete]
-            } else {
-                vec![Complete]
-            }
+    match finalise(c.status, c.remaining, c.live, c.blocked) {
+        Some(TaskState::Complete) if c.status == TaskState::Pending => {
+            vec![TaskState::InProgress, TaskState::Complete]
         }
-        Pending | InProgress if c.live <= 0 && c.blocked > 0 => vec![Error],
-        Error if c.remaining <= 0 => vec![ResolvedManually],
-        Error if c.live > 0 => vec![Pending],
-        _ => Vec::new(),
+        Some(to) => vec![to],
+        None => Vec::new(),
     }
 }
 

@@ -4,6 +4,12 @@
 //! rows, unblock children, keep the task counters and finalise tasks inside
 //! the statement that changed a step. The writer then only needs to learn
 //! what happened, for its report and its events.
+//!
+//! The `tasks_settle` trigger is the finaliser rule stated once in
+//! `tasker_core::execution` (module docs, "The finaliser rule") and pinned on
+//! both stores by the conformance test `finaliser::finaliser_table`. (The
+//! migration's own comment is left as it was: editing an applied migration,
+//! even a comment, changes its checksum and existing databases would refuse it.)
 
 use crate::codec::{id_list, task_state};
 use crate::error::DbResultExt;

@@ -1,8 +1,18 @@
 //! Signals a store broadcasts after commits.
 //!
-//! In one process they travel over a tokio broadcast channel; the PostgreSQL
-//! backend also relays them between processes with LISTEN/NOTIFY. They are
-//! hints: a receiver re-reads the database, never trusts the payload alone.
+//! In one process every event travels over a tokio broadcast channel, sent
+//! after the commit that caused it. Between processes:
+//!
+//! | event | SQLite | PostgreSQL |
+//! |---|---|---|
+//! | `WorkAvailable` | not relayed | relayed (`tasker_work` NOTIFY; also sent after a listener reconnect) |
+//! | `TaskFinished` | not relayed | relayed (`tasker_task` NOTIFY) |
+//! | `TaskChanged` | not relayed | not relayed (one NOTIFY per step change would cost too much commit throughput, see `store-postgres/src/events.rs`) |
+//!
+//! So a receiver that must notice another process's step changes (e.g. the
+//! server's analysis cache, `server/src/cache.rs`) cannot rely on events
+//! alone. They are hints in every case: a receiver re-reads the database,
+//! never trusts the payload alone.
 
 use uuid::Uuid;
 

@@ -58,7 +58,9 @@ pub async fn cancel_task_cancels_open_steps(store: Arc<dyn Store>) {
 }
 
 /// Cancel follows the task table: a pending task can be cancelled, a
-/// cancelled or failed one cannot, a complete one can (admin override).
+/// cancelled one cannot; a failed task can be closed (its failed step keeps
+/// its error, its waiting steps are cancelled); a finished one stays finished
+/// (no rewrite of its outcome or `completed_at`).
 pub async fn cancel_task_follows_state_table(store: Arc<dyn Store>) {
     let pending = new_task(Shape::Single, at(0));
     store.task_create(pending.clone()).await.unwrap();
@@ -75,28 +77,69 @@ pub async fn cancel_task_follows_state_table(store: Arc<dyn Store>) {
         mv(&[(None, "pending"), (Some("pending"), "cancelled")])
     );
 
-    let failed = new_task(Shape::Single, at(0));
+    let failed = TaskBuilder::new("test", "close")
+        .step("a", &[])
+        .attempts(1, 0)
+        .step("b", &["a"])
+        .build(at(0));
     store.task_create(failed.clone()).await.unwrap();
     let c = claim_one(&store, at(1)).await;
     fail(&store, &c, None, at(2)).await;
-    assert_invalid(
-        store.task_cancel(failed.id, at(3)).await,
-        "cancel a task in error",
-    );
     assert_eq!(
         store.task_get(failed.id).await.unwrap().status,
         TaskState::Error
+    );
+    let mut rx = store.subscribe();
+    let row = store.task_cancel(failed.id, at(3)).await.unwrap();
+    assert_eq!(
+        row.status,
+        TaskState::Cancelled,
+        "a failed task can be closed"
+    );
+    assert_eq!(row.completed_at, Some(at(3)));
+    assert_eq!(store.task_get(failed.id).await.unwrap(), row);
+    assert!(saw(&mut rx, |e| *e == StoreEvent::TaskFinished(failed.id)).await);
+    assert_eq!(
+        task_moves(&store, failed.id).await.last().unwrap(),
+        &(Some("error".to_string()), "cancelled".to_string())
+    );
+    assert_eq!(
+        step(&store, failed.id, "a").await.status,
+        StepState::Error,
+        "the failure stays on record"
+    );
+    assert_eq!(
+        step(&store, failed.id, "b").await.status,
+        StepState::Cancelled
+    );
+    assert_invalid(
+        store.task_retry(failed.id, at(4)).await,
+        "retry a closed task",
+    );
+    assert_invalid(
+        store.step_retry(c.step_id, at(4)).await,
+        "retry a step of a closed task",
+    );
+    assert_eq!(
+        store.task_get(failed.id).await.unwrap().status,
+        TaskState::Cancelled,
+        "closed stays closed"
     );
 
     let done = new_task(Shape::Single, at(0));
     store.task_create(done.clone()).await.unwrap();
     run_all(&store, at(4)).await;
-    assert_eq!(
-        store.task_get(done.id).await.unwrap().status,
-        TaskState::Complete
+    let finished = store.task_get(done.id).await.unwrap();
+    assert_eq!(finished.status, TaskState::Complete);
+    assert_invalid(
+        store.task_cancel(done.id, at(5)).await,
+        "cancel a complete task",
     );
-    let row = store.task_cancel(done.id, at(5)).await.unwrap();
-    assert_eq!(row.status, TaskState::Cancelled);
+    assert_eq!(
+        store.task_get(done.id).await.unwrap(),
+        finished,
+        "a finished task is not rewritten"
+    );
     assert_eq!(step(&store, done.id, "a").await.status, StepState::Complete);
 }
 

@@ -28,6 +28,7 @@ pub mod claim;
 pub mod concurrency;
 pub mod create;
 pub mod factory;
+pub mod finaliser;
 pub mod finish;
 pub mod leases;
 pub mod manual;
@@ -112,6 +113,7 @@ macro_rules! conformance_tests {
             finish::duplicate_outcome_applies_once,
             finish::empty_batch_is_a_no_op,
             finish::counters_follow_every_change,
+            finaliser::finaliser_table,
             leases::renew_extends_held_leases,
             leases::renew_reports_lost_leases,
             leases::rescue_with_attempts_left_goes_pending,

@@ -36,6 +36,7 @@ pub mod template;
 pub use policy::{Denied, HttpPolicy, IpNetwork, is_internal};
 pub use response::{StatusPattern, parse_retry_after};
 
+use crate::clock::{Clock, SystemClock};
 use crate::handler::{StepContext, StepError, StepHandler};
 use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -130,6 +131,8 @@ impl HttpConfig {
 pub struct Http {
     client: Result<reqwest::Client, Arc<str>>,
     policy: Arc<HttpPolicy>,
+    /// "Now" for `Retry-After: <date>` (the system clock unless a test sets one).
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Http {
@@ -154,7 +157,11 @@ impl Http {
     pub fn new(policy: HttpPolicy) -> Self {
         let policy = Arc::new(policy);
         let client = build_client(&policy).map_err(|e| Arc::from(error_chain(&e).as_str()));
-        Http { client, policy }
+        Http {
+            client,
+            policy,
+            clock: Arc::new(SystemClock),
+        }
     }
 
     /// Like [`Http::new`], but returns the client's construction error.
@@ -164,7 +171,15 @@ impl Http {
         Ok(Http {
             client: Ok(client),
             policy,
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Uses `clock` as "now" when turning a `Retry-After` date into a delay
+    /// (tests pin it; the default is the system clock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The policy in force.
@@ -447,7 +462,11 @@ impl Http {
         let error = match outcome {
             Outcome::RetryLater => {
                 let delay = retry_after.as_deref().and_then(|v| {
-                    parse_retry_after(v, SystemTime::now(), self.policy.max_retry_after)
+                    parse_retry_after(
+                        v,
+                        SystemTime::from(self.clock.now()),
+                        self.policy.max_retry_after,
+                    )
                 });
                 match (&retry_after, delay) {
                     (_, Some(d)) => {

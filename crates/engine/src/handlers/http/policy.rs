@@ -18,44 +18,33 @@
 //! not followed and proxies from the environment are not used, so neither can
 //! route around the checks.
 
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// An IP network in CIDR notation, e.g. `10.0.0.0/8` or `::1/128`.
+/// An IP network in CIDR notation, e.g. `10.0.0.0/8` or `::1/128` (an
+/// [`ipnet::IpNet`]; a bare address is the network of that one address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNetwork {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct IpNetwork(IpNet);
 
 impl IpNetwork {
     /// A network; `None` when `prefix` is longer than the address.
     pub fn new(addr: IpAddr, prefix: u8) -> Option<Self> {
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        (prefix <= max).then_some(IpNetwork { addr, prefix })
+        IpNet::new(addr, prefix).ok().map(IpNetwork)
     }
 
     /// The network holding exactly one address.
     pub fn host(addr: IpAddr) -> Self {
-        let prefix = if addr.is_ipv4() { 32 } else { 128 };
-        IpNetwork { addr, prefix }
+        IpNetwork(IpNet::from(addr))
     }
 
     /// True if `ip` is inside this network (IPv4-mapped IPv6 addresses count
     /// as their IPv4 address).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, canonical(ip)) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                prefix_eq(&net.octets(), &ip.octets(), self.prefix)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                prefix_eq(&net.octets(), &ip.octets(), self.prefix)
-            }
-            _ => false,
-        }
+        self.0.contains(&canonical(ip))
     }
 }
 
@@ -64,34 +53,19 @@ impl FromStr for IpNetwork {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || format!("`{s}` is not an IP network such as 10.0.0.0/8");
-        match s.split_once('/') {
-            Some((addr, prefix)) => {
-                let addr: IpAddr = addr.trim().parse().map_err(|_| bad())?;
-                let prefix: u8 = prefix.trim().parse().map_err(|_| bad())?;
-                IpNetwork::new(addr, prefix).ok_or_else(bad)
-            }
-            None => s.trim().parse().map(IpNetwork::host).map_err(|_| bad()),
+        let s = s.trim();
+        if s.contains('/') {
+            s.parse::<IpNet>().map(IpNetwork).map_err(|_| bad())
+        } else {
+            s.parse().map(IpNetwork::host).map_err(|_| bad())
         }
     }
 }
 
 impl fmt::Display for IpNetwork {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        self.0.fmt(f)
     }
-}
-
-fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
-    let full = usize::from(prefix / 8);
-    let rest = prefix % 8;
-    if a[..full] != b[..full] {
-        return false;
-    }
-    if rest == 0 {
-        return true;
-    }
-    let mask = 0xffu8 << (8 - rest);
-    (a[full] & mask) == (b[full] & mask)
 }
 
 /// IPv4-mapped IPv6 (`::ffff:a.b.c.d`) as the IPv4 address it carries.
@@ -105,6 +79,52 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+const fn v4(a: u8, b: u8, c: u8, d: u8, prefix: u8) -> Ipv4Net {
+    Ipv4Net::new_assert(Ipv4Addr::new(a, b, c, d), prefix)
+}
+
+const fn v6(segments: [u16; 8], prefix: u8) -> Ipv6Net {
+    let [a, b, c, d, e, f, g, h] = segments;
+    Ipv6Net::new_assert(Ipv6Addr::new(a, b, c, d, e, f, g, h), prefix)
+}
+
+/// IPv4 networks that are not the public internet (IANA special-purpose
+/// registry, the ranges an SSRF filter must refuse).
+const INTERNAL_V4: [Ipv4Net; 14] = [
+    v4(0, 0, 0, 0, 8),       // "this network", including 0.0.0.0
+    v4(10, 0, 0, 0, 8),      // private
+    v4(100, 64, 0, 0, 10),   // carrier-grade NAT
+    v4(127, 0, 0, 0, 8),     // loopback
+    v4(169, 254, 0, 0, 16),  // link-local, cloud metadata
+    v4(172, 16, 0, 0, 12),   // private
+    v4(192, 0, 0, 0, 24),    // IETF protocol assignments
+    v4(192, 0, 2, 0, 24),    // documentation
+    v4(192, 168, 0, 0, 16),  // private
+    v4(198, 18, 0, 0, 15),   // benchmarking
+    v4(198, 51, 100, 0, 24), // documentation
+    v4(203, 0, 113, 0, 24),  // documentation
+    v4(224, 0, 0, 0, 4),     // multicast
+    v4(240, 0, 0, 0, 4),     // reserved, including 255.255.255.255
+];
+
+/// IPv6 networks that are not the public internet.
+const INTERNAL_V6: [Ipv6Net; 7] = [
+    v6([0, 0, 0, 0, 0, 0, 0, 0], 128),         // unspecified
+    v6([0, 0, 0, 0, 0, 0, 0, 1], 128),         // loopback
+    v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),      // unique local
+    v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10),     // link-local
+    v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10),     // site-local (deprecated)
+    v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8),      // multicast
+    v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32), // documentation
+];
+
+/// IPv6 networks whose last 32 bits are an IPv4 address, judged as that
+/// address: NAT64 and the deprecated IPv4-compatible form.
+const CARRIES_V4: [Ipv6Net; 2] = [
+    v6([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96),
+    v6([0, 0, 0, 0, 0, 0, 0, 0], 96),
+];
+
 /// True for addresses that are not on the public internet.
 pub fn is_internal(ip: IpAddr) -> bool {
     match canonical(ip) {
@@ -114,41 +134,18 @@ pub fn is_internal(ip: IpAddr) -> bool {
 }
 
 fn is_internal_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_broadcast()
-        || ip.is_multicast()
-        || ip.is_documentation()
-        || a == 0 // "this network"
-        || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT
-        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
-        || (a == 198 && (18..20).contains(&b)) // benchmarking
-        || a >= 240 // reserved
+    INTERNAL_V4.iter().any(|n| n.contains(&ip))
 }
 
 fn is_internal_v6(ip: Ipv6Addr) -> bool {
-    let s = ip.segments();
-    // NAT64 (64:ff9b::/96) and IPv4-compatible (::a.b.c.d) addresses carry an
-    // IPv4 address: judge that one.
-    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || (s[..6] == [0; 6] && !ip.is_loopback()) {
-        let [a, b] = s[6].to_be_bytes();
-        let [c, d] = s[7].to_be_bytes();
-        let v4 = Ipv4Addr::new(a, b, c, d);
-        if s[..6] == [0; 6] && v4.is_unspecified() {
-            return true;
-        }
-        return is_internal_v4(v4);
+    if INTERNAL_V6.iter().any(|n| n.contains(&ip)) {
+        return true;
     }
-    ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || (s[0] & 0xfe00) == 0xfc00 // unique local
-        || (s[0] & 0xffc0) == 0xfe80 // link-local
-        || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+    if CARRIES_V4.iter().any(|n| n.contains(&ip)) {
+        let [.., a, b, c, d] = ip.octets();
+        return is_internal_v4(Ipv4Addr::new(a, b, c, d));
+    }
+    false
 }
 
 /// Why a request was refused before it was sent.
@@ -443,6 +440,11 @@ mod tests {
             "::127.0.0.1",
             "64:ff9b::10.0.0.1",
             "2001:db8::1",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "fec0::1",
+            "::ffff:169.254.169.254",
         ] {
             assert!(is_internal(ip(a)), "{a} should be internal");
         }
@@ -454,6 +456,9 @@ mod tests {
             "2606:4700::1111",
             "::ffff:8.8.8.8",
             "64:ff9b::8.8.8.8",
+            "::8.8.8.8",
+            "198.20.0.1",
+            "223.255.255.255",
         ] {
             assert!(!is_internal(ip(a)), "{a} should be public");
         }
