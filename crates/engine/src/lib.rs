@@ -35,6 +35,7 @@ pub mod handlers;
 pub mod retry;
 pub mod service;
 pub mod templates;
+mod wait;
 mod worker;
 
 pub use config::EngineConfig;
