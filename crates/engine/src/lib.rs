@@ -42,4 +42,4 @@ pub use config::EngineConfig;
 pub use error::EngineError;
 pub use handler::{HandlerRegistry, StepContext, StepError, StepHandler};
 pub use service::{TaskRequest, TaskStatus, Tasker, TaskerBuilder};
-pub use worker::WorkerHandle;
+pub use worker::{Shutdown, WorkerHandle};

@@ -240,6 +240,7 @@ impl From<StoreError> for ApiError {
             )
             .detail("existing_task_id", json!(existing)),
             StoreError::Conflict(m) => ApiError::conflict("conflict", m),
+            StoreError::InvalidData(m) => ApiError::bad_request("invalid_value", m),
             StoreError::Unavailable(m) => ApiError::unavailable(m),
             StoreError::Internal(m) => ApiError::internal(m),
         }

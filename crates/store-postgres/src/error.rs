@@ -74,6 +74,13 @@ pub(crate) fn classify(e: sqlx::Error) -> TxError {
                     db.message(),
                     db.constraint().unwrap_or("unique constraint")
                 ))),
+                // data_exception (22021 bad byte sequence, 22P05 untranslatable
+                // character, …): this value can never be stored; retrying is
+                // pointless, and a batch writer should split its batch.
+                c if c.starts_with("22") => TxError::Store(StoreError::InvalidData(format!(
+                    "{} [{code}]",
+                    db.message()
+                ))),
                 _ => TxError::Store(StoreError::Internal(format!("{} [{code}]", db.message()))),
             }
         }

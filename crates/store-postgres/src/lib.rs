@@ -444,6 +444,7 @@ impl Store for PgStore {
         if outcomes.is_empty() {
             return Ok(FinishReport::default());
         }
+        tasker_store::storable::check_outcomes(outcomes)?;
         self.deliver(with_retry!(
             "step_finish_many",
             self.finish_once(outcomes, now)

@@ -28,6 +28,11 @@ pub enum StoreError {
     /// The request conflicts with the current state (e.g. editing a running step).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A value the database cannot store (a NUL character in text or JSON,
+    /// PostgreSQL's SQLSTATE class 22). Not transient: the same value fails
+    /// again. Both backends refuse the same values (see [`crate::storable`]).
+    #[error("value cannot be stored: {0}")]
+    InvalidData(String),
     /// The database cannot be reached (connection refused, pool timed out, shutting down).
     #[error("database unavailable: {0}")]
     Unavailable(String),
