@@ -48,7 +48,9 @@ impl StepHandler for Together {
 fn yaml() -> String {
     let mut y = String::from("name: poisoned\nstep_templates:\n");
     for i in 0..STEPS {
-        y.push_str(&format!("  - name: s{i}\n    handler: {{ kind: together }}\n    default_retry_limit: 3\n"));
+        y.push_str(&format!(
+            "  - name: s{i}\n    handler: {{ kind: together }}\n    default_retry_limit: 3\n"
+        ));
     }
     y
 }
@@ -75,7 +77,12 @@ async fn one_poisoned_result_fails_only_its_step(store: Arc<dyn Store>) {
     let steps = store.step_list(task.id).await.unwrap();
     let calls = handler.calls.lock().unwrap().clone();
     for s in &steps {
-        assert_eq!(calls.get(&s.name), Some(&1), "{} ran more than once", s.name);
+        assert_eq!(
+            calls.get(&s.name),
+            Some(&1),
+            "{} ran more than once",
+            s.name
+        );
         assert_eq!(s.attempts, 1, "{}", s.name);
         if s.name == POISONED {
             assert_eq!(s.status, StepState::Error);
@@ -95,7 +102,12 @@ async fn one_poisoned_result_fails_only_its_step(store: Arc<dyn Store>) {
     // Exactly one completion per step in the history (no second attempt).
     for s in &steps {
         let states = step_states(&store, s.id).await;
-        assert_eq!(states.iter().filter(|t| *t == "in_progress").count(), 1, "{}", s.name);
+        assert_eq!(
+            states.iter().filter(|t| *t == "in_progress").count(),
+            1,
+            "{}",
+            s.name
+        );
     }
 }
 

@@ -31,7 +31,10 @@ async fn a_claim_that_cannot_be_decoded_leaves_the_steps_pending() {
         .await
         .unwrap();
 
-    let err = store.step_claim(&params("w1", 10, at(1))).await.unwrap_err();
+    let err = store
+        .step_claim(&params("w1", 10, at(1)))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
 
     // Nothing was claimed: both steps are still pending, no attempt used,
@@ -44,7 +47,11 @@ async fn a_claim_that_cannot_be_decoded_leaves_the_steps_pending() {
                 .fetch_one(&db)
                 .await
                 .unwrap();
-        assert_eq!((status.as_str(), attempts, owner), ("pending", 0, None), "{id}");
+        assert_eq!(
+            (status.as_str(), attempts, owner),
+            ("pending", 0, None),
+            "{id}"
+        );
         let transitions: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM step_transitions WHERE step_id = ?1")
                 .bind(id)

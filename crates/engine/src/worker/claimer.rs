@@ -47,7 +47,15 @@ pub(super) async fn run(
             exclude_kinds: cfg.exclude_kinds.clone(),
             namespaces: None,
         };
-        let claimed = match inner.store.step_claim(&params).await {
+        // While the database is away a claim can wait for the pool's
+        // acquire timeout: shutdown must not wait behind it (its drain has a
+        // deadline). A claim dropped after committing leaves its steps to
+        // lease expiry, as any abandoned claim.
+        let claimed = tokio::select! {
+            r = inner.store.step_claim(&params) => r,
+            _ = shutdown.changed() => return,
+        };
+        let claimed = match claimed {
             Ok(c) => {
                 backoff.reset();
                 c
@@ -91,9 +99,15 @@ pub(super) async fn run(
         // Idle (or nearly): sleep until work is announced, the next scheduled
         // retry is due, or the poll interval passes (other processes' work).
         let mut wait = cfg.poll_interval;
-        if got == 0
-            && let Ok(Some(at)) = inner.store.step_next_ready_at().await
-        {
+        let next = if got == 0 {
+            tokio::select! {
+                r = inner.store.step_next_ready_at() => r.ok().flatten(),
+                _ = shutdown.changed() => return,
+            }
+        } else {
+            None
+        };
+        if let Some(at) = next {
             let until = (at - inner.clock.now()).to_std().unwrap_or(Duration::ZERO);
             wait = wait.min(until);
         }

@@ -109,16 +109,20 @@ async fn write(inner: &Inner, batch: &[Finished], mut give_up: watch::Receiver<b
                 Err(StoreError::InvalidData(why)) => match unstorable(&outcomes[0], &why) {
                     // Record the step as failed with the reason instead.
                     Some(failed) => {
-                        in_span(batch, &outcomes[0], || {
-                            tracing::error!(error = %why, "step result cannot be stored; failing the step")
-                        });
+                        in_span(
+                            batch,
+                            &outcomes[0],
+                            || tracing::error!(error = %why, "step result cannot be stored; failing the step"),
+                        );
                         pending.push(vec![failed]);
                         break;
                     }
                     None => {
-                        in_span(batch, &outcomes[0], || {
-                            tracing::error!(error = %why, "cannot record the outcome; the step re-runs after lease expiry")
-                        });
+                        in_span(
+                            batch,
+                            &outcomes[0],
+                            || tracing::error!(error = %why, "cannot record the outcome; the step re-runs after lease expiry"),
+                        );
                         break;
                     }
                 },

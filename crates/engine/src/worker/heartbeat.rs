@@ -36,7 +36,10 @@ async fn beat(inner: &Inner, leases: &LeaseBook) {
             if lost.finishing > 0 {
                 // Finished (their outcome is being written) between the
                 // snapshot and the renewal: routine, not a lost lease.
-                tracing::debug!(steps = lost.finishing, "lease no longer held by steps that just finished");
+                tracing::debug!(
+                    steps = lost.finishing,
+                    "lease no longer held by steps that just finished"
+                );
             }
             for (lease, abort) in lost.running {
                 tracing::warn!(step_id = %lease.step_id, "lease lost; aborting handler");
