@@ -292,7 +292,6 @@ pub async fn retry_elsewhere_keeps_task_running(store: Arc<dyn Store>) {
     assert_eq!(r.finished_tasks, [(t.id, TaskState::Error)]);
 }
 
-/// An outcome with the wrong token is reported as lease-lost and ignored.
 /// A result containing a NUL character (which PostgreSQL's `jsonb` and
 /// `text` cannot hold) is refused the same way by every backend: the batch
 /// fails with [`StoreError::InvalidData`] naming the step and the path, and
@@ -325,6 +324,7 @@ pub async fn unstorable_result_is_refused_alike(store: Arc<dyn Store>) {
     assert_eq!(r.applied, 1);
 }
 
+/// An outcome with the wrong token is reported as lease-lost and ignored.
 pub async fn lease_lost_on_wrong_token(store: Arc<dyn Store>) {
     let t = new_task(Shape::Single, at(0));
     store.task_create(t.clone()).await.unwrap();
