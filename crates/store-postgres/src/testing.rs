@@ -79,9 +79,14 @@ impl TestDb {
         }
     }
 
-    /// A store on this database (migrated).
+    /// A store on this database (migrated), on the caller's clock
+    /// ([`crate::PgClock::Caller`]) so that injected times are stored exactly.
     pub async fn store(&self) -> PgStore {
-        self.store_with(PgOptions::default()).await
+        self.store_with(PgOptions {
+            clock: crate::PgClock::Caller,
+            ..PgOptions::default()
+        })
+        .await
     }
 
     /// A store on this database with options.
