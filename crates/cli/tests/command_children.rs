@@ -80,5 +80,8 @@ fn sigkilling_the_worker_kills_the_step_process_group_within_a_second() {
     eprintln!("process group gone {:?} after SIGKILL", killed.elapsed());
     // And its side effect never happens.
     std::thread::sleep(Duration::from_millis(3500));
-    assert!(!marker.exists(), "the killed step's command finished its work");
+    assert!(
+        !marker.exists(),
+        "the killed step's command finished its work"
+    );
 }

@@ -272,10 +272,7 @@ impl PgStore {
             PgClock::Caller => None,
             PgClock::Database => {
                 let c = Arc::new(clock::DbClock::sample(&pool).await.map_err(store_err)?);
-                tokio::spawn(clock::DbClock::keep_fresh(
-                    Arc::downgrade(&c),
-                    pool.clone(),
-                ));
+                tokio::spawn(clock::DbClock::keep_fresh(Arc::downgrade(&c), pool.clone()));
                 Some(c)
             }
         };

@@ -32,7 +32,11 @@ async fn a_host_ten_minutes_ahead_rescues_nothing_validly_leased() {
         .step_claim(&params("right", 1, Utc::now()))
         .await
         .unwrap();
-    assert_eq!(claimed.len(), 1, "a task created by a fast host is claimable now");
+    assert_eq!(
+        claimed.len(),
+        1,
+        "a task created by a fast host is claimable now"
+    );
 
     // The fast host's rescuer: nothing has expired in database time.
     let rescued = ahead
@@ -56,14 +60,22 @@ async fn a_host_ten_minutes_ahead_rescues_nothing_validly_leased() {
         .await
         .unwrap();
     assert!(lost.is_empty());
-    let expires = right.step_get(step_id).await.unwrap().lease_expires_at.unwrap();
+    let expires = right
+        .step_get(step_id)
+        .await
+        .unwrap()
+        .lease_expires_at
+        .unwrap();
     let from_now = expires - Utc::now();
     assert!(
         from_now > Duration::seconds(25) && from_now < Duration::seconds(35),
         "{from_now}"
     );
     let created = right.step_transitions(step_id).await.unwrap()[0].created_at;
-    assert!((Utc::now() - created).abs() < Duration::seconds(5), "{created}");
+    assert!(
+        (Utc::now() - created).abs() < Duration::seconds(5),
+        "{created}"
+    );
 
     // The hazard this prevents: on the caller's clock the same call rescues
     // the step that is still running on the right host.

@@ -58,10 +58,16 @@ async fn drifted_counters_are_recounted_not_clamped() {
 
     // From the truth on, the task finishes exactly when its steps do.
     succeed(&store, &claimed[1], at(3)).await;
-    assert_ne!(store.task_get(task).await.unwrap().status, tasker_core::TaskState::Complete);
+    assert_ne!(
+        store.task_get(task).await.unwrap().status,
+        tasker_core::TaskState::Complete
+    );
     succeed(&store, &claimed[2], at(4)).await;
     let (stored, truth) = counters(&pool, task).await;
     assert_eq!(stored, truth);
-    assert_eq!(store.task_get(task).await.unwrap().status, tasker_core::TaskState::Complete);
+    assert_eq!(
+        store.task_get(task).await.unwrap().status,
+        tasker_core::TaskState::Complete
+    );
     pool.close().await;
 }

@@ -51,7 +51,10 @@ pub(crate) struct GroupGuard(Option<Pid>);
 impl GroupGuard {
     /// Guards the group led by `pid` (the spawned child's id).
     pub(crate) fn new(pid: Option<u32>) -> GroupGuard {
-        GroupGuard(pid.and_then(|p| i32::try_from(p).ok()).and_then(Pid::from_raw))
+        GroupGuard(
+            pid.and_then(|p| i32::try_from(p).ok())
+                .and_then(Pid::from_raw),
+        )
     }
 }
 
