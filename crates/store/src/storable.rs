@@ -45,12 +45,14 @@ pub fn nul_in_json(value: &Value) -> Option<String> {
 
 /// Why `o` cannot be stored, or None when it can.
 pub fn outcome(o: &StepOutcome) -> Option<String> {
-    match &o.result {
+    result(o.lease.step_id, &o.result)
+}
+
+/// Why the outcome `r` of step `step_id` cannot be stored, or None when it can.
+pub fn result(step_id: uuid::Uuid, r: &OutcomeResult) -> Option<String> {
+    match r {
         OutcomeResult::Success(results) => nul_in_json(results).map(|path| {
-            format!(
-                "result of step {} contains a NUL character (\\u0000) at {path}",
-                o.lease.step_id
-            )
+            format!("result of step {step_id} contains a NUL character (\\u0000) at {path}")
         }),
         OutcomeResult::Failure { error, .. } => [
             ("message", Some(&error.message)),
@@ -60,10 +62,7 @@ pub fn outcome(o: &StepOutcome) -> Option<String> {
         .into_iter()
         .find(|(_, v)| v.is_some_and(|v| v.contains('\0')))
         .map(|(field, _)| {
-            format!(
-                "error {field} of step {} contains a NUL character (\\u0000)",
-                o.lease.step_id
-            )
+            format!("error {field} of step {step_id} contains a NUL character (\\u0000)")
         }),
     }
 }

@@ -68,7 +68,7 @@ pub(super) async fn run(
         };
         // A result the store cannot hold fails this step alone, here, before
         // it joins a batch with other steps' outcomes.
-        let result = match tasker_store::storable::outcome(&StepOutcome { lease, result: result.clone() }) {
+        let result = match tasker_store::storable::result(step.step_id, &result) {
             None => result,
             Some(why) => {
                 tracing::error!(error = %why, "step result cannot be stored; failing the step");

@@ -12,9 +12,15 @@
 //!   rescuer:   returns expired leases (dead or hung processes) to the ready pool
 //! ```
 //!
-//! One shutdown signal stops the claimer; running handlers get
-//! `shutdown_timeout` to finish, then are aborted (their leases expire and
-//! another process re-runs them: at-least-once).
+//! A step's slot (semaphore permit) is held from its claim until its outcome
+//! is written, so outcomes waiting in memory are bounded by the slots and
+//! claiming pauses while the database cannot take them. In-flight leases
+//! are kept in a [`LeaseBook`] keyed by (step, lease token).
+//!
+//! One shutdown signal stops the claimer; running handlers and unwritten
+//! outcomes get `shutdown_timeout` in all, then are aborted / dropped (their
+//! leases expire and another process re-runs them: at-least-once), and
+//! [`WorkerHandle::shutdown`] reports how many steps were abandoned.
 
 mod claimer;
 mod completer;
