@@ -111,7 +111,8 @@ pub struct EngineSection {
     pub rescue_interval_seconds: f64,
     /// Fallback poll for work created by other processes.
     pub poll_interval_seconds: f64,
-    /// How long running handlers may take to finish at shutdown.
+    /// How long running handlers may take to finish, and their outcomes to
+    /// be written, at shutdown (in all).
     pub shutdown_timeout_seconds: f64,
     /// Timeout of steps that set none (null = none).
     pub default_step_timeout_seconds: Option<f64>,

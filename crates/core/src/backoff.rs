@@ -190,3 +190,52 @@ mod tests {
         }
     }
 }
+
+/// A capped doubling delay for loops that retry an infrastructure call (the
+/// claim, the outcome write, the notification listener) while the database
+/// is away: `initial`, twice that, … up to `max`; [`Doubling::reset`] after
+/// a success. One definition instead of one hand-written loop per caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Doubling {
+    initial: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Doubling {
+    /// Starts at `initial`, never exceeds `max`.
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Doubling {
+            initial,
+            max,
+            next: initial.min(max),
+        }
+    }
+
+    /// The delay to wait now; the following one is twice as long (capped).
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (d * 2).min(self.max);
+        d
+    }
+
+    /// Back to `initial` (the call succeeded).
+    pub fn reset(&mut self) {
+        self.next = self.initial.min(self.max);
+    }
+}
+
+#[cfg(test)]
+mod doubling_tests {
+    use super::*;
+
+    #[test]
+    fn doubles_caps_and_resets() {
+        let ms = Duration::from_millis;
+        let mut d = Doubling::new(ms(50), ms(300));
+        let got: Vec<_> = (0..5).map(|_| d.next_delay()).collect();
+        assert_eq!(got, vec![ms(50), ms(100), ms(200), ms(300), ms(300)]);
+        d.reset();
+        assert_eq!(d.next_delay(), ms(50));
+    }
+}

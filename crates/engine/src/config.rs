@@ -34,7 +34,8 @@ pub struct EngineConfig {
     /// Fallback poll when no wake-up arrives (other processes' work on SQLite).
     #[serde(with = "secs")]
     pub poll_interval: Duration,
-    /// On shutdown, how long running handlers may take to finish.
+    /// On shutdown, how long running handlers may take to finish and their
+    /// outcomes to be written, in all; then the rest is left to lease expiry.
     #[serde(with = "secs")]
     pub shutdown_timeout: Duration,
     /// Default per-attempt timeout for steps that set none (None = no limit).

@@ -35,10 +35,11 @@ pub mod handlers;
 pub mod retry;
 pub mod service;
 pub mod templates;
+mod wait;
 mod worker;
 
 pub use config::EngineConfig;
 pub use error::EngineError;
 pub use handler::{HandlerRegistry, StepContext, StepError, StepHandler};
 pub use service::{TaskRequest, TaskStatus, Tasker, TaskerBuilder};
-pub use worker::WorkerHandle;
+pub use worker::{Shutdown, WorkerHandle};

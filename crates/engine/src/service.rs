@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tasker_core::identity::{IdentityInput, IdentityStrategy, identity_hash};
 use tasker_core::{ExecutionContext, TaskState, TaskTemplate, TemplateRegistry};
-use tasker_store::{Identity, NewStep, NewTask, Store, StoreEvent, TaskRow, is_final};
+use tasker_store::{Identity, NewStep, NewTask, Store, TaskRow};
 use uuid::Uuid;
 
 /// A request to run a template.
@@ -415,28 +415,9 @@ impl Tasker {
     /// Waits until the task reaches a final state (complete, error, cancelled,
     /// resolved_manually), woken by store events, with a slow poll as a backstop.
     pub async fn wait_for_task(&self, id: Uuid, timeout: Duration) -> Result<TaskRow, EngineError> {
-        let mut events = self.inner.store.subscribe();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let task = self.inner.store.task_get(id).await?;
-            if is_final(task.status) {
-                return Ok(task);
-            }
-            // Wait for this task's event (or any lag), at most one backstop period.
-            let backstop = tokio::time::sleep(Duration::from_millis(500));
-            tokio::pin!(backstop);
-            loop {
-                tokio::select! {
-                    ev = events.recv() => match ev {
-                        Ok(StoreEvent::TaskFinished(t)) if t == id => break,
-                        Ok(_) => continue,
-                        Err(_) => break,
-                    },
-                    _ = &mut backstop => break,
-                    _ = tokio::time::sleep_until(deadline) => return Err(EngineError::WaitTimeout(id)),
-                }
-            }
-        }
+        let events = self.inner.store.subscribe();
+        let store = &self.inner.store;
+        crate::wait::until_final(id, events, timeout, || store.task_get(id)).await
     }
 
     /// Cancels a task.

@@ -474,11 +474,14 @@ impl PgStore {
         } else {
             task.status
         };
+        let delta = Delta {
+            remaining: 0,
+            live: i64::from(ready),
+            blocked: -1,
+        };
         let counters = TaskCounters {
             status,
-            remaining: task.remaining,
-            live: task.live + i64::from(ready),
-            blocked: (task.blocked - 1).max(0),
+            ..crate::settle::apply_delta(&mut tx, step.task_id, &task, delta).await?
         };
         let mut path = if reopen {
             vec![TaskState::Pending]

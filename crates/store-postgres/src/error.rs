@@ -76,9 +76,9 @@ pub(crate) fn classify(e: sqlx::Error) -> TxError {
                     db.message(),
                     db.constraint().unwrap_or("unique constraint")
                 ))),
-                // The data_exception class, e.g. 22021 (a NUL character in
-                // text) or 22P05 (`\u0000` in jsonb): the caller's value is
-                // to blame, not the database; never a 500.
+                // data_exception (22021 bad byte sequence, 22P05 untranslatable
+                // character, …): this value can never be stored; retrying is
+                // pointless, and a batch writer should split its batch.
                 c if c.starts_with("22") => TxError::Store(StoreError::InvalidData(format!(
                     "{} [{code}]",
                     db.message()

@@ -31,6 +31,7 @@ use crate::error::TxError;
 use sqlx::PgConnection;
 use sqlx::postgres::PgListener;
 use std::time::Duration;
+use tasker_core::backoff::Doubling;
 use tasker_store::StoreEvent;
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -184,14 +185,13 @@ pub(crate) async fn relay(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "tasker notification listener failed; reconnecting");
-                let mut pause = Duration::from_millis(50);
+                let mut backoff = Doubling::new(Duration::from_millis(50), Duration::from_secs(5));
                 listener = loop {
-                    tokio::time::sleep(pause).await;
+                    tokio::time::sleep(backoff.next_delay()).await;
                     match listen(&url).await {
                         Ok(l) => break l,
                         Err(e) => {
                             tracing::warn!(error = %e, "tasker notification listener cannot reconnect yet");
-                            pause = (pause * 2).min(Duration::from_secs(5));
                         }
                     }
                 };

@@ -9,6 +9,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | `lib.rs` | [`PgStore`], [`PgOptions`], connection, migrations, the [`Store`] impl |
+//! | [`clock`] | whose clock stamps leases, rescues and transitions ([`PgClock`]: the database's) |
 //! | `create` | task creation (batched `UNNEST` inserts, identity locks) |
 //! | `work` | the hot path: claim, finish, renew, rescue |
 //! | `admin` | operator actions: cancel, retry, resolve, edits |
@@ -126,6 +127,7 @@
 //! [`PgStore`] is dropped.
 
 mod admin;
+pub mod clock;
 mod create;
 mod decode;
 mod error;
@@ -137,6 +139,7 @@ mod work;
 
 pub mod testing;
 
+pub use clock::PgClock;
 pub use events::{TASK_CHANNEL, WORK_CHANNEL};
 pub use explain::PlanKind;
 
@@ -180,6 +183,9 @@ pub struct PgOptions {
     /// Apply the embedded migrations while connecting (sqlx serialises
     /// concurrent migrators with an advisory lock). Default true.
     pub run_migrations: bool,
+    /// Whose clock stamps leases, rescues and transitions (see [`clock`]).
+    /// Default [`PgClock::Database`].
+    pub clock: PgClock,
 }
 
 impl Default for PgOptions {
@@ -189,6 +195,7 @@ impl Default for PgOptions {
             min_connections: 0,
             acquire_timeout: Duration::from_secs(10),
             run_migrations: true,
+            clock: PgClock::Database,
         }
     }
 }
@@ -205,6 +212,8 @@ struct Inner {
     /// This instance's id, the payload of its `tasker_work` notifications.
     origin: String,
     listener: JoinHandle<()>,
+    /// The database clock, with [`PgClock::Database`].
+    db_clock: Option<Arc<clock::DbClock>>,
 }
 
 impl Drop for Inner {
@@ -259,12 +268,21 @@ impl PgStore {
             origin.clone(),
             events.clone(),
         ));
+        let db_clock = match options.clock {
+            PgClock::Caller => None,
+            PgClock::Database => {
+                let c = Arc::new(clock::DbClock::sample(&pool).await.map_err(store_err)?);
+                tokio::spawn(clock::DbClock::keep_fresh(Arc::downgrade(&c), pool.clone()));
+                Some(c)
+            }
+        };
         Ok(PgStore {
             inner: Arc::new(Inner {
                 pool,
                 events,
                 origin,
                 listener,
+                db_clock,
             }),
         })
     }
@@ -288,6 +306,11 @@ impl PgStore {
     pub async fn close(&self) {
         self.inner.listener.abort();
         self.inner.pool.close().await;
+    }
+
+    /// Rebases a caller's times onto this store's clock (see [`clock`]).
+    fn rebase(&self, caller_now: DateTime<Utc>) -> clock::Rebase {
+        clock::Rebase::new(self.inner.db_clock.as_ref(), caller_now)
     }
 
     fn origin(&self) -> &str {
@@ -333,7 +356,8 @@ impl Store for PgStore {
         self.read_migrations_applied().await
     }
 
-    async fn task_create(&self, task: NewTask) -> StoreResult<TaskRow> {
+    async fn task_create(&self, mut task: NewTask) -> StoreResult<TaskRow> {
+        rebase_task(&self.rebase(task.now), &mut task);
         let tasks = std::slice::from_ref(&task);
         let rows = self.deliver(with_retry!("task_create", self.create_once(tasks)))?;
         rows.into_iter()
@@ -341,9 +365,12 @@ impl Store for PgStore {
             .ok_or_else(|| StoreError::Internal("task insert returned no row".into()))
     }
 
-    async fn task_create_many(&self, tasks: Vec<NewTask>) -> StoreResult<Vec<Uuid>> {
+    async fn task_create_many(&self, mut tasks: Vec<NewTask>) -> StoreResult<Vec<Uuid>> {
         if tasks.is_empty() {
             return Ok(Vec::new());
+        }
+        for t in &mut tasks {
+            rebase_task(&self.rebase(t.now), t);
         }
         let rows = self.deliver(with_retry!("task_create_many", self.create_once(&tasks)))?;
         Ok(rows.into_iter().map(|r| r.id).collect())
@@ -358,7 +385,7 @@ impl Store for PgStore {
     }
 
     async fn task_step_counts(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepCounts> {
-        self.read_step_counts(id, now).await
+        self.read_step_counts(id, self.rebase(now).now).await
     }
 
     async fn task_update(
@@ -367,6 +394,7 @@ impl Store for PgStore {
         update: TaskUpdate,
         now: DateTime<Utc>,
     ) -> StoreResult<TaskRow> {
+        let now = self.rebase(now).now;
         self.deliver(with_retry!(
             "task_update",
             self.task_update_once(id, &update, now)
@@ -374,10 +402,12 @@ impl Store for PgStore {
     }
 
     async fn task_cancel(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<TaskRow> {
+        let now = self.rebase(now).now;
         self.deliver(with_retry!("task_cancel", self.task_cancel_once(id, now)))
     }
 
     async fn task_retry(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<TaskRow> {
+        let now = self.rebase(now).now;
         self.deliver(with_retry!("task_retry", self.task_retry_once(id, now)))
     }
 
@@ -403,6 +433,7 @@ impl Store for PgStore {
         update: StepUpdate,
         now: DateTime<Utc>,
     ) -> StoreResult<StepRow> {
+        let now = self.rebase(now).now;
         self.deliver(with_retry!(
             "step_update",
             self.step_update_once(id, &update, now)
@@ -415,6 +446,7 @@ impl Store for PgStore {
         results: serde_json::Value,
         now: DateTime<Utc>,
     ) -> StoreResult<StepRow> {
+        let now = self.rebase(now).now;
         self.deliver(with_retry!(
             "step_resolve",
             self.step_resolve_once(id, &results, now)
@@ -422,10 +454,12 @@ impl Store for PgStore {
     }
 
     async fn step_cancel(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepRow> {
+        let now = self.rebase(now).now;
         self.deliver(with_retry!("step_cancel", self.step_cancel_once(id, now)))
     }
 
     async fn step_retry(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepRow> {
+        let now = self.rebase(now).now;
         self.deliver(with_retry!("step_retry", self.step_retry_once(id, now)))
     }
 
@@ -433,6 +467,12 @@ impl Store for PgStore {
         if claim.limit == 0 {
             return Ok(Vec::new());
         }
+        let r = self.rebase(claim.now);
+        let claim = &ClaimParams {
+            now: r.now,
+            lease_until: r.at(claim.lease_until),
+            ..claim.clone()
+        };
         self.deliver(with_retry!("step_claim", self.claim_once(claim)))
     }
 
@@ -444,6 +484,28 @@ impl Store for PgStore {
         if outcomes.is_empty() {
             return Ok(FinishReport::default());
         }
+        tasker_store::storable::check_outcomes(outcomes)?;
+        let r = self.rebase(now);
+        let now = r.now;
+        let rebased: Vec<StepOutcome>;
+        let outcomes = if r.is_identity() {
+            outcomes
+        } else {
+            rebased = outcomes
+                .iter()
+                .map(|o| match &o.result {
+                    tasker_store::OutcomeResult::Failure { error, retry_at } => StepOutcome {
+                        lease: o.lease,
+                        result: tasker_store::OutcomeResult::Failure {
+                            error: error.clone(),
+                            retry_at: retry_at.map(|t| r.at(t)),
+                        },
+                    },
+                    tasker_store::OutcomeResult::Success(_) => o.clone(),
+                })
+                .collect();
+            &rebased
+        };
         self.deliver(with_retry!(
             "step_finish_many",
             self.finish_once(outcomes, now)
@@ -459,6 +521,8 @@ impl Store for PgStore {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
+        let r = self.rebase(now);
+        let (until, now) = (r.at(until), r.now);
         with_retry!("step_lease_renew", self.renew_once(leases, until, now))
     }
 
@@ -466,6 +530,7 @@ impl Store for PgStore {
         if limit == 0 {
             return Ok(0);
         }
+        let now = self.rebase(now).now;
         self.deliver(with_retry!(
             "step_rescue_expired",
             self.rescue_once(now, limit)
@@ -486,5 +551,13 @@ impl Store for PgStore {
 
     async fn has_open_tasks(&self) -> StoreResult<bool> {
         self.read_has_open_tasks().await
+    }
+}
+
+/// A new task's times on the store's clock.
+fn rebase_task(r: &clock::Rebase, t: &mut NewTask) {
+    t.now = r.now;
+    if let Some(identity) = &mut t.identity {
+        identity.since = r.at(identity.since);
     }
 }

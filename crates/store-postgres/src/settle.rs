@@ -148,6 +148,38 @@ pub(crate) async fn recount(conn: &mut PgConnection, task_id: Uuid) -> Result<De
     })
 }
 
+/// `cur + d`, checked: a counter about to go negative means the stored
+/// counters had drifted from the steps (a bug). That is logged as an error
+/// and the counters are recounted from the steps, rather than clamped to 0,
+/// which hid the drift and could finalise the task at the wrong moment.
+pub(crate) async fn apply_delta(
+    conn: &mut PgConnection,
+    id: Uuid,
+    cur: &TaskCounters,
+    d: Delta,
+) -> Result<TaskCounters, TxError> {
+    let mut counters = TaskCounters {
+        status: cur.status,
+        remaining: cur.remaining + d.remaining,
+        live: cur.live + d.live,
+        blocked: cur.blocked + d.blocked,
+    };
+    if counters.remaining < 0 || counters.live < 0 || counters.blocked < 0 {
+        let truth = recount(conn, id).await?;
+        tracing::error!(
+            task_id = %id,
+            stored_remaining = cur.remaining, stored_live = cur.live, stored_blocked = cur.blocked,
+            delta_remaining = d.remaining, delta_live = d.live, delta_blocked = d.blocked,
+            remaining = truth.remaining, live = truth.live, blocked = truth.blocked,
+            "task counters drifted from the steps; recounted"
+        );
+        counters.remaining = truth.remaining;
+        counters.live = truth.live;
+        counters.blocked = truth.blocked;
+    }
+    Ok(counters)
+}
+
 /// Applies per-task counter deltas and runs the finaliser, in two statements
 /// (lock + read, then one write). Sends the transaction's NOTIFYs with the
 /// write. Returns the tasks that reached a final state.
@@ -166,12 +198,7 @@ pub(crate) async fn settle(
     let mut writes = Vec::with_capacity(locked.len());
     for (id, cur) in locked {
         let d = deltas.get(&id).copied().unwrap_or_default();
-        let counters = TaskCounters {
-            status: cur.status,
-            remaining: (cur.remaining + d.remaining).max(0),
-            live: (cur.live + d.live).max(0),
-            blocked: (cur.blocked + d.blocked).max(0),
-        };
+        let counters = apply_delta(conn, id, &cur, d).await?;
         let path = finaliser_path(counters);
         writes.push(TaskWrite {
             id,

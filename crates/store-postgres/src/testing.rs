@@ -79,9 +79,14 @@ impl TestDb {
         }
     }
 
-    /// A store on this database (migrated).
+    /// A store on this database (migrated), on the caller's clock
+    /// ([`crate::PgClock::Caller`]) so that injected times are stored exactly.
     pub async fn store(&self) -> PgStore {
-        self.store_with(PgOptions::default()).await
+        self.store_with(PgOptions {
+            clock: crate::PgClock::Caller,
+            ..PgOptions::default()
+        })
+        .await
     }
 
     /// A store on this database with options.
@@ -120,6 +125,105 @@ impl Drop for TestDb {
         });
         let _ = handle.join();
     }
+}
+
+/// A private PostgreSQL cluster in a temporary directory, for tests that stop
+/// or restart the server (outages) without touching the shared one. Started
+/// with `initdb` / `pg_ctl` from `/usr/lib/postgresql/*/bin`, run as the
+/// `postgres` user when the test runs as root (pg_ctl refuses root). Stopped
+/// (`-m immediate`) and deleted when dropped.
+pub struct PrivateCluster {
+    dir: std::path::PathBuf,
+    port: u16,
+    bin: std::path::PathBuf,
+}
+
+impl PrivateCluster {
+    /// initdb + start on a free local port. Panics with the failing command.
+    pub fn start() -> PrivateCluster {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries under /usr/lib/postgresql")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .find(|p| p.join("initdb").exists())
+            .expect("initdb under /usr/lib/postgresql/*/bin");
+        let dir = std::env::temp_dir().join(format!("tasker-pg-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("cluster directory");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let c = PrivateCluster { dir, port, bin };
+        let ok = shell(&format!("chmod 777 {}", c.dir.display()), false)
+            && shell(
+                &format!(
+                    "{}/initdb -D {} -A trust -U postgres >/dev/null",
+                    c.bin.display(),
+                    c.data().display()
+                ),
+                true,
+            );
+        assert!(ok, "initdb failed in {}", c.dir.display());
+        c.pg_ctl("start -w");
+        c
+    }
+
+    fn data(&self) -> std::path::PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Runs `pg_ctl <action>` on this cluster (`stop -m fast`, `start -w`, …);
+    /// panics if it fails.
+    pub fn pg_ctl(&self, action: &str) {
+        if !self.try_pg_ctl(action) {
+            panic!("pg_ctl {action} failed (log: {}/log)", self.dir.display());
+        }
+    }
+
+    fn try_pg_ctl(&self, action: &str) -> bool {
+        shell(
+            &format!(
+                "{}/pg_ctl -D {} -o '-p {} -k {} -c listen_addresses=127.0.0.1' -l {}/log {action} >/dev/null",
+                self.bin.display(),
+                self.data().display(),
+                self.port,
+                self.dir.display(),
+                self.dir.display()
+            ),
+            true,
+        )
+    }
+
+    /// URL of database `db` on this cluster.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        // Best effort: the test may have stopped it already.
+        let _ = self.try_pg_ctl("stop -m immediate");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `cmd` with `sh -c`, as `postgres` when `as_postgres` and we are
+/// root; true when it succeeded.
+fn shell(cmd: &str, as_postgres: bool) -> bool {
+    let root = std::env::var("USER").map(|u| u == "root").unwrap_or(false)
+        || std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout.starts_with(b"0"))
+            .unwrap_or(false);
+    let status = if as_postgres && root {
+        std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--", "sh", "-c", cmd])
+            .status()
+    } else {
+        std::process::Command::new("sh").args(["-c", cmd]).status()
+    };
+    matches!(status, Ok(s) if s.success())
 }
 
 #[cfg(test)]

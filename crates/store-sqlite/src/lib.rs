@@ -378,6 +378,7 @@ impl Store for SqliteStore {
         outcomes: &[StepOutcome],
         now: DateTime<Utc>,
     ) -> StoreResult<FinishReport> {
+        tasker_store::storable::check_outcomes(outcomes)?;
         work::finish_many(self, outcomes, now).await
     }
 

@@ -146,12 +146,26 @@ pub(crate) async fn claim(store: &SqliteStore, p: &ClaimParams) -> StoreResult<V
     .fetch_all(&mut *tx)
     .await
     .db()?;
+    // Decode before committing: a row that cannot be decoded (a corrupt
+    // value) returns the error with the transaction rolled back, so no step
+    // is left leased to a worker that never learnt it claimed it.
+    let (steps, events) = decode_claimed(&ids, &rows, p)?;
     tx.commit().await.db()?;
+    store.emit(events);
+    Ok(steps)
+}
 
+/// The claimed steps in claim order (oldest ready first), and the events to
+/// announce once the claim has committed.
+fn decode_claimed(
+    ids: &[Uuid],
+    rows: &[sqlx::sqlite::SqliteRow],
+    p: &ClaimParams,
+) -> StoreResult<(Vec<ClaimedStep>, Events)> {
     let lease_expires_at = crate::codec::truncate(p.lease_until);
     let mut steps: HashMap<Uuid, ClaimedStep> = HashMap::with_capacity(rows.len());
     let mut events = Events::default();
-    for r in &rows {
+    for r in rows {
         let step_id: Uuid = r.try_get(0).db()?;
         let task_id: Uuid = r.try_get(1).db()?;
         let task: Option<&str> = r.try_get(10).db()?;
@@ -192,15 +206,15 @@ pub(crate) async fn claim(store: &SqliteStore, p: &ClaimParams) -> StoreResult<V
             },
         );
     }
-    store.emit(events);
-    // In claim order (oldest ready first).
-    ids.iter()
+    let ordered = ids
+        .iter()
         .map(|id| {
             steps
                 .remove(id)
                 .ok_or_else(|| corrupt(format!("claimed step {id} was not updated")))
         })
-        .collect()
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok((ordered, events))
 }
 
 /// `[namespace, name, version, context, correlation_id]` of a claimed step's task.

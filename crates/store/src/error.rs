@@ -28,10 +28,10 @@ pub enum StoreError {
     /// The request conflicts with the current state (e.g. editing a running step).
     #[error("conflict: {0}")]
     Conflict(String),
-    /// The database refused a value it cannot store (e.g. PostgreSQL's
-    /// `22021` / `22P05`: a NUL character in text or JSON). Caused by the
-    /// caller's data, never transient: report it as a client error.
-    #[error("invalid value: {0}")]
+    /// A value the database cannot store (a NUL character in text or JSON,
+    /// PostgreSQL's SQLSTATE class 22). Not transient: the same value fails
+    /// again. Both backends refuse the same values (see [`crate::storable`]).
+    #[error("value cannot be stored: {0}")]
     InvalidData(String),
     /// The database cannot be reached (connection refused, pool timed out, shutting down).
     #[error("database unavailable: {0}")]

@@ -9,6 +9,7 @@
 //! | [`rows`] | rows read back: tasks, steps, transitions, pages |
 //! | [`params`] | what goes in: new tasks, claims, outcomes, queries |
 //! | [`error`] | [`StoreError`], the one error type that leaves a backend |
+//! | [`storable`] | what both backends can store (no NUL characters), checked before writing |
 //! | [`events`] | [`StoreEvent`], the wake-up signals a store broadcasts |
 //! | `conformance` | the shared test suite (feature `conformance`) |
 //!
@@ -30,6 +31,7 @@ pub mod error;
 pub mod events;
 pub mod params;
 pub mod rows;
+pub mod storable;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

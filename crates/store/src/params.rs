@@ -96,7 +96,7 @@ pub struct ClaimParams {
 }
 
 /// A lease as a worker knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LeaseRef {
     /// Step id.
     pub step_id: Uuid,

@@ -141,7 +141,7 @@ async fn history(tasker: &Tasker, n: usize) -> anyhow::Result<()> {
         ids.extend(tasker.create_tasks(reqs).await?);
     }
     wait_all(tasker.store().as_ref(), &ids).await?;
-    worker.shutdown().await;
+    let _ = worker.shutdown().await;
     println!(
         "history: {n} finished single-step tasks loaded in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -190,7 +190,7 @@ async fn throughput(
     let created = started.elapsed();
     let t0 = chrono::Utc::now();
     wait_all(tasker.store().as_ref(), &ids).await?;
-    worker.shutdown().await;
+    let _ = worker.shutdown().await;
     for mut c in children {
         let _ = c.kill();
         let _ = c.wait();
@@ -236,7 +236,7 @@ async fn chain(tasker: &Tasker, runs: usize) -> anyhow::Result<()> {
             totals.push((c - task.created_at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
         }
     }
-    worker.shutdown().await;
+    let _ = worker.shutdown().await;
     println!(
         "chain: {runs} runs of a 10-step chain: per-stage p50 {:.3} ms, p95 {:.3} ms; task end-to-end p50 {:.3} ms; task creation p50 {:.3} ms, p95 {:.3} ms",
         pct(&mut stages, 50.0),
@@ -269,7 +269,7 @@ async fn fanout(tasker: &Tasker, width: usize) -> anyhow::Result<()> {
         );
         times.push(ms);
     }
-    worker.shutdown().await;
+    let _ = worker.shutdown().await;
     println!("fanout: median {:.1} ms end to end", pct(&mut times, 50.0));
     Ok(())
 }

@@ -87,7 +87,9 @@ pub async fn run(
     if let Some(d) = display {
         d.finish().await;
     }
-    worker.shutdown().await;
+    // The task is final (or the wait failed); what the worker still held is
+    // reported by the wait's outcome, not by the drain.
+    let _ = worker.shutdown().await;
     let finished = waited?;
 
     let steps = tasker.store().step_list(task.id).await?;

@@ -78,10 +78,10 @@ pub async fn run(
         .context("the HTTP server failed")?;
     tracing::info!("HTTP server stopped; stopping the engine");
     let handle = lock(&worker).take();
-    if let Some(w) = handle {
-        w.shutdown().await;
+    match handle {
+        Some(w) => Ok(super::worker::exit_code(w.shutdown().await)),
+        None => Ok(ExitCode::SUCCESS),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

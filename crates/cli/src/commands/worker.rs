@@ -59,6 +59,19 @@ pub async fn run(
         _ = crate::signal::shutdown_signal() => tracing::info!("shutdown requested"),
         _ = idle => tracing::info!("no open tasks left"),
     }
-    worker.shutdown().await;
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_code(worker.shutdown().await))
+}
+
+/// 0 after a clean drain; 2 when the shutdown deadline
+/// (`engine.shutdown_timeout_seconds`) abandoned steps to lease expiry.
+pub(crate) fn exit_code(shutdown: tasker_engine::Shutdown) -> ExitCode {
+    if shutdown.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "tasker: shutdown timeout: {} step(s) left to lease expiry; they re-run in another worker",
+            shutdown.abandoned
+        );
+        ExitCode::from(2)
+    }
 }

@@ -8,6 +8,11 @@
 //! `success_exit_codes` (default `[0]`) succeeds, one in
 //! `permanent_exit_codes` (default `[]`) fails for good, any other fails and
 //! is retried. A step timeout kills the process.
+//!
+//! Each attempt runs in its own process group, killed as a whole when the
+//! attempt ends (timeout, abort, cancellation, or the program exiting with
+//! children left behind) and when the worker process dies, even by SIGKILL
+//! (see `process_group`).
 
 use crate::handler::{StepContext, StepError, StepHandler};
 use async_trait::async_trait;
@@ -64,9 +69,14 @@ pub struct Command;
 impl StepHandler for Command {
     async fn call(&self, step: &StepContext) -> Result<Value, StepError> {
         let cfg = CommandConfig::from_value(&step.config).map_err(StepError::permanent)?;
-        let mut cmd = tokio::process::Command::new(&cfg.program);
-        cmd.args(&cfg.args)
-            .envs(&cfg.env)
+        let program = resolve(&cfg.program, cfg.env.get("PATH")).ok_or_else(|| {
+            StepError::permanent(format!(
+                "cannot start `{}`: no such executable file",
+                cfg.program
+            ))
+        })?;
+        let mut cmd = super::process_group::command(&program, &cfg.args);
+        cmd.envs(&cfg.env)
             .env("TASKER_TASK_ID", step.task_id.to_string())
             .env("TASKER_STEP_ID", step.step_id.to_string())
             .env("TASKER_STEP_NAME", &step.step_name)
@@ -85,6 +95,9 @@ impl StepHandler for Command {
         let mut child = cmd
             .spawn()
             .map_err(|e| StepError::permanent(format!("cannot start `{}`: {e}", cfg.program)))?;
+        // Declared after `child`, so dropped before it: the whole group dies
+        // whichever way this attempt ends.
+        let _group = super::process_group::GroupGuard::new(child.id());
 
         let input = json!({
             "task_id": step.task_id,
@@ -160,6 +173,25 @@ impl StepHandler for Command {
             None => error.with_code("SIGNAL"),
         })
     }
+}
+
+/// The executable `program` names: itself when it contains a `/`, else the
+/// first match on `PATH` (the step's own `env.PATH` when it sets one). Done
+/// here rather than by `exec` so that a missing program stays a permanent
+/// "cannot start" error instead of a shell's exit code 127.
+fn resolve(program: &str, path: Option<&String>) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return runnable(std::path::Path::new(program)).then(|| program.to_string());
+    }
+    let path = path.cloned().or_else(|| std::env::var("PATH").ok())?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| runnable(p))
+        .map(|p| p.to_string_lossy().into_owned())
 }
 
 fn parse_stdout(out: &[u8]) -> Value {
@@ -268,6 +300,27 @@ mod tests {
         running.abort();
         let _ = running.await;
         // Gone, or a zombie waiting to be reaped: either way no longer running.
+        wait_for(|| {
+            let stat =
+                std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+            (stat.is_empty() || stat.contains(") Z")).then_some(())
+        })
+        .await;
+    }
+
+    /// A program that exits leaving a background child behind: the child is
+    /// killed with the attempt's process group.
+    #[tokio::test]
+    async fn background_children_die_with_the_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!(
+            "sleep 30 >/dev/null 2>&1 </dev/null & echo $! > {}",
+            pidfile.display()
+        );
+        let step = ctx(json!({"program": "sh", "args": ["-c", script]}));
+        Command.call(&step).await.unwrap();
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
         wait_for(|| {
             let stat =
                 std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();

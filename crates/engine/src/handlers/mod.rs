@@ -10,6 +10,7 @@
 mod command;
 pub mod http;
 mod noop;
+mod process_group;
 mod sleep;
 
 pub use command::{Command, CommandConfig};

@@ -1,12 +1,12 @@
 //! The claim loop: take as many ready steps as there are free slots, in one
 //! statement, then wait for a reason to look again.
 
-use super::Finished;
-use super::{InFlight, Leases, executor, lock};
+use super::{Finished, LeaseBook, executor};
 use crate::service::Inner;
 use std::sync::Arc;
 use std::time::Duration;
-use tasker_store::{ClaimParams, StoreEvent};
+use tasker_core::backoff::Doubling;
+use tasker_store::{ClaimParams, LeaseRef, StoreEvent};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{Semaphore, mpsc, watch};
 
@@ -14,7 +14,7 @@ pub(super) async fn run(
     inner: Arc<Inner>,
     worker_id: &str,
     slots: Arc<Semaphore>,
-    leases: Leases,
+    leases: LeaseBook,
     out: mpsc::UnboundedSender<Finished>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -22,7 +22,7 @@ pub(super) async fn run(
     // Subscribe before the first claim so no wake-up between a claim and the
     // wait is lost: events queue in the receiver.
     let mut events = inner.store.subscribe();
-    let mut error_delay = Duration::from_millis(50);
+    let mut backoff = Doubling::new(Duration::from_millis(50), Duration::from_secs(5));
     loop {
         if *shutdown.borrow() {
             return;
@@ -47,17 +47,25 @@ pub(super) async fn run(
             exclude_kinds: cfg.exclude_kinds.clone(),
             namespaces: None,
         };
-        let claimed = match inner.store.step_claim(&params).await {
+        // While the database is away a claim can wait for the pool's
+        // acquire timeout: shutdown must not wait behind it (its drain has a
+        // deadline). A claim dropped after committing leaves its steps to
+        // lease expiry, as any abandoned claim.
+        let claimed = tokio::select! {
+            r = inner.store.step_claim(&params) => r,
+            _ = shutdown.changed() => return,
+        };
+        let claimed = match claimed {
             Ok(c) => {
-                error_delay = Duration::from_millis(50);
+                backoff.reset();
                 c
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = error_delay.as_millis() as u64, "claim failed");
-                if super::sleep_or_shutdown(error_delay, &mut shutdown).await {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "claim failed");
+                if super::sleep_or_shutdown(delay, &mut shutdown).await {
                     return;
                 }
-                error_delay = (error_delay * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
@@ -70,18 +78,19 @@ pub(super) async fn run(
                 );
                 continue;
             };
-            let step_id = step.step_id;
-            lock(&leases).insert(
-                step_id,
-                InFlight {
-                    token: step.lease_token,
-                    abort: None,
-                },
-            );
-            let task = tokio::spawn(executor::run(inner.clone(), step, permit, out.clone()));
-            if let Some(f) = lock(&leases).get_mut(&step_id) {
-                f.abort = Some(task.abort_handle());
-            }
+            let lease = LeaseRef {
+                step_id: step.step_id,
+                token: step.lease_token,
+            };
+            leases.claimed(lease);
+            let task = tokio::spawn(executor::run(
+                inner.clone(),
+                step,
+                permit,
+                out.clone(),
+                leases.clone(),
+            ));
+            leases.running(lease, task.abort_handle());
         }
         if got == limit as usize {
             continue; // there may be more
@@ -90,9 +99,15 @@ pub(super) async fn run(
         // Idle (or nearly): sleep until work is announced, the next scheduled
         // retry is due, or the poll interval passes (other processes' work).
         let mut wait = cfg.poll_interval;
-        if got == 0
-            && let Ok(Some(at)) = inner.store.step_next_ready_at().await
-        {
+        let next = if got == 0 {
+            tokio::select! {
+                r = inner.store.step_next_ready_at() => r.ok().flatten(),
+                _ = shutdown.changed() => return,
+            }
+        } else {
+            None
+        };
+        if let Some(at) = next {
             let until = (at - inner.clock.now()).to_std().unwrap_or(Duration::ZERO);
             wait = wait.min(until);
         }

@@ -1,7 +1,7 @@
 //! Runs one claimed step: find the handler, enforce the timeout, turn the
 //! result into an outcome with the retry decision.
 
-use super::Finished;
+use super::{Finished, LeaseBook};
 use crate::handler::{StepContext, StepError};
 use crate::service::Inner;
 use futures::FutureExt;
@@ -18,6 +18,7 @@ pub(super) async fn run(
     step: ClaimedStep,
     permit: OwnedSemaphorePermit,
     out: mpsc::UnboundedSender<Finished>,
+    leases: LeaseBook,
 ) {
     let span = tracing::info_span!(
         "step",
@@ -33,8 +34,9 @@ pub(super) async fn run(
     async move {
         let started = std::time::Instant::now();
         let (result, timed_out) = call_handler(&inner, &step).await;
-        // The slot is about the handler; free it before the write.
-        drop(permit);
+        let lease = LeaseRef { step_id: step.step_id, token: step.lease_token };
+        // From here a lost lease means "finished a moment ago", not "abort".
+        leases.handler_done(lease);
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         let result = match result {
             Ok(results) => {
@@ -52,17 +54,59 @@ pub(super) async fn run(
                     StepError::Retryable { code, .. } | StepError::Permanent { code, .. } => code.clone(),
                 };
                 OutcomeResult::Failure {
-                    error: StepErrorRecord { message: error.to_string(), kind: kind.to_string(), code, attempt: step.attempt },
+                    // Handler text (a command's stderr, say) may carry NUL
+                    // characters no store can hold: keep them visible, escaped.
+                    error: StepErrorRecord {
+                        message: escape_nul(&error.to_string()),
+                        kind: kind.to_string(),
+                        code: code.map(|c| escape_nul(&c)),
+                        attempt: step.attempt,
+                    },
                     retry_at,
                 }
             }
         };
+        // A result the store cannot hold fails this step alone, here, before
+        // it joins a batch with other steps' outcomes.
+        let result = match tasker_store::storable::result(step.step_id, &result) {
+            None => result,
+            Some(why) => {
+                tracing::error!(error = %why, "step result cannot be stored; failing the step");
+                invalid_result(lease, step.attempt, &why).result
+            }
+        };
+        // The slot travels with the outcome and is freed once it is written.
         // If the completer is gone we are shutting down; the lease will expire.
-        let outcome = StepOutcome { lease: LeaseRef { step_id: step.step_id, token: step.lease_token }, result };
-        let _ = out.send(Finished { outcome, task_id: step.task_id, span: tracing::Span::current() });
+        let outcome = StepOutcome { lease, result };
+        let _ = out.send(Finished { outcome, task_id: step.task_id, span: tracing::Span::current(), _slot: permit });
     }
     .instrument(span)
     .await
+}
+
+fn escape_nul(s: &str) -> String {
+    s.replace('\0', "\\u0000")
+}
+
+/// Error kind of a step whose result (or error) the store cannot hold.
+pub(super) const INVALID_RESULT: &str = "invalid_result";
+
+/// A permanent failure saying why the step's own outcome could not be
+/// stored. Not retried: the handler would most likely return the same value.
+/// The reason is cleaned of what made it unstorable.
+pub(super) fn invalid_result(lease: LeaseRef, attempt: i32, why: &str) -> StepOutcome {
+    StepOutcome {
+        lease,
+        result: OutcomeResult::Failure {
+            error: StepErrorRecord {
+                message: format!("invalid_result: {}", escape_nul(why)),
+                kind: INVALID_RESULT.to_string(),
+                code: Some("INVALID_RESULT".to_string()),
+                attempt,
+            },
+            retry_at: None,
+        },
+    }
 }
 
 async fn call_handler(inner: &Inner, step: &ClaimedStep) -> (Result<Value, StepError>, bool) {

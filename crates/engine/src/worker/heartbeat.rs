@@ -2,13 +2,12 @@
 //! aborts handlers whose lease was lost (cancelled task, or rescued after a
 //! stall longer than the lease).
 
-use super::{Leases, lock};
+use super::LeaseBook;
 use crate::service::Inner;
 use std::sync::Arc;
-use tasker_store::LeaseRef;
 use tokio::sync::watch;
 
-pub(super) async fn run(inner: Arc<Inner>, leases: Leases, mut shutdown: watch::Receiver<bool>) {
+pub(super) async fn run(inner: Arc<Inner>, leases: LeaseBook, mut shutdown: watch::Receiver<bool>) {
     let cfg = &inner.config;
     loop {
         if super::sleep_or_shutdown(cfg.heartbeat_interval, &mut shutdown).await {
@@ -23,28 +22,29 @@ pub(super) async fn run(inner: Arc<Inner>, leases: Leases, mut shutdown: watch::
     }
 }
 
-async fn beat(inner: &Inner, leases: &Leases) {
-    let held: Vec<LeaseRef> = lock(leases)
-        .iter()
-        .map(|(id, f)| LeaseRef {
-            step_id: *id,
-            token: f.token,
-        })
-        .collect();
+async fn beat(inner: &Inner, leases: &LeaseBook) {
+    let held = leases.held();
     if held.is_empty() {
         return;
     }
     let now = inner.clock.now();
     let until = now + chrono::Duration::from_std(inner.config.lease_duration).unwrap_or_default();
     match inner.store.step_lease_renew(&held, until, now).await {
+        Ok(lost) if lost.is_empty() => {}
         Ok(lost) => {
-            let mut map = lock(leases);
-            for id in lost {
-                if let Some(f) = map.remove(&id) {
-                    tracing::warn!(step_id = %id, "lease lost; aborting handler");
-                    if let Some(a) = f.abort {
-                        a.abort();
-                    }
+            let lost = leases.lost(&held, &lost);
+            if lost.finishing > 0 {
+                // Finished (their outcome is being written) between the
+                // snapshot and the renewal: routine, not a lost lease.
+                tracing::debug!(
+                    steps = lost.finishing,
+                    "lease no longer held by steps that just finished"
+                );
+            }
+            for (lease, abort) in lost.running {
+                tracing::warn!(step_id = %lease.step_id, "lease lost; aborting handler");
+                if let Some(a) = abort {
+                    a.abort();
                 }
             }
         }

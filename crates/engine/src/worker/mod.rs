@@ -12,49 +12,50 @@
 //!   rescuer:   returns expired leases (dead or hung processes) to the ready pool
 //! ```
 //!
-//! One shutdown signal stops the claimer; running handlers get
-//! `shutdown_timeout` to finish, then are aborted (their leases expire and
-//! another process re-runs them: at-least-once).
+//! A step's slot (semaphore permit) is held from its claim until its outcome
+//! is written, so outcomes waiting in memory are bounded by the slots and
+//! claiming pauses while the database cannot take them. In-flight leases
+//! are kept in a [`LeaseBook`] keyed by (step, lease token).
+//!
+//! One shutdown signal stops the claimer; running handlers and unwritten
+//! outcomes get `shutdown_timeout` in all, then are aborted / dropped (their
+//! leases expire and another process re-runs them: at-least-once), and
+//! [`WorkerHandle::shutdown`] reports how many steps were abandoned.
 
 mod claimer;
 mod completer;
 mod executor;
 mod heartbeat;
+mod leases;
 mod rescuer;
 
 use crate::service::Inner;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use tokio::sync::{Semaphore, mpsc, watch};
-use tokio::task::{AbortHandle, JoinHandle};
+pub(crate) use leases::LeaseBook;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
 use uuid::Uuid;
-
-/// A step this process is running: its lease token and a way to abort it.
-pub(crate) struct InFlight {
-    pub token: Uuid,
-    pub abort: Option<AbortHandle>,
-}
 
 /// An outcome on its way to the completer, with the step's log span so that
 /// what the completer logs about it carries the same task, step and
 /// correlation fields as the handler's own lines.
+///
+/// It carries the step's slot: the slot is free again only once the outcome
+/// is durably written (or given up on at the shutdown deadline). So the
+/// outcomes waiting in memory never exceed `max_concurrent_steps`, and while
+/// the database cannot take them the claimer, finding no free slot, stops
+/// claiming.
 pub(crate) struct Finished {
     pub outcome: tasker_store::StepOutcome,
     pub task_id: Uuid,
     pub span: tracing::Span,
-}
-
-/// Leases held by this process, by step id.
-pub(crate) type Leases = Arc<Mutex<HashMap<Uuid, InFlight>>>;
-
-pub(crate) fn lock(leases: &Leases) -> std::sync::MutexGuard<'_, HashMap<Uuid, InFlight>> {
-    leases.lock().unwrap_or_else(|p| p.into_inner())
+    pub _slot: OwnedSemaphorePermit,
 }
 
 /// A running worker. Dropping it does not stop it; call [`WorkerHandle::shutdown`].
 pub struct WorkerHandle {
     shutdown: watch::Sender<bool>,
-    join: JoinHandle<()>,
+    join: JoinHandle<Shutdown>,
     worker_id: String,
 }
 
@@ -69,11 +70,29 @@ impl WorkerHandle {
         !self.join.is_finished()
     }
 
-    /// Stops claiming, lets running handlers finish (up to the shutdown
-    /// timeout), writes their outcomes, and returns.
-    pub async fn shutdown(self) {
+    /// Stops claiming, lets running handlers finish and writes their
+    /// outcomes, for at most the shutdown timeout in all; then aborts what is
+    /// left (those steps re-run elsewhere after their leases expire) and
+    /// returns. The report says whether everything was written.
+    pub async fn shutdown(self) -> Shutdown {
         let _ = self.shutdown.send(true);
-        let _ = self.join.await;
+        self.join.await.unwrap_or(Shutdown { abandoned: 1 })
+    }
+}
+
+/// How a worker's shutdown went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shutdown {
+    /// Steps whose handler was aborted or whose outcome could not be written
+    /// before the deadline (0 when the worker drained cleanly; 1 also when
+    /// the worker task itself died).
+    pub abandoned: usize,
+}
+
+impl Shutdown {
+    /// True when every claimed step's outcome was written.
+    pub fn is_clean(&self) -> bool {
+        self.abandoned == 0
     }
 }
 
@@ -106,13 +125,20 @@ fn default_worker_id() -> String {
     format!("{host}-{}-{}", std::process::id(), &rand[..8])
 }
 
-async fn run(inner: Arc<Inner>, worker_id: String, shutdown: watch::Receiver<bool>) {
+async fn run(inner: Arc<Inner>, worker_id: String, shutdown: watch::Receiver<bool>) -> Shutdown {
     let cfg = &inner.config;
     let slots = Arc::new(Semaphore::new(cfg.max_concurrent_steps as usize));
-    let leases: Leases = Arc::new(Mutex::new(HashMap::new()));
+    let leases = LeaseBook::default();
+    // Unbounded in type, bounded in fact: every queued outcome holds a slot.
     let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (give_up_tx, give_up) = watch::channel(false);
 
-    let completer = tokio::spawn(completer::run(inner.clone(), out_rx, leases.clone()));
+    let completer = tokio::spawn(completer::run(
+        inner.clone(),
+        out_rx,
+        leases.clone(),
+        give_up,
+    ));
     let heartbeat = tokio::spawn(heartbeat::run(
         inner.clone(),
         leases.clone(),
@@ -131,29 +157,35 @@ async fn run(inner: Arc<Inner>, worker_id: String, shutdown: watch::Receiver<boo
     )
     .await;
 
-    // Drain: every slot back means every handler finished.
+    // Drain: every slot back means every handler finished and every outcome
+    // was written. One deadline covers both.
+    let deadline = tokio::time::Instant::now() + cfg.shutdown_timeout;
     let all = cfg.max_concurrent_steps;
-    if tokio::time::timeout(cfg.shutdown_timeout, slots.acquire_many(all))
+    let mut abandoned = 0;
+    if tokio::time::timeout_at(deadline, slots.acquire_many(all))
         .await
         .is_err()
     {
-        let stragglers: Vec<AbortHandle> = lock(&leases)
-            .values_mut()
-            .filter_map(|f| f.abort.take())
-            .collect();
-        tracing::warn!(
-            count = stragglers.len(),
-            "handlers still running at shutdown timeout; aborting (their steps will be re-run after lease expiry)"
+        abandoned = leases.len();
+        let stragglers = leases.take_aborts();
+        tracing::error!(
+            steps = abandoned,
+            running = stragglers.len(),
+            timeout_s = cfg.shutdown_timeout.as_secs_f64(),
+            "shutdown timeout: aborting running handlers and unwritten outcomes; these steps re-run after their leases expire"
         );
         for a in stragglers {
             a.abort();
         }
+        let _ = give_up_tx.send(true);
     }
-    // The completer ends once every executor's sender is gone and the queue is written.
+    // The completer ends once every executor's sender is gone and the queue
+    // is written or given up on; it gives up at once when told to.
     let _ = completer.await;
     heartbeat.abort();
     rescuer.abort();
-    tracing::info!(worker_id = %worker_id, "worker stopped");
+    tracing::info!(worker_id = %worker_id, clean = abandoned == 0, "worker stopped");
+    Shutdown { abandoned }
 }
 
 /// Sleeps for `d` unless shutdown is signalled first; returns true on shutdown.

@@ -292,6 +292,38 @@ pub async fn retry_elsewhere_keeps_task_running(store: Arc<dyn Store>) {
     assert_eq!(r.finished_tasks, [(t.id, TaskState::Error)]);
 }
 
+/// A result containing a NUL character (which PostgreSQL's `jsonb` and
+/// `text` cannot hold) is refused the same way by every backend: the batch
+/// fails with [`StoreError::InvalidData`] naming the step and the path, and
+/// nothing of it is applied (callers check outcomes one by one first, see
+/// [`crate::storable`]).
+pub async fn unstorable_result_is_refused_alike(store: Arc<dyn Store>) {
+    let t = new_task(Shape::Roots(2), at(0));
+    store.task_create(t.clone()).await.unwrap();
+    let claimed = claim(&store, 2, at(1)).await;
+    let good = success(&claimed[0], json!({"ok": true}));
+    let bad = success(&claimed[1], json!({"list": ["fine", "nul\u{0}here"]}));
+    let err = store
+        .step_finish_many(&[good.clone(), bad], at(2))
+        .await
+        .unwrap_err();
+    match err {
+        StoreError::InvalidData(why) => {
+            assert!(why.contains(&claimed[1].step_id.to_string()), "{why}");
+            assert!(why.contains("$.list[1]"), "{why}");
+        }
+        other => panic!("expected InvalidData, got {other:?}"),
+    }
+    for c in &claimed {
+        let s = store.step_get(c.step_id).await.unwrap();
+        assert_eq!(s.status, StepState::InProgress);
+        assert_eq!(s.results, None);
+    }
+    // The good outcome alone is accepted.
+    let r = store.step_finish_many(&[good], at(3)).await.unwrap();
+    assert_eq!(r.applied, 1);
+}
+
 /// An outcome with the wrong token is reported as lease-lost and ignored.
 pub async fn lease_lost_on_wrong_token(store: Arc<dyn Store>) {
     let t = new_task(Shape::Single, at(0));

@@ -107,6 +107,7 @@ macro_rules! conformance_tests {
             finish::exhausted_failure_errors_task,
             finish::task_errors_only_once_nothing_is_live,
             finish::retry_elsewhere_keeps_task_running,
+            finish::unstorable_result_is_refused_alike,
             finish::lease_lost_on_wrong_token,
             finish::lease_lost_after_rescue,
             finish::lease_lost_after_task_cancel,
