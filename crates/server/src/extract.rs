@@ -99,7 +99,7 @@ pub(crate) fn parse_body<T: ApiBody>(bytes: &[u8]) -> Result<ApiJson<T>, ApiErro
             .detail("column", json!(e.column()))
     })?;
     let (inner, envelope) = unwrap_envelope(raw, T::ENVELOPES);
-    if let Some(field) = nul_path(&inner, String::new()) {
+    if let Some(field) = nul_path(&inner) {
         let field = match envelope {
             Some(env) if field.is_empty() => env.to_string(),
             Some(env) => format!("{env}.{field}"),
@@ -135,29 +135,13 @@ pub(crate) fn parse_body<T: ApiBody>(bytes: &[u8]) -> Result<ApiJson<T>, ApiErro
 /// PostgreSQL can store NUL neither in `text` nor in `jsonb` (SQLSTATE
 /// 22021 / 22P05) while SQLite can, so such values are refused here, before
 /// any store sees them: both backends answer the same 400 naming the field.
-pub(crate) fn nul_path(v: &Value, path: String) -> Option<String> {
-    let join = |key: &str| {
-        if path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{path}.{key}")
-        }
-    };
-    match v {
-        Value::String(s) if s.contains('\0') => Some(path),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, item)| nul_path(item, format!("{path}[{i}]"))),
-        Value::Object(map) => map.iter().find_map(|(k, item)| {
-            if k.contains('\0') {
-                Some(join(&k.replace('\0', "\\u0000")))
-            } else {
-                nul_path(item, join(k))
-            }
-        }),
-        _ => None,
-    }
+/// The walk itself is the store's ([`tasker_store::storable::nul_in_json`]),
+/// so the edge and the stores refuse exactly the same values.
+pub(crate) fn nul_path(v: &Value) -> Option<String> {
+    let found = tasker_store::storable::nul_in_json(v)?;
+    // "$" is the value itself, "$.a[2]" a path below it.
+    let rest = found.strip_prefix('$').unwrap_or(&found);
+    Some(rest.strip_prefix('.').unwrap_or(rest).to_string())
 }
 
 /// The 400 for a NUL character at `field`.
@@ -402,11 +386,11 @@ mod tests {
         let v: Value =
             serde_json::from_str(r#"{"a": [1, {"b\u0000": 2}], "c": ["x", "\u0000"]}"#).unwrap();
         assert_eq!(
-            nul_path(&v, String::new()).as_deref(),
+            nul_path(&v).as_deref(),
             Some("a[1].b\\u0000")
         );
         let v: Value = serde_json::from_str(r#"{"c": ["x", "\u0000"]}"#).unwrap();
-        assert_eq!(nul_path(&v, String::new()).as_deref(), Some("c[1]"));
+        assert_eq!(nul_path(&v).as_deref(), Some("c[1]"));
         let e = parse_query::<Q>("limit=1&name=a%00").unwrap_err();
         assert_eq!(e.code(), "invalid_parameter");
         assert!(e.message().starts_with("name:"), "{}", e.message());
