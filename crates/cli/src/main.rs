@@ -7,6 +7,7 @@
 mod commands;
 mod connect;
 mod logging;
+mod output;
 mod progress;
 mod settings;
 mod signal;
@@ -72,6 +73,10 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async move {
         match dispatch(cli).await {
             Ok(code) => code,
+            // The reader of stdout went away: end quietly, as `cat` would.
+            Err(e) if output::stdout_error(&e).is_some_and(output::StdoutError::is_closed) => {
+                ExitCode::SUCCESS
+            }
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::from(2)
@@ -123,7 +128,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             connect::open(&url).await?;
-            println!("migrations applied to {}", connect::redact(&url));
+            output::outln!("migrations applied to {}", connect::redact(&url))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {

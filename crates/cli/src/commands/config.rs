@@ -1,5 +1,6 @@
 //! `tasker config check` / `tasker config show`
 
+use crate::output::{out, outln};
 use crate::settings::{self, Globals};
 use std::process::ExitCode;
 
@@ -17,17 +18,17 @@ pub async fn run(globals: &Globals, cmd: ConfigCommand) -> anyhow::Result<ExitCo
     let loaded = settings::load(globals, Vec::new())?;
     match cmd {
         ConfigCommand::Show => {
-            print!("{}", loaded.show());
+            out!("{}", loaded.show())?;
             Ok(ExitCode::SUCCESS)
         }
         ConfigCommand::Check => match settings::start(&loaded, &[]).await {
             Ok(tasker) => {
                 let templates = tasker.with_registry(|r| r.len());
-                println!(
+                outln!(
                     "configuration ok: database {} reachable and migrated, {templates} template(s) valid, environment {}",
                     crate::connect::redact(&loaded.config.database.url),
                     loaded.config.environment
-                );
+                )?;
                 Ok(ExitCode::SUCCESS)
             }
             Err(problems) => {

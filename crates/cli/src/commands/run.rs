@@ -1,5 +1,6 @@
 //! `tasker run TEMPLATE.yaml --context JSON`
 
+use crate::output::outln;
 use super::EngineArgs;
 use crate::logging::{self, Format};
 use crate::progress;
@@ -79,13 +80,25 @@ pub async fn run(
         .context(context);
     let task = tasker.create_task(request).await?;
     if !args.quiet {
-        println!("task {} ({}) created", task.id, template.full_name());
+        outln!("task {} ({}) created", task.id, template.full_name())?;
     }
     let worker = tasker.start();
-    let display = (!args.quiet).then(|| progress::spawn(tasker.clone(), task.id));
-    let waited = tasker.wait_for_task(task.id, timeout).await;
+    let mut display = (!args.quiet).then(|| progress::spawn(tasker.clone(), task.id));
+    let waited = match display.as_mut() {
+        Some(d) => tokio::select! {
+            w = tasker.wait_for_task(task.id, timeout) => w,
+            // Nobody reads the progress any more (`| head -1`) or the disk is
+            // full: stop like any Unix tool would; the task keeps its state
+            // and a `tasker worker` can finish it.
+            failed = d.failed() => {
+                worker.shutdown().await;
+                return Err(failed.into());
+            }
+        },
+        None => tasker.wait_for_task(task.id, timeout).await,
+    };
     if let Some(d) = display {
-        d.finish().await;
+        d.finish().await?;
     }
     worker.shutdown().await;
     let finished = waited?;
@@ -100,14 +113,14 @@ pub async fn run(
             )
         })
         .collect();
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({
             "task_id": finished.id,
             "status": finished.status,
             "results": results,
         }))?
-    );
+    )?;
     for s in steps
         .iter()
         .filter(|s| s.last_error.is_some() && !s.status.is_done())

@@ -1,5 +1,6 @@
 //! `tasker tasks list` / `tasker tasks show ID`
 
+use crate::output::outln;
 use crate::connect;
 use anyhow::Context;
 use std::process::ExitCode;
@@ -63,29 +64,29 @@ pub async fn run(database: &str, cmd: TasksCommand) -> anyhow::Result<ExitCode> 
             };
             let page = store.task_list(&query).await?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(
                         &serde_json::json!({"tasks": page.items, "total": page.total})
                     )?
-                );
+                )?;
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
+            outln!(
                 "{:<36}  {:<18}  {:<40}  CREATED",
                 "ID", "STATUS", "TEMPLATE"
-            );
+            )?;
             for t in &page.items {
                 let template = format!("{}.{}@{}", t.namespace, t.name, t.version);
-                println!(
+                outln!(
                     "{:<36}  {:<18}  {:<40}  {}",
                     t.id,
                     t.status,
                     template,
                     t.created_at.format("%Y-%m-%d %H:%M:%S%.3f")
-                );
+                )?;
             }
-            println!("{} of {} task(s)", page.items.len(), page.total);
+            outln!("{} of {} task(s)", page.items.len(), page.total)?;
         }
         TasksCommand::Show { id, json } => {
             let task = store
@@ -96,47 +97,47 @@ pub async fn run(database: &str, cmd: TasksCommand) -> anyhow::Result<ExitCode> 
             let counts = store.task_step_counts(id, chrono::Utc::now()).await?;
             let execution = ExecutionContext::from_counts(counts);
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(
                         &serde_json::json!({"task": task, "execution": execution, "steps": steps})
                     )?
-                );
+                )?;
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("task      {}", task.id);
-            println!(
+            outln!("task      {}", task.id)?;
+            outln!(
                 "template  {}.{}@{}",
                 task.namespace, task.name, task.version
-            );
-            println!(
+            )?;
+            outln!(
                 "status    {}  ({:?}, {}% complete, {:?})",
                 task.status,
                 execution.execution_status,
                 execution.completion_percentage,
                 execution.health_status
-            );
-            println!("context   {}", task.context);
-            println!("created   {}", task.created_at);
-            println!();
-            println!(
+            )?;
+            outln!("context   {}", task.context)?;
+            outln!("created   {}", task.created_at)?;
+            outln!()?;
+            outln!(
                 "{:<28}  {:<18}  {:>8}  RESULT / ERROR",
                 "STEP", "STATUS", "ATTEMPTS"
-            );
+            )?;
             for s in &steps {
                 let detail = match (&s.results, &s.last_error) {
                     (Some(r), _) if s.status.is_done() => r.to_string(),
                     (_, Some(e)) => format!("error: {}", e.message),
                     _ => String::new(),
                 };
-                println!(
+                outln!(
                     "{:<28}  {:<18}  {:>3}/{:<4}  {}",
                     s.name,
                     s.status,
                     s.attempts,
                     s.max_attempts,
                     truncate(&detail, 80)
-                );
+                )?;
             }
         }
     }
