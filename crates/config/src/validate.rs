@@ -4,6 +4,7 @@
 //! template directories valid) run in the `tasker` binary, which can open
 //! stores; see `tasker config check`.
 
+use crate::database::DatabaseKind;
 use crate::load::{ConfigError, Loaded};
 use serde_json::Value;
 
@@ -34,14 +35,15 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
 
     // database
     let url = &c.database.url;
-    let is_pg = url.starts_with("postgres://") || url.starts_with("postgresql://");
-    let is_sqlite = url.starts_with("sqlite:") || !url.contains("://");
-    if !is_pg && !is_sqlite {
+    let kind = crate::database::database_kind(url);
+    let is_pg = kind == Ok(DatabaseKind::Postgres);
+    let is_sqlite = kind == Ok(DatabaseKind::Sqlite);
+    if let Err(why) = &kind {
         bad(
             "database.url",
             Value::from(crate::load::redact_url(url)),
-            "unsupported database",
-            "use sqlite://PATH or postgres://user@host/db",
+            why,
+            crate::database::DATABASE_URL_FIX,
         );
     }
     if c.database.max_connections < 2 {

@@ -198,7 +198,7 @@ fn every_validation_rule() {
         (
             "TASKER__DATABASE__URL",
             "mysql://x",
-            "database.url = \"mysql://x\" (environment variable TASKER__DATABASE__URL): unsupported database",
+            "database.url = \"mysql://x\" (environment variable TASKER__DATABASE__URL): has the unsupported scheme `mysql://`",
         ),
         (
             "TASKER__DATABASE__MAX_CONNECTIONS",

@@ -32,7 +32,7 @@ pub async fn run(globals: &Globals, cmd: ConfigCommand) -> anyhow::Result<ExitCo
                 Ok(ExitCode::SUCCESS)
             }
             Err(problems) => {
-                eprint!("{problems}");
+                eprint!("error: {problems}");
                 Ok(ExitCode::from(2))
             }
         },

@@ -3,6 +3,7 @@
 use crate::output::outln;
 use crate::connect;
 use anyhow::Context;
+use tasker_config::TaskerConfig;
 use std::process::ExitCode;
 use tasker_core::{ExecutionContext, TaskState};
 use tasker_store::TaskQuery;
@@ -42,8 +43,8 @@ pub enum TasksCommand {
 }
 
 /// Reads the store and prints.
-pub async fn run(database: &str, cmd: TasksCommand) -> anyhow::Result<ExitCode> {
-    let store = connect::open(database).await?;
+pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<ExitCode> {
+    let store = connect::open_with(config).await?;
     match cmd {
         TasksCommand::List {
             status,
