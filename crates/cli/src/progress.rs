@@ -95,7 +95,7 @@ async fn print_changes(
             "[{:>8.3}s] {:<28} {:<18} attempt {}/{}{}{}",
             started.elapsed().as_secs_f64(),
             s.name,
-            s.status,
+            s.status.as_str(),
             s.attempts,
             s.max_attempts,
             took,

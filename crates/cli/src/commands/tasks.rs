@@ -82,7 +82,7 @@ pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<Exi
                 outln!(
                     "{:<36}  {:<18}  {:<40}  {}",
                     t.id,
-                    t.status,
+                    t.status.as_str(),
                     template,
                     t.created_at.format("%Y-%m-%d %H:%M:%S%.3f")
                 )?;
@@ -112,11 +112,11 @@ pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<Exi
                 task.namespace, task.name, task.version
             )?;
             outln!(
-                "status    {}  ({:?}, {}% complete, {:?})",
+                "status    {}  ({}, {}% complete, {})",
                 task.status,
-                execution.execution_status,
+                api_name(&execution.execution_status),
                 execution.completion_percentage,
-                execution.health_status
+                api_name(&execution.health_status)
             )?;
             outln!("context   {}", task.context)?;
             outln!("created   {}", task.created_at)?;
@@ -134,7 +134,7 @@ pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<Exi
                 outln!(
                     "{:<28}  {:<18}  {:>3}/{:<4}  {}",
                     s.name,
-                    s.status,
+                    s.status.as_str(),
                     s.attempts,
                     s.max_attempts,
                     truncate(&detail, 80)
@@ -143,6 +143,16 @@ pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<Exi
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The name the REST API uses for a value (its serde name: `all_complete`,
+/// `healthy`), not the Rust variant (`AllComplete`).
+fn api_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {
