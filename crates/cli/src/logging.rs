@@ -16,6 +16,16 @@ pub enum Format {
 /// The target sqlx logs server notices under.
 const QUIET_NOTICES: &str = "sqlx::postgres::notice";
 
+impl Format {
+    /// The `logging.format` value this stands for.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Json => "json",
+        }
+    }
+}
+
 /// Keeps the background log writer alive until [`flush`]; dropping it
 /// writes out what is queued.
 static GUARD: std::sync::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> =

@@ -90,6 +90,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let globals = settings::Globals {
         config: cli.config.clone(),
         database: cli.database.clone(),
+        log_format: cli.log_format.map(logging::Format::name),
     };
     let format = cli.log_format;
     // Commands that only need the database still honour the configuration's `[database]`.

@@ -20,6 +20,31 @@ pub struct Globals {
     pub config: Option<PathBuf>,
     /// `--database` / `TASKER_DATABASE_URL`.
     pub database: Option<String>,
+    /// `--log-format` / `TASKER_LOG_FORMAT` (`text` or `json`).
+    pub log_format: Option<&'static str>,
+}
+
+impl Globals {
+    /// The load options of these globals: the file, the process
+    /// environment, and the global flags as the last layer.
+    fn options(&self) -> LoadOptions {
+        let mut options = LoadOptions::from_process(self.config.clone());
+        if let Some(url) = &self.database {
+            options = options.flag(
+                "database.url",
+                url.clone(),
+                "--database / TASKER_DATABASE_URL",
+            );
+        }
+        if let Some(format) = self.log_format {
+            options = options.flag(
+                "logging.format",
+                format,
+                "--log-format / TASKER_LOG_FORMAT",
+            );
+        }
+        options
+    }
 }
 
 /// Start-up failed: every problem, printed one per line.
@@ -40,19 +65,22 @@ impl std::error::Error for Problems {}
 
 /// Loads the configuration with `flags` as the last layer.
 pub fn load(globals: &Globals, flags: Vec<(&str, Value, &str)>) -> Result<Loaded, Problems> {
-    let mut options = LoadOptions::from_process(globals.config.clone());
-    if let Some(url) = &globals.database {
-        options = options.flag(
-            "database.url",
-            url.clone(),
-            "--database / TASKER_DATABASE_URL",
-        );
-    }
+    let mut options = globals.options();
     for (key, value, name) in flags {
         options = options.flag(key, value, name);
     }
     tasker_config::load(&options)
         .map_err(|errors| Problems(errors.iter().map(ConfigError::to_string).collect()))
+}
+
+/// Loads as far as possible for `tasker config show`: the effective
+/// configuration and every problem (empty when valid).
+pub fn load_for_show(globals: &Globals) -> (Option<Loaded>, Problems) {
+    let (loaded, errors) = tasker_config::load_with_problems(&globals.options());
+    (
+        loaded,
+        Problems(errors.iter().map(ConfigError::to_string).collect()),
+    )
 }
 
 /// Opens the configured store (migrating it), within the acquire timeout.
@@ -82,7 +110,7 @@ pub fn engine_config(c: &TaskerConfig) -> EngineConfig {
         finish_batch_size: e.finish_batch_size,
         finish_concurrency: e.finish_concurrency,
         lease_duration: secs(e.lease_seconds),
-        heartbeat_interval: secs(e.heartbeat_seconds),
+        heartbeat_interval: secs(e.effective_heartbeat_seconds()),
         rescue_interval: secs(e.rescue_interval_seconds),
         poll_interval: secs(e.poll_interval_seconds),
         shutdown_timeout: secs(e.shutdown_timeout_seconds),

@@ -27,5 +27,5 @@ pub mod model;
 pub mod validate;
 
 pub use database::{DATABASE_URL_FIX, DatabaseKind, database_kind};
-pub use load::{ConfigError, LoadOptions, Loaded, Source, load};
+pub use load::{ConfigError, LoadOptions, Loaded, Source, load, load_with_problems};
 pub use model::*;

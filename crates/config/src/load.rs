@@ -215,6 +215,17 @@ pub fn known_keys() -> Vec<String> {
 
 /// Loads and validates. Returns every problem found.
 pub fn load(options: &LoadOptions) -> Result<Loaded, Vec<ConfigError>> {
+    match load_with_problems(options) {
+        (Some(loaded), errors) if errors.is_empty() => Ok(loaded),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// Loads as far as it can: the effective configuration (a value that is
+/// unknown or of the wrong type is left at its default) together with every
+/// problem, for `tasker config show` on a broken configuration. `None` only
+/// when the values could not be brought into shape at all.
+pub fn load_with_problems(options: &LoadOptions) -> (Option<Loaded>, Vec<ConfigError>) {
     let defaults = serde_json::to_value(TaskerConfig::default()).unwrap_or(Value::Null);
     let mut tree = defaults.clone();
     let mut sources: BTreeMap<String, Source> = BTreeMap::new();
@@ -350,18 +361,14 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, Vec<ConfigError>> {
         }
     }
     let Some(config) = config else {
-        return Err(errors);
+        return (None, errors);
     };
     let loaded = Loaded {
         config,
         sources: loaded_sources,
     };
     errors.extend(crate::validate::problems(&loaded));
-    if errors.is_empty() {
-        Ok(loaded)
-    } else {
-        Err(errors)
-    }
+    (Some(loaded), errors)
 }
 
 #[allow(clippy::result_large_err)] // cold path, once per start

@@ -7,6 +7,7 @@
 use crate::database::DatabaseKind;
 use crate::load::{ConfigError, Loaded};
 use serde_json::Value;
+use std::io::IsTerminal;
 
 const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace", "off"];
 
@@ -117,7 +118,10 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
     }
     for (key, v) in [
         ("engine.lease_seconds", e.lease_seconds),
-        ("engine.heartbeat_seconds", e.heartbeat_seconds),
+        (
+            "engine.heartbeat_seconds",
+            e.effective_heartbeat_seconds(),
+        ),
         ("engine.rescue_interval_seconds", e.rescue_interval_seconds),
         ("engine.poll_interval_seconds", e.poll_interval_seconds),
         (
@@ -131,10 +135,10 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
     if let Some(t) = e.default_step_timeout_seconds {
         positive(&mut bad, "engine.default_step_timeout_seconds", t);
     }
-    if e.heartbeat_seconds >= e.lease_seconds {
+    if e.effective_heartbeat_seconds() >= e.lease_seconds {
         bad(
             "engine.heartbeat_seconds",
-            e.heartbeat_seconds.into(),
+            e.effective_heartbeat_seconds().into(),
             &format!(
                 "must be shorter than engine.lease_seconds ({}), or leases expire between renewals",
                 e.lease_seconds
@@ -300,11 +304,16 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
                 fix,
             );
         }
-        if c.logging.format == "text" {
+        let terminal = std::io::stderr().is_terminal();
+        if writes_text(&c.logging.format, terminal) {
             bad(
                 "logging.format",
-                Value::from("text"),
-                "text logs cannot be parsed by log pipelines (production)",
+                Value::from(c.logging.format.clone()),
+                if terminal {
+                    "writes text logs here (stderr is a terminal), which log pipelines cannot parse (production)"
+                } else {
+                    "text logs cannot be parsed by log pipelines (production)"
+                },
                 fix,
             );
         }
@@ -320,6 +329,13 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
     out
 }
 
+/// Whether `logging.format` ends up writing text: `text`, or `auto` when
+/// stderr is a terminal. Rules look at what the process will do, not at the
+/// word `auto`.
+pub fn writes_text(format: &str, stderr_is_terminal: bool) -> bool {
+    format == "text" || (format == "auto" && stderr_is_terminal)
+}
+
 fn positive(bad: &mut impl FnMut(&str, Value, &str, &str), key: &str, v: f64) {
     if !(v.is_finite() && v > 0.0) {
         bad(
@@ -328,5 +344,18 @@ fn positive(bad: &mut impl FnMut(&str, Value, &str, &str), key: &str, v: f64) {
             "must be a positive number of seconds",
             "use a value above 0",
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::writes_text;
+
+    #[test]
+    fn auto_is_resolved_before_the_text_logs_rule() {
+        assert!(writes_text("text", false));
+        assert!(writes_text("auto", true));
+        assert!(!writes_text("auto", false));
+        assert!(!writes_text("json", true));
     }
 }

@@ -42,12 +42,8 @@ impl EngineArgs {
             ));
         }
         if let Some(s) = self.lease_seconds {
+            // The heartbeat follows the lease unless configured.
             out.push(("engine.lease_seconds", Value::from(s), "--lease-seconds"));
-            out.push((
-                "engine.heartbeat_seconds",
-                Value::from(s / 3.0),
-                "--lease-seconds",
-            ));
             out.push((
                 "engine.rescue_interval_seconds",
                 Value::from((s / 2.0).min(5.0)),
