@@ -119,7 +119,7 @@ pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<Exi
                 api_name(&execution.health_status)
             )?;
             outln!("context   {}", task.context)?;
-            outln!("created   {}", task.created_at)?;
+            outln!("created   {}", tasker_core::time::format(&task.created_at))?;
             outln!()?;
             outln!(
                 "{:<28}  {:<18}  {:>8}  RESULT / ERROR",

@@ -39,6 +39,7 @@ pub struct NamespaceList {
     /// Distinct template names over all namespaces.
     pub total_handlers: usize,
     /// When this answer was made.
+    #[serde(serialize_with = "tasker_core::time::micros")]
     pub generated_at: DateTime<Utc>,
 }
 
@@ -67,6 +68,7 @@ pub struct NamespaceHandlers {
     /// Number of templates.
     pub total_handlers: usize,
     /// When this answer was made.
+    #[serde(serialize_with = "tasker_core::time::micros")]
     pub generated_at: DateTime<Utc>,
 }
 
@@ -198,6 +200,7 @@ pub struct HandlerEnvelope {
     /// The template.
     pub handler: HandlerDetail,
     /// When this answer was made.
+    #[serde(serialize_with = "tasker_core::time::micros")]
     pub generated_at: DateTime<Utc>,
 }
 
