@@ -82,3 +82,25 @@ fn list_columns_line_up_and_show_uses_api_names() {
         assert_eq!(row[3], header[3], "\n{show}");
     }
 }
+
+#[test]
+fn run_says_when_a_step_waits_for_an_external_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("ext.yaml");
+    std::fs::write(
+        &t,
+        "name: ext\nnamespace: polyglot\nstep_templates:\n  - name: square\n    handler: {kind: external, config: {op: square}}\n",
+    )
+    .unwrap();
+    let out = tasker(dir.path())
+        .args(["run", "--timeout", "0.2"])
+        .arg(&t)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("step square waits for an external worker (kind external, namespace polyglot)")
+            && stderr.contains("docs/HANDLERS.md"),
+        "{stderr}"
+    );
+}

@@ -82,6 +82,18 @@ pub async fn run(
     if !args.quiet {
         outln!("task {} ({}) created", task.id, template.full_name())?;
     }
+    // Steps of kinds this process leaves to others would otherwise wait in
+    // silence (up to --timeout): say so, and how to run a worker for them.
+    for step in template
+        .steps
+        .iter()
+        .filter(|s| loaded.config.engine.exclude_kinds.contains(&s.handler.kind))
+    {
+        eprintln!(
+            "step {} waits for an external worker (kind {}, namespace {}): start one against this database, see docs/HANDLERS.md#external-workers-any-language",
+            step.name, step.handler.kind, template.namespace
+        );
+    }
     let worker = tasker.start();
     let mut display = (!args.quiet).then(|| progress::spawn(tasker.clone(), task.id));
     let waited = match display.as_mut() {
