@@ -1,4 +1,12 @@
 //! Layering defaults, a file and the environment, and collecting every error.
+//!
+//! Hand-written rather than built on figment or config-rs, on purpose: the
+//! loader keeps, for every key, where its value came from (file and line,
+//! environment variable, flag) and reports every problem at once with that
+//! source, the bad value and a fix ("did you mean" for unknown keys). Those
+//! crates merge providers well but report the first error only, and point at
+//! a provider at best, never at the line of a file; the layering itself is a
+//! JSON merge of a few dozen lines here.
 
 use crate::locate::{Format, find_line};
 use crate::model::TaskerConfig;
@@ -546,23 +554,8 @@ fn get_mut<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Value> {
 fn closest(key: &str, known: &[String]) -> Option<String> {
     known
         .iter()
-        .map(|k| (edit_distance(key, k), k))
+        .map(|k| (strsim::levenshtein(key, k), k))
         .filter(|(d, k)| *d <= 3.max(k.len() / 5))
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k.clone())
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
