@@ -125,3 +125,24 @@ fn production_refuses_text_logs_asked_for_by_flag() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
 }
+
+#[test]
+fn check_runs_the_dependency_graph_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tasker(dir.path())
+        .env("TASKER__DEPENDENCY_GRAPH__SEVERITY_THRESHOLDS__HIGH", "1000")
+        .env("TASKER__DEPENDENCY_GRAPH__IMPACT_MULTIPLIERS__BLOCKED_WEIGHT", "-1")
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("dependency_graph.severity_thresholds = {\"critical\":100.0,\"high\":1000.0,\"medium\":20.0} (environment variable TASKER__DEPENDENCY_GRAPH__SEVERITY_THRESHOLDS__HIGH): must satisfy critical > high > medium"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("dependency_graph.impact_multipliers.blocked_weight = -1.0 (environment variable TASKER__DEPENDENCY_GRAPH__IMPACT_MULTIPLIERS__BLOCKED_WEIGHT): must be a finite number >= 0"),
+        "{stderr}"
+    );
+}

@@ -138,7 +138,8 @@ pub struct Loaded {
 
 impl Loaded {
     /// Where `key` (dotted) got its value: the most specific source recorded
-    /// for the key or one of its parents; `Default` otherwise.
+    /// for the key or one of its parents; for a table, the source of a key
+    /// set inside it; `Default` otherwise.
     pub fn source_of(&self, key: &str) -> Source {
         let mut k = key;
         loop {
@@ -147,9 +148,16 @@ impl Loaded {
             }
             match k.rfind('.') {
                 Some(i) => k = &k[..i],
-                None => return Source::Default,
+                None => break,
             }
         }
+        let inside = format!("{key}.");
+        self.sources
+            .range(inside.clone()..)
+            .take_while(|(k, _)| k.starts_with(&inside))
+            .map(|(_, s)| s.clone())
+            .next()
+            .unwrap_or(Source::Default)
     }
 
     /// The effective configuration, one `key = value  # source` line per

@@ -5,6 +5,7 @@
 //! stores; see `tasker config check`.
 
 use crate::database::DatabaseKind;
+use crate::rules;
 use crate::load::{ConfigError, Loaded};
 use serde_json::Value;
 use std::io::IsTerminal;
@@ -79,19 +80,22 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
 
     // engine
     let e = &c.engine;
-    if e.max_concurrent_steps == 0 {
-        bad(
-            "engine.max_concurrent_steps",
-            0.into(),
-            "must be at least 1",
-            "set the number of handlers to run at once, e.g. 64",
-        );
-    }
-    if e.max_concurrent_steps_per_task == Some(0) {
-        bad(
+    let mut rule = |key: &str, value: Value, r: Result<(), String>, fix: &str| {
+        if let Err(m) = r {
+            bad(key, value, &m, fix);
+        }
+    };
+    rule(
+        "engine.max_concurrent_steps",
+        e.max_concurrent_steps.into(),
+        rules::at_least_one(e.max_concurrent_steps),
+        "set the number of handlers to run at once, e.g. 64",
+    );
+    if let Some(n) = e.max_concurrent_steps_per_task {
+        rule(
             "engine.max_concurrent_steps_per_task",
-            0.into(),
-            "must be at least 1",
+            n.into(),
+            rules::at_least_one(n),
             "remove it (no limit) or set 1 or more",
         );
     }
@@ -99,23 +103,19 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
         ("engine.claim_batch_size", e.claim_batch_size),
         ("engine.finish_batch_size", e.finish_batch_size),
     ] {
-        if !(1..=10_000).contains(&v) {
-            bad(
-                key,
-                v.into(),
-                "must be between 1 and 10000",
-                "use the default unless measurements say otherwise",
-            );
-        }
-    }
-    if !(1..=64).contains(&e.finish_concurrency) {
-        bad(
-            "engine.finish_concurrency",
-            e.finish_concurrency.into(),
-            "must be between 1 and 64",
-            "use 4",
+        rule(
+            key,
+            v.into(),
+            rules::batch_size(v),
+            "use the default unless measurements say otherwise",
         );
     }
+    rule(
+        "engine.finish_concurrency",
+        e.finish_concurrency.into(),
+        rules::finish_concurrency(e.finish_concurrency),
+        "use 4",
+    );
     for (key, v) in [
         ("engine.lease_seconds", e.lease_seconds),
         (
@@ -130,22 +130,27 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
         ),
         ("engine.identity_window_seconds", e.identity_window_seconds),
     ] {
-        positive(&mut bad, key, v);
-    }
-    if let Some(t) = e.default_step_timeout_seconds {
-        positive(&mut bad, "engine.default_step_timeout_seconds", t);
-    }
-    if e.effective_heartbeat_seconds() >= e.lease_seconds {
-        bad(
-            "engine.heartbeat_seconds",
-            e.effective_heartbeat_seconds().into(),
-            &format!(
-                "must be shorter than engine.lease_seconds ({}), or leases expire between renewals",
-                e.lease_seconds
-            ),
-            "use a third of lease_seconds",
+        rule(
+            key,
+            v.into(),
+            rules::positive_seconds(v),
+            "use a value above 0",
         );
     }
+    if let Some(t) = e.default_step_timeout_seconds {
+        rule(
+            "engine.default_step_timeout_seconds",
+            t.into(),
+            rules::positive_seconds(t),
+            "use a value above 0, or null for none",
+        );
+    }
+    rule(
+        "engine.heartbeat_seconds",
+        e.effective_heartbeat_seconds().into(),
+        rules::heartbeat_within_lease(e.effective_heartbeat_seconds(), e.lease_seconds),
+        "leave it unset (a third of lease_seconds)",
+    );
     // The worker holds up to four connections at once (claimer, completer,
     // heartbeat, rescuer) plus one for the PostgreSQL listener; handlers hold
     // none, so the pool need not grow with max_concurrent_steps.
@@ -169,6 +174,23 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
                 .unwrap_or("")
         );
         bad(&key, Value::Null, &msg, "see docs/CONFIGURATION.md#backoff");
+    }
+
+    // dependency_graph: core owns these rules (the server applies them too)
+    let tree = serde_json::to_value(c).unwrap_or(Value::Null);
+    for p in c.dependency_graph.problems() {
+        let (key, message) = p.split_once(": ").unwrap_or(("dependency_graph", &p));
+        let value = key
+            .split('.')
+            .try_fold(&tree, |v, part| v.get(part))
+            .cloned()
+            .unwrap_or(Value::Null);
+        bad(
+            key,
+            value,
+            message,
+            "see docs/CONFIGURATION.md#dependency_graph",
+        );
     }
 
     // logging
@@ -337,13 +359,8 @@ pub fn writes_text(format: &str, stderr_is_terminal: bool) -> bool {
 }
 
 fn positive(bad: &mut impl FnMut(&str, Value, &str, &str), key: &str, v: f64) {
-    if !(v.is_finite() && v > 0.0) {
-        bad(
-            key,
-            v.into(),
-            "must be a positive number of seconds",
-            "use a value above 0",
-        );
+    if let Err(m) = rules::positive_seconds(v) {
+        bad(key, v.into(), &m, "use a value above 0");
     }
 }
 

@@ -84,44 +84,36 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
-    /// Every problem with the settings, each naming its key.
+    /// Every problem with the settings, each naming its configuration key.
+    /// The rules are [`tasker_config::rules`], the same functions the
+    /// configuration checks apply to `[engine]`.
     pub fn problems(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.max_concurrent_steps == 0 {
-            out.push("engine.max_concurrent_steps must be at least 1".into());
+        use tasker_config::rules;
+        let secs = Duration::as_secs_f64;
+        let mut checks = vec![
+            ("engine.max_concurrent_steps", rules::at_least_one(self.max_concurrent_steps)),
+            ("engine.claim_batch_size", rules::batch_size(self.claim_batch_size)),
+            ("engine.finish_batch_size", rules::batch_size(self.finish_batch_size)),
+            ("engine.finish_concurrency", rules::finish_concurrency(self.finish_concurrency)),
+            ("engine.lease_seconds", rules::positive_seconds(secs(&self.lease_duration))),
+            ("engine.heartbeat_seconds", rules::positive_seconds(secs(&self.heartbeat_interval))),
+            (
+                "engine.heartbeat_seconds",
+                rules::heartbeat_within_lease(
+                    secs(&self.heartbeat_interval),
+                    secs(&self.lease_duration),
+                ),
+            ),
+            ("engine.rescue_interval_seconds", rules::positive_seconds(secs(&self.rescue_interval))),
+            ("engine.poll_interval_seconds", rules::positive_seconds(secs(&self.poll_interval))),
+        ];
+        if let Some(n) = self.max_concurrent_steps_per_task {
+            checks.push(("engine.max_concurrent_steps_per_task", rules::at_least_one(n)));
         }
-        if self.max_concurrent_steps_per_task == Some(0) {
-            out.push(
-                "engine.max_concurrent_steps_per_task must be at least 1 (omit it for no limit)"
-                    .into(),
-            );
-        }
-        if !(1..=10_000).contains(&self.claim_batch_size) {
-            out.push("engine.claim_batch_size must be between 1 and 10000".into());
-        }
-        if !(1..=64).contains(&self.finish_concurrency) {
-            out.push("engine.finish_concurrency must be between 1 and 64".into());
-        }
-        if !(1..=10_000).contains(&self.finish_batch_size) {
-            out.push("engine.finish_batch_size must be between 1 and 10000".into());
-        }
-        if self.lease_duration.is_zero() {
-            out.push("engine.lease_duration must be positive".into());
-        }
-        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.lease_duration {
-            out.push(format!(
-                "engine.heartbeat_interval ({:?}) must be positive and shorter than engine.lease_duration ({:?})",
-                self.heartbeat_interval, self.lease_duration
-            ));
-        }
-        for (key, d) in [
-            ("rescue_interval", self.rescue_interval),
-            ("poll_interval", self.poll_interval),
-        ] {
-            if d.is_zero() {
-                out.push(format!("engine.{key} must be positive"));
-            }
-        }
+        let mut out: Vec<String> = checks
+            .into_iter()
+            .filter_map(|(key, r)| r.err().map(|m| format!("{key}: {m}")))
+            .collect();
         if let Err(e) = self.backoff.validate() {
             out.push(format!("backoff.{e}"));
         }

@@ -31,6 +31,11 @@ pub async fn run(globals: &Globals, cmd: ConfigCommand) -> anyhow::Result<ExitCo
         }
         ConfigCommand::Check => {
             let loaded = settings::load(globals, Vec::new())?;
+            // What `serve` checks besides (the bind address resolves).
+            if let Err(problems) = super::serve::server_config(&loaded.config).await {
+                eprint!("error: {problems}");
+                return Ok(ExitCode::from(2));
+            }
             match settings::start(&loaded, &[]).await {
                 Ok(tasker) => {
                     let templates = tasker.with_registry(|r| r.len());
