@@ -98,32 +98,6 @@ pub async fn open_store(c: &TaskerConfig) -> anyhow::Result<Arc<dyn Store>> {
     }
 }
 
-/// The engine settings of a configuration.
-pub fn engine_config(c: &TaskerConfig) -> EngineConfig {
-    let e = &c.engine;
-    let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or_default();
-    EngineConfig {
-        worker_id: e.worker_id.clone(),
-        max_concurrent_steps: e.max_concurrent_steps,
-        max_concurrent_steps_per_task: e.max_concurrent_steps_per_task,
-        claim_batch_size: e.claim_batch_size,
-        finish_batch_size: e.finish_batch_size,
-        finish_concurrency: e.finish_concurrency,
-        lease_duration: secs(e.lease_seconds),
-        heartbeat_interval: secs(e.effective_heartbeat_seconds()),
-        rescue_interval: secs(e.rescue_interval_seconds),
-        poll_interval: secs(e.poll_interval_seconds),
-        shutdown_timeout: secs(e.shutdown_timeout_seconds),
-        default_step_timeout: e.default_step_timeout_seconds.map(secs),
-        backoff: c.backoff.clone(),
-        identity_strategy: e.identity_strategy,
-        identity_window: secs(e.identity_window_seconds),
-        environment: Some(c.environment.clone()),
-        exclude_kinds: e.exclude_kinds.clone(),
-        sensitive_keys: c.logging.sensitive_keys.clone(),
-    }
-}
-
 /// The `http` handler's policy from `[http]`.
 pub fn http_policy(c: &TaskerConfig) -> HttpPolicy {
     let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or_default();
@@ -195,7 +169,7 @@ pub async fn start(loaded: &Loaded, extra_templates: &[PathBuf]) -> Result<Taske
         return Err(Problems(problems));
     };
     let mut builder = Tasker::builder(store)
-        .config(engine_config(c))
+        .config(EngineConfig::from_config(c))
         .handler("http", Http::new(http_policy(c)));
     for t in templates {
         builder = builder.template(t);

@@ -84,6 +84,37 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
+    /// The engine settings of a loaded configuration: `[engine]`, `[backoff]`,
+    /// `environment` and `logging.sensitive_keys`, converted to runtime types.
+    /// The one place configuration keys are mapped onto the engine: a new
+    /// `[engine]` key the engine reads is a field in
+    /// [`tasker_config::EngineSection`] (name, default, doc) and one line here.
+    pub fn from_config(c: &tasker_config::TaskerConfig) -> Self {
+        let e = &c.engine;
+        // The configuration checks refused non-positive or non-finite values.
+        let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or_default();
+        EngineConfig {
+            worker_id: e.worker_id.clone(),
+            max_concurrent_steps: e.max_concurrent_steps,
+            max_concurrent_steps_per_task: e.max_concurrent_steps_per_task,
+            claim_batch_size: e.claim_batch_size,
+            finish_batch_size: e.finish_batch_size,
+            finish_concurrency: e.finish_concurrency,
+            lease_duration: secs(e.lease_seconds),
+            heartbeat_interval: secs(e.effective_heartbeat_seconds()),
+            rescue_interval: secs(e.rescue_interval_seconds),
+            poll_interval: secs(e.poll_interval_seconds),
+            shutdown_timeout: secs(e.shutdown_timeout_seconds),
+            default_step_timeout: e.default_step_timeout_seconds.map(secs),
+            backoff: c.backoff.clone(),
+            identity_strategy: e.identity_strategy,
+            identity_window: secs(e.identity_window_seconds),
+            environment: Some(c.environment.clone()),
+            exclude_kinds: e.exclude_kinds.clone(),
+            sensitive_keys: c.logging.sensitive_keys.clone(),
+        }
+    }
+
     /// Every problem with the settings, each naming its configuration key.
     /// The rules are [`tasker_config::rules`], the same functions the
     /// configuration checks apply to `[engine]`.
@@ -155,5 +186,37 @@ mod opt_secs {
                 serde::de::Error::custom(format!("{v} is not a valid number of seconds"))
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EngineConfig;
+    use std::time::Duration;
+    use tasker_config::TaskerConfig;
+
+    #[test]
+    fn defaults_agree_with_the_configuration_defaults() {
+        let mut mapped = EngineConfig::from_config(&TaskerConfig::default());
+        // The configuration always names an environment; the library has none.
+        mapped.environment = None;
+        assert_eq!(mapped, EngineConfig::default());
+    }
+
+    #[test]
+    fn rules_are_the_configuration_rules() {
+        let c = EngineConfig {
+            lease_duration: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(40),
+            claim_batch_size: 0,
+            ..EngineConfig::default()
+        };
+        assert_eq!(
+            c.problems(),
+            vec![
+                "engine.claim_batch_size: must be between 1 and 10000".to_string(),
+                "engine.heartbeat_seconds: must be shorter than engine.lease_seconds (30), or leases expire between renewals".to_string(),
+            ]
+        );
     }
 }
