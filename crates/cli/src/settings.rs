@@ -37,11 +37,7 @@ impl Globals {
             );
         }
         if let Some(format) = self.log_format {
-            options = options.flag(
-                "logging.format",
-                format,
-                "--log-format / TASKER_LOG_FORMAT",
-            );
+            options = options.flag("logging.format", format, "--log-format / TASKER_LOG_FORMAT");
         }
         options
     }

@@ -259,7 +259,12 @@ fn config_check_lists_every_problem_and_refuses_to_start() {
         )),
         "{stderr}"
     );
-    assert!(stderr.contains(&format!("engine.heartbeat_seconds = 10.0 ({c}:4): must be shorter than engine.lease_seconds (1)")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "engine.heartbeat_seconds = 10.0 ({c}:4): must be shorter than engine.lease_seconds (1)"
+        )),
+        "{stderr}"
+    );
     // The same checks stop a worker from starting.
     let out = tasker().args(["--config", &c, "worker"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -44,7 +44,10 @@ fn the_documented_shorter_lease_is_accepted_and_the_heartbeat_follows_it() {
         .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(stdout.contains("engine.heartbeat_seconds = null  # default"), "{stdout}");
+    assert!(
+        stdout.contains("engine.heartbeat_seconds = null  # default"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -130,8 +133,14 @@ fn production_refuses_text_logs_asked_for_by_flag() {
 fn check_runs_the_dependency_graph_rules() {
     let dir = tempfile::tempdir().unwrap();
     let out = tasker(dir.path())
-        .env("TASKER__DEPENDENCY_GRAPH__SEVERITY_THRESHOLDS__HIGH", "1000")
-        .env("TASKER__DEPENDENCY_GRAPH__IMPACT_MULTIPLIERS__BLOCKED_WEIGHT", "-1")
+        .env(
+            "TASKER__DEPENDENCY_GRAPH__SEVERITY_THRESHOLDS__HIGH",
+            "1000",
+        )
+        .env(
+            "TASKER__DEPENDENCY_GRAPH__IMPACT_MULTIPLIERS__BLOCKED_WEIGHT",
+            "-1",
+        )
         .args(["config", "check"])
         .output()
         .unwrap();

@@ -41,7 +41,11 @@ fn a_bare_word_or_an_empty_url_is_refused_and_creates_nothing() {
                 .output()
                 .unwrap();
             let (stdout, stderr) = text(&out);
-            assert_eq!(out.status.code(), Some(2), "{url:?} {args:?}: {stdout}{stderr}");
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{url:?} {args:?}: {stdout}{stderr}"
+            );
             assert!(stderr.contains(expect), "{url:?} {args:?}: {stderr}");
             assert!(stderr.starts_with("error: "), "{url:?} {args:?}: {stderr}");
             assert!(!stdout.contains("applied"), "{url:?} {args:?}: {stdout}");

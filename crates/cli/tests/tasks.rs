@@ -68,7 +68,10 @@ fn list_columns_line_up_and_show_uses_api_names() {
         show.contains("complete  (all_complete, 100% complete, healthy)"),
         "\n{show}"
     );
-    assert!(!show.contains("AllComplete") && !show.contains("Healthy"), "\n{show}");
+    assert!(
+        !show.contains("AllComplete") && !show.contains("Healthy"),
+        "\n{show}"
+    );
     let steps: Vec<&str> = show
         .lines()
         .skip_while(|l| !l.starts_with("STEP"))
@@ -99,8 +102,9 @@ fn run_says_when_a_step_waits_for_an_external_worker() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("step square waits for an external worker (kind external, namespace polyglot)")
-            && stderr.contains("docs/HANDLERS.md"),
+        stderr.contains(
+            "step square waits for an external worker (kind external, namespace polyglot)"
+        ) && stderr.contains("docs/HANDLERS.md"),
         "{stderr}"
     );
 }

@@ -68,7 +68,14 @@ mod tests {
 
     #[test]
     fn empty_bare_words_and_other_schemes_are_refused() {
-        for url in ["", "  ", "localhost", "tasker", "mysql://u@h/db", "http://h"] {
+        for url in [
+            "",
+            "  ",
+            "localhost",
+            "tasker",
+            "mysql://u@h/db",
+            "http://h",
+        ] {
             assert!(database_kind(url).is_err(), "{url}");
         }
     }

@@ -5,8 +5,8 @@
 //! stores; see `tasker config check`.
 
 use crate::database::DatabaseKind;
-use crate::rules;
 use crate::load::{ConfigError, Loaded};
+use crate::rules;
 use serde_json::Value;
 use std::io::IsTerminal;
 
@@ -118,10 +118,7 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
     );
     for (key, v) in [
         ("engine.lease_seconds", e.lease_seconds),
-        (
-            "engine.heartbeat_seconds",
-            e.effective_heartbeat_seconds(),
-        ),
+        ("engine.heartbeat_seconds", e.effective_heartbeat_seconds()),
         ("engine.rescue_interval_seconds", e.rescue_interval_seconds),
         ("engine.poll_interval_seconds", e.poll_interval_seconds),
         (

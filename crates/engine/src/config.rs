@@ -122,12 +122,30 @@ impl EngineConfig {
         use tasker_config::rules;
         let secs = Duration::as_secs_f64;
         let mut checks = vec![
-            ("engine.max_concurrent_steps", rules::at_least_one(self.max_concurrent_steps)),
-            ("engine.claim_batch_size", rules::batch_size(self.claim_batch_size)),
-            ("engine.finish_batch_size", rules::batch_size(self.finish_batch_size)),
-            ("engine.finish_concurrency", rules::finish_concurrency(self.finish_concurrency)),
-            ("engine.lease_seconds", rules::positive_seconds(secs(&self.lease_duration))),
-            ("engine.heartbeat_seconds", rules::positive_seconds(secs(&self.heartbeat_interval))),
+            (
+                "engine.max_concurrent_steps",
+                rules::at_least_one(self.max_concurrent_steps),
+            ),
+            (
+                "engine.claim_batch_size",
+                rules::batch_size(self.claim_batch_size),
+            ),
+            (
+                "engine.finish_batch_size",
+                rules::batch_size(self.finish_batch_size),
+            ),
+            (
+                "engine.finish_concurrency",
+                rules::finish_concurrency(self.finish_concurrency),
+            ),
+            (
+                "engine.lease_seconds",
+                rules::positive_seconds(secs(&self.lease_duration)),
+            ),
+            (
+                "engine.heartbeat_seconds",
+                rules::positive_seconds(secs(&self.heartbeat_interval)),
+            ),
             (
                 "engine.heartbeat_seconds",
                 rules::heartbeat_within_lease(
@@ -135,11 +153,20 @@ impl EngineConfig {
                     secs(&self.lease_duration),
                 ),
             ),
-            ("engine.rescue_interval_seconds", rules::positive_seconds(secs(&self.rescue_interval))),
-            ("engine.poll_interval_seconds", rules::positive_seconds(secs(&self.poll_interval))),
+            (
+                "engine.rescue_interval_seconds",
+                rules::positive_seconds(secs(&self.rescue_interval)),
+            ),
+            (
+                "engine.poll_interval_seconds",
+                rules::positive_seconds(secs(&self.poll_interval)),
+            ),
         ];
         if let Some(n) = self.max_concurrent_steps_per_task {
-            checks.push(("engine.max_concurrent_steps_per_task", rules::at_least_one(n)));
+            checks.push((
+                "engine.max_concurrent_steps_per_task",
+                rules::at_least_one(n),
+            ));
         }
         let mut out: Vec<String> = checks
             .into_iter()

@@ -264,11 +264,7 @@ impl Tasker {
                     && let Err(message) = h.check_config(&s.handler.config)
                 {
                     return Err(EngineError::InvalidField {
-                        field: format!(
-                            "{} step `{}` handler.config",
-                            t.full_name(),
-                            s.name
-                        ),
+                        field: format!("{} step `{}` handler.config", t.full_name(), s.name),
                         message,
                     });
                 }

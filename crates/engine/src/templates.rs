@@ -1,11 +1,10 @@
 //! Reading template files from disk (the only file I/O of the template path).
 
+use crate::handlers::check_builtin_config;
 use std::path::{Path, PathBuf};
 use tasker_core::TaskTemplate;
-use crate::handlers::check_builtin_config;
 use tasker_core::template::{
-    MAX_TEMPLATE_BYTES, TemplateError, TemplateErrors, parse_template_bytes,
-    parse_template_checked,
+    MAX_TEMPLATE_BYTES, TemplateError, TemplateErrors, parse_template_bytes, parse_template_checked,
 };
 
 /// Loads every `.yaml` / `.yml` file of `paths` (files, or directories read

@@ -56,7 +56,8 @@ fn an_environment_override_is_bounded_too() {
     );
     let e = parse_template("<t>", &yaml, Some("prod")).unwrap_err();
     assert!(
-        e.to_string().contains("<t>:9:30: step_templates[0].default_retry_limit"),
+        e.to_string()
+            .contains("<t>:9:30: step_templates[0].default_retry_limit"),
         "{e}"
     );
 }
@@ -73,17 +74,33 @@ fn timeouts_beyond_a_year_are_refused() {
 #[test]
 fn built_in_handler_configs_are_checked_at_load_with_file_and_line() {
     let cases = [
-        ("{kind: sleep, config: {seconds: 1e20}}", "longer than the limit"),
-        ("{kind: sleep, config: {secnds: 1}}", "unknown config key `secnds`"),
-        ("{kind: command, config: {args: [x]}}", "missing field `program`"),
-        ("{kind: command, config: {program: ''}}", "`program` must not be empty"),
-        ("{kind: http, config: {url: 'http://x/', metod: POST}}", "unknown field `metod`"),
+        (
+            "{kind: sleep, config: {seconds: 1e20}}",
+            "longer than the limit",
+        ),
+        (
+            "{kind: sleep, config: {secnds: 1}}",
+            "unknown config key `secnds`",
+        ),
+        (
+            "{kind: command, config: {args: [x]}}",
+            "missing field `program`",
+        ),
+        (
+            "{kind: command, config: {program: ''}}",
+            "`program` must not be empty",
+        ),
+        (
+            "{kind: http, config: {url: 'http://x/', metod: POST}}",
+            "unknown field `metod`",
+        ),
     ];
     for (handler, expect) in cases {
         let yaml = format!("name: t\nstep_templates:\n  - name: a\n    handler: {handler}\n");
         let (file, e) = errors(&yaml);
         assert!(
-            e.contains(&format!("{file}:4:14: step_templates[0].handler.config: ")) && e.contains(expect),
+            e.contains(&format!("{file}:4:14: step_templates[0].handler.config: "))
+                && e.contains(expect),
             "{handler}: {e}"
         );
     }
@@ -127,7 +144,9 @@ fn invalid_utf8_is_reported_by_byte_offset() {
 #[test]
 fn the_yaml_budget_is_explained_in_words() {
     // Over two million nodes in one flow sequence.
-    let mut yaml = String::from("name: t\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n    inputs: {xs: [");
+    let mut yaml = String::from(
+        "name: t\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n    inputs: {xs: [",
+    );
     yaml.push_str(&"0,".repeat(2_100_000));
     yaml.push_str("0]}\n");
     let (_, e) = errors(&yaml);
@@ -146,7 +165,9 @@ fn five_thousand_steps_in_fully_connected_layers_of_fifty_load() {
     let mut yaml = String::from("name: big\nstep_templates:\n");
     for l in 0..layers {
         for w in 0..width {
-            yaml.push_str(&format!("  - name: s{l}_{w}\n    handler: {{kind: noop}}\n"));
+            yaml.push_str(&format!(
+                "  - name: s{l}_{w}\n    handler: {{kind: noop}}\n"
+            ));
             if l > 0 {
                 let deps: Vec<String> = (0..width).map(|p| format!("s{}_{p}", l - 1)).collect();
                 yaml.push_str(&format!("    depends_on_steps: [{}]\n", deps.join(", ")));
@@ -160,5 +181,9 @@ fn five_thousand_steps_in_fully_connected_layers_of_fifty_load() {
     assert_eq!(t.steps.len(), layers * width);
     assert_eq!(t.steps[width].depends_on.len(), width);
     // Generous for a debug build on a busy machine; it is linear work.
-    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
 }

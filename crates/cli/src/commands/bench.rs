@@ -4,8 +4,8 @@
 //! `completed_at`, microsecond precision), not from polling, so how often
 //! the harness checks for the end does not change the numbers.
 
-use crate::output::outln;
 use crate::connect;
+use crate::output::outln;
 use anyhow::bail;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

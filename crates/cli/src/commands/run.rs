@@ -1,8 +1,8 @@
 //! `tasker run TEMPLATE.yaml --context JSON`
 
-use crate::output::outln;
 use super::EngineArgs;
 use crate::logging::{self, Format};
+use crate::output::outln;
 use crate::progress;
 use crate::settings::{self, Globals};
 use anyhow::{Context, bail};

@@ -1,10 +1,10 @@
 //! `tasker tasks list` / `tasker tasks show ID`
 
-use crate::output::outln;
 use crate::connect;
+use crate::output::outln;
 use anyhow::Context;
-use tasker_config::TaskerConfig;
 use std::process::ExitCode;
+use tasker_config::TaskerConfig;
 use tasker_core::{ExecutionContext, TaskState};
 use tasker_store::TaskQuery;
 
@@ -75,7 +75,9 @@ pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<Exi
             }
             outln!(
                 "{:<36}  {:<18}  {:<40}  CREATED",
-                "ID", "STATUS", "TEMPLATE"
+                "ID",
+                "STATUS",
+                "TEMPLATE"
             )?;
             for t in &page.items {
                 let template = format!("{}.{}@{}", t.namespace, t.name, t.version);
@@ -109,7 +111,9 @@ pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<Exi
             outln!("task      {}", task.id)?;
             outln!(
                 "template  {}.{}@{}",
-                task.namespace, task.name, task.version
+                task.namespace,
+                task.name,
+                task.version
             )?;
             outln!(
                 "status    {}  ({}, {}% complete, {})",
@@ -123,7 +127,9 @@ pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<Exi
             outln!()?;
             outln!(
                 "{:<28}  {:<18}  {:>8}  RESULT / ERROR",
-                "STEP", "STATUS", "ATTEMPTS"
+                "STEP",
+                "STATUS",
+                "ATTEMPTS"
             )?;
             for s in &steps {
                 let detail = match (&s.results, &s.last_error) {

@@ -63,7 +63,10 @@ fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
             "more than {} YAML nodes (reached {nodes})",
             super::MAX_TEMPLATE_NODES
         ),
-        B::Events { events } => format!("more than {} YAML events (reached {events})", 2 * super::MAX_TEMPLATE_NODES),
+        B::Events { events } => format!(
+            "more than {} YAML events (reached {events})",
+            2 * super::MAX_TEMPLATE_NODES
+        ),
         B::Depth { depth } => format!("nested {depth} levels deep; at most 64 are allowed"),
         B::Aliases { aliases } => format!("{aliases} aliases (`*name`)"),
         B::Anchors { anchors } => format!("{anchors} anchors (`&name`)"),

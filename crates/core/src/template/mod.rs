@@ -250,7 +250,10 @@ pub fn parse_template_bytes(
                 .iter()
                 .rposition(|&b| b == b'\n')
                 .map_or(0, |i| i + 1);
-            let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+            let column = String::from_utf8_lossy(&before[line_start..])
+                .chars()
+                .count()
+                + 1;
             Err(TemplateErrors(vec![TemplateError {
                 source: source.to_string(),
                 line: u32::try_from(line).ok(),

@@ -31,7 +31,9 @@ impl Sleep {
                 }
                 match (m.get("seconds"), m.get("milliseconds")) {
                     (Some(_), Some(_)) => {
-                        return Err("sleep: give config.seconds or config.milliseconds, not both".into());
+                        return Err(
+                            "sleep: give config.seconds or config.milliseconds, not both".into(),
+                        );
                     }
                     (Some(s), None) => number("seconds", s)?,
                     (None, Some(ms)) => number("milliseconds", ms)? / 1000.0,
@@ -74,7 +76,9 @@ mod tests {
         assert!(Sleep::duration(&json!({"secnds": 1})).is_err());
         assert!(Sleep::duration(&json!("5")).is_err());
         assert_eq!(
-            Sleep::duration(&json!({"milliseconds": 250})).unwrap().as_millis(),
+            Sleep::duration(&json!({"milliseconds": 250}))
+                .unwrap()
+                .as_millis(),
             250
         );
         assert!(Sleep::duration(&serde_json::Value::Null).unwrap().is_zero());
