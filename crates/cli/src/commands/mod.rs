@@ -22,7 +22,7 @@ pub struct EngineArgs {
     /// Handlers running at once in this process (`engine.max_concurrent_steps`).
     #[arg(long)]
     pub concurrency: Option<u32>,
-    /// Lease duration in seconds (`engine.lease_seconds`; heartbeat every third of it).
+    /// Lease duration in seconds (`engine.lease_seconds`; the heartbeat follows at a third unless `engine.heartbeat_seconds` is set).
     #[arg(long)]
     pub lease_seconds: Option<f64>,
     /// Environment: selects template overrides and production checks (`environment`).
