@@ -118,3 +118,33 @@ fn the_last_log_line_before_exit_is_written() {
         assert!(last.contains("\"worker stopped\""), "{stderr}");
     }
 }
+
+#[test]
+fn log_lines_before_an_error_exit_are_written_before_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("ext.yaml");
+    std::fs::write(
+        &t,
+        "name: ext\nstep_templates:\n  - name: a\n    handler: {kind: external}\n",
+    )
+    .unwrap();
+    // Nobody runs the external step: the wait times out, an error exit.
+    let out = tasker(dir.path())
+        .args(["run", "-q", "--timeout", "0.2"])
+        .arg(&t)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let stopped = lines
+        .iter()
+        .position(|l| l.contains("\"worker stopped\""))
+        .unwrap_or_else(|| panic!("no `worker stopped` line: {stderr}"));
+    let error = lines
+        .iter()
+        .position(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
+    assert!(stopped < error, "{stderr}");
+    assert_eq!(error, lines.len() - 1, "{stderr}");
+}
