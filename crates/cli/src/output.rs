@@ -43,13 +43,6 @@ pub fn stdout_error(e: &anyhow::Error) -> Option<&StdoutError> {
     e.chain().find_map(|c| c.downcast_ref::<StdoutError>())
 }
 
-/// `print!` that returns [`StdoutError`] instead of panicking.
-macro_rules! out {
-    ($($arg:tt)*) => {
-        $crate::output::write(format_args!($($arg)*))
-    };
-}
-
 /// `println!` that returns [`StdoutError`] instead of panicking.
 macro_rules! outln {
     () => {
@@ -60,4 +53,4 @@ macro_rules! outln {
     };
 }
 
-pub(crate) use {out, outln};
+pub(crate) use outln;

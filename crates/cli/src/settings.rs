@@ -71,12 +71,8 @@ pub fn load(globals: &Globals, flags: Vec<(&str, Value, &str)>) -> Result<Loaded
 
 /// Loads as far as possible for `tasker config show`: the effective
 /// configuration and every problem (empty when valid).
-pub fn load_for_show(globals: &Globals) -> (Option<Loaded>, Problems) {
-    let (loaded, errors) = tasker_config::load_with_problems(&globals.options());
-    (
-        loaded,
-        Problems(errors.iter().map(ConfigError::to_string).collect()),
-    )
+pub fn load_for_show(globals: &Globals) -> (Option<Loaded>, Vec<ConfigError>) {
+    tasker_config::load_with_problems(&globals.options())
 }
 
 /// Opens the configured store (migrating it), within the acquire timeout.

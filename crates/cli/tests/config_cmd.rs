@@ -63,7 +63,7 @@ fn show_prints_the_effective_configuration_then_the_problems() {
     assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
     assert!(
         stdout.contains(
-            "engine.heartbeat_seconds = 40.0  # environment variable TASKER__ENGINE__HEARTBEAT_SECONDS"
+            "engine.heartbeat_seconds = 40.0  # environment variable TASKER__ENGINE__HEARTBEAT_SECONDS  (see the problem below)"
         ),
         "{stdout}"
     );

@@ -1,6 +1,6 @@
 //! `tasker config check` / `tasker config show`
 
-use crate::output::{out, outln};
+use crate::output::outln;
 use crate::settings::{self, Globals};
 use std::process::ExitCode;
 
@@ -19,13 +19,22 @@ pub async fn run(globals: &Globals, cmd: ConfigCommand) -> anyhow::Result<ExitCo
         ConfigCommand::Show => {
             // A broken configuration is when showing it helps most: show what
             // is in effect (bad values at their defaults), then the problems.
-            let (loaded, problems) = settings::load_for_show(globals);
+            let (loaded, errors) = settings::load_for_show(globals);
             if let Some(loaded) = loaded {
-                out!("{}", loaded.show())?;
+                for line in loaded.show().lines() {
+                    let key = line.split(" = ").next().unwrap_or_default();
+                    // A value of the wrong type is shown at its default: say so.
+                    if errors.iter().any(|e| e.key == key) {
+                        outln!("{line}  (see the problem below)")?;
+                    } else {
+                        outln!("{line}")?;
+                    }
+                }
             }
-            if problems.0.is_empty() {
+            if errors.is_empty() {
                 return Ok(ExitCode::SUCCESS);
             }
+            let problems = settings::Problems(errors.iter().map(ToString::to_string).collect());
             eprint!("error: {problems}");
             Ok(ExitCode::from(2))
         }
