@@ -1,4 +1,7 @@
-//! Engine settings, with defaults that suit one machine.
+//! Engine settings in runtime types. Their names in files, their defaults
+//! and the rules on their values are defined once, in `tasker-config`
+//! (`EngineSection`, `rules`); [`EngineConfig::from_config`] is the one
+//! mapping between the two.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -55,30 +58,13 @@ pub struct EngineConfig {
     pub sensitive_keys: Vec<String>,
 }
 
+/// The defaults are the configuration's (`tasker_config::EngineSection`
+/// and friends), defined once there; a library user has no environment.
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            worker_id: None,
-            max_concurrent_steps: 64,
-            max_concurrent_steps_per_task: None,
-            claim_batch_size: 64,
-            finish_batch_size: 256,
-            finish_concurrency: 4,
-            lease_duration: Duration::from_secs(30),
-            heartbeat_interval: Duration::from_secs(10),
-            rescue_interval: Duration::from_secs(5),
-            poll_interval: Duration::from_secs(1),
-            shutdown_timeout: Duration::from_secs(30),
-            default_step_timeout: None,
-            backoff: BackoffPolicy::default(),
-            identity_strategy: IdentityStrategy::None,
-            identity_window: Duration::from_secs(60),
             environment: None,
-            exclude_kinds: vec!["external".to_string()],
-            sensitive_keys: tasker_core::mask::DEFAULT_SENSITIVE_KEYS
-                .iter()
-                .map(|k| k.to_string())
-                .collect(),
+            ..EngineConfig::from_config(&tasker_config::TaskerConfig::default())
         }
     }
 }
@@ -223,11 +209,19 @@ mod tests {
     use tasker_config::TaskerConfig;
 
     #[test]
-    fn defaults_agree_with_the_configuration_defaults() {
-        let mut mapped = EngineConfig::from_config(&TaskerConfig::default());
-        // The configuration always names an environment; the library has none.
-        mapped.environment = None;
-        assert_eq!(mapped, EngineConfig::default());
+    fn defaults_come_from_the_configuration() {
+        let d = EngineConfig::default();
+        assert_eq!(d.lease_duration, Duration::from_secs(30));
+        // Unset in the configuration: a third of the lease.
+        assert_eq!(d.heartbeat_interval, Duration::from_secs(10));
+        assert_eq!(d.environment, None);
+        assert_eq!(
+            EngineConfig::from_config(&TaskerConfig::default())
+                .environment
+                .as_deref(),
+            Some("development")
+        );
+        assert!(d.problems().is_empty(), "{:?}", d.problems());
     }
 
     #[test]
