@@ -13,12 +13,26 @@ pub enum Format {
     Json,
 }
 
+/// The target sqlx logs server notices under.
+const QUIET_NOTICES: &str = "sqlx::postgres::notice";
+
+impl Format {
+    /// The `logging.format` value this stands for.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Json => "json",
+        }
+    }
+}
+
 /// Keeps the background log writer alive until [`flush`]; dropping it
 /// writes out what is queued.
 static GUARD: std::sync::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> =
     std::sync::Mutex::new(None);
 
-/// Flushes queued log lines (call before exiting).
+/// Flushes queued log lines and waits until they are written: call before
+/// exiting, on every path, or the last lines are lost with the process.
 pub fn flush() {
     if let Ok(mut g) = GUARD.lock() {
         g.take();
@@ -33,14 +47,20 @@ pub fn flush() {
 /// `default_level`; `--log-format` over `logging.format` over "JSON unless
 /// stderr is a terminal".
 pub fn init(format: Option<Format>, config: Option<&LoggingConfig>, default_level: &str) {
-    let directives = match config {
+    let mut directives = match config {
         Some(c) => {
             let mut d = vec![c.level.clone()];
             d.extend(c.modules.iter().map(|(m, l)| format!("{m}={l}")));
-            d.join(",")
+            d
         }
-        None => default_level.to_string(),
+        None => vec![default_level.to_string()],
     };
+    // sqlx logs PostgreSQL NOTICEs at info, e.g. `relation "_sqlx_migrations"
+    // already exists, skipping` on every start: noise unless asked for.
+    if !directives.iter().any(|d| d.starts_with(QUIET_NOTICES)) {
+        directives.push(format!("{QUIET_NOTICES}=warn"));
+    }
+    let directives = directives.join(",");
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new(default_level))
     });
@@ -56,9 +76,18 @@ pub fn init(format: Option<Format>, config: Option<&LoggingConfig>, default_leve
         } else {
             Format::Json
         });
+    // Not lossy: when the queue (128k lines) is full the caller waits rather
+    // than dropping lines; short of that, writes never block the caller.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("tasker-log")
+        .finish(std::io::stderr());
+    if let Ok(mut g) = GUARD.lock() {
+        *g = Some(guard);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match format {
         Format::Text => builder.try_init(),
         Format::Json => builder

@@ -7,6 +7,7 @@
 mod commands;
 mod connect;
 mod logging;
+mod output;
 mod progress;
 mod settings;
 mod signal;
@@ -69,31 +70,35 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let code = runtime.block_on(async move {
-        match dispatch(cli).await {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(2)
-            }
-        }
-    });
+    let result = runtime.block_on(dispatch(cli));
+    // Queued log lines first, so the error below is the last thing printed.
     logging::flush();
-    code
+    match result {
+        Ok(code) => code,
+        // The reader of stdout went away: end quietly, as `cat` would.
+        Err(e) if output::stdout_error(&e).is_some_and(output::StdoutError::is_closed) => {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let globals = settings::Globals {
         config: cli.config.clone(),
         database: cli.database.clone(),
+        log_format: cli.log_format.map(logging::Format::name),
     };
     let format = cli.log_format;
-    // Commands that only need the database still honour the configuration's `database.url`.
-    let database = || -> Result<String, ExitCode> {
+    // Commands that only need the database still honour the configuration's `[database]`.
+    let database = || -> Result<tasker_config::TaskerConfig, ExitCode> {
         settings::load(&globals, Vec::new())
-            .map(|l| l.config.database.url)
+            .map(|l| l.config)
             .map_err(|problems| {
-                eprint!("{problems}");
+                eprint!("error: {problems}");
                 ExitCode::from(2)
             })
     };
@@ -112,19 +117,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tasks(cmd) => {
             logging::init(format, None, "warn");
             match database() {
-                Ok(url) => commands::tasks::run(&url, cmd).await,
+                Ok(c) => commands::tasks::run(&c, cmd).await,
                 Err(code) => Ok(code),
             }
         }
         Command::Migrate => {
             logging::init(format, None, "info");
-            let url = match database() {
-                Ok(url) => url,
-                Err(code) => return Ok(code),
-            };
-            connect::open(&url).await?;
-            println!("migrations applied to {}", connect::redact(&url));
-            Ok(ExitCode::SUCCESS)
+            match database() {
+                Ok(c) => commands::migrate::run(&c).await,
+                Err(code) => Ok(code),
+            }
         }
         Command::Bench(args) => {
             logging::init(format, None, "warn");

@@ -1,6 +1,7 @@
 //! Live progress of one task: a line per step state change, with attempt and
 //! elapsed time, redrawn from the store whenever the task changes.
 
+use crate::output::{StdoutError, outln};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tasker_engine::Tasker;
@@ -11,14 +12,24 @@ use uuid::Uuid;
 /// A running display; [`Display::finish`] prints the last changes and stops it.
 pub struct Display {
     stop: oneshot::Sender<()>,
-    join: tokio::task::JoinHandle<()>,
+    join: tokio::task::JoinHandle<Result<(), StdoutError>>,
 }
 
 impl Display {
-    /// Stops after one last refresh.
-    pub async fn finish(self) {
+    /// Stops after one last refresh; the error if stdout could not be written.
+    pub async fn finish(self) -> Result<(), StdoutError> {
         let _ = self.stop.send(());
-        let _ = self.join.await;
+        self.join.await.unwrap_or(Ok(()))
+    }
+
+    /// Resolves only if the display stopped on its own: stdout failed (its
+    /// reader went away, or the disk is full). Do not call
+    /// [`Display::finish`] after this resolved.
+    pub async fn failed(&mut self) -> StdoutError {
+        match (&mut self.join).await {
+            Ok(Err(e)) => e,
+            _ => std::future::pending().await,
+        }
     }
 }
 
@@ -30,7 +41,7 @@ pub fn spawn(tasker: Tasker, task_id: Uuid) -> Display {
         let mut events = tasker.store().subscribe();
         let mut seen: HashMap<Uuid, (String, i32)> = HashMap::new();
         loop {
-            print_changes(&tasker, task_id, started, &mut seen).await;
+            print_changes(&tasker, task_id, started, &mut seen).await?;
             // Refresh when this task changes; the timer keeps timings moving
             // when the change happened in another process.
             let timer = tokio::time::sleep(Duration::from_millis(250));
@@ -44,8 +55,7 @@ pub fn spawn(tasker: Tasker, task_id: Uuid) -> Display {
                     },
                     _ = &mut timer => break,
                     _ = &mut stopped => {
-                        print_changes(&tasker, task_id, started, &mut seen).await;
-                        return;
+                        return print_changes(&tasker, task_id, started, &mut seen).await;
                     }
                 }
             }
@@ -59,9 +69,9 @@ async fn print_changes(
     task_id: Uuid,
     started: Instant,
     seen: &mut HashMap<Uuid, (String, i32)>,
-) {
+) -> Result<(), StdoutError> {
     let Ok(steps) = tasker.store().step_list(task_id).await else {
-        return;
+        return Ok(());
     };
     for s in steps {
         let now = (s.status.to_string(), s.attempts);
@@ -81,16 +91,17 @@ async fn print_changes(
             }
             _ => String::new(),
         };
-        println!(
+        outln!(
             "[{:>8.3}s] {:<28} {:<18} attempt {}/{}{}{}",
             started.elapsed().as_secs_f64(),
             s.name,
-            s.status,
+            s.status.as_str(),
             s.attempts,
             s.max_attempts,
             took,
             err
-        );
+        )?;
         seen.insert(s.id, now);
     }
+    Ok(())
 }

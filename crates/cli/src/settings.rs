@@ -20,6 +20,27 @@ pub struct Globals {
     pub config: Option<PathBuf>,
     /// `--database` / `TASKER_DATABASE_URL`.
     pub database: Option<String>,
+    /// `--log-format` / `TASKER_LOG_FORMAT` (`text` or `json`).
+    pub log_format: Option<&'static str>,
+}
+
+impl Globals {
+    /// The load options of these globals: the file, the process
+    /// environment, and the global flags as the last layer.
+    fn options(&self) -> LoadOptions {
+        let mut options = LoadOptions::from_process(self.config.clone());
+        if let Some(url) = &self.database {
+            options = options.flag(
+                "database.url",
+                url.clone(),
+                "--database / TASKER_DATABASE_URL",
+            );
+        }
+        if let Some(format) = self.log_format {
+            options = options.flag("logging.format", format, "--log-format / TASKER_LOG_FORMAT");
+        }
+        options
+    }
 }
 
 /// Start-up failed: every problem, printed one per line.
@@ -40,19 +61,18 @@ impl std::error::Error for Problems {}
 
 /// Loads the configuration with `flags` as the last layer.
 pub fn load(globals: &Globals, flags: Vec<(&str, Value, &str)>) -> Result<Loaded, Problems> {
-    let mut options = LoadOptions::from_process(globals.config.clone());
-    if let Some(url) = &globals.database {
-        options = options.flag(
-            "database.url",
-            url.clone(),
-            "--database / TASKER_DATABASE_URL",
-        );
-    }
+    let mut options = globals.options();
     for (key, value, name) in flags {
         options = options.flag(key, value, name);
     }
     tasker_config::load(&options)
         .map_err(|errors| Problems(errors.iter().map(ConfigError::to_string).collect()))
+}
+
+/// Loads as far as possible for `tasker config show`: the effective
+/// configuration and every problem (empty when valid).
+pub fn load_for_show(globals: &Globals) -> (Option<Loaded>, Vec<ConfigError>) {
+    tasker_config::load_with_problems(&globals.options())
 }
 
 /// Opens the configured store (migrating it), within the acquire timeout.
@@ -67,32 +87,6 @@ pub async fn open_store(c: &TaskerConfig) -> anyhow::Result<Arc<dyn Store>> {
             connect::redact(&c.database.url),
             timeout * 2
         ),
-    }
-}
-
-/// The engine settings of a configuration.
-pub fn engine_config(c: &TaskerConfig) -> EngineConfig {
-    let e = &c.engine;
-    let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or_default();
-    EngineConfig {
-        worker_id: e.worker_id.clone(),
-        max_concurrent_steps: e.max_concurrent_steps,
-        max_concurrent_steps_per_task: e.max_concurrent_steps_per_task,
-        claim_batch_size: e.claim_batch_size,
-        finish_batch_size: e.finish_batch_size,
-        finish_concurrency: e.finish_concurrency,
-        lease_duration: secs(e.lease_seconds),
-        heartbeat_interval: secs(e.heartbeat_seconds),
-        rescue_interval: secs(e.rescue_interval_seconds),
-        poll_interval: secs(e.poll_interval_seconds),
-        shutdown_timeout: secs(e.shutdown_timeout_seconds),
-        default_step_timeout: e.default_step_timeout_seconds.map(secs),
-        backoff: c.backoff.clone(),
-        identity_strategy: e.identity_strategy,
-        identity_window: secs(e.identity_window_seconds),
-        environment: Some(c.environment.clone()),
-        exclude_kinds: e.exclude_kinds.clone(),
-        sensitive_keys: c.logging.sensitive_keys.clone(),
     }
 }
 
@@ -167,7 +161,7 @@ pub async fn start(loaded: &Loaded, extra_templates: &[PathBuf]) -> Result<Taske
         return Err(Problems(problems));
     };
     let mut builder = Tasker::builder(store)
-        .config(engine_config(c))
+        .config(EngineConfig::from_config(c))
         .handler("http", Http::new(http_policy(c)));
     for t in templates {
         builder = builder.template(t);

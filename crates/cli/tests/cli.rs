@@ -241,7 +241,7 @@ fn config_check_lists_every_problem_and_refuses_to_start() {
     let cfg = dir.path().join("tasker.toml");
     std::fs::write(
         &cfg,
-        "[engine]\nmax_concurent_steps = 8\nlease_seconds = 1\n\n[logging]\nlevel = \"chatty\"\n",
+        "[engine]\nmax_concurent_steps = 8\nlease_seconds = 1\nheartbeat_seconds = 10\n\n[logging]\nlevel = \"chatty\"\n",
     )
     .unwrap();
     let c = cfg.display().to_string();
@@ -255,11 +255,16 @@ fn config_check_lists_every_problem_and_refuses_to_start() {
     assert!(stderr.contains(&format!("engine.max_concurent_steps = 8 ({c}:2): unknown key. Fix: did you mean `engine.max_concurrent_steps`?")), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "logging.level = \"chatty\" ({c}:6): is not a level"
+            "logging.level = \"chatty\" ({c}:7): is not a level"
         )),
         "{stderr}"
     );
-    assert!(stderr.contains("engine.heartbeat_seconds = 10.0 (default): must be shorter than engine.lease_seconds (1)"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "engine.heartbeat_seconds = 10.0 ({c}:4): must be shorter than engine.lease_seconds (1)"
+        )),
+        "{stderr}"
+    );
     // The same checks stop a worker from starting.
     let out = tasker().args(["--config", &c, "worker"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

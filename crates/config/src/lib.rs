@@ -18,11 +18,16 @@
 //! | [`load`](mod@load) | layering and error collection |
 //! | [`validate`](mod@validate) | cross-field and environment rules |
 //! | [`locate`] | finding a key's line in a file |
+//! | [`database`] | what a `database.url` names |
+//! | [`rules`] | the engine-setting rules, shared with the engine |
 
+pub mod database;
 pub mod load;
 pub mod locate;
 pub mod model;
+pub mod rules;
 pub mod validate;
 
-pub use load::{ConfigError, LoadOptions, Loaded, Source, load};
+pub use database::{DATABASE_URL_FIX, DatabaseKind, database_kind};
+pub use load::{ConfigError, LoadOptions, Loaded, Source, load, load_with_problems};
 pub use model::*;

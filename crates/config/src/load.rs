@@ -1,4 +1,12 @@
 //! Layering defaults, a file and the environment, and collecting every error.
+//!
+//! Hand-written rather than built on figment or config-rs, on purpose: the
+//! loader keeps, for every key, where its value came from (file and line,
+//! environment variable, flag) and reports every problem at once with that
+//! source, the bad value and a fix ("did you mean" for unknown keys). Those
+//! crates merge providers well but report the first error only, and point at
+//! a provider at best, never at the line of a file; the layering itself is a
+//! JSON merge of a few dozen lines here.
 
 use crate::locate::{Format, find_line};
 use crate::model::TaskerConfig;
@@ -130,7 +138,8 @@ pub struct Loaded {
 
 impl Loaded {
     /// Where `key` (dotted) got its value: the most specific source recorded
-    /// for the key or one of its parents; `Default` otherwise.
+    /// for the key or one of its parents; for a table, the source of a key
+    /// set inside it; `Default` otherwise.
     pub fn source_of(&self, key: &str) -> Source {
         let mut k = key;
         loop {
@@ -139,9 +148,16 @@ impl Loaded {
             }
             match k.rfind('.') {
                 Some(i) => k = &k[..i],
-                None => return Source::Default,
+                None => break,
             }
         }
+        let inside = format!("{key}.");
+        self.sources
+            .range(inside.clone()..)
+            .take_while(|(k, _)| k.starts_with(&inside))
+            .map(|(_, s)| s.clone())
+            .next()
+            .unwrap_or(Source::Default)
     }
 
     /// The effective configuration, one `key = value  # source` line per
@@ -215,6 +231,17 @@ pub fn known_keys() -> Vec<String> {
 
 /// Loads and validates. Returns every problem found.
 pub fn load(options: &LoadOptions) -> Result<Loaded, Vec<ConfigError>> {
+    match load_with_problems(options) {
+        (Some(loaded), errors) if errors.is_empty() => Ok(loaded),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// Loads as far as it can: the effective configuration (a value that is
+/// unknown or of the wrong type is left at its default) together with every
+/// problem, for `tasker config show` on a broken configuration. `None` only
+/// when the values could not be brought into shape at all.
+pub fn load_with_problems(options: &LoadOptions) -> (Option<Loaded>, Vec<ConfigError>) {
     let defaults = serde_json::to_value(TaskerConfig::default()).unwrap_or(Value::Null);
     let mut tree = defaults.clone();
     let mut sources: BTreeMap<String, Source> = BTreeMap::new();
@@ -350,18 +377,14 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, Vec<ConfigError>> {
         }
     }
     let Some(config) = config else {
-        return Err(errors);
+        return (None, errors);
     };
     let loaded = Loaded {
         config,
         sources: loaded_sources,
     };
     errors.extend(crate::validate::problems(&loaded));
-    if errors.is_empty() {
-        Ok(loaded)
-    } else {
-        Err(errors)
-    }
+    (Some(loaded), errors)
 }
 
 #[allow(clippy::result_large_err)] // cold path, once per start
@@ -539,23 +562,8 @@ fn get_mut<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Value> {
 fn closest(key: &str, known: &[String]) -> Option<String> {
     known
         .iter()
-        .map(|k| (edit_distance(key, k), k))
+        .map(|k| (strsim::levenshtein(key, k), k))
         .filter(|(d, k)| *d <= 3.max(k.len() / 5))
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k.clone())
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }

@@ -105,8 +105,9 @@ pub struct EngineSection {
     pub finish_concurrency: u32,
     /// How long a claim holds a step.
     pub lease_seconds: f64,
-    /// How often held leases are renewed.
-    pub heartbeat_seconds: f64,
+    /// How often held leases are renewed (null = a third of `lease_seconds`,
+    /// so shortening the lease alone stays valid).
+    pub heartbeat_seconds: Option<f64>,
     /// How often expired leases are looked for.
     pub rescue_interval_seconds: f64,
     /// Fallback poll for work created by other processes.
@@ -124,6 +125,14 @@ pub struct EngineSection {
     pub exclude_kinds: Vec<String>,
 }
 
+impl EngineSection {
+    /// The heartbeat period in effect: `heartbeat_seconds`, or a third of
+    /// `lease_seconds` when it is not set.
+    pub fn effective_heartbeat_seconds(&self) -> f64 {
+        self.heartbeat_seconds.unwrap_or(self.lease_seconds / 3.0)
+    }
+}
+
 impl Default for EngineSection {
     fn default() -> Self {
         EngineSection {
@@ -136,7 +145,7 @@ impl Default for EngineSection {
             finish_batch_size: 256,
             finish_concurrency: 4,
             lease_seconds: 30.0,
-            heartbeat_seconds: 10.0,
+            heartbeat_seconds: None,
             rescue_interval_seconds: 5.0,
             poll_interval_seconds: 1.0,
             shutdown_timeout_seconds: 30.0,

@@ -4,8 +4,11 @@
 //! template directories valid) run in the `tasker` binary, which can open
 //! stores; see `tasker config check`.
 
+use crate::database::DatabaseKind;
 use crate::load::{ConfigError, Loaded};
+use crate::rules;
 use serde_json::Value;
+use std::io::IsTerminal;
 
 const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace", "off"];
 
@@ -34,14 +37,15 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
 
     // database
     let url = &c.database.url;
-    let is_pg = url.starts_with("postgres://") || url.starts_with("postgresql://");
-    let is_sqlite = url.starts_with("sqlite:") || !url.contains("://");
-    if !is_pg && !is_sqlite {
+    let kind = crate::database::database_kind(url);
+    let is_pg = kind == Ok(DatabaseKind::Postgres);
+    let is_sqlite = kind == Ok(DatabaseKind::Sqlite);
+    if let Err(why) = &kind {
         bad(
             "database.url",
             Value::from(crate::load::redact_url(url)),
-            "unsupported database",
-            "use sqlite://PATH or postgres://user@host/db",
+            why,
+            crate::database::DATABASE_URL_FIX,
         );
     }
     if c.database.max_connections < 2 {
@@ -76,19 +80,22 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
 
     // engine
     let e = &c.engine;
-    if e.max_concurrent_steps == 0 {
-        bad(
-            "engine.max_concurrent_steps",
-            0.into(),
-            "must be at least 1",
-            "set the number of handlers to run at once, e.g. 64",
-        );
-    }
-    if e.max_concurrent_steps_per_task == Some(0) {
-        bad(
+    let mut rule = |key: &str, value: Value, r: Result<(), String>, fix: &str| {
+        if let Err(m) = r {
+            bad(key, value, &m, fix);
+        }
+    };
+    rule(
+        "engine.max_concurrent_steps",
+        e.max_concurrent_steps.into(),
+        rules::at_least_one(e.max_concurrent_steps),
+        "set the number of handlers to run at once, e.g. 64",
+    );
+    if let Some(n) = e.max_concurrent_steps_per_task {
+        rule(
             "engine.max_concurrent_steps_per_task",
-            0.into(),
-            "must be at least 1",
+            n.into(),
+            rules::at_least_one(n),
             "remove it (no limit) or set 1 or more",
         );
     }
@@ -96,26 +103,22 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
         ("engine.claim_batch_size", e.claim_batch_size),
         ("engine.finish_batch_size", e.finish_batch_size),
     ] {
-        if !(1..=10_000).contains(&v) {
-            bad(
-                key,
-                v.into(),
-                "must be between 1 and 10000",
-                "use the default unless measurements say otherwise",
-            );
-        }
-    }
-    if !(1..=64).contains(&e.finish_concurrency) {
-        bad(
-            "engine.finish_concurrency",
-            e.finish_concurrency.into(),
-            "must be between 1 and 64",
-            "use 4",
+        rule(
+            key,
+            v.into(),
+            rules::batch_size(v),
+            "use the default unless measurements say otherwise",
         );
     }
+    rule(
+        "engine.finish_concurrency",
+        e.finish_concurrency.into(),
+        rules::finish_concurrency(e.finish_concurrency),
+        "use 4",
+    );
     for (key, v) in [
         ("engine.lease_seconds", e.lease_seconds),
-        ("engine.heartbeat_seconds", e.heartbeat_seconds),
+        ("engine.heartbeat_seconds", e.effective_heartbeat_seconds()),
         ("engine.rescue_interval_seconds", e.rescue_interval_seconds),
         ("engine.poll_interval_seconds", e.poll_interval_seconds),
         (
@@ -124,22 +127,27 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
         ),
         ("engine.identity_window_seconds", e.identity_window_seconds),
     ] {
-        positive(&mut bad, key, v);
-    }
-    if let Some(t) = e.default_step_timeout_seconds {
-        positive(&mut bad, "engine.default_step_timeout_seconds", t);
-    }
-    if e.heartbeat_seconds >= e.lease_seconds {
-        bad(
-            "engine.heartbeat_seconds",
-            e.heartbeat_seconds.into(),
-            &format!(
-                "must be shorter than engine.lease_seconds ({}), or leases expire between renewals",
-                e.lease_seconds
-            ),
-            "use a third of lease_seconds",
+        rule(
+            key,
+            v.into(),
+            rules::positive_seconds(v),
+            "use a value above 0",
         );
     }
+    if let Some(t) = e.default_step_timeout_seconds {
+        rule(
+            "engine.default_step_timeout_seconds",
+            t.into(),
+            rules::positive_seconds(t),
+            "use a value above 0, or null for none",
+        );
+    }
+    rule(
+        "engine.heartbeat_seconds",
+        e.effective_heartbeat_seconds().into(),
+        rules::heartbeat_within_lease(e.effective_heartbeat_seconds(), e.lease_seconds),
+        "leave it unset (a third of lease_seconds)",
+    );
     // The worker holds up to four connections at once (claimer, completer,
     // heartbeat, rescuer) plus one for the PostgreSQL listener; handlers hold
     // none, so the pool need not grow with max_concurrent_steps.
@@ -163,6 +171,23 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
                 .unwrap_or("")
         );
         bad(&key, Value::Null, &msg, "see docs/CONFIGURATION.md#backoff");
+    }
+
+    // dependency_graph: core owns these rules (the server applies them too)
+    let tree = serde_json::to_value(c).unwrap_or(Value::Null);
+    for p in c.dependency_graph.problems() {
+        let (key, message) = p.split_once(": ").unwrap_or(("dependency_graph", &p));
+        let value = key
+            .split('.')
+            .try_fold(&tree, |v, part| v.get(part))
+            .cloned()
+            .unwrap_or(Value::Null);
+        bad(
+            key,
+            value,
+            message,
+            "see docs/CONFIGURATION.md#dependency_graph",
+        );
     }
 
     // logging
@@ -319,11 +344,16 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
                 fix,
             );
         }
-        if c.logging.format == "text" {
+        let terminal = std::io::stderr().is_terminal();
+        if writes_text(&c.logging.format, terminal) {
             bad(
                 "logging.format",
-                Value::from("text"),
-                "text logs cannot be parsed by log pipelines (production)",
+                Value::from(c.logging.format.clone()),
+                if terminal {
+                    "writes text logs here (stderr is a terminal), which log pipelines cannot parse (production)"
+                } else {
+                    "text logs cannot be parsed by log pipelines (production)"
+                },
                 fix,
             );
         }
@@ -339,13 +369,28 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
     out
 }
 
+/// Whether `logging.format` ends up writing text: `text`, or `auto` when
+/// stderr is a terminal. Rules look at what the process will do, not at the
+/// word `auto`.
+pub fn writes_text(format: &str, stderr_is_terminal: bool) -> bool {
+    format == "text" || (format == "auto" && stderr_is_terminal)
+}
+
 fn positive(bad: &mut impl FnMut(&str, Value, &str, &str), key: &str, v: f64) {
-    if !(v.is_finite() && v > 0.0) {
-        bad(
-            key,
-            v.into(),
-            "must be a positive number of seconds",
-            "use a value above 0",
-        );
+    if let Err(m) = rules::positive_seconds(v) {
+        bad(key, v.into(), &m, "use a value above 0");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::writes_text;
+
+    #[test]
+    fn auto_is_resolved_before_the_text_logs_rule() {
+        assert!(writes_text("text", false));
+        assert!(writes_text("auto", true));
+        assert!(!writes_text("auto", false));
+        assert!(!writes_text("json", true));
     }
 }

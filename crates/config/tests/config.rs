@@ -63,7 +63,8 @@ fn precedence_default_then_file_then_env() {
     assert_eq!(loaded.config.engine.max_concurrent_steps, 8); // file
     assert_eq!(loaded.config.engine.claim_batch_size, 32); // env beats file
     assert_eq!(loaded.config.engine.finish_batch_size, 7); // flag beats env
-    assert_eq!(loaded.config.engine.heartbeat_seconds, 10.0); // default
+    assert_eq!(loaded.config.engine.heartbeat_seconds, None); // default: a third of the lease
+    assert_eq!(loaded.config.engine.effective_heartbeat_seconds(), 10.0);
     assert_eq!(
         loaded.source_of("engine.finish_batch_size"),
         Source::Flag {
@@ -198,7 +199,7 @@ fn every_validation_rule() {
         (
             "TASKER__DATABASE__URL",
             "mysql://x",
-            "database.url = \"mysql://x\" (environment variable TASKER__DATABASE__URL): unsupported database",
+            "database.url = \"mysql://x\" (environment variable TASKER__DATABASE__URL): has the unsupported scheme `mysql://`",
         ),
         (
             "TASKER__DATABASE__MAX_CONNECTIONS",

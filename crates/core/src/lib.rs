@@ -14,6 +14,7 @@
 //! | [`registry`] | templates keyed by namespace, name and semver version |
 //! | [`identity`] | duplicate-request detection by request hash |
 //! | [`mask`] | masking sensitive values in logs and error output |
+//! | [`time`](mod@time) | the one timestamp format (RFC 3339, UTC, microseconds) |
 //! | [`analysis`] | runtime dependency analysis of a task: critical paths, bottlenecks, error chains |
 //!
 //! ```
@@ -41,6 +42,7 @@ pub mod mask;
 pub mod registry;
 pub mod state;
 pub mod template;
+pub mod time;
 
 pub use backoff::BackoffPolicy;
 pub use execution::{ExecutionContext, ExecutionStatus, HealthStatus, StepCounts};

@@ -1,4 +1,7 @@
-//! Engine settings, with defaults that suit one machine.
+//! Engine settings in runtime types. Their names in files, their defaults
+//! and the rules on their values are defined once, in `tasker-config`
+//! (`EngineSection`, `rules`); [`EngineConfig::from_config`] is the one
+//! mapping between the two.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -56,73 +59,106 @@ pub struct EngineConfig {
     pub sensitive_keys: Vec<String>,
 }
 
+/// The defaults are the configuration's (`tasker_config::EngineSection`
+/// and friends), defined once there; a library user has no environment.
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            worker_id: None,
-            max_concurrent_steps: 64,
-            max_concurrent_steps_per_task: None,
-            claim_batch_size: 64,
-            finish_batch_size: 256,
-            finish_concurrency: 4,
-            lease_duration: Duration::from_secs(30),
-            heartbeat_interval: Duration::from_secs(10),
-            rescue_interval: Duration::from_secs(5),
-            poll_interval: Duration::from_secs(1),
-            shutdown_timeout: Duration::from_secs(30),
-            default_step_timeout: None,
-            backoff: BackoffPolicy::default(),
-            identity_strategy: IdentityStrategy::None,
-            identity_window: Duration::from_secs(60),
             environment: None,
-            exclude_kinds: vec!["external".to_string()],
-            sensitive_keys: tasker_core::mask::DEFAULT_SENSITIVE_KEYS
-                .iter()
-                .map(|k| k.to_string())
-                .collect(),
+            ..EngineConfig::from_config(&tasker_config::TaskerConfig::default())
         }
     }
 }
 
 impl EngineConfig {
-    /// Every problem with the settings, each naming its key.
+    /// The engine settings of a loaded configuration: `[engine]`, `[backoff]`,
+    /// `environment` and `logging.sensitive_keys`, converted to runtime types.
+    /// The one place configuration keys are mapped onto the engine: a new
+    /// `[engine]` key the engine reads is a field in
+    /// [`tasker_config::EngineSection`] (name, default, doc) and one line here.
+    pub fn from_config(c: &tasker_config::TaskerConfig) -> Self {
+        let e = &c.engine;
+        // The configuration checks refused non-positive or non-finite values.
+        let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or_default();
+        EngineConfig {
+            worker_id: e.worker_id.clone(),
+            max_concurrent_steps: e.max_concurrent_steps,
+            max_concurrent_steps_per_task: e.max_concurrent_steps_per_task,
+            claim_batch_size: e.claim_batch_size,
+            finish_batch_size: e.finish_batch_size,
+            finish_concurrency: e.finish_concurrency,
+            lease_duration: secs(e.lease_seconds),
+            heartbeat_interval: secs(e.effective_heartbeat_seconds()),
+            rescue_interval: secs(e.rescue_interval_seconds),
+            poll_interval: secs(e.poll_interval_seconds),
+            shutdown_timeout: secs(e.shutdown_timeout_seconds),
+            default_step_timeout: e.default_step_timeout_seconds.map(secs),
+            backoff: c.backoff.clone(),
+            identity_strategy: e.identity_strategy,
+            identity_window: secs(e.identity_window_seconds),
+            environment: Some(c.environment.clone()),
+            exclude_kinds: e.exclude_kinds.clone(),
+            sensitive_keys: c.logging.sensitive_keys.clone(),
+        }
+    }
+
+    /// Every problem with the settings, each naming its configuration key.
+    /// The rules are [`tasker_config::rules`], the same functions the
+    /// configuration checks apply to `[engine]`.
     pub fn problems(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.max_concurrent_steps == 0 {
-            out.push("engine.max_concurrent_steps must be at least 1".into());
-        }
-        if self.max_concurrent_steps_per_task == Some(0) {
-            out.push(
-                "engine.max_concurrent_steps_per_task must be at least 1 (omit it for no limit)"
-                    .into(),
-            );
-        }
-        if !(1..=10_000).contains(&self.claim_batch_size) {
-            out.push("engine.claim_batch_size must be between 1 and 10000".into());
-        }
-        if !(1..=64).contains(&self.finish_concurrency) {
-            out.push("engine.finish_concurrency must be between 1 and 64".into());
-        }
-        if !(1..=10_000).contains(&self.finish_batch_size) {
-            out.push("engine.finish_batch_size must be between 1 and 10000".into());
-        }
-        if self.lease_duration.is_zero() {
-            out.push("engine.lease_duration must be positive".into());
-        }
-        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.lease_duration {
-            out.push(format!(
-                "engine.heartbeat_interval ({:?}) must be positive and shorter than engine.lease_duration ({:?})",
-                self.heartbeat_interval, self.lease_duration
+        use tasker_config::rules;
+        let secs = Duration::as_secs_f64;
+        let mut checks = vec![
+            (
+                "engine.max_concurrent_steps",
+                rules::at_least_one(self.max_concurrent_steps),
+            ),
+            (
+                "engine.claim_batch_size",
+                rules::batch_size(self.claim_batch_size),
+            ),
+            (
+                "engine.finish_batch_size",
+                rules::batch_size(self.finish_batch_size),
+            ),
+            (
+                "engine.finish_concurrency",
+                rules::finish_concurrency(self.finish_concurrency),
+            ),
+            (
+                "engine.lease_seconds",
+                rules::positive_seconds(secs(&self.lease_duration)),
+            ),
+            (
+                "engine.heartbeat_seconds",
+                rules::positive_seconds(secs(&self.heartbeat_interval)),
+            ),
+            (
+                "engine.heartbeat_seconds",
+                rules::heartbeat_within_lease(
+                    secs(&self.heartbeat_interval),
+                    secs(&self.lease_duration),
+                ),
+            ),
+            (
+                "engine.rescue_interval_seconds",
+                rules::positive_seconds(secs(&self.rescue_interval)),
+            ),
+            (
+                "engine.poll_interval_seconds",
+                rules::positive_seconds(secs(&self.poll_interval)),
+            ),
+        ];
+        if let Some(n) = self.max_concurrent_steps_per_task {
+            checks.push((
+                "engine.max_concurrent_steps_per_task",
+                rules::at_least_one(n),
             ));
         }
-        for (key, d) in [
-            ("rescue_interval", self.rescue_interval),
-            ("poll_interval", self.poll_interval),
-        ] {
-            if d.is_zero() {
-                out.push(format!("engine.{key} must be positive"));
-            }
-        }
+        let mut out: Vec<String> = checks
+            .into_iter()
+            .filter_map(|(key, r)| r.err().map(|m| format!("{key}: {m}")))
+            .collect();
         if let Err(e) = self.backoff.validate() {
             out.push(format!("backoff.{e}"));
         }
@@ -164,5 +200,45 @@ mod opt_secs {
                 serde::de::Error::custom(format!("{v} is not a valid number of seconds"))
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EngineConfig;
+    use std::time::Duration;
+    use tasker_config::TaskerConfig;
+
+    #[test]
+    fn defaults_come_from_the_configuration() {
+        let d = EngineConfig::default();
+        assert_eq!(d.lease_duration, Duration::from_secs(30));
+        // Unset in the configuration: a third of the lease.
+        assert_eq!(d.heartbeat_interval, Duration::from_secs(10));
+        assert_eq!(d.environment, None);
+        assert_eq!(
+            EngineConfig::from_config(&TaskerConfig::default())
+                .environment
+                .as_deref(),
+            Some("development")
+        );
+        assert!(d.problems().is_empty(), "{:?}", d.problems());
+    }
+
+    #[test]
+    fn rules_are_the_configuration_rules() {
+        let c = EngineConfig {
+            lease_duration: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(40),
+            claim_batch_size: 0,
+            ..EngineConfig::default()
+        };
+        assert_eq!(
+            c.problems(),
+            vec![
+                "engine.claim_batch_size: must be between 1 and 10000".to_string(),
+                "engine.heartbeat_seconds: must be shorter than engine.lease_seconds (30), or leases expire between renewals".to_string(),
+            ]
+        );
     }
 }

@@ -143,6 +143,15 @@ pub trait StepHandler: Send + Sync + 'static {
     /// Runs one attempt. Return JSON results, or a retryable / permanent error.
     /// The engine enforces the step's timeout by dropping this future.
     async fn call(&self, step: &StepContext) -> Result<Value, StepError>;
+
+    /// Checks a step's `handler.config` before any task runs: when
+    /// templates are validated (`tasker validate`, with file:line) and
+    /// registered. The default accepts anything; built-in kinds refuse what
+    /// they could not run.
+    fn check_config(&self, config: &Value) -> Result<(), String> {
+        let _ = config;
+        Ok(())
+    }
 }
 
 /// Handler kinds by name.

@@ -257,6 +257,18 @@ impl Tasker {
                     kinds: missing,
                 });
             }
+            // Each registered kind checks its steps' configs now, not when
+            // a task first runs them (`sleep` with `seconds: 1e20`).
+            for s in &t.steps {
+                if let Some(h) = self.inner.handlers.get(&s.handler.kind)
+                    && let Err(message) = h.check_config(&s.handler.config)
+                {
+                    return Err(EngineError::InvalidField {
+                        field: format!("{} step `{}` handler.config", t.full_name(), s.name),
+                        message,
+                    });
+                }
+            }
         }
         let mut reg = self
             .inner

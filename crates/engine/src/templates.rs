@@ -1,8 +1,11 @@
 //! Reading template files from disk (the only file I/O of the template path).
 
+use crate::handlers::check_builtin_config;
 use std::path::{Path, PathBuf};
 use tasker_core::TaskTemplate;
-use tasker_core::template::{TemplateError, TemplateErrors, parse_template};
+use tasker_core::template::{
+    MAX_TEMPLATE_BYTES, TemplateError, TemplateErrors, parse_template_bytes, parse_template_checked,
+};
 
 /// Loads every `.yaml` / `.yml` file of `paths` (files, or directories read
 /// recursively in name order). Returns all templates, or every error of every
@@ -30,12 +33,26 @@ pub fn load_paths(
     }
 }
 
-/// Loads one template file.
+/// Loads one template file, checking the configs of built-in handler kinds.
 pub fn load_file(path: &Path, environment: Option<&str>) -> Result<TaskTemplate, TemplateErrors> {
     let source = path.display().to_string();
-    let text =
-        std::fs::read_to_string(path).map_err(|e| TemplateErrors(vec![io_error(&source, &e)]))?;
-    parse_template(&source, &text, environment)
+    let too_big = std::fs::metadata(path)
+        .map(|m| m.len() > MAX_TEMPLATE_BYTES as u64)
+        .unwrap_or(false);
+    if too_big {
+        // Refused before reading it into memory.
+        return Err(TemplateErrors(vec![TemplateError {
+            source,
+            line: None,
+            column: None,
+            field: String::new(),
+            message: format!(
+                "larger than the limit of {MAX_TEMPLATE_BYTES} bytes (docs/TEMPLATES.md#limits)"
+            ),
+        }]));
+    }
+    let bytes = std::fs::read(path).map_err(|e| TemplateErrors(vec![io_error(&source, &e)]))?;
+    parse_template_bytes(&source, &bytes, environment, &check_builtin_config)
 }
 
 fn collect(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<TemplateError>) {
@@ -78,5 +95,5 @@ fn io_error(source: &str, e: &std::io::Error) -> TemplateError {
 
 /// Parses a template from a string (no file), naming it `source` in errors.
 pub fn parse_str(source: &str, yaml: &str) -> Result<TaskTemplate, TemplateErrors> {
-    parse_template(source, yaml, None)
+    parse_template_checked(source, yaml, None, &check_builtin_config)
 }

@@ -76,10 +76,13 @@ pub struct TaskView {
     /// Steps not complete or resolved yet.
     pub steps_remaining: i64,
     /// Creation time.
+    #[serde(serialize_with = "tasker_core::time::micros")]
     pub created_at: DateTime<Utc>,
     /// Last change.
+    #[serde(serialize_with = "tasker_core::time::micros")]
     pub updated_at: DateTime<Utc>,
     /// When it reached a final state.
+    #[serde(serialize_with = "tasker_core::time::micros_opt")]
     pub completed_at: Option<DateTime<Utc>>,
     /// Derived execution status (task show only; absent from lists, never null).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -273,24 +276,31 @@ pub struct StepView {
     /// Per-attempt timeout.
     pub timeout_seconds: Option<f64>,
     /// When a pending step whose parents are done may run.
+    #[serde(serialize_with = "tasker_core::time::micros_opt")]
     pub ready_at: Option<DateTime<Utc>>,
     /// When a step that failed will be tried again.
+    #[serde(serialize_with = "tasker_core::time::micros_opt")]
     pub next_retry_at: Option<DateTime<Utc>>,
     /// Waiting for a retry backoff to pass.
     pub in_backoff: bool,
     /// Seconds until the backoff ends (0 when not in backoff).
     pub backoff_remaining_seconds: f64,
     /// Start of the last attempt.
+    #[serde(serialize_with = "tasker_core::time::micros_opt")]
     pub last_attempted_at: Option<DateTime<Utc>>,
     /// Worker holding the step while it runs.
     pub lease_owner: Option<String>,
     /// When that lease expires.
+    #[serde(serialize_with = "tasker_core::time::micros_opt")]
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// Creation time.
+    #[serde(serialize_with = "tasker_core::time::micros")]
     pub created_at: DateTime<Utc>,
     /// Last change.
+    #[serde(serialize_with = "tasker_core::time::micros")]
     pub updated_at: DateTime<Utc>,
     /// When it reached a final state.
+    #[serde(serialize_with = "tasker_core::time::micros_opt")]
     pub completed_at: Option<DateTime<Utc>>,
     /// Steps it waits for.
     pub parents: Vec<StepRef>,

@@ -5,6 +5,7 @@
 //! the harness checks for the end does not change the numbers.
 
 use crate::connect;
+use crate::output::outln;
 use anyhow::bail;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -102,13 +103,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         builder = builder.template(t);
     }
     let tasker = builder.build()?;
-    println!(
+    outln!(
         "tasker bench on {} ({} cores)",
         connect::redact(&url),
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
-    );
+    )?;
 
     if args.history > 0 {
         history(&tasker, args.history).await?;
@@ -142,10 +143,10 @@ async fn history(tasker: &Tasker, n: usize) -> anyhow::Result<()> {
     }
     wait_all(tasker.store().as_ref(), &ids).await?;
     let _ = worker.shutdown().await;
-    println!(
+    outln!(
         "history: {n} finished single-step tasks loaded in {:.1}s",
         started.elapsed().as_secs_f64()
-    );
+    )?;
     Ok(())
 }
 
@@ -197,12 +198,12 @@ async fn throughput(
     }
     let end = last_completion(tasker.store().as_ref(), &ids).await?;
     let secs = (end - t0).num_microseconds().unwrap_or(0) as f64 / 1e6;
-    println!(
+    outln!(
         "throughput: {n} single-step tasks, {} process(es): created in {:.3}s (one transaction); all complete {secs:.3}s after the commit = {:.0} steps/s",
         processes.max(1),
         created.as_secs_f64(),
         n as f64 / secs
-    );
+    )?;
     Ok(())
 }
 
@@ -237,14 +238,14 @@ async fn chain(tasker: &Tasker, runs: usize) -> anyhow::Result<()> {
         }
     }
     let _ = worker.shutdown().await;
-    println!(
+    outln!(
         "chain: {runs} runs of a 10-step chain: per-stage p50 {:.3} ms, p95 {:.3} ms; task end-to-end p50 {:.3} ms; task creation p50 {:.3} ms, p95 {:.3} ms",
         pct(&mut stages, 50.0),
         pct(&mut stages, 95.0),
         pct(&mut totals, 50.0),
         pct(&mut creates, 50.0),
         pct(&mut creates, 95.0)
-    );
+    )?;
     Ok(())
 }
 
@@ -264,13 +265,13 @@ async fn fanout(tasker: &Tasker, width: usize) -> anyhow::Result<()> {
             bail!("fan-out task {} ended {}", task.id, done.status)
         };
         let ms = (end - task.created_at).num_microseconds().unwrap_or(0) as f64 / 1000.0;
-        println!(
+        outln!(
             "fanout: {width}-step fan-out/fan-in: created in {create_ms:.1} ms, completed {ms:.1} ms after creation"
-        );
+        )?;
         times.push(ms);
     }
     let _ = worker.shutdown().await;
-    println!("fanout: median {:.1} ms end to end", pct(&mut times, 50.0));
+    outln!("fanout: median {:.1} ms end to end", pct(&mut times, 50.0))?;
     Ok(())
 }
 

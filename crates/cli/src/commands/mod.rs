@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod migrate;
 pub mod run;
 pub mod serve;
 pub mod tasks;
@@ -21,7 +22,7 @@ pub struct EngineArgs {
     /// Handlers running at once in this process (`engine.max_concurrent_steps`).
     #[arg(long)]
     pub concurrency: Option<u32>,
-    /// Lease duration in seconds (`engine.lease_seconds`; heartbeat every third of it).
+    /// Lease duration in seconds (`engine.lease_seconds`; the heartbeat follows at a third unless `engine.heartbeat_seconds` is set).
     #[arg(long)]
     pub lease_seconds: Option<f64>,
     /// Environment: selects template overrides and production checks (`environment`).
@@ -41,12 +42,8 @@ impl EngineArgs {
             ));
         }
         if let Some(s) = self.lease_seconds {
+            // The heartbeat follows the lease unless configured.
             out.push(("engine.lease_seconds", Value::from(s), "--lease-seconds"));
-            out.push((
-                "engine.heartbeat_seconds",
-                Value::from(s / 3.0),
-                "--lease-seconds",
-            ));
             out.push((
                 "engine.rescue_interval_seconds",
                 Value::from((s / 2.0).min(5.0)),

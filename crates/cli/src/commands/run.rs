@@ -2,6 +2,7 @@
 
 use super::EngineArgs;
 use crate::logging::{self, Format};
+use crate::output::outln;
 use crate::progress;
 use crate::settings::{self, Globals};
 use anyhow::{Context, bail};
@@ -79,13 +80,37 @@ pub async fn run(
         .context(context);
     let task = tasker.create_task(request).await?;
     if !args.quiet {
-        println!("task {} ({}) created", task.id, template.full_name());
+        outln!("task {} ({}) created", task.id, template.full_name())?;
+    }
+    // Steps of kinds this process leaves to others would otherwise wait in
+    // silence (up to --timeout): say so, and how to run a worker for them.
+    for step in template
+        .steps
+        .iter()
+        .filter(|s| loaded.config.engine.exclude_kinds.contains(&s.handler.kind))
+    {
+        eprintln!(
+            "step {} waits for an external worker (kind {}, namespace {}): start one against this database, see docs/HANDLERS.md#external-workers-any-language",
+            step.name, step.handler.kind, template.namespace
+        );
     }
     let worker = tasker.start();
-    let display = (!args.quiet).then(|| progress::spawn(tasker.clone(), task.id));
-    let waited = tasker.wait_for_task(task.id, timeout).await;
+    let mut display = (!args.quiet).then(|| progress::spawn(tasker.clone(), task.id));
+    let waited = match display.as_mut() {
+        Some(d) => tokio::select! {
+            w = tasker.wait_for_task(task.id, timeout) => w,
+            // Nobody reads the progress any more (`| head -1`) or the disk is
+            // full: stop like any Unix tool would; the task keeps its state
+            // and a `tasker worker` can finish it.
+            failed = d.failed() => {
+                worker.shutdown().await;
+                return Err(failed.into());
+            }
+        },
+        None => tasker.wait_for_task(task.id, timeout).await,
+    };
     if let Some(d) = display {
-        d.finish().await;
+        d.finish().await?;
     }
     // The task is final (or the wait failed); what the worker still held is
     // reported by the wait's outcome, not by the drain.
@@ -102,14 +127,14 @@ pub async fn run(
             )
         })
         .collect();
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({
             "task_id": finished.id,
             "status": finished.status,
             "results": results,
         }))?
-    );
+    )?;
     for s in steps
         .iter()
         .filter(|s| s.last_error.is_some() && !s.status.is_done())

@@ -88,8 +88,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The server settings of a configuration, every problem named by its key.
-async fn server_config(c: &TaskerConfig) -> Result<ServerConfig, settings::Problems> {
+/// The server settings of a configuration, every problem named by its key
+/// (also run by `tasker config check`).
+pub(crate) async fn server_config(c: &TaskerConfig) -> Result<ServerConfig, settings::Problems> {
     let mut problems = Vec::new();
     let secs = |key: &str, v: f64, problems: &mut Vec<String>| match Duration::try_from_secs_f64(v)
     {

@@ -1,8 +1,10 @@
 //! `tasker tasks list` / `tasker tasks show ID`
 
 use crate::connect;
+use crate::output::outln;
 use anyhow::Context;
 use std::process::ExitCode;
+use tasker_config::TaskerConfig;
 use tasker_core::{ExecutionContext, TaskState};
 use tasker_store::TaskQuery;
 
@@ -41,8 +43,8 @@ pub enum TasksCommand {
 }
 
 /// Reads the store and prints.
-pub async fn run(database: &str, cmd: TasksCommand) -> anyhow::Result<ExitCode> {
-    let store = connect::open(database).await?;
+pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<ExitCode> {
+    let store = connect::open_with(config).await?;
     match cmd {
         TasksCommand::List {
             status,
@@ -63,29 +65,31 @@ pub async fn run(database: &str, cmd: TasksCommand) -> anyhow::Result<ExitCode> 
             };
             let page = store.task_list(&query).await?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(
                         &serde_json::json!({"tasks": page.items, "total": page.total})
                     )?
-                );
+                )?;
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
+            outln!(
                 "{:<36}  {:<18}  {:<40}  CREATED",
-                "ID", "STATUS", "TEMPLATE"
-            );
+                "ID",
+                "STATUS",
+                "TEMPLATE"
+            )?;
             for t in &page.items {
                 let template = format!("{}.{}@{}", t.namespace, t.name, t.version);
-                println!(
+                outln!(
                     "{:<36}  {:<18}  {:<40}  {}",
                     t.id,
-                    t.status,
+                    t.status.as_str(),
                     template,
                     t.created_at.format("%Y-%m-%d %H:%M:%S%.3f")
-                );
+                )?;
             }
-            println!("{} of {} task(s)", page.items.len(), page.total);
+            outln!("{} of {} task(s)", page.items.len(), page.total)?;
         }
         TasksCommand::Show { id, json } => {
             let task = store
@@ -96,51 +100,65 @@ pub async fn run(database: &str, cmd: TasksCommand) -> anyhow::Result<ExitCode> 
             let counts = store.task_step_counts(id, chrono::Utc::now()).await?;
             let execution = ExecutionContext::from_counts(counts);
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(
                         &serde_json::json!({"task": task, "execution": execution, "steps": steps})
                     )?
-                );
+                )?;
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("task      {}", task.id);
-            println!(
+            outln!("task      {}", task.id)?;
+            outln!(
                 "template  {}.{}@{}",
-                task.namespace, task.name, task.version
-            );
-            println!(
-                "status    {}  ({:?}, {}% complete, {:?})",
+                task.namespace,
+                task.name,
+                task.version
+            )?;
+            outln!(
+                "status    {}  ({}, {}% complete, {})",
                 task.status,
-                execution.execution_status,
+                api_name(&execution.execution_status),
                 execution.completion_percentage,
-                execution.health_status
-            );
-            println!("context   {}", task.context);
-            println!("created   {}", task.created_at);
-            println!();
-            println!(
+                api_name(&execution.health_status)
+            )?;
+            outln!("context   {}", task.context)?;
+            outln!("created   {}", tasker_core::time::format(&task.created_at))?;
+            outln!()?;
+            outln!(
                 "{:<28}  {:<18}  {:>8}  RESULT / ERROR",
-                "STEP", "STATUS", "ATTEMPTS"
-            );
+                "STEP",
+                "STATUS",
+                "ATTEMPTS"
+            )?;
             for s in &steps {
                 let detail = match (&s.results, &s.last_error) {
                     (Some(r), _) if s.status.is_done() => r.to_string(),
                     (_, Some(e)) => format!("error: {}", e.message),
                     _ => String::new(),
                 };
-                println!(
+                outln!(
                     "{:<28}  {:<18}  {:>3}/{:<4}  {}",
                     s.name,
-                    s.status,
+                    s.status.as_str(),
                     s.attempts,
                     s.max_attempts,
                     truncate(&detail, 80)
-                );
+                )?;
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The name the REST API uses for a value (its serde name: `all_complete`,
+/// `healthy`), not the Rust variant (`AllComplete`).
+fn api_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {

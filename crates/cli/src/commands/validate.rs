@@ -1,5 +1,6 @@
 //! `tasker validate PATH...`
 
+use crate::output::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -19,12 +20,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match tasker_engine::templates::load_paths(&args.paths, args.environment.as_deref()) {
         Ok(templates) => {
             for t in &templates {
-                println!(
+                outln!(
                     "ok  {}  {} ({} steps)",
                     t.source,
                     t.full_name(),
                     t.steps.len()
-                );
+                )?;
             }
             let mut registry = tasker_core::TemplateRegistry::new();
             if let Err(e) = registry.register_all(templates, false) {

@@ -20,6 +20,18 @@ pub struct TemplateError {
 impl TemplateError {
     pub(crate) fn from_yaml(source: &str, e: &serde_saphyr::Error) -> Self {
         let loc = e.location();
+        if let serde_saphyr::Error::Budget { breach, .. } = e.without_snippet() {
+            return TemplateError {
+                source: source.to_string(),
+                line: loc.map(|l| l.line() as u32).filter(|&l| l > 0),
+                column: loc.map(|l| l.column() as u32).filter(|&c| c > 0),
+                field: String::new(),
+                message: format!(
+                    "the template is too large or too deeply nested to load safely ({}); see the limits in docs/TEMPLATES.md",
+                    budget_message(breach)
+                ),
+            };
+        }
         let full = e.to_string();
         // The rendered error may carry a source snippet after the first line;
         // the first line is the message.
@@ -40,6 +52,25 @@ impl TemplateError {
             field: String::new(),
             message,
         }
+    }
+}
+
+/// A YAML budget breach in words.
+fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    match breach {
+        B::Nodes { nodes } => format!(
+            "more than {} YAML nodes (reached {nodes})",
+            super::MAX_TEMPLATE_NODES
+        ),
+        B::Events { events } => format!(
+            "more than {} YAML events (reached {events})",
+            2 * super::MAX_TEMPLATE_NODES
+        ),
+        B::Depth { depth } => format!("nested {depth} levels deep; at most 64 are allowed"),
+        B::Aliases { aliases } => format!("{aliases} aliases (`*name`)"),
+        B::Anchors { anchors } => format!("{anchors} anchors (`&name`)"),
+        other => format!("limit reached: {other:?}"),
     }
 }
 

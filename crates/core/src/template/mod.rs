@@ -25,6 +25,21 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub const DEFAULT_VERSION: &str = "0.1.0";
 /// Default number of attempts a step gets.
 pub const DEFAULT_RETRY_LIMIT: u32 = 3;
+/// Most attempts a step may be given (the REST API's retry limit has the same bound).
+pub const MAX_RETRY_LIMIT: u32 = 1000;
+/// Longest per-attempt timeout a step may set: one year, far beyond any real
+/// step, yet a number every timer can represent.
+pub const MAX_TIMEOUT_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+/// Largest template file read, in bytes.
+pub const MAX_TEMPLATE_BYTES: usize = 16 * 1024 * 1024;
+/// Most YAML nodes (mappings, sequences, scalars) in one template: room for
+/// 5,000 steps each depending on 50 others, while a pathological file still
+/// fails fast instead of exhausting memory.
+pub const MAX_TEMPLATE_NODES: usize = 2_000_000;
+
+/// Checks a built-in or registered handler's `config` while a template is
+/// validated: `(kind, config)` → `Err(message)` when the config is unusable.
+pub type ConfigCheck<'a> = &'a dyn Fn(&str, &Value) -> Result<(), String>;
 
 /// Which handler runs a step, and its configuration.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -176,18 +191,87 @@ pub fn parse_template(
     yaml: &str,
     environment: Option<&str>,
 ) -> Result<TaskTemplate, TemplateErrors> {
-    let raw: RawTemplate = serde_saphyr::from_str(yaml)
+    parse_template_checked(source, yaml, environment, &|_, _| Ok(()))
+}
+
+/// [`parse_template`], also checking each step's handler `config` with
+/// `check`; a refusal is reported at the step's `handler` line.
+pub fn parse_template_checked(
+    source: &str,
+    yaml: &str,
+    environment: Option<&str>,
+    check: ConfigCheck<'_>,
+) -> Result<TaskTemplate, TemplateErrors> {
+    let whole = |message: String| {
+        TemplateErrors(vec![TemplateError {
+            source: source.to_string(),
+            line: None,
+            column: None,
+            field: String::new(),
+            message,
+        }])
+    };
+    if yaml.len() > MAX_TEMPLATE_BYTES {
+        return Err(whole(format!(
+            "the file is {} bytes; templates are limited to {MAX_TEMPLATE_BYTES} bytes (docs/TEMPLATES.md#limits)",
+            yaml.len()
+        )));
+    }
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = MAX_TEMPLATE_NODES;
+    budget.max_events = 2 * MAX_TEMPLATE_NODES;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    let raw: RawTemplate = serde_saphyr::from_str_with_options(yaml, options)
         .map_err(|e| TemplateErrors(vec![TemplateError::from_yaml(source, &e)]))?;
     Builder {
         source,
         errors: Vec::new(),
+        check,
     }
     .build(raw, environment)
+}
+
+/// Parses a template from raw bytes, reporting invalid UTF-8 by byte offset
+/// (with its line and column) instead of refusing the whole file vaguely.
+pub fn parse_template_bytes(
+    source: &str,
+    bytes: &[u8],
+    environment: Option<&str>,
+    check: ConfigCheck<'_>,
+) -> Result<TaskTemplate, TemplateErrors> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_template_checked(source, text, environment, check),
+        Err(e) => {
+            let offset = e.valid_up_to();
+            let before = &bytes[..offset];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let line_start = before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&before[line_start..])
+                .chars()
+                .count()
+                + 1;
+            Err(TemplateErrors(vec![TemplateError {
+                source: source.to_string(),
+                line: u32::try_from(line).ok(),
+                column: u32::try_from(column).ok(),
+                field: String::new(),
+                message: format!(
+                    "not valid UTF-8: invalid byte 0x{:02x} at byte offset {offset}",
+                    bytes[offset]
+                ),
+            }]))
+        }
+    }
 }
 
 struct Builder<'a> {
     source: &'a str,
     errors: Vec<TemplateError>,
+    check: ConfigCheck<'a>,
 }
 
 impl Builder<'_> {
@@ -321,20 +405,43 @@ impl Builder<'_> {
                 }
             }
             if let Some(t) = &step.timeout_seconds
-                && !(t.value.is_finite() && t.value > 0.0)
+                && !(t.value.is_finite() && t.value > 0.0 && t.value <= MAX_TIMEOUT_SECONDS)
             {
                 self.err(
                     t,
                     format!("step_templates[{i}].timeout_seconds"),
-                    "must be a positive number of seconds",
+                    format!(
+                        "must be a positive number of seconds, at most {MAX_TIMEOUT_SECONDS} (one year)"
+                    ),
                 );
             }
-            if step.handler.value.kind.trim().is_empty() {
+            if let Some(n) = &step.default_retry_limit
+                && !(1..=MAX_RETRY_LIMIT).contains(&n.value)
+            {
+                self.err(
+                    n,
+                    format!("step_templates[{i}].default_retry_limit"),
+                    format!(
+                        "must be between 1 and {MAX_RETRY_LIMIT} (the attempts a step gets, the first included; for a single attempt write 1 or `default_retryable: false`)"
+                    ),
+                );
+            }
+            let kind = step.handler.value.kind.trim();
+            if kind.is_empty() {
                 self.err(
                     &step.handler,
                     format!("step_templates[{i}].handler.kind"),
                     "must name a handler kind",
                 );
+            } else {
+                let config = step.handler.value.config.clone().unwrap_or(Value::Null);
+                if let Err(m) = (self.check)(kind, &config) {
+                    self.err(
+                        &step.handler,
+                        format!("step_templates[{i}].handler.config"),
+                        m,
+                    );
+                }
             }
             steps.push(to_step(step, deps));
         }
@@ -422,7 +529,10 @@ fn to_step(raw: &RawStep, depends_on: Vec<String>) -> StepTemplate {
         },
         depends_on,
         retryable: raw.default_retryable.unwrap_or(true),
-        retry_limit: raw.default_retry_limit.unwrap_or(DEFAULT_RETRY_LIMIT),
+        retry_limit: raw
+            .default_retry_limit
+            .as_ref()
+            .map_or(DEFAULT_RETRY_LIMIT, |n| n.value),
         skippable: raw.skippable.unwrap_or(false),
         timeout_seconds: raw.timeout_seconds.as_ref().map(|t| t.value),
         inputs: raw.inputs.clone().unwrap_or(Value::Null),

@@ -45,7 +45,7 @@ pub struct RawStep {
     #[serde(default)]
     pub default_retryable: Option<bool>,
     #[serde(default)]
-    pub default_retry_limit: Option<u32>,
+    pub default_retry_limit: Option<Spanned<u32>>,
     #[serde(default)]
     pub skippable: Option<bool>,
     #[serde(default)]
@@ -82,7 +82,7 @@ pub struct RawStepOverride {
     #[serde(default)]
     pub default_retryable: Option<bool>,
     #[serde(default)]
-    pub default_retry_limit: Option<u32>,
+    pub default_retry_limit: Option<Spanned<u32>>,
     #[serde(default)]
     pub timeout_seconds: Option<Spanned<f64>>,
     #[serde(default)]

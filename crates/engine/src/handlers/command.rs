@@ -67,6 +67,14 @@ pub struct Command;
 
 #[async_trait]
 impl StepHandler for Command {
+    fn check_config(&self, config: &Value) -> Result<(), String> {
+        let cfg = CommandConfig::from_value(config)?;
+        if cfg.program.trim().is_empty() {
+            return Err("command handler config: `program` must not be empty".into());
+        }
+        Ok(())
+    }
+
     async fn call(&self, step: &StepContext) -> Result<Value, StepError> {
         let cfg = CommandConfig::from_value(&step.config).map_err(StepError::permanent)?;
         let program = resolve(&cfg.program, cfg.env.get("PATH")).ok_or_else(|| {

@@ -17,3 +17,18 @@ pub use command::{Command, CommandConfig};
 pub use http::{Http, HttpConfig, HttpPolicy};
 pub use noop::Noop;
 pub use sleep::Sleep;
+
+use crate::handler::StepHandler;
+use serde_json::Value;
+
+/// Checks the `config` of a built-in kind (`noop`, `sleep`, `command`,
+/// `http`); other kinds are accepted here and checked by their handler when
+/// registered. Used by template validation, which runs without an engine.
+pub fn check_builtin_config(kind: &str, config: &Value) -> Result<(), String> {
+    match kind {
+        "sleep" => Sleep.check_config(config),
+        "command" => Command.check_config(config),
+        "http" => http::check_config(config),
+        _ => Ok(()),
+    }
+}

@@ -26,7 +26,7 @@ pub(super) async fn run(
         step_id = %step.step_id,
         step = %step.step_name,
         namespace = %step.namespace,
-        name = %step.task_name,
+        template = %step.task_name,
         version = %step.version,
         attempt = step.attempt,
         correlation_id = %step.correlation_id,

@@ -40,6 +40,7 @@ pub struct NamespaceList {
     /// Distinct template names over all namespaces.
     pub total_handlers: usize,
     /// When this answer was made.
+    #[serde(serialize_with = "tasker_core::time::micros")]
     pub generated_at: DateTime<Utc>,
 }
 
@@ -68,6 +69,7 @@ pub struct NamespaceHandlers {
     /// Number of templates.
     pub total_handlers: usize,
     /// When this answer was made.
+    #[serde(serialize_with = "tasker_core::time::micros")]
     pub generated_at: DateTime<Utc>,
 }
 
@@ -199,6 +201,7 @@ pub struct HandlerEnvelope {
     /// The template.
     pub handler: HandlerDetail,
     /// When this answer was made.
+    #[serde(serialize_with = "tasker_core::time::micros")]
     pub generated_at: DateTime<Utc>,
 }
 

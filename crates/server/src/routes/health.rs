@@ -63,6 +63,7 @@ pub struct Liveness {
     /// Seconds since the server state was built.
     pub uptime_seconds: f64,
     /// Now.
+    #[serde(serialize_with = "tasker_core::time::micros")]
     pub timestamp: DateTime<Utc>,
 }
 
@@ -142,6 +143,7 @@ pub struct Readiness {
     /// Names of the failed checks.
     pub failed_checks: Vec<String>,
     /// Now.
+    #[serde(serialize_with = "tasker_core::time::micros")]
     pub timestamp: DateTime<Utc>,
     /// Time spent checking.
     pub check_duration_ms: f64,
@@ -326,6 +328,7 @@ pub struct SystemStatus {
     /// Seconds since the server state was built.
     pub uptime_seconds: f64,
     /// Now.
+    #[serde(serialize_with = "tasker_core::time::micros")]
     pub timestamp: DateTime<Utc>,
     /// Time spent.
     pub generation_duration_ms: f64,

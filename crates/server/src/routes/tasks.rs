@@ -12,7 +12,7 @@ use crate::views::{
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header::LOCATION};
 use axum::{Extension, Json};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tasker_core::TaskState;
@@ -411,10 +411,7 @@ fn failed_analysis(st: &AppState, reason: String) -> AnalysisField {
     tracing::warn!(reason = %reason, "dependency analysis failed");
     AnalysisField::Failed(AnalysisFailure {
         error: format!("Dependency analysis failed: {reason}"),
-        analysis_timestamp: st
-            .tasker()
-            .now()
-            .to_rfc3339_opts(SecondsFormat::Micros, true),
+        analysis_timestamp: tasker_core::time::format(&st.tasker().now()),
     })
 }
 

@@ -72,6 +72,7 @@ pub struct ClaimedStepView {
     /// Present with every heartbeat / complete / fail of this attempt.
     pub lease_token: Uuid,
     /// When the lease ends unless renewed.
+    #[serde(serialize_with = "tasker_core::time::micros")]
     pub lease_expires_at: DateTime<Utc>,
     /// Task id.
     pub task_id: Uuid,
@@ -161,6 +162,7 @@ pub struct LeaseView {
     /// Step id.
     pub step_id: Uuid,
     /// New expiry.
+    #[serde(serialize_with = "tasker_core::time::micros")]
     pub lease_expires_at: DateTime<Utc>,
 }
 

@@ -108,6 +108,11 @@ pub struct EnvHeaderSpec {
     pub prefix: String,
 }
 
+/// Checks an `http` step's config without building a client.
+pub fn check_config(config: &Value) -> Result<(), String> {
+    HttpConfig::from_value(config).map(|_| ())
+}
+
 impl HttpConfig {
     /// Parses a step's handler config, with an error message naming the field.
     pub fn from_value(config: &Value) -> Result<Self, String> {
@@ -217,6 +222,10 @@ struct Prepared {
 
 #[async_trait]
 impl StepHandler for Http {
+    fn check_config(&self, config: &Value) -> Result<(), String> {
+        check_config(config)
+    }
+
     async fn call(&self, step: &StepContext) -> Result<Value, StepError> {
         let client = self.client.as_ref().map_err(|e| {
             StepError::permanent(format!("HTTP client unavailable: {e}")).with_code("HTTP_CLIENT")

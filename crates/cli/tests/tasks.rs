@@ -1,0 +1,110 @@
+//! `tasker tasks list` / `show` as a person reads them: columns line up under
+//! their headers, and states use the API's names (`all_complete`, `healthy`).
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+fn tasker(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tasker"));
+    c.env_remove("TASKER_DATABASE_URL")
+        .env_remove("TASKER_CONFIG")
+        .env("TASKER_LOG_FORMAT", "text")
+        .env("RUST_LOG", "warn")
+        .arg("--database")
+        .arg(format!("sqlite://{}", dir.join("t.db").display()))
+        .current_dir(dir);
+    c
+}
+
+fn stdout(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Byte offset where each whitespace-separated column of `line` starts.
+fn column_starts(line: &str) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut prev_space = true;
+    for (i, c) in line.char_indices() {
+        if !c.is_whitespace() && prev_space {
+            starts.push(i);
+        }
+        prev_space = c.is_whitespace();
+    }
+    starts
+}
+
+#[test]
+fn list_columns_line_up_and_show_uses_api_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("two.yaml");
+    std::fs::write(
+        &t,
+        "name: two\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n  - name: b\n    depends_on_step: a\n    handler: {kind: noop}\n",
+    )
+    .unwrap();
+    let run = stdout(tasker(dir.path()).args(["run", "-q"]).arg(&t));
+    let result: serde_json::Value = serde_json::from_str(&run).unwrap();
+    let id = result["task_id"].as_str().unwrap().to_string();
+
+    let list = stdout(tasker(dir.path()).args(["tasks", "list"]));
+    let lines: Vec<&str> = list.lines().collect();
+    let header = column_starts(lines[0]);
+    let row = column_starts(lines[1]);
+    // ID, STATUS, TEMPLATE start where their headers start (CREATED holds a
+    // date and a time, two words).
+    assert_eq!(header[..3], row[..3], "\n{list}");
+    assert_eq!(header[3], row[3], "\n{list}");
+    assert!(lines[1].starts_with(&id), "\n{list}");
+
+    let show = stdout(tasker(dir.path()).args(["tasks", "show", &id]));
+    assert!(
+        show.contains("complete  (all_complete, 100% complete, healthy)"),
+        "\n{show}"
+    );
+    assert!(
+        !show.contains("AllComplete") && !show.contains("Healthy"),
+        "\n{show}"
+    );
+    let steps: Vec<&str> = show
+        .lines()
+        .skip_while(|l| !l.starts_with("STEP"))
+        .collect();
+    let header = column_starts(steps[0]);
+    assert_eq!(steps.len(), 3, "\n{show}");
+    for row in &steps[1..] {
+        let row = column_starts(row);
+        // STEP, STATUS; ATTEMPTS is right-aligned; RESULT starts under its header.
+        assert_eq!(row[..2], header[..2], "\n{show}");
+        assert_eq!(row[3], header[3], "\n{show}");
+    }
+}
+
+#[test]
+fn run_says_when_a_step_waits_for_an_external_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("ext.yaml");
+    std::fs::write(
+        &t,
+        "name: ext\nnamespace: polyglot\nstep_templates:\n  - name: square\n    handler: {kind: external, config: {op: square}}\n",
+    )
+    .unwrap();
+    let out = tasker(dir.path())
+        .args(["run", "--timeout", "0.2"])
+        .arg(&t)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "step square waits for an external worker (kind external, namespace polyglot)"
+        ) && stderr.contains("docs/HANDLERS.md"),
+        "{stderr}"
+    );
+}
