@@ -385,10 +385,7 @@ mod tests {
         assert!(e.message().contains("thing.name"), "{}", e.message());
         let v: Value =
             serde_json::from_str(r#"{"a": [1, {"b\u0000": 2}], "c": ["x", "\u0000"]}"#).unwrap();
-        assert_eq!(
-            nul_path(&v).as_deref(),
-            Some("a[1].b\\u0000")
-        );
+        assert_eq!(nul_path(&v).as_deref(), Some("a[1].b\\u0000"));
         let v: Value = serde_json::from_str(r#"{"c": ["x", "\u0000"]}"#).unwrap();
         assert_eq!(nul_path(&v).as_deref(), Some("c[1]"));
         let e = parse_query::<Q>("limit=1&name=a%00").unwrap_err();
