@@ -1,8 +1,8 @@
 //! The schema's invariants (docs/STORAGE.md) hold on PostgreSQL after every
-//! operation of a long random workload, as they do on SQLite
-//! (`crates/store-sqlite/tests/invariants.rs`, the same workload): readiness,
-//! parents counters, leases, **task counters equal to the real counts**,
-//! settled task states, and transition chains that follow the state tables.
+//! operation of a long random workload, the same one SQLite runs
+//! (`tasker_store::conformance::workload`): readiness, parents counters,
+//! leases, **task counters equal to the real counts**, settled task states,
+//! and transition chains that follow the state tables.
 //!
 //! PostgreSQL keeps the task counters in Rust (`settle.rs`), not in
 //! triggers, so this is where a drifting counter would show; the store
@@ -10,299 +10,44 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use chrono::{DateTime, Duration, Utc};
-use serde_json::json;
-use sqlx::{PgPool, Row};
-use std::sync::Arc;
-use tasker_core::{StepState, TaskState};
-use tasker_store::conformance::factory::{Shape, TaskBuilder, new_task};
-use tasker_store::conformance::{at, failure, params, success};
-use tasker_store::{ClaimedStep, Store};
+use async_trait::async_trait;
+use sqlx::PgPool;
+use tasker_store::conformance::workload::{Inspect, random_workload};
 use tasker_store_postgres::testing::TestDb;
-use uuid::Uuid;
 
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
+struct Postgres(PgPool);
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+#[async_trait]
+impl Inspect for Postgres {
+    async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(&self.0)
+            .await
+            .unwrap()
     }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
 
-/// Every invariant, as queries that must return 0.
-const CHECKS: &[(&str, &str)] = &[
-    (
-        "ready_at set exactly for pending steps with all parents done",
-        "SELECT COUNT(*) FROM steps
-         WHERE (ready_at IS NOT NULL) <> (status = 'pending' AND remaining_parents = 0)",
-    ),
-    (
-        "remaining_parents counts the parents not done",
-        "SELECT COUNT(*) FROM steps s WHERE s.remaining_parents <>
-            (SELECT COUNT(*) FROM step_edges e JOIN steps p ON p.id = e.parent_id
-             WHERE e.child_id = s.id AND p.status NOT IN ('complete', 'resolved_manually'))",
-    ),
-    (
-        "a lease exactly while in progress",
-        "SELECT COUNT(*) FROM steps WHERE
-            (lease_token IS NOT NULL) <> (status = 'in_progress')
-            OR (lease_owner IS NOT NULL) <> (status = 'in_progress')
-            OR (lease_expires_at IS NOT NULL) <> (status = 'in_progress')",
-    ),
-    (
-        "task counters match the steps",
-        "SELECT COUNT(*) FROM tasks t WHERE
-            t.steps_total <> (SELECT COUNT(*) FROM steps s WHERE s.task_id = t.id)
-            OR t.steps_remaining <> (SELECT COUNT(*) FROM steps s WHERE s.task_id = t.id
-                                     AND s.status NOT IN ('complete', 'resolved_manually'))
-            OR t.steps_live <> (SELECT COUNT(*) FROM steps s WHERE s.task_id = t.id
-                                AND (s.status = 'in_progress' OR s.ready_at IS NOT NULL))
-            OR t.steps_blocked <> (SELECT COUNT(*) FROM steps s WHERE s.task_id = t.id
-                                   AND s.status IN ('error', 'cancelled'))",
-    ),
-    (
-        "running tasks are settled (not done, not stuck)",
-        "SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'in_progress')
-            AND (steps_remaining = 0 OR (steps_live = 0 AND steps_blocked > 0))",
-    ),
-    (
-        "final states agree with the counters",
-        "SELECT COUNT(*) FROM tasks WHERE
-            (status IN ('complete', 'resolved_manually') AND steps_remaining <> 0)
-            OR (status = 'error' AND (steps_live <> 0 OR steps_remaining = 0))
-            OR ((status IN ('complete', 'error', 'cancelled', 'resolved_manually'))
-                <> (completed_at IS NOT NULL))",
-    ),
-    (
-        "no step of a cancelled task can run",
-        "SELECT COUNT(*) FROM steps s JOIN tasks t ON t.id = s.task_id
-         WHERE t.status = 'cancelled' AND s.status IN ('pending', 'in_progress')",
-    ),
-    (
-        "a task that ran a step has left pending",
-        "SELECT COUNT(*) FROM tasks t WHERE t.status = 'pending' AND EXISTS
-            (SELECT 1 FROM steps s WHERE s.task_id = t.id AND s.status = 'in_progress')",
-    ),
-];
-
-async fn check(db: &PgPool, step: usize, what: &str) {
-    for (name, sql) in CHECKS {
-        let bad: i64 = sqlx::query_scalar(*sql).fetch_one(db).await.unwrap();
-        assert_eq!(bad, 0, "after op {step} ({what}): {name}");
-    }
-}
-
-/// The last transition of every row is its status, each transition starts
-/// where the previous ended, and every move is allowed by the state tables.
-async fn check_history(db: &PgPool) {
-    for (table, entity, key) in [
-        ("step_transitions", "steps", "step_id"),
-        ("task_transitions", "tasks", "task_id"),
-    ] {
+    async fn transitions(
+        &self,
+        table: &str,
+        entity: &str,
+        key: &str,
+    ) -> Vec<(String, Option<String>, String, String)> {
         let sql = format!(
-            "SELECT x.{key}, x.from_state, x.to_state, e.status FROM {table} x
+            "SELECT x.{key}::text, x.from_state, x.to_state, e.status FROM {table} x
              JOIN {entity} e ON e.id = x.{key} ORDER BY x.{key}, x.id"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(db)
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.0)
             .await
-            .unwrap();
-        let mut prev: Option<(Uuid, String)> = None;
-        let mut last_status: Option<String> = None;
-        for r in &rows {
-            let id: Uuid = r.get(0);
-            let from: Option<String> = r.get(1);
-            let to: String = r.get(2);
-            let status: String = r.get(3);
-            match &prev {
-                Some((pid, pto)) if *pid == id => {
-                    let from = from.expect("only the first transition has no from");
-                    assert_eq!(&from, pto, "{table}: chain broken");
-                    if table == "step_transitions" {
-                        let (f, t): (StepState, StepState) =
-                            (from.parse().unwrap(), to.parse().unwrap());
-                        f.check_transition(t).unwrap();
-                    } else {
-                        let (f, t): (TaskState, TaskState) =
-                            (from.parse().unwrap(), to.parse().unwrap());
-                        f.check_transition(t).unwrap();
-                    }
-                }
-                _ => {
-                    if let Some(s) = last_status.take() {
-                        assert_eq!(
-                            Some(&s),
-                            prev.as_ref().map(|p| &p.1),
-                            "{table}: last transition is the status"
-                        );
-                    }
-                    assert_eq!(from, None, "{table}: first transition");
-                    assert_eq!(to, "pending");
-                }
-            }
-            last_status = Some(status);
-            prev = Some((id, to));
-        }
-        if let (Some(s), Some((_, to))) = (last_status, prev) {
-            assert_eq!(s, to, "{table}: last transition is the status");
-        }
-    }
-}
-
-fn shape(rng: &mut Rng, now: DateTime<Utc>) -> tasker_store::NewTask {
-    match rng.below(5) {
-        0 => new_task(Shape::Linear(1 + rng.below(4)), now),
-        1 => new_task(Shape::Diamond, now),
-        2 => new_task(Shape::Roots(1 + rng.below(3)), now),
-        3 => TaskBuilder::new("test", "wide")
-            .step("a", &[])
-            .step("b", &[])
-            .attempts(1, 2)
-            .step("c", &["a", "b"])
-            .step("d", &["a"])
-            .step("e", &["c", "d"])
-            .build(now),
-        _ => TaskBuilder::new("test", "once")
-            .step("x", &[])
-            .attempts(1, 1)
-            .step("y", &["x"])
-            .attempts(2, 2)
-            .build(now),
+            .unwrap()
     }
 }
 
 #[tokio::test]
 async fn invariants_hold_under_a_random_workload() {
     let test_db = TestDb::create().await;
-    let store: Arc<dyn Store> = Arc::new(test_db.store().await);
+    let store = test_db.store().await;
     let db = PgPool::connect(&test_db.url).await.unwrap();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut now = at(0);
-    let mut tasks = Vec::new();
-    let mut running: Vec<ClaimedStep> = Vec::new();
-    let mut stale: Vec<ClaimedStep> = Vec::new();
-
-    for op in 0..400 {
-        now += Duration::seconds(rng.below(4) as i64);
-        let what = match rng.below(20) {
-            0..=3 => {
-                let t = shape(&mut rng, now);
-                tasks.push(t.id);
-                store.task_create(t).await.unwrap();
-                "create"
-            }
-            4..=7 => {
-                let mut p = params("w", 1 + rng.below(6) as u32, now);
-                p.lease_until = now + Duration::seconds(5 + rng.below(20) as i64);
-                if rng.chance(20) {
-                    p.per_task_limit = Some(1);
-                }
-                running.extend(store.step_claim(&p).await.unwrap());
-                "claim"
-            }
-            8..=12 if !running.is_empty() => {
-                let n = 1 + rng.below(running.len().min(6));
-                let mut outcomes = Vec::new();
-                for _ in 0..n {
-                    let c = running.swap_remove(rng.below(running.len()));
-                    outcomes.push(match rng.below(10) {
-                        0..=5 => success(&c, json!({"op": op})),
-                        6 => failure(&c, Some(now)),
-                        7 => failure(&c, Some(now + Duration::seconds(3))),
-                        _ => failure(&c, None),
-                    });
-                    stale.push(c);
-                }
-                if rng.chance(20) && !stale.is_empty() {
-                    // A late result from a lease that was lost or already used.
-                    let old = &stale[rng.below(stale.len())];
-                    outcomes.push(success(old, json!("late")));
-                }
-                store.step_finish_many(&outcomes, now).await.unwrap();
-                "finish"
-            }
-            13 => {
-                let n = store
-                    .step_rescue_expired(now, 1 + rng.below(5) as u32)
-                    .await
-                    .unwrap();
-                if n > 0 {
-                    // Their holders will report late.
-                    stale.append(&mut running);
-                }
-                "rescue"
-            }
-            14 if !tasks.is_empty() => {
-                let id = tasks[rng.below(tasks.len())];
-                let _ = store.task_cancel(id, now).await;
-                "task cancel"
-            }
-            15 if !tasks.is_empty() => {
-                let id = tasks[rng.below(tasks.len())];
-                let _ = store.task_retry(id, now).await;
-                "task retry"
-            }
-            16..=18 if !tasks.is_empty() => {
-                let id = tasks[rng.below(tasks.len())];
-                let steps = store.step_list(id).await.unwrap();
-                let s = &steps[rng.below(steps.len())];
-                let _ = match rng.below(3) {
-                    0 => store.step_resolve(s.id, json!("by hand"), now).await,
-                    1 => store.step_cancel(s.id, now).await,
-                    _ => store.step_retry(s.id, now).await,
-                };
-                "step action"
-            }
-            _ => {
-                let leases: Vec<_> = running
-                    .iter()
-                    .map(tasker_store::conformance::lease)
-                    .collect();
-                let lost = store
-                    .step_lease_renew(&leases, now + Duration::seconds(10), now)
-                    .await
-                    .unwrap();
-                running.retain(|c| !lost.contains(&c.step_id));
-                "renew"
-            }
-        };
-        check(&db, op, what).await;
-    }
-    check_history(&db).await;
-
-    // Drain: everything that can still run finishes.
-    for round in 0..100 {
-        now += Duration::seconds(10);
-        store.step_rescue_expired(now, 1000).await.unwrap();
-        let got = store.step_claim(&params("w", 1000, now)).await.unwrap();
-        if got.is_empty() && round > 0 {
-            break;
-        }
-        let outcomes: Vec<_> = got.iter().map(|c| success(c, json!(null))).collect();
-        store.step_finish_many(&outcomes, now).await.unwrap();
-        check(&db, 10_000 + round, "drain").await;
-    }
-    let open: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'in_progress')")
-            .fetch_one(&db)
-            .await
-            .unwrap();
-    assert_eq!(open, 0, "every task settled once nothing can run");
-    check_history(&db).await;
-    let states: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, COUNT(*) FROM tasks GROUP BY status")
-            .fetch_all(&db)
-            .await
-            .unwrap();
-    println!("final task states: {states:?} over {} tasks", tasks.len());
+    let tasks = random_workload(&store, &Postgres(db), 400).await;
+    println!("{tasks} tasks settled");
 }

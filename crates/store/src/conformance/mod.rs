@@ -33,6 +33,7 @@ pub mod finish;
 pub mod leases;
 pub mod manual;
 pub mod queries;
+pub mod workload;
 
 use crate::{
     ClaimParams, ClaimedStep, FinishReport, LeaseRef, OutcomeResult, StepErrorRecord, StepOutcome,
