@@ -4,27 +4,18 @@
 //! production rules look at the log format actually used.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
+/// The binary with the shared setup, but the log format left to the configuration.
 fn tasker(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tasker"));
-    c.env_remove("TASKER_DATABASE_URL")
-        .env_remove("TASKER_CONFIG")
-        .env_remove("TASKER_LOG_FORMAT")
-        .env("RUST_LOG", "warn")
-        .arg("--database")
-        .arg(format!("sqlite://{}", dir.join("t.db").display()))
-        .current_dir(dir);
+    let mut c = common::tasker(dir);
+    c.env_remove("TASKER_LOG_FORMAT");
     c
 }
+use common::text;
 
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use std::path::Path;
+use std::process::Command;
 
 #[test]
 fn the_documented_shorter_lease_is_accepted_and_the_heartbeat_follows_it() {

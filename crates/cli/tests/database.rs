@@ -4,27 +4,20 @@
 //! (quietly: no PostgreSQL NOTICE in the log).
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
-use tasker_store_postgres::testing::TestDb;
+mod common;
 
+/// The binary with no database flag, logging JSON at the default level.
 fn tasker(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tasker"));
-    c.env_remove("TASKER_DATABASE_URL")
-        .env_remove("TASKER_CONFIG")
-        .env_remove("RUST_LOG")
-        .env("TASKER_LOG_FORMAT", "json")
-        .current_dir(dir);
+    let mut c = common::bin(dir);
+    c.env_remove("RUST_LOG").env("TASKER_LOG_FORMAT", "json");
     c
 }
+use common::text;
 
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tasker_store_postgres::testing::TestDb;
 
 #[test]
 fn a_bare_word_or_an_empty_url_is_refused_and_creates_nothing() {

@@ -27,19 +27,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::{free_port, repo};
+
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long one document's session may take.
 const DEADLINE: Duration = Duration::from_secs(240);
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
 
 /// A fenced block: its info string (`sh`, `sh no-run`, `toml`…), its first
 /// line number (1-based), and its text.
@@ -76,14 +72,6 @@ fn blocks(doc: &str) -> Vec<Block> {
 
 fn read(doc: &str) -> String {
     std::fs::read_to_string(repo().join(doc)).unwrap_or_else(|e| panic!("{doc}: {e}"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Runs the `sh` blocks of `doc` as one bash session; panics with the

@@ -3,24 +3,22 @@
 //! writer are written before the process exits.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+/// The binary on a SQLite file in `dir`, logging JSON at info.
+fn tasker(dir: &Path) -> Command {
+    let mut c = common::bin(dir);
+    c.env("RUST_LOG", "info")
+        .args(["--log-format", "json", "--database"])
+        .arg(format!("sqlite://{}", dir.join("t.db").display()));
+    c
+}
+
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
 use std::process::Command;
-
-fn tasker(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tasker"));
-    c.env_remove("TASKER_DATABASE_URL")
-        .env_remove("TASKER_CONFIG")
-        .env("RUST_LOG", "info")
-        .arg("--log-format")
-        .arg("json")
-        .arg("--database")
-        .arg(format!("sqlite://{}", dir.join("t.db").display()))
-        .current_dir(dir);
-    c
-}
 
 /// Any JSON value; deserializing fails on an object with a repeated key.
 struct Strict;

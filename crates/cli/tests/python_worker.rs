@@ -3,6 +3,9 @@
 //! and steps run by the external worker, and completes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::free_port;
+
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -26,14 +29,6 @@ fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, Valu
     let (head, body) = raw.split_once("\r\n\r\n").unwrap();
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {

@@ -3,21 +3,12 @@
 //! disk is an error message with exit 2; never a panic (exit 101).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::tasker;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-
-fn tasker(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tasker"));
-    c.env_remove("TASKER_DATABASE_URL")
-        .env_remove("TASKER_CONFIG")
-        .env("TASKER_LOG_FORMAT", "text")
-        .env("RUST_LOG", "warn")
-        .arg("--database")
-        .arg(format!("sqlite://{}", dir.join("t.db").display()))
-        .current_dir(dir);
-    c
-}
 
 /// A template of `n` independent no-op steps, so `run` prints many lines.
 fn template(dir: &Path, n: usize) -> std::path::PathBuf {

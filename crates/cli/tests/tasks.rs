@@ -2,20 +2,10 @@
 //! their headers, and states use the API's names (`all_complete`, `healthy`).
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
+use common::tasker;
 
-fn tasker(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tasker"));
-    c.env_remove("TASKER_DATABASE_URL")
-        .env_remove("TASKER_CONFIG")
-        .env("TASKER_LOG_FORMAT", "text")
-        .env("RUST_LOG", "warn")
-        .arg("--database")
-        .arg(format!("sqlite://{}", dir.join("t.db").display()))
-        .current_dir(dir);
-    c
-}
+use std::process::Command;
 
 fn stdout(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
