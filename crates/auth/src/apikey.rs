@@ -1,22 +1,23 @@
-//! API keys: `tk_<id>_<secret>`, where `id` is 16 hex digits (the public
-//! handle: listed, revoked, looked up by) and `secret` 256 random bits in
+//! API keys: `tk_<id>_<secret>`, where `id` is a random UUID in 32 hex digits
+//! (the public handle: listed, revoked, looked up by) and `secret` 256 random bits in
 //! base64url. Only the SHA-256 of the whole key is stored; a presented key
 //! is hashed and compared with the stored hash in constant time.
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use uuid::Uuid;
 
 /// Every key starts with this (so scanners and humans recognise one).
 pub const PREFIX: &str = "tk_";
-const ID_HEX: usize = 16;
+const ID_HEX: usize = 32;
 const SECRET_B64: usize = 43; // 32 bytes, base64url without padding
 
 /// A new key: shown once, then only its hash is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MintedKey {
-    /// The public id (16 hex digits).
-    pub id: String,
+    /// The public id.
+    pub id: Uuid,
     /// The whole key, to give the caller once.
     pub key: String,
     /// SHA-256 of `key`, hex: what the store keeps.
@@ -30,13 +31,12 @@ pub struct MintError(String);
 
 /// Mints a key from the operating system's random source.
 pub fn mint() -> Result<MintedKey, MintError> {
-    let mut id = [0u8; ID_HEX / 2];
     let mut secret = [0u8; 32];
-    getrandom::fill(&mut id).map_err(|e| MintError(e.to_string()))?;
     getrandom::fill(&mut secret).map_err(|e| MintError(e.to_string()))?;
-    let id = hex::encode(id);
+    let id = Uuid::new_v4();
     let key = format!(
-        "{PREFIX}{id}_{}",
+        "{PREFIX}{}_{}",
+        id.simple(),
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
     );
     let hash = hash(&key);
@@ -45,7 +45,7 @@ pub fn mint() -> Result<MintedKey, MintError> {
 
 /// The key id of a well-formed key, or `None` (then the key is refused
 /// without any lookup).
-pub fn key_id(key: &str) -> Option<&str> {
+pub fn key_id(key: &str) -> Option<Uuid> {
     let rest = key.strip_prefix(PREFIX)?;
     let (id, secret) = rest.split_once('_')?;
     let id_ok = id.len() == ID_HEX && id.bytes().all(|b| b.is_ascii_hexdigit());
@@ -53,7 +53,10 @@ pub fn key_id(key: &str) -> Option<&str> {
         && secret
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    (id_ok && secret_ok).then_some(id)
+    if !(id_ok && secret_ok) {
+        return None;
+    }
+    Uuid::try_parse(id).ok()
 }
 
 /// SHA-256 of `key`, lowercase hex.
@@ -77,7 +80,7 @@ mod tests {
     fn a_minted_key_parses_and_matches_only_its_hash() {
         let k = mint().unwrap();
         assert!(k.key.starts_with("tk_"));
-        assert_eq!(key_id(&k.key), Some(k.id.as_str()));
+        assert_eq!(key_id(&k.key), Some(k.id));
         assert!(matches(&k.key, &k.hash));
         let other = mint().unwrap();
         assert_ne!(k.key, other.key);

@@ -10,7 +10,7 @@
 
 use crate::Identity;
 use crate::permission::{Grant, Grants};
-use jsonwebtoken::jwk::JwkSet;
+pub use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
