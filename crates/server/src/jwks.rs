@@ -66,6 +66,8 @@ pub struct JwksSource {
 impl JwksSource {
     /// Fetches the set once; fails when the URL does not answer a usable set.
     pub async fn connect(url: &str, options: JwtOptions) -> Result<JwksSource, String> {
+        // reqwest is built without a default TLS provider (one crypto backend, ring).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .redirect(reqwest::redirect::Policy::limited(3))
