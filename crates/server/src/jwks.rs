@@ -1,6 +1,6 @@
 //! A JSON Web Key Set fetched from a URL: at start, and again when a token
 //! names a `kid` the set lacks (a key rotation at the issuer), at most once
-//! per [`REFRESH_INTERVAL`], with a bounded answer and a timeout, so tokens
+//! per [`REFRESH_INTERVAL`] (the first refresh at once), with a bounded answer and a timeout, so tokens
 //! with made-up `kid`s cannot make the server hammer the issuer.
 
 use std::collections::BTreeMap;
@@ -59,13 +59,24 @@ pub struct JwksSource {
     client: reqwest::Client,
     options: JwtOptions,
     current: RwLock<Arc<JwtVerifier>>,
-    /// Held while fetching, so concurrent unknown `kid`s cause one fetch.
-    last_fetch: tokio::sync::Mutex<Instant>,
+    /// When the set was last refreshed for an unknown `kid` (held while
+    /// fetching, so concurrent unknown `kid`s cause one fetch).
+    last_refresh: tokio::sync::Mutex<Option<Instant>>,
+    min_interval: Duration,
 }
 
 impl JwksSource {
     /// Fetches the set once; fails when the URL does not answer a usable set.
     pub async fn connect(url: &str, options: JwtOptions) -> Result<JwksSource, String> {
+        Self::connect_with_interval(url, options, REFRESH_INTERVAL).await
+    }
+
+    /// [`JwksSource::connect`], refreshing at most once per `min_interval`.
+    pub async fn connect_with_interval(
+        url: &str,
+        options: JwtOptions,
+        min_interval: Duration,
+    ) -> Result<JwksSource, String> {
         // reqwest is built without a default TLS provider (one crypto backend, ring).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
@@ -79,7 +90,8 @@ impl JwksSource {
             client,
             options,
             current: RwLock::new(Arc::new(verifier)),
-            last_fetch: tokio::sync::Mutex::new(Instant::now()),
+            last_refresh: tokio::sync::Mutex::new(None),
+            min_interval,
         })
     }
 
@@ -97,9 +109,9 @@ impl JwksSource {
             return Ok(first);
         };
         {
-            let mut last = self.last_fetch.lock().await;
-            if last.elapsed() >= REFRESH_INTERVAL {
-                *last = Instant::now();
+            let mut last = self.last_refresh.lock().await;
+            if last.is_none_or(|t| t.elapsed() >= self.min_interval) {
+                *last = Some(Instant::now());
                 match fetch(&self.client, &self.url, &self.options).await {
                     Ok(v) => match self.current.write() {
                         Ok(mut cur) => *cur = Arc::new(v),
