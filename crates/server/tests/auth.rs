@@ -547,3 +547,45 @@ async fn bad_credentials_are_refused_and_create_nothing(db: Db) {
 }
 
 use tasker_server::AppState;
+
+/// docs/SECURITY.md's permission table is the code's table.
+#[test]
+fn the_security_doc_lists_the_table_of_the_code() {
+    let doc = include_str!("../../../docs/SECURITY.md");
+    let mut documented = BTreeSet::new();
+    for line in doc.lines().filter(|l| {
+        l.starts_with("| GET")
+            || l.starts_with("| POST")
+            || l.starts_with("| PATCH")
+            || l.starts_with("| DELETE")
+    }) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let access = cells[3];
+        let access = access
+            .strip_prefix('`')
+            .and_then(|a| a.split('`').next())
+            .unwrap_or_else(|| access.split_whitespace().next().unwrap());
+        documented.insert((
+            cells[1].to_string(),
+            cells[2].trim_matches('`').to_string(),
+            access.to_string(),
+        ));
+    }
+    let code: BTreeSet<(String, String, String)> = ROUTES
+        .iter()
+        .map(|(m, p, a)| {
+            let access = match a {
+                Access::Public | Access::Docs => "open",
+                Access::Status => "tasker.health_status:index",
+                Access::Permission(p) => p,
+            };
+            (m.to_string(), p.to_string(), access.to_string())
+        })
+        .collect();
+    let missing: Vec<_> = code.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&code).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "docs/SECURITY.md permission table: missing {missing:?}; not in the code {stale:?}"
+    );
+}
