@@ -187,7 +187,7 @@ async fn check(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
         {
             return Err(forbidden(p, None));
         }
-        match route_namespace(st, &template, req.uri().path()).await? {
+        match route_namespace(st, &method, &template, req.uri().path()).await? {
             Scope::Namespace(ns) if identity.grants.allows(p, Some(&ns)) => {}
             Scope::Namespace(ns) => return Err(forbidden(p, Some(&ns))),
             // Creation and claims check their body's namespace in the handler.
@@ -209,8 +209,15 @@ enum Scope {
     None,
 }
 
-async fn route_namespace(st: &AppState, template: &str, path: &str) -> Result<Scope, ApiError> {
-    if matches!(template, "/tasker/tasks" | "/tasker/workers/claim") {
+async fn route_namespace(
+    st: &AppState,
+    method: &str,
+    template: &str,
+    path: &str,
+) -> Result<Scope, ApiError> {
+    // Only these two read the namespace from their body (and check it there);
+    // `GET /tasker/tasks` (a list across namespaces) is not one of them.
+    if method == "POST" && matches!(template, "/tasker/tasks" | "/tasker/workers/claim") {
         return Ok(Scope::InBody);
     }
     let param = |name: &str| -> Option<String> {

@@ -316,7 +316,7 @@ async fn api_keys_work_in_both_headers_and_are_scoped_revocable_and_cached(db: D
         &[
             "tasker.task:create@shop",
             "tasker.task:index",
-            "tasker.worker:claim@shop",
+            "tasker.worker:*@shop",
         ],
         None,
     )
@@ -334,12 +334,34 @@ async fn api_keys_work_in_both_headers_and_are_scoped_revocable_and_cached(db: D
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(r.json["task"]["initiator"], format!("key:{id}"));
+    let shop_task = r.json["task"]["task_id"].as_str().unwrap().to_string();
     let r = send(
         &h,
         "GET",
         "/tasker/tasks",
         None,
         Some(("x-api-key", k.clone())),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    // A scoped grant never opens a list across namespaces.
+    let (_, scoped_reader) = key(
+        &h,
+        &["tasker.task:index@shop", "tasker.task:show@shop"],
+        None,
+    )
+    .await;
+    send(&h, "GET", "/tasker/tasks", None, bearer(&scoped_reader))
+        .await
+        .assert_error(403, "forbidden");
+    // ... but opens a task of its namespace.
+    let r = send(
+        &h,
+        "GET",
+        &format!("/tasker/tasks/{shop_task}"),
+        None,
+        bearer(&scoped_reader),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -370,6 +392,17 @@ async fn api_keys_work_in_both_headers_and_are_scoped_revocable_and_cached(db: D
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let ops_task = r.json["task"]["task_id"].as_str().unwrap().to_string();
+    let r = send(
+        &h,
+        "GET",
+        &format!("/tasker/tasks/{ops_task}"),
+        None,
+        bearer(&scoped_reader),
+    )
+    .await;
+    r.assert_error(403, "forbidden");
+    assert_eq!(r.json["error"]["details"]["namespace"], "ops");
     let claim = |ns: Option<&str>| {
         let mut b = json!({"worker_id": "w", "handler_kinds": ["noop"], "wait_seconds": 0, "max_steps": 50});
         if let Some(ns) = ns {
@@ -399,7 +432,8 @@ async fn api_keys_work_in_both_headers_and_are_scoped_revocable_and_cached(db: D
     let steps = r.json["steps"].as_array().unwrap();
     assert!(!steps.is_empty());
     assert!(steps.iter().all(|s| s["namespace"] == "shop"), "{steps:?}");
-    // The admin still finds the ops step unclaimed.
+    // The admin still finds the ops step unclaimed; the shop key cannot
+    // report on it even with its lease token.
     let r = send(
         &h,
         "POST",
@@ -408,7 +442,31 @@ async fn api_keys_work_in_both_headers_and_are_scoped_revocable_and_cached(db: D
         bearer(&admin),
     )
     .await;
-    assert_eq!(r.json["steps"].as_array().unwrap().len(), 1, "{}", r.text);
+    let ops_steps = r.json["steps"].as_array().unwrap();
+    assert_eq!(ops_steps.len(), 1, "{}", r.text);
+    let (step, lease) = (
+        ops_steps[0]["step_id"].as_str().unwrap(),
+        ops_steps[0]["lease_token"].clone(),
+    );
+    let r = send(
+        &h,
+        "POST",
+        &format!("/tasker/steps/{step}/complete"),
+        Some(&json!({"lease_token": lease})),
+        bearer(&k),
+    )
+    .await;
+    r.assert_error(403, "forbidden");
+    assert_eq!(r.json["error"]["details"]["namespace"], "ops");
+    let r = send(
+        &h,
+        "POST",
+        &format!("/tasker/steps/{step}/complete"),
+        Some(&json!({"lease_token": lease})),
+        bearer(&admin),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 
     // Revoked: still accepted while cached, refused once the cache entry ends.
     h.tasker
