@@ -487,6 +487,9 @@ async fn api_keys_work_in_both_headers_and_are_scoped_revocable_and_cached(db: D
         .assert_error(401, "unauthenticated");
 }
 
+/// A header to send, if any.
+type Credential = Option<(&'static str, String)>;
+
 async fn bad_credentials_are_refused_and_create_nothing(db: Db) {
     let h = secured(db, Duration::from_secs(5)).await;
     let body = json!({"name": "checkout", "namespace": "shop", "context": {"order_id": 1}});
@@ -521,7 +524,7 @@ async fn bad_credentials_are_refused_and_create_nothing(db: Db) {
     let (_, wrong_secret) = key(&h, &["*"], None).await;
     let wrong_secret = format!("{}{}", &wrong_secret[..wrong_secret.len() - 4], "AAAA");
 
-    let cases: Vec<(&str, Option<(&str, String)>, u16)> = vec![
+    let cases: Vec<(&str, Credential, u16)> = vec![
         ("no credentials", None, 401),
         ("expired", bearer(&with(json!({"exp": now(&h) - 120}))), 401),
         (
