@@ -650,3 +650,34 @@ fn the_security_doc_lists_the_table_of_the_code() {
         "docs/SECURITY.md permission table: missing {missing:?}; not in the code {stale:?}"
     );
 }
+
+/// `auth.docs_require_auth` closes the API description to anonymous
+/// callers; `health.status_requires_auth = false` opens the status page.
+#[tokio::test]
+async fn docs_and_status_follow_their_settings() {
+    let h = Harness::new(common::sqlite().await).await;
+    let jwt = JwtKeys::Fixed(verifier(KeyMaterial::Secret(SECRET), None));
+    let state = h.state.clone().with_auth(AuthSettings {
+        docs_require_auth: true,
+        status_requires_auth: false,
+        ..settings(Some(jwt), Duration::from_secs(5))
+    });
+    let h = h.with_state(state);
+    send(&h, "GET", "/tasker/openapi.json", None, None)
+        .await
+        .assert_error(401, "unauthenticated");
+    // Any authenticated caller, whatever its permissions.
+    let r = send(
+        &h,
+        "GET",
+        "/tasker/openapi.json",
+        None,
+        bearer(&token(&h, &["tasker.handler:show"])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.json["components"]["securitySchemes"]["bearer"].is_object());
+    let r = send(&h, "GET", "/tasker/health/status", None, None).await;
+    assert_ne!(r.status.as_u16(), 401, "{}", r.text);
+    assert_ne!(r.status.as_u16(), 403, "{}", r.text);
+}
