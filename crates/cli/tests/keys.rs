@@ -218,3 +218,38 @@ fn serve_with_api_keys_accepts_the_key_it_made() {
     assert_eq!(status, 403, "{out}");
     assert!(out.contains("tasker.handler:index"), "{out}");
 }
+
+#[test]
+fn config_check_builds_the_jwt_verifier_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = common::repo().join("crates/auth/tests/keys");
+    let check = |vars: &[(&str, String)]| {
+        let mut c = tasker(dir.path());
+        c.env("TASKER__AUTH__MODE", "jwt");
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        let out = c.args(["config", "check"]).output().unwrap();
+        (out.status.code(), text(&out))
+    };
+    let pem = keys.join("ed_public.pem").display().to_string();
+    let (code, out) = check(&[
+        ("TASKER__AUTH__JWT__PUBLIC_KEY_FILE", pem.clone()),
+        ("TASKER__AUTH__JWT__ALGORITHM", "EdDSA".into()),
+    ]);
+    assert_eq!(code, Some(0), "{out:?}");
+    // An Ed25519 key read as RSA is refused at start, naming the key.
+    let (code, (_, stderr)) = check(&[
+        ("TASKER__AUTH__JWT__PUBLIC_KEY_FILE", pem),
+        ("TASKER__AUTH__JWT__ALGORITHM", "RS256".into()),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("auth.jwt.public_key_file:"), "{stderr}");
+    // A JWKS file that is not one.
+    let bogus = dir.path().join("jwks.json");
+    std::fs::write(&bogus, "{\"keys\": 5}").unwrap();
+    let (code, (_, stderr)) =
+        check(&[("TASKER__AUTH__JWT__JWKS_FILE", bogus.display().to_string())]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("is not a JSON Web Key Set"), "{stderr}");
+}
