@@ -52,6 +52,9 @@ enum Command {
     /// Check or show the configuration.
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
+    /// Create, list or revoke API keys.
+    #[command(subcommand)]
+    Keys(commands::keys::KeysCommand),
     /// Apply database migrations and exit.
     Migrate,
     /// Measure throughput and latency with no-op steps.
@@ -118,6 +121,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             logging::init(format, None, "warn");
             match database() {
                 Ok(c) => commands::tasks::run(&c, cmd).await,
+                Err(code) => Ok(code),
+            }
+        }
+        Command::Keys(cmd) => {
+            logging::init(format, None, "warn");
+            match database() {
+                Ok(c) => commands::keys::run(&c, cmd).await,
                 Err(code) => Ok(code),
             }
         }

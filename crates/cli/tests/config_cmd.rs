@@ -97,6 +97,7 @@ fn production_refuses_text_logs_asked_for_by_flag() {
     let dir = tempfile::tempdir().unwrap();
     let out = tasker(dir.path())
         .env("TASKER__ENVIRONMENT", "production")
+        .env("TASKER__AUTH__MODE", "api_key")
         .env("TASKER__DATABASE__SQLITE_SYNCHRONOUS", "full")
         .args(["--log-format", "text", "config", "check"])
         .output()
@@ -112,6 +113,7 @@ fn production_refuses_text_logs_asked_for_by_flag() {
     // JSON (what `auto` writes when stderr is not a terminal, as here) passes.
     let out = tasker(dir.path())
         .env("TASKER__ENVIRONMENT", "production")
+        .env("TASKER__AUTH__MODE", "api_key")
         .env("TASKER__DATABASE__SQLITE_SYNCHRONOUS", "full")
         .args(["config", "check"])
         .output()

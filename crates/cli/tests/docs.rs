@@ -162,6 +162,11 @@ fn api_walkthrough_runs() {
 }
 
 #[test]
+fn security_walkthrough_runs() {
+    run_walkthrough("docs/SECURITY.md");
+}
+
+#[test]
 fn external_worker_walkthrough_runs() {
     run_walkthrough("docs/HANDLERS.md");
 }

@@ -35,6 +35,8 @@ pub struct TaskerConfig {
     pub cache: CacheConfig,
     /// The built-in `http` handler's safety policy.
     pub http: HttpSection,
+    /// Who may call the API, and what they may do.
+    pub auth: AuthSection,
 }
 
 impl Default for TaskerConfig {
@@ -51,6 +53,7 @@ impl Default for TaskerConfig {
             server: ServerSection::default(),
             cache: CacheConfig::default(),
             http: HttpSection::default(),
+            auth: AuthSection::default(),
         }
     }
 }
@@ -165,6 +168,8 @@ pub struct HealthConfig {
     pub ready_timeout_seconds: f64,
     /// `/health/status` counts the tasks created in this many last seconds.
     pub status_window_seconds: f64,
+    /// `/health/status` requires `tasker.health_status:index` (when auth is on).
+    pub status_requires_auth: bool,
 }
 
 impl Default for HealthConfig {
@@ -172,6 +177,7 @@ impl Default for HealthConfig {
         HealthConfig {
             ready_timeout_seconds: 0.08,
             status_window_seconds: 3600.0,
+            status_requires_auth: true,
         }
     }
 }
@@ -278,6 +284,92 @@ impl Default for HttpSection {
             max_response_bytes: 4 * 1024 * 1024,
             default_timeout_seconds: 30.0,
             max_retry_after_seconds: 300.0,
+        }
+    }
+}
+
+/// The authentication modes of `auth.mode`.
+pub const AUTH_MODES: &[&str] = &["none", "jwt", "api_key", "jwt+api_key"];
+
+/// `[auth]`: who may call the API (see docs/SECURITY.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// `none` (everyone may do everything), `jwt`, `api_key` or `jwt+api_key`.
+    pub mode: String,
+    /// How long a looked-up API key (or its revocation) is remembered.
+    pub key_cache_seconds: f64,
+    /// The OpenAPI document and Swagger UI need an authenticated caller.
+    pub docs_require_auth: bool,
+    /// Bearer JWT verification.
+    pub jwt: JwtSection,
+    /// Role name → permissions, for the roles claim of a JWT.
+    pub roles: BTreeMap<String, Vec<String>>,
+}
+
+impl AuthSection {
+    /// Whether bearer JWTs are accepted.
+    pub fn accepts_jwt(&self) -> bool {
+        matches!(self.mode.as_str(), "jwt" | "jwt+api_key")
+    }
+
+    /// Whether API keys are accepted.
+    pub fn accepts_api_keys(&self) -> bool {
+        matches!(self.mode.as_str(), "api_key" | "jwt+api_key")
+    }
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            mode: "none".into(),
+            key_cache_seconds: 5.0,
+            docs_require_auth: false,
+            jwt: JwtSection::default(),
+            roles: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[auth.jwt]`: exactly one of `secret`, `public_key_file`, `jwks_file`, `jwks_url`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtSection {
+    /// HMAC secret (HS256/384/512), at least 32 bytes.
+    pub secret: Option<String>,
+    /// PEM public key file (RS*, PS*, ES256/384, EdDSA; set `algorithm`).
+    pub public_key_file: Option<String>,
+    /// JSON Web Key Set file.
+    pub jwks_file: Option<String>,
+    /// JSON Web Key Set URL (fetched at start, again on an unknown `kid`).
+    pub jwks_url: Option<String>,
+    /// Algorithm of `secret` (default HS256) or `public_key_file` (required).
+    pub algorithm: Option<String>,
+    /// Clock skew allowed on `exp`, `nbf`, `iat`.
+    pub leeway_seconds: u64,
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// Required `aud`.
+    pub audience: Option<String>,
+    /// Claim listing permissions (a space-separated `scope` is read too).
+    pub permissions_claim: String,
+    /// Claim listing role names (expanded through `[auth.roles]`).
+    pub roles_claim: String,
+}
+
+impl Default for JwtSection {
+    fn default() -> Self {
+        JwtSection {
+            secret: None,
+            public_key_file: None,
+            jwks_file: None,
+            jwks_url: None,
+            algorithm: None,
+            leeway_seconds: 30,
+            issuer: None,
+            audience: None,
+            permissions_claim: "permissions".into(),
+            roles_claim: "roles".into(),
         }
     }
 }

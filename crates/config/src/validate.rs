@@ -317,6 +317,8 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
         );
     }
 
+    auth_problems(c, &mut bad);
+
     // production refuses unsafe settings unless explicitly allowed
     if c.environment == "production" && !c.allow_unsafe_production {
         let fix = "change it, or set allow_unsafe_production = true to accept the risk";
@@ -357,6 +359,14 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
                 fix,
             );
         }
+        if c.auth.mode == "none" {
+            bad(
+                "auth.mode",
+                Value::from("none"),
+                "lets anyone who can reach the API start and change workflows (production)",
+                fix,
+            );
+        }
         if e.lease_seconds < 5.0 {
             bad(
                 "engine.lease_seconds",
@@ -368,6 +378,144 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
     }
     out
 }
+
+/// The `[auth]` rules: a known mode, exactly one JWT key source when JWTs
+/// are accepted, a secret long enough, an algorithm that fits the key, and
+/// roles made of real permissions. (Reading the key files is left to start-up.)
+fn auth_problems(c: &crate::TaskerConfig, bad: &mut impl FnMut(&str, Value, &str, &str)) {
+    let a = &c.auth;
+    if !crate::model::AUTH_MODES.contains(&a.mode.as_str()) {
+        bad(
+            "auth.mode",
+            Value::from(a.mode.clone()),
+            "is not an authentication mode",
+            "use none, jwt, api_key or jwt+api_key",
+        );
+    }
+    if !(a.key_cache_seconds.is_finite()
+        && a.key_cache_seconds > 0.0
+        && a.key_cache_seconds <= 300.0)
+    {
+        bad(
+            "auth.key_cache_seconds",
+            a.key_cache_seconds.into(),
+            "must be above 0 and at most 300 (a revoked key works this long)",
+            "use 5",
+        );
+    }
+    for (role, perms) in &a.roles {
+        for p in perms {
+            if let Err(e) = tasker_auth::Grant::parse(p) {
+                bad(
+                    &format!("auth.roles.{role}"),
+                    Value::from(p.clone()),
+                    &e.why,
+                    "see docs/SECURITY.md for the permissions",
+                );
+            }
+        }
+    }
+    let j = &a.jwt;
+    if let Some(alg) = &j.algorithm
+        && !JWT_ALGORITHMS.contains(&alg.as_str())
+    {
+        bad(
+            "auth.jwt.algorithm",
+            Value::from(alg.clone()),
+            "is not a supported JWT algorithm",
+            "use HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA",
+        );
+    }
+    if j.leeway_seconds > 600 {
+        bad(
+            "auth.jwt.leeway_seconds",
+            j.leeway_seconds.into(),
+            "must be at most 600 (expired tokens would work this long)",
+            "use 30",
+        );
+    }
+    for (key, v) in [
+        ("auth.jwt.permissions_claim", &j.permissions_claim),
+        ("auth.jwt.roles_claim", &j.roles_claim),
+    ] {
+        if v.trim().is_empty() {
+            bad(
+                key,
+                Value::from(v.clone()),
+                "must not be empty",
+                "use the default",
+            );
+        }
+    }
+    if !a.accepts_jwt() {
+        return;
+    }
+    let sources = [
+        ("auth.jwt.secret", j.secret.is_some()),
+        ("auth.jwt.public_key_file", j.public_key_file.is_some()),
+        ("auth.jwt.jwks_file", j.jwks_file.is_some()),
+        ("auth.jwt.jwks_url", j.jwks_url.is_some()),
+    ];
+    let set: Vec<&str> = sources
+        .iter()
+        .filter(|(_, s)| *s)
+        .map(|(k, _)| *k)
+        .collect();
+    if set.len() != 1 {
+        bad(
+            "auth.jwt",
+            Value::from(set.join(", ")),
+            &format!(
+                "auth.mode = \"{}\" needs exactly one of secret, public_key_file, jwks_file, jwks_url",
+                a.mode
+            ),
+            "set one (see docs/SECURITY.md)",
+        );
+    }
+    let alg = j.algorithm.as_deref();
+    if let Some(secret) = &j.secret {
+        if secret.len() < 32 {
+            bad(
+                "auth.jwt.secret",
+                Value::from(format!("({} bytes)", secret.len())),
+                "must be at least 32 bytes",
+                "generate one: openssl rand -base64 48",
+            );
+        }
+        if alg.is_some_and(|a| !a.starts_with("HS")) {
+            bad(
+                "auth.jwt.algorithm",
+                Value::from(alg.unwrap_or_default()),
+                "a secret verifies HS256, HS384 or HS512 only",
+                "use HS256, or a public_key_file for asymmetric algorithms",
+            );
+        }
+    }
+    if j.public_key_file.is_some() && alg.is_none_or(|a| a.starts_with("HS")) {
+        bad(
+            "auth.jwt.algorithm",
+            Value::from(alg.unwrap_or_default()),
+            "a public key needs its asymmetric algorithm",
+            "set RS256, PS256, ES256, EdDSA, ...",
+        );
+    }
+    if let Some(url) = &j.jwks_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        bad(
+            "auth.jwt.jwks_url",
+            Value::from(url.clone()),
+            "is not an http(s) URL",
+            "use https://issuer.example/.well-known/jwks.json",
+        );
+    }
+}
+
+/// The algorithms `auth.jwt.algorithm` accepts.
+pub const JWT_ALGORITHMS: &[&str] = &[
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+    "ES384", "EdDSA",
+];
 
 /// Whether `logging.format` ends up writing text: `text`, or `auto` when
 /// stderr is a terminal. Rules look at what the process will do, not at the

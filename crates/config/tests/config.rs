@@ -384,6 +384,7 @@ fn production_refuses_unsafe_settings_unless_allowed() {
             "database.sqlite_synchronous",
             "http.allow_internal",
             "logging.format",
+            "auth.mode",
             "engine.lease_seconds"
         ]
     );
@@ -442,4 +443,91 @@ fn every_key_is_documented_and_every_documented_key_exists() {
         extra.is_empty(),
         "docs/CONFIGURATION.md documents keys the code does not have: {extra:?}"
     );
+}
+
+#[test]
+fn auth_settings_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(
+        &dir,
+        "tasker.toml",
+        r#"
+[auth]
+mode = "jwt"
+key_cache_seconds = 0
+
+[auth.jwt]
+secret = "too-short"
+algorithm = "RS256"
+leeway_seconds = 3600
+
+[auth.roles]
+operator = ["tasker.task:*", "tasker.tasks:create"]
+"#,
+    );
+    let errs = errors(LoadOptions {
+        file: Some(path),
+        env: vec![],
+        flags: vec![],
+    });
+    assert!(error_for(&errs, "auth.key_cache_seconds").contains("at most 300"));
+    assert!(error_for(&errs, "auth.jwt.secret").contains("at least 32 bytes"));
+    assert!(
+        !error_for(&errs, "auth.jwt.secret").contains("too-short"),
+        "the secret is not echoed"
+    );
+    assert!(error_for(&errs, "auth.jwt.algorithm").contains("HS256, HS384 or HS512"));
+    assert!(error_for(&errs, "auth.jwt.leeway_seconds").contains("at most 600"));
+    assert!(error_for(&errs, "auth.roles.operator").contains("unknown resource `tasker.tasks`"));
+
+    // JWT mode without a key source, and an unknown mode.
+    let errs = errors(LoadOptions {
+        file: None,
+        env: env(&[("TASKER__AUTH__MODE", "jwt")]),
+        flags: vec![],
+    });
+    assert!(error_for(&errs, "auth.jwt").contains("exactly one of secret"));
+    let errs = errors(LoadOptions {
+        file: None,
+        env: env(&[("TASKER__AUTH__MODE", "oauth")]),
+        flags: vec![],
+    });
+    assert!(error_for(&errs, "auth.mode").contains("use none, jwt, api_key or jwt+api_key"));
+
+    // A valid JWT setup, with its secret masked by `config show`.
+    let loaded = load(&LoadOptions {
+        file: None,
+        env: env(&[
+            ("TASKER__AUTH__MODE", "jwt+api_key"),
+            (
+                "TASKER__AUTH__JWT__SECRET",
+                "0123456789abcdef0123456789abcdef",
+            ),
+            (
+                "TASKER__AUTH__ROLES__READER",
+                r#"["tasker.task:index", "tasker.task:show@billing"]"#,
+            ),
+        ]),
+        flags: vec![],
+    })
+    .unwrap();
+    assert!(loaded.config.auth.accepts_jwt() && loaded.config.auth.accepts_api_keys());
+    assert_eq!(loaded.config.auth.roles["reader"].len(), 2);
+    let shown = loaded.show();
+    assert!(!shown.contains("0123456789abcdef"), "{shown}");
+}
+
+#[test]
+fn production_accepts_an_authenticated_api() {
+    let loaded = load(&LoadOptions {
+        file: None,
+        env: env(&[
+            ("TASKER__ENVIRONMENT", "production"),
+            ("TASKER__DATABASE__SQLITE_SYNCHRONOUS", "full"),
+            ("TASKER__LOGGING__FORMAT", "json"),
+            ("TASKER__AUTH__MODE", "api_key"),
+        ]),
+        flags: vec![],
+    });
+    assert!(loaded.is_ok(), "{:?}", loaded.err());
 }

@@ -10,7 +10,9 @@
 //! 2. Dependency analysis of 1,000-step tasks: the pure computation on three
 //!    shapes, the cached lookup, and the whole `GET /tasks/{id}?include_dependencies=true`.
 //! 3. Liveness and readiness on both backends.
-//! 4. Task creation through HTTP (a real socket, keep-alive, one request at a
+//! 4. Authentication: the latency a request gains with an HS256 JWT or an
+//!    API key (cached), against the same request with `auth.mode = none`.
+//! 5. Task creation through HTTP (a real socket, keep-alive, one request at a
 //!    time) on SQLite and on PostgreSQL (a fresh database from
 //!    `TASKER_TEST_PG_URL`, as in the tests).
 
@@ -79,6 +81,9 @@ fn main() {
         if run("health") {
             health("sqlite", common::sqlite().await).await;
             health("postgres", common::postgres().await).await;
+        }
+        if run("auth") {
+            auth_overhead().await;
         }
         if run("creation") {
             creation("sqlite", common::sqlite().await).await;
@@ -498,4 +503,96 @@ async fn creation(backend: &str, db: common::Db) {
     );
     let _ = tx.send(());
     let _ = server.await;
+}
+
+/// `GET /tasker/handlers` (in memory) with no authentication, an HS256 JWT
+/// and an API key (cached after the first request), interleaved so drift
+/// hits all three alike; the added latency is the difference of the p50s.
+async fn auth_overhead() {
+    use tasker_auth::jwt::{JwtSettings, JwtVerifier, KeyMaterial};
+    use tasker_server::auth::{AuthSettings, JwtKeys};
+    const SECRET: &[u8] = b"bench-secret-0123456789abcdef-0123456789";
+    let db = common::sqlite().await;
+    let tasker = Tasker::builder(db.store.clone())
+        .template(parse_template("<checkout>", common::CHECKOUT, None).unwrap())
+        .build()
+        .unwrap();
+    let state = AppState::new(tasker.clone(), ServerConfig::default());
+    let open = tasker_server::app(state.clone());
+    let verifier = JwtVerifier::new(JwtSettings {
+        keys: KeyMaterial::Secret(SECRET),
+        algorithm: None,
+        leeway_seconds: 30,
+        issuer: Some("bench"),
+        audience: Some("tasker"),
+        permissions_claim: "permissions",
+        roles_claim: "roles",
+        roles: Default::default(),
+    })
+    .unwrap();
+    let secured = tasker_server::app(state.with_auth(AuthSettings {
+        jwt: Some(JwtKeys::Fixed(verifier)),
+        api_keys: true,
+        key_cache_ttl: Duration::from_secs(5),
+        status_requires_auth: true,
+        docs_require_auth: false,
+    }));
+    let now = Utc::now().timestamp();
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": "bench", "iss": "bench", "aud": "tasker", "iat": now,
+            "exp": now + 3600, "permissions": ["tasker.handler:index", "tasker.task:*"]}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET),
+    )
+    .unwrap();
+    let minted = tasker_auth::apikey::mint().unwrap();
+    db.store
+        .api_key_create(tasker_store::NewApiKey {
+            id: minted.id,
+            name: "bench".into(),
+            hash: minted.hash.clone(),
+            permissions: vec!["tasker.handler:index".into()],
+            created_at: Utc::now(),
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    let send = |app: &axum::Router, header: Option<(&'static str, String)>| {
+        let app = app.clone();
+        async move {
+            let mut b = Request::get("/tasker/handlers");
+            if let Some((k, v)) = header {
+                b = b.header(k, v);
+            }
+            let t = Instant::now();
+            let res = app.oneshot(b.body(Body::empty()).unwrap()).await.unwrap();
+            let status = res.status();
+            let _ = res.into_body().collect().await.unwrap();
+            assert!(status.is_success(), "{status}");
+            t.elapsed().as_secs_f64() * 1_000_000.0
+        }
+    };
+    let jwt = || Some(("authorization", format!("Bearer {token}")));
+    let key = || Some(("x-api-key", minted.key.clone()));
+    for _ in 0..2_000 {
+        send(&open, None).await;
+        send(&secured, jwt()).await;
+        send(&secured, key()).await;
+    }
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..20_000 {
+        a.push(send(&open, None).await);
+        b.push(send(&secured, jwt()).await);
+        c.push(send(&secured, key()).await);
+    }
+    let (pa, pb, pc) = (pct(&mut a, 50.0), pct(&mut b, 50.0), pct(&mut c, 50.0));
+    println!(
+        "auth: GET /tasker/handlers p50: none {pa:.1} µs, HS256 JWT {pb:.1} µs, API key {pc:.1} µs (n={})",
+        a.len()
+    );
+    println!(
+        "auth: added p50 latency per request: HS256 JWT {:.1} µs, API key (cached) {:.1} µs",
+        pb - pa,
+        pc - pa
+    );
 }

@@ -27,6 +27,10 @@ use utoipa::ToSchema;
 pub enum ErrorKind {
     /// 400: malformed body, parameter or path segment.
     BadRequest,
+    /// 401: credentials missing or invalid (`WWW-Authenticate: Bearer`).
+    Unauthorized,
+    /// 403: authenticated, but without the permission the route needs.
+    Forbidden,
     /// 404: no such task, step, template or route.
     NotFound,
     /// 405: the route exists, the method does not.
@@ -50,6 +54,8 @@ impl ErrorKind {
     pub fn status(self) -> StatusCode {
         match self {
             ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::Conflict => StatusCode::CONFLICT,
@@ -238,7 +244,11 @@ pub struct ErrorDetails {
     /// `invalid_transition`: the state asked for.
     #[schema(required = false, nullable = false)]
     pub to: Option<String>,
-    /// `template_not_found` / `namespace_not_found` / `handler_not_found`: the namespace.
+    /// `forbidden`: the permission the request needs (`tasker.task:create`).
+    #[schema(required = false, nullable = false)]
+    pub permission: Option<String>,
+    /// `template_not_found` / `namespace_not_found` / `handler_not_found`: the namespace
+    /// (`forbidden`: the namespace the permission is missing for).
     #[schema(required = false, nullable = false)]
     pub namespace: Option<String>,
     /// `template_not_found` / `handler_not_found`: the template name.
@@ -274,6 +284,12 @@ impl IntoResponse for ApiError {
             },
         };
         let mut res = (self.kind.status(), Json(body)).into_response();
+        if self.kind == ErrorKind::Unauthorized {
+            res.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"tasker\""),
+            );
+        }
         if let Some(cause) = self.internal {
             res.extensions_mut().insert(InternalDetail(cause));
         }

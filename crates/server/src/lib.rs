@@ -28,6 +28,8 @@
 //! | [`routes`] | one file per resource: `tasks`, `steps`, `workers`, `handlers`, `health`, `docs` |
 //! | [`openapi`] | the OpenAPI 3.1 document generated from the handlers |
 //! | [`probe`] | the readiness check's database ping and migration state |
+//! | [`auth`] | authentication and authorization of every request (the table is `tasker_auth::table`) |
+//! | [`jwks`] | a JWKS URL's keys, refreshed on an unknown `kid` |
 //! | [`cache`] | the in-process dependency-analysis cache and its invalidation (reusable by other interfaces) |
 //!
 //! ## Routes (all under `/tasker`)
@@ -62,12 +64,14 @@
 //! shape), the request timeout (503 `timeout`), and the body size limit
 //! (413 `payload_too_large`).
 
+pub mod auth;
 pub mod cache;
 pub mod correlation;
 mod delivery;
 pub mod error;
 pub mod extract;
 pub mod json;
+pub mod jwks;
 pub mod openapi;
 pub mod probe;
 pub mod routes;
@@ -97,6 +101,9 @@ pub fn app(state: AppState) -> Router {
     let cfg = state.config().clone();
     routes::build()
         .router
+        // Route layer: it sees the matched route (its row of the permission
+        // table); unmatched paths go to the fallback, which reads nothing.
+        .route_layer(from_fn_with_state(state.clone(), auth::authorize))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
@@ -119,6 +126,7 @@ pub fn app(state: AppState) -> Router {
                         path = %req.uri().path(),
                         request_id = %request_id(req),
                         correlation_id = %correlation_id,
+                        identity = tracing::field::Empty,
                     )
                 }))
                 .layer(from_fn_with_state(cfg.request_log, log_request))

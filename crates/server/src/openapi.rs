@@ -99,6 +99,68 @@ pub fn document_for(config: &ServerConfig) -> Value {
     doc
 }
 
+/// The security schemes: a bearer JWT or API key in `Authorization`, or an
+/// API key in `X-API-Key`.
+fn security_schemes() -> Value {
+    json!({
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A JWT, or an API key (`tk_...`) made by `tasker keys create`. Only when the server's `auth.mode` is not `none`."
+        },
+        "api_key": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": "An API key (`tk_...`) made by `tasker keys create`."
+        }
+    })
+}
+
+/// An operation's security, its permission in the description, and its 401/403.
+fn describe_access(
+    op: &mut serde_json::Map<String, Value>,
+    access: Option<tasker_auth::table::Access>,
+    with: &dyn Fn(&str) -> Value,
+) {
+    use tasker_auth::table::Access;
+    let (note, security) = match access {
+        Some(Access::Public) | None => {
+            op.insert("security".into(), json!([]));
+            return;
+        }
+        Some(Access::Permission(p)) => (
+            format!("Permission: `{p}` (when authentication is on)."),
+            json!([{"bearer": []}, {"api_key": []}]),
+        ),
+        Some(Access::Status) => (
+            "Permission: `tasker.health_status:index` when authentication is on, unless `health.status_requires_auth = false`.".to_string(),
+            json!([{}, {"bearer": []}, {"api_key": []}]),
+        ),
+        Some(Access::Docs) => (
+            "Open unless `auth.docs_require_auth = true` (then any authenticated caller).".to_string(),
+            json!([{}, {"bearer": []}, {"api_key": []}]),
+        ),
+    };
+    let description = op
+        .get("description")
+        .and_then(Value::as_str)
+        .map(|d| format!("{d}\n\n{note}"))
+        .unwrap_or(note);
+    op.insert("description".into(), json!(description));
+    op.insert("security".into(), security);
+    if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
+        responses.entry("401").or_insert_with(|| {
+            let mut r = with("Credentials missing or invalid (`unauthenticated`); `WWW-Authenticate: Bearer`.");
+            r["headers"] = json!({"www-authenticate": {"schema": {"type": "string"}, "description": "`Bearer realm=\"tasker\"`"}});
+            r
+        });
+        responses.entry("403").or_insert_with(|| {
+            with("The caller lacks the permission (`forbidden`; `details.permission`, and `details.namespace` for a namespace-scoped one).")
+        });
+    }
+}
+
 /// What the attributes cannot say, added to the generated document.
 fn complete(doc: &mut Value) {
     // Statuses every operation can answer, from the middleware rather than
@@ -111,8 +173,16 @@ fn complete(doc: &mut Value) {
         r
     };
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
-        for item in paths.values_mut().filter_map(Value::as_object_mut) {
-            for op in item.values_mut().filter_map(Value::as_object_mut) {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for (method, op) in item.iter_mut() {
+                let Some(op) = op.as_object_mut() else {
+                    continue;
+                };
+                let access = tasker_auth::table::access(&method.to_ascii_uppercase(), path);
+                describe_access(op, access, &with);
                 let has_body = op.contains_key("requestBody");
                 let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
                     continue;
@@ -144,6 +214,9 @@ fn complete(doc: &mut Value) {
                 }
             }
         }
+    }
+    if let Some(components) = doc.get_mut("components").and_then(Value::as_object_mut) {
+        components.insert("securitySchemes".into(), security_schemes());
     }
     // The resolve body is optional: no body means `{"results": {}}`.
     if let Some(body) = doc.pointer_mut(

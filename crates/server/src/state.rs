@@ -175,6 +175,8 @@ struct Inner {
     /// The last counts of `/health/status` and when they were read; the
     /// lock also makes concurrent status calls share one query.
     status_cache: Arc<tokio::sync::Mutex<Option<CachedStats>>>,
+    /// Who may call (default: authentication off).
+    auth: Arc<crate::auth::Authenticator>,
 }
 
 impl AppState {
@@ -200,6 +202,9 @@ impl AppState {
                 started: Instant::now(),
                 probe: DbProbe::new(),
                 status_cache: Arc::default(),
+                auth: Arc::new(crate::auth::Authenticator::new(
+                    crate::auth::AuthSettings::none(),
+                )),
             }),
         };
         // Off the request path: the first query on a fresh pool can take
@@ -229,6 +234,17 @@ impl AppState {
         self.map_inner(|i| i.pool = Arc::new(probe))
     }
 
+    /// Authenticates requests as `settings` say (by default nobody is asked
+    /// for credentials).
+    pub fn with_auth(self, settings: crate::auth::AuthSettings) -> Self {
+        self.map_inner(|i| i.auth = Arc::new(crate::auth::Authenticator::new(settings)))
+    }
+
+    /// The authenticator.
+    pub fn authenticator(&self) -> &crate::auth::Authenticator {
+        &self.inner.auth
+    }
+
     fn map_inner(self, f: impl FnOnce(&mut Inner)) -> Self {
         // Builders run before the state is shared; if it already is, rebuild.
         let mut inner = match Arc::try_unwrap(self.inner) {
@@ -242,6 +258,7 @@ impl AppState {
                 started: shared.started,
                 probe: shared.probe.clone(),
                 status_cache: shared.status_cache.clone(),
+                auth: shared.auth.clone(),
             },
         };
         f(&mut inner);

@@ -133,6 +133,7 @@ mod decode;
 mod error;
 mod events;
 mod explain;
+mod keys;
 mod read;
 mod settle;
 mod work;
@@ -153,9 +154,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tasker_core::StepCounts;
 use tasker_store::{
-    Backend, ClaimParams, ClaimedStep, FinishReport, LeaseRef, NewTask, Page, StepOutcome, StepRow,
-    StepUpdate, Store, StoreError, StoreEvent, StoreResult, StoreStats, TaskQuery, TaskRow,
-    TaskUpdate, TransitionRow,
+    ApiKeyRow, Backend, ClaimParams, ClaimedStep, FinishReport, LeaseRef, NewApiKey, NewTask, Page,
+    StepOutcome, StepRow, StepUpdate, Store, StoreError, StoreEvent, StoreResult, StoreStats,
+    TaskQuery, TaskRow, TaskUpdate, TransitionRow,
 };
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -551,6 +552,22 @@ impl Store for PgStore {
 
     async fn has_open_tasks(&self) -> StoreResult<bool> {
         self.read_has_open_tasks().await
+    }
+
+    async fn api_key_create(&self, key: NewApiKey) -> StoreResult<ApiKeyRow> {
+        self.key_create(key).await
+    }
+
+    async fn api_key_get(&self, id: Uuid) -> StoreResult<ApiKeyRow> {
+        self.key_get(id).await
+    }
+
+    async fn api_key_list(&self) -> StoreResult<Vec<ApiKeyRow>> {
+        self.key_list().await
+    }
+
+    async fn api_key_revoke(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<ApiKeyRow> {
+        self.key_revoke(id, now).await
     }
 }
 

@@ -75,6 +75,7 @@
 mod codec;
 mod effects;
 mod error;
+mod keys;
 mod steps;
 mod tasks;
 mod work;
@@ -90,9 +91,9 @@ use std::str::FromStr;
 use std::time::Duration;
 use tasker_core::StepCounts;
 use tasker_store::{
-    Backend, ClaimParams, ClaimedStep, FinishReport, LeaseRef, NewTask, Page, StepOutcome, StepRow,
-    StepUpdate, Store, StoreError, StoreEvent, StoreResult, StoreStats, TaskQuery, TaskRow,
-    TaskUpdate, TransitionRow,
+    ApiKeyRow, Backend, ClaimParams, ClaimedStep, FinishReport, LeaseRef, NewApiKey, NewTask, Page,
+    StepOutcome, StepRow, StepUpdate, Store, StoreError, StoreEvent, StoreResult, StoreStats,
+    TaskQuery, TaskRow, TaskUpdate, TransitionRow,
 };
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -409,5 +410,21 @@ impl Store for SqliteStore {
 
     async fn has_open_tasks(&self) -> StoreResult<bool> {
         tasks::has_open_tasks(&self.reader).await
+    }
+
+    async fn api_key_create(&self, key: NewApiKey) -> StoreResult<ApiKeyRow> {
+        keys::create(self, key).await
+    }
+
+    async fn api_key_get(&self, id: Uuid) -> StoreResult<ApiKeyRow> {
+        keys::get(self, id).await
+    }
+
+    async fn api_key_list(&self) -> StoreResult<Vec<ApiKeyRow>> {
+        keys::list(self).await
+    }
+
+    async fn api_key_revoke(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<ApiKeyRow> {
+        keys::revoke(self, id, now).await
     }
 }

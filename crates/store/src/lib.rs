@@ -196,6 +196,18 @@ pub trait Store: Send + Sync + 'static {
     /// Whether any task is `pending` or `in_progress` (one index probe).
     async fn has_open_tasks(&self) -> StoreResult<bool>;
 
+    /// Stores a new API key.
+    async fn api_key_create(&self, key: NewApiKey) -> StoreResult<ApiKeyRow>;
+
+    /// One API key (`NotFound` with entity `api key` when absent).
+    async fn api_key_get(&self, id: Uuid) -> StoreResult<ApiKeyRow>;
+
+    /// Every API key, revoked ones included, oldest first.
+    async fn api_key_list(&self) -> StoreResult<Vec<ApiKeyRow>>;
+
+    /// Revokes a key at `now` (a revoked key keeps its first revocation time).
+    async fn api_key_revoke(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<ApiKeyRow>;
+
     /// Connection pool usage, for status pages (None when the backend does
     /// not expose it). Cheap: reads counters, never the database.
     fn pool_stats(&self) -> Option<PoolStats> {

@@ -193,3 +193,20 @@ pub fn is_final(state: TaskState) -> bool {
         TaskState::Complete | TaskState::Error | TaskState::Cancelled | TaskState::ResolvedManually
     )
 }
+
+/// A new API key (the key was shown to its owner; only the hash is kept).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewApiKey {
+    /// Its public id.
+    pub id: Uuid,
+    /// What it is for.
+    pub name: String,
+    /// SHA-256 of the whole key, lowercase hex.
+    pub hash: String,
+    /// Its grants.
+    pub permissions: Vec<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Expiry, if any.
+    pub expires_at: Option<DateTime<Utc>>,
+}

@@ -213,3 +213,30 @@ pub struct PoolStats {
     /// Most connections the pool may open.
     pub max: u32,
 }
+
+/// A stored API key: never the key itself, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApiKeyRow {
+    /// The key's public id (the part after `tk_`).
+    pub id: Uuid,
+    /// What the key is for (`--name`).
+    pub name: String,
+    /// SHA-256 of the whole key, lowercase hex.
+    #[serde(skip)]
+    pub hash: String,
+    /// Its grants (`tasker.task:create@billing`, ...).
+    pub permissions: Vec<String>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it stops working, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKeyRow {
+    /// Whether the key may be used at `now` (not revoked, not expired).
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
+    }
+}

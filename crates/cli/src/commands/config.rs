@@ -45,6 +45,10 @@ pub async fn run(globals: &Globals, cmd: ConfigCommand) -> anyhow::Result<ExitCo
                 eprint!("error: {problems}");
                 return Ok(ExitCode::from(2));
             }
+            if let Err(problems) = super::serve::auth_settings(&loaded.config).await {
+                eprint!("error: {problems}");
+                return Ok(ExitCode::from(2));
+            }
             match settings::start(&loaded, &[]).await {
                 Ok(tasker) => {
                     let templates = tasker.with_registry(|r| r.len());

@@ -14,8 +14,12 @@ use serde_json::Value;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tasker_auth::jwt::KeyMaterial;
+use tasker_auth::{Grant, Grants};
 use tasker_config::TaskerConfig;
 use tasker_engine::WorkerHandle;
+use tasker_server::auth::{AuthSettings, JwtKeys};
+use tasker_server::jwks::{JwksSource, JwtOptions};
 use tasker_server::{AppState, EngineState, ServerConfig};
 
 /// Arguments of `tasker serve`.
@@ -49,6 +53,7 @@ pub async fn run(
     logging::init(format, Some(&loaded.config.logging), "info");
     let c = &loaded.config;
     let server = server_config(c).await?;
+    let auth = auth_settings(c).await?;
     let tasker = settings::start(&loaded, &args.engine.templates).await?;
     let listener = tokio::net::TcpListener::bind(server.bind)
         .await
@@ -59,7 +64,8 @@ pub async fn run(
     // while this function keeps the right to shut it down.
     let worker: Arc<Mutex<Option<WorkerHandle>>> =
         Arc::new(Mutex::new(c.engine.run_workers.then(|| tasker.start())));
-    let mut state = AppState::new(tasker.clone(), server);
+    let auth_mode = c.auth.mode.clone();
+    let mut state = AppState::new(tasker.clone(), server).with_auth(auth);
     if c.engine.run_workers {
         let probe = worker.clone();
         state = state.with_engine_probe(move || match lock(&probe).as_ref() {
@@ -71,6 +77,7 @@ pub async fn run(
         address = %local,
         database = %connect::redact(&c.database.url),
         workers = c.engine.run_workers,
+        auth = %auth_mode,
         "tasker serve listening: http://{local}/tasker (API docs at /tasker/docs/)"
     );
     tasker_server::serve(listener, state, signal::shutdown_signal())
@@ -159,4 +166,109 @@ pub(crate) async fn server_config(c: &TaskerConfig) -> Result<ServerConfig, sett
     } else {
         Err(settings::Problems(problems))
     }
+}
+
+/// The authentication of a configuration: reads the key file or JWKS (file
+/// or URL) and builds the verifier, every problem named by its key (also
+/// run by `tasker config check`).
+pub(crate) async fn auth_settings(c: &TaskerConfig) -> Result<AuthSettings, settings::Problems> {
+    let a = &c.auth;
+    let mut problems = Vec::new();
+    let mut roles = std::collections::BTreeMap::new();
+    for (role, perms) in &a.roles {
+        let mut grants = Vec::new();
+        for p in perms {
+            match Grant::parse(p) {
+                Ok(g) => grants.push(g),
+                Err(e) => problems.push(format!("auth.roles.{role}: {e}")),
+            }
+        }
+        roles.insert(role.clone(), Grants::new(grants));
+    }
+    let j = &a.jwt;
+    let options = JwtOptions {
+        leeway_seconds: j.leeway_seconds,
+        issuer: j.issuer.clone(),
+        audience: j.audience.clone(),
+        permissions_claim: j.permissions_claim.clone(),
+        roles_claim: j.roles_claim.clone(),
+        roles,
+    };
+    let read = |key: &str, path: &str, problems: &mut Vec<String>| match std::fs::read(path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            problems.push(format!("{key}: cannot read `{path}`: {e}"));
+            None
+        }
+    };
+    let mut jwt = None;
+    if a.accepts_jwt() {
+        let alg = j.algorithm.as_deref();
+        let built = if let Some(secret) = &j.secret {
+            Some(
+                options
+                    .verifier(KeyMaterial::Secret(secret.as_bytes()), alg)
+                    .map_err(|e| ("auth.jwt.secret", e.to_string())),
+            )
+        } else if let Some(path) = &j.public_key_file {
+            read("auth.jwt.public_key_file", path, &mut problems).map(|pem| {
+                options
+                    .verifier(KeyMaterial::Pem(&pem), alg)
+                    .map_err(|e| ("auth.jwt.public_key_file", format!("`{path}`: {e}")))
+            })
+        } else if let Some(path) = &j.jwks_file {
+            read("auth.jwt.jwks_file", path, &mut problems).map(|bytes| {
+                serde_json::from_slice::<tasker_auth::jwt::JwkSet>(&bytes)
+                    .map_err(|e| {
+                        (
+                            "auth.jwt.jwks_file",
+                            format!("`{path}` is not a JSON Web Key Set: {e}"),
+                        )
+                    })
+                    .and_then(|set| {
+                        options
+                            .verifier(KeyMaterial::Jwks(&set), None)
+                            .map_err(|e| ("auth.jwt.jwks_file", format!("`{path}`: {e}")))
+                    })
+            })
+        } else {
+            None
+        };
+        match built {
+            Some(Ok(v)) => jwt = Some(JwtKeys::Fixed(v)),
+            Some(Err((key, e))) => problems.push(format!("{key}: {e}")),
+            None => {}
+        }
+        if let Some(url) = &j.jwks_url {
+            match JwksSource::connect(url, options.clone()).await {
+                Ok(source) => jwt = Some(JwtKeys::Url(source)),
+                Err(e) => problems.push(format!("auth.jwt.jwks_url: {e}")),
+            }
+        }
+        if jwt.is_none() && problems.is_empty() {
+            problems.push(
+                "auth.jwt: no key source (secret, public_key_file, jwks_file or jwks_url)".into(),
+            );
+        }
+    }
+    let key_cache_ttl = match Duration::try_from_secs_f64(a.key_cache_seconds) {
+        Ok(d) if !d.is_zero() => d,
+        _ => {
+            problems.push(format!(
+                "auth.key_cache_seconds: must be a positive number of seconds (got {})",
+                a.key_cache_seconds
+            ));
+            Duration::from_secs(5)
+        }
+    };
+    if !problems.is_empty() {
+        return Err(settings::Problems(problems));
+    }
+    Ok(AuthSettings {
+        jwt,
+        api_keys: a.accepts_api_keys(),
+        key_cache_ttl,
+        status_requires_auth: c.health.status_requires_auth,
+        docs_require_auth: a.docs_require_auth,
+    })
 }

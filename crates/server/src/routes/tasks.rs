@@ -183,6 +183,7 @@ pub struct TaskPath {
 pub async fn tasks_create(
     State(st): State<AppState>,
     Extension(cid): Extension<crate::correlation::CorrelationId>,
+    identity: Option<Extension<tasker_auth::Identity>>,
     body: ApiJson<CreateTask>,
 ) -> Result<(StatusCode, HeaderMap, Json<TaskEnvelope>), ApiError> {
     let env = body.envelope;
@@ -194,10 +195,25 @@ pub async fn tasks_create(
     let namespace = b
         .namespace
         .unwrap_or_else(|| tasker_core::template::DEFAULT_NAMESPACE.to_string());
+    // A namespace-scoped grant (`tasker.task:create@billing`) opens only its namespace.
+    let identity = identity.map(|Extension(i)| i);
+    if let Some(id) = &identity
+        && !id.grants.allows("tasker.task:create", Some(&namespace))
+    {
+        return Err(crate::auth::forbidden(
+            "tasker.task:create",
+            Some(&namespace),
+        ));
+    }
     let mut request = TaskRequest::new(namespace, b.name);
     request.version = b.version;
     request.context = b.context.unwrap_or_else(|| json!({}));
-    request.initiator = b.initiator;
+    // The caller is the default initiator when authentication is on.
+    request.initiator = b.initiator.or_else(|| {
+        identity
+            .filter(|_| st.authenticator().settings().enabled())
+            .map(|i| i.subject)
+    });
     request.source_system = b.source_system;
     request.reason = b.reason;
     request.tags = b.tags;

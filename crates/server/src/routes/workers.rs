@@ -37,6 +37,28 @@ pub struct StepIdPath {
     pub step_id: Uuid,
 }
 
+/// The namespaces a claim may take steps from: what the worker asked for,
+/// within what its grants allow (a key scoped to `billing` asking for no
+/// namespace claims from `billing` only; asking for another is a 403).
+fn claim_namespaces(
+    grants: &tasker_auth::Grants,
+    asked: Option<Vec<String>>,
+) -> Result<Option<Vec<String>>, ApiError> {
+    const CLAIM: &str = "tasker.worker:claim";
+    let Some(allowed) = grants.namespaces_for(CLAIM) else {
+        return Ok(asked);
+    };
+    match asked {
+        None => Ok(Some(allowed)),
+        Some(asked) => {
+            if let Some(ns) = asked.iter().find(|ns| !allowed.contains(ns)) {
+                return Err(crate::auth::forbidden(CLAIM, Some(ns)).field("namespaces"));
+            }
+            Ok(Some(asked))
+        }
+    }
+}
+
 /// A claim request.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -241,14 +263,19 @@ fn seconds(
 )]
 pub async fn workers_claim(
     State(st): State<AppState>,
+    identity: Option<axum::Extension<tasker_auth::Identity>>,
     body: ApiJson<ClaimRequest>,
 ) -> Result<Response, ApiError> {
     let env = body.envelope;
     let b = body.value;
+    let namespaces = match identity {
+        Some(axum::Extension(id)) => claim_namespaces(&id.grants, b.namespaces)?,
+        None => b.namespaces,
+    };
     let claim = ExternalClaim {
         worker_id: b.worker_id,
         kinds: b.handler_kinds,
-        namespaces: b.namespaces,
+        namespaces,
         max_steps: b.max_steps.unwrap_or(1),
         lease: seconds("lease_seconds", b.lease_seconds, 30.0, 3600.0, 1.0)
             .map_err(|e| e.in_envelope(env))?,

@@ -30,6 +30,7 @@ pub mod create;
 pub mod factory;
 pub mod finaliser;
 pub mod finish;
+pub mod keys;
 pub mod leases;
 pub mod manual;
 pub mod queries;
@@ -146,6 +147,8 @@ macro_rules! conformance_tests {
             queries::step_list_and_step_get_agree,
             queries::events_announce_changes_and_finishes,
             queries::ping_and_migrations,
+            keys::api_keys_round_trip_and_list_oldest_first,
+            keys::revocation_is_kept_once_and_missing_keys_are_not_found,
         );
         $crate::conformance_tests!(@multi $factory;
             concurrency::concurrent_claimers_never_double_claim,
