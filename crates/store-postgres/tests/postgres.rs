@@ -313,7 +313,8 @@ async fn listener_recovers_after_its_session_is_terminated() {
 
 /// EXPLAIN: with a large finished history and ANALYZE, the generic plans the
 /// sessions use read the partial `ready_at` index (claim) and the partial
-/// lease index (rescue), and no hot statement scans a table.
+/// lease index (rescue), the claim on completion the primary key only, and
+/// no hot statement scans a table.
 #[tokio::test]
 async fn claim_and_rescue_use_the_partial_indexes() {
     let db = TestDb::create().await;
@@ -359,7 +360,13 @@ async fn claim_and_rescue_use_the_partial_indexes() {
                     "{name} scans {table}:\n{plan}"
                 );
             }
-            if name.starts_with("claim") {
+            if name.starts_with("claim") && name.contains("among: true") {
+                // The claim on completion reaches its few candidates by
+                // primary key: it never walks the ready frontier.
+                assert!(!plan.contains("steps_ready_idx"), "{name}:\n{plan}");
+                assert!(plan.contains("LockRows"), "{name} locks rows:\n{plan}");
+                assert!(!plan.contains("hashed SubPlan"), "{name}:\n{plan}");
+            } else if name.starts_with("claim") {
                 assert!(plan.contains("steps_ready_idx"), "{name}:\n{plan}");
                 assert!(plan.contains("LockRows"), "{name} locks rows:\n{plan}");
                 // Tasks are reached by primary key only (a probe per
