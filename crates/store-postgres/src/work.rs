@@ -547,14 +547,13 @@ impl PgStore {
                 report.newly_ready += ready as u64;
             }
         }
-        deltas.retain(|_, d| *d != Delta::default());
-        report.finished_tasks = settle(&mut tx, &deltas, now, &mut emit, self.origin()).await?;
         // Claim on completion: the children just made ready are still
         // locked by this transaction (unblock locked them), and invisible as
         // ready to every other session until it commits; leasing some of
         // them here runs the claim statement itself, restricted to them.
         // Counters need no change: a ready pending step is as live as a
-        // running one.
+        // running one. Before `settle`, which sends the NOTIFY: whether
+        // there is work left for others is known only after this.
         if let Some(claim) = claim.filter(|c| c.limit > 0 && c.per_task_limit != Some(0))
             && !ready_ids.is_empty()
         {
@@ -573,6 +572,8 @@ impl PgStore {
         if report.newly_ready > report.claimed.len() as u64 {
             emit.work = true;
         }
+        deltas.retain(|_, d| *d != Delta::default());
+        report.finished_tasks = settle(&mut tx, &deltas, now, &mut emit, self.origin()).await?;
         notify(&mut tx, &mut emit, self.origin()).await?;
         tx.commit().await?;
         Ok((report, emit))
