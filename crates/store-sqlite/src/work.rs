@@ -505,3 +505,45 @@ pub(crate) async fn next_ready_at(pool: &SqlitePool) -> StoreResult<Option<DateT
             .db()?;
     at.map(time).transpose()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The plan of a pick, one detail line per row of `EXPLAIN QUERY PLAN`.
+    async fn plan(store: &SqliteStore, sql: &str, params: usize) -> String {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+        for _ in 0..params {
+            q = q.bind(Option::<String>::None);
+        }
+        let rows = q.fetch_all(&store.reader).await.unwrap();
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(3).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The claim reads the partial ready index in order; the claim on
+    /// completion reaches its few candidates by primary key, driven by the
+    /// id list, and never walks the ready frontier.
+    #[tokio::test]
+    async fn picks_use_the_ready_index_or_the_primary_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        for sql in [PICK, PICK_PER_TASK] {
+            let p = plan(&store, sql, 7).await;
+            assert!(p.contains("steps_ready_idx"), "{sql}\n{p}");
+        }
+        for sql in [PICK_AMONG, PICK_PER_TASK_AMONG] {
+            let p = plan(&store, sql, 8).await;
+            assert!(!p.contains("steps_ready_idx"), "{sql}\n{p}");
+            // `id` is a BLOB PRIMARY KEY: its index is the automatic one.
+            assert!(
+                p.contains("SEARCH s USING INDEX sqlite_autoindex_steps_1 (id=?)"),
+                "{sql}\n{p}"
+            );
+        }
+    }
+}
