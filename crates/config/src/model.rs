@@ -104,7 +104,7 @@ pub struct EngineSection {
     /// Outcome transactions in flight at once (PostgreSQL; SQLite always uses 1).
     pub finish_concurrency: u32,
     /// The transaction that writes outcomes also leases the children they
-    /// made ready to this process, up to its free slots.
+    /// made ready to this process, up to the slots the batch frees.
     pub claim_on_completion: bool,
     /// How long a claim holds a step.
     pub lease_seconds: f64,

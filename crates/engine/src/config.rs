@@ -26,7 +26,7 @@ pub struct EngineConfig {
     /// round trips; SQLite serialises writes anyway, so 1 suits it).
     pub finish_concurrency: u32,
     /// The transaction that writes a batch of outcomes also leases, to this
-    /// worker, children the batch made ready (up to its free slots), so they
+    /// worker, children the batch made ready (up to the slots it frees), so they
     /// start without a wake-up and claim round trip.
     pub claim_on_completion: bool,
     /// How long a claim holds a step before another process may take it over.

@@ -57,9 +57,9 @@ pub(super) async fn run(
             }
             continue;
         }
-        // Slots are taken before the claim: the completer takes free slots
-        // too (claim on completion), so a count read here could be stale
-        // by the time the claim returns.
+        // Slots are taken before the claim, so that every step the claim
+        // returns has one whatever else happens meanwhile (unused ones go
+        // back below).
         let want = free.min(cfg.claim_batch_size as usize);
         let mut permits = Vec::with_capacity(want);
         while permits.len() < want {

@@ -9,10 +9,13 @@
 //!
 //! Claim on completion (`engine.claim_on_completion`): the transaction that
 //! writes a batch also leases, to this worker, children the batch made
-//! ready, up to the slots this worker has for them: the batch's own slots
-//! (free once the batch is written) plus the ones free when the batch is
-//! sent, at most `claim_batch_size`. Those children start at once, without
-//! a wake-up and a claim round trip; the rest stay ready for every worker.
+//! ready, up to the slots that batch frees (one per outcome, at most
+//! `claim_batch_size`): the slots of the steps just finished go straight to
+//! their children. Those start at once, without a wake-up and a claim round
+//! trip; the rest stay ready for every worker, this one's claim loop
+//! included. Free slots beyond the batch's own are left to the claim loop:
+//! reserving them for every write (most batches make nothing ready) cost
+//! throughput, measured (docs/PERFORMANCE.md).
 
 use super::{Finished, LeaseBook, claimer, executor};
 use crate::service::Inner;
@@ -26,8 +29,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 pub(super) struct Ctx {
     pub inner: Arc<Inner>,
     pub worker_id: String,
-    /// The worker's slots (one per running step).
-    pub slots: Arc<Semaphore>,
     pub leases: LeaseBook,
     /// Weak, so that the outcome queue still closes once every executor
     /// and the claimer are gone.
@@ -89,14 +90,12 @@ pub(super) async fn run(
     let _ = in_flight.acquire_many(concurrency).await;
 }
 
-/// The claim on completion of one batch: how many more steps it may lease,
-/// the slots reserved for them beyond the batch's own, and what it leased.
+/// The claim on completion of one batch: how many more steps it may lease
+/// and what it leased.
 struct Lease {
-    /// Steps still allowed (the budget left).
+    /// Steps still allowed (the budget left; the batch's slots not yet
+    /// promised to a leased step).
     budget: u32,
-    /// Free slots taken when the batch was sent (the batch's own slots
-    /// come with it after the write).
-    extra: Vec<OwnedSemaphorePermit>,
     /// Where the started steps send their outcomes (held for the write, so
     /// that the outcome queue cannot close under leased steps).
     out: mpsc::UnboundedSender<Finished>,
@@ -105,26 +104,15 @@ struct Lease {
 }
 
 impl Lease {
-    /// None when the claim on completion is off, the worker is stopping, or
-    /// it has no slot for a step.
+    /// None when the claim on completion is off or the worker is stopping.
     fn prepare(ctx: &Ctx, batch: &[Finished], give_up: &watch::Receiver<bool>) -> Option<Lease> {
         let cfg = &ctx.inner.config;
         if !cfg.claim_on_completion || *ctx.shutdown.borrow() || *give_up.borrow() {
             return None;
         }
         let out = ctx.out.upgrade()?;
-        let cap = cfg.claim_batch_size as usize;
-        let own = batch.len().min(cap);
-        let mut extra = Vec::new();
-        while own + extra.len() < cap {
-            match ctx.slots.clone().try_acquire_owned() {
-                Ok(p) => extra.push(p),
-                Err(_) => break,
-            }
-        }
         Some(Lease {
-            budget: (own + extra.len()) as u32,
-            extra,
+            budget: batch.len().min(cfg.claim_batch_size as usize) as u32,
             out,
             claimed: Vec::new(),
         })
@@ -143,11 +131,11 @@ impl Lease {
     }
 
     /// Starts the leased steps, each on one of `own` (the written batch's
-    /// slots) or the extra ones; slots left over are freed.
+    /// slots); slots left over are freed.
     /// Past the shutdown deadline nothing starts: the leases expire and the
     /// steps re-run elsewhere, as for any step abandoned at that deadline.
     fn start(self, ctx: &Ctx, own: Vec<OwnedSemaphorePermit>, give_up: &watch::Receiver<bool>) {
-        let mut slots = own.into_iter().chain(self.extra);
+        let mut slots = own.into_iter();
         for step in self.claimed {
             if *give_up.borrow() {
                 tracing::warn!(step_id = %step.step_id, "shutdown deadline: a step leased on completion was not started; it re-runs after lease expiry");

@@ -8,8 +8,8 @@
 //!      │                           ▼
 //!      └── WorkAvailable ◄── completer: one transaction per batch of outcomes
 //!                              (claim on completion: the children it made ready,
-//!                               up to the slots it frees and the free ones, are
-//!                               leased in that transaction and run at once)
+//!                               up to the slots it frees, are leased in that
+//!                               transaction and run at once)
 //!
 //!   heartbeat: renews every held lease in one statement; aborts handlers whose lease was lost
 //!   rescuer:   returns expired leases (dead or hung processes) to the ready pool
@@ -140,7 +140,6 @@ async fn run(inner: Arc<Inner>, worker_id: String, shutdown: watch::Receiver<boo
         completer::Ctx {
             inner: inner.clone(),
             worker_id: worker_id.clone(),
-            slots: slots.clone(),
             leases: leases.clone(),
             out: out_tx.downgrade(),
             shutdown: shutdown.clone(),
