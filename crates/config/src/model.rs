@@ -106,6 +106,9 @@ pub struct EngineSection {
     pub finish_batch_size: u32,
     /// Outcome transactions in flight at once (PostgreSQL; SQLite always uses 1).
     pub finish_concurrency: u32,
+    /// The transaction that writes outcomes also leases the children they
+    /// made ready to this process, up to the slots the batch frees.
+    pub claim_on_completion: bool,
     /// How long a claim holds a step.
     pub lease_seconds: f64,
     /// How often held leases are renewed (null = a third of `lease_seconds`,
@@ -147,6 +150,7 @@ impl Default for EngineSection {
             claim_batch_size: 64,
             finish_batch_size: 256,
             finish_concurrency: 4,
+            claim_on_completion: true,
             lease_seconds: 30.0,
             heartbeat_seconds: None,
             rescue_interval_seconds: 5.0,

@@ -25,6 +25,10 @@ pub struct EngineConfig {
     /// Outcome transactions in flight at once (PostgreSQL overlaps their
     /// round trips; SQLite serialises writes anyway, so 1 suits it).
     pub finish_concurrency: u32,
+    /// The transaction that writes a batch of outcomes also leases, to this
+    /// worker, children the batch made ready (up to the slots it frees), so they
+    /// start without a wake-up and claim round trip.
+    pub claim_on_completion: bool,
     /// How long a claim holds a step before another process may take it over.
     #[serde(with = "secs")]
     pub lease_duration: Duration,
@@ -87,6 +91,7 @@ impl EngineConfig {
             claim_batch_size: e.claim_batch_size,
             finish_batch_size: e.finish_batch_size,
             finish_concurrency: e.finish_concurrency,
+            claim_on_completion: e.claim_on_completion,
             lease_duration: secs(e.lease_seconds),
             heartbeat_interval: secs(e.effective_heartbeat_seconds()),
             rescue_interval: secs(e.rescue_interval_seconds),

@@ -169,6 +169,61 @@ async fn per_task_limit_caps_a_wide_task() {
     );
 }
 
+/// A root whose completion makes `width` children ready, each a `g` step.
+fn fan_yaml(width: usize) -> String {
+    let mut yaml =
+        String::from("name: fan\nstep_templates:\n  - name: root\n    handler: { kind: noop }\n");
+    for i in 0..width {
+        yaml.push_str(&format!(
+            "  - name: c{i}\n    depends_on_step: root\n    handler: {{ kind: g }}\n"
+        ));
+    }
+    yaml
+}
+
+/// The root's completion leases its children to the worker (claim on
+/// completion) while the claim loop also looks for work: together they
+/// fill the process's slots and never exceed them.
+#[tokio::test]
+async fn a_fan_out_leased_on_completion_stays_within_the_process_limit() {
+    let (store, _dir) = sqlite().await;
+    let gate = Gate::new(4);
+    let mut config = test_config();
+    config.max_concurrent_steps = 4;
+    assert!(config.claim_on_completion);
+    let tasker = builder(store)
+        .config(config)
+        .handler("g", gate.clone())
+        .template(template(&fan_yaml(40)))
+        .build()
+        .unwrap();
+    let task = run_once(&tasker, TaskRequest::new("default", "fan")).await;
+    assert_eq!(task.status, TaskState::Complete, "4 children ran at once");
+    assert_eq!(gate.max(), 4, "the limit is reached and never exceeded");
+}
+
+/// The same with a per-task limit: the claim on completion obeys it too.
+#[tokio::test]
+async fn a_fan_out_leased_on_completion_stays_within_the_per_task_limit() {
+    let (store, _dir) = sqlite().await;
+    let gate = Gate::new(2);
+    let mut config = test_config();
+    config.max_concurrent_steps_per_task = Some(2);
+    let tasker = builder(store)
+        .config(config)
+        .handler("g", gate.clone())
+        .template(template(&fan_yaml(12)))
+        .build()
+        .unwrap();
+    let task = run_once(&tasker, TaskRequest::new("default", "fan")).await;
+    assert_eq!(task.status, TaskState::Complete, "2 children ran at once");
+    assert_eq!(
+        gate.max(),
+        2,
+        "the per-task limit is reached and never exceeded"
+    );
+}
+
 /// Two engines, each with its own connection pool to one SQLite file (as
 /// two processes would have), one step at a time each: a pair of steps that
 /// must run at the same moment proves both take work, and every step of 50

@@ -378,7 +378,7 @@ impl PgStore {
                 0
             },
         };
-        for (_, ready) in unblock_children(&mut tx, &[id], now).await? {
+        for (_, ready) in unblock_children(&mut tx, &[id], now).await?.0 {
             d.live += ready;
             emit.work |= ready > 0;
         }

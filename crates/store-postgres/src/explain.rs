@@ -16,9 +16,10 @@ use tasker_store::StoreResult;
 
 /// Parameter types of every claim statement (a shape may leave some unused).
 const CLAIM_TYPES: &str =
-    "(timestamptz, text[], text[], text[], bigint, text, timestamptz, bigint, bigint)";
+    "(timestamptz, text[], text[], text[], bigint, text, timestamptz, bigint, bigint, uuid[])";
 /// Representative claim arguments.
-const CLAIM_ARGS: &str = "(now(), '{noop}', '{external}', '{default}', 10, 'w', now(), 2, 104)";
+const CLAIM_ARGS: &str = "(now(), '{noop}', '{external}', '{default}', 10, 'w', now(), 2, 104, \
+     ARRAY[gen_random_uuid(), gen_random_uuid()])";
 
 /// The other hot statements with representative arguments (a generic plan
 /// does not depend on them; their parameter types are inferred).

@@ -477,10 +477,11 @@ impl Store for PgStore {
         self.deliver(with_retry!("step_claim", self.claim_once(claim)))
     }
 
-    async fn step_finish_many(
+    async fn step_finish_and_claim(
         &self,
         outcomes: &[StepOutcome],
         now: DateTime<Utc>,
+        claim: Option<&ClaimParams>,
     ) -> StoreResult<FinishReport> {
         if outcomes.is_empty() {
             return Ok(FinishReport::default());
@@ -507,9 +508,15 @@ impl Store for PgStore {
                 .collect();
             &rebased
         };
+        // The claim's lease keeps its distance from the caller's `now`.
+        let claim = claim.map(|c| ClaimParams {
+            now,
+            lease_until: r.at(c.lease_until),
+            ..c.clone()
+        });
         self.deliver(with_retry!(
             "step_finish_many",
-            self.finish_once(outcomes, now)
+            self.finish_once(outcomes, now, claim.as_ref())
         ))
     }
 

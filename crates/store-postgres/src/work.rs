@@ -75,7 +75,7 @@ fn claim_tail(scanned: &str) -> String {
 }
 
 /// Which optional parts a claim statement has. Each combination is its own
-/// statement text (16 in all, built once): a filter that is absent is not
+/// statement text (32 in all, built once): a filter that is absent is not
 /// in the SQL at all, rather than written `($n IS NULL OR …)`, whose
 /// selectivity the planner cannot estimate and which can tip it from the
 /// ordered, early-stopping scan of `steps_ready_idx` to reading the whole
@@ -90,6 +90,10 @@ pub(crate) struct ClaimShape {
     pub namespaces: bool,
     /// A per-task limit (`$8`, window `$9`).
     pub per_task: bool,
+    /// Only among given steps (`$10`): the claim on completion, restricted
+    /// to the children the finishing transaction made ready. The same
+    /// statement otherwise, so both claims obey one rule.
+    pub among: bool,
 }
 
 impl ClaimShape {
@@ -99,6 +103,7 @@ impl ClaimShape {
             exclude: !claim.exclude_kinds.is_empty(),
             namespaces: claim.namespaces.is_some(),
             per_task: claim.per_task_limit.is_some(),
+            among: false,
         }
     }
 
@@ -107,6 +112,7 @@ impl ClaimShape {
             | usize::from(self.exclude) << 1
             | usize::from(self.namespaces) << 2
             | usize::from(self.per_task) << 3
+            | usize::from(self.among) << 4
     }
 
     fn from_index(i: usize) -> Self {
@@ -115,19 +121,30 @@ impl ClaimShape {
             exclude: i & 2 != 0,
             namespaces: i & 4 != 0,
             per_task: i & 8 != 0,
+            among: i & 16 != 0,
         }
     }
 
     /// The statement text. `$1` now, `$2` kinds, `$3` excluded kinds, `$4`
     /// namespaces, `$5` limit, `$6` worker, `$7` lease expiry; with a
-    /// per-task limit also `$8` the limit and `$9` the candidate window.
+    /// per-task limit also `$8` the limit and `$9` the candidate window;
+    /// among given steps, `$10` their ids (and `$8`, `$9` are bound too).
     /// Parameters a shape does not use are still bound (with their types).
     pub(crate) fn sql(self) -> &'static str {
         CLAIM_STATEMENTS[self.index()].as_str()
     }
 
     fn build(self) -> String {
-        let mut filters = String::from("s.ready_at <= $1");
+        let mut filters = if self.among {
+            // A handful of candidates by primary key. The ready test is
+            // written so that it cannot use (nor be proved to allow) the
+            // partial `steps_ready_idx`: with stale statistics the planner
+            // could otherwise walk the whole ready frontier in index order
+            // looking for these few ids.
+            String::from("s.id = ANY($10::uuid[]) AND (s.ready_at <= $1) IS TRUE")
+        } else {
+            String::from("s.ready_at <= $1")
+        };
         if self.kinds {
             filters.push_str(" AND s.handler_kind = ANY($2::text[])");
         }
@@ -185,7 +202,7 @@ impl ClaimShape {
 
     /// Every shape.
     pub(crate) fn all() -> impl Iterator<Item = ClaimShape> {
-        (0..16).map(ClaimShape::from_index)
+        (0..32).map(ClaimShape::from_index)
     }
 }
 
@@ -235,7 +252,7 @@ pub(crate) const FINISH_STEPS_SQL: &str = "WITH o AS ( \
 /// Decrements `remaining_parents` of the children of `$1` (a child with two
 /// finished parents in the batch is decremented by two), making pending
 /// children whose count reaches 0 ready at `$2`. Children are locked in id
-/// order. Returns, per task, how many children became ready.
+/// order. Returns, per task, how many children became ready and their ids.
 pub(crate) const UNBLOCK_SQL: &str = "WITH d AS ( \
          SELECT e.child_id, count(*)::int AS n FROM step_edges e \
          WHERE e.parent_id = ANY($1::uuid[]) GROUP BY e.child_id \
@@ -249,9 +266,11 @@ pub(crate) const UNBLOCK_SQL: &str = "WITH d AS ( \
              updated_at = $2 \
          FROM lk JOIN d ON d.child_id = lk.id \
          WHERE c.id = lk.id AND c.id = ANY (ARRAY(SELECT id FROM lk)) \
-         RETURNING c.task_id, (c.status = 'pending' AND c.remaining_parents = 0) AS ready \
+         RETURNING c.id, c.task_id, (c.status = 'pending' AND c.remaining_parents = 0) AS ready \
      ) \
-     SELECT task_id, count(*) FILTER (WHERE ready) AS ready FROM upd GROUP BY task_id";
+     SELECT task_id, count(*) FILTER (WHERE ready) AS ready, \
+            COALESCE(array_agg(id) FILTER (WHERE ready), '{}') AS ready_ids \
+     FROM upd GROUP BY task_id";
 
 /// Moves expired leases back to pending (attempts left) or to error.
 pub(crate) const RESCUE_SQL: &str = "WITH c AS ( \
@@ -299,12 +318,13 @@ pub(crate) const RENEW_SQL: &str = "WITH l AS ( \
 /// At most this many claim statements per per-task-limited claim.
 const CLAIM_ROUNDS: usize = 4;
 
-/// Binds the parameters shared by both claim statements (`$1`..`$7`).
+/// Binds the parameters shared by every claim statement (`$1`..`$7`).
 fn claim_query<'q>(
+    shape: ClaimShape,
     claim: &'q ClaimParams,
     limit: i64,
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    sqlx::query(ClaimShape::of(claim).sql())
+    sqlx::query(shape.sql())
         .bind(claim.now)
         .bind(claim.kinds.as_deref())
         .bind(claim.exclude_kinds.as_slice())
@@ -316,14 +336,14 @@ fn claim_query<'q>(
 
 /// Children of `parents` lose one unfinished parent per finished parent.
 /// Returns ready counts per task (tasks with children touched but none
-/// ready map to 0).
+/// ready map to 0) and the ids of the children that became ready.
 pub(crate) async fn unblock_children(
     conn: &mut PgConnection,
     parents: &[Uuid],
     now: DateTime<Utc>,
-) -> Result<BTreeMap<Uuid, i64>, TxError> {
+) -> Result<(BTreeMap<Uuid, i64>, Vec<Uuid>), TxError> {
     if parents.is_empty() {
-        return Ok(BTreeMap::new());
+        return Ok((BTreeMap::new(), Vec::new()));
     }
     let rows = sqlx::query(UNBLOCK_SQL)
         .bind(parents)
@@ -331,10 +351,62 @@ pub(crate) async fn unblock_children(
         .fetch_all(&mut *conn)
         .await?;
     let mut out = BTreeMap::new();
+    let mut ready_ids = Vec::new();
     for r in rows {
         out.insert(r.try_get("task_id")?, r.try_get::<i64, _>("ready")?);
+        ready_ids.extend(r.try_get::<Vec<Uuid>, _>("ready_ids")?);
     }
-    Ok(out)
+    Ok((out, ready_ids))
+}
+
+/// The claim rounds of a claim with a per-task limit, or with `among` (the
+/// claim on completion), inside the caller's transaction: the statements of
+/// [`ClaimShape`], so every path that leases a step obeys the same limits
+/// and filters and locks its rows the same way (`FOR NO KEY UPDATE SKIP
+/// LOCKED`: a step locked by a concurrent claim is left to it).
+///
+/// Each round locks a window of candidates larger than what it may take
+/// (tasks at their limit are already filtered out in the scan). If the
+/// window was full but per-task cuts left the batch short, another round
+/// looks further: a later statement of the same transaction sees this
+/// round's claims and counts their tasks as running. Among given steps the
+/// window is all of them, so one round suffices.
+async fn claim_rounds(
+    conn: &mut PgConnection,
+    claim: &ClaimParams,
+    among: Option<&[Uuid]>,
+) -> Result<Vec<sqlx::postgres::PgRow>, TxError> {
+    let shape = ClaimShape {
+        among: among.is_some(),
+        ..ClaimShape::of(claim)
+    };
+    let per_task = claim.per_task_limit.map(i64::from);
+    let mut rows = Vec::new();
+    let mut wanted = i64::from(claim.limit);
+    let rounds = if among.is_some() { 1 } else { CLAIM_ROUNDS };
+    for _ in 0..rounds {
+        let window = match among {
+            Some(ids) => ids.len() as i64,
+            None => wanted.saturating_mul(4).saturating_add(64),
+        };
+        let round = claim_query(shape, claim, wanted)
+            .bind(per_task.unwrap_or(0))
+            .bind(window)
+            .bind(among.unwrap_or_default())
+            .fetch_all(&mut *conn)
+            .await?;
+        let got = round.len() as i64;
+        let scanned: i64 = match round.first() {
+            Some(r) => r.try_get("scanned")?,
+            None => 0,
+        };
+        rows.extend(round);
+        wanted -= got;
+        if wanted <= 0 || got == 0 || scanned < window {
+            break;
+        }
+    }
+    Ok(rows)
 }
 
 impl PgStore {
@@ -349,39 +421,15 @@ impl PgStore {
             // The claim statement is a complete, atomic claim on its own, so
             // it runs in autocommit: one round trip, no BEGIN/COMMIT.
             None => {
-                claim_query(claim, i64::from(claim.limit))
+                claim_query(ClaimShape::of(claim), claim, i64::from(claim.limit))
                     .fetch_all(&self.inner.pool)
                     .await?
             }
-            Some(per_task) => {
-                // Each round locks a window of candidates larger than what it
-                // may take (tasks at their limit are already filtered out in
-                // the scan). If the window was full but per-task cuts left the
-                // batch short, another round looks further: a later statement
-                // of the same transaction sees this round's claims and counts
-                // their tasks as running. One transaction, so that a failure
-                // in a later round cannot leave earlier claims orphaned.
+            Some(_) => {
+                // One transaction, so that a failure in a later round cannot
+                // leave earlier claims orphaned.
                 let mut tx = self.inner.pool.begin().await?;
-                let mut rows = Vec::new();
-                let mut wanted = i64::from(claim.limit);
-                for _ in 0..CLAIM_ROUNDS {
-                    let window = wanted.saturating_mul(4).saturating_add(64);
-                    let round = claim_query(claim, wanted)
-                        .bind(i64::from(per_task))
-                        .bind(window)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    let got = round.len() as i64;
-                    let scanned: i64 = match round.first() {
-                        Some(r) => r.try_get("scanned")?,
-                        None => 0,
-                    };
-                    rows.extend(round);
-                    wanted -= got;
-                    if wanted <= 0 || got == 0 || scanned < window {
-                        break;
-                    }
-                }
+                let rows = claim_rounds(&mut tx, claim, None).await?;
                 tx.commit().await?;
                 rows
             }
@@ -400,6 +448,7 @@ impl PgStore {
         &self,
         outcomes: &[StepOutcome],
         now: DateTime<Utc>,
+        claim: Option<&ClaimParams>,
     ) -> Result<(FinishReport, Emit), TxError> {
         let mut report = FinishReport::default();
         // One outcome per step: a second outcome for the same step in the
@@ -491,12 +540,37 @@ impl PgStore {
             .lease_lost
             .extend(ids.iter().filter(|id| !applied.contains(id)).copied());
 
-        for (task_id, ready) in unblock_children(&mut tx, &completed, now).await? {
+        let (unblocked, ready_ids) = unblock_children(&mut tx, &completed, now).await?;
+        for (task_id, ready) in unblocked {
             deltas.entry(task_id).or_default().live += ready;
             if ready > 0 {
                 report.newly_ready += ready as u64;
-                emit.work = true;
             }
+        }
+        // Claim on completion: the children just made ready are still
+        // locked by this transaction (unblock locked them), and invisible as
+        // ready to every other session until it commits; leasing some of
+        // them here runs the claim statement itself, restricted to them.
+        // Counters need no change: a ready pending step is as live as a
+        // running one. Before `settle`, which sends the NOTIFY: whether
+        // there is work left for others is known only after this.
+        if let Some(claim) = claim.filter(|c| c.limit > 0 && c.per_task_limit != Some(0))
+            && !ready_ids.is_empty()
+        {
+            let claim = ClaimParams {
+                now,
+                ..claim.clone()
+            };
+            for r in claim_rounds(&mut tx, &claim, Some(&ready_ids)).await? {
+                let step = claimed_step(&r)?;
+                emit.changed(step.task_id);
+                report.claimed.push(step);
+            }
+        }
+        // Wake claimers (NOTIFY, this process's claimer) only for ready
+        // steps nobody has leased yet.
+        if report.newly_ready > report.claimed.len() as u64 {
+            emit.work = true;
         }
         deltas.retain(|_, d| *d != Delta::default());
         report.finished_tasks = settle(&mut tx, &deltas, now, &mut emit, self.origin()).await?;

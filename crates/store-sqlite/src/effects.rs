@@ -54,26 +54,25 @@ pub(crate) async fn finished_among(
         .collect()
 }
 
-/// How many children of `parents` are ready. Called right after those
+/// The children of `parents` that are ready. Called right after those
 /// parents became done, these are the children that write unblocked: a
 /// child with an unfinished parent is never ready, so none was before.
 pub(crate) async fn children_ready(
     conn: &mut SqliteConnection,
     parents: &[Uuid],
-) -> StoreResult<u64> {
+) -> StoreResult<Vec<Uuid>> {
     if parents.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(DISTINCT c.id) FROM step_edges e JOIN steps c ON c.id = e.child_id
+    sqlx::query_scalar(
+        "SELECT DISTINCT c.id FROM step_edges e JOIN steps c ON c.id = e.child_id
          WHERE e.parent_id IN (SELECT unhex(value) FROM json_each(?1))
            AND c.ready_at IS NOT NULL",
     )
     .bind(id_list(parents))
-    .fetch_one(&mut *conn)
+    .fetch_all(&mut *conn)
     .await
-    .db()?;
-    Ok(n.max(0) as u64)
+    .db()
 }
 
 /// The status of a task, inside a transaction.

@@ -374,13 +374,14 @@ impl Store for SqliteStore {
         work::claim(self, claim).await
     }
 
-    async fn step_finish_many(
+    async fn step_finish_and_claim(
         &self,
         outcomes: &[StepOutcome],
         now: DateTime<Utc>,
+        claim: Option<&ClaimParams>,
     ) -> StoreResult<FinishReport> {
         tasker_store::storable::check_outcomes(outcomes)?;
-        work::finish_many(self, outcomes, now).await
+        work::finish_many(self, outcomes, now, claim).await
     }
 
     async fn step_lease_renew(

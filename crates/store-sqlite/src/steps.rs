@@ -250,7 +250,7 @@ pub(crate) async fn resolve(
     .await
     .db()?;
     let unblocked = children_ready(&mut tx, &[id]).await?;
-    finish_manual(store, tx, id, &c, unblocked > 0).await
+    finish_manual(store, tx, id, &c, !unblocked.is_empty()).await
 }
 
 pub(crate) async fn cancel(

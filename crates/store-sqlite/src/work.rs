@@ -4,7 +4,7 @@
 //! batch size; ids and per-row values travel as one JSON parameter.
 
 use crate::SqliteStore;
-use crate::codec::{hex, json, json_text, micros, time};
+use crate::codec::{hex, id_list, json, json_text, micros, time};
 use crate::effects::{Events, children_ready, finished_among};
 use crate::error::{DbResultExt, corrupt};
 use chrono::{DateTime, Utc};
@@ -30,64 +30,117 @@ macro_rules! claim_filters {
     };
 }
 
-/// Oldest ready steps first; the partial index on `(ready_at, id, kind,
-/// task)` serves the order and the filters, so the scan reads no table row
-/// and stops after `limit` matching rows.
-const PICK: &str = concat!(
-    "SELECT s.id FROM steps s WHERE ",
-    claim_filters!(),
-    " ORDER BY s.ready_at, s.id LIMIT ?5"
-);
+/// Where a claim looks: every ready step, through the partial index on
+/// `(ready_at, id, kind, task)` (it serves the order and the filters, so the
+/// scan reads no table row and stops after `limit` matching rows).
+macro_rules! from_ready {
+    () => {
+        "FROM steps s WHERE "
+    };
+}
+
+/// Where the claim on completion looks: only the steps listed in ?8 (a JSON
+/// array of hex ids, the children the finishing write made ready), by
+/// primary key (`CROSS JOIN` keeps the list the outer loop, so the ready
+/// frontier is never scanned). The filters are the claim's own.
+macro_rules! from_among {
+    () => {
+        "FROM json_each(?8) AS a CROSS JOIN steps s WHERE s.id = unhex(a.value) AND "
+    };
+}
+
+/// Oldest ready steps first, at most ?5.
+macro_rules! pick {
+    ($from:ident) => {
+        concat!(
+            "SELECT s.id ",
+            $from!(),
+            claim_filters!(),
+            " ORDER BY s.ready_at, s.id LIMIT ?5"
+        )
+    };
+}
 
 /// With a per-task limit: candidates (the first ?6 ready steps, -1 = all) are
 /// ranked within their task and taken while `rank + running(task) <= ?7`.
-const PICK_PER_TASK: &str = concat!(
-    "WITH cand AS (
-        SELECT s.id, s.task_id, s.ready_at FROM steps s WHERE ",
-    claim_filters!(),
-    " ORDER BY s.ready_at, s.id LIMIT ?6
-     ), ranked AS (
-        SELECT c.id, c.ready_at,
-               ROW_NUMBER() OVER (PARTITION BY c.task_id ORDER BY c.ready_at, c.id) AS rn,
-               (SELECT COUNT(*) FROM steps r
-                WHERE r.task_id = c.task_id AND r.status = 'in_progress') AS running
-        FROM cand c
-     )
-     SELECT id FROM ranked WHERE rn + running <= ?7 ORDER BY ready_at, id LIMIT ?5"
-);
+macro_rules! pick_per_task {
+    ($from:ident) => {
+        concat!(
+            "WITH cand AS (
+                SELECT s.id, s.task_id, s.ready_at ",
+            $from!(),
+            claim_filters!(),
+            " ORDER BY s.ready_at, s.id LIMIT ?6
+             ), ranked AS (
+                SELECT c.id, c.ready_at,
+                       ROW_NUMBER() OVER (PARTITION BY c.task_id ORDER BY c.ready_at, c.id) AS rn,
+                       (SELECT COUNT(*) FROM steps r
+                        WHERE r.task_id = c.task_id AND r.status = 'in_progress') AS running
+                FROM cand c
+             )
+             SELECT id FROM ranked WHERE rn + running <= ?7 ORDER BY ready_at, id LIMIT ?5"
+        )
+    };
+}
 
-async fn pick(conn: &mut SqliteConnection, p: &ClaimParams) -> StoreResult<Vec<Uuid>> {
+const PICK: &str = pick!(from_ready);
+const PICK_AMONG: &str = pick!(from_among);
+const PICK_PER_TASK: &str = pick_per_task!(from_ready);
+const PICK_PER_TASK_AMONG: &str = pick_per_task!(from_among);
+
+/// The steps to claim, oldest ready first: among every ready step, or
+/// (`among`, a JSON id list) among those only. One rule for both: the
+/// same filters and per-task ranking.
+async fn pick(
+    conn: &mut SqliteConnection,
+    p: &ClaimParams,
+    among: Option<&str>,
+) -> StoreResult<Vec<Uuid>> {
     let kinds = p.kinds.as_ref().map(|k| json_text(&json!(k)));
     let exclude = json_text(&json!(p.exclude_kinds));
     let namespaces = p.namespaces.as_ref().map(|n| json_text(&json!(n)));
     let limit = i64::from(p.limit);
     let Some(per_task) = p.per_task_limit else {
-        return sqlx::query_scalar(PICK)
+        let q = sqlx::query_scalar(if among.is_some() { PICK_AMONG } else { PICK })
             .bind(micros(p.now))
             .bind(kinds)
             .bind(exclude)
             .bind(namespaces)
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await
-            .db();
+            .bind(limit);
+        // ?6 and ?7 are unused here but numbered before ?8.
+        let q = match among {
+            Some(ids) => q.bind(0_i64).bind(0_i64).bind(ids),
+            None => q,
+        };
+        return q.fetch_all(&mut *conn).await.db();
     };
     // A window of candidates keeps the usual claim an index range scan. When
     // tasks at their limit crowd it out, look at the whole frontier: correct
-    // (no starvation), and only as costly as the frontier is large.
+    // (no starvation), and only as costly as the frontier is large. Among
+    // given steps, all of them are candidates at once.
+    let windows: &[i64] = match among {
+        Some(_) => &[-1],
+        None => &[limit.saturating_mul(4).saturating_add(64), -1],
+    };
     let mut picked = Vec::new();
-    for window in [limit.saturating_mul(4).saturating_add(64), -1] {
-        picked = sqlx::query_scalar(PICK_PER_TASK)
-            .bind(micros(p.now))
-            .bind(&kinds)
-            .bind(&exclude)
-            .bind(&namespaces)
-            .bind(limit)
-            .bind(window)
-            .bind(i64::from(per_task))
-            .fetch_all(&mut *conn)
-            .await
-            .db()?;
+    for &window in windows {
+        let q = sqlx::query_scalar(if among.is_some() {
+            PICK_PER_TASK_AMONG
+        } else {
+            PICK_PER_TASK
+        })
+        .bind(micros(p.now))
+        .bind(&kinds)
+        .bind(&exclude)
+        .bind(&namespaces)
+        .bind(limit)
+        .bind(window)
+        .bind(i64::from(per_task));
+        let q = match among {
+            Some(ids) => q.bind(ids),
+            None => q,
+        };
+        picked = q.fetch_all(&mut *conn).await.db()?;
         if picked.len() as i64 >= limit {
             break;
         }
@@ -111,10 +164,28 @@ pub(crate) async fn claim(store: &SqliteStore, p: &ClaimParams) -> StoreResult<V
         return Ok(Vec::new());
     }
     let mut tx = store.begin().await?;
-    let ids = pick(&mut tx, p).await?;
+    let (steps, events) = claim_in(&mut tx, p, None).await?;
+    tx.commit().await.db()?;
+    store.emit(events);
+    Ok(steps)
+}
+
+/// Claims inside the caller's write transaction: the claim of
+/// [`claim`], or with `among` (a JSON id list) the claim on completion
+/// among those steps. Returns the claimed steps, decoded (a row that cannot
+/// be decoded fails the transaction, so no step is left leased to a worker
+/// that never learnt it claimed it), and the events to announce on commit.
+async fn claim_in(
+    tx: &mut SqliteConnection,
+    p: &ClaimParams,
+    among: Option<&str>,
+) -> StoreResult<(Vec<ClaimedStep>, Events)> {
+    if p.limit == 0 || p.per_task_limit == Some(0) {
+        return Ok((Vec::new(), Events::default()));
+    }
+    let ids = pick(&mut *tx, p, among).await?;
     if ids.is_empty() {
-        tx.commit().await.db()?;
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Events::default()));
     }
     let leases: Vec<Value> = ids
         .iter()
@@ -146,13 +217,7 @@ pub(crate) async fn claim(store: &SqliteStore, p: &ClaimParams) -> StoreResult<V
     .fetch_all(&mut *tx)
     .await
     .db()?;
-    // Decode before committing: a row that cannot be decoded (a corrupt
-    // value) returns the error with the transaction rolled back, so no step
-    // is left leased to a worker that never learnt it claimed it.
-    let (steps, events) = decode_claimed(&ids, &rows, p)?;
-    tx.commit().await.db()?;
-    store.emit(events);
-    Ok(steps)
+    decode_claimed(&ids, &rows, p)
 }
 
 /// The claimed steps in claim order (oldest ready first), and the events to
@@ -224,6 +289,7 @@ pub(crate) async fn finish_many(
     store: &SqliteStore,
     outcomes: &[StepOutcome],
     now: DateTime<Utc>,
+    claim: Option<&ClaimParams>,
 ) -> StoreResult<FinishReport> {
     let mut report = FinishReport::default();
     if outcomes.is_empty() {
@@ -305,7 +371,22 @@ pub(crate) async fn finish_many(
     }
     report.applied = applied.len() as u64;
     successes.retain(|id| done.contains(id));
-    report.newly_ready += children_ready(&mut tx, &successes).await?;
+    let ready = children_ready(&mut tx, &successes).await?;
+    report.newly_ready += ready.len() as u64;
+    // Claim on completion: in this write transaction (SQLite has one
+    // writer, so no other claim can see these children before it commits),
+    // the claim itself, restricted to the children just made ready.
+    if let Some(claim) = claim
+        && !ready.is_empty()
+    {
+        let claim = ClaimParams {
+            now,
+            ..claim.clone()
+        };
+        let (claimed, claim_events) = claim_in(&mut tx, &claim, Some(&id_list(&ready))).await?;
+        events.changed.extend(claim_events.changed);
+        report.claimed = claimed;
+    }
     report.finished_tasks = finished_among(&mut tx, &events.changed).await?;
     tx.commit().await.db()?;
 
@@ -316,7 +397,8 @@ pub(crate) async fn finish_many(
         .map(|o| o.lease.step_id)
         .filter(|id| !done.contains(id) || !first.insert(*id))
         .collect();
-    events.work_available = report.newly_ready > 0;
+    // Wake claimers only for ready steps nobody has leased yet.
+    events.work_available = report.newly_ready > report.claimed.len() as u64;
     events.finished = report.finished_tasks.iter().map(|(id, _)| *id).collect();
     store.emit(events);
     Ok(report)
@@ -422,4 +504,46 @@ pub(crate) async fn next_ready_at(pool: &SqlitePool) -> StoreResult<Option<DateT
             .await
             .db()?;
     at.map(time).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The plan of a pick, one detail line per row of `EXPLAIN QUERY PLAN`.
+    async fn plan(store: &SqliteStore, sql: &str, params: usize) -> String {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+        for _ in 0..params {
+            q = q.bind(Option::<String>::None);
+        }
+        let rows = q.fetch_all(&store.reader).await.unwrap();
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(3).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The claim reads the partial ready index in order; the claim on
+    /// completion reaches its few candidates by primary key, driven by the
+    /// id list, and never walks the ready frontier.
+    #[tokio::test]
+    async fn picks_use_the_ready_index_or_the_primary_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        for sql in [PICK, PICK_PER_TASK] {
+            let p = plan(&store, sql, 7).await;
+            assert!(p.contains("steps_ready_idx"), "{sql}\n{p}");
+        }
+        for sql in [PICK_AMONG, PICK_PER_TASK_AMONG] {
+            let p = plan(&store, sql, 8).await;
+            assert!(!p.contains("steps_ready_idx"), "{sql}\n{p}");
+            // `id` is a BLOB PRIMARY KEY: its index is the automatic one.
+            assert!(
+                p.contains("SEARCH s USING INDEX sqlite_autoindex_steps_1 (id=?)"),
+                "{sql}\n{p}"
+            );
+        }
+    }
 }

@@ -166,6 +166,25 @@ pub trait Store: Send + Sync + 'static {
         &self,
         outcomes: &[StepOutcome],
         now: DateTime<Utc>,
+    ) -> StoreResult<FinishReport> {
+        self.step_finish_and_claim(outcomes, now, None).await
+    }
+
+    /// [`Store::step_finish_many`], and in the same transaction, with
+    /// `claim`, a claim among the children this batch made ready (claim on
+    /// completion): up to `claim.limit` of them (the caller's free slots)
+    /// go `in_progress` under a lease to `claim.worker_id` and are returned
+    /// in [`FinishReport::claimed`], so the caller runs them without a
+    /// wake-up and claim round trip. The claim is the one of
+    /// [`Store::step_claim`] (same statement: same per-task limit, kind and
+    /// namespace filters, same row locks against concurrent claimers),
+    /// restricted to those children; the rest stay ready for every worker.
+    /// `claim.now` is replaced by `now`.
+    async fn step_finish_and_claim(
+        &self,
+        outcomes: &[StepOutcome],
+        now: DateTime<Utc>,
+        claim: Option<&ClaimParams>,
     ) -> StoreResult<FinishReport>;
 
     /// Extends the leases that are still held; returns the ids whose lease was lost.

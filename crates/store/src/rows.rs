@@ -186,8 +186,13 @@ pub struct FinishReport {
     pub applied: u64,
     /// Steps whose lease was lost (result ignored).
     pub lease_lost: Vec<Uuid>,
-    /// Steps that became ready now (children unblocked, immediate retries).
+    /// Steps that became ready now (children unblocked, immediate retries),
+    /// those in `claimed` included.
     pub newly_ready: u64,
+    /// Children this batch made ready and leased to the finishing worker in
+    /// the same transaction ([`crate::Store::step_finish_and_claim`]),
+    /// oldest ready first; empty without a claim.
+    pub claimed: Vec<ClaimedStep>,
     /// Tasks that reached a final state in this batch, with that state.
     pub finished_tasks: Vec<(Uuid, tasker_core::TaskState)>,
 }

@@ -43,6 +43,10 @@ pub struct Args {
     /// the figures are taken with that much finished history in the tables.
     #[arg(long, default_value_t = 0)]
     pub history: usize,
+    /// `engine.claim_on_completion` for this run (and its worker children):
+    /// `false` measures the engine without it, in the same build.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub claim_on_completion: bool,
 }
 
 const SINGLE: &str = "name: single\nnamespace: bench\nstep_templates:\n  - name: only\n    handler: { kind: noop }\n";
@@ -90,6 +94,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = EngineConfig {
         max_concurrent_steps: args.concurrency,
         claim_batch_size: 256,
+        claim_on_completion: args.claim_on_completion,
         ..EngineConfig::default()
     };
     let templates = vec![
@@ -104,11 +109,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let tasker = builder.build()?;
     outln!(
-        "tasker bench on {} ({} cores)",
+        "tasker bench on {} ({} cores), claim on completion {}",
         connect::redact(&url),
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)
+            .unwrap_or(1),
+        if args.claim_on_completion {
+            "on"
+        } else {
+            "off"
+        }
     )?;
 
     if args.history > 0 {
@@ -119,7 +129,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("--scenario must be one of all, throughput, chain, fanout");
     }
     if all || args.scenario == "throughput" {
-        throughput(&tasker, &url, args.tasks, args.processes, args.concurrency).await?;
+        throughput(&tasker, &url, &args).await?;
     }
     if all || args.scenario == "chain" {
         chain(&tasker, args.chains).await?;
@@ -150,13 +160,8 @@ async fn history(tasker: &Tasker, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn throughput(
-    tasker: &Tasker,
-    url: &str,
-    n: usize,
-    processes: u32,
-    concurrency: u32,
-) -> anyhow::Result<()> {
+async fn throughput(tasker: &Tasker, url: &str, args: &Args) -> anyhow::Result<()> {
+    let (n, processes, concurrency) = (args.tasks, args.processes, args.concurrency);
     // Extra worker processes start first and wait (idle, on LISTEN) for work.
     let mut children = Vec::new();
     for _ in 1..processes.max(1) {
@@ -171,6 +176,10 @@ async fn throughput(
                     &concurrency.to_string(),
                 ])
                 .env("RUST_LOG", "warn")
+                .env(
+                    "TASKER__ENGINE__CLAIM_ON_COMPLETION",
+                    args.claim_on_completion.to_string(),
+                )
                 .stdout(std::process::Stdio::null())
                 .spawn()?,
         );

@@ -6,9 +6,31 @@ use crate::service::Inner;
 use std::sync::Arc;
 use std::time::Duration;
 use tasker_core::backoff::Doubling;
-use tasker_store::{ClaimParams, LeaseRef, StoreEvent};
+use tasker_store::{ClaimParams, StoreEvent};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{Semaphore, mpsc, watch};
+
+/// What this worker may lease: the one description of a claim, used by the
+/// claim loop and by the claim on completion alike (so both obey the same
+/// per-task limit and kind filters; the store applies them in one statement).
+pub(super) fn claim_params(
+    inner: &Inner,
+    worker_id: &str,
+    limit: u32,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ClaimParams {
+    let cfg = &inner.config;
+    ClaimParams {
+        worker_id: worker_id.to_string(),
+        limit,
+        lease_until: now + chrono::Duration::from_std(cfg.lease_duration).unwrap_or_default(),
+        now,
+        per_task_limit: cfg.max_concurrent_steps_per_task,
+        kinds: None,
+        exclude_kinds: cfg.exclude_kinds.clone(),
+        namespaces: None,
+    }
+}
 
 pub(super) async fn run(
     inner: Arc<Inner>,
@@ -35,18 +57,22 @@ pub(super) async fn run(
             }
             continue;
         }
-        let limit = free.min(cfg.claim_batch_size as usize) as u32;
-        let now = inner.clock.now();
-        let params = ClaimParams {
-            worker_id: worker_id.to_string(),
-            limit,
-            lease_until: now + chrono::Duration::from_std(cfg.lease_duration).unwrap_or_default(),
-            now,
-            per_task_limit: cfg.max_concurrent_steps_per_task,
-            kinds: None,
-            exclude_kinds: cfg.exclude_kinds.clone(),
-            namespaces: None,
-        };
+        // Slots are taken before the claim, so that every step the claim
+        // returns has one whatever else happens meanwhile (unused ones go
+        // back below).
+        let want = free.min(cfg.claim_batch_size as usize);
+        let mut permits = Vec::with_capacity(want);
+        while permits.len() < want {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        if permits.is_empty() {
+            continue;
+        }
+        let limit = permits.len() as u32;
+        let params = claim_params(&inner, worker_id, limit, inner.clock.now());
         // While the database is away a claim can wait for the pool's
         // acquire timeout: shutdown must not wait behind it (its drain has a
         // deadline). A claim dropped after committing leaves its steps to
@@ -71,27 +97,17 @@ pub(super) async fn run(
         };
         let got = claimed.len();
         for step in claimed {
-            // Only this loop takes permits, and we asked for at most `free`.
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
+            // We asked for at most as many steps as we hold slots.
+            let Some(permit) = permits.pop() else {
                 tracing::error!(
                     "no free slot for a claimed step; it will be re-run after its lease expires"
                 );
                 continue;
             };
-            let lease = LeaseRef {
-                step_id: step.step_id,
-                token: step.lease_token,
-            };
-            leases.claimed(lease);
-            let task = tokio::spawn(executor::run(
-                inner.clone(),
-                step,
-                permit,
-                out.clone(),
-                leases.clone(),
-            ));
-            leases.running(lease, task.abort_handle());
+            executor::launch(&inner, step, permit, &out, &leases);
         }
+        // Slots not used go back.
+        drop(permits);
         if got == limit as usize {
             continue; // there may be more
         }

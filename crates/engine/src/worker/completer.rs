@@ -6,21 +6,44 @@
 //! is queued, and should a batch still be refused for its data
 //! ([`StoreError::InvalidData`]), it is split in halves until the outcome at
 //! fault is alone; that one is recorded as an `invalid_result` failure.
+//!
+//! Claim on completion (`engine.claim_on_completion`): the transaction that
+//! writes a batch also leases, to this worker, children the batch made
+//! ready, up to the slots that batch frees (one per outcome, at most
+//! `claim_batch_size`): the slots of the steps just finished go straight to
+//! their children. Those start at once, without a wake-up and a claim round
+//! trip; the rest stay ready for every worker, this one's claim loop
+//! included. Free slots beyond the batch's own are left to the claim loop:
+//! reserving them for every write (most batches make nothing ready) cost
+//! throughput, measured (docs/PERFORMANCE.md).
 
-use super::{Finished, LeaseBook};
+use super::{Finished, LeaseBook, claimer, executor};
 use crate::service::Inner;
 use std::sync::Arc;
 use std::time::Duration;
 use tasker_core::backoff::Doubling;
-use tasker_store::{OutcomeResult, StepOutcome, StoreError};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tasker_store::{ClaimParams, ClaimedStep, OutcomeResult, StepOutcome, StoreError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+
+/// What the completer needs to start the steps it leases on completion.
+pub(super) struct Ctx {
+    pub inner: Arc<Inner>,
+    pub worker_id: String,
+    pub leases: LeaseBook,
+    /// Weak, so that the outcome queue still closes once every executor
+    /// and the claimer are gone.
+    pub out: mpsc::WeakUnboundedSender<Finished>,
+    /// No claim on completion once the worker is shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}
 
 pub(super) async fn run(
-    inner: Arc<Inner>,
+    ctx: Ctx,
     mut rx: mpsc::UnboundedReceiver<Finished>,
-    leases: LeaseBook,
     give_up: watch::Receiver<bool>,
 ) {
+    let ctx = Arc::new(ctx);
+    let inner = ctx.inner.clone();
     let max = inner.config.finish_batch_size as usize;
     // Several batches may be in flight at once: on PostgreSQL a commit is a
     // few round trips of latency, and overlapping them keeps the database
@@ -44,15 +67,22 @@ pub(super) async fn run(
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
-        let (inner, leases, give_up) = (inner.clone(), leases.clone(), give_up.clone());
+        let (ctx, give_up) = (ctx.clone(), give_up.clone());
+        let give_up_after = give_up.clone();
         tokio::spawn(async move {
-            write(&inner, &batch, give_up).await;
+            let mut lease = Lease::prepare(&ctx, &batch, &give_up);
+            write(&ctx, &batch, give_up, lease.as_mut()).await;
             // Written or given up on: forget exactly these leases and free
-            // the steps' slots (dropping `batch` drops their permits).
-            for f in &batch {
-                leases.release(&f.outcome.lease);
+            // the steps' slots (dropping `batch` drops their permits), or
+            // hand them to the children leased on completion.
+            let mut slots = Vec::with_capacity(batch.len());
+            for f in batch {
+                ctx.leases.release(&f.outcome.lease);
+                slots.push(f.slot);
             }
-            drop(batch);
+            if let Some(lease) = lease {
+                lease.start(&ctx, slots, &give_up_after);
+            }
             drop(permit);
         });
     }
@@ -60,9 +90,79 @@ pub(super) async fn run(
     let _ = in_flight.acquire_many(concurrency).await;
 }
 
+/// The claim on completion of one batch: how many more steps it may lease
+/// and what it leased.
+struct Lease {
+    /// Steps still allowed (the budget left; the batch's slots not yet
+    /// promised to a leased step).
+    budget: u32,
+    /// Where the started steps send their outcomes (held for the write, so
+    /// that the outcome queue cannot close under leased steps).
+    out: mpsc::UnboundedSender<Finished>,
+    /// Leased so far, in lease order.
+    claimed: Vec<ClaimedStep>,
+}
+
+impl Lease {
+    /// None when the claim on completion is off or the worker is stopping.
+    fn prepare(ctx: &Ctx, batch: &[Finished], give_up: &watch::Receiver<bool>) -> Option<Lease> {
+        let cfg = &ctx.inner.config;
+        if !cfg.claim_on_completion || *ctx.shutdown.borrow() || *give_up.borrow() {
+            return None;
+        }
+        let out = ctx.out.upgrade()?;
+        Some(Lease {
+            budget: batch.len().min(cfg.claim_batch_size as usize) as u32,
+            out,
+            claimed: Vec::new(),
+        })
+    }
+
+    /// The claim for the next write, if any budget is left.
+    fn params(&self, ctx: &Ctx, now: chrono::DateTime<chrono::Utc>) -> Option<ClaimParams> {
+        (self.budget > 0)
+            .then(|| claimer::claim_params(&ctx.inner, &ctx.worker_id, self.budget, now))
+    }
+
+    /// A write leased `steps`.
+    fn took(&mut self, steps: Vec<ClaimedStep>) {
+        self.budget = self.budget.saturating_sub(steps.len() as u32);
+        self.claimed.extend(steps);
+    }
+
+    /// Starts the leased steps, each on one of `own` (the written batch's
+    /// slots); slots left over are freed.
+    /// Past the shutdown deadline nothing starts: the leases expire and the
+    /// steps re-run elsewhere, as for any step abandoned at that deadline.
+    fn start(self, ctx: &Ctx, own: Vec<OwnedSemaphorePermit>, give_up: &watch::Receiver<bool>) {
+        let mut slots = own.into_iter();
+        for step in self.claimed {
+            if *give_up.borrow() {
+                tracing::warn!(step_id = %step.step_id, "shutdown deadline: a step leased on completion was not started; it re-runs after lease expiry");
+                continue;
+            }
+            // The budget never exceeds the slots.
+            let Some(slot) = slots.next() else {
+                tracing::error!(
+                    "no free slot for a step leased on completion; it will be re-run after its lease expires"
+                );
+                continue;
+            };
+            executor::launch(&ctx.inner, step, slot, &self.out, &ctx.leases);
+        }
+    }
+}
+
 /// Writes `batch`, retrying transient failures (the database restarting)
-/// until the shutdown deadline gives up; splits it on a data error.
-async fn write(inner: &Inner, batch: &[Finished], mut give_up: watch::Receiver<bool>) {
+/// until the shutdown deadline gives up; splits it on a data error. With
+/// `lease`, each write also leases ready children on completion.
+async fn write(
+    ctx: &Ctx,
+    batch: &[Finished],
+    mut give_up: watch::Receiver<bool>,
+    mut lease: Option<&mut Lease>,
+) {
+    let inner = &ctx.inner;
     // Work list of sub-batches (a split pushes its halves).
     let mut pending: Vec<Vec<StepOutcome>> =
         vec![batch.iter().map(|f| f.outcome.clone()).collect()];
@@ -76,8 +176,10 @@ async fn write(inner: &Inner, batch: &[Finished], mut give_up: watch::Receiver<b
                 );
                 return;
             }
+            let now = inner.clock.now();
+            let claim = lease.as_ref().and_then(|l| l.params(ctx, now));
             let attempt = tokio::select! {
-                r = inner.store.step_finish_many(&outcomes, inner.clock.now()) => r,
+                r = inner.store.step_finish_and_claim(&outcomes, now, claim.as_ref()) => r,
                 // A dropped sender means the worker itself is gone: give up.
                 changed = give_up.changed() => match changed {
                     Ok(()) => continue,
@@ -85,9 +187,12 @@ async fn write(inner: &Inner, batch: &[Finished], mut give_up: watch::Receiver<b
                 },
             };
             match attempt {
-                Ok(report) => {
+                Ok(mut report) => {
                     backoff.reset();
                     log_report(batch, &report);
+                    if let Some(l) = lease.as_mut() {
+                        l.took(std::mem::take(&mut report.claimed));
+                    }
                     break;
                 }
                 Err(e) if e.is_transient() => {

@@ -13,7 +13,32 @@ use tasker_store::{ClaimedStep, LeaseRef, OutcomeResult, StepErrorRecord, StepOu
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::Instrument;
 
-pub(super) async fn run(
+/// Starts the handler of a step this worker just leased (by a claim or a
+/// claim on completion), holding `permit` (its slot) until its outcome is
+/// written; the lease is in `leases` from now on (heartbeat, abort).
+pub(super) fn launch(
+    inner: &Arc<Inner>,
+    step: ClaimedStep,
+    permit: OwnedSemaphorePermit,
+    out: &mpsc::UnboundedSender<Finished>,
+    leases: &LeaseBook,
+) {
+    let lease = LeaseRef {
+        step_id: step.step_id,
+        token: step.lease_token,
+    };
+    leases.claimed(lease);
+    let task = tokio::spawn(run(
+        inner.clone(),
+        step,
+        permit,
+        out.clone(),
+        leases.clone(),
+    ));
+    leases.running(lease, task.abort_handle());
+}
+
+async fn run(
     inner: Arc<Inner>,
     step: ClaimedStep,
     permit: OwnedSemaphorePermit,
@@ -78,7 +103,7 @@ pub(super) async fn run(
         // The slot travels with the outcome and is freed once it is written.
         // If the completer is gone we are shutting down; the lease will expire.
         let outcome = StepOutcome { lease, result };
-        let _ = out.send(Finished { outcome, task_id: step.task_id, span: tracing::Span::current(), _slot: permit });
+        let _ = out.send(Finished { outcome, task_id: step.task_id, span: tracing::Span::current(), slot: permit });
     }
     .instrument(span)
     .await

@@ -7,6 +7,9 @@
 //!      ▲                           │ outcome
 //!      │                           ▼
 //!      └── WorkAvailable ◄── completer: one transaction per batch of outcomes
+//!                              (claim on completion: the children it made ready,
+//!                               up to the slots it frees, are leased in that
+//!                               transaction and run at once)
 //!
 //!   heartbeat: renews every held lease in one statement; aborts handlers whose lease was lost
 //!   rescuer:   returns expired leases (dead or hung processes) to the ready pool
@@ -49,7 +52,7 @@ pub(crate) struct Finished {
     pub outcome: tasker_store::StepOutcome,
     pub task_id: Uuid,
     pub span: tracing::Span,
-    pub _slot: OwnedSemaphorePermit,
+    pub slot: OwnedSemaphorePermit,
 }
 
 /// A running worker. Dropping it does not stop it; call [`WorkerHandle::shutdown`].
@@ -134,9 +137,14 @@ async fn run(inner: Arc<Inner>, worker_id: String, shutdown: watch::Receiver<boo
     let (give_up_tx, give_up) = watch::channel(false);
 
     let completer = tokio::spawn(completer::run(
-        inner.clone(),
+        completer::Ctx {
+            inner: inner.clone(),
+            worker_id: worker_id.clone(),
+            leases: leases.clone(),
+            out: out_tx.downgrade(),
+            shutdown: shutdown.clone(),
+        },
         out_rx,
-        leases.clone(),
         give_up,
     ));
     let heartbeat = tokio::spawn(heartbeat::run(

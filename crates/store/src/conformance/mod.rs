@@ -25,6 +25,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod claim;
+pub mod completion;
 pub mod concurrency;
 pub mod create;
 pub mod factory;
@@ -117,6 +118,10 @@ macro_rules! conformance_tests {
             finish::empty_batch_is_a_no_op,
             finish::counters_follow_every_change,
             finaliser::finaliser_table,
+            completion::completion_leases_ready_children,
+            completion::completion_respects_the_free_slots,
+            completion::completion_obeys_the_claim_rule,
+            completion::completion_lease_expires_and_is_rescued,
             leases::renew_extends_held_leases,
             leases::renew_reports_lost_leases,
             leases::rescue_with_attempts_left_goes_pending,
@@ -154,6 +159,7 @@ macro_rules! conformance_tests {
             concurrency::concurrent_claimers_never_double_claim,
             concurrency::concurrent_finishers_finalise_once,
             concurrency::concurrent_creates_respect_identity,
+            completion::completion_races_claimers_without_double_lease,
         );
     };
     (@current $factory:expr; $($module:ident :: $case:ident),* $(,)?) => {
