@@ -187,7 +187,7 @@ async fn check(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
         {
             return Err(forbidden(p, None));
         }
-        match route_namespace(st, &method, &template, req.uri().path()).await? {
+        match route_namespace(st, &method, &template, req.uri()).await? {
             Scope::Namespace(ns) if identity.grants.allows(p, Some(&ns)) => {}
             Scope::Namespace(ns) => return Err(forbidden(p, Some(&ns))),
             // Creation and claims check their body's namespace in the handler.
@@ -213,13 +213,21 @@ async fn route_namespace(
     st: &AppState,
     method: &str,
     template: &str,
-    path: &str,
+    uri: &axum::http::Uri,
 ) -> Result<Scope, ApiError> {
-    // Only these two read the namespace from their body (and check it there);
-    // `GET /tasker/tasks` (a list across namespaces) is not one of them.
+    // Only these two read the namespace from their body (and check it there).
     if method == "POST" && matches!(template, "/tasker/tasks" | "/tasker/workers/claim") {
         return Ok(Scope::InBody);
     }
+    // The task list is about one namespace only when its filter names one
+    // (the handler applies the same filter); without it, it spans them all.
+    if method == "GET" && template == "/tasker/tasks" {
+        let filter = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "namespace")
+            .map(|(_, v)| v.into_owned());
+        return Ok(filter.map_or(Scope::None, Scope::Namespace));
+    }
+    let path = uri.path();
     let param = |name: &str| -> Option<String> {
         let wanted = format!("{{{name}}}");
         template

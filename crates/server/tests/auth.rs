@@ -345,7 +345,8 @@ async fn api_keys_work_in_both_headers_and_are_scoped_revocable_and_cached(db: D
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 
-    // A scoped grant never opens a list across namespaces.
+    // A scoped grant never opens a list across namespaces, nor one of
+    // another namespace ...
     let (_, scoped_reader) = key(
         &h,
         &["tasker.task:index@shop", "tasker.task:show@shop"],
@@ -355,6 +356,33 @@ async fn api_keys_work_in_both_headers_and_are_scoped_revocable_and_cached(db: D
     send(&h, "GET", "/tasker/tasks", None, bearer(&scoped_reader))
         .await
         .assert_error(403, "forbidden");
+    let r = send(
+        &h,
+        "GET",
+        "/tasker/tasks?namespace=ops",
+        None,
+        bearer(&scoped_reader),
+    )
+    .await;
+    r.assert_error(403, "forbidden");
+    assert_eq!(r.json["error"]["details"]["namespace"], "ops");
+    // ... but lists its own namespace's tasks when the filter names it.
+    let r = send(
+        &h,
+        "GET",
+        "/tasker/tasks?namespace=shop",
+        None,
+        bearer(&scoped_reader),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let listed = r.json["tasks"].as_array().expect("a list of tasks");
+    assert!(!listed.is_empty(), "{}", r.text);
+    assert!(
+        listed.iter().all(|t| t["namespace"] == "shop"),
+        "{}",
+        r.text
+    );
     // ... but opens a task of its namespace.
     let r = send(
         &h,
