@@ -432,14 +432,15 @@ impl Tasker {
         crate::wait::until_final(id, events, timeout, || store.task_get(id)).await
     }
 
-    /// Cancels a task.
-    pub async fn cancel_task(&self, id: Uuid) -> Result<TaskRow, EngineError> {
-        Ok(self.inner.store.task_cancel(id, self.now()).await?)
+    /// Cancels a task. `by` (who asked) is recorded on every transition an
+    /// operator action writes, here and in the other actions below.
+    pub async fn cancel_task(&self, id: Uuid, by: Option<&str>) -> Result<TaskRow, EngineError> {
+        Ok(self.inner.store.task_cancel(id, self.now(), by).await?)
     }
 
     /// Retries a task in `error`.
-    pub async fn retry_task(&self, id: Uuid) -> Result<TaskRow, EngineError> {
-        Ok(self.inner.store.task_retry(id, self.now()).await?)
+    pub async fn retry_task(&self, id: Uuid, by: Option<&str>) -> Result<TaskRow, EngineError> {
+        Ok(self.inner.store.task_retry(id, self.now(), by).await?)
     }
 
     /// Resolves a step manually with the given results.
@@ -447,22 +448,35 @@ impl Tasker {
         &self,
         step_id: Uuid,
         results: Value,
+        by: Option<&str>,
     ) -> Result<tasker_store::StepRow, EngineError> {
         Ok(self
             .inner
             .store
-            .step_resolve(step_id, results, self.now())
+            .step_resolve(step_id, results, self.now(), by)
             .await?)
     }
 
     /// Cancels one step.
-    pub async fn cancel_step(&self, step_id: Uuid) -> Result<tasker_store::StepRow, EngineError> {
-        Ok(self.inner.store.step_cancel(step_id, self.now()).await?)
+    pub async fn cancel_step(
+        &self,
+        step_id: Uuid,
+        by: Option<&str>,
+    ) -> Result<tasker_store::StepRow, EngineError> {
+        Ok(self
+            .inner
+            .store
+            .step_cancel(step_id, self.now(), by)
+            .await?)
     }
 
     /// Gives an `error` step a new attempt budget.
-    pub async fn retry_step(&self, step_id: Uuid) -> Result<tasker_store::StepRow, EngineError> {
-        Ok(self.inner.store.step_retry(step_id, self.now()).await?)
+    pub async fn retry_step(
+        &self,
+        step_id: Uuid,
+        by: Option<&str>,
+    ) -> Result<tasker_store::StepRow, EngineError> {
+        Ok(self.inner.store.step_retry(step_id, self.now(), by).await?)
     }
 
     /// A page of tasks matching the query.

@@ -242,7 +242,7 @@ async fn retrying_a_failed_task_gives_failed_steps_new_attempts() {
         tasker.wait_for_task(task.id, WAIT).await.unwrap().status,
         TaskState::Error
     );
-    let retried = tasker.retry_task(task.id).await.unwrap();
+    let retried = tasker.retry_task(task.id, None).await.unwrap();
     assert_eq!(retried.status, TaskState::Pending);
     let done = tasker.wait_for_task(task.id, WAIT).await.unwrap();
     worker.shutdown().await;
@@ -286,7 +286,7 @@ async fn manually_resolving_a_failed_step_unblocks_its_children() {
     );
     let first = store.step_list(task.id).await.unwrap()[0].clone();
     let resolved = tasker
-        .resolve_step(first.id, json!({"manual": true}))
+        .resolve_step(first.id, json!({"manual": true}), None)
         .await
         .unwrap();
     assert_eq!(resolved.status, StepState::ResolvedManually);
@@ -313,7 +313,7 @@ async fn cancelling_a_task_stops_new_steps() {
         .create_task(TaskRequest::new("default", "c"))
         .await
         .unwrap();
-    let cancelled = tasker.cancel_task(task.id).await.unwrap();
+    let cancelled = tasker.cancel_task(task.id, None).await.unwrap();
     assert_eq!(cancelled.status, TaskState::Cancelled);
     let worker = tasker.start();
     // A second task proves the worker is running and idle by the time it completes.
@@ -334,7 +334,7 @@ async fn cancelling_a_task_stops_new_steps() {
             .all(|s| s.status == StepState::Cancelled && s.attempts == 0)
     );
     // Illegal transition: a cancelled task cannot be cancelled again.
-    let err = tasker.cancel_task(task.id).await.unwrap_err();
+    let err = tasker.cancel_task(task.id, None).await.unwrap_err();
     assert!(
         err.to_string()
             .contains("cannot go from `cancelled` to `cancelled`"),
@@ -376,7 +376,7 @@ async fn cancelling_while_a_step_runs_rejects_its_late_result_and_starts_nothing
         .await
         .unwrap();
     gate.0.notified().await;
-    tasker.cancel_task(task.id).await.unwrap();
+    tasker.cancel_task(task.id, None).await.unwrap();
     gate.1.notify_one();
     worker.shutdown().await; // drains: the late result is written (and rejected)
     let steps = store.step_list(task.id).await.unwrap();

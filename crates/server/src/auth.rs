@@ -382,6 +382,15 @@ async fn key_identity(st: &AppState, key: &str) -> Result<Identity, ApiError> {
 }
 
 /// The caller of an open route while authentication is on: may do nothing.
+/// Who made a request, for the record (a task's default `initiator`, `by`
+/// on the transitions of an operator action): the authenticated subject,
+/// or nobody when authentication is off.
+pub fn actor(st: &AppState, identity: Option<&Identity>) -> Option<String> {
+    identity
+        .filter(|_| st.authenticator().settings().enabled())
+        .map(|i| i.subject.clone())
+}
+
 fn nobody() -> Identity {
     Identity {
         subject: "anonymous".into(),

@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(cache.len().await, 1);
 
         // A step change publishes TaskChanged: the entry goes away.
-        tasker.cancel_step(steps[1].id).await.unwrap();
+        tasker.cancel_step(steps[1].id, None).await.unwrap();
         let mut gone = false;
         for _ in 0..100 {
             if cache.len().await == 0 {

@@ -30,6 +30,7 @@ on_both_backends!(
     every_route_answers_401_403_or_its_own_answer,
     api_keys_work_in_both_headers_and_are_scoped_revocable_and_cached,
     bad_credentials_are_refused_and_create_nothing,
+    operator_actions_record_the_caller_on_their_transitions,
 );
 
 /// The table has a row for every route the router registers, and no row
@@ -708,4 +709,36 @@ async fn docs_and_status_follow_their_settings() {
     let r = send(&h, "GET", "/tasker/health/status", None, None).await;
     assert_ne!(r.status.as_u16(), 401, "{}", r.text);
     assert_ne!(r.status.as_u16(), 403, "{}", r.text);
+}
+
+/// A cancel made with a JWT records its subject as `by` on the transitions
+/// it writes (the store's conformance case covers every action and backend
+/// detail; this proves the route passes the caller through).
+async fn operator_actions_record_the_caller_on_their_transitions(db: Db) {
+    let h = secured(db, Duration::from_millis(300)).await;
+    let t = token(&h, &["tasker.task:*"]);
+    let r = send(
+        &h,
+        "POST",
+        "/tasker/tasks",
+        Some(&json!({"name": "checkout", "namespace": "shop", "context": {"order_id": 1}})),
+        bearer(&t),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id: Uuid = r.json["task"]["task_id"].as_str().unwrap().parse().unwrap();
+    let r = send(
+        &h,
+        "DELETE",
+        &format!("/tasker/tasks/{id}"),
+        None,
+        bearer(&t),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let subject = claims(&h, &[])["sub"].as_str().unwrap().to_string();
+    let moves = h.tasker.store().task_transitions(id).await.unwrap();
+    let last = moves.last().unwrap();
+    assert_eq!(last.to_state, "cancelled");
+    assert_eq!(last.metadata["by"], subject.as_str(), "{moves:?}");
 }

@@ -99,6 +99,27 @@ async fn settle_task(
     notify(conn, emit, origin).await
 }
 
+/// Writes `"by"` (who asked) into the metadata of every transition of task
+/// `task_id` that this transaction wrote: the rows whose `xmin` is this
+/// transaction, so concurrent writers' transitions are never stamped.
+async fn stamp_by(conn: &mut PgConnection, task_id: Uuid, by: Option<&str>) -> Result<(), TxError> {
+    let Some(by) = by else { return Ok(()) };
+    sqlx::query(
+        "WITH s AS (
+             UPDATE step_transitions SET metadata = metadata || jsonb_build_object('by', $2::text)
+             WHERE step_id IN (SELECT id FROM steps WHERE task_id = $1)
+               AND xmin = pg_current_xact_id()::xid
+             RETURNING 1)
+         UPDATE task_transitions SET metadata = metadata || jsonb_build_object('by', $2::text)
+         WHERE task_id = $1 AND xmin = pg_current_xact_id()::xid",
+    )
+    .bind(task_id)
+    .bind(by)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 async fn fetch_step(conn: &mut PgConnection, id: Uuid) -> Result<StepRow, TxError> {
     let r = sqlx::query(AssertSqlSafe(format!(
         "SELECT {STEP_COLS} FROM steps s WHERE s.id = $1"
@@ -145,6 +166,7 @@ impl PgStore {
         &self,
         id: Uuid,
         now: DateTime<Utc>,
+        by: Option<&str>,
     ) -> Result<(TaskRow, Emit), TxError> {
         let mut tx = self.inner.pool.begin().await?;
         // Steps first (id order), then the task: the hot path's lock order.
@@ -205,6 +227,7 @@ impl PgStore {
         )
         .await?;
         let row = fetch_task(&mut tx, id).await?;
+        stamp_by(&mut tx, id, by).await?;
         tx.commit().await?;
         Ok((row, emit))
     }
@@ -213,6 +236,7 @@ impl PgStore {
         &self,
         id: Uuid,
         now: DateTime<Utc>,
+        by: Option<&str>,
     ) -> Result<(TaskRow, Emit), TxError> {
         let mut tx = self.inner.pool.begin().await?;
         let failed: Vec<Uuid> =
@@ -278,6 +302,7 @@ impl PgStore {
         )
         .await?;
         let row = fetch_task(&mut tx, id).await?;
+        stamp_by(&mut tx, id, by).await?;
         tx.commit().await?;
         Ok((row, emit))
     }
@@ -335,6 +360,7 @@ impl PgStore {
         id: Uuid,
         results: &Value,
         now: DateTime<Utc>,
+        by: Option<&str>,
     ) -> Result<(StepRow, Emit), TxError> {
         let mut tx = self.inner.pool.begin().await?;
         let step = lock_step(&mut tx, id).await?;
@@ -385,6 +411,7 @@ impl PgStore {
         emit.changed(step.task_id);
         settle_task(&mut tx, step.task_id, d, now, &mut emit, self.origin()).await?;
         let row = fetch_step(&mut tx, id).await?;
+        stamp_by(&mut tx, step.task_id, by).await?;
         tx.commit().await?;
         Ok((row, emit))
     }
@@ -393,6 +420,7 @@ impl PgStore {
         &self,
         id: Uuid,
         now: DateTime<Utc>,
+        by: Option<&str>,
     ) -> Result<(StepRow, Emit), TxError> {
         let mut tx = self.inner.pool.begin().await?;
         let step = lock_step(&mut tx, id).await?;
@@ -425,6 +453,7 @@ impl PgStore {
         emit.changed(step.task_id);
         settle_task(&mut tx, step.task_id, d, now, &mut emit, self.origin()).await?;
         let row = fetch_step(&mut tx, id).await?;
+        stamp_by(&mut tx, step.task_id, by).await?;
         tx.commit().await?;
         Ok((row, emit))
     }
@@ -433,6 +462,7 @@ impl PgStore {
         &self,
         id: Uuid,
         now: DateTime<Utc>,
+        by: Option<&str>,
     ) -> Result<(StepRow, Emit), TxError> {
         let mut tx = self.inner.pool.begin().await?;
         let step = lock_step(&mut tx, id).await?;
@@ -508,6 +538,7 @@ impl PgStore {
         )
         .await?;
         let row = fetch_step(&mut tx, id).await?;
+        stamp_by(&mut tx, step.task_id, by).await?;
         tx.commit().await?;
         Ok((row, emit))
     }

@@ -402,14 +402,27 @@ impl Store for PgStore {
         ))
     }
 
-    async fn task_cancel(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<TaskRow> {
+    async fn task_cancel(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> StoreResult<TaskRow> {
         let now = self.rebase(now).now;
-        self.deliver(with_retry!("task_cancel", self.task_cancel_once(id, now)))
+        self.deliver(with_retry!(
+            "task_cancel",
+            self.task_cancel_once(id, now, by)
+        ))
     }
 
-    async fn task_retry(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<TaskRow> {
+    async fn task_retry(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> StoreResult<TaskRow> {
         let now = self.rebase(now).now;
-        self.deliver(with_retry!("task_retry", self.task_retry_once(id, now)))
+        self.deliver(with_retry!("task_retry", self.task_retry_once(id, now, by)))
     }
 
     async fn task_transitions(&self, id: Uuid) -> StoreResult<Vec<TransitionRow>> {
@@ -446,22 +459,36 @@ impl Store for PgStore {
         id: Uuid,
         results: serde_json::Value,
         now: DateTime<Utc>,
+        by: Option<&str>,
     ) -> StoreResult<StepRow> {
         let now = self.rebase(now).now;
         self.deliver(with_retry!(
             "step_resolve",
-            self.step_resolve_once(id, &results, now)
+            self.step_resolve_once(id, &results, now, by)
         ))
     }
 
-    async fn step_cancel(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepRow> {
+    async fn step_cancel(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> StoreResult<StepRow> {
         let now = self.rebase(now).now;
-        self.deliver(with_retry!("step_cancel", self.step_cancel_once(id, now)))
+        self.deliver(with_retry!(
+            "step_cancel",
+            self.step_cancel_once(id, now, by)
+        ))
     }
 
-    async fn step_retry(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepRow> {
+    async fn step_retry(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> StoreResult<StepRow> {
         let now = self.rebase(now).now;
-        self.deliver(with_retry!("step_retry", self.step_retry_once(id, now)))
+        self.deliver(with_retry!("step_retry", self.step_retry_once(id, now, by)))
     }
 
     async fn step_claim(&self, claim: &ClaimParams) -> StoreResult<Vec<ClaimedStep>> {

@@ -788,8 +788,8 @@ async fn invariants_hold_under_concurrent_hot_path_and_operator() {
             for _ in 0..150 {
                 let id = ids[(rng.next() as usize) % ids.len()];
                 let r = match rng.next() % 4 {
-                    0 => op.task_cancel(id, now).await.map(|_| ()),
-                    1 => op.task_retry(id, now).await.map(|_| ()),
+                    0 => op.task_cancel(id, now, None).await.map(|_| ()),
+                    1 => op.task_retry(id, now, None).await.map(|_| ()),
                     _ => {
                         let steps = op.step_list(id).await.unwrap();
                         match steps
@@ -797,10 +797,10 @@ async fn invariants_hold_under_concurrent_hot_path_and_operator() {
                             .find(|s| matches!(s.status, tasker_core::StepState::Error))
                         {
                             Some(s) if rng.next().is_multiple_of(2) => op
-                                .step_resolve(s.id, json!({"by": "op"}), now)
+                                .step_resolve(s.id, json!({"by": "op"}), now, None)
                                 .await
                                 .map(|_| ()),
-                            Some(s) => op.step_retry(s.id, now).await.map(|_| ()),
+                            Some(s) => op.step_retry(s.id, now, None).await.map(|_| ()),
                             None => Ok(()),
                         }
                     }

@@ -72,6 +72,7 @@
 //!   whole ready frontier only when those do not fill the claim.
 //! - `sqlite::memory:` is a private database of one connection, for tests.
 
+mod attribution;
 mod codec;
 mod effects;
 mod error;
@@ -320,12 +321,22 @@ impl Store for SqliteStore {
         tasks::update(self, id, update, now).await
     }
 
-    async fn task_cancel(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<TaskRow> {
-        tasks::cancel(self, id, now).await
+    async fn task_cancel(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> StoreResult<TaskRow> {
+        tasks::cancel(self, id, now, by).await
     }
 
-    async fn task_retry(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<TaskRow> {
-        tasks::retry(self, id, now).await
+    async fn task_retry(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> StoreResult<TaskRow> {
+        tasks::retry(self, id, now, by).await
     }
 
     async fn task_transitions(&self, id: Uuid) -> StoreResult<Vec<TransitionRow>> {
@@ -358,16 +369,27 @@ impl Store for SqliteStore {
         id: Uuid,
         results: serde_json::Value,
         now: DateTime<Utc>,
+        by: Option<&str>,
     ) -> StoreResult<StepRow> {
-        steps::resolve(self, id, results, now).await
+        steps::resolve(self, id, results, now, by).await
     }
 
-    async fn step_cancel(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepRow> {
-        steps::cancel(self, id, now).await
+    async fn step_cancel(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> StoreResult<StepRow> {
+        steps::cancel(self, id, now, by).await
     }
 
-    async fn step_retry(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepRow> {
-        steps::retry(self, id, now).await
+    async fn step_retry(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> StoreResult<StepRow> {
+        steps::retry(self, id, now, by).await
     }
 
     async fn step_claim(&self, claim: &ClaimParams) -> StoreResult<Vec<ClaimedStep>> {

@@ -2,6 +2,7 @@
 //! cancel, retry).
 
 use crate::SqliteStore;
+use crate::attribution::Marks;
 use crate::codec::{
     json_text, micros, step_cols, step_row, step_state, task_state, transition_row,
 };
@@ -209,7 +210,11 @@ async fn finish_manual(
     id: Uuid,
     c: &Current,
     work_available: bool,
+    marks: Option<Marks<'_>>,
 ) -> StoreResult<StepRow> {
+    if let Some(m) = marks {
+        m.stamp(&mut tx).await?;
+    }
     let row = get_in(&mut tx, id).await?;
     let after = task_status(&mut tx, c.task_id).await?;
     tx.commit().await.db()?;
@@ -232,8 +237,10 @@ pub(crate) async fn resolve(
     id: Uuid,
     results: Value,
     now: DateTime<Utc>,
+    by: Option<&str>,
 ) -> StoreResult<StepRow> {
     let mut tx = store.begin().await?;
+    let marks = Marks::take(&mut tx, by).await?;
     let c = current(&mut tx, id).await?;
     c.status.check_transition(StepState::ResolvedManually)?;
     ensure_task_open(&c)?;
@@ -250,15 +257,17 @@ pub(crate) async fn resolve(
     .await
     .db()?;
     let unblocked = children_ready(&mut tx, &[id]).await?;
-    finish_manual(store, tx, id, &c, !unblocked.is_empty()).await
+    finish_manual(store, tx, id, &c, !unblocked.is_empty(), marks).await
 }
 
 pub(crate) async fn cancel(
     store: &SqliteStore,
     id: Uuid,
     now: DateTime<Utc>,
+    by: Option<&str>,
 ) -> StoreResult<StepRow> {
     let mut tx = store.begin().await?;
+    let marks = Marks::take(&mut tx, by).await?;
     let c = current(&mut tx, id).await?;
     c.status.check_transition(StepState::Cancelled)?;
     sqlx::query(
@@ -271,15 +280,17 @@ pub(crate) async fn cancel(
     .execute(&mut *tx)
     .await
     .db()?;
-    finish_manual(store, tx, id, &c, false).await
+    finish_manual(store, tx, id, &c, false, marks).await
 }
 
 pub(crate) async fn retry(
     store: &SqliteStore,
     id: Uuid,
     now: DateTime<Utc>,
+    by: Option<&str>,
 ) -> StoreResult<StepRow> {
     let mut tx = store.begin().await?;
+    let marks = Marks::take(&mut tx, by).await?;
     let c = current(&mut tx, id).await?;
     c.status.check_transition(StepState::Pending)?;
     if !matches!(
@@ -312,5 +323,5 @@ pub(crate) async fn retry(
     .execute(&mut *tx)
     .await
     .db()?;
-    finish_manual(store, tx, id, &c, ready).await
+    finish_manual(store, tx, id, &c, ready, marks).await
 }

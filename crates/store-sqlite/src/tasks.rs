@@ -427,8 +427,10 @@ pub(crate) async fn cancel(
     store: &SqliteStore,
     id: Uuid,
     now: DateTime<Utc>,
+    by: Option<&str>,
 ) -> StoreResult<TaskRow> {
     let mut tx = store.begin().await?;
+    let marks = crate::attribution::Marks::take(&mut tx, by).await?;
     let status = status_in(&mut tx, id).await?;
     status.check_transition(TaskState::Cancelled)?;
     // The task first: once it is cancelled, the finaliser leaves it alone
@@ -452,6 +454,9 @@ pub(crate) async fn cancel(
     .await
     .db()?;
     let row = get_in(&mut *tx, id).await?;
+    if let Some(m) = marks {
+        m.stamp(&mut tx).await?;
+    }
     tx.commit().await.db()?;
     store.emit(Events {
         changed: [id].into(),
@@ -465,8 +470,10 @@ pub(crate) async fn retry(
     store: &SqliteStore,
     id: Uuid,
     now: DateTime<Utc>,
+    by: Option<&str>,
 ) -> StoreResult<TaskRow> {
     let mut tx = store.begin().await?;
+    let marks = crate::attribution::Marks::take(&mut tx, by).await?;
     let status = status_in(&mut tx, id).await?;
     if status != TaskState::Error {
         status.check_transition(TaskState::Pending)?;
@@ -509,6 +516,9 @@ pub(crate) async fn retry(
     .await
     .db()?;
     let row = get_in(&mut *tx, id).await?;
+    if let Some(m) = marks {
+        m.stamp(&mut tx).await?;
+    }
     tx.commit().await.db()?;
     store.emit(Events {
         work_available: ready.contains(&true),

@@ -102,15 +102,30 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> StoreResult<TaskRow>;
 
+    /// Operator actions (`task_cancel`, `task_retry`, `step_resolve`,
+    /// `step_cancel`, `step_retry`) take `by`, who asked: when given, it is
+    /// written as `"by"` into the metadata of every transition the action
+    /// writes (in the same transaction).
+    ///
     /// Cancels a task: the task and every pending or in-progress step go to
     /// `cancelled` (running handlers lose their lease). Terminal tasks other
     /// than complete / resolved_manually are an [`StoreError::InvalidTransition`].
-    async fn task_cancel(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<TaskRow>;
+    async fn task_cancel(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> StoreResult<TaskRow>;
 
     /// Retries a task in `error`: task → pending, each `error` step → pending
     /// with a fresh attempt budget (`max_attempts = attempts + retry_limit`),
     /// ready at `now` if its parents are done. Cancelled steps stay cancelled.
-    async fn task_retry(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<TaskRow>;
+    async fn task_retry(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> StoreResult<TaskRow>;
 
     /// Transitions of a task, oldest first.
     async fn task_transitions(&self, id: Uuid) -> StoreResult<Vec<TransitionRow>>;
@@ -141,14 +156,25 @@ pub trait Store: Send + Sync + 'static {
         id: Uuid,
         results: serde_json::Value,
         now: DateTime<Utc>,
+        by: Option<&str>,
     ) -> StoreResult<StepRow>;
 
     /// Cancels a pending or in-progress step. Its dependants can no longer run.
-    async fn step_cancel(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepRow>;
+    async fn step_cancel(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> StoreResult<StepRow>;
 
     /// Gives an `error` step a fresh attempt budget and makes it pending
     /// (ready now if parents are done). A task in `error` goes back to `pending`.
-    async fn step_retry(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<StepRow>;
+    async fn step_retry(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> StoreResult<StepRow>;
 
     // ---- work --------------------------------------------------------------
 

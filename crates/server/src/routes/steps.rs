@@ -6,8 +6,8 @@ use crate::extract::{ApiBody, ApiJson, ApiPath, ApiQuery};
 use crate::json::{JsonObject, JsonValue};
 use crate::state::AppState;
 use crate::views::{Relations, StepCancelled, StepEnvelope, StepList, StepView};
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tasker_core::StepState;
@@ -236,9 +236,11 @@ pub async fn steps_update(
 pub async fn steps_cancel(
     State(st): State<AppState>,
     ApiPath(p): ApiPath<StepPath>,
+    identity: Option<Extension<tasker_auth::Identity>>,
 ) -> Result<Json<StepCancelled>, ApiError> {
+    let by = crate::auth::actor(&st, identity.as_ref().map(|Extension(i)| i));
     step_in_task(&st, p.task_id, p.step_id).await?;
-    st.tasker().cancel_step(p.step_id).await?;
+    st.tasker().cancel_step(p.step_id, by.as_deref()).await?;
     let step = step_view(&st, p.task_id, p.step_id).await?;
     Ok(Json(StepCancelled {
         cancelled: true,
@@ -265,11 +267,15 @@ pub async fn steps_cancel(
 pub async fn steps_resolve(
     State(st): State<AppState>,
     ApiPath(p): ApiPath<StepPath>,
+    identity: Option<Extension<tasker_auth::Identity>>,
     body: ApiJson<ResolveStep>,
 ) -> Result<Json<StepEnvelope>, ApiError> {
+    let by = crate::auth::actor(&st, identity.as_ref().map(|Extension(i)| i));
     step_in_task(&st, p.task_id, p.step_id).await?;
     let results = body.value.results.unwrap_or_else(|| json!({}));
-    st.tasker().resolve_step(p.step_id, results).await?;
+    st.tasker()
+        .resolve_step(p.step_id, results, by.as_deref())
+        .await?;
     let step = step_view(&st, p.task_id, p.step_id).await?;
     Ok(Json(StepEnvelope { step }))
 }
@@ -290,9 +296,11 @@ pub async fn steps_resolve(
 pub async fn steps_retry(
     State(st): State<AppState>,
     ApiPath(p): ApiPath<StepPath>,
+    identity: Option<Extension<tasker_auth::Identity>>,
 ) -> Result<Json<StepEnvelope>, ApiError> {
+    let by = crate::auth::actor(&st, identity.as_ref().map(|Extension(i)| i));
     step_in_task(&st, p.task_id, p.step_id).await?;
-    st.tasker().retry_step(p.step_id).await?;
+    st.tasker().retry_step(p.step_id, by.as_deref()).await?;
     let step = step_view(&st, p.task_id, p.step_id).await?;
     Ok(Json(StepEnvelope { step }))
 }

@@ -209,11 +209,9 @@ pub async fn tasks_create(
     request.version = b.version;
     request.context = b.context.unwrap_or_else(|| json!({}));
     // The caller is the default initiator when authentication is on.
-    request.initiator = b.initiator.or_else(|| {
-        identity
-            .filter(|_| st.authenticator().settings().enabled())
-            .map(|i| i.subject)
-    });
+    request.initiator = b
+        .initiator
+        .or_else(|| crate::auth::actor(&st, identity.as_ref()));
     request.source_system = b.source_system;
     request.reason = b.reason;
     request.tags = b.tags;
@@ -522,8 +520,10 @@ pub async fn tasks_update(
 pub async fn tasks_cancel(
     State(st): State<AppState>,
     ApiPath(p): ApiPath<TaskPath>,
+    identity: Option<Extension<tasker_auth::Identity>>,
 ) -> Result<Json<TaskCancelled>, ApiError> {
-    let task = st.tasker().cancel_task(p.task_id).await?;
+    let by = crate::auth::actor(&st, identity.as_ref().map(|Extension(i)| i));
+    let task = st.tasker().cancel_task(p.task_id, by.as_deref()).await?;
     Ok(Json(TaskCancelled {
         cancelled: true,
         task: TaskView::from_row(task),
@@ -546,8 +546,10 @@ pub async fn tasks_cancel(
 pub async fn tasks_retry(
     State(st): State<AppState>,
     ApiPath(p): ApiPath<TaskPath>,
+    identity: Option<Extension<tasker_auth::Identity>>,
 ) -> Result<Json<TaskEnvelope>, ApiError> {
-    let task = st.tasker().retry_task(p.task_id).await?;
+    let by = crate::auth::actor(&st, identity.as_ref().map(|Extension(i)| i));
+    let task = st.tasker().retry_task(p.task_id, by.as_deref()).await?;
     Ok(Json(TaskEnvelope {
         task: TaskView::from_row(task),
     }))

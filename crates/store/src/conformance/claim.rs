@@ -150,7 +150,7 @@ pub async fn claim_includes_parent_results(store: Arc<dyn Store>) {
     // Cancel-free way to resolve a running step: fail it for good, then resolve.
     fail(&store, c, None, at(4)).await;
     store
-        .step_resolve(c.step_id, json!("by hand"), at(5))
+        .step_resolve(c.step_id, json!("by hand"), at(5), None)
         .await
         .unwrap();
 

@@ -262,8 +262,8 @@ pub async fn missing_ids_are_not_found(store: Arc<dyn Store>) {
         store.task_update(id, Default::default(), at(0)).await,
         "task_update",
     );
-    assert_not_found(store.task_cancel(id, at(0)).await, "task_cancel");
-    assert_not_found(store.task_retry(id, at(0)).await, "task_retry");
+    assert_not_found(store.task_cancel(id, at(0), None).await, "task_cancel");
+    assert_not_found(store.task_retry(id, at(0), None).await, "task_retry");
     assert_not_found(store.step_list(id).await, "step_list");
     assert_not_found(store.step_get(id).await, "step_get");
     assert_not_found(store.step_transitions(id).await, "step_transitions");
@@ -272,9 +272,9 @@ pub async fn missing_ids_are_not_found(store: Arc<dyn Store>) {
         "step_update",
     );
     assert_not_found(
-        store.step_resolve(id, json!({}), at(0)).await,
+        store.step_resolve(id, json!({}), at(0), None).await,
         "step_resolve",
     );
-    assert_not_found(store.step_cancel(id, at(0)).await, "step_cancel");
-    assert_not_found(store.step_retry(id, at(0)).await, "step_retry");
+    assert_not_found(store.step_cancel(id, at(0), None).await, "step_cancel");
+    assert_not_found(store.step_retry(id, at(0), None).await, "step_retry");
 }

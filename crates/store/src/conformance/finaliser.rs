@@ -86,12 +86,12 @@ async fn drive(store: &Arc<dyn Store>, task: Uuid, name: &str, kind: &str, s: Si
         }
         Cancelled => {
             let id = step(store, task, name).await.id;
-            store.step_cancel(id, at(2)).await.unwrap();
+            store.step_cancel(id, at(2), None).await.unwrap();
         }
         Resolved => {
             let id = step(store, task, name).await.id;
             store
-                .step_resolve(id, json!({"by": "hand"}), at(2))
+                .step_resolve(id, json!({"by": "hand"}), at(2), None)
                 .await
                 .unwrap();
         }
@@ -142,7 +142,7 @@ pub async fn finaliser_table(store: Arc<dyn Store>) {
     let id = task_in(&store, Failed, Complete).await;
     assert_eq!(store.task_get(id).await.unwrap().status, TaskState::Error);
     let a = step(&store, id, "a").await.id;
-    store.step_resolve(a, json!({}), at(3)).await.unwrap();
+    store.step_resolve(a, json!({}), at(3), None).await.unwrap();
     let t = store.task_get(id).await.unwrap();
     assert_eq!(t.status, TaskState::ResolvedManually);
     assert_eq!(t.completed_at, Some(at(3)));
@@ -151,7 +151,7 @@ pub async fn finaliser_table(store: Arc<dyn Store>) {
     let id = task_in(&store, Failed, Failed).await;
     assert_eq!(store.task_get(id).await.unwrap().status, TaskState::Error);
     let a = step(&store, id, "a").await.id;
-    store.step_retry(a, at(3)).await.unwrap();
+    store.step_retry(a, at(3), None).await.unwrap();
     let t = store.task_get(id).await.unwrap();
     assert_eq!(t.status, TaskState::Pending);
     assert_eq!(t.completed_at, None);

@@ -389,7 +389,7 @@ pub async fn lease_lost_after_task_cancel(store: Arc<dyn Store>) {
     let t = new_task(Shape::Linear(2), at(0));
     store.task_create(t.clone()).await.unwrap();
     let c = claim_one(&store, at(1)).await;
-    store.task_cancel(t.id, at(2)).await.unwrap();
+    store.task_cancel(t.id, at(2), None).await.unwrap();
     let r = store
         .step_finish_many(&[success(&c, json!("late"))], at(3))
         .await

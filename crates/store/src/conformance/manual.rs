@@ -16,7 +16,7 @@ pub async fn cancel_task_cancels_open_steps(store: Arc<dyn Store>) {
     succeed(&store, &s0, at(2)).await;
     let s1 = claim_one(&store, at(3)).await;
     let mut rx = store.subscribe();
-    let row = store.task_cancel(t.id, at(4)).await.unwrap();
+    let row = store.task_cancel(t.id, at(4), None).await.unwrap();
     assert_eq!(row.status, TaskState::Cancelled);
     assert_eq!(row.completed_at, Some(at(4)));
     assert_eq!(store.task_get(t.id).await.unwrap(), row);
@@ -65,11 +65,15 @@ pub async fn cancel_task_follows_state_table(store: Arc<dyn Store>) {
     let pending = new_task(Shape::Single, at(0));
     store.task_create(pending.clone()).await.unwrap();
     assert_eq!(
-        store.task_cancel(pending.id, at(1)).await.unwrap().status,
+        store
+            .task_cancel(pending.id, at(1), None)
+            .await
+            .unwrap()
+            .status,
         TaskState::Cancelled
     );
     assert_invalid(
-        store.task_cancel(pending.id, at(2)).await,
+        store.task_cancel(pending.id, at(2), None).await,
         "cancel a cancelled task",
     );
     assert_eq!(
@@ -90,7 +94,7 @@ pub async fn cancel_task_follows_state_table(store: Arc<dyn Store>) {
         TaskState::Error
     );
     let mut rx = store.subscribe();
-    let row = store.task_cancel(failed.id, at(3)).await.unwrap();
+    let row = store.task_cancel(failed.id, at(3), None).await.unwrap();
     assert_eq!(
         row.status,
         TaskState::Cancelled,
@@ -113,11 +117,11 @@ pub async fn cancel_task_follows_state_table(store: Arc<dyn Store>) {
         StepState::Cancelled
     );
     assert_invalid(
-        store.task_retry(failed.id, at(4)).await,
+        store.task_retry(failed.id, at(4), None).await,
         "retry a closed task",
     );
     assert_invalid(
-        store.step_retry(c.step_id, at(4)).await,
+        store.step_retry(c.step_id, at(4), None).await,
         "retry a step of a closed task",
     );
     assert_eq!(
@@ -132,7 +136,7 @@ pub async fn cancel_task_follows_state_table(store: Arc<dyn Store>) {
     let finished = store.task_get(done.id).await.unwrap();
     assert_eq!(finished.status, TaskState::Complete);
     assert_invalid(
-        store.task_cancel(done.id, at(5)).await,
+        store.task_cancel(done.id, at(5), None).await,
         "cancel a complete task",
     );
     assert_eq!(
@@ -158,7 +162,7 @@ pub async fn retry_task_refills_budget_and_runs_again(store: Arc<dyn Store>) {
     assert_eq!(store.task_get(t.id).await.unwrap().status, TaskState::Error);
 
     let mut rx = store.subscribe();
-    let row = store.task_retry(t.id, at(3)).await.unwrap();
+    let row = store.task_retry(t.id, at(3), None).await.unwrap();
     assert_eq!(row.status, TaskState::Pending);
     assert_eq!(row.completed_at, None);
     assert!(saw(&mut rx, |e| *e == StoreEvent::WorkAvailable).await);
@@ -208,12 +212,18 @@ async fn run_all_from(store: &Arc<dyn Store>, first: ClaimedStep, now: DateTime<
 pub async fn retry_task_requires_error(store: Arc<dyn Store>) {
     let t = new_task(Shape::Linear(2), at(0));
     store.task_create(t.clone()).await.unwrap();
-    assert_invalid(store.task_retry(t.id, at(1)).await, "retry a pending task");
-    claim_one(&store, at(1)).await;
-    assert_invalid(store.task_retry(t.id, at(2)).await, "retry a running task");
-    store.task_cancel(t.id, at(3)).await.unwrap();
     assert_invalid(
-        store.task_retry(t.id, at(4)).await,
+        store.task_retry(t.id, at(1), None).await,
+        "retry a pending task",
+    );
+    claim_one(&store, at(1)).await;
+    assert_invalid(
+        store.task_retry(t.id, at(2), None).await,
+        "retry a running task",
+    );
+    store.task_cancel(t.id, at(3), None).await.unwrap();
+    assert_invalid(
+        store.task_retry(t.id, at(4), None).await,
         "retry a cancelled task",
     );
 }
@@ -229,7 +239,7 @@ pub async fn resolve_step_unblocks_children_and_task_completes(store: Arc<dyn St
 
     let mut rx = store.subscribe();
     let row = store
-        .step_resolve(s0.step_id, json!({"manual": true}), at(3))
+        .step_resolve(s0.step_id, json!({"manual": true}), at(3), None)
         .await
         .unwrap();
     assert_eq!(row.status, StepState::ResolvedManually);
@@ -267,7 +277,7 @@ pub async fn resolve_last_blocker_resolves_task(store: Arc<dyn Store>) {
     fail(&store, &c, None, at(2)).await;
     let mut rx = store.subscribe();
     store
-        .step_resolve(c.step_id, json!(null), at(3))
+        .step_resolve(c.step_id, json!(null), at(3), None)
         .await
         .unwrap();
     let task = check_remaining(&store, t.id).await;
@@ -289,7 +299,7 @@ pub async fn resolve_pending_step_of_running_task(store: Arc<dyn Store>) {
     store.task_create(t.clone()).await.unwrap();
     let s0 = step(&store, t.id, "s0").await;
     store
-        .step_resolve(s0.id, json!("skip"), at(1))
+        .step_resolve(s0.id, json!("skip"), at(1), None)
         .await
         .unwrap();
     let c = store.task_step_counts(t.id, at(1)).await.unwrap();
@@ -308,7 +318,10 @@ pub async fn resolve_pending_step_of_running_task(store: Arc<dyn Store>) {
     store.task_create(u.clone()).await.unwrap();
     for name in ["s0", "s1"] {
         let s = step(&store, u.id, name).await;
-        store.step_resolve(s.id, json!(name), at(3)).await.unwrap();
+        store
+            .step_resolve(s.id, json!(name), at(3), None)
+            .await
+            .unwrap();
     }
     let task = check_remaining(&store, u.id).await;
     assert_eq!(task.status, TaskState::Complete);
@@ -324,12 +337,12 @@ pub async fn resolve_rejects_running_and_done_steps(store: Arc<dyn Store>) {
     store.task_create(t.clone()).await.unwrap();
     let c = claim_one(&store, at(1)).await;
     assert_invalid(
-        store.step_resolve(c.step_id, json!(1), at(2)).await,
+        store.step_resolve(c.step_id, json!(1), at(2), None).await,
         "resolve a running step",
     );
     succeed(&store, &c, at(3)).await;
     assert_invalid(
-        store.step_resolve(c.step_id, json!(1), at(4)).await,
+        store.step_resolve(c.step_id, json!(1), at(4), None).await,
         "resolve a complete step",
     );
     let s = store.step_get(c.step_id).await.unwrap();
@@ -352,7 +365,7 @@ pub async fn cancel_step_blocks_task_once_nothing_moves(store: Arc<dyn Store>) {
     let a = store.step_claim(&p).await.unwrap().remove(0);
     assert_eq!(a.step_name, "a");
     let b = step(&store, t.id, "b").await;
-    let row = store.step_cancel(b.id, at(2)).await.unwrap();
+    let row = store.step_cancel(b.id, at(2), None).await.unwrap();
     assert_eq!(row.status, StepState::Cancelled);
     assert_eq!(row.ready_at, None);
     assert_eq!(row.completed_at, Some(at(2)));
@@ -379,7 +392,7 @@ pub async fn cancel_step_blocks_task_once_nothing_moves(store: Arc<dyn Store>) {
     let u = new_task(Shape::Single, at(0));
     store.task_create(u.clone()).await.unwrap();
     let only = step(&store, u.id, "a").await;
-    store.step_cancel(only.id, at(4)).await.unwrap();
+    store.step_cancel(only.id, at(4), None).await.unwrap();
     assert_eq!(store.task_get(u.id).await.unwrap().status, TaskState::Error);
 }
 
@@ -388,7 +401,10 @@ pub async fn cancel_running_step_rejects_late_result(store: Arc<dyn Store>) {
     let t = new_task(Shape::Roots(2), at(0));
     store.task_create(t.clone()).await.unwrap();
     let got = claim(&store, 10, at(1)).await;
-    let row = store.step_cancel(got[0].step_id, at(2)).await.unwrap();
+    let row = store
+        .step_cancel(got[0].step_id, at(2), None)
+        .await
+        .unwrap();
     assert_eq!(row.status, StepState::Cancelled);
     assert_eq!(row.lease_owner, None);
     assert_eq!(row.lease_expires_at, None);
@@ -415,13 +431,13 @@ pub async fn cancel_step_rejects_done_steps(store: Arc<dyn Store>) {
     let c = claim_one(&store, at(1)).await;
     succeed(&store, &c, at(2)).await;
     assert_invalid(
-        store.step_cancel(c.step_id, at(3)).await,
+        store.step_cancel(c.step_id, at(3), None).await,
         "cancel a complete step",
     );
     let s1 = step(&store, t.id, "s1").await;
-    store.step_cancel(s1.id, at(4)).await.unwrap();
+    store.step_cancel(s1.id, at(4), None).await.unwrap();
     assert_invalid(
-        store.step_cancel(s1.id, at(5)).await,
+        store.step_cancel(s1.id, at(5), None).await,
         "cancel a cancelled step",
     );
 }
@@ -441,7 +457,7 @@ pub async fn step_retry_makes_error_step_pending(store: Arc<dyn Store>) {
     assert_eq!(store.task_get(t.id).await.unwrap().status, TaskState::Error);
 
     let mut rx = store.subscribe();
-    let row = store.step_retry(first.step_id, at(4)).await.unwrap();
+    let row = store.step_retry(first.step_id, at(4), None).await.unwrap();
     assert_eq!(row.status, StepState::Pending);
     assert_eq!(row.attempts, 2);
     assert_eq!(row.max_attempts, 4, "attempts (2) + retry_limit (2)");
@@ -470,15 +486,18 @@ pub async fn step_retry_requires_error(store: Arc<dyn Store>) {
     let t = new_task(Shape::Linear(2), at(0));
     store.task_create(t.clone()).await.unwrap();
     let s1 = step(&store, t.id, "s1").await;
-    assert_invalid(store.step_retry(s1.id, at(1)).await, "retry a pending step");
+    assert_invalid(
+        store.step_retry(s1.id, at(1), None).await,
+        "retry a pending step",
+    );
     let c = claim_one(&store, at(1)).await;
     assert_invalid(
-        store.step_retry(c.step_id, at(2)).await,
+        store.step_retry(c.step_id, at(2), None).await,
         "retry a running step",
     );
     succeed(&store, &c, at(3)).await;
     assert_invalid(
-        store.step_retry(c.step_id, at(4)).await,
+        store.step_retry(c.step_id, at(4), None).await,
         "retry a complete step",
     );
 }
@@ -613,4 +632,93 @@ pub async fn task_update_edits_reason_and_tags(store: Arc<dyn Store>) {
         (row.reason.as_str(), row.status),
         ("after", TaskState::Complete)
     );
+}
+
+/// Every transition an operator action writes carries `by` (who asked) when
+/// one is given, and only those: the worker's own transitions and an action
+/// without `by` stay unmarked.
+pub async fn operator_actions_record_who_asked(store: Arc<dyn Store>) {
+    let by = |rows: &[crate::TransitionRow]| -> Vec<Option<String>> {
+        rows.iter()
+            .map(|r| {
+                r.metadata
+                    .get("by")
+                    .and_then(|v| v.as_str())
+                    .map(String::from)
+            })
+            .collect()
+    };
+    // A failed step, then its task retried by bob.
+    let t = TaskBuilder::new("test", "who")
+        .step("a", &[])
+        .attempts(1, 2)
+        .step("b", &["a"])
+        .build(at(0));
+    store.task_create(t.clone()).await.unwrap();
+    let a = claim_one(&store, at(1)).await;
+    fail(&store, &a, None, at(2)).await;
+    store.task_retry(t.id, at(3), Some("bob")).await.unwrap();
+    let a_moves = store.step_transitions(a.step_id).await.unwrap();
+    let who = by(&a_moves);
+    assert_eq!(who.last().unwrap().as_deref(), Some("bob"), "{a_moves:?}");
+    assert!(
+        who[..who.len() - 1].iter().all(Option::is_none),
+        "the worker's transitions are not bob's: {a_moves:?}"
+    );
+    let t_moves = store.task_transitions(t.id).await.unwrap();
+    assert_eq!(
+        (
+            t_moves.last().unwrap().to_state.as_str(),
+            by(&t_moves).last().unwrap().as_deref()
+        ),
+        ("pending", Some("bob")),
+        "{t_moves:?}"
+    );
+
+    // carol resolves `a`: its transition, and the task's completion once `b`
+    // is resolved too, are hers.
+    store
+        .step_resolve(a.step_id, json!({"by": "hand"}), at(4), Some("carol"))
+        .await
+        .unwrap();
+    let b = step(&store, t.id, "b").await;
+    store
+        .step_resolve(b.id, json!({}), at(5), Some("carol"))
+        .await
+        .unwrap();
+    for s in [a.step_id, b.id] {
+        let moves = store.step_transitions(s).await.unwrap();
+        assert_eq!(
+            by(&moves).last().unwrap().as_deref(),
+            Some("carol"),
+            "{moves:?}"
+        );
+    }
+    let t_moves = store.task_transitions(t.id).await.unwrap();
+    assert_eq!(
+        by(&t_moves).last().unwrap().as_deref(),
+        Some("carol"),
+        "{t_moves:?}"
+    );
+
+    // alice cancels another task: the task and each step it cancels; an
+    // action without `by` marks nothing.
+    let u = new_task(Shape::Linear(2), at(6));
+    store.task_create(u.clone()).await.unwrap();
+    let v = new_task(Shape::Linear(1), at(6));
+    store.task_create(v.clone()).await.unwrap();
+    store.task_cancel(u.id, at(7), Some("alice")).await.unwrap();
+    store.task_cancel(v.id, at(7), None).await.unwrap();
+    let u_moves = store.task_transitions(u.id).await.unwrap();
+    assert_eq!(by(&u_moves), vec![None, Some("alice".to_string())]);
+    for s in store.step_list(u.id).await.unwrap() {
+        let moves = store.step_transitions(s.id).await.unwrap();
+        assert_eq!(
+            by(&moves),
+            vec![None, Some("alice".to_string())],
+            "{moves:?}"
+        );
+    }
+    let v_moves = store.task_transitions(v.id).await.unwrap();
+    assert!(by(&v_moves).iter().all(Option::is_none), "{v_moves:?}");
 }

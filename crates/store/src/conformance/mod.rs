@@ -143,6 +143,7 @@ macro_rules! conformance_tests {
             manual::step_retry_requires_error,
             manual::step_update_edits_inputs_and_retry_limit,
             manual::task_update_edits_reason_and_tags,
+            manual::operator_actions_record_who_asked,
             queries::task_list_filters_and_counts,
             queries::task_list_sorts_and_pages,
             queries::step_counts_by_situation,

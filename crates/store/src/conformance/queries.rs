@@ -117,7 +117,7 @@ pub async fn task_list_sorts_and_pages(store: Arc<dyn Store>) {
         .await
         .unwrap();
     // Cancel task 2 so statuses differ.
-    store.task_cancel(tasks[2].id, at(50)).await.unwrap();
+    store.task_cancel(tasks[2].id, at(50), None).await.unwrap();
 
     let list = |sort: TaskSort, descending: bool, limit: u32, offset: u32| {
         let store = store.clone();
@@ -205,7 +205,7 @@ pub async fn step_counts_by_situation(store: Arc<dyn Store>) {
     let failed = take("k-failed").await;
     fail(&store, &failed, None, at(2)).await;
     store
-        .step_cancel(step(&store, t.id, "cancelled").await.id, at(3))
+        .step_cancel(step(&store, t.id, "cancelled").await.id, at(3), None)
         .await
         .unwrap();
 
@@ -244,7 +244,7 @@ pub async fn stats_count_states(store: Arc<dyn Store>) {
     let c = claim_one(&store, at(3)).await;
     assert_eq!(c.task_id, retrying.id);
     fail(&store, &c, Some(at(100)), at(4)).await;
-    store.task_cancel(cancelled.id, at(5)).await.unwrap();
+    store.task_cancel(cancelled.id, at(5), None).await.unwrap();
 
     let s = store.stats().await.unwrap();
     assert_eq!(get(&s.tasks_by_state, "complete"), 1);
@@ -372,7 +372,7 @@ pub async fn stats_since_counts_the_window(store: Arc<dyn Store>) {
 
     // Once everything is finished, nothing is open.
     for t in [&recent, &newer] {
-        store.task_cancel(t.id, at(400)).await.unwrap();
+        store.task_cancel(t.id, at(400), None).await.unwrap();
     }
     assert!(!store.has_open_tasks().await.unwrap());
 }

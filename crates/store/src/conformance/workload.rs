@@ -251,12 +251,12 @@ pub async fn random_workload(store: &dyn Store, db: &dyn Inspect, ops: usize) ->
             }
             14 if !tasks.is_empty() => {
                 let id = tasks[rng.below(tasks.len())];
-                let _ = store.task_cancel(id, now).await;
+                let _ = store.task_cancel(id, now, None).await;
                 "task cancel"
             }
             15 if !tasks.is_empty() => {
                 let id = tasks[rng.below(tasks.len())];
-                let _ = store.task_retry(id, now).await;
+                let _ = store.task_retry(id, now, None).await;
                 "task retry"
             }
             16..=18 if !tasks.is_empty() => {
@@ -264,9 +264,9 @@ pub async fn random_workload(store: &dyn Store, db: &dyn Inspect, ops: usize) ->
                 let steps = store.step_list(id).await.unwrap();
                 let s = &steps[rng.below(steps.len())];
                 let _ = match rng.below(3) {
-                    0 => store.step_resolve(s.id, json!("by hand"), now).await,
-                    1 => store.step_cancel(s.id, now).await,
-                    _ => store.step_retry(s.id, now).await,
+                    0 => store.step_resolve(s.id, json!("by hand"), now, None).await,
+                    1 => store.step_cancel(s.id, now, None).await,
+                    _ => store.step_retry(s.id, now, None).await,
                 };
                 "step action"
             }
