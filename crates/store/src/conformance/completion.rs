@@ -6,7 +6,7 @@
 
 use super::factory::{Shape, TaskBuilder, new_task};
 use super::*;
-use crate::{NewTask, TaskQuery};
+use crate::NewTask;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -290,22 +290,6 @@ pub async fn completion_races_claimers_without_double_lease(store: Arc<dyn Store
         *by_completion.lock().unwrap() > 0,
         "some steps were leased on completion"
     );
-    let page = store
-        .task_list(&TaskQuery {
-            status: Some(TaskState::Complete),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(page.total, TASKS as i64);
-    for t in &tasks {
-        let moves = task_moves(&store, t.id).await;
-        assert_eq!(
-            moves.iter().filter(|(_, to)| to == "complete").count(),
-            1,
-            "task {}",
-            t.id
-        );
-    }
+    assert_completed_once(&store, &tasks).await;
     assert!(claim(&store, 10, at(3)).await.is_empty());
 }

@@ -358,6 +358,28 @@ pub async fn task_moves(store: &Arc<dyn Store>, task: Uuid) -> Vec<(Option<Strin
         .collect()
 }
 
+/// Every task in `tasks` is complete, and each reached `complete` exactly
+/// once (the finaliser ran once however many writers raced).
+pub async fn assert_completed_once(store: &Arc<dyn Store>, tasks: &[crate::NewTask]) {
+    let page = store
+        .task_list(&crate::TaskQuery {
+            status: Some(tasker_core::TaskState::Complete),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.total, tasks.len() as i64);
+    for t in tasks {
+        let moves = task_moves(store, t.id).await;
+        assert_eq!(
+            moves.iter().filter(|(_, to)| to == "complete").count(),
+            1,
+            "task {}",
+            t.id
+        );
+    }
+}
+
 /// Shorthand for expected transition lists.
 pub fn mv(pairs: &[(Option<&str>, &str)]) -> Vec<(Option<String>, String)> {
     pairs
