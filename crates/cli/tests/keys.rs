@@ -4,12 +4,11 @@
 
 mod common;
 
-use common::{tasker, text};
-use std::io::{BufRead, BufReader, Read, Write};
+use common::{Server, tasker, text};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 #[test]
 fn keys_are_printed_once_listed_without_the_secret_and_revoked() {
@@ -127,16 +126,6 @@ fn config_check_reads_the_jwt_key_file() {
     );
 }
 
-/// Kills the server if the test fails before stopping it.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn http(addr: &str, path: &str, key: Option<&str>) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -185,24 +174,9 @@ fn serve_with_api_keys_accepts_the_key_it_made() {
         .spawn()
         .unwrap();
     let mut server = Server(child);
-    let stderr = server.0.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the server did not log its address");
-        if line.contains("tasker serve listening") {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            assert_eq!(v["auth"], "api_key", "{line}");
-            break v["address"].as_str().unwrap().to_string();
-        }
-    };
+    let started = server.started();
+    assert_eq!(started["auth"], "api_key", "{started}");
+    let addr = started["address"].as_str().unwrap().to_string();
     let (status, _) = http(&addr, "/tasker/health/live", None);
     assert_eq!(status, 200);
     let (status, out) = http(&addr, "/tasker/tasks", None);

@@ -3,22 +3,14 @@
 //! and stop cleanly on SIGTERM.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use common::Server;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Kills the server if the test fails before stopping it.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// One HTTP/1.1 request on a fresh connection; returns status and body.
 fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
@@ -63,22 +55,7 @@ fn serve_runs_tasks_and_stops_on_sigterm() {
     let mut server = Server(child);
 
     // The bound address is in the start-up log line.
-    let stderr = server.0.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the server did not log its address");
-        if line.contains("tasker serve listening") {
-            break json(&line)["address"].as_str().unwrap().to_string();
-        }
-    };
+    let addr = server.started()["address"].as_str().unwrap().to_string();
 
     let (status, body) = http(&addr, "GET", "/tasker/health/ready", None);
     assert_eq!(status, 200, "{body}");

@@ -49,3 +49,39 @@ pub fn repo() -> PathBuf {
         .canonicalize()
         .unwrap()
 }
+
+/// A spawned `tasker serve`, killed if the test fails before stopping it.
+pub struct Server(pub std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Server {
+    /// Waits (at most 30 s) for the JSON start-up line `tasker serve
+    /// listening` on the server's stderr (spawned with `Stdio::piped()` and
+    /// `--log-format json`) and returns it parsed.
+    pub fn started(&mut self) -> serde_json::Value {
+        use std::io::{BufRead, BufReader};
+        use std::time::{Duration, Instant};
+        let stderr = self.0.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("the server did not log its address");
+            if line.contains("tasker serve listening") {
+                return serde_json::from_str(&line).unwrap();
+            }
+        }
+    }
+}
