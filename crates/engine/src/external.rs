@@ -112,6 +112,7 @@ impl Tasker {
                 namespaces: claim.namespaces.clone(),
             };
             let steps = self.store().step_claim(&params).await?;
+            crate::metrics::claimed("external", steps.len());
             if !steps.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(steps
                     .into_iter()
@@ -262,6 +263,13 @@ impl Tasker {
             .await?;
         if report.lease_lost.contains(&step_id) {
             return Err(EngineError::LeaseLost(step_id));
+        }
+        // The report names finished tasks by id only: read their template
+        // for the metric's labels (once per task, not per step).
+        for (task, state) in &report.finished_tasks {
+            if let Ok(row) = self.store().task_get(*task).await {
+                crate::metrics::task_finished(&row.namespace, &row.name, state.as_str());
+            }
         }
         Ok(())
     }

@@ -313,7 +313,9 @@ impl Tasker {
     pub async fn create_task(&self, request: TaskRequest) -> Result<TaskRow, EngineError> {
         let now = self.now();
         let new = self.materialise(request, now)?;
-        Ok(self.inner.store.task_create(new).await?)
+        let row = self.inner.store.task_create(new).await?;
+        crate::metrics::task_created(&row.namespace, &row.name);
+        Ok(row)
     }
 
     /// Creates many tasks in one transaction.
@@ -323,7 +325,15 @@ impl Tasker {
             .into_iter()
             .map(|r| self.materialise(r, now))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(self.inner.store.task_create_many(new).await?)
+        let labels: Vec<(String, String)> = new
+            .iter()
+            .map(|t| (t.namespace.clone(), t.name.clone()))
+            .collect();
+        let ids = self.inner.store.task_create_many(new).await?;
+        for (namespace, name) in &labels {
+            crate::metrics::task_created(namespace, name);
+        }
+        Ok(ids)
     }
 
     fn materialise(&self, r: TaskRequest, now: DateTime<Utc>) -> Result<NewTask, EngineError> {

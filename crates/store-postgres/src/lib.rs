@@ -127,6 +127,7 @@
 //! [`PgStore`] is dropped.
 
 mod admin;
+mod analytics;
 pub mod clock;
 mod create;
 mod decode;
@@ -582,6 +583,21 @@ impl Store for PgStore {
 
     async fn stats_since(&self, since: DateTime<Utc>) -> StoreResult<StoreStats> {
         self.read_stats_since(since).await
+    }
+
+    async fn queue_depth(
+        &self,
+        now: DateTime<Utc>,
+        cap: u32,
+    ) -> StoreResult<tasker_store::QueueDepth> {
+        self.read_queue_depth(now, cap).await
+    }
+
+    async fn history_sample(
+        &self,
+        query: &tasker_store::HistoryQuery,
+    ) -> StoreResult<Vec<tasker_store::HistoryStep>> {
+        self.read_history_sample(query).await
     }
 
     async fn has_open_tasks(&self) -> StoreResult<bool> {

@@ -886,3 +886,73 @@ async fn invariants_hold_under_concurrent_hot_path_and_operator() {
     let stats = a.stats().await.unwrap();
     eprintln!("final task states: {:?}", stats.tasks_by_state);
 }
+
+/// EXPLAIN: with 30 days of finished history (8000 diamond tasks, 32000
+/// steps), 100 ready steps and ANALYZE,
+/// both plan kinds of the analytics reads stay on their indexes: the queue
+/// reads the partial ready index, the history sample a range of
+/// `tasks_created_idx` (the window) and each task's steps by
+/// `steps_task_position_idx`;
+/// neither scans a table.
+#[tokio::test]
+async fn analytics_reads_use_their_indexes() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let s: Arc<dyn Store> = Arc::new(store.clone());
+    let now = base();
+    for _ in 0..8 {
+        let history: Vec<NewTask> = (0..1000).map(|_| new_task(Shape::Diamond, now)).collect();
+        s.task_create_many(history).await.unwrap();
+    }
+    // Finished history, spread over 30 days, and 100 ready steps now.
+    sqlx::query(
+        "UPDATE steps SET status = 'complete', ready_at = NULL, remaining_parents = 0, \
+         last_attempted_at = $1, completed_at = $1",
+    )
+    .bind(now)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE tasks SET status = 'complete', steps_remaining = 0, steps_live = 0, \
+         created_at = $1 - random() * interval '30 days'",
+    )
+    .bind(now)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let fresh: Vec<NewTask> = (0..4).map(|_| new_task(Shape::Roots(25), now)).collect();
+    s.task_create_many(fresh).await.unwrap();
+    sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
+    for kind in [PlanKind::Custom, PlanKind::Generic] {
+        let plans = store
+            .explain_analytics(kind, now - Duration::hours(24))
+            .await
+            .unwrap();
+        assert_eq!(plans.len(), 2);
+        for (name, plan) in plans {
+            eprintln!("{name} ({kind:?} plan):\n{plan}\n");
+            for table in ["tasks", "steps"] {
+                assert!(
+                    !plan.contains(&format!("Seq Scan on {table} ")),
+                    "{name} ({kind:?}) scans {table}:\n{plan}"
+                );
+            }
+            if name == "queue" {
+                assert!(plan.contains("steps_ready_idx"), "{name}:\n{plan}");
+            } else {
+                // A backward index scan that stops at the scan cap, or a
+                // bitmap of the window's range: either way the window, by index.
+                assert!(
+                    plan.contains("Index Scan Backward using tasks_created_idx")
+                        || plan.contains("Bitmap Index Scan on tasks_created_idx"),
+                    "{name} ({kind:?}):\n{plan}"
+                );
+                assert!(
+                    plan.contains("steps_task_position_idx"),
+                    "{name} ({kind:?}):\n{plan}"
+                );
+            }
+        }
+    }
+}

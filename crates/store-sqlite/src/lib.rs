@@ -72,6 +72,7 @@
 //!   whole ready frontier only when those do not fill the claim.
 //! - `sqlite::memory:` is a private database of one connection, for tests.
 
+mod analytics;
 mod attribution;
 mod codec;
 mod effects;
@@ -429,6 +430,21 @@ impl Store for SqliteStore {
 
     async fn stats_since(&self, since: DateTime<Utc>) -> StoreResult<StoreStats> {
         tasks::stats_since(&self.reader, since).await
+    }
+
+    async fn queue_depth(
+        &self,
+        now: DateTime<Utc>,
+        cap: u32,
+    ) -> StoreResult<tasker_store::QueueDepth> {
+        analytics::queue_depth(&self.reader, now, cap).await
+    }
+
+    async fn history_sample(
+        &self,
+        query: &tasker_store::HistoryQuery,
+    ) -> StoreResult<Vec<tasker_store::HistoryStep>> {
+        analytics::history_sample(&self.reader, query).await
     }
 
     async fn has_open_tasks(&self) -> StoreResult<bool> {

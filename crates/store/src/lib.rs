@@ -11,6 +11,7 @@
 //! | [`error`] | [`StoreError`], the one error type that leaves a backend |
 //! | [`storable`] | what both backends can store (no NUL characters), checked before writing |
 //! | [`events`] | [`StoreEvent`], the wake-up signals a store broadcasts |
+//! | [`analytics`] | the ready queue's depth and bounded samples of history |
 //! | `conformance` | the shared test suite (feature `conformance`) |
 //!
 //! ## The model in one paragraph
@@ -27,6 +28,7 @@
 //! transactions, so finalisation is one conditional update that exactly one
 //! writer can win.
 
+pub mod analytics;
 pub mod error;
 pub mod events;
 pub mod params;
@@ -36,6 +38,7 @@ pub mod storable;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use analytics::{HistoryQuery, HistoryStep, QueueDepth};
 pub use error::{StoreError, StoreResult};
 pub use events::StoreEvent;
 pub use params::*;
@@ -237,6 +240,16 @@ pub trait Store: Send + Sync + 'static {
     /// `since` and their steps only: a range of the `tasks (created_at)`
     /// index, so its cost follows the window, not the history.
     async fn stats_since(&self, since: DateTime<Utc>) -> StoreResult<StoreStats>;
+
+    /// The ready queue at `now`: claimable steps (counted up to `cap`, over
+    /// the partial ready index) and the oldest `ready_at` among them.
+    async fn queue_depth(&self, now: DateTime<Utc>, cap: u32) -> StoreResult<QueueDepth>;
+
+    /// The steps of the newest `query.max_tasks` tasks created at or after
+    /// `query.since` (optionally of one template), newest task first, each
+    /// task's steps in template order. A range of the `tasks (created_at)`
+    /// index, then each task's steps by `(task_id, position)`.
+    async fn history_sample(&self, query: &HistoryQuery) -> StoreResult<Vec<HistoryStep>>;
 
     /// Whether any task is `pending` or `in_progress` (one index probe).
     async fn has_open_tasks(&self) -> StoreResult<bool>;

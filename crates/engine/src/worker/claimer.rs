@@ -96,6 +96,7 @@ pub(super) async fn run(
             }
         };
         let got = claimed.len();
+        crate::metrics::claimed("poll", got);
         for step in claimed {
             // We asked for at most as many steps as we hold slots.
             let Some(permit) = permits.pop() else {

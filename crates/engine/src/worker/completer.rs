@@ -126,6 +126,7 @@ impl Lease {
 
     /// A write leased `steps`.
     fn took(&mut self, steps: Vec<ClaimedStep>) {
+        crate::metrics::claimed("completion", steps.len());
         self.budget = self.budget.saturating_sub(steps.len() as u32);
         self.claimed.extend(steps);
     }
@@ -279,10 +280,11 @@ fn log_report(batch: &[Finished], report: &tasker_store::FinishReport) {
         });
     }
     for (task, state) in &report.finished_tasks {
-        let span = batch
-            .iter()
-            .rev()
-            .find(|f| f.task_id == *task)
+        let finished = batch.iter().rev().find(|f| f.task_id == *task);
+        if let Some(f) = finished {
+            crate::metrics::task_finished(&f.namespace, &f.task_name, state.as_str());
+        }
+        let span = finished
             .map(|f| f.span.clone())
             .unwrap_or_else(tracing::Span::none);
         // Completions are routine (thousands a second): debug.

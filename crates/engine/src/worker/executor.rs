@@ -62,7 +62,8 @@ async fn run(
         let lease = LeaseRef { step_id: step.step_id, token: step.lease_token };
         // From here a lost lease means "finished a moment ago", not "abort".
         leases.handler_done(lease);
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = started.elapsed().as_secs_f64();
+        let elapsed_ms = elapsed * 1000.0;
         let result = match result {
             Ok(results) => {
                 if tracing::enabled!(tracing::Level::DEBUG) {
@@ -102,8 +103,21 @@ async fn run(
         };
         // The slot travels with the outcome and is freed once it is written.
         // If the completer is gone we are shutting down; the lease will expire.
+        let status = match &result {
+            OutcomeResult::Success(_) => "complete",
+            OutcomeResult::Failure { retry_at: Some(_), .. } => "retry",
+            OutcomeResult::Failure { retry_at: None, .. } => "error",
+        };
+        crate::metrics::step_finished(&step.handler.kind, status, elapsed);
         let outcome = StepOutcome { lease, result };
-        let _ = out.send(Finished { outcome, task_id: step.task_id, span: tracing::Span::current(), slot: permit });
+        let _ = out.send(Finished {
+            outcome,
+            task_id: step.task_id,
+            namespace: step.namespace,
+            task_name: step.task_name,
+            span: tracing::Span::current(),
+            slot: permit,
+        });
     }
     .instrument(span)
     .await

@@ -51,6 +51,9 @@ use uuid::Uuid;
 pub(crate) struct Finished {
     pub outcome: tasker_store::StepOutcome,
     pub task_id: Uuid,
+    /// The task's template namespace and name (metric labels).
+    pub namespace: String,
+    pub task_name: String,
     pub span: tracing::Span,
     pub slot: OwnedSemaphorePermit,
 }

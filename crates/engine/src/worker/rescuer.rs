@@ -18,6 +18,7 @@ pub(super) async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) 
             {
                 Ok(0) => break,
                 Ok(n) => {
+                    crate::metrics::rescued(n);
                     tracing::warn!(steps = n, "rescued steps with expired leases");
                     if n < PAGE as u64 {
                         break;

@@ -24,6 +24,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod analytics;
 pub mod claim;
 pub mod completion;
 pub mod concurrency;
@@ -153,6 +154,8 @@ macro_rules! conformance_tests {
             queries::step_list_and_step_get_agree,
             queries::events_announce_changes_and_finishes,
             queries::ping_and_migrations,
+            analytics::queue_depth_counts_ready_steps,
+            analytics::history_sample_covers_the_window,
             keys::api_keys_round_trip_and_list_oldest_first,
             keys::revocation_is_kept_once_and_missing_keys_are_not_found,
         );
