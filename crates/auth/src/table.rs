@@ -96,6 +96,17 @@ pub const ROUTES: &[Row] = &[
     ("GET", "/tasker/health/live", Public),
     ("GET", "/tasker/health/ready", Public),
     ("GET", "/tasker/health/status", Status),
+    ("GET", "/tasker/metrics", P("tasker.metrics:index")),
+    (
+        "GET",
+        "/tasker/analytics/performance",
+        P("tasker.analytics:index"),
+    ),
+    (
+        "GET",
+        "/tasker/analytics/bottlenecks",
+        P("tasker.analytics:index"),
+    ),
     ("GET", "/tasker/openapi.json", Docs),
     ("GET", "/tasker/docs", Docs),
     ("GET", "/tasker/docs/", Docs),

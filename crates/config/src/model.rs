@@ -37,6 +37,8 @@ pub struct TaskerConfig {
     pub http: HttpSection,
     /// Who may call the API, and what they may do.
     pub auth: AuthSection,
+    /// Metrics and analytics.
+    pub telemetry: TelemetryConfig,
 }
 
 impl Default for TaskerConfig {
@@ -54,6 +56,7 @@ impl Default for TaskerConfig {
             cache: CacheConfig::default(),
             http: HttpSection::default(),
             auth: AuthSection::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -241,6 +244,31 @@ impl Default for ServerSection {
             max_page_size: 100,
             default_page_size: 25,
             request_log: "info".into(),
+        }
+    }
+}
+
+/// `[telemetry]`: metrics and analytics (docs/OBSERVABILITY.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Serve `GET /tasker/metrics` (Prometheus text); off answers 503.
+    pub metrics_enabled: bool,
+    /// How long an analytics report is reused.
+    pub analytics_cache_seconds: f64,
+    /// Tasks (with their steps) an analytics report reads, at most.
+    pub analytics_max_tasks: u32,
+    /// Newest tasks of the period examined for a template filter, at most.
+    pub analytics_scan_limit: u32,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            metrics_enabled: true,
+            analytics_cache_seconds: 30.0,
+            analytics_max_tasks: 10_000,
+            analytics_scan_limit: 100_000,
         }
     }
 }

@@ -300,6 +300,29 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
     );
     positive(
         &mut bad,
+        "telemetry.analytics_cache_seconds",
+        c.telemetry.analytics_cache_seconds,
+    );
+    if !(1..=1_000_000).contains(&c.telemetry.analytics_max_tasks) {
+        bad(
+            "telemetry.analytics_max_tasks",
+            c.telemetry.analytics_max_tasks.into(),
+            "must be between 1 and 1000000",
+            "use 10000",
+        );
+    }
+    if c.telemetry.analytics_scan_limit < c.telemetry.analytics_max_tasks
+        || c.telemetry.analytics_scan_limit > 10_000_000
+    {
+        bad(
+            "telemetry.analytics_scan_limit",
+            c.telemetry.analytics_scan_limit.into(),
+            "must be at least telemetry.analytics_max_tasks and at most 10000000",
+            "use 100000",
+        );
+    }
+    positive(
+        &mut bad,
         "http.default_timeout_seconds",
         c.http.default_timeout_seconds,
     );

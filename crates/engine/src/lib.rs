@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod analytics;
 pub mod clock;
 pub mod config;
 pub mod error;

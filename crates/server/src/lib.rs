@@ -25,7 +25,7 @@
 //! | [`extract`] | JSON body, query and path extractors whose rejections are [`ApiError`]s |
 //! | [`json`] | `JsonObject` / `JsonValue`: the named free-form JSON schemas |
 //! | [`views`] | what responses contain: task and step views, lists, envelopes |
-//! | [`routes`] | one file per resource: `tasks`, `steps`, `workers`, `handlers`, `health`, `docs` |
+//! | [`routes`] | one file per resource: `tasks`, `steps`, `workers`, `handlers`, `health`, `metrics`, `analytics`, `docs` |
 //! | [`openapi`] | the OpenAPI 3.1 document generated from the handlers |
 //! | [`probe`] | the readiness check's database ping and migration state |
 //! | [`auth`] | authentication and authorization of every request (the table is `tasker_auth::table`) |
@@ -50,6 +50,8 @@
 //! | POST | `/steps/{step_id}/heartbeat`, `/steps/{step_id}/complete`, `/steps/{step_id}/fail` | external workers: renew a lease, report the outcome |
 //! | GET | `/handlers`, `/handlers/{namespace}`, `/handlers/{namespace}/{name}` | template discovery |
 //! | GET | `/health/live`, `/health/ready`, `/health/status` | health |
+//! | GET | `/metrics` | Prometheus metrics |
+//! | GET | `/analytics/performance`, `/analytics/bottlenecks` | analytics over recent history |
 //! | GET | `/openapi.json`, `/docs`, `/docs/`, `/docs/{file}` | the API description, Swagger UI (`/docs` redirects to `/docs/`) |
 //!
 //! (`tests/route_docs.rs` checks this table against [`route_table`].)
@@ -70,6 +72,7 @@ pub mod correlation;
 mod delivery;
 pub mod error;
 pub mod extract;
+mod http_metrics;
 pub mod json;
 pub mod jwks;
 pub mod openapi;
@@ -80,7 +83,7 @@ pub mod views;
 
 pub use error::{ApiError, ErrorKind};
 pub use routes::{RouteInfo, route_table};
-pub use state::{AppState, EngineState, RequestLog, ServerConfig};
+pub use state::{AppState, EngineState, RequestLog, ServerConfig, TelemetrySettings};
 pub use tasker_store::PoolStats;
 
 use axum::Router;
@@ -130,6 +133,7 @@ pub fn app(state: AppState) -> Router {
                     )
                 }))
                 .layer(from_fn_with_state(cfg.request_log, log_request))
+                .layer(from_fn(http_metrics::record))
                 .layer(from_fn(log_internal_errors))
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(from_fn_with_state(cfg.request_timeout, enforce_timeout))

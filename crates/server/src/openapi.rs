@@ -10,7 +10,7 @@
 //! Every route of [`crate::route_table`] must appear in `paths(...)` below;
 //! the `openapi_covers_every_route` test fails otherwise.
 
-use crate::routes::{docs, handlers, health, steps, tasks, workers};
+use crate::routes::{analytics, docs, handlers, health, metrics, steps, tasks, workers};
 use crate::state::ServerConfig;
 use serde_json::{Value, json};
 use std::sync::LazyLock;
@@ -49,6 +49,9 @@ use utoipa::OpenApi;
         health::health_live,
         health::health_ready,
         health::health_status,
+        metrics::metrics_index,
+        analytics::analytics_performance,
+        analytics::analytics_bottlenecks,
         docs::openapi_json,
         docs::docs_redirect,
         docs::docs_index,
@@ -68,6 +71,7 @@ use utoipa::OpenApi;
         (name = "workers", description = "External workers in any language: claim steps (long polling), renew leases, report results."),
         (name = "handlers", description = "Discovery of registered task templates and their dependency graphs."),
         (name = "health", description = "Liveness, readiness and status (never cached)."),
+        (name = "observability", description = "Prometheus metrics and analytics over recent history (docs/OBSERVABILITY.md)."),
         (name = "docs", description = "This document and Swagger UI."),
     )
 )]

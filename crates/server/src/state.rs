@@ -48,6 +48,29 @@ pub struct ServerConfig {
     /// `/health/status` counts the tasks created this long ago or later
     /// (and their steps), so old failures age out (default one hour).
     pub status_window: Duration,
+    /// Metrics and analytics.
+    pub telemetry: TelemetrySettings,
+}
+
+/// Settings of `/tasker/metrics` and `/tasker/analytics/*`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetrySettings {
+    /// Serve Prometheus metrics (installing the process-wide recorder).
+    pub metrics_enabled: bool,
+    /// How long an analytics report is reused.
+    pub analytics_cache_ttl: Duration,
+    /// Caps on the history an analytics report reads.
+    pub analytics_limits: tasker_engine::analytics::AnalyticsLimits,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        TelemetrySettings {
+            metrics_enabled: true,
+            analytics_cache_ttl: Duration::from_secs(30),
+            analytics_limits: Default::default(),
+        }
+    }
 }
 
 /// How long `/health/status` reuses its counts: probes in a burst cost one
@@ -96,6 +119,7 @@ impl Default for ServerConfig {
             dependency_graph: DependencyGraphWeights::default(),
             request_log: RequestLog::Info,
             status_window: Duration::from_secs(3600),
+            telemetry: TelemetrySettings::default(),
         }
     }
 }
@@ -121,6 +145,9 @@ impl ServerConfig {
                 "request_timeout: must be longer than the longest claim wait ({} s), or long polls would time out",
                 MAX_CLAIM_WAIT.as_secs()
             ));
+        }
+        if self.telemetry.analytics_cache_ttl.is_zero() {
+            out.push("telemetry.analytics_cache_ttl: must be positive".to_string());
         }
         if self.status_window.is_zero() {
             out.push("status_window: must be positive".to_string());
@@ -177,6 +204,8 @@ struct Inner {
     status_cache: Arc<tokio::sync::Mutex<Option<CachedStats>>>,
     /// Who may call (default: authentication off).
     auth: Arc<crate::auth::Authenticator>,
+    /// Analytics reports, reused for `telemetry.analytics_cache_ttl`.
+    reports: crate::routes::analytics::ReportCache,
 }
 
 impl AppState {
@@ -192,6 +221,11 @@ impl AppState {
             config.analysis_cache_ttl,
         );
         let store = tasker.store().clone();
+        if config.telemetry.metrics_enabled {
+            tasker_engine::metrics::install();
+        }
+        let reports =
+            crate::routes::analytics::ReportCache::new(config.telemetry.analytics_cache_ttl);
         let state = AppState {
             inner: Arc::new(Inner {
                 tasker,
@@ -205,6 +239,7 @@ impl AppState {
                 auth: Arc::new(crate::auth::Authenticator::new(
                     crate::auth::AuthSettings::none(),
                 )),
+                reports,
             }),
         };
         // Off the request path: the first query on a fresh pool can take
@@ -259,6 +294,7 @@ impl AppState {
                 probe: shared.probe.clone(),
                 status_cache: shared.status_cache.clone(),
                 auth: shared.auth.clone(),
+                reports: shared.reports.clone(),
             },
         };
         f(&mut inner);
@@ -288,6 +324,11 @@ impl AppState {
 
     pub(crate) fn pool_status(&self) -> Option<PoolStats> {
         (self.inner.pool)()
+    }
+
+    /// The analytics report cache.
+    pub(crate) fn reports(&self) -> &crate::routes::analytics::ReportCache {
+        &self.inner.reports
     }
 
     pub(crate) fn uptime(&self) -> Duration {

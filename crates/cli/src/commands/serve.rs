@@ -159,6 +159,18 @@ pub(crate) async fn server_config(c: &TaskerConfig) -> Result<ServerConfig, sett
             problems.push(format!("server.request_log: {e}"));
             tasker_server::RequestLog::Info
         }),
+        telemetry: tasker_server::TelemetrySettings {
+            metrics_enabled: c.telemetry.metrics_enabled,
+            analytics_cache_ttl: secs(
+                "telemetry.analytics_cache_seconds",
+                c.telemetry.analytics_cache_seconds,
+                &mut problems,
+            ),
+            analytics_limits: tasker_engine::analytics::AnalyticsLimits {
+                max_tasks: c.telemetry.analytics_max_tasks,
+                scan_limit: c.telemetry.analytics_scan_limit,
+            },
+        },
     };
     problems.extend(config.problems());
     if problems.is_empty() {

@@ -5,9 +5,11 @@
 //! OpenAPI completeness test compares with the generated document, since an
 //! axum `Router` cannot list its own routes.
 
+pub mod analytics;
 pub mod docs;
 pub mod handlers;
 pub mod health;
+pub mod metrics;
 pub mod steps;
 pub mod tasks;
 pub mod workers;
@@ -127,6 +129,18 @@ pub(crate) fn build() -> Routes {
         .add(M::GET, "/tasker/health/live", health::health_live)
         .add(M::GET, "/tasker/health/ready", health::health_ready)
         .add(M::GET, "/tasker/health/status", health::health_status)
+        // Observability.
+        .add(M::GET, "/tasker/metrics", metrics::metrics_index)
+        .add(
+            M::GET,
+            "/tasker/analytics/performance",
+            analytics::analytics_performance,
+        )
+        .add(
+            M::GET,
+            "/tasker/analytics/bottlenecks",
+            analytics::analytics_bottlenecks,
+        )
         // The API's own description.
         .add(M::GET, "/tasker/openapi.json", docs::openapi_json)
         .add(M::GET, "/tasker/docs", docs::docs_redirect)
