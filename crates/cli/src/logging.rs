@@ -1,8 +1,11 @@
 //! Log output: JSON lines or text, levels from the configuration or `RUST_LOG`.
 
 use std::io::IsTerminal;
-use tasker_config::LoggingConfig;
+use tasker_config::{LoggingConfig, TelemetryConfig};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -31,9 +34,41 @@ impl Format {
 static GUARD: std::sync::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> =
     std::sync::Mutex::new(None);
 
+/// The log line layer for `format`, over any subscriber.
+fn fmt_layer<S>(
+    format: Format,
+    writer: tracing_appender::non_blocking::NonBlocking,
+) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    match format {
+        Format::Text => fmt.boxed(),
+        Format::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed(),
+    }
+}
+
+/// The trace exporter, when `telemetry.otlp_endpoint` is set: shut down by
+/// [`flush`] so the last batch of spans is sent.
+static TRACES: std::sync::Mutex<Option<opentelemetry_sdk::trace::SdkTracerProvider>> =
+    std::sync::Mutex::new(None);
+
 /// Flushes queued log lines and waits until they are written: call before
 /// exiting, on every path, or the last lines are lost with the process.
+/// Sends the last spans too.
 pub fn flush() {
+    if let Ok(mut t) = TRACES.lock()
+        && let Some(provider) = t.take()
+        && let Err(e) = provider.shutdown()
+    {
+        eprintln!("warning: traces: the last spans may not have been exported: {e}");
+    }
     if let Ok(mut g) = GUARD.lock() {
         g.take();
     }
@@ -47,6 +82,18 @@ pub fn flush() {
 /// `default_level`; `--log-format` over `logging.format` over "JSON unless
 /// stderr is a terminal".
 pub fn init(format: Option<Format>, config: Option<&LoggingConfig>, default_level: &str) {
+    init_traced(format, config, default_level, None);
+}
+
+/// [`init`], plus span export to `telemetry.otlp_endpoint` when set (call
+/// inside the runtime: the exporter batches on it). A bad endpoint is a
+/// warning, not a refusal to start: logs and metrics still work.
+pub fn init_traced(
+    format: Option<Format>,
+    config: Option<&LoggingConfig>,
+    default_level: &str,
+    telemetry: Option<&TelemetryConfig>,
+) {
     let mut directives = match config {
         Some(c) => {
             let mut d = vec![c.level.clone()];
@@ -85,16 +132,49 @@ pub fn init(format: Option<Format>, config: Option<&LoggingConfig>, default_leve
     if let Ok(mut g) = GUARD.lock() {
         *g = Some(guard);
     }
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    let _ = match format {
-        Format::Text => builder.try_init(),
-        Format::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+    let mut problem = None;
+    let otel = telemetry
+        .and_then(|t| {
+            t.otlp_endpoint
+                .as_deref()
+                .map(|e| (e, t.service_name.as_str()))
+        })
+        .and_then(|(endpoint, service)| {
+            match tasker_engine::telemetry::otlp::provider(endpoint, service) {
+                Ok(provider) => {
+                    use opentelemetry::trace::TracerProvider as _;
+                    let layer =
+                        tracing_opentelemetry::layer().with_tracer(provider.tracer("tasker"));
+                    if let Ok(mut t) = TRACES.lock() {
+                        *t = Some(provider);
+                    }
+                    Some(layer)
+                }
+                Err(e) => {
+                    problem = Some(e);
+                    None
+                }
+            }
+        });
+    let _ = match otel {
+        // Traces have their own filter: Tasker's spans at `info`, whatever
+        // the log level (a quiet `warn` log must not empty the traces).
+        Some(otel) => {
+            let spans = tracing_subscriber::filter::Targets::new()
+                .with_target("tasker_engine", tracing::Level::INFO)
+                .with_target("tasker_server", tracing::Level::INFO);
+            tracing_subscriber::registry()
+                .with(fmt_layer(format, writer).with_filter(filter))
+                .with(otel.with_filter(spans))
+                .try_init()
+        }
+        // Without traces, one global filter: disabled levels cost nothing.
+        None => tracing_subscriber::registry()
+            .with(filter)
+            .with(fmt_layer(format, writer))
             .try_init(),
     };
+    if let Some(e) = problem {
+        tracing::warn!(error = %e, "traces are off");
+    }
 }

@@ -260,6 +260,10 @@ pub struct TelemetryConfig {
     pub analytics_max_tasks: u32,
     /// Newest tasks of the period examined for a template filter, at most.
     pub analytics_scan_limit: u32,
+    /// OTLP/HTTP traces URL of a collector (e.g. `http://127.0.0.1:4318/v1/traces`); traces are off without it.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
 }
 
 impl Default for TelemetryConfig {
@@ -269,6 +273,8 @@ impl Default for TelemetryConfig {
             analytics_cache_seconds: 30.0,
             analytics_max_tasks: 10_000,
             analytics_scan_limit: 100_000,
+            otlp_endpoint: None,
+            service_name: "tasker".into(),
         }
     }
 }

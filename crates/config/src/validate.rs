@@ -298,6 +298,24 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
         "cache.analysis_ttl_seconds",
         c.cache.analysis_ttl_seconds,
     );
+    if let Some(url) = &c.telemetry.otlp_endpoint
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        bad(
+            "telemetry.otlp_endpoint",
+            url.clone().into(),
+            "must be an http:// or https:// URL",
+            "use http://127.0.0.1:4318/v1/traces (an OTLP/HTTP collector)",
+        );
+    }
+    if c.telemetry.service_name.trim().is_empty() {
+        bad(
+            "telemetry.service_name",
+            c.telemetry.service_name.clone().into(),
+            "must not be empty",
+            "use tasker",
+        );
+    }
     positive(
         &mut bad,
         "telemetry.analytics_cache_seconds",

@@ -36,6 +36,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod retry;
 pub mod service;
+pub mod telemetry;
 pub mod templates;
 mod wait;
 mod worker;

@@ -47,6 +47,10 @@ pub struct TaskRequest {
     /// Correlation id; generated when absent.
     #[serde(default)]
     pub correlation_id: Option<String>,
+    /// The caller's W3C `traceparent` (the task's root span links to it;
+    /// ignored when malformed). Not part of request bodies.
+    #[serde(skip)]
+    pub traceparent: Option<String>,
 }
 
 fn default_namespace() -> String {
@@ -70,6 +74,7 @@ impl TaskRequest {
             reason: None,
             tags: Vec::new(),
             correlation_id: None,
+            traceparent: None,
         }
     }
 
@@ -312,9 +317,20 @@ impl Tasker {
     /// with its steps. Running it is the engine's job.
     pub async fn create_task(&self, request: TaskRequest) -> Result<TaskRow, EngineError> {
         let now = self.now();
+        let caller = request
+            .traceparent
+            .as_deref()
+            .and_then(crate::telemetry::parse_traceparent);
         let new = self.materialise(request, now)?;
         let row = self.inner.store.task_create(new).await?;
         crate::metrics::task_created(&row.namespace, &row.name);
+        crate::telemetry::record_task_created(
+            row.id,
+            &row.namespace,
+            &row.name,
+            &row.version,
+            caller.as_ref(),
+        );
         Ok(row)
     }
 
@@ -325,13 +341,14 @@ impl Tasker {
             .into_iter()
             .map(|r| self.materialise(r, now))
             .collect::<Result<Vec<_>, _>>()?;
-        let labels: Vec<(String, String)> = new
+        let labels: Vec<(Uuid, String, String, String)> = new
             .iter()
-            .map(|t| (t.namespace.clone(), t.name.clone()))
+            .map(|t| (t.id, t.namespace.clone(), t.name.clone(), t.version.clone()))
             .collect();
         let ids = self.inner.store.task_create_many(new).await?;
-        for (namespace, name) in &labels {
+        for (id, namespace, name, version) in &labels {
             crate::metrics::task_created(namespace, name);
+            crate::telemetry::record_task_created(*id, namespace, name, version, None);
         }
         Ok(ids)
     }

@@ -123,14 +123,22 @@ pub fn app(state: AppState) -> Router {
                         .get::<correlation::CorrelationId>()
                         .map(|c| c.0.as_str())
                         .unwrap_or("");
-                    tracing::info_span!(
+                    let span = tracing::info_span!(
                         "http",
                         method = %req.method(),
                         path = %req.uri().path(),
                         request_id = %request_id(req),
                         correlation_id = %correlation_id,
                         identity = tracing::field::Empty,
-                    )
+                    );
+                    // A caller's `traceparent` makes this request part of its trace.
+                    tasker_engine::telemetry::parent_on_traceparent(
+                        &span,
+                        req.headers()
+                            .get("traceparent")
+                            .and_then(|v| v.to_str().ok()),
+                    );
+                    span
                 }))
                 .layer(from_fn_with_state(cfg.request_log, log_request))
                 .layer(from_fn(http_metrics::record))

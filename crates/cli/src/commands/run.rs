@@ -47,7 +47,7 @@ pub async fn run(
     if loaded.source_of("logging.level") == Source::Default {
         log.level = "warn".into();
     }
-    logging::init(format, Some(&log), "warn");
+    logging::init_traced(format, Some(&log), "warn", Some(&loaded.config.telemetry));
     let template =
         tasker_engine::templates::load_file(&args.template, Some(&loaded.config.environment))
             .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -50,7 +50,12 @@ pub async fn run(
         flags.push(("engine.run_workers", Value::from(false), "--no-workers"));
     }
     let loaded = settings::load(globals, flags)?;
-    logging::init(format, Some(&loaded.config.logging), "info");
+    logging::init_traced(
+        format,
+        Some(&loaded.config.logging),
+        "info",
+        Some(&loaded.config.telemetry),
+    );
     let c = &loaded.config;
     let server = server_config(c).await?;
     let auth = auth_settings(c).await?;

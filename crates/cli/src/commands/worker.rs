@@ -26,7 +26,12 @@ pub async fn run(
     args: Args,
 ) -> anyhow::Result<ExitCode> {
     let loaded = settings::load(globals, args.engine.flags())?;
-    logging::init(format, Some(&loaded.config.logging), "info");
+    logging::init_traced(
+        format,
+        Some(&loaded.config.logging),
+        "info",
+        Some(&loaded.config.telemetry),
+    );
     let tasker = settings::start(&loaded, &args.engine.templates).await?;
     let worker = tasker.start();
     tracing::info!(worker_id = worker.worker_id(), database = %connect::redact(&loaded.config.database.url), "tasker worker running");

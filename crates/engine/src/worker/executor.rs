@@ -56,6 +56,8 @@ async fn run(
         attempt = step.attempt,
         correlation_id = %step.correlation_id,
     );
+    // One trace per task: this attempt's span hangs under the task's root.
+    crate::telemetry::parent_step_span(&span, step.task_id);
     async move {
         let started = std::time::Instant::now();
         let (result, timed_out) = call_handler(&inner, &step).await;

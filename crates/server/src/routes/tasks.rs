@@ -184,6 +184,7 @@ pub async fn tasks_create(
     State(st): State<AppState>,
     Extension(cid): Extension<crate::correlation::CorrelationId>,
     identity: Option<Extension<tasker_auth::Identity>>,
+    request_headers: HeaderMap,
     body: ApiJson<CreateTask>,
 ) -> Result<(StatusCode, HeaderMap, Json<TaskEnvelope>), ApiError> {
     let env = body.envelope;
@@ -227,6 +228,11 @@ pub async fn tasks_create(
         .in_envelope(env));
     }
     request.correlation_id = Some(b.correlation_id.unwrap_or(cid.0));
+    // The caller's trace: the task's root span links to it.
+    request.traceparent = request_headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let (ns, name) = (request.namespace.clone(), request.name.clone());
     let task = match st.tasker().create_task(request).await {
         Ok(t) => t,

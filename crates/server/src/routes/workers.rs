@@ -130,6 +130,10 @@ pub struct ClaimedStepView {
     pub idempotency_key: String,
     /// The task's correlation id: forward it.
     pub correlation_id: String,
+    /// W3C trace context of the task's root span: send it as the
+    /// `traceparent` of the work done for this step, so it joins the task's
+    /// trace (docs/OBSERVABILITY.md).
+    pub traceparent: String,
 }
 
 impl From<ExternalStep> for ClaimedStepView {
@@ -153,6 +157,7 @@ impl From<ExternalStep> for ClaimedStepView {
             max_attempts: s.max_attempts,
             timeout_seconds: s.timeout_seconds,
             idempotency_key: e.idempotency_key,
+            traceparent: tasker_engine::telemetry::traceparent_of_task(s.task_id),
             correlation_id: s.correlation_id,
         }
     }

@@ -370,6 +370,12 @@ impl Http {
             }
         }
 
+        // The step attempt's trace goes on to the service called.
+        if let Some(tp) = crate::telemetry::current_traceparent()
+            && let Ok(v) = HeaderValue::from_str(&tp)
+        {
+            headers.insert(HeaderName::from_static("traceparent"), v);
+        }
         let mut builder = client.request(method, url).headers(headers);
         if let Some(body) = &cfg.body {
             let body = scope.render_json(body).map_err(template_error)?;
