@@ -139,7 +139,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Bench(args) => {
-            logging::init(format, None, "warn");
+            let telemetry = tasker_config::TelemetryConfig {
+                otlp_endpoint: args.otlp_endpoint.clone(),
+                ..Default::default()
+            };
+            logging::init_traced(format, None, "warn", Some(&telemetry));
             commands::bench::run(args).await
         }
     }

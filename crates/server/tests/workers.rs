@@ -58,6 +58,17 @@ async fn workers_claim_heartbeat_complete_fail(db: Db) {
     assert_eq!(s1["handler_config"], json!({"op": "double"}));
     assert_eq!(s1["context"], json!({"n": 21}));
     assert_eq!(s1["attempt"], 1);
+    // The task's trace context: its id is the trace id.
+    assert_eq!(
+        s1["traceparent"],
+        tasker_engine::telemetry::traceparent_of_task(t1.parse().unwrap())
+    );
+    assert!(
+        s1["traceparent"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("00-{}-", t1.replace('-', "")))
+    );
     assert!(
         s1["idempotency_key"]
             .as_str()

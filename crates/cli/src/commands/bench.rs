@@ -47,6 +47,14 @@ pub struct Args {
     /// `false` measures the engine without it, in the same build.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub claim_on_completion: bool,
+    /// Record Prometheus metrics during the run, as `tasker serve` does
+    /// (`telemetry.metrics_enabled`), to measure what they cost.
+    #[arg(long)]
+    pub metrics: bool,
+    /// Export a trace per task to this OTLP/HTTP traces URL during the run
+    /// (`telemetry.otlp_endpoint`), to measure what traces cost.
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
 }
 
 const SINGLE: &str = "name: single\nnamespace: bench\nstep_templates:\n  - name: only\n    handler: { kind: noop }\n";
@@ -91,6 +99,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => format!("sqlite://{}", dir.path().join("bench.db").display()),
     };
     let store = connect::open(&url).await?;
+    if args.metrics {
+        tasker_engine::metrics::install();
+    }
     let config = EngineConfig {
         max_concurrent_steps: args.concurrency,
         claim_batch_size: 256,
@@ -108,17 +119,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         builder = builder.template(t);
     }
     let tasker = builder.build()?;
+    let on_off = |on: bool| if on { "on" } else { "off" };
     outln!(
-        "tasker bench on {} ({} cores), claim on completion {}",
+        "tasker bench on {} ({} cores), claim on completion {}, metrics {}, traces {}",
         connect::redact(&url),
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
-        if args.claim_on_completion {
-            "on"
-        } else {
-            "off"
-        }
+        on_off(args.claim_on_completion),
+        on_off(args.metrics),
+        on_off(tasker_engine::telemetry::enabled()),
     )?;
 
     if args.history > 0 {
