@@ -46,6 +46,26 @@ pub const WEBHOOK_DELIVERIES: &str = "tasker_webhook_deliveries_total";
 /// `tasker_webhook_delivery_lag_seconds` (histogram, for the webhook dispatcher).
 pub const WEBHOOK_LAG: &str = "tasker_webhook_delivery_lag_seconds";
 
+/// Every metric name above (docs/OBSERVABILITY.md and the Grafana
+/// dashboard in `examples/grafana/` are checked against it).
+pub const ALL: &[&str] = &[
+    TASKS_CREATED,
+    TASKS_FINISHED,
+    STEPS_FINISHED,
+    STEP_DURATION,
+    STEP_RETRIES,
+    CLAIMS,
+    CLAIM_BATCH,
+    LEASE_RESCUES,
+    QUEUE_READY,
+    QUEUE_OLDEST_AGE,
+    HTTP_REQUESTS,
+    HTTP_DURATION,
+    DB_POOL,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_LAG,
+];
+
 /// Step durations: 1 ms to 10 min.
 const STEP_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0,
