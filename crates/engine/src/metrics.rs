@@ -3,9 +3,9 @@
 //!
 //! Call sites use the small functions below rather than the `metrics`
 //! macros directly, so a name or a label set cannot drift between callers.
-//! Until [`install`] runs, the `metrics` facade has no recorder and every
-//! call is a no-op (a relaxed atomic load): libraries and tests that do not
-//! export metrics pay nothing.
+//! Until [`install`] succeeded every function returns at once (one atomic
+//! load, no label built): libraries, benchmarks and servers with
+//! `telemetry.metrics_enabled = false` pay nothing.
 //!
 //! Cardinality is bounded by construction: labels are template namespaces
 //! and names (a registry's worth), handler kinds, states, route templates
@@ -112,6 +112,11 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// Whether metrics are recorded (the recorder is installed).
+fn on() -> bool {
+    handle().is_some()
+}
+
 /// The installed recorder's handle, if [`install`] succeeded.
 pub fn handle() -> Option<&'static PrometheusHandle> {
     HANDLE.get().and_then(Option::as_ref)
@@ -183,12 +188,18 @@ fn describe() {
 
 /// A task was created from `namespace.name`.
 pub fn task_created(namespace: &str, name: &str) {
+    if !on() {
+        return;
+    }
     counter!(TASKS_CREATED, "namespace" => namespace.to_string(), "name" => name.to_string())
         .increment(1);
 }
 
 /// A task of `namespace.name` reached the final `status`.
 pub fn task_finished(namespace: &str, name: &str, status: &str) {
+    if !on() {
+        return;
+    }
     counter!(
         TASKS_FINISHED,
         "namespace" => namespace.to_string(),
@@ -201,6 +212,9 @@ pub fn task_finished(namespace: &str, name: &str, status: &str) {
 /// A step attempt of `handler_kind` ended with `status` (`complete`,
 /// `retry` or `error`) after `seconds` of handler time.
 pub fn step_finished(handler_kind: &str, status: &'static str, seconds: f64) {
+    if !on() {
+        return;
+    }
     let kind = handler_kind.to_string();
     counter!(STEPS_FINISHED, "handler_kind" => kind.clone(), "status" => status).increment(1);
     histogram!(STEP_DURATION, "handler_kind" => kind.clone(), "status" => status).record(seconds);
@@ -211,6 +225,9 @@ pub fn step_finished(handler_kind: &str, status: &'static str, seconds: f64) {
 
 /// `n` steps were leased by `source` (`poll`, `completion`, `external`).
 pub fn claimed(source: &'static str, n: usize) {
+    if !on() {
+        return;
+    }
     if n == 0 {
         return;
     }
@@ -220,17 +237,26 @@ pub fn claimed(source: &'static str, n: usize) {
 
 /// The rescuer handled `n` expired leases.
 pub fn rescued(n: u64) {
+    if !on() {
+        return;
+    }
     counter!(LEASE_RESCUES).increment(n);
 }
 
 /// The ready queue at scrape time.
 pub fn queue(ready: u64, oldest_age_seconds: f64) {
+    if !on() {
+        return;
+    }
     gauge!(QUEUE_READY).set(ready as f64);
     gauge!(QUEUE_OLDEST_AGE).set(oldest_age_seconds);
 }
 
 /// One HTTP answer. `route` is the matched template, never the raw path.
 pub fn http_request(method: &str, route: &str, status: u16, seconds: f64) {
+    if !on() {
+        return;
+    }
     counter!(
         HTTP_REQUESTS,
         "method" => method.to_string(),
@@ -244,6 +270,9 @@ pub fn http_request(method: &str, route: &str, status: u16, seconds: f64) {
 
 /// Pool usage at scrape time.
 pub fn db_pool(open: u32, idle: u32, max: u32) {
+    if !on() {
+        return;
+    }
     gauge!(DB_POOL, "state" => "open").set(open as f64);
     gauge!(DB_POOL, "state" => "idle").set(idle as f64);
     gauge!(DB_POOL, "state" => "max").set(max as f64);
@@ -253,6 +282,9 @@ pub fn db_pool(open: u32, idle: u32, max: u32) {
 /// (`delivered`, `failed`, `gave_up`); `lag_seconds` (event to successful
 /// delivery) only for `delivered`. For the webhook dispatcher.
 pub fn webhook_delivery(event: &str, outcome: &'static str, lag_seconds: Option<f64>) {
+    if !on() {
+        return;
+    }
     counter!(WEBHOOK_DELIVERIES, "event" => event.to_string(), "outcome" => outcome).increment(1);
     if let Some(lag) = lag_seconds {
         histogram!(WEBHOOK_LAG).record(lag);

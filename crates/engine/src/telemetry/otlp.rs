@@ -7,6 +7,9 @@ use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SdkTracerProvider, TracerProviderBuilder};
 
+/// Spans queued for export at most (the SDK's default is 2048).
+pub const QUEUE: usize = 65_536;
+
 /// A provider builder with Tasker's id generator (task root spans take the
 /// task's ids) and `service.name`; add an exporter and call [`install`].
 pub fn builder(service_name: &str) -> TracerProviderBuilder {
@@ -46,11 +49,20 @@ pub fn provider(endpoint: &str, service_name: &str) -> Result<SdkTracerProvider,
         .with_endpoint(endpoint)
         .build()
         .map_err(|e| format!("telemetry.otlp_endpoint: {e}"))?;
+    // The SDK drops spans when its queue is full (2048 by default): a bulk
+    // create of 10,000 tasks emits 10,000 root spans at once. A deeper queue
+    // (unless `OTEL_BSP_MAX_QUEUE_SIZE` says otherwise; the other
+    // `OTEL_BSP_*` variables apply as usual) keeps such bursts whole.
+    let mut batch = opentelemetry_sdk::trace::BatchConfigBuilder::default();
+    if std::env::var_os("OTEL_BSP_MAX_QUEUE_SIZE").is_none() {
+        batch = batch.with_max_queue_size(QUEUE);
+    }
     let processor =
         opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
             exporter,
             opentelemetry_sdk::runtime::Tokio,
         )
+        .with_batch_config(batch.build())
         .build();
     let provider = builder(service_name).with_span_processor(processor).build();
     install(&provider);
