@@ -433,6 +433,13 @@ impl Store for PgStore {
         self.read_step_list(task_id).await
     }
 
+    async fn step_list_many(
+        &self,
+        task_ids: &[Uuid],
+    ) -> StoreResult<std::collections::HashMap<Uuid, Vec<StepRow>>> {
+        self.read_step_list_many(task_ids).await
+    }
+
     async fn step_get(&self, id: Uuid) -> StoreResult<StepRow> {
         self.read_step(id).await
     }
