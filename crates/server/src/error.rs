@@ -171,6 +171,14 @@ impl ApiError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// `details.field`, when an input is to blame.
+    pub fn field_name(&self) -> Option<String> {
+        self.details
+            .get("field")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
 }
 
 impl std::fmt::Display for ApiError {

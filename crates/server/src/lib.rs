@@ -31,6 +31,7 @@
 //! | [`auth`] | authentication and authorization of every request (the table is `tasker_auth::table`) |
 //! | [`jwks`] | a JWKS URL's keys, refreshed on an unknown `kid` |
 //! | [`cache`] | the in-process dependency-analysis cache and its invalidation (reusable by other interfaces) |
+//! | [`graphql`] | the GraphQL API over the same service, views, permissions and error codes |
 //!
 //! ## Routes (all under `/tasker`)
 //!
@@ -51,6 +52,8 @@
 //! | GET | `/handlers`, `/handlers/{namespace}`, `/handlers/{namespace}/{name}` | template discovery |
 //! | GET | `/health/live`, `/health/ready`, `/health/status` | health |
 //! | GET | `/openapi.json`, `/docs`, `/docs/`, `/docs/{file}` | the API description, Swagger UI (`/docs` redirects to `/docs/`) |
+//! | POST | `/graphql` | GraphQL queries and mutations (docs/GRAPHQL.md) |
+//! | GET | `/graphql/ws` | GraphQL subscriptions over WebSocket (`graphql-transport-ws`) |
 //!
 //! (`tests/route_docs.rs` checks this table against [`route_table`].)
 //!
@@ -70,6 +73,7 @@ pub mod correlation;
 mod delivery;
 pub mod error;
 pub mod extract;
+pub mod graphql;
 pub mod json;
 pub mod jwks;
 pub mod openapi;

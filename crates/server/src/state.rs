@@ -48,6 +48,8 @@ pub struct ServerConfig {
     /// `/health/status` counts the tasks created this long ago or later
     /// (and their steps), so old failures age out (default one hour).
     pub status_window: Duration,
+    /// Limits of the GraphQL endpoint.
+    pub graphql: crate::graphql::GraphqlSettings,
 }
 
 /// How long `/health/status` reuses its counts: probes in a burst cost one
@@ -96,6 +98,7 @@ impl Default for ServerConfig {
             dependency_graph: DependencyGraphWeights::default(),
             request_log: RequestLog::Info,
             status_window: Duration::from_secs(3600),
+            graphql: crate::graphql::GraphqlSettings::default(),
         }
     }
 }
@@ -135,6 +138,7 @@ impl ServerConfig {
             ));
         }
         out.extend(self.dependency_graph.problems());
+        out.extend(self.graphql.problems());
         out
     }
 }
@@ -177,6 +181,8 @@ struct Inner {
     status_cache: Arc<tokio::sync::Mutex<Option<CachedStats>>>,
     /// Who may call (default: authentication off).
     auth: Arc<crate::auth::Authenticator>,
+    /// The GraphQL schema, built once with the configured limits.
+    graphql: crate::graphql::TaskerSchema,
 }
 
 impl AppState {
@@ -192,6 +198,7 @@ impl AppState {
             config.analysis_cache_ttl,
         );
         let store = tasker.store().clone();
+        let graphql = crate::graphql::build_schema(&config.graphql);
         let state = AppState {
             inner: Arc::new(Inner {
                 tasker,
@@ -205,6 +212,7 @@ impl AppState {
                 auth: Arc::new(crate::auth::Authenticator::new(
                     crate::auth::AuthSettings::none(),
                 )),
+                graphql,
             }),
         };
         // Off the request path: the first query on a fresh pool can take
@@ -259,6 +267,7 @@ impl AppState {
                 probe: shared.probe.clone(),
                 status_cache: shared.status_cache.clone(),
                 auth: shared.auth.clone(),
+                graphql: shared.graphql.clone(),
             },
         };
         f(&mut inner);
@@ -280,6 +289,11 @@ impl AppState {
     /// The dependency-analysis cache.
     pub fn cache(&self) -> &AnalysisCache {
         &self.inner.cache
+    }
+
+    /// The GraphQL schema.
+    pub fn graphql(&self) -> &crate::graphql::TaskerSchema {
+        &self.inner.graphql
     }
 
     pub(crate) fn engine_state(&self) -> EngineState {
