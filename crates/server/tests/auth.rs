@@ -156,6 +156,7 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         }
         ("PATCH", "/tasker/tasks/{task_id}") => Some(json!({"reason": "checked"})),
         ("PATCH", _) => Some(json!({"retry_limit": 5})),
+        ("POST", "/tasker/graphql") => Some(json!({"query": "{ __typename }"})),
         ("POST", "/tasker/workers/claim") => Some(
             json!({"worker_id": "w", "handler_kinds": ["noop"], "wait_seconds": 0, "max_steps": 1}),
         ),
@@ -206,6 +207,27 @@ async fn every_route_answers_401_403_or_its_own_answer(db: Db) {
                 assert!(
                     r.status.is_success() || r.status.is_redirection(),
                     "{method} {path} is open: {} {}",
+                    r.status,
+                    r.text
+                );
+                continue;
+            }
+            // The GraphQL endpoint: any caller; operations check their own
+            // permission (tests/graphql_auth.rs).
+            Access::Authenticated => {
+                let r = send(&h, method, &uri, body.as_ref(), None).await;
+                r.assert_error(401, "unauthenticated");
+                let r = send(
+                    &h,
+                    method,
+                    &uri,
+                    body.as_ref(),
+                    bearer(&token(&h, &["tasker.handler:show"])),
+                )
+                .await;
+                assert!(
+                    !matches!(r.status.as_u16(), 401 | 403 | 500),
+                    "{method} {path} with a caller: {} {}",
                     r.status,
                     r.text
                 );
@@ -666,6 +688,7 @@ fn the_security_doc_lists_the_table_of_the_code() {
         .map(|(m, p, a)| {
             let access = match a {
                 Access::Public | Access::Docs => "open",
+                Access::Authenticated => "authenticated",
                 Access::Status => "tasker.health_status:index",
                 Access::Permission(p) => p,
             };
