@@ -59,6 +59,9 @@ enum Command {
     Migrate,
     /// Measure throughput and latency with no-op steps.
     Bench(commands::bench::Args),
+    /// GraphQL tools: print the schema.
+    #[command(subcommand)]
+    Graphql(commands::graphql::GraphqlCommand),
 }
 
 fn main() -> ExitCode {
@@ -142,5 +145,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             logging::init(format, None, "warn");
             commands::bench::run(args).await
         }
+        Command::Graphql(cmd) => Ok(commands::graphql::run(cmd)),
     }
 }

@@ -230,6 +230,12 @@ pub struct ServerSection {
     pub default_page_size: u32,
     /// Level of the one log line per request: `info`, `debug` or `off`.
     pub request_log: String,
+    /// GraphQL: deepest selection nesting accepted.
+    pub graphql_max_depth: u32,
+    /// GraphQL: highest query complexity accepted (fields, times page sizes).
+    pub graphql_max_complexity: u32,
+    /// GraphQL: answer introspection (`__schema`, `__type`).
+    pub graphql_introspection: bool,
 }
 
 impl Default for ServerSection {
@@ -241,6 +247,9 @@ impl Default for ServerSection {
             max_page_size: 100,
             default_page_size: 25,
             request_log: "info".into(),
+            graphql_max_depth: 15,
+            graphql_max_complexity: 5000,
+            graphql_introspection: true,
         }
     }
 }
