@@ -27,7 +27,8 @@ impl<S: tracing::Subscriber> Layer<S> for CountStatements {
     }
 }
 
-const QUERY: &str = "{ tasks(first: 50) { edges { node { id steps { name status parents { name } } } } } }";
+const QUERY: &str =
+    "{ tasks(first: 50) { edges { node { id steps { name status parents { name } } } } } }";
 
 /// Statements one run of [`QUERY`] sends.
 async fn statements(h: &Harness) -> usize {
@@ -54,9 +55,12 @@ async fn constant_statements(db: Db) -> (usize, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn step_reads_do_not_grow_with_the_number_of_tasks() {
-    let subscriber = tracing_subscriber::registry().with(CountStatements.with_filter(
-        tracing_subscriber::filter::Targets::new().with_target("sqlx::query", tracing::Level::TRACE),
-    ));
+    let subscriber = tracing_subscriber::registry().with(
+        CountStatements.with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target("sqlx::query", tracing::Level::TRACE),
+        ),
+    );
     tracing::subscriber::set_global_default(subscriber).unwrap();
     for (backend, db) in [
         ("sqlite", common::sqlite().await),
