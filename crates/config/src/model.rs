@@ -72,6 +72,9 @@ pub struct DatabaseConfig {
     pub acquire_timeout_seconds: f64,
     /// SQLite: `normal` (fast; a power loss may drop the last commits) or `full` (fsync every commit).
     pub sqlite_synchronous: String,
+    /// PostgreSQL: announce every task change to other processes (GraphQL
+    /// subscriptions across processes), not only finished tasks.
+    pub announce_changes: bool,
 }
 
 impl Default for DatabaseConfig {
@@ -82,6 +85,7 @@ impl Default for DatabaseConfig {
             min_connections: 0,
             acquire_timeout_seconds: 5.0,
             sqlite_synchronous: "normal".into(),
+            announce_changes: false,
         }
     }
 }

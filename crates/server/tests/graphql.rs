@@ -567,3 +567,67 @@ async fn every_operation_has_a_permission() {
     }
     assert!(n >= 17, "{n} operations");
 }
+
+/// A change committed through another store instance (its own pool and
+/// listener, as a second process has) reaches a subscriber of this one via
+/// LISTEN/NOTIFY (`announce_changes`), and the latency from commit to
+/// delivery is measured (printed; the figure is in docs/PERFORMANCE.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_sees_another_process_change_on_postgres() {
+    use tasker_store_postgres::PgOptions;
+    let db = tasker_store_postgres::testing::TestDb::create().await;
+    let options = || PgOptions {
+        clock: tasker_store_postgres::PgClock::Caller,
+        announce_changes: true,
+        ..PgOptions::default()
+    };
+    let here: std::sync::Arc<dyn tasker_store::Store> =
+        std::sync::Arc::new(db.store_with(options()).await);
+    let there: std::sync::Arc<dyn tasker_store::Store> =
+        std::sync::Arc::new(db.store_with(options()).await);
+    let h = Harness::new(Db {
+        store: here,
+        guard: common::Guard::Sqlite(tempfile::tempdir().unwrap()),
+    })
+    .await;
+    // The other "process": its own service over its own store.
+    let other = Harness::new(Db {
+        store: there,
+        guard: common::Guard::Sqlite(tempfile::tempdir().unwrap()),
+    })
+    .await;
+    let mut latencies = Vec::new();
+    for _ in 0..15 {
+        let id = other.checkout(1).await;
+        let req = async_graphql::Request::new(
+            "subscription($id: UUID!) { stepUpdated(taskId: $id) { name status } }",
+        )
+        .variables(async_graphql::Variables::from_json(json!({"id": id})))
+        .data(h.state.clone())
+        .data(tasker_auth::Identity::anonymous());
+        let mut steps = h.state.graphql().execute_stream(req);
+        for _ in 0..4 {
+            next(&mut steps).await;
+        }
+        let validate = other.step_id(id, "validate").await;
+        other
+            .tasker
+            .resolve_step(validate, json!({}), None)
+            .await
+            .unwrap();
+        let committed = std::time::Instant::now();
+        assert_eq!(
+            next(&mut steps).await,
+            json!({"stepUpdated": {"name": "validate", "status": "RESOLVED_MANUALLY"}})
+        );
+        latencies.push(committed.elapsed());
+    }
+    latencies.sort();
+    println!(
+        "cross-process step change → subscriber: p50 {:?}, max {:?} (n={})",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1],
+        latencies.len()
+    );
+    drop(db);
+}
