@@ -6,7 +6,7 @@
 
 use crate::state::AppState;
 use crate::views::Relations;
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tasker_store::StepRow;
@@ -52,15 +52,46 @@ impl Loader<Uuid> for StepsByTask {
     }
 }
 
-/// The per-request loader of steps by task.
-pub(crate) type StepsLoader = DataLoader<StepsByTask>;
+/// The per-request loader of steps by task (cached for the request).
+pub(crate) type StepsLoader = DataLoader<StepsByTask, HashMapCache>;
 
 /// A fresh loader for one request (its cache lives as long as the request).
+/// It gathers keys for 1 ms before it reads (a shorter wait splits batches
+/// on a multi-threaded runtime; `tests/graphql_n1.rs` catches that), so
+/// `task` and `tasks` prefetch with [`prefetch_steps`] when their selection
+/// asks for steps, and the loader then answers from its cache at once.
 pub(crate) fn steps_loader(state: &AppState) -> StepsLoader {
-    DataLoader::new(
+    DataLoader::with_cache(
         StepsByTask {
             state: state.clone(),
         },
         tokio::spawn,
+        HashMapCache::default(),
     )
+}
+
+/// Reads the steps of `task_ids` in one store call and puts them in the
+/// request's loader cache (a no-op on a connection's uncached loader).
+pub(crate) async fn prefetch_steps(
+    ctx: &async_graphql::Context<'_>,
+    task_ids: &[Uuid],
+) -> Result<(), crate::error::ApiError> {
+    let Ok(loader) = ctx.data::<StepsLoader>() else {
+        return Ok(());
+    };
+    let state = &loader.loader().state;
+    let mut found = state.tasker().store().step_list_many(task_ids).await?;
+    loader
+        .feed_many(
+            task_ids
+                .iter()
+                .map(|k| (*k, TaskSteps::new(found.remove(k).unwrap_or_default()))),
+        )
+        .await;
+    Ok(())
+}
+
+/// Whether a task selection asks for what the steps loader reads.
+pub(crate) fn wants_steps(task: &async_graphql::Lookahead<'_>) -> bool {
+    task.field("steps").exists() || task.field("dependencyAnalysis").exists()
 }

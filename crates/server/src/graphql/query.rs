@@ -2,6 +2,7 @@
 
 use super::access::require;
 use super::errors::GqlResult;
+use super::loaders::{prefetch_steps, wants_steps};
 use super::types::{Health, State, Step, Task, state, steps_of, to_json};
 use crate::error::ApiError;
 use crate::routes::handlers::{HandlerDetail, find_handler};
@@ -131,6 +132,9 @@ impl QueryRoot {
         match st.tasker().store().task_get(id).await {
             Ok(t) => {
                 require(ctx, "Query.task", Some(&t.namespace)).gql()?;
+                if wants_steps(&ctx.look_ahead()) {
+                    prefetch_steps(ctx, &[t.id]).await.gql()?;
+                }
                 Ok(Some(Task(t)))
             }
             // As over REST: an unknown id is "not found" whatever the grants.
@@ -193,6 +197,10 @@ impl QueryRoot {
             .map_err(|e| rename_limit(e.into()))
             .gql()?;
         let page = st.tasker().list_tasks(&query).await.gql()?;
+        if wants_steps(&ctx.look_ahead().field("edges").field("node")) {
+            let ids: Vec<Uuid> = page.items.iter().map(|t| t.id).collect();
+            prefetch_steps(ctx, &ids).await.gql()?;
+        }
         let shown = page.items.len() as i64;
         let has_next = i64::from(offset) + shown < page.total;
         let mut conn = Connection::with_additional_fields(

@@ -186,8 +186,15 @@ impl Task {
     /// The execution context (counts, status, recommended action, health),
     /// as REST's `execution`. Costs one store read per task.
     async fn execution(&self, ctx: &Context<'_>) -> Result<Json<Value>> {
-        let status = state(ctx).tasker().task_status(self.0.id).await.gql()?;
-        to_json(&ExecutionView::from(&status.execution))
+        let st = state(ctx);
+        let counts = st
+            .tasker()
+            .store()
+            .task_step_counts(self.0.id, st.tasker().now())
+            .await
+            .gql()?;
+        let execution = tasker_core::ExecutionContext::from_counts(counts);
+        to_json(&ExecutionView::from(&execution))
     }
     /// Its steps in template order (batched over every task of the request).
     async fn steps(&self, ctx: &Context<'_>) -> Result<Vec<Step>> {
