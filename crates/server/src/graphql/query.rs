@@ -116,7 +116,7 @@ impl Handler {
     }
     /// Step templates, in template order (REST's `step_templates`).
     async fn step_templates(&self) -> Result<Vec<Json<Value>>> {
-        self.0.step_templates.iter().map(|s| to_json(s)).collect()
+        self.0.step_templates.iter().map(to_json).collect()
     }
     /// The dependency graph (REST's `dependency_graph`).
     async fn dependency_graph(&self) -> Result<Json<Value>> {
@@ -171,10 +171,8 @@ impl QueryRoot {
                 .0
                 .saturating_add(1),
         };
-        let limit = match first {
-            None => None,
-            Some(n) => Some(u32::try_from(n).unwrap_or(0)),
-        };
+        // A negative `first` becomes 0, which the page rules refuse.
+        let limit = first.map(|n| u32::try_from(n).unwrap_or(0));
         let cfg = st.config();
         let request = TaskListRequest {
             limit,
