@@ -114,7 +114,7 @@ async fn step_payload(ctx: &Context<'_>, r: Result<StepRow, ApiError>) -> Result
     })
 }
 
-#[Object]
+#[Object(name = "Mutation")]
 impl MutationRoot {
     /// Creates a task from a template (REST `POST /tasker/tasks`).
     async fn create_task(&self, ctx: &Context<'_>, input: CreateTaskInput) -> Result<TaskPayload> {

@@ -124,7 +124,7 @@ impl Handler {
     }
 }
 
-#[Object]
+#[Object(name = "Query")]
 impl QueryRoot {
     /// One task (null when it does not exist).
     async fn task(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Task>> {

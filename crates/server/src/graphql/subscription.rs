@@ -56,7 +56,7 @@ fn matches(filter: &TaskQuery, t: &TaskRow) -> bool {
         && filter.created_until.is_none_or(|u| t.created_at < u)
 }
 
-#[Subscription]
+#[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// The task now, then after each change of it or its steps (until it
     /// is deleted or the connection closes).
