@@ -26,6 +26,9 @@ use tasker_store::{StepRow, StoreEvent, TaskQuery, TaskRow};
 use tokio::sync::broadcast::{Receiver, error::RecvError};
 use uuid::Uuid;
 
+/// Most tasks a `tasks` subscription remembers (to send only changes).
+const SEEN_LIMIT: usize = 10_000;
+
 /// The root of live updates.
 pub struct SubscriptionRoot;
 
@@ -193,6 +196,11 @@ impl SubscriptionRoot {
                             continue;
                         };
                         if matches(&query, &now) && seen.get(&id) != Some(&now) {
+                            // Bounded memory on a long-lived subscription:
+                            // forgetting only risks sending a task once more.
+                            if seen.len() >= SEEN_LIMIT {
+                                seen.clear();
+                            }
                             seen.insert(id, now.clone());
                             out.push(Task(now));
                         }
