@@ -631,3 +631,43 @@ async fn a_subscription_sees_another_process_change_on_postgres() {
     );
     drop(db);
 }
+
+/// Introspection can be turned off; the depth limit follows its setting.
+#[tokio::test]
+async fn limits_follow_their_settings() {
+    use tasker_server::graphql::{GraphqlSettings, build_schema};
+    let closed = build_schema(&GraphqlSettings {
+        introspection: false,
+        ..GraphqlSettings::default()
+    });
+    let r = closed.execute("{ __schema { types { name } } }").await;
+    // Off: the schema is not revealed (`__schema` is null).
+    assert_eq!(r.data.into_json().unwrap(), json!({"__schema": null}));
+    let open = build_schema(&GraphqlSettings::default());
+    let r = open.execute("{ __schema { queryType { name } } }").await;
+    assert_eq!(
+        r.data.into_json().unwrap(),
+        json!({"__schema": {"queryType": {"name": "Query"}}})
+    );
+    let shallow = build_schema(&GraphqlSettings {
+        max_depth: 2,
+        ..GraphqlSettings::default()
+    });
+    let r = shallow.execute("{ handlers { name } }").await;
+    // Depth 2 passes validation (it then needs request data to run).
+    assert!(
+        !r.errors
+            .iter()
+            .any(|e| e.message.contains("nested too deep")),
+        "{:?}",
+        r.errors
+    );
+    let r = shallow.execute("{ tasks { edges { node { id } } } }").await;
+    assert!(
+        r.errors
+            .iter()
+            .any(|e| e.message.contains("nested too deep")),
+        "{:?}",
+        r.errors
+    );
+}
