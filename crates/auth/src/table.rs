@@ -15,6 +15,9 @@ pub enum Access {
     /// The API description: public unless `auth.docs_require_auth = true`
     /// (then any authenticated caller).
     Docs,
+    /// Any authenticated caller; what it may do is then decided per
+    /// operation and field ([`GRAPHQL`]), as on the GraphQL endpoint.
+    Authenticated,
     /// This permission (`resource:action`).
     Permission(&'static str),
 }
@@ -22,7 +25,7 @@ pub enum Access {
 /// One row: method, path template (as registered with the router), access.
 pub type Row = (&'static str, &'static str, Access);
 
-use Access::{Docs, Permission as P, Public, Status};
+use Access::{Authenticated, Docs, Permission as P, Public, Status};
 
 /// Every route and its access.
 pub const ROUTES: &[Row] = &[
@@ -111,7 +114,40 @@ pub const ROUTES: &[Row] = &[
     ("GET", "/tasker/docs", Docs),
     ("GET", "/tasker/docs/", Docs),
     ("GET", "/tasker/docs/{file}", Docs),
+    // GraphQL: the endpoint needs a caller; each operation checks [`GRAPHQL`].
+    ("POST", "/tasker/graphql", Authenticated),
+    ("GET", "/tasker/graphql/ws", Authenticated),
 ];
+
+/// The GraphQL operations and guarded fields, by `Type.field`, with the
+/// permission each needs: the same permissions as the REST routes that do
+/// the same thing. The server's completeness test fails when a root field of
+/// the schema has no row here.
+pub const GRAPHQL: &[(&str, &str)] = &[
+    ("Query.task", "tasker.task:show"),
+    ("Query.tasks", "tasker.task:index"),
+    ("Query.step", "tasker.workflow_step:show"),
+    ("Query.handlers", "tasker.handler:index"),
+    ("Query.handler", "tasker.handler:show"),
+    ("Query.health", "tasker.health_status:index"),
+    ("Task.steps", "tasker.workflow_step:index"),
+    ("Mutation.createTask", "tasker.task:create"),
+    ("Mutation.updateTask", "tasker.task:update"),
+    ("Mutation.cancelTask", "tasker.task:cancel"),
+    ("Mutation.retryTask", "tasker.task:retry"),
+    ("Mutation.updateStep", "tasker.workflow_step:update"),
+    ("Mutation.cancelStep", "tasker.workflow_step:cancel"),
+    ("Mutation.retryStep", "tasker.workflow_step:retry"),
+    ("Mutation.resolveStep", "tasker.workflow_step:resolve"),
+    ("Subscription.taskUpdated", "tasker.task:show"),
+    ("Subscription.stepUpdated", "tasker.workflow_step:index"),
+    ("Subscription.tasks", "tasker.task:index"),
+];
+
+/// The permission a GraphQL `Type.field` needs, if it is guarded.
+pub fn graphql_permission(field: &str) -> Option<&'static str> {
+    GRAPHQL.iter().find(|(f, _)| *f == field).map(|(_, p)| *p)
+}
 
 /// The access of `method` `path_template`, if the table has the route.
 pub fn access(method: &str, path_template: &str) -> Option<Access> {
@@ -132,6 +168,15 @@ mod tests {
                 assert!(crate::permission::is_known(perm), "{m} {p}: {perm}");
             }
         }
+    }
+
+    #[test]
+    fn every_graphql_permission_exists() {
+        for (f, perm) in GRAPHQL {
+            assert!(crate::permission::is_known(perm), "{f}: {perm}");
+        }
+        assert_eq!(graphql_permission("Query.task"), Some("tasker.task:show"));
+        assert_eq!(graphql_permission("Query.nope"), None);
     }
 
     #[test]

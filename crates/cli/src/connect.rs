@@ -31,6 +31,7 @@ pub async fn open_with(c: &TaskerConfig) -> anyhow::Result<Arc<dyn Store>> {
                 max_connections: c.database.max_connections,
                 min_connections: c.database.min_connections,
                 acquire_timeout: acquire,
+                announce_changes: c.database.announce_changes,
                 ..tasker_store_postgres::PgOptions::default()
             };
             let store = tasker_store_postgres::PgStore::connect_with(url, options)

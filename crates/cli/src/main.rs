@@ -59,6 +59,9 @@ enum Command {
     Migrate,
     /// Measure throughput and latency with no-op steps.
     Bench(commands::bench::Args),
+    /// GraphQL tools: print the schema.
+    #[command(subcommand)]
+    Graphql(commands::graphql::GraphqlCommand),
 }
 
 fn main() -> ExitCode {
@@ -146,5 +149,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             logging::init_traced(format, None, "warn", Some(&telemetry));
             commands::bench::run(args).await
         }
+        Command::Graphql(cmd) => Ok(commands::graphql::run(cmd)),
     }
 }

@@ -162,6 +162,11 @@ fn api_walkthrough_runs() {
 }
 
 #[test]
+fn graphql_walkthrough_runs() {
+    run_walkthrough("docs/GRAPHQL.md");
+}
+
+#[test]
 fn security_walkthrough_runs() {
     run_walkthrough("docs/SECURITY.md");
 }

@@ -75,6 +75,9 @@ pub struct DatabaseConfig {
     pub acquire_timeout_seconds: f64,
     /// SQLite: `normal` (fast; a power loss may drop the last commits) or `full` (fsync every commit).
     pub sqlite_synchronous: String,
+    /// PostgreSQL: announce every task change to other processes (GraphQL
+    /// subscriptions across processes), not only finished tasks.
+    pub announce_changes: bool,
 }
 
 impl Default for DatabaseConfig {
@@ -85,6 +88,7 @@ impl Default for DatabaseConfig {
             min_connections: 0,
             acquire_timeout_seconds: 5.0,
             sqlite_synchronous: "normal".into(),
+            announce_changes: false,
         }
     }
 }
@@ -233,6 +237,12 @@ pub struct ServerSection {
     pub default_page_size: u32,
     /// Level of the one log line per request: `info`, `debug` or `off`.
     pub request_log: String,
+    /// GraphQL: deepest selection nesting accepted.
+    pub graphql_max_depth: u32,
+    /// GraphQL: highest query complexity accepted (fields, times page sizes).
+    pub graphql_max_complexity: u32,
+    /// GraphQL: answer introspection (`__schema`, `__type`).
+    pub graphql_introspection: bool,
 }
 
 impl Default for ServerSection {
@@ -244,6 +254,9 @@ impl Default for ServerSection {
             max_page_size: 100,
             default_page_size: 25,
             request_log: "info".into(),
+            graphql_max_depth: 15,
+            graphql_max_complexity: 5000,
+            graphql_introspection: true,
         }
     }
 }

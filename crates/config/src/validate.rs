@@ -264,6 +264,22 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
             "use info (one line per request), debug (hidden at the default level) or off",
         );
     }
+    if c.server.graphql_max_depth == 0 {
+        bad(
+            "server.graphql_max_depth",
+            c.server.graphql_max_depth.into(),
+            "must be at least 1",
+            "use 15",
+        );
+    }
+    if c.server.graphql_max_complexity == 0 {
+        bad(
+            "server.graphql_max_complexity",
+            c.server.graphql_max_complexity.into(),
+            "must be at least 1",
+            "use 5000",
+        );
+    }
     if c.server.default_page_size == 0 || c.server.default_page_size > c.server.max_page_size {
         bad(
             "server.default_page_size",

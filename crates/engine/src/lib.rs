@@ -8,6 +8,7 @@
 //! | [`handler`] | the [`StepHandler`] trait, [`StepContext`], [`StepError`], the registry of kinds |
 //! | [`handlers`] | built-in kinds: `noop`, `sleep`, `command`, `http` |
 //! | `worker` | claimer, executor, completer, heartbeat, rescuer ([`WorkerHandle`]) |
+//! | [`requests`] | the rules of operator requests (text, tags, paging, filters, edits) every interface shares |
 //! | [`external`] | external workers: claim with long polling, heartbeat, complete, fail |
 //! | [`retry`] | the retry decision shared by in-process and external handlers |
 //! | [`config`] | [`EngineConfig`] |
@@ -34,6 +35,7 @@ pub mod external;
 pub mod handler;
 pub mod handlers;
 pub mod metrics;
+pub mod requests;
 pub mod retry;
 pub mod service;
 pub mod telemetry;

@@ -514,12 +514,14 @@ impl Tasker {
         Ok(self.inner.store.task_list(query).await?)
     }
 
-    /// Changes a task's reason and/or tags.
+    /// Changes a task's reason and/or tags (checked by
+    /// [`crate::requests::check_task_update`]).
     pub async fn update_task(
         &self,
         id: Uuid,
         update: tasker_store::TaskUpdate,
     ) -> Result<TaskRow, EngineError> {
+        crate::requests::check_task_update(&update)?;
         Ok(self.inner.store.task_update(id, update, self.now()).await?)
     }
 
@@ -536,12 +538,14 @@ impl Tasker {
         Ok(self.inner.store.step_get(step_id).await?)
     }
 
-    /// Changes a step's retry limit and/or inputs (pending or error steps only).
+    /// Changes a step's retry limit and/or inputs (pending or error steps
+    /// only; checked by [`crate::requests::check_step_update`]).
     pub async fn update_step(
         &self,
         step_id: Uuid,
         update: tasker_store::StepUpdate,
     ) -> Result<tasker_store::StepRow, EngineError> {
+        crate::requests::check_step_update(&update)?;
         Ok(self
             .inner
             .store

@@ -162,7 +162,7 @@ async fn check(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
         Access::Public => true,
         Access::Status => !auth.settings.status_requires_auth,
         Access::Docs => !auth.settings.docs_require_auth,
-        Access::Permission(_) => false,
+        Access::Authenticated | Access::Permission(_) => false,
     };
     if open {
         req.extensions_mut().insert(nobody());
@@ -171,7 +171,7 @@ async fn check(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
     let permission = match access {
         Access::Public => None,
         Access::Status => Some("tasker.health_status:index"),
-        Access::Docs => None,
+        Access::Docs | Access::Authenticated => None,
         Access::Permission(p) => Some(p),
     };
     let identity = identify(st, req.headers()).await?;

@@ -27,11 +27,7 @@ pub struct CorrelationId(pub String);
 
 /// 1–128 characters of `A-Z a-z 0-9 . _ : -`: safe in logs, headers and URLs.
 pub fn valid(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
+    tasker_engine::requests::valid_correlation_id(id)
 }
 
 /// Middleware (outside the request-id layer): removes an `X-Request-ID` that

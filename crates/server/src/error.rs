@@ -171,6 +171,14 @@ impl ApiError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// `details.field`, when an input is to blame.
+    pub fn field_name(&self) -> Option<String> {
+        self.details
+            .get("field")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
 }
 
 impl std::fmt::Display for ApiError {
@@ -364,6 +372,30 @@ impl From<EngineError> for ApiError {
             .detail("namespace", json!(namespace))
             .detail("name", json!(name))
             .detail("version", json!(version)),
+            EngineError::InvalidParameter { field, message } => ApiError::bad_request(
+                "invalid_parameter",
+                format!("query parameter `{field}`: {message}"),
+            )
+            .field(field),
+            EngineError::EmptyUpdate(message) => ApiError::bad_request("empty_update", message),
+            EngineError::UnknownTemplate {
+                field,
+                message,
+                available_versions,
+            } => {
+                let e = ApiError::bad_request("unknown_template", message).field(field);
+                match available_versions {
+                    Some(v) => e.detail("available_versions", json!(v)),
+                    None => e,
+                }
+            }
+            EngineError::StepNotInTask { task_id, step_id } => ApiError::not_found(
+                "not_found",
+                format!("step {step_id} not found in task {task_id}"),
+            )
+            .detail("entity", json!("step"))
+            .detail("id", json!(step_id))
+            .detail("task_id", json!(task_id)),
             EngineError::LeaseLost(step) => {
                 ApiError::conflict("lease_lost", EngineError::LeaseLost(step).to_string())
                     .detail("step_id", json!(step))

@@ -31,6 +31,7 @@
 //! | [`auth`] | authentication and authorization of every request (the table is `tasker_auth::table`) |
 //! | [`jwks`] | a JWKS URL's keys, refreshed on an unknown `kid` |
 //! | [`cache`] | the in-process dependency-analysis cache and its invalidation (reusable by other interfaces) |
+//! | [`graphql`] | the GraphQL API over the same service, views, permissions and error codes |
 //!
 //! ## Routes (all under `/tasker`)
 //!
@@ -53,6 +54,8 @@
 //! | GET | `/metrics` | Prometheus metrics |
 //! | GET | `/analytics/performance`, `/analytics/bottlenecks` | analytics over recent history |
 //! | GET | `/openapi.json`, `/docs`, `/docs/`, `/docs/{file}` | the API description, Swagger UI (`/docs` redirects to `/docs/`) |
+//! | POST | `/graphql` | GraphQL queries and mutations (docs/GRAPHQL.md) |
+//! | GET | `/graphql/ws` | GraphQL subscriptions over WebSocket (`graphql-transport-ws`) |
 //!
 //! (`tests/route_docs.rs` checks this table against [`route_table`].)
 //!
@@ -72,6 +75,7 @@ pub mod correlation;
 mod delivery;
 pub mod error;
 pub mod extract;
+pub mod graphql;
 mod http_metrics;
 pub mod json;
 pub mod jwks;

@@ -56,6 +56,8 @@ use utoipa::OpenApi;
         docs::docs_redirect,
         docs::docs_index,
         docs::docs_asset,
+        crate::graphql::http::graphql_post,
+        crate::graphql::http::graphql_ws,
     ),
     components(schemas(
         crate::error::ErrorBody,
@@ -140,6 +142,10 @@ fn describe_access(
         Some(Access::Status) => (
             "Permission: `tasker.health_status:index` when authentication is on, unless `health.status_requires_auth = false`.".to_string(),
             json!([{}, {"bearer": []}, {"api_key": []}]),
+        ),
+        Some(Access::Authenticated) => (
+            "Any authenticated caller (when authentication is on); each GraphQL operation then needs its own permission (docs/GRAPHQL.md).".to_string(),
+            json!([{"bearer": []}, {"api_key": []}]),
         ),
         Some(Access::Docs) => (
             "Open unless `auth.docs_require_auth = true` (then any authenticated caller).".to_string(),

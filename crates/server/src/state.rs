@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub status_window: Duration,
     /// Metrics and analytics.
     pub telemetry: TelemetrySettings,
+    /// Limits of the GraphQL endpoint.
+    pub graphql: crate::graphql::GraphqlSettings,
 }
 
 /// Settings of `/tasker/metrics` and `/tasker/analytics/*`.
@@ -120,6 +122,7 @@ impl Default for ServerConfig {
             request_log: RequestLog::Info,
             status_window: Duration::from_secs(3600),
             telemetry: TelemetrySettings::default(),
+            graphql: crate::graphql::GraphqlSettings::default(),
         }
     }
 }
@@ -162,6 +165,7 @@ impl ServerConfig {
             ));
         }
         out.extend(self.dependency_graph.problems());
+        out.extend(self.graphql.problems());
         out
     }
 }
@@ -206,6 +210,8 @@ struct Inner {
     auth: Arc<crate::auth::Authenticator>,
     /// Analytics reports, reused for `telemetry.analytics_cache_ttl`.
     reports: crate::routes::analytics::ReportCache,
+    /// The GraphQL schema, built once with the configured limits.
+    graphql: crate::graphql::TaskerSchema,
 }
 
 impl AppState {
@@ -226,6 +232,7 @@ impl AppState {
         }
         let reports =
             crate::routes::analytics::ReportCache::new(config.telemetry.analytics_cache_ttl);
+        let graphql = crate::graphql::build_schema(&config.graphql);
         let state = AppState {
             inner: Arc::new(Inner {
                 tasker,
@@ -240,6 +247,7 @@ impl AppState {
                     crate::auth::AuthSettings::none(),
                 )),
                 reports,
+                graphql,
             }),
         };
         // Off the request path: the first query on a fresh pool can take
@@ -295,6 +303,7 @@ impl AppState {
                 status_cache: shared.status_cache.clone(),
                 auth: shared.auth.clone(),
                 reports: shared.reports.clone(),
+                graphql: shared.graphql.clone(),
             },
         };
         f(&mut inner);
@@ -316,6 +325,11 @@ impl AppState {
     /// The dependency-analysis cache.
     pub fn cache(&self) -> &AnalysisCache {
         &self.inner.cache
+    }
+
+    /// The GraphQL schema.
+    pub fn graphql(&self) -> &crate::graphql::TaskerSchema {
+        &self.inner.graphql
     }
 
     pub(crate) fn engine_state(&self) -> EngineState {

@@ -372,6 +372,26 @@ impl Relations {
     }
 }
 
+impl Relations {
+    /// Indexes of the parents of step `i`.
+    pub(crate) fn parents_of(&self, i: usize) -> &[usize] {
+        &self.parents[i]
+    }
+
+    /// Indexes of the children of step `i`.
+    pub(crate) fn children_of(&self, i: usize) -> &[usize] {
+        &self.children[i]
+    }
+
+    /// Indexes of the other steps with exactly the same parents as step `i`.
+    pub(crate) fn siblings_of(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        self.groups[self.group[i]]
+            .iter()
+            .copied()
+            .filter(move |&j| j != i)
+    }
+}
+
 impl StepView {
     /// The view of `steps[i]`; `with_siblings` lists siblings (not just counts).
     pub(crate) fn build(

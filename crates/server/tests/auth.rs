@@ -31,7 +31,137 @@ on_both_backends!(
     api_keys_work_in_both_headers_and_are_scoped_revocable_and_cached,
     bad_credentials_are_refused_and_create_nothing,
     operator_actions_record_the_caller_on_their_transitions,
+    graphql_fields_need_the_permissions_of_their_routes,
 );
+
+async fn graphql(h: &Harness, perms: &[&str], query: &str, variables: Value) -> Resp {
+    let body = json!({"query": query, "variables": variables});
+    send(
+        h,
+        "POST",
+        "/tasker/graphql",
+        Some(&body),
+        bearer(&token(h, perms)),
+    )
+    .await
+}
+
+/// GraphQL operations need the permission of the REST route that does the
+/// same (`tasker_auth::table::GRAPHQL`), namespace scopes included.
+async fn graphql_fields_need_the_permissions_of_their_routes(db: Db) {
+    let h = secured(db, Duration::ZERO).await;
+    let body = json!({"name": "checkout", "namespace": "shop", "context": {"order_id": 1}});
+    let r = send(
+        &h,
+        "POST",
+        "/tasker/tasks",
+        Some(&body),
+        bearer(&token(&h, &["tasker.task:create"])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let task: Uuid = r.json["task"]["task_id"].as_str().unwrap().parse().unwrap();
+    let show = "query($id: UUID!) { task(id: $id) { name } }";
+    let vars = json!({"id": task});
+    // Without credentials the endpoint refuses, like any route.
+    let r = send(
+        &h,
+        "POST",
+        "/tasker/graphql",
+        Some(&json!({"query": "{ __typename }"})),
+        None,
+    )
+    .await;
+    r.assert_error(401, "unauthenticated");
+    // Another permission: a GraphQL error naming the missing one.
+    let r = graphql(&h, &["tasker.handler:show"], show, vars.clone()).await;
+    assert_eq!(
+        r.json["errors"][0]["extensions"]["code"], "forbidden",
+        "{}",
+        r.text
+    );
+    assert!(
+        r.json["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tasker.task:show")
+    );
+    // The permission, scoped to the task's namespace: allowed.
+    let r = graphql(&h, &["tasker.task:show@shop"], show, vars.clone()).await;
+    assert_eq!(r.json["data"]["task"]["name"], "checkout", "{}", r.text);
+    // ... scoped to another namespace: refused.
+    let r = graphql(&h, &["tasker.task:show@ops"], show, vars.clone()).await;
+    assert_eq!(
+        r.json["errors"][0]["extensions"]["code"], "forbidden",
+        "{}",
+        r.text
+    );
+    // Steps need the step permission too.
+    let r = graphql(
+        &h,
+        &["tasker.task:show"],
+        "query($id: UUID!) { task(id: $id) { name steps { name } } }",
+        vars.clone(),
+    )
+    .await;
+    assert_eq!(
+        r.json["errors"][0]["extensions"]["code"], "forbidden",
+        "{}",
+        r.text
+    );
+    assert_eq!(r.json["errors"][0]["path"], json!(["task", "steps"]));
+    // A namespace-scoped list permission opens the list filtered to it only.
+    let list = "query($ns: String) { tasks(filter: {namespace: $ns}) { totalCount } }";
+    let r = graphql(&h, &["tasker.task:index@shop"], list, json!({"ns": "shop"})).await;
+    assert_eq!(r.json["data"]["tasks"]["totalCount"], 1, "{}", r.text);
+    let r = graphql(&h, &["tasker.task:index@shop"], list, json!({})).await;
+    assert_eq!(
+        r.json["errors"][0]["extensions"]["code"], "forbidden",
+        "{}",
+        r.text
+    );
+    // Mutations answer `forbidden` as a UserError, and record the caller.
+    let create = r#"mutation($ns: String) { createTask(input: {name: "checkout", namespace: $ns, context: {order_id: 2}}) {
+        task { initiator } errors { code } } }"#;
+    let r = graphql(
+        &h,
+        &["tasker.task:create@shop"],
+        create,
+        json!({"ns": "ops"}),
+    )
+    .await;
+    assert_eq!(
+        r.json["data"]["createTask"],
+        json!({"task": null, "errors": [{"code": "forbidden"}]}),
+        "{}",
+        r.text
+    );
+    let r = graphql(
+        &h,
+        &["tasker.task:create@shop"],
+        create,
+        json!({"ns": "shop"}),
+    )
+    .await;
+    assert_eq!(
+        r.json["data"]["createTask"],
+        json!({"task": {"initiator": "alice"}, "errors": []}),
+        "{}",
+        r.text
+    );
+    let r = graphql(
+        &h,
+        &["tasker.task:show"],
+        "mutation($id: UUID!) { cancelTask(id: $id) { errors { code } } }",
+        vars,
+    )
+    .await;
+    assert_eq!(
+        r.json["data"]["cancelTask"]["errors"][0]["code"], "forbidden",
+        "{}",
+        r.text
+    );
+}
 
 /// The table has a row for every route the router registers, and no row
 /// for a route that does not exist.
@@ -156,6 +286,7 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         }
         ("PATCH", "/tasker/tasks/{task_id}") => Some(json!({"reason": "checked"})),
         ("PATCH", _) => Some(json!({"retry_limit": 5})),
+        ("POST", "/tasker/graphql") => Some(json!({"query": "{ __typename }"})),
         ("POST", "/tasker/workers/claim") => Some(
             json!({"worker_id": "w", "handler_kinds": ["noop"], "wait_seconds": 0, "max_steps": 1}),
         ),
@@ -206,6 +337,27 @@ async fn every_route_answers_401_403_or_its_own_answer(db: Db) {
                 assert!(
                     r.status.is_success() || r.status.is_redirection(),
                     "{method} {path} is open: {} {}",
+                    r.status,
+                    r.text
+                );
+                continue;
+            }
+            // The GraphQL endpoint: any caller; operations check their own
+            // permission (tests/graphql_auth.rs).
+            Access::Authenticated => {
+                let r = send(&h, method, &uri, body.as_ref(), None).await;
+                r.assert_error(401, "unauthenticated");
+                let r = send(
+                    &h,
+                    method,
+                    &uri,
+                    body.as_ref(),
+                    bearer(&token(&h, &["tasker.handler:show"])),
+                )
+                .await;
+                assert!(
+                    !matches!(r.status.as_u16(), 401 | 403 | 500),
+                    "{method} {path} with a caller: {} {}",
                     r.status,
                     r.text
                 );
@@ -666,6 +818,7 @@ fn the_security_doc_lists_the_table_of_the_code() {
         .map(|(m, p, a)| {
             let access = match a {
                 Access::Public | Access::Docs => "open",
+                Access::Authenticated => "authenticated",
                 Access::Status => "tasker.health_status:index",
                 Access::Permission(p) => p,
             };

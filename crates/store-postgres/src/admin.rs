@@ -93,7 +93,7 @@ async fn settle_task(
     delta: Delta,
     now: DateTime<Utc>,
     emit: &mut Emit,
-    origin: &str,
+    origin: &crate::events::Origin,
 ) -> Result<(), TxError> {
     settle(conn, &BTreeMap::from([(task_id, delta)]), now, emit, origin).await?;
     notify(conn, emit, origin).await

@@ -7,7 +7,7 @@
 //! | channel | payload | meaning |
 //! |---|---|---|
 //! | `tasker_work` | the sending store's instance id | steps became claimable now |
-//! | `tasker_task` | `<task_id>:finished[,<task_id>:finished…]` | tasks reached a final state |
+//! | `tasker_task` | `<task_id>:finished[,<task_id>:changed…]` | tasks reached a final state; with `PgOptions::announce_changes`, also tasks whose steps changed |
 //!
 //! A transaction sends at most one `tasker_work` notification, however many
 //! steps it made ready, and one `tasker_task` notification per ~150 finished
@@ -44,6 +44,15 @@ pub const TASK_CHANNEL: &str = "tasker_task";
 /// Entries per `tasker_task` payload: 150 × 46 bytes stays under 8000.
 const FINISHED_PER_PAYLOAD: usize = 150;
 
+/// A store instance as its notifications name it.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    /// The instance id (payload of its `tasker_work` notifications).
+    pub id: String,
+    /// Whether `tasker_task` also carries changed (not only finished) tasks.
+    pub announce_changes: bool,
+}
+
 /// What one transaction wants to announce once it has committed.
 #[derive(Debug, Default)]
 pub(crate) struct Emit {
@@ -73,21 +82,28 @@ impl Emit {
     }
 
     /// True when something must be sent to other processes.
-    pub(crate) fn needs_notify(&self) -> bool {
-        self.work || !self.finished.is_empty()
+    pub(crate) fn needs_notify(&self, origin: &Origin) -> bool {
+        self.work
+            || !self.finished.is_empty()
+            || (origin.announce_changes && !self.changed.is_empty())
     }
 
-    /// `tasker_task` payloads for the finished tasks.
-    pub(crate) fn finished_payloads(&self) -> Vec<String> {
-        self.finished
-            .chunks(FINISHED_PER_PAYLOAD)
-            .map(|chunk| {
-                chunk
-                    .iter()
-                    .map(|id| format!("{id}:finished"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
+    /// `tasker_task` payloads: the finished tasks, and with
+    /// `announce_changes` the other changed tasks too.
+    pub(crate) fn task_payloads(&self, origin: &Origin) -> Vec<String> {
+        let changed = self
+            .changed
+            .iter()
+            .filter(|id| origin.announce_changes && !self.finished.contains(id))
+            .map(|id| format!("{id}:changed"));
+        let all: Vec<String> = self
+            .finished
+            .iter()
+            .map(|id| format!("{id}:finished"))
+            .chain(changed)
+            .collect();
+        all.chunks(FINISHED_PER_PAYLOAD)
+            .map(|chunk| chunk.join(","))
             .collect()
     }
 
@@ -111,9 +127,9 @@ impl Emit {
 pub(crate) async fn notify(
     conn: &mut PgConnection,
     emit: &mut Emit,
-    origin: &str,
+    origin: &Origin,
 ) -> Result<(), TxError> {
-    if emit.notified || !emit.needs_notify() {
+    if emit.notified || !emit.needs_notify(origin) {
         return Ok(());
     }
     sqlx::query(
@@ -121,8 +137,8 @@ pub(crate) async fn notify(
                 (SELECT count(pg_notify('tasker_task', p)) FROM UNNEST($3::text[]) AS p)",
     )
     .bind(emit.work)
-    .bind(origin)
-    .bind(emit.finished_payloads())
+    .bind(&origin.id)
+    .bind(emit.task_payloads(origin))
     .execute(conn)
     .await?;
     emit.notified = true;
@@ -234,8 +250,33 @@ mod tests {
             finished: (0..1000).map(|_| Uuid::now_v7()).collect(),
             notified: false,
         };
-        let payloads = emit.finished_payloads();
+        let origin = Origin {
+            id: "me".into(),
+            announce_changes: true,
+        };
+        let payloads = emit.task_payloads(&origin);
         assert_eq!(payloads.len(), 7);
         assert!(payloads.iter().all(|p| p.len() < 8000));
+        let a = Uuid::now_v7();
+        let b = Uuid::now_v7();
+        let mut emit = Emit::default();
+        emit.changed(a);
+        emit.finished(b);
+        assert_eq!(
+            emit.task_payloads(&origin),
+            vec![format!("{b}:finished,{a}:changed")]
+        );
+        let quiet = Origin {
+            announce_changes: false,
+            ..origin
+        };
+        assert_eq!(emit.task_payloads(&quiet), vec![format!("{b}:finished")]);
+        let mut only_changed = Emit::default();
+        only_changed.changed(a);
+        assert!(!only_changed.needs_notify(&quiet));
+        assert_eq!(
+            parse_notification(TASK_CHANNEL, &format!("{a}:changed"), "me"),
+            vec![StoreEvent::TaskChanged(a)]
+        );
     }
 }

@@ -188,6 +188,12 @@ pub struct PgOptions {
     /// Whose clock stamps leases, rescues and transitions (see [`clock`]).
     /// Default [`PgClock::Database`].
     pub clock: PgClock,
+    /// Also announce every task whose steps changed to other processes
+    /// (`<task_id>:changed` on `tasker_task`), so their `TaskChanged` events
+    /// (GraphQL subscriptions, the analysis cache) see this process's
+    /// commits. Off by default: each step-changing commit then sends a
+    /// NOTIFY, which serialises commits (see `events`). Default false.
+    pub announce_changes: bool,
 }
 
 impl Default for PgOptions {
@@ -198,6 +204,7 @@ impl Default for PgOptions {
             acquire_timeout: Duration::from_secs(10),
             run_migrations: true,
             clock: PgClock::Database,
+            announce_changes: false,
         }
     }
 }
@@ -211,8 +218,9 @@ pub struct PgStore {
 struct Inner {
     pool: PgPool,
     events: broadcast::Sender<StoreEvent>,
-    /// This instance's id, the payload of its `tasker_work` notifications.
-    origin: String,
+    /// This instance's id (the payload of its `tasker_work` notifications)
+    /// and what its notifications announce.
+    origin: events::Origin,
     listener: JoinHandle<()>,
     /// The database clock, with [`PgClock::Database`].
     db_clock: Option<Arc<clock::DbClock>>,
@@ -227,7 +235,7 @@ impl Drop for Inner {
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore")
-            .field("origin", &self.inner.origin)
+            .field("origin", &self.inner.origin.id)
             .finish_non_exhaustive()
     }
 }
@@ -282,7 +290,10 @@ impl PgStore {
             inner: Arc::new(Inner {
                 pool,
                 events,
-                origin,
+                origin: events::Origin {
+                    id: origin,
+                    announce_changes: options.announce_changes,
+                },
                 listener,
                 db_clock,
             }),
@@ -315,13 +326,35 @@ impl PgStore {
         clock::Rebase::new(self.inner.db_clock.as_ref(), caller_now)
     }
 
-    fn origin(&self) -> &str {
+    fn origin(&self) -> &events::Origin {
         &self.inner.origin
     }
 
     /// Broadcasts a committed transaction's events and returns its value.
+    ///
+    /// With `announce_changes`, a transaction that could not queue its
+    /// NOTIFY before commit (a claim runs in autocommit; a step edit has no
+    /// settle step) announces its changed tasks right after, off the
+    /// caller's path: events are hints, so a NOTIFY just after the commit
+    /// is as good as one at it.
     fn deliver<T>(&self, r: StoreResult<(T, Emit)>) -> StoreResult<T> {
         let (v, emit) = r?;
+        let origin = &self.inner.origin;
+        if origin.announce_changes && !emit.notified && !emit.changed.is_empty() {
+            let payloads = emit.task_payloads(origin);
+            let pool = self.inner.pool.clone();
+            tokio::spawn(async move {
+                let sent = sqlx::query(
+                    "SELECT count(pg_notify('tasker_task', p)) FROM UNNEST($1::text[]) AS p",
+                )
+                .bind(payloads)
+                .execute(&pool)
+                .await;
+                if let Err(e) = sent {
+                    tracing::warn!(error = %e, "cannot announce changed tasks");
+                }
+            });
+        }
         emit.broadcast(&self.inner.events);
         Ok(v)
     }
@@ -432,6 +465,13 @@ impl Store for PgStore {
 
     async fn step_list(&self, task_id: Uuid) -> StoreResult<Vec<StepRow>> {
         self.read_step_list(task_id).await
+    }
+
+    async fn step_list_many(
+        &self,
+        task_ids: &[Uuid],
+    ) -> StoreResult<std::collections::HashMap<Uuid, Vec<StepRow>>> {
+        self.read_step_list_many(task_ids).await
     }
 
     async fn step_get(&self, id: Uuid) -> StoreResult<StepRow> {

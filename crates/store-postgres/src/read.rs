@@ -237,6 +237,29 @@ impl PgStore {
             .map_err(TxError::into_store)
     }
 
+    /// The steps of many tasks in one statement (`= ANY($1)`), grouped by task.
+    pub(crate) async fn read_step_list_many(
+        &self,
+        task_ids: &[Uuid],
+    ) -> StoreResult<std::collections::HashMap<Uuid, Vec<StepRow>>> {
+        let mut out: std::collections::HashMap<Uuid, Vec<StepRow>> = Default::default();
+        if task_ids.is_empty() {
+            return Ok(out);
+        }
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {STEP_COLS} FROM steps s WHERE s.task_id = ANY($1) ORDER BY s.task_id, s.position"
+        )))
+        .bind(task_ids)
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(store_err)?;
+        for r in &rows {
+            let step = step_row(r).map_err(TxError::into_store)?;
+            out.entry(step.task_id).or_default().push(step);
+        }
+        Ok(out)
+    }
+
     pub(crate) async fn read_step(&self, id: Uuid) -> StoreResult<StepRow> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {STEP_COLS} FROM steps s WHERE s.id = $1"

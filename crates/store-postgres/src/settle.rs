@@ -188,7 +188,7 @@ pub(crate) async fn settle(
     deltas: &BTreeMap<Uuid, Delta>,
     now: DateTime<Utc>,
     emit: &mut Emit,
-    origin: &str,
+    origin: &crate::events::Origin,
 ) -> Result<Vec<(Uuid, TaskState)>, TxError> {
     if deltas.is_empty() {
         return Ok(Vec::new());
@@ -218,7 +218,7 @@ pub(crate) async fn write_tasks(
     writes: &[TaskWrite],
     now: DateTime<Utc>,
     emit: &mut Emit,
-    origin: &str,
+    origin: &crate::events::Origin,
 ) -> Result<Vec<(Uuid, TaskState)>, TxError> {
     let mut finished = Vec::new();
     let n = writes.len();
@@ -277,11 +277,11 @@ pub(crate) async fn write_tasks(
         .bind(&tr_to)
         .bind(&tr_meta)
         .bind(emit.work && !emit.notified)
-        .bind(origin)
+        .bind(&origin.id)
         .bind(if emit.notified {
             Vec::new()
         } else {
-            emit.finished_payloads()
+            emit.task_payloads(origin)
         })
         .fetch_one(&mut *conn)
         .await?;

@@ -348,6 +348,13 @@ impl Store for SqliteStore {
         steps::list(&self.reader, task_id).await
     }
 
+    async fn step_list_many(
+        &self,
+        task_ids: &[Uuid],
+    ) -> StoreResult<std::collections::HashMap<Uuid, Vec<StepRow>>> {
+        steps::list_many(&self.reader, task_ids).await
+    }
+
     async fn step_get(&self, id: Uuid) -> StoreResult<StepRow> {
         steps::get(&self.reader, id).await
     }

@@ -47,6 +47,58 @@ pub(crate) async fn get(pool: &SqlitePool, id: Uuid) -> StoreResult<StepRow> {
     get_in(&mut conn, id).await
 }
 
+/// Most ids bound in one `IN (...)` (SQLite's default limit is 32766 variables).
+const IN_CHUNK: usize = 500;
+
+/// The steps of many tasks, grouped by task: two statements per chunk of
+/// [`IN_CHUNK`] task ids, however many tasks and steps.
+pub(crate) async fn list_many(
+    pool: &SqlitePool,
+    task_ids: &[Uuid],
+) -> StoreResult<HashMap<Uuid, Vec<StepRow>>> {
+    let mut out: HashMap<Uuid, Vec<StepRow>> = HashMap::new();
+    for chunk in task_ids.chunks(IN_CHUNK) {
+        // Placeholders only; the ids are bound, never spliced into the text.
+        let marks = (1..=chunk.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {} FROM steps WHERE task_id IN ({marks}) ORDER BY task_id, position",
+            step_cols!()
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        let rows = q.fetch_all(pool).await.db()?;
+        let sql = format!(
+            "SELECT e.child_id, p.name FROM steps c
+             JOIN step_edges e ON e.child_id = c.id
+             JOIN steps p ON p.id = e.parent_id
+             WHERE c.task_id IN ({marks}) ORDER BY p.position"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        let edges = q.fetch_all(pool).await.db()?;
+        let mut parents: HashMap<Uuid, Vec<String>> = HashMap::new();
+        for e in &edges {
+            parents
+                .entry(e.try_get(0).db()?)
+                .or_default()
+                .push(e.try_get(1).db()?);
+        }
+        for r in &rows {
+            let id: Uuid = r.try_get("id").db()?;
+            let step = step_row(r, parents.remove(&id).unwrap_or_default())?;
+            out.entry(step.task_id).or_default().push(step);
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) async fn list(pool: &SqlitePool, task_id: Uuid) -> StoreResult<Vec<StepRow>> {
     let rows = sqlx::query(concat!(
         "SELECT ",

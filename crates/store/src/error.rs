@@ -46,4 +46,23 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
     }
+
+    /// The stable machine code interfaces report (REST `error.code`, GraphQL `code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::NotFound { .. } => "not_found",
+            StoreError::InvalidTransition(_) => "invalid_transition",
+            StoreError::DuplicateTask { .. } => "duplicate_task",
+            StoreError::Conflict(_) => "conflict",
+            StoreError::InvalidData(_) => "invalid_value",
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// Whether the cause is the server's, not the request's: interfaces
+    /// log the message and show an opaque one.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Internal(_))
+    }
 }

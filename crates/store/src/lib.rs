@@ -138,6 +138,14 @@ pub trait Store: Send + Sync + 'static {
     /// The steps of a task, in template order, with parents' names.
     async fn step_list(&self, task_id: Uuid) -> StoreResult<Vec<StepRow>>;
 
+    /// The steps of many tasks in one read (the GraphQL DataLoader's batch):
+    /// each task's steps in template order, grouped by task id. Unknown task
+    /// ids and tasks without steps are simply absent from the map.
+    async fn step_list_many(
+        &self,
+        task_ids: &[Uuid],
+    ) -> StoreResult<std::collections::HashMap<Uuid, Vec<StepRow>>>;
+
     /// One step.
     async fn step_get(&self, id: Uuid) -> StoreResult<StepRow>;
 

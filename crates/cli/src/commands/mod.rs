@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod graphql;
 pub mod keys;
 pub mod migrate;
 pub mod run;

@@ -143,6 +143,11 @@ pub(crate) async fn server_config(c: &TaskerConfig) -> Result<ServerConfig, sett
         ),
         max_page_size: c.server.max_page_size,
         default_page_size: c.server.default_page_size,
+        graphql: tasker_server::graphql::GraphqlSettings {
+            max_depth: c.server.graphql_max_depth as usize,
+            max_complexity: c.server.graphql_max_complexity as usize,
+            introspection: c.server.graphql_introspection,
+        },
         ready_timeout: secs(
             "health.ready_timeout_seconds",
             c.health.ready_timeout_seconds,

@@ -257,7 +257,7 @@ pub async fn handlers_index(State(st): State<AppState>) -> Json<NamespaceList> {
     })
 }
 
-fn namespace_not_found(ns: &str) -> ApiError {
+pub(crate) fn namespace_not_found(ns: &str) -> ApiError {
     ApiError::not_found(
         "namespace_not_found",
         format!("namespace `{ns}` not found: no task template is registered in it"),
@@ -327,7 +327,23 @@ pub async fn handlers_show(
     ApiPath(p): ApiPath<HandlerPath>,
     ApiQuery(q): ApiQuery<HandlerQuery>,
 ) -> Result<Json<HandlerEnvelope>, ApiError> {
-    let wanted = match q.version.as_deref().map(str::trim) {
+    let handler = find_handler(&st, &p.namespace, &p.name, q.version.as_deref())?;
+    Ok(Json(HandlerEnvelope {
+        handler,
+        generated_at: st.tasker().now(),
+    }))
+}
+
+/// One template version by namespace, name and version (`None`, empty or
+/// `latest`: the newest), with the error REST and GraphQL both answer when
+/// a part of the reference matches nothing.
+pub(crate) fn find_handler(
+    st: &AppState,
+    namespace: &str,
+    name: &str,
+    version: Option<&str>,
+) -> Result<HandlerDetail, ApiError> {
+    let wanted = match version.map(str::trim) {
         None | Some("") | Some("latest") => None,
         Some(v) => Some(semver::Version::parse(v).map_err(|e| {
             ApiError::bad_request(
@@ -338,35 +354,30 @@ pub async fn handlers_show(
         })?),
     };
     let found = st.tasker().with_registry(|r| {
-        let names = r.names(&p.namespace)?;
+        let names = r.names(namespace)?;
         let versions = names
             .into_iter()
-            .find(|(n, _)| *n == p.name)
+            .find(|(n, _)| *n == name)
             .map(|(_, vs)| vs);
-        Some((versions, r.get(&p.namespace, &p.name, wanted.as_ref()).ok()))
+        Some((versions, r.get(namespace, name, wanted.as_ref()).ok()))
     });
     let (versions, template) = match found {
-        None => return Err(namespace_not_found(&p.namespace)),
+        None => return Err(namespace_not_found(namespace)),
         Some((None, _)) => {
             return Err(ApiError::not_found(
                 "handler_not_found",
-                format!(
-                    "template `{}` not found in namespace `{}`",
-                    p.name, p.namespace
-                ),
+                format!("template `{name}` not found in namespace `{namespace}`"),
             )
             .field("name")
-            .detail("namespace", json!(p.namespace))
-            .detail("name", json!(p.name)));
+            .detail("namespace", json!(namespace))
+            .detail("name", json!(name)));
         }
         Some((Some(vs), None)) => {
             let available: Vec<String> = vs.iter().map(ToString::to_string).collect();
             return Err(ApiError::not_found(
                 "version_not_found",
                 format!(
-                    "template `{}.{}` has no version `{}`",
-                    p.namespace,
-                    p.name,
+                    "template `{namespace}.{name}` has no version `{}`",
                     wanted.map(|v| v.to_string()).unwrap_or_default()
                 ),
             )
@@ -376,10 +387,7 @@ pub async fn handlers_show(
         Some((Some(vs), Some(t))) => (vs, t),
     };
     let versions: Vec<String> = versions.iter().map(ToString::to_string).collect();
-    Ok(Json(HandlerEnvelope {
-        handler: detail(&st, &template, versions),
-        generated_at: st.tasker().now(),
-    }))
+    Ok(detail(st, &template, versions))
 }
 
 fn detail(st: &AppState, t: &TaskTemplate, versions: Vec<String>) -> HandlerDetail {

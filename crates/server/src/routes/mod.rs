@@ -146,6 +146,17 @@ pub(crate) fn build() -> Routes {
         .add(M::GET, "/tasker/docs", docs::docs_redirect)
         .add(M::GET, "/tasker/docs/", docs::docs_index)
         .add(M::GET, "/tasker/docs/{file}", docs::docs_asset)
+        // GraphQL.
+        .add(
+            M::POST,
+            "/tasker/graphql",
+            crate::graphql::http::graphql_post,
+        )
+        .add(
+            M::GET,
+            "/tasker/graphql/ws",
+            crate::graphql::http::graphql_ws,
+        )
 }
 
 /// Every route the server registers, in registration order.

@@ -15,9 +15,6 @@ use tasker_store::{StepRow, StepUpdate};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-/// Highest retry limit a step may be given.
-const MAX_RETRY_LIMIT: i32 = 1000;
-
 /// `{task_id}/steps/{step_id}` in a path.
 #[derive(Debug, Deserialize)]
 pub struct StepPath {
@@ -81,21 +78,11 @@ impl ApiBody for ResolveStep {
 
 /// The step, checked to belong to the task (404 otherwise).
 async fn step_in_task(st: &AppState, task_id: Uuid, step_id: Uuid) -> Result<StepRow, ApiError> {
-    let step = st.tasker().step(step_id).await?;
-    if step.task_id != task_id {
-        return Err(not_in_task(task_id, step_id));
-    }
-    Ok(step)
+    Ok(st.tasker().step_in_task(task_id, step_id).await?)
 }
 
 fn not_in_task(task_id: Uuid, step_id: Uuid) -> ApiError {
-    ApiError::not_found(
-        "not_found",
-        format!("step {step_id} not found in task {task_id}"),
-    )
-    .detail("entity", json!("step"))
-    .detail("id", json!(step_id))
-    .detail("task_id", json!(task_id))
+    tasker_engine::EngineError::StepNotInTask { task_id, step_id }.into()
 }
 
 /// The full view of one step (with children and siblings, which need the
@@ -181,41 +168,18 @@ pub async fn steps_update(
 ) -> Result<Json<StepEnvelope>, ApiError> {
     let env = body.envelope;
     let b = body.value;
-    if b.retry_limit.is_none() && b.inputs.is_none() {
-        return Err(ApiError::bad_request(
-            "empty_update",
-            "nothing to change: give `retry_limit` and/or `inputs`",
-        ));
-    }
-    if let Some(limit) = b.retry_limit
-        && !(1..=MAX_RETRY_LIMIT).contains(&limit)
-    {
-        return Err(ApiError::bad_request(
-            "invalid_field",
-            format!("retry_limit: must be between 1 and {MAX_RETRY_LIMIT}"),
-        )
-        .field("retry_limit")
-        .in_envelope(env));
-    }
-    if let Some(inputs) = &b.inputs
-        && !inputs.is_object()
-    {
-        return Err(
-            ApiError::bad_request("invalid_field", "inputs: must be a JSON object")
-                .field("inputs")
-                .in_envelope(env),
-        );
-    }
+    let update = StepUpdate {
+        retry_limit: b.retry_limit,
+        inputs: b.inputs,
+    };
+    // The edit's own rules answer before the lookup, as they always have.
+    tasker_engine::requests::check_step_update(&update)
+        .map_err(|e| ApiError::from(e).in_envelope(env))?;
     step_in_task(&st, p.task_id, p.step_id).await?;
     st.tasker()
-        .update_step(
-            p.step_id,
-            StepUpdate {
-                retry_limit: b.retry_limit,
-                inputs: b.inputs,
-            },
-        )
-        .await?;
+        .update_step(p.step_id, update)
+        .await
+        .map_err(|e| ApiError::from(e).in_envelope(env))?;
     let step = step_view(&st, p.task_id, p.step_id).await?;
     Ok(Json(StepEnvelope { step }))
 }

@@ -16,16 +16,11 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tasker_core::TaskState;
-use tasker_core::registry::RegistryError;
-use tasker_engine::{EngineError, TaskRequest};
-use tasker_store::{StepRow, TaskQuery, TaskSort, TaskUpdate};
+use tasker_engine::TaskRequest;
+use tasker_engine::requests::{PageLimits, TaskListRequest};
+use tasker_store::{StepRow, TaskSort, TaskUpdate};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-
-/// Most tags a task may carry.
-const MAX_TAGS: usize = 64;
-/// Longest tag, reason, initiator or source system.
-const MAX_TEXT: usize = 1024;
 
 /// The body of `POST /tasker/tasks`, bare or wrapped in `{"task": ...}`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -189,10 +184,6 @@ pub async fn tasks_create(
 ) -> Result<(StatusCode, HeaderMap, Json<TaskEnvelope>), ApiError> {
     let env = body.envelope;
     let b = body.value;
-    check_text("initiator", b.initiator.as_deref()).map_err(|e| e.in_envelope(env))?;
-    check_text("source_system", b.source_system.as_deref()).map_err(|e| e.in_envelope(env))?;
-    check_text("reason", b.reason.as_deref()).map_err(|e| e.in_envelope(env))?;
-    check_tags(&b.tags).map_err(|e| e.in_envelope(env))?;
     let namespace = b
         .namespace
         .unwrap_or_else(|| tasker_core::template::DEFAULT_NAMESPACE.to_string());
@@ -217,30 +208,18 @@ pub async fn tasks_create(
     request.reason = b.reason;
     request.tags = b.tags;
     // The body's id wins; else the request's (header or generated).
-    if let Some(c) = &b.correlation_id
-        && !crate::correlation::valid(c)
-    {
-        return Err(ApiError::bad_request(
-            "invalid_field",
-            "correlation_id: must be 1-128 characters of letters, digits, `.`, `_`, `:` or `-`",
-        )
-        .field("correlation_id")
-        .in_envelope(env));
-    }
     request.correlation_id = Some(b.correlation_id.unwrap_or(cid.0));
     // The caller's trace: the task's root span links to it.
     request.traceparent = request_headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let (ns, name) = (request.namespace.clone(), request.name.clone());
-    let task = match st.tasker().create_task(request).await {
-        Ok(t) => t,
-        Err(EngineError::Registry(RegistryError::NotFound { version, .. })) => {
-            return Err(unknown_template(&st, &ns, &name, version.as_deref()).in_envelope(env));
-        }
-        Err(e) => return Err(ApiError::from(e).in_envelope(env)),
-    };
+    // The request rules and the unknown-template answer are the service's.
+    let task = st
+        .tasker()
+        .submit_task(request)
+        .await
+        .map_err(|e| ApiError::from(e).in_envelope(env))?;
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("/tasker/tasks/{}", task.id)) {
         headers.insert(LOCATION, v);
@@ -255,70 +234,6 @@ pub async fn tasks_create(
             task: TaskView::from_row(task),
         }),
     ))
-}
-
-/// A 400 that names the part of the template reference that matched nothing.
-fn unknown_template(st: &AppState, ns: &str, name: &str, version: Option<&str>) -> ApiError {
-    let versions = st.tasker().with_registry(|r| {
-        r.names(ns).map(|names| {
-            names
-                .into_iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, vs)| vs.iter().map(ToString::to_string).collect::<Vec<_>>())
-        })
-    });
-    match versions {
-        None => ApiError::bad_request(
-            "unknown_template",
-            format!("no task template is registered in namespace `{ns}`"),
-        )
-        .field("namespace"),
-        Some(None) => ApiError::bad_request(
-            "unknown_template",
-            format!("no task template `{name}` in namespace `{ns}`"),
-        )
-        .field("name"),
-        Some(Some(available)) => ApiError::bad_request(
-            "unknown_template",
-            format!(
-                "template `{ns}.{name}` has no version `{}`",
-                version.unwrap_or("")
-            ),
-        )
-        .field("version")
-        .detail("available_versions", json!(available)),
-    }
-}
-
-fn check_text(field: &str, v: Option<&str>) -> Result<(), ApiError> {
-    match v {
-        Some(s) if s.chars().count() > MAX_TEXT => Err(ApiError::bad_request(
-            "invalid_field",
-            format!("{field}: must be at most {MAX_TEXT} characters"),
-        )
-        .field(field)),
-        _ => Ok(()),
-    }
-}
-
-fn check_tags(tags: &[String]) -> Result<(), ApiError> {
-    if tags.len() > MAX_TAGS {
-        return Err(ApiError::bad_request(
-            "invalid_field",
-            format!("tags: at most {MAX_TAGS} tags"),
-        )
-        .field("tags"));
-    }
-    for (i, t) in tags.iter().enumerate() {
-        if t.is_empty() || t.chars().count() > 128 {
-            return Err(ApiError::bad_request(
-                "invalid_field",
-                format!("tags[{i}]: a tag must be 1 to 128 characters"),
-            )
-            .field(format!("tags[{i}]")));
-        }
-    }
-    Ok(())
 }
 
 /// Lists tasks, filtered, sorted and paged.
@@ -337,54 +252,29 @@ pub async fn tasks_index(
     ApiQuery(q): ApiQuery<ListTasksQuery>,
 ) -> Result<Json<TaskList>, ApiError> {
     let cfg = st.config();
-    let limit = q.limit.unwrap_or(cfg.default_page_size);
-    if limit == 0 || limit > cfg.max_page_size {
-        return Err(ApiError::bad_request(
-            "invalid_parameter",
-            format!(
-                "query parameter `limit`: must be between 1 and {}",
-                cfg.max_page_size
-            ),
-        )
-        .field("limit"));
-    }
-    let offset = q.offset.unwrap_or(0);
-    if let Some(v) = &q.version
-        && let Err(e) = semver::Version::parse(v)
-    {
-        return Err(ApiError::bad_request(
-            "invalid_parameter",
-            format!("query parameter `version`: `{v}` is not a semantic version: {e}"),
-        )
-        .field("version"));
-    }
-    if let (Some(a), Some(b)) = (q.created_since, q.created_until)
-        && a >= b
-    {
-        return Err(ApiError::bad_request(
-            "invalid_parameter",
-            "query parameter `created_until`: must be after `created_since`",
-        )
-        .field("created_until"));
-    }
-    let query = TaskQuery {
+    let request = TaskListRequest {
+        limit: q.limit,
+        offset: q.offset,
         status: q.status,
         namespace: q.namespace,
         name: q.name,
         version: q.version,
         created_since: q.created_since,
         created_until: q.created_until,
-        sort: match q.sort_by.unwrap_or(SortBy::CreatedAt) {
+        sort: q.sort_by.map(|s| match s {
             SortBy::CreatedAt => TaskSort::CreatedAt,
             SortBy::UpdatedAt => TaskSort::UpdatedAt,
             SortBy::Status => TaskSort::Status,
             SortBy::Name => TaskSort::Name,
             SortBy::Namespace => TaskSort::Namespace,
-        },
-        descending: !matches!(q.sort_order, Some(SortOrder::Asc)),
-        limit,
-        offset,
+        }),
+        ascending: matches!(q.sort_order, Some(SortOrder::Asc)),
     };
+    let query = request.to_query(PageLimits {
+        default: cfg.default_page_size,
+        max: cfg.max_page_size,
+    })?;
+    let (limit, offset) = (query.limit, query.offset);
     let page = st.tasker().list_tasks(&query).await?;
     let with_analysis = q.include_dependencies.unwrap_or_default().0;
     let mut tasks = Vec::with_capacity(page.items.len());
@@ -485,16 +375,6 @@ pub async fn tasks_update(
 ) -> Result<Json<TaskEnvelope>, ApiError> {
     let env = body.envelope;
     let b = body.value;
-    if b.reason.is_none() && b.tags.is_none() {
-        return Err(ApiError::bad_request(
-            "empty_update",
-            "nothing to change: give `reason` and/or `tags`",
-        ));
-    }
-    check_text("reason", b.reason.as_deref()).map_err(|e| e.in_envelope(env))?;
-    if let Some(tags) = &b.tags {
-        check_tags(tags).map_err(|e| e.in_envelope(env))?;
-    }
     let task = st
         .tasker()
         .update_task(
@@ -504,7 +384,8 @@ pub async fn tasks_update(
                 tags: b.tags,
             },
         )
-        .await?;
+        .await
+        .map_err(|e| ApiError::from(e).in_envelope(env))?;
     Ok(Json(TaskEnvelope {
         task: TaskView::from_row(task),
     }))

@@ -152,6 +152,7 @@ macro_rules! conformance_tests {
             queries::stats_since_counts_the_window,
             queries::next_ready_at_is_earliest_ready_at,
             queries::step_list_and_step_get_agree,
+            queries::step_list_many_matches_step_list,
             queries::events_announce_changes_and_finishes,
             queries::ping_and_migrations,
             analytics::queue_depth_counts_ready_steps,

@@ -294,6 +294,22 @@ pub async fn step_list_and_step_get_agree(store: Arc<dyn Store>) {
     }
 }
 
+/// The batch read gives each task exactly what `step_list` gives it, and
+/// leaves unknown ids out.
+pub async fn step_list_many_matches_step_list(store: Arc<dyn Store>) {
+    let a = new_task(Shape::Diamond, at(0));
+    let b = new_task(Shape::Linear(3), at(0));
+    store.task_create(a.clone()).await.unwrap();
+    store.task_create(b.clone()).await.unwrap();
+    let ghost = Uuid::now_v7();
+    let many = store.step_list_many(&[a.id, b.id, ghost]).await.unwrap();
+    assert_eq!(many.len(), 2);
+    assert_eq!(many[&a.id], store.step_list(a.id).await.unwrap());
+    assert_eq!(many[&b.id], store.step_list(b.id).await.unwrap());
+    assert!(!many.contains_key(&ghost));
+    assert!(store.step_list_many(&[]).await.unwrap().is_empty());
+}
+
 /// Events: work after create, a change per step change, the end of a task.
 pub async fn events_announce_changes_and_finishes(store: Arc<dyn Store>) {
     let mut rx = store.subscribe();

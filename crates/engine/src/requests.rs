@@ -1,0 +1,353 @@
+//! The rules of operator requests, shared by every interface (REST, GraphQL,
+//! CLI): text lengths, tags, correlation ids, the task list's paging and
+//! filters, step edits, and the "did you mean" of an unknown template.
+//!
+//! Each rule fails with an [`EngineError`] whose [`EngineError::code`] and
+//! [`EngineError::field`] are what every interface reports, so the same bad
+//! request gets the same answer over REST and GraphQL.
+
+use crate::error::EngineError;
+use crate::service::{TaskRequest, Tasker};
+use chrono::{DateTime, Utc};
+use tasker_core::TaskState;
+use tasker_core::registry::RegistryError;
+use tasker_store::{Page, StepRow, StepUpdate, TaskQuery, TaskRow, TaskSort, TaskUpdate};
+use uuid::Uuid;
+
+/// Most tags a task may carry.
+pub const MAX_TAGS: usize = 64;
+/// Longest tag, in characters.
+pub const MAX_TAG: usize = 128;
+/// Longest reason, initiator or source system, in characters.
+pub const MAX_TEXT: usize = 1024;
+/// Highest retry limit a step may be given.
+pub const MAX_RETRY_LIMIT: i32 = 1000;
+
+/// A free-text field is at most [`MAX_TEXT`] characters.
+pub fn check_text(field: &str, v: Option<&str>) -> Result<(), EngineError> {
+    match v {
+        Some(s) if s.chars().count() > MAX_TEXT => Err(EngineError::InvalidField {
+            field: field.into(),
+            message: format!("must be at most {MAX_TEXT} characters"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// At most [`MAX_TAGS`] tags of 1 to [`MAX_TAG`] characters.
+pub fn check_tags(tags: &[String]) -> Result<(), EngineError> {
+    if tags.len() > MAX_TAGS {
+        return Err(EngineError::InvalidField {
+            field: "tags".into(),
+            message: format!("at most {MAX_TAGS} tags"),
+        });
+    }
+    for (i, t) in tags.iter().enumerate() {
+        if t.is_empty() || t.chars().count() > MAX_TAG {
+            return Err(EngineError::InvalidField {
+                field: format!("tags[{i}]"),
+                message: format!("a tag must be 1 to {MAX_TAG} characters"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A correlation (or request) id: 1-128 letters, digits, `.`, `_`, `:` or `-`,
+/// so it is safe in a header, a log line and a URL.
+pub fn valid_correlation_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
+}
+
+/// Checks a task request's free text, tags and correlation id.
+pub fn check_task_request(r: &TaskRequest) -> Result<(), EngineError> {
+    check_text("initiator", r.initiator.as_deref())?;
+    check_text("source_system", r.source_system.as_deref())?;
+    check_text("reason", r.reason.as_deref())?;
+    check_tags(&r.tags)?;
+    if let Some(c) = &r.correlation_id
+        && !valid_correlation_id(c)
+    {
+        return Err(EngineError::InvalidField {
+            field: "correlation_id".into(),
+            message: "must be 1-128 characters of letters, digits, `.`, `_`, `:` or `-`".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Page sizes an interface allows (its configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimits {
+    /// Page size when none is asked for.
+    pub default: u32,
+    /// Largest page size.
+    pub max: u32,
+}
+
+/// A task-list request as an interface received it, before the rules.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskListRequest {
+    /// Page size (default [`PageLimits::default`]).
+    pub limit: Option<u32>,
+    /// Rows to skip.
+    pub offset: Option<u32>,
+    /// Only this state.
+    pub status: Option<TaskState>,
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Only this template name.
+    pub name: Option<String>,
+    /// Only this version (semver).
+    pub version: Option<String>,
+    /// Created at or after.
+    pub created_since: Option<DateTime<Utc>>,
+    /// Created before.
+    pub created_until: Option<DateTime<Utc>>,
+    /// Sort key (default creation time).
+    pub sort: Option<TaskSort>,
+    /// Ascending instead of the default descending order.
+    pub ascending: bool,
+}
+
+impl TaskListRequest {
+    /// Applies the paging and filter rules: the store query, or the error.
+    pub fn to_query(&self, limits: PageLimits) -> Result<TaskQuery, EngineError> {
+        let limit = self.limit.unwrap_or(limits.default);
+        if limit == 0 || limit > limits.max {
+            return Err(EngineError::InvalidParameter {
+                field: "limit".into(),
+                message: format!("must be between 1 and {}", limits.max),
+            });
+        }
+        if let Some(v) = &self.version
+            && let Err(e) = semver::Version::parse(v)
+        {
+            return Err(EngineError::InvalidParameter {
+                field: "version".into(),
+                message: format!("`{v}` is not a semantic version: {e}"),
+            });
+        }
+        if let (Some(a), Some(b)) = (self.created_since, self.created_until)
+            && a >= b
+        {
+            return Err(EngineError::InvalidParameter {
+                field: "created_until".into(),
+                message: "must be after `created_since`".into(),
+            });
+        }
+        Ok(TaskQuery {
+            status: self.status,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            version: self.version.clone(),
+            created_since: self.created_since,
+            created_until: self.created_until,
+            sort: self.sort.unwrap_or(TaskSort::CreatedAt),
+            descending: !self.ascending,
+            limit,
+            offset: self.offset.unwrap_or(0),
+        })
+    }
+}
+
+/// Checks a task edit: something to change, text and tags in bounds.
+pub fn check_task_update(u: &TaskUpdate) -> Result<(), EngineError> {
+    if u.reason.is_none() && u.tags.is_none() {
+        return Err(EngineError::EmptyUpdate(
+            "nothing to change: give `reason` and/or `tags`",
+        ));
+    }
+    check_text("reason", u.reason.as_deref())?;
+    if let Some(tags) = &u.tags {
+        check_tags(tags)?;
+    }
+    Ok(())
+}
+
+/// Checks a step edit: something to change, a retry limit in range, inputs an object.
+pub fn check_step_update(u: &StepUpdate) -> Result<(), EngineError> {
+    if u.retry_limit.is_none() && u.inputs.is_none() {
+        return Err(EngineError::EmptyUpdate(
+            "nothing to change: give `retry_limit` and/or `inputs`",
+        ));
+    }
+    if let Some(limit) = u.retry_limit
+        && !(1..=MAX_RETRY_LIMIT).contains(&limit)
+    {
+        return Err(EngineError::InvalidField {
+            field: "retry_limit".into(),
+            message: format!("must be between 1 and {MAX_RETRY_LIMIT}"),
+        });
+    }
+    if let Some(inputs) = &u.inputs
+        && !inputs.is_object()
+    {
+        return Err(EngineError::InvalidField {
+            field: "inputs".into(),
+            message: "must be a JSON object".into(),
+        });
+    }
+    Ok(())
+}
+
+impl Tasker {
+    /// Creates a task from an operator's request: the request rules
+    /// ([`check_task_request`]), then [`Tasker::create_task`]; a template that
+    /// does not exist becomes [`EngineError::UnknownTemplate`], naming the
+    /// part of the reference that matched nothing (and the versions that exist).
+    pub async fn submit_task(&self, request: TaskRequest) -> Result<TaskRow, EngineError> {
+        check_task_request(&request)?;
+        let (ns, name) = (request.namespace.clone(), request.name.clone());
+        match self.create_task(request).await {
+            Err(EngineError::Registry(RegistryError::NotFound { version, .. })) => {
+                Err(self.unknown_template(&ns, &name, version.as_deref()))
+            }
+            other => other,
+        }
+    }
+
+    /// Which part of `ns.name@version` matched nothing.
+    fn unknown_template(&self, ns: &str, name: &str, version: Option<&str>) -> EngineError {
+        let versions = self.with_registry(|r| {
+            r.names(ns).map(|names| {
+                names
+                    .into_iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, vs)| vs.iter().map(ToString::to_string).collect::<Vec<_>>())
+            })
+        });
+        match versions {
+            None => EngineError::UnknownTemplate {
+                field: "namespace",
+                message: format!("no task template is registered in namespace `{ns}`"),
+                available_versions: None,
+            },
+            Some(None) => EngineError::UnknownTemplate {
+                field: "name",
+                message: format!("no task template `{name}` in namespace `{ns}`"),
+                available_versions: None,
+            },
+            Some(Some(available)) => EngineError::UnknownTemplate {
+                field: "version",
+                message: format!(
+                    "template `{ns}.{name}` has no version `{}`",
+                    version.unwrap_or("")
+                ),
+                available_versions: Some(available),
+            },
+        }
+    }
+
+    /// A page of tasks for a list request, after the paging and filter rules.
+    pub async fn list_tasks_checked(
+        &self,
+        request: &TaskListRequest,
+        limits: PageLimits,
+    ) -> Result<Page<TaskRow>, EngineError> {
+        let query = request.to_query(limits)?;
+        self.list_tasks(&query).await
+    }
+
+    /// The step, checked to belong to the task ([`EngineError::StepNotInTask`] otherwise).
+    pub async fn step_in_task(&self, task_id: Uuid, step_id: Uuid) -> Result<StepRow, EngineError> {
+        let step = self.step(step_id).await?;
+        if step.task_id != task_id {
+            return Err(EngineError::StepNotInTask { task_id, step_id });
+        }
+        Ok(step)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_and_text_have_bounds() {
+        assert!(check_tags(&vec!["a".into(); MAX_TAGS]).is_ok());
+        let e = check_tags(&vec!["a".into(); MAX_TAGS + 1]).unwrap_err();
+        assert_eq!(
+            (e.code(), e.field().as_deref()),
+            ("invalid_field", Some("tags"))
+        );
+        let e = check_tags(&["ok".into(), String::new()]).unwrap_err();
+        assert_eq!(e.field().as_deref(), Some("tags[1]"));
+        let e = check_text("reason", Some(&"x".repeat(MAX_TEXT + 1))).unwrap_err();
+        assert_eq!(e.field().as_deref(), Some("reason"));
+        assert!(check_text("reason", Some(&"é".repeat(MAX_TEXT))).is_ok());
+    }
+
+    #[test]
+    fn list_rules() {
+        let limits = PageLimits {
+            default: 25,
+            max: 100,
+        };
+        let q = TaskListRequest::default().to_query(limits).unwrap();
+        assert_eq!((q.limit, q.offset, q.descending), (25, 0, true));
+        for bad in [0, 101] {
+            let r = TaskListRequest {
+                limit: Some(bad),
+                ..Default::default()
+            };
+            let e = r.to_query(limits).unwrap_err();
+            assert_eq!(
+                (e.code(), e.field().as_deref()),
+                ("invalid_parameter", Some("limit"))
+            );
+        }
+        let r = TaskListRequest {
+            version: Some("1.x".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            r.to_query(limits).unwrap_err().field().as_deref(),
+            Some("version")
+        );
+        let t = Utc::now();
+        let r = TaskListRequest {
+            created_since: Some(t),
+            created_until: Some(t),
+            ..Default::default()
+        };
+        assert_eq!(
+            r.to_query(limits).unwrap_err().field().as_deref(),
+            Some("created_until")
+        );
+    }
+
+    #[test]
+    fn edits_need_something_to_change() {
+        let e = check_task_update(&TaskUpdate {
+            reason: None,
+            tags: None,
+        })
+        .unwrap_err();
+        assert_eq!(e.code(), "empty_update");
+        let e = check_step_update(&StepUpdate {
+            retry_limit: Some(0),
+            inputs: None,
+        })
+        .unwrap_err();
+        assert_eq!(e.field().as_deref(), Some("retry_limit"));
+        let e = check_step_update(&StepUpdate {
+            retry_limit: None,
+            inputs: Some(serde_json::json!([1])),
+        })
+        .unwrap_err();
+        assert_eq!(e.field().as_deref(), Some("inputs"));
+    }
+
+    #[test]
+    fn correlation_ids() {
+        assert!(valid_correlation_id("abc-1.2:3_4"));
+        assert!(!valid_correlation_id(""));
+        assert!(!valid_correlation_id("a b"));
+        assert!(!valid_correlation_id(&"a".repeat(129)));
+    }
+}

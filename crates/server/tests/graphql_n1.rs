@@ -1,0 +1,77 @@
+//! The DataLoader keeps `tasks { steps { parents } }` at a constant number
+//! of database statements, however many tasks the page holds. Counted from
+//! sqlx's own per-statement events (target `sqlx::query`), so what is
+//! counted is what reached the database, on both stores.
+//!
+//! Its own test binary: the counter is process-wide.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Db, Harness};
+use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+
+static STATEMENTS: AtomicUsize = AtomicUsize::new(0);
+
+struct CountStatements;
+
+impl<S: tracing::Subscriber> Layer<S> for CountStatements {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        if event.metadata().target() == "sqlx::query" {
+            STATEMENTS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+const QUERY: &str =
+    "{ tasks(first: 50) { edges { node { id steps { name status parents { name } } } } } }";
+
+/// Statements one run of [`QUERY`] sends.
+async fn statements(h: &Harness) -> usize {
+    let before = STATEMENTS.load(Ordering::SeqCst);
+    let r = h.post("/tasker/graphql", json!({"query": QUERY})).await;
+    assert!(r.json.get("errors").is_none(), "{}", r.text);
+    STATEMENTS.load(Ordering::SeqCst) - before
+}
+
+async fn constant_statements(db: Db) -> (usize, usize) {
+    let h = Harness::new(db).await;
+    for i in 1..=5 {
+        h.checkout(i).await;
+    }
+    // Warm-up: the readiness probe's first ping and the pool's connections.
+    statements(&h).await;
+    let few = statements(&h).await;
+    for i in 6..=50 {
+        h.checkout(i).await;
+    }
+    let many = statements(&h).await;
+    (few, many)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_reads_do_not_grow_with_the_number_of_tasks() {
+    let subscriber = tracing_subscriber::registry().with(
+        CountStatements.with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target("sqlx::query", tracing::Level::TRACE),
+        ),
+    );
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    for (backend, db) in [
+        ("sqlite", common::sqlite().await),
+        ("postgres", common::postgres().await),
+    ] {
+        let (few, many) = constant_statements(db).await;
+        println!("{backend}: 5 tasks → {few} statements, 50 tasks → {many}");
+        assert!(few > 0, "{backend}: the counter sees statements");
+        assert_eq!(
+            few, many,
+            "{backend}: statements grew with the number of tasks (5 → {few}, 50 → {many})"
+        );
+    }
+}
