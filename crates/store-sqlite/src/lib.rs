@@ -77,6 +77,7 @@ mod codec;
 mod effects;
 mod error;
 mod keys;
+mod retention;
 mod steps;
 mod tasks;
 mod work;
@@ -433,6 +434,22 @@ impl Store for SqliteStore {
 
     async fn has_open_tasks(&self) -> StoreResult<bool> {
         tasks::has_open_tasks(&self.reader).await
+    }
+
+    async fn prune_candidates(&self, q: &tasker_store::PruneQuery) -> StoreResult<Vec<Uuid>> {
+        retention::candidates(&self.reader, q).await
+    }
+
+    async fn prune_count(&self, q: &tasker_store::PruneQuery) -> StoreResult<u64> {
+        retention::count(&self.reader, q).await
+    }
+
+    async fn tasks_prune(
+        &self,
+        ids: &[Uuid],
+        finished_before: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>> {
+        retention::delete(self, ids, finished_before).await
     }
 
     async fn api_key_create(&self, key: NewApiKey) -> StoreResult<ApiKeyRow> {

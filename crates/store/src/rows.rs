@@ -138,8 +138,11 @@ pub struct TransitionRow {
 pub struct Page<T> {
     /// This page.
     pub items: Vec<T>,
-    /// Rows matching the filters, all pages.
-    pub total: i64,
+    /// Rows matching the filters, all pages (None when the query's
+    /// [`crate::CountMode`] omitted it or the backend cannot estimate).
+    pub total: Option<i64>,
+    /// Whether `total` is an exact count (false: an estimate or absent).
+    pub total_exact: bool,
 }
 
 /// What a claim hands to a handler.

@@ -1,0 +1,111 @@
+//! Retention: selecting and deleting finished tasks (docs/STORAGE.md,
+//! "History, retention and maintenance").
+//!
+//! Deletes touch only finished tasks' rows, which the hot path never locks
+//! (claims reach steps through the ready index, finishes through leased
+//! steps), so a prune batch never waits for, or blocks, the work in flight.
+
+use crate::PgStore;
+use crate::error::{TxError, store_err, with_retry};
+use chrono::{DateTime, Utc};
+use sqlx::AssertSqlSafe;
+use tasker_store::{PruneQuery, StoreResult};
+use uuid::Uuid;
+
+/// Key of the transaction-level advisory lock that makes pruners take turns
+/// across processes ("tasker-prune").
+const PRUNE_LOCK: i64 = 0x7461_736b_7072_756e;
+
+/// The states a task can be pruned in.
+const FINISHED: &str = "status IN ('complete', 'cancelled', 'error', 'resolved_manually')";
+
+/// The WHERE clause of a selection: `$1` the cutoff, `$2` the namespace or
+/// NULL, `$3` the excluded namespaces. Namespaces only filter the range of
+/// `tasks_finished_idx` the cutoff selects.
+const SELECTION: &str = "status IN ('complete', 'cancelled', 'error', 'resolved_manually') \
+     AND completed_at < $1 AND ($2::text IS NULL OR namespace = $2) \
+     AND NOT (namespace = ANY($3::text[]))";
+
+impl PgStore {
+    pub(crate) async fn retention_candidates(&self, q: &PruneQuery) -> StoreResult<Vec<Uuid>> {
+        // `tasks_finished_idx` in completion order: the oldest first.
+        let sql = format!("SELECT id FROM tasks WHERE {SELECTION} ORDER BY completed_at, id LIMIT $4");
+        let limit: Option<i64> = (q.limit > 0).then_some(i64::from(q.limit));
+        sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(q.finished_before)
+            .bind(q.namespace.as_deref())
+            .bind(&q.except_namespaces)
+            .bind(limit)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(store_err)
+    }
+
+    pub(crate) async fn retention_count(&self, q: &PruneQuery) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT count(*) FROM tasks WHERE {SELECTION}"
+        )))
+        .bind(q.finished_before)
+        .bind(q.namespace.as_deref())
+        .bind(&q.except_namespaces)
+        .fetch_one(&self.inner.pool)
+        .await
+        .map_err(store_err)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    pub(crate) async fn retention_delete(
+        &self,
+        ids: &[Uuid],
+        finished_before: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        with_retry!("tasks_prune", self.retention_delete_once(ids, finished_before))
+    }
+
+    async fn retention_delete_once(
+        &self,
+        ids: &[Uuid],
+        finished_before: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, TxError> {
+        let mut tx = self.inner.pool.begin().await?;
+        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(PRUNE_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !ours {
+            // Another process is pruning; its turn.
+            return Ok(Vec::new());
+        }
+        // Lock the tasks that are still finished (a retry between selection
+        // and now reopened the others: they stay). SKIP LOCKED: a task an
+        // operator is acting on right now is left for the next pass.
+        let doomed: Vec<Uuid> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT id FROM tasks WHERE id = ANY($1) AND {FINISHED} AND completed_at < $2 \
+             ORDER BY id FOR UPDATE SKIP LOCKED"
+        )))
+        .bind(ids)
+        .bind(finished_before)
+        .fetch_all(&mut *tx)
+        .await?;
+        if doomed.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Children first, each by an index on the task or step id, so the
+        // cascading foreign keys find nothing left to do.
+        for sql in [
+            "DELETE FROM step_transitions WHERE step_id IN \
+                 (SELECT id FROM steps WHERE task_id = ANY($1))",
+            "DELETE FROM task_transitions WHERE task_id = ANY($1)",
+            "DELETE FROM step_edges WHERE task_id = ANY($1)",
+            "DELETE FROM steps WHERE task_id = ANY($1)",
+            "DELETE FROM tasks WHERE id = ANY($1)",
+        ] {
+            sqlx::query(sql).bind(&doomed).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(doomed)
+    }
+}
