@@ -40,6 +40,9 @@ pub enum EngineError {
         "the lease on step {0} is no longer held (it expired, or the step was rescued, cancelled or finished)"
     )]
     LeaseLost(uuid::Uuid),
+    /// Pruned tasks could not be archived (nothing was deleted).
+    #[error("archive: {0}")]
+    Archive(String),
     /// Waiting for a task took too long.
     #[error("timed out waiting for task {0}")]
     WaitTimeout(uuid::Uuid),

@@ -32,6 +32,7 @@ pub mod error;
 pub mod external;
 pub mod handler;
 pub mod handlers;
+pub mod retention;
 pub mod retry;
 pub mod service;
 pub mod templates;
