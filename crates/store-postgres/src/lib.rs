@@ -605,6 +605,14 @@ impl Store for PgStore {
         self.retention_delete(ids, finished_before).await
     }
 
+    async fn storage_health(&self) -> StoreResult<tasker_store::StorageHealth> {
+        self.upkeep_health().await
+    }
+
+    async fn maintenance(&self) -> StoreResult<Vec<tasker_store::MaintenanceRun>> {
+        self.upkeep().await
+    }
+
     async fn api_key_create(&self, key: NewApiKey) -> StoreResult<ApiKeyRow> {
         self.key_create(key).await
     }

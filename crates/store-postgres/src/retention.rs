@@ -9,7 +9,7 @@ use crate::PgStore;
 use crate::error::{TxError, store_err, with_retry};
 use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
-use tasker_store::{PruneQuery, StoreResult};
+use tasker_store::{MaintenanceRun, PruneQuery, StorageHealth, StoreResult};
 use uuid::Uuid;
 
 /// Key of the transaction-level advisory lock that makes pruners take turns
@@ -107,5 +107,93 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok(doomed)
+    }
+}
+
+/// A ready index this many times larger than its live entries need (and
+/// over [`BLOAT_MIN_BYTES`]) is bloated with dead entries.
+const BLOAT_FACTOR: u64 = 10;
+/// Below this size an index is never called bloated.
+const BLOAT_MIN_BYTES: u64 = 4 * 1024 * 1024;
+/// Bytes a live `(ready_at, id)` entry takes in a typical page (tuple,
+/// line pointer, free space of a 70% full page).
+const ENTRY_BYTES: u64 = 64;
+
+impl PgStore {
+    pub(crate) async fn upkeep_health(&self) -> StoreResult<StorageHealth> {
+        let autovacuum: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(store_err)?;
+        let autovacuum = autovacuum == "on";
+        let bytes: Option<i64> =
+            sqlx::query_scalar("SELECT pg_relation_size(to_regclass('steps_ready_idx'))")
+                .fetch_one(&self.inner.pool)
+                .await
+                .map_err(store_err)?;
+        let ready: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM steps WHERE ready_at IS NOT NULL LIMIT 100000) r",
+        )
+        .fetch_one(&self.inner.pool)
+        .await
+        .map_err(store_err)?;
+        let bytes = bytes.and_then(|b| u64::try_from(b).ok());
+        let ready = u64::try_from(ready).unwrap_or(0);
+        let mut warnings = Vec::new();
+        if !autovacuum {
+            warnings.push(
+                "PostgreSQL autovacuum is off: dead rows of steps and tasks pile up and slow the \
+                 hot path; enable it, or run `tasker maintenance` regularly (e.g. every few minutes)"
+                    .to_string(),
+            );
+        }
+        if let Some(b) = bytes
+            && b > BLOAT_MIN_BYTES
+            && b > BLOAT_FACTOR * (16_384 + ready * ENTRY_BYTES)
+        {
+            warnings.push(format!(
+                "the ready-steps index steps_ready_idx is {} MiB for {ready} ready steps (bloated \
+                 with dead entries): run `tasker maintenance` (VACUUM), or REINDEX INDEX \
+                 CONCURRENTLY steps_ready_idx",
+                b / (1024 * 1024)
+            ));
+        }
+        Ok(StorageHealth {
+            autovacuum: Some(autovacuum),
+            ready_index_bytes: bytes,
+            ready_steps: ready,
+            warnings,
+        })
+    }
+
+    /// `VACUUM (ANALYZE)` on every table of the schema (Tasker's, whatever
+    /// later migrations add), one at a time; VACUUM takes no lock that blocks
+    /// reads or writes.
+    pub(crate) async fn upkeep(&self) -> StoreResult<Vec<MaintenanceRun>> {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_class c \
+             WHERE c.relnamespace = current_schema()::regnamespace \
+               AND c.relkind IN ('r', 'p') AND c.relname <> '_sqlx_migrations' \
+             ORDER BY c.relname",
+        )
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(store_err)?;
+        let mut out = Vec::with_capacity(tables.len());
+        for t in tables {
+            let started = std::time::Instant::now();
+            // Names come from the catalog; quote_ident-style quoting anyway.
+            let sql = format!("VACUUM (ANALYZE) \"{}\"", t.replace('"', "\"\""));
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&self.inner.pool)
+                .await
+                .map_err(store_err)?;
+            out.push(MaintenanceRun {
+                target: t,
+                action: "VACUUM (ANALYZE)".into(),
+                millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            });
+        }
+        Ok(out)
     }
 }

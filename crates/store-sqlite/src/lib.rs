@@ -452,6 +452,14 @@ impl Store for SqliteStore {
         retention::delete(self, ids, finished_before).await
     }
 
+    async fn storage_health(&self) -> StoreResult<tasker_store::StorageHealth> {
+        retention::health(&self.reader).await
+    }
+
+    async fn maintenance(&self) -> StoreResult<Vec<tasker_store::MaintenanceRun>> {
+        retention::upkeep(self).await
+    }
+
     async fn api_key_create(&self, key: NewApiKey) -> StoreResult<ApiKeyRow> {
         keys::create(self, key).await
     }

@@ -263,6 +263,18 @@ pub trait Store: Send + Sync + 'static {
         finished_before: DateTime<Utc>,
     ) -> StoreResult<Vec<Uuid>>;
 
+    // ---- maintenance -------------------------------------------------------
+
+    /// The state of the database's upkeep: whether it vacuums by itself and
+    /// whether the ready-steps index has bloated (dead entries the hot path
+    /// walks over); a warning per problem.
+    async fn storage_health(&self) -> StoreResult<StorageHealth>;
+
+    /// Runs the database's upkeep on Tasker's tables, for setups where the
+    /// server does not (PostgreSQL without autovacuum: `VACUUM (ANALYZE)`
+    /// per table; SQLite: a WAL checkpoint). Safe while the engine runs.
+    async fn maintenance(&self) -> StoreResult<Vec<MaintenanceRun>>;
+
     /// Stores a new API key.
     async fn api_key_create(&self, key: NewApiKey) -> StoreResult<ApiKeyRow>;
 

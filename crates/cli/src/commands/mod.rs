@@ -3,7 +3,9 @@
 pub mod bench;
 pub mod config;
 pub mod keys;
+pub mod maintenance;
 pub mod migrate;
+pub mod prune;
 pub mod run;
 pub mod serve;
 pub mod tasks;
