@@ -137,6 +137,7 @@ mod keys;
 mod read;
 mod retention;
 mod settle;
+mod synthetic;
 mod work;
 
 pub mod testing;

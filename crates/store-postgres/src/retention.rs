@@ -26,19 +26,36 @@ const SELECTION: &str = "status IN ('complete', 'cancelled', 'error', 'resolved_
      AND completed_at < $1 AND ($2::text IS NULL OR namespace = $2) \
      AND NOT (namespace = ANY($3::text[]))";
 
+/// A page of candidates, oldest completion first.
+pub(crate) fn candidates_sql() -> String {
+    format!("SELECT id FROM tasks WHERE {SELECTION} ORDER BY completed_at, id LIMIT $4")
+}
+
+/// The candidates' plan, whatever the statistics say: `tasks_finished_idx`
+/// in index order, stopping after `limit` rows. Without statistics (a
+/// never-analyzed table) the planner may otherwise pick a bitmap scan and a
+/// sort of every expired task, whose cost grows with the backlog.
+pub(crate) const PIN_PLAN: &str =
+    "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off";
+
 impl PgStore {
     pub(crate) async fn retention_candidates(&self, q: &PruneQuery) -> StoreResult<Vec<Uuid>> {
-        // `tasks_finished_idx` in completion order: the oldest first.
-        let sql = format!("SELECT id FROM tasks WHERE {SELECTION} ORDER BY completed_at, id LIMIT $4");
         let limit: Option<i64> = (q.limit > 0).then_some(i64::from(q.limit));
-        sqlx::query_scalar(AssertSqlSafe(sql))
+        let mut tx = self.inner.pool.begin().await.map_err(store_err)?;
+        sqlx::raw_sql(PIN_PLAN)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_err)?;
+        let ids = sqlx::query_scalar(AssertSqlSafe(candidates_sql()))
             .bind(q.finished_before)
             .bind(q.namespace.as_deref())
             .bind(&q.except_namespaces)
             .bind(limit)
-            .fetch_all(&self.inner.pool)
+            .fetch_all(&mut *tx)
             .await
-            .map_err(store_err)
+            .map_err(store_err)?;
+        tx.commit().await.map_err(store_err)?;
+        Ok(ids)
     }
 
     pub(crate) async fn retention_count(&self, q: &PruneQuery) -> StoreResult<u64> {

@@ -2,9 +2,6 @@
 
 -- A task's edges in one range scan (step list; retention deletes by task).
 CREATE INDEX step_edges_task_idx ON step_edges (task_id);
--- step_transitions.task_id references tasks ON DELETE CASCADE: without an
--- index every deleted task would scan the whole table to enforce it.
-CREATE INDEX step_transitions_task_idx ON step_transitions (task_id);
 
 -- Keyset pagination on the default sort: (created_at, id) is the list's
 -- ORDER BY, so a page after a cursor is one index range scan at any depth.

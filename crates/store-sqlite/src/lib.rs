@@ -79,6 +79,7 @@ mod error;
 mod keys;
 mod retention;
 mod steps;
+mod synthetic;
 mod tasks;
 mod work;
 

@@ -78,7 +78,8 @@ pub(crate) async fn delete(
     // Children first, each through an index on the task or step id, so the
     // cascading foreign keys find nothing left to do.
     for sql in [
-        "DELETE FROM step_transitions WHERE task_id IN (SELECT unhex(value) FROM json_each(?1))",
+        "DELETE FROM step_transitions WHERE step_id IN \
+             (SELECT id FROM steps WHERE task_id IN (SELECT unhex(value) FROM json_each(?1)))",
         "DELETE FROM task_transitions WHERE task_id IN (SELECT unhex(value) FROM json_each(?1))",
         "DELETE FROM step_edges WHERE task_id IN (SELECT unhex(value) FROM json_each(?1))",
         "DELETE FROM steps WHERE task_id IN (SELECT unhex(value) FROM json_each(?1))",
