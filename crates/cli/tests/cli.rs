@@ -374,25 +374,46 @@ fn prune_and_maintenance_from_the_command_line() {
         .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(stdout.contains("0 finished task(s) would be pruned"), "{stdout}");
+    assert!(
+        stdout.contains("0 finished task(s) would be pruned"),
+        "{stdout}"
+    );
     // The task finished under a second ago: wait until it is older than 1 s.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let archive = dir.path().join("archive");
     let out = tasker()
-        .args(["--database", &db(dir.path()), "prune", "--older-than", "1s", "--json"])
-        .env("TASKER__RETENTION__ARCHIVE", format!("jsonl:{}", archive.display()))
+        .args([
+            "--database",
+            &db(dir.path()),
+            "prune",
+            "--older-than",
+            "1s",
+            "--json",
+        ])
+        .env(
+            "TASKER__RETENTION__ARCHIVE",
+            format!("jsonl:{}", archive.display()),
+        )
         .output()
         .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!((v["tasks"].as_u64(), v["archived"].as_u64()), (Some(1), Some(1)), "{stdout}");
+    assert_eq!(
+        (v["tasks"].as_u64(), v["archived"].as_u64()),
+        (Some(1), Some(1)),
+        "{stdout}"
+    );
     assert_eq!(std::fs::read_dir(&archive).unwrap().count(), 1);
     let list = tasker()
         .args(["--database", &db(dir.path()), "tasks", "list"])
         .output()
         .unwrap();
-    assert!(text(&list).0.contains("0 of 0 task(s)"), "{:?}", text(&list));
+    assert!(
+        text(&list).0.contains("0 of 0 task(s)"),
+        "{:?}",
+        text(&list)
+    );
 
     let out = tasker()
         .args(["--database", &db(dir.path()), "maintenance"])

@@ -421,6 +421,8 @@ impl Default for RetentionSection {
 impl RetentionSection {
     /// The archive directory of `archive` (`jsonl:DIR`), if any.
     pub fn archive_dir(&self) -> Option<&str> {
-        self.archive.as_deref().and_then(|a| a.strip_prefix("jsonl:"))
+        self.archive
+            .as_deref()
+            .and_then(|a| a.strip_prefix("jsonl:"))
     }
 }

@@ -69,9 +69,8 @@ impl RetentionConfig {
     /// its own cutoff, then every other namespace with the default one.
     /// `older_than` replaces every window (an operator's `--older-than`).
     pub fn selections(&self, now: DateTime<Utc>, older_than: Option<Duration>) -> Vec<PruneQuery> {
-        let cutoff = |d: Duration| {
-            now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-        };
+        let cutoff =
+            |d: Duration| now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
         if let Some(d) = older_than {
             return vec![PruneQuery {
                 finished_before: cutoff(d),
@@ -179,9 +178,11 @@ impl Tasker {
         let mut lines = Vec::with_capacity(ids.len());
         for id in ids {
             match self.archived_task(*id).await {
-                Ok(t) => lines.push(serde_json::to_vec(&t).map_err(|e| {
-                    EngineError::Archive(format!("cannot encode task {id}: {e}"))
-                })?),
+                Ok(t) => {
+                    lines.push(serde_json::to_vec(&t).map_err(|e| {
+                        EngineError::Archive(format!("cannot encode task {id}: {e}"))
+                    })?)
+                }
                 Err(EngineError::Store(StoreError::NotFound { .. })) => continue,
                 Err(e) => return Err(e),
             }
@@ -197,9 +198,7 @@ impl Tasker {
         tokio::task::spawn_blocking(move || write_gzip(&file, &lines))
             .await
             .map_err(|e| EngineError::Archive(format!("writer: {e}")))?
-            .map_err(|e| {
-                EngineError::Archive(format!("cannot write {}: {e}", path.display()))
-            })?;
+            .map_err(|e| EngineError::Archive(format!("cannot write {}: {e}", path.display())))?;
         Ok((path, n))
     }
 
@@ -256,7 +255,10 @@ mod days_map {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
-    pub fn serialize<S: Serializer>(m: &BTreeMap<String, Duration>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        m: &BTreeMap<String, Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.collect_map(m.iter().map(|(k, d)| (k, d.as_secs_f64() / super::DAY)))
     }
 
@@ -268,7 +270,9 @@ mod days_map {
             .map(|(k, v)| {
                 Duration::try_from_secs_f64(v * super::DAY)
                     .map(|d| (k, d))
-                    .map_err(|_| serde::de::Error::custom(format!("{v} is not a valid number of days")))
+                    .map_err(|_| {
+                        serde::de::Error::custom(format!("{v} is not a valid number of days"))
+                    })
             })
             .collect()
     }

@@ -16,11 +16,7 @@ use tasker_store::{Store, StoreError};
 
 const DAY: u64 = 86_400;
 
-fn engine(
-    store: Arc<dyn Store>,
-    clock: Arc<ManualClock>,
-    retention: RetentionConfig,
-) -> Tasker {
+fn engine(store: Arc<dyn Store>, clock: Arc<ManualClock>, retention: RetentionConfig) -> Tasker {
     builder(store)
         .config(EngineConfig {
             retention,
@@ -63,13 +59,20 @@ async fn prune_archives_then_deletes_by_namespace_window() {
     let tasker = engine(store.clone(), clock.clone(), retention);
     let mut old = Vec::new();
     for _ in 0..3 {
-        old.push(run_once(&tasker, TaskRequest::new("default", "one")).await.id);
+        old.push(
+            run_once(&tasker, TaskRequest::new("default", "one"))
+                .await
+                .id,
+        );
     }
     let kept = run_once(&tasker, TaskRequest::new("keep", "one")).await.id;
 
     // Inside every window: nothing to prune.
     clock.advance(chrono::Duration::days(29));
-    assert_eq!(tasker.prune(&PruneOptions::default()).await.unwrap().tasks, 0);
+    assert_eq!(
+        tasker.prune(&PruneOptions::default()).await.unwrap().tasks,
+        0
+    );
 
     // Past the default window only.
     clock.advance(chrono::Duration::days(2));
@@ -100,14 +103,22 @@ async fn prune_archives_then_deletes_by_namespace_window() {
     assert_eq!(first["steps"].as_array().unwrap().len(), 1);
     assert!(!first["transitions"].as_array().unwrap().is_empty());
     let step_id = first["steps"][0]["id"].as_str().unwrap();
-    assert!(!first["step_transitions"][step_id].as_array().unwrap().is_empty());
+    assert!(
+        !first["step_transitions"][step_id]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     for id in &old {
         assert!(matches!(
             store.task_get(*id).await,
             Err(StoreError::NotFound { .. })
         ));
     }
-    assert!(store.task_get(kept).await.is_ok(), "its namespace keeps 90 days");
+    assert!(
+        store.task_get(kept).await.is_ok(),
+        "its namespace keeps 90 days"
+    );
 
     // An operator's --older-than replaces every window.
     let forced = tasker
@@ -120,7 +131,10 @@ async fn prune_archives_then_deletes_by_namespace_window() {
         .unwrap();
     assert_eq!(forced.tasks, 1);
     clock.advance(chrono::Duration::days(60));
-    assert_eq!(tasker.prune(&PruneOptions::default()).await.unwrap().tasks, 1);
+    assert_eq!(
+        tasker.prune(&PruneOptions::default()).await.unwrap().tasks,
+        1
+    );
     assert!(store.task_get(kept).await.is_err());
 }
 
@@ -134,7 +148,9 @@ async fn a_worker_prunes_in_the_background() {
         ..RetentionConfig::default()
     };
     let tasker = engine(store.clone(), clock.clone(), retention);
-    let task = run_once(&tasker, TaskRequest::new("default", "one")).await.id;
+    let task = run_once(&tasker, TaskRequest::new("default", "one"))
+        .await
+        .id;
     clock.advance(chrono::Duration::days(31));
     let worker = tasker.start();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -71,11 +71,30 @@ mod tests {
 
     #[test]
     fn malformed_cursors_are_errors_not_panics() {
-        for bad in ["", "x", "name.zz.0", "name.6.1", "created_at.abc.1", "a.b.c.d", "name.e282.", "name.ffff.00000000000000000000000000000000"] {
+        for bad in [
+            "",
+            "x",
+            "name.zz.0",
+            "name.6.1",
+            "created_at.abc.1",
+            "a.b.c.d",
+            "name.e282.",
+            "name.ffff.00000000000000000000000000000000",
+        ] {
             assert!(decode(bad, TaskSort::Name).is_err(), "{bad}");
         }
-        assert!(decode("created_at.1.00000000000000000000000000000000", TaskSort::Name).is_err());
-        let ok = decode("name.616263.00000000000000000000000000000001", TaskSort::Name).unwrap();
+        assert!(
+            decode(
+                "created_at.1.00000000000000000000000000000000",
+                TaskSort::Name
+            )
+            .is_err()
+        );
+        let ok = decode(
+            "name.616263.00000000000000000000000000000001",
+            TaskSort::Name,
+        )
+        .unwrap();
         assert_eq!(ok.key, CursorKey::Text("abc".into()));
     }
 }

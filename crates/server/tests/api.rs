@@ -306,16 +306,26 @@ async fn tasks_list_filters_sorting_paging(db: Db) {
     assert!(r.json["pagination"]["next_offset"].is_null());
     // Keyset pages: the same rows, through `after` = `next_cursor`; counts
     // only when asked (SQLite has no estimate).
-    let r = h.get("/tasker/tasks?limit=3&sort_order=asc&count=none").await;
+    let r = h
+        .get("/tasker/tasks?limit=3&sort_order=asc&count=none")
+        .await;
     assert!(r.json["pagination"]["total"].is_null(), "{}", r.text);
     assert_eq!(r.json["pagination"]["total_exact"], false);
     let r = h.get("/tasker/tasks?limit=3&sort_order=asc").await;
-    assert_eq!(r.json["pagination"]["total_exact"], false, "an estimate by default");
-    let cursor = r.json["pagination"]["next_cursor"].as_str().unwrap().to_string();
+    assert_eq!(
+        r.json["pagination"]["total_exact"], false,
+        "an estimate by default"
+    );
+    let cursor = r.json["pagination"]["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let first: Vec<Value> = r.json["tasks"].as_array().unwrap().clone();
     assert_eq!(first[0]["task_id"], json!(a));
     let r = h
-        .get(&format!("/tasker/tasks?limit=3&sort_order=asc&after={cursor}"))
+        .get(&format!(
+            "/tasker/tasks?limit=3&sort_order=asc&after={cursor}"
+        ))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json["tasks"].as_array().unwrap().len(), 1);
@@ -340,7 +350,9 @@ async fn tasks_list_filters_sorting_paging(db: Db) {
     assert_eq!(r.json["tasks"][0]["task_id"], json!(a));
     let r = h.get("/tasker/tasks?status=pending&name=checkout").await;
     assert_eq!(r.json["tasks"][0]["task_id"], json!(b));
-    let r = h.get("/tasker/tasks?name=report&version=0.9.0&count=exact").await;
+    let r = h
+        .get("/tasker/tasks?name=report&version=0.9.0&count=exact")
+        .await;
     assert_eq!(r.json["pagination"]["total"], 1);
     let r = h
         .get("/tasker/tasks?sort_by=name&sort_order=asc&limit=1")

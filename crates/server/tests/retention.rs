@@ -35,14 +35,26 @@ async fn a_task_pruned_mid_read_is_404_not_500(db: Db) {
     let mut done = Vec::new();
     for _ in 0..TASKS {
         let r = h
-            .post("/tasker/tasks", json!({"name": "report", "namespace": "ops"}))
+            .post(
+                "/tasker/tasks",
+                json!({"name": "report", "namespace": "ops"}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-        done.push(r.json["task"]["task_id"].as_str().unwrap().parse::<Uuid>().unwrap());
+        done.push(
+            r.json["task"]["task_id"]
+                .as_str()
+                .unwrap()
+                .parse::<Uuid>()
+                .unwrap(),
+        );
     }
     let worker = h.tasker.start();
     for id in &done {
-        h.tasker.wait_for_task(*id, Duration::from_secs(30)).await.unwrap();
+        h.tasker
+            .wait_for_task(*id, Duration::from_secs(30))
+            .await
+            .unwrap();
     }
     worker.shutdown().await;
     let steps: Vec<Uuid> = {

@@ -157,8 +157,8 @@ use std::time::Duration;
 use tasker_core::StepCounts;
 use tasker_store::{
     ApiKeyRow, Backend, ClaimParams, ClaimedStep, FinishReport, LeaseRef, NewApiKey, NewTask, Page,
-    PruneQuery,    StepOutcome, StepRow, StepUpdate, Store, StoreError, StoreEvent, StoreResult, StoreStats,
-    TaskQuery, TaskRow, TaskUpdate, TransitionRow,
+    PruneQuery, StepOutcome, StepRow, StepUpdate, Store, StoreError, StoreEvent, StoreResult,
+    StoreStats, TaskQuery, TaskRow, TaskUpdate, TransitionRow,
 };
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;

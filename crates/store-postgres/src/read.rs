@@ -2,14 +2,16 @@
 
 use crate::PgStore;
 use crate::decode::{
-    STEP_COLS, STEP_LIST_COLS, TASK_COLS, step_row, task_row, transition_cols, transition_row};
+    STEP_COLS, STEP_LIST_COLS, TASK_COLS, step_row, task_row, transition_cols, transition_row,
+};
 use crate::error::{TxError, store_err};
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::BTreeMap;
 use tasker_core::{StepCounts, StepState, TaskState};
 use tasker_store::{
-    CountMode, CursorKey, Page, StepRow, StoreError, StoreResult, StoreStats, TaskQuery, TaskRow, TaskSort, TransitionRow,
+    CountMode, CursorKey, Page, StepRow, StoreError, StoreResult, StoreStats, TaskQuery, TaskRow,
+    TaskSort, TransitionRow,
 };
 use uuid::Uuid;
 
@@ -167,10 +169,7 @@ impl PgStore {
                         Arg::Id(t) => count.bind(*t),
                     };
                 }
-                let row = count
-                    .fetch_one(&self.inner.pool)
-                    .await
-                    .map_err(store_err)?;
+                let row = count.fetch_one(&self.inner.pool).await.map_err(store_err)?;
                 if estimated {
                     let plan: serde_json::Value = row.try_get(0).map_err(store_err)?;
                     let rows = plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0);

@@ -35,8 +35,7 @@ pub(crate) fn candidates_sql() -> String {
 /// in index order, stopping after `limit` rows. Without statistics (a
 /// never-analyzed table) the planner may otherwise pick a bitmap scan and a
 /// sort of every expired task, whose cost grows with the backlog.
-pub(crate) const PIN_PLAN: &str =
-    "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off";
+pub(crate) const PIN_PLAN: &str = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off";
 
 impl PgStore {
     pub(crate) async fn retention_candidates(&self, q: &PruneQuery) -> StoreResult<Vec<Uuid>> {
@@ -79,7 +78,10 @@ impl PgStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        with_retry!("tasks_prune", self.retention_delete_once(ids, finished_before))
+        with_retry!(
+            "tasks_prune",
+            self.retention_delete_once(ids, finished_before)
+        )
     }
 
     async fn retention_delete_once(

@@ -50,10 +50,7 @@ impl PgStore {
             let step_id = uuid7("s.t", &format!("'{salt}s' || s.i"));
             let (task_state, step_state) = if churn {
                 // Created: task pending, step pending and ready.
-                (
-                    "'pending', NULL, 1, 1",
-                    "'pending', NULL, 0, t, NULL, t",
-                )
+                ("'pending', NULL, 1, 1", "'pending', NULL, 0, t, NULL, t")
             } else {
                 (
                     "'complete', t + interval '2 ms', 0, 0",
@@ -98,8 +95,8 @@ impl PgStore {
             .execute(pool)
             .await
             .map_err(store_err)?;
-            let batch_start = start
-                + chrono::Duration::microseconds((lo as f64 * spacing_ms * 1000.0) as i64);
+            let batch_start =
+                start + chrono::Duration::microseconds((lo as f64 * spacing_ms * 1000.0) as i64);
             let batch_end = start
                 + chrono::Duration::microseconds(((hi + 1) as f64 * spacing_ms * 1000.0) as i64);
             if !churn {

@@ -87,7 +87,10 @@ async fn check(store: &PgStore, when: &str) {
         .unwrap();
     let name = format!("retention batch ({when})");
     no_table_scan(&name, &plan);
-    assert!(plan.contains("Scan using tasks_finished_idx"), "{name}:\n{plan}");
+    assert!(
+        plan.contains("Scan using tasks_finished_idx"),
+        "{name}:\n{plan}"
+    );
     assert!(!plan.contains("Sort"), "{name} sorts:\n{plan}");
 }
 
@@ -147,7 +150,10 @@ async fn plans_hold_with_a_million_finished_tasks() {
     // Live work: 500 running under leases, 500 ready.
     let fresh: Vec<NewTask> = (0..40).map(|_| new_task(Shape::Roots(25), now)).collect();
     s.task_create_many(fresh).await.unwrap();
-    assert_eq!(s.step_claim(&params("w", 500, now)).await.unwrap().len(), 500);
+    assert_eq!(
+        s.step_claim(&params("w", 500, now)).await.unwrap().len(),
+        500
+    );
 
     check(&store, "never analyzed").await;
     let runs = s.maintenance().await.unwrap();
@@ -160,5 +166,8 @@ async fn plans_hold_with_a_million_finished_tasks() {
         "{health:?}"
     );
     // And the claim does take the ready steps only.
-    assert_eq!(s.step_claim(&params("w", 1000, now)).await.unwrap().len(), 500);
+    assert_eq!(
+        s.step_claim(&params("w", 1000, now)).await.unwrap().len(),
+        500
+    );
 }

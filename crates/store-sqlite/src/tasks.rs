@@ -10,8 +10,8 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::collections::{BTreeMap, HashMap};
 use tasker_core::{InvalidTransition, StepCounts, TaskState};
 use tasker_store::{
-    CountMode, CursorKey, NewTask, Page, StoreError, StoreResult, StoreStats, TaskQuery, TaskRow, TaskSort, TaskUpdate,
-    TransitionRow,
+    CountMode, CursorKey, NewTask, Page, StoreError, StoreResult, StoreStats, TaskQuery, TaskRow,
+    TaskSort, TaskUpdate, TransitionRow,
 };
 use uuid::Uuid;
 

@@ -154,8 +154,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         outln!("postgres autovacuum {}", if on { "on" } else { "off" })?;
     }
     let all = args.scenario == "all";
-    if !all
-        && !["throughput", "chain", "fanout", "list", "prune"].contains(&args.scenario.as_str())
+    if !all && !["throughput", "chain", "fanout", "list", "prune"].contains(&args.scenario.as_str())
     {
         bail!("--scenario must be one of all, throughput, chain, fanout, list, prune");
     }
@@ -249,7 +248,9 @@ async fn private_postgres()
         })?;
     let admin = cluster.url("postgres");
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await?;
-    sqlx::query("CREATE DATABASE bench").execute(&mut conn).await?;
+    sqlx::query("CREATE DATABASE bench")
+        .execute(&mut conn)
+        .await?;
     Ok((cluster, cluster_url(&admin)))
 }
 
@@ -261,7 +262,10 @@ fn cluster_url(admin: &str) -> String {
 async fn maintenance(tasker: &Tasker) -> anyhow::Result<()> {
     let started = Instant::now();
     let runs = tasker.store().maintenance().await?;
-    let what: Vec<String> = runs.iter().map(|r| format!("{} {}", r.action, r.target)).collect();
+    let what: Vec<String> = runs
+        .iter()
+        .map(|r| format!("{} {}", r.action, r.target))
+        .collect();
     outln!(
         "maintenance after loading ({:.1}s), as `tasker maintenance` does: {}",
         started.elapsed().as_secs_f64(),
@@ -385,7 +389,12 @@ async fn prune_bench(tasker: &Tasker, url: &str, args: &Args) -> anyhow::Result<
 }
 
 /// [`synthetic_history`] created between `from_days` and `to_days` ago.
-async fn synthetic_history_at(url: &str, n: u64, from_days: i64, to_days: i64) -> anyhow::Result<()> {
+async fn synthetic_history_at(
+    url: &str,
+    n: u64,
+    from_days: i64,
+    to_days: i64,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let span_ms = ((from_days - to_days) * 86_400_000) as f64;
     let spacing = (span_ms / n.max(1) as f64).floor().max(0.001);

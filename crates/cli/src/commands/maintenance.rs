@@ -23,10 +23,7 @@ pub async fn run(c: &TaskerConfig, args: Args) -> anyhow::Result<ExitCode> {
     let runs = store.maintenance().await?;
     let health = store.storage_health().await?;
     if args.json {
-        outln!(
-            "{}",
-            serde_json::json!({ "runs": runs, "health": health })
-        )?;
+        outln!("{}", serde_json::json!({ "runs": runs, "health": health }))?;
         return Ok(ExitCode::SUCCESS);
     }
     for r in &runs {

@@ -21,7 +21,11 @@ pub(super) async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) 
         };
         match tasker.prune(&opts).await {
             Ok(s) if s.tasks > 0 => {
-                tracing::info!(tasks = s.tasks, archived = s.archived, "pruned finished tasks");
+                tracing::info!(
+                    tasks = s.tasks,
+                    archived = s.archived,
+                    "pruned finished tasks"
+                );
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "prune failed"),

@@ -428,7 +428,9 @@ pub async fn tasks_index(
     let has_more = page.items.len() > limit as usize;
     page.items.truncate(limit as usize);
     let next_cursor = if has_more {
-        page.items.last().map(|row| crate::cursor::encode(sort, row))
+        page.items
+            .last()
+            .map(|row| crate::cursor::encode(sort, row))
     } else {
         None
     };

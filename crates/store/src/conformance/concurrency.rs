@@ -189,7 +189,12 @@ pub async fn concurrent_creates_respect_identity(store: Arc<dyn Store>) {
         "duplicates name the winner"
     );
     assert_eq!(
-        store.task_list(&TaskQuery::default()).await.unwrap().total.unwrap(),
+        store
+            .task_list(&TaskQuery::default())
+            .await
+            .unwrap()
+            .total
+            .unwrap(),
         1
     );
 }

@@ -95,7 +95,10 @@ pub async fn task_list_filters_and_counts(store: Arc<dyn Store>) {
         }))
         .await
         .unwrap();
-    assert_eq!((p.total.unwrap(), ids(&p)), (3, vec![tasks[1].id, tasks[2].id]));
+    assert_eq!(
+        (p.total.unwrap(), ids(&p)),
+        (3, vec![tasks[1].id, tasks[2].id])
+    );
 }
 
 /// Every sort key, both directions, and paging through the whole list.

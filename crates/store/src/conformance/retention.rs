@@ -3,9 +3,9 @@
 //! history size.
 
 use super::factory::TaskBuilder;
-use serde_json::json;
 use super::*;
 use crate::{CountMode, CursorKey, PruneQuery, TaskCursor, TaskQuery, TaskSort};
+use serde_json::json;
 use tasker_core::TaskState;
 
 /// One single-step task in `ns`, created at `t`.
@@ -132,7 +132,13 @@ pub async fn prune_leaves_a_reopened_task(store: Arc<dyn Store>) {
     let picked = store.prune_candidates(&query(100)).await.unwrap();
     assert_eq!(picked, vec![task]);
     store.task_retry(task, at(20), None).await.unwrap();
-    assert!(store.tasks_prune(&picked, at(100)).await.unwrap().is_empty());
+    assert!(
+        store
+            .tasks_prune(&picked, at(100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let row = store.task_get(task).await.unwrap();
     assert_eq!(row.status, TaskState::Pending);
     assert_eq!(claim(&store, 10, at(30)).await.len(), 1, "still runnable");
@@ -242,4 +248,3 @@ pub async fn task_list_keyset_pages_and_count_modes(store: Arc<dyn Store>) {
         Err(StoreError::InvalidData(_))
     ));
 }
-
