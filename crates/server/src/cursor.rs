@@ -55,7 +55,7 @@ pub fn decode(s: &str, sort: TaskSort) -> Result<TaskCursor, String> {
 }
 
 fn text(hex: &str) -> Option<String> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     let bytes = (0..hex.len())
