@@ -16,7 +16,10 @@ use tasker_engine::retention::{PruneOptions, RetentionConfig};
 use tasker_server::ServerConfig;
 use uuid::Uuid;
 
-on_both_backends!(a_task_pruned_mid_read_is_404_not_500);
+on_both_backends!(
+    a_task_pruned_mid_read_is_404_not_500,
+    upkeep_warnings_show_in_the_status
+);
 
 const TASKS: usize = 20;
 
@@ -106,4 +109,23 @@ async fn a_task_pruned_mid_read_is_404_not_500(db: Db) {
     assert_eq!(r.json["task"]["status"], "pending");
     let r = h.get("/tasker/tasks?count=exact").await;
     assert_eq!(r.json["pagination"]["total"], 1, "{}", r.text);
+}
+
+/// `database.warnings` in the status names upkeep problems (autovacuum off
+/// on PostgreSQL) without making the status unhealthy.
+async fn upkeep_warnings_show_in_the_status(db: Db) {
+    let health = db.store.storage_health().await.unwrap();
+    let h = Harness::new(db).await;
+    let r = h.get("/tasker/health/status").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["healthy"], true);
+    let warnings = r.json["database"]["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), health.warnings.len(), "{}", r.text);
+    if health.autovacuum == Some(false) {
+        assert!(
+            warnings[0].as_str().unwrap().contains("tasker maintenance"),
+            "{}",
+            r.text
+        );
+    }
 }
