@@ -56,7 +56,8 @@ impl SqliteStore {
                      remaining_parents, ready_at, created_at, updated_at) \
                  SELECT unhex(substr(hex(id), 1, 16) || hex(randomblob(8))), id, 'only', 0, 'unknown', \
                         'noop', '{}', '{}', 'pending', 3, 3, 1, 0, 0, created_at, created_at, created_at \
-                 FROM tasks WHERE created_at >= ?1 AND created_at < ?2 AND namespace = ?3",
+                 FROM tasks t WHERE created_at >= ?1 AND created_at < ?2 AND namespace = ?3 \
+                   AND status = 'pending' AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.task_id = t.id)",
             )
             .bind(from)
             .bind(to)

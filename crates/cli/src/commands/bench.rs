@@ -406,13 +406,13 @@ async fn synthetic_history_at(
     match tasker_config::database_kind(url) {
         Ok(tasker_config::DatabaseKind::Postgres) => {
             let s = tasker_store_postgres::PgStore::connect(url).await?;
-            s.load_finished_history(n, start, spacing, "bench", true)
+            s.load_finished_history(n, start, spacing, "history", true)
                 .await?;
             s.close().await;
         }
         Ok(tasker_config::DatabaseKind::Sqlite) => {
             let s = tasker_store_sqlite::SqliteStore::connect(url).await?;
-            s.load_finished_history(n, start, spacing, "bench").await?;
+            s.load_finished_history(n, start, spacing, "history").await?;
             s.close().await;
         }
         Err(e) => bail!("{e}"),
