@@ -154,9 +154,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     {
         outln!("postgres autovacuum {}", if on { "on" } else { "off" })?;
     }
-    if !args.scenario.split(',').all(|s| {
-        ["all", "throughput", "chain", "fanout", "list", "prune"].contains(&s)
-    }) {
+    if !args
+        .scenario
+        .split(',')
+        .all(|s| ["all", "throughput", "chain", "fanout", "list", "prune"].contains(&s))
+    {
         bail!(
             "--scenario must be all, throughput, chain, fanout, list or prune (or several, comma-separated)"
         );
@@ -412,7 +414,8 @@ async fn synthetic_history_at(
         }
         Ok(tasker_config::DatabaseKind::Sqlite) => {
             let s = tasker_store_sqlite::SqliteStore::connect(url).await?;
-            s.load_finished_history(n, start, spacing, "history").await?;
+            s.load_finished_history(n, start, spacing, "history")
+                .await?;
             s.close().await;
         }
         Err(e) => bail!("{e}"),
