@@ -57,6 +57,10 @@ enum Command {
     Keys(commands::keys::KeysCommand),
     /// Apply database migrations and exit.
     Migrate,
+    /// Delete finished tasks older than their retention window (`[retention]`).
+    Prune(commands::prune::Args),
+    /// Run database upkeep (VACUUM ANALYZE on PostgreSQL) and show upkeep warnings.
+    Maintenance(commands::maintenance::Args),
     /// Measure throughput and latency with no-op steps.
     Bench(commands::bench::Args),
     /// GraphQL tools: print the schema.
@@ -138,6 +142,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             logging::init(format, None, "info");
             match database() {
                 Ok(c) => commands::migrate::run(&c).await,
+                Err(code) => Ok(code),
+            }
+        }
+        Command::Prune(args) => {
+            logging::init(format, None, "warn");
+            match database() {
+                Ok(c) => commands::prune::run(&c, args).await,
+                Err(code) => Ok(code),
+            }
+        }
+        Command::Maintenance(args) => {
+            logging::init(format, None, "warn");
+            match database() {
+                Ok(c) => commands::maintenance::run(&c, args).await,
                 Err(code) => Ok(code),
             }
         }

@@ -160,6 +160,15 @@ pub async fn start(loaded: &Loaded, extra_templates: &[PathBuf]) -> Result<Taske
     let Some(store) = store.filter(|_| problems.is_empty()) else {
         return Err(Problems(problems));
     };
+    // Upkeep problems slow the engine without stopping it: say so once.
+    match store.storage_health().await {
+        Ok(h) => {
+            for w in h.warnings {
+                tracing::warn!(warning = %w, "database upkeep");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the database upkeep state"),
+    }
     let mut builder = Tasker::builder(store)
         .config(EngineConfig::from_config(c))
         .handler("http", Http::new(http_policy(c)));

@@ -351,3 +351,82 @@ fn an_unreachable_database_is_a_clear_start_up_error() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("database.url (flag --database / TASKER_DATABASE_URL): cannot open PostgreSQL database postgres://nobody@127.0.0.1:1/none"), "{stderr}");
 }
+
+/// `tasker prune`: a dry run counts, a run deletes (archiving first), and
+/// `tasker maintenance` reports its upkeep; a bad age is a clear error.
+#[test]
+fn prune_and_maintenance_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tasker()
+        .args(["--database", &db(dir.path()), "run"])
+        .arg(repo().join("examples/templates/order_fulfillment.yaml"))
+        .args([
+            "--context",
+            r#"{"order_id": 7, "items": ["book"], "amount_cents": 1299}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    // Inside the default 30-day window: nothing.
+    let out = tasker()
+        .args(["--database", &db(dir.path()), "prune", "--dry-run"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("0 finished task(s) would be pruned"),
+        "{stdout}"
+    );
+    // The task finished under a second ago: wait until it is older than 1 s.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let archive = dir.path().join("archive");
+    let out = tasker()
+        .args([
+            "--database",
+            &db(dir.path()),
+            "prune",
+            "--older-than",
+            "1s",
+            "--json",
+        ])
+        .env(
+            "TASKER__RETENTION__ARCHIVE",
+            format!("jsonl:{}", archive.display()),
+        )
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        (v["tasks"].as_u64(), v["archived"].as_u64()),
+        (Some(1), Some(1)),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read_dir(&archive).unwrap().count(), 1);
+    let list = tasker()
+        .args(["--database", &db(dir.path()), "tasks", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&list).0.contains("0 of 0 task(s)"),
+        "{:?}",
+        text(&list)
+    );
+
+    let out = tasker()
+        .args(["--database", &db(dir.path()), "maintenance"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("wal_checkpoint"), "{stdout}");
+
+    let out = tasker()
+        .args(["--database", &db(dir.path()), "prune", "--older-than", "3w"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("not an age"), "{:?}", text(&out));
+}

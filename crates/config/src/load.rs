@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Maps whose keys are free (not checked against the defaults).
-const OPEN_MAPS: &[&str] = &["logging.modules", "auth.roles"];
+const OPEN_MAPS: &[&str] = &["logging.modules", "auth.roles", "retention.namespaces"];
 /// Prefix of configuration environment variables.
 pub const ENV_PREFIX: &str = "TASKER__";
 

@@ -39,6 +39,8 @@ pub struct TaskerConfig {
     pub auth: AuthSection,
     /// Metrics and analytics.
     pub telemetry: TelemetryConfig,
+    /// How long finished tasks are kept, and where pruned ones go.
+    pub retention: RetentionSection,
 }
 
 impl Default for TaskerConfig {
@@ -57,6 +59,7 @@ impl Default for TaskerConfig {
             http: HttpSection::default(),
             auth: AuthSection::default(),
             telemetry: TelemetryConfig::default(),
+            retention: RetentionSection::default(),
         }
     }
 }
@@ -422,5 +425,51 @@ impl Default for JwtSection {
             permissions_claim: "permissions".into(),
             roles_claim: "roles".into(),
         }
+    }
+}
+
+/// `[retention]`: finished tasks (complete, cancelled, error, resolved)
+/// older than the window are deleted, with their steps, edges and
+/// transitions, by a background pruner in every worker process (one at a
+/// time across processes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Runs the background pruner (false: keep everything, or prune with
+    /// `tasker prune` only).
+    pub enabled: bool,
+    /// Finished tasks are kept this many days after they finished.
+    pub finished_task_days: f64,
+    /// Per-namespace windows in days, overriding `finished_task_days`,
+    /// e.g. `{ billing = 365 }`.
+    pub namespaces: BTreeMap<String, f64>,
+    /// `jsonl:DIR`: each pruned task is first written as one JSON line to a
+    /// gzip file in DIR (null = not archived).
+    pub archive: Option<String>,
+    /// How often the pruner looks for expired tasks.
+    pub interval_seconds: f64,
+    /// Tasks deleted per transaction (small batches keep each short).
+    pub batch_size: u32,
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        RetentionSection {
+            enabled: true,
+            finished_task_days: 30.0,
+            namespaces: BTreeMap::new(),
+            archive: None,
+            interval_seconds: 300.0,
+            batch_size: 500,
+        }
+    }
+}
+
+impl RetentionSection {
+    /// The archive directory of `archive` (`jsonl:DIR`), if any.
+    pub fn archive_dir(&self) -> Option<&str> {
+        self.archive
+            .as_deref()
+            .and_then(|a| a.strip_prefix("jsonl:"))
     }
 }

@@ -160,6 +160,36 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
         );
     }
 
+    // retention
+    let r = &c.retention;
+    positive(
+        &mut bad,
+        "retention.finished_task_days",
+        r.finished_task_days,
+    );
+    for (ns, days) in &r.namespaces {
+        positive(&mut bad, &format!("retention.namespaces.{ns}"), *days);
+    }
+    positive(&mut bad, "retention.interval_seconds", r.interval_seconds);
+    if !(1..=10_000).contains(&r.batch_size) {
+        bad(
+            "retention.batch_size",
+            r.batch_size.into(),
+            "must be between 1 and 10000",
+            "use 500",
+        );
+    }
+    if let Some(a) = &r.archive
+        && r.archive_dir().is_none_or(str::is_empty)
+    {
+        bad(
+            "retention.archive",
+            Value::from(a.clone()),
+            "must be jsonl:DIR",
+            "e.g. \"jsonl:/var/lib/tasker/archive\", or null for no archive",
+        );
+    }
+
     if let Err(msg) = c.backoff.validate() {
         let key = format!(
             "backoff.{}",

@@ -531,3 +531,43 @@ fn production_accepts_an_authenticated_api() {
     });
     assert!(loaded.is_ok(), "{:?}", loaded.err());
 }
+
+#[test]
+fn retention_rules_name_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(
+        &dir,
+        "r.toml",
+        "[retention]\nfinished_task_days = 0\nbatch_size = 0\narchive = \"/tmp/x\"\ninterval_seconds = -1\nnamespaces = { billing = 365, audit = 0 }\n",
+    );
+    let errs = errors(LoadOptions {
+        file: Some(path),
+        env: vec![],
+        flags: vec![],
+    });
+    for key in [
+        "retention.finished_task_days",
+        "retention.batch_size",
+        "retention.archive",
+        "retention.interval_seconds",
+        "retention.namespaces.audit",
+    ] {
+        error_for(&errs, key);
+    }
+    assert!(errs.iter().all(|e| e.key != "retention.namespaces.billing"));
+    let ok = file(
+        &dir,
+        "ok.toml",
+        "[retention]\nnamespaces = { billing = 365 }\narchive = \"jsonl:/var/lib/tasker/archive\"\n",
+    );
+    let loaded = load(&LoadOptions {
+        file: Some(ok),
+        env: vec![],
+        flags: vec![],
+    })
+    .unwrap();
+    assert_eq!(
+        loaded.config.retention.archive_dir(),
+        Some("/var/lib/tasker/archive")
+    );
+}

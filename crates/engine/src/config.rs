@@ -61,6 +61,8 @@ pub struct EngineConfig {
     pub exclude_kinds: Vec<String>,
     /// Keys whose values are masked in logs and error output.
     pub sensitive_keys: Vec<String>,
+    /// How long finished tasks are kept (`[retention]`).
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// The defaults are the configuration's (`tasker_config::EngineSection`
@@ -104,6 +106,7 @@ impl EngineConfig {
             environment: Some(c.environment.clone()),
             exclude_kinds: e.exclude_kinds.clone(),
             sensitive_keys: c.logging.sensitive_keys.clone(),
+            retention: crate::retention::RetentionConfig::from_config(&c.retention),
         }
     }
 

@@ -70,6 +70,9 @@ pub enum EngineError {
         "the lease on step {0} is no longer held (it expired, or the step was rescued, cancelled or finished)"
     )]
     LeaseLost(uuid::Uuid),
+    /// Pruned tasks could not be archived (nothing was deleted).
+    #[error("archive: {0}")]
+    Archive(String),
     /// Waiting for a task took too long.
     #[error("timed out waiting for task {0}")]
     WaitTimeout(uuid::Uuid),
@@ -92,6 +95,7 @@ impl EngineError {
             EngineError::UnknownHandlerKinds { .. } => "unknown_handler_kinds",
             EngineError::Store(s) => s.code(),
             EngineError::LeaseLost(_) => "lease_lost",
+            EngineError::Archive(_) => "archive_failed",
             EngineError::WaitTimeout(_) => "timeout",
         }
     }
@@ -112,7 +116,9 @@ impl EngineError {
     pub fn is_internal(&self) -> bool {
         match self {
             EngineError::Store(s) => s.is_internal(),
-            EngineError::UnknownHandlerKinds { .. } | EngineError::WaitTimeout(_) => true,
+            EngineError::UnknownHandlerKinds { .. }
+            | EngineError::Archive(_)
+            | EngineError::WaitTimeout(_) => true,
             _ => false,
         }
     }

@@ -36,6 +36,7 @@ pub mod handler;
 pub mod handlers;
 pub mod metrics;
 pub mod requests;
+pub mod retention;
 pub mod retry;
 pub mod service;
 pub mod telemetry;

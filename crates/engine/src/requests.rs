@@ -11,7 +11,9 @@ use crate::service::{TaskRequest, Tasker};
 use chrono::{DateTime, Utc};
 use tasker_core::TaskState;
 use tasker_core::registry::RegistryError;
-use tasker_store::{Page, StepRow, StepUpdate, TaskQuery, TaskRow, TaskSort, TaskUpdate};
+use tasker_store::{
+    CountMode, Page, StepRow, StepUpdate, TaskCursor, TaskQuery, TaskRow, TaskSort, TaskUpdate,
+};
 use uuid::Uuid;
 
 /// Most tags a task may carry.
@@ -112,6 +114,10 @@ pub struct TaskListRequest {
     pub sort: Option<TaskSort>,
     /// Ascending instead of the default descending order.
     pub ascending: bool,
+    /// Keyset cursor: only rows after this one (not together with `offset`).
+    pub after: Option<TaskCursor>,
+    /// How exactly to count the matching rows.
+    pub count: CountMode,
 }
 
 impl TaskListRequest {
@@ -122,6 +128,12 @@ impl TaskListRequest {
             return Err(EngineError::InvalidParameter {
                 field: "limit".into(),
                 message: format!("must be between 1 and {}", limits.max),
+            });
+        }
+        if self.after.is_some() && self.offset.is_some() {
+            return Err(EngineError::InvalidParameter {
+                field: "after".into(),
+                message: "cannot be combined with `offset`".into(),
             });
         }
         if let Some(v) = &self.version
@@ -151,6 +163,8 @@ impl TaskListRequest {
             descending: !self.ascending,
             limit,
             offset: self.offset.unwrap_or(0),
+            after: self.after.clone(),
+            count: self.count,
         })
     }
 }

@@ -196,6 +196,11 @@ pub(crate) struct Inner {
 }
 
 impl Tasker {
+    /// A handle on the same engine (for the background loops).
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Tasker {
+        Tasker { inner }
+    }
+
     /// Starts building a service over `store`, with the built-in handler kinds.
     pub fn builder(store: Arc<dyn Store>) -> TaskerBuilder {
         TaskerBuilder {

@@ -429,7 +429,7 @@ async fn context_schema_is_enforced_with_paths() {
     }
     assert_eq!(
         store.task_list(&Default::default()).await.unwrap().total,
-        0,
+        Some(0),
         "nothing stored"
     );
 }

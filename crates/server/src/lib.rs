@@ -72,6 +72,7 @@
 pub mod auth;
 pub mod cache;
 pub mod correlation;
+pub mod cursor;
 mod delivery;
 pub mod error;
 pub mod extract;

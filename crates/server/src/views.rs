@@ -511,8 +511,12 @@ pub enum AnalysisDoc {
 /// Pagination of a list.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Pagination {
-    /// Rows matching the filters, all pages.
-    pub total: i64,
+    /// Rows matching the filters, all pages: exact with `?count=exact`,
+    /// else the database's estimate (PostgreSQL) or absent (SQLite, or
+    /// `?count=none`).
+    pub total: Option<i64>,
+    /// Whether `total` is an exact count.
+    pub total_exact: bool,
     /// Page size used.
     pub limit: u32,
     /// Rows skipped.
@@ -523,6 +527,8 @@ pub struct Pagination {
     /// `offset` of the next page, when there is one.
     #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     pub next_offset: Option<u32>,
+    /// `after` for the next page (keyset pagination), when there is one.
+    pub next_cursor: Option<String>,
 }
 
 /// `{"task": ...}`.

@@ -284,7 +284,7 @@ async fn tasks_list_filters_sorting_paging(db: Db) {
     }
     h.delete(&format!("/tasker/tasks/{a}")).await;
 
-    let r = h.get("/tasker/tasks").await;
+    let r = h.get("/tasker/tasks?count=exact").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json["pagination"]["total"], 4);
     assert_eq!(r.json["pagination"]["limit"], 25);
@@ -304,26 +304,66 @@ async fn tasks_list_filters_sorting_paging(db: Db) {
     assert_eq!(r.json["tasks"].as_array().unwrap().len(), 1);
     assert_eq!(r.json["pagination"]["has_more"], false);
     assert!(r.json["pagination"]["next_offset"].is_null());
+    // Keyset pages: the same rows, through `after` = `next_cursor`; counts
+    // only when asked (SQLite has no estimate).
+    let r = h
+        .get("/tasker/tasks?limit=3&sort_order=asc&count=none")
+        .await;
+    assert!(r.json["pagination"]["total"].is_null(), "{}", r.text);
+    assert_eq!(r.json["pagination"]["total_exact"], false);
+    let r = h.get("/tasker/tasks?limit=3&sort_order=asc").await;
+    assert_eq!(
+        r.json["pagination"]["total_exact"], false,
+        "an estimate by default"
+    );
+    let cursor = r.json["pagination"]["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first: Vec<Value> = r.json["tasks"].as_array().unwrap().clone();
+    assert_eq!(first[0]["task_id"], json!(a));
+    let r = h
+        .get(&format!(
+            "/tasker/tasks?limit=3&sort_order=asc&after={cursor}"
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["tasks"].as_array().unwrap().len(), 1);
+    assert_eq!(r.json["pagination"]["has_more"], false);
+    assert!(r.json["pagination"]["next_cursor"].is_null());
+    assert!(!first.contains(&r.json["tasks"][0]));
+    for (query, field) in [
+        (format!("after={cursor}&offset=3"), "after"),
+        ("after=garbage".to_string(), "after"),
+        (format!("after={cursor}&sort_by=name"), "after"),
+        ("count=sometimes".to_string(), "count"),
+    ] {
+        let r = h.get(&format!("/tasker/tasks?{query}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{query}: {}", r.text);
+        assert_eq!(r.field(), field, "{query}: {}", r.text);
+    }
 
-    let r = h.get("/tasker/tasks?namespace=shop").await;
+    let r = h.get("/tasker/tasks?namespace=shop&count=exact").await;
     assert_eq!(r.json["pagination"]["total"], 2);
-    let r = h.get("/tasker/tasks?status=cancelled").await;
+    let r = h.get("/tasker/tasks?status=cancelled&count=exact").await;
     assert_eq!(r.json["pagination"]["total"], 1);
     assert_eq!(r.json["tasks"][0]["task_id"], json!(a));
     let r = h.get("/tasker/tasks?status=pending&name=checkout").await;
     assert_eq!(r.json["tasks"][0]["task_id"], json!(b));
-    let r = h.get("/tasker/tasks?name=report&version=0.9.0").await;
+    let r = h
+        .get("/tasker/tasks?name=report&version=0.9.0&count=exact")
+        .await;
     assert_eq!(r.json["pagination"]["total"], 1);
     let r = h
         .get("/tasker/tasks?sort_by=name&sort_order=asc&limit=1")
         .await;
     assert_eq!(r.json["tasks"][0]["name"], "checkout");
     let r = h
-        .get("/tasker/tasks?created_since=2000-01-01T00:00:00Z&created_until=2999-01-01T00:00:00Z")
+        .get("/tasker/tasks?created_since=2000-01-01T00:00:00Z&created_until=2999-01-01T00:00:00Z&count=exact")
         .await;
     assert_eq!(r.json["pagination"]["total"], 4);
     let r = h
-        .get("/tasker/tasks?created_since=2999-01-01T00:00:00Z")
+        .get("/tasker/tasks?created_since=2999-01-01T00:00:00Z&count=exact")
         .await;
     assert_eq!(r.json["pagination"]["total"], 0);
 

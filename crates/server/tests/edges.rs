@@ -207,7 +207,7 @@ async fn nul_characters_are_refused_naming_the_field(db: Db) {
         );
     }
     // Nothing was stored or changed by the refused requests.
-    let r = h.get("/tasker/tasks?limit=100").await;
+    let r = h.get("/tasker/tasks?limit=100&count=exact").await;
     assert_eq!(r.json["pagination"]["total"], 2, "{}", r.text);
     let r = h
         .get(&format!("/tasker/tasks/{task}/steps/{validate}"))

@@ -15,15 +15,28 @@ pub(crate) const TASK_COLS: &str = "id, namespace, name, version, status, contex
      source_system, reason, tags, correlation_id, identity_hash, steps_total, steps_remaining, \
      created_at, updated_at, completed_at";
 
-/// Columns of a [`StepRow`], for a query over `steps s`. Parents come from
-/// the edge index on `child_id`, in template order.
-pub(crate) const STEP_COLS: &str = "s.id, s.task_id, s.name, s.position, s.description, \
+/// The step columns of a [`StepRow`] but its parents, over `steps s`.
+macro_rules! step_base_cols {
+    () => {
+        "s.id, s.task_id, s.name, s.position, s.description, \
      s.dependent_system, s.status, s.handler_kind, s.handler_config, s.inputs, s.results, \
      s.last_error, s.attempts, s.max_attempts, s.retry_limit, s.retryable, s.skippable, \
      s.timeout_seconds, s.remaining_parents, s.ready_at, s.lease_owner, s.lease_expires_at, \
-     s.last_attempted_at, s.created_at, s.updated_at, s.completed_at, \
-     ARRAY(SELECT p.name FROM step_edges e JOIN steps p ON p.id = e.parent_id \
-           WHERE e.child_id = s.id ORDER BY p.position) AS parents";
+     s.last_attempted_at, s.created_at, s.updated_at, s.completed_at"
+    };
+}
+
+/// Columns of a [`StepRow`], for a query over `steps s`. Parents come from
+/// the edge index on `child_id`, in template order.
+pub(crate) const STEP_COLS: &str = concat!(
+    step_base_cols!(),
+    ", ARRAY(SELECT p.name FROM step_edges e JOIN steps p ON p.id = e.parent_id \
+           WHERE e.child_id = s.id ORDER BY p.position) AS parents"
+);
+
+/// Columns of a [`StepRow`] with no parents (an empty array): for the step
+/// list, which reads a task's edges once instead of once per step.
+pub(crate) const STEP_LIST_COLS: &str = concat!(step_base_cols!(), ", '{}'::text[] AS parents");
 
 /// Columns of a [`TransitionRow`] from either transition table (`entity` is
 /// `task_id` or `step_id`).

@@ -137,3 +137,32 @@ impl PgStore {
         Ok(out)
     }
 }
+
+impl PgStore {
+    /// The plan of a retention batch (`Store::prune_candidates`) as it runs:
+    /// under its pinned settings, for a page of 500 tasks finished before
+    /// `before`.
+    pub async fn explain_prune_candidates(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<String> {
+        let mut tx = self.inner.pool.begin().await.map_err(store_err)?;
+        sqlx::raw_sql(crate::retention::PIN_PLAN)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_err)?;
+        let lines: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "EXPLAIN {}",
+            crate::retention::candidates_sql()
+        )))
+        .bind(before)
+        .bind(None::<String>)
+        .bind(Vec::<String>::new())
+        .bind(500_i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(store_err)?;
+        tx.rollback().await.map_err(store_err)?;
+        Ok(lines.join("\n"))
+    }
+}

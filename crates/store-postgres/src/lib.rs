@@ -136,7 +136,9 @@ mod events;
 mod explain;
 mod keys;
 mod read;
+mod retention;
 mod settle;
+mod synthetic;
 mod work;
 
 pub mod testing;
@@ -156,8 +158,8 @@ use std::time::Duration;
 use tasker_core::StepCounts;
 use tasker_store::{
     ApiKeyRow, Backend, ClaimParams, ClaimedStep, FinishReport, LeaseRef, NewApiKey, NewTask, Page,
-    StepOutcome, StepRow, StepUpdate, Store, StoreError, StoreEvent, StoreResult, StoreStats,
-    TaskQuery, TaskRow, TaskUpdate, TransitionRow,
+    PruneQuery, StepOutcome, StepRow, StepUpdate, Store, StoreError, StoreEvent, StoreResult,
+    StoreStats, TaskQuery, TaskRow, TaskUpdate, TransitionRow,
 };
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -642,6 +644,30 @@ impl Store for PgStore {
 
     async fn has_open_tasks(&self) -> StoreResult<bool> {
         self.read_has_open_tasks().await
+    }
+
+    async fn prune_candidates(&self, q: &PruneQuery) -> StoreResult<Vec<Uuid>> {
+        self.retention_candidates(q).await
+    }
+
+    async fn prune_count(&self, q: &PruneQuery) -> StoreResult<u64> {
+        self.retention_count(q).await
+    }
+
+    async fn tasks_prune(
+        &self,
+        ids: &[Uuid],
+        finished_before: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>> {
+        self.retention_delete(ids, finished_before).await
+    }
+
+    async fn storage_health(&self) -> StoreResult<tasker_store::StorageHealth> {
+        self.upkeep_health().await
+    }
+
+    async fn maintenance(&self) -> StoreResult<Vec<tasker_store::MaintenanceRun>> {
+        self.upkeep().await
     }
 
     async fn api_key_create(&self, key: NewApiKey) -> StoreResult<ApiKeyRow> {

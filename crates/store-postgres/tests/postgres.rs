@@ -697,7 +697,7 @@ async fn throughput_two_pools() {
         })
         .await
         .unwrap();
-    assert_eq!(complete.total, 500);
+    assert_eq!(complete.total, Some(500));
     for id in ids.iter().take(20) {
         let n = a
             .task_transitions(*id)

@@ -78,7 +78,9 @@ mod codec;
 mod effects;
 mod error;
 mod keys;
+mod retention;
 mod steps;
+mod synthetic;
 mod tasks;
 mod work;
 
@@ -456,6 +458,30 @@ impl Store for SqliteStore {
 
     async fn has_open_tasks(&self) -> StoreResult<bool> {
         tasks::has_open_tasks(&self.reader).await
+    }
+
+    async fn prune_candidates(&self, q: &tasker_store::PruneQuery) -> StoreResult<Vec<Uuid>> {
+        retention::candidates(&self.reader, q).await
+    }
+
+    async fn prune_count(&self, q: &tasker_store::PruneQuery) -> StoreResult<u64> {
+        retention::count(&self.reader, q).await
+    }
+
+    async fn tasks_prune(
+        &self,
+        ids: &[Uuid],
+        finished_before: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>> {
+        retention::delete(self, ids, finished_before).await
+    }
+
+    async fn storage_health(&self) -> StoreResult<tasker_store::StorageHealth> {
+        retention::health(&self.reader).await
+    }
+
+    async fn maintenance(&self) -> StoreResult<Vec<tasker_store::MaintenanceRun>> {
+        retention::upkeep(self).await
     }
 
     async fn api_key_create(&self, key: NewApiKey) -> StoreResult<ApiKeyRow> {

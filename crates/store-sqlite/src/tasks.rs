@@ -10,8 +10,8 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::collections::{BTreeMap, HashMap};
 use tasker_core::{InvalidTransition, StepCounts, TaskState};
 use tasker_store::{
-    NewTask, Page, StoreError, StoreResult, StoreStats, TaskQuery, TaskRow, TaskSort, TaskUpdate,
-    TransitionRow,
+    CountMode, CursorKey, NewTask, Page, StoreError, StoreResult, StoreStats, TaskQuery, TaskRow,
+    TaskSort, TaskUpdate, TransitionRow,
 };
 use uuid::Uuid;
 
@@ -282,9 +282,11 @@ pub(crate) async fn step_exists(pool: &SqlitePool, id: Uuid) -> StoreResult<bool
 enum Arg {
     Text(String),
     Int(i64),
+    Id(Uuid),
 }
 
 pub(crate) async fn list(pool: &SqlitePool, q: &TaskQuery) -> StoreResult<Page<TaskRow>> {
+    q.check_cursor()?;
     // Only fixed fragments go into the SQL text; every user value is bound.
     let mut filter = String::from(" WHERE 1 = 1");
     let mut args = Vec::new();
@@ -321,15 +323,33 @@ pub(crate) async fn list(pool: &SqlitePool, q: &TaskQuery) -> StoreResult<Page<T
     };
     let dir = if q.descending { "DESC" } else { "ASC" };
 
-    let count_sql = format!("SELECT COUNT(*) FROM tasks{filter}");
-    let mut count = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql));
-    for a in &args {
-        count = match a {
-            Arg::Text(s) => count.bind(s.clone()),
-            Arg::Int(i) => count.bind(*i),
-        };
+    // SQLite has no row estimate: `Estimated` omits the count, so a page
+    // costs the same at any table size unless an exact count is asked for.
+    let total = if q.count == CountMode::Exact {
+        let count_sql = format!("SELECT COUNT(*) FROM tasks{filter}");
+        let mut count = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql));
+        for a in &args {
+            count = match a {
+                Arg::Text(s) => count.bind(s.clone()),
+                Arg::Int(i) => count.bind(*i),
+                Arg::Id(i) => count.bind(*i),
+            };
+        }
+        Some(count.fetch_one(pool).await.db()?)
+    } else {
+        None
+    };
+    if let Some(after) = &q.after {
+        // A row-value comparison on (sort key, id): an index range scan that
+        // starts at the cursor, whatever the depth of the page.
+        let op = if q.descending { "<" } else { ">" };
+        filter.push_str(&format!(" AND ({column}, id) {op} (?, ?)"));
+        args.push(match &after.key {
+            CursorKey::Time(t) => Arg::Int(micros(*t)),
+            CursorKey::Text(t) => Arg::Text(t.clone()),
+        });
+        args.push(Arg::Id(after.id));
     }
-    let total = count.fetch_one(pool).await.db()?;
 
     // LIMIT -1 is SQLite's "no limit"; a zero page size means "everything".
     let page_sql = format!(
@@ -345,6 +365,7 @@ pub(crate) async fn list(pool: &SqlitePool, q: &TaskQuery) -> StoreResult<Page<T
         page = match a {
             Arg::Text(s) => page.bind(s),
             Arg::Int(i) => page.bind(i),
+            Arg::Id(i) => page.bind(i),
         };
     }
     let limit = if q.limit == 0 { -1 } else { i64::from(q.limit) };
@@ -355,7 +376,11 @@ pub(crate) async fn list(pool: &SqlitePool, q: &TaskQuery) -> StoreResult<Page<T
         .await
         .db()?;
     let items = rows.iter().map(task_row).collect::<StoreResult<Vec<_>>>()?;
-    Ok(Page { items, total })
+    Ok(Page {
+        items,
+        total,
+        total_exact: total.is_some(),
+    })
 }
 
 pub(crate) async fn step_counts(
@@ -543,7 +568,7 @@ pub(crate) async fn transitions(pool: &SqlitePool, id: Uuid) -> StoreResult<Vec<
     rows.iter().map(transition_row).collect()
 }
 
-/// Counts over the tasks created at or after `since` (the `tasks_created_idx`
+/// Counts over the tasks created at or after `since` (the `tasks_created_id_idx`
 /// range, named: without statistics SQLite would rather scan all of
 /// `tasks_status_created_idx` for the GROUP BY) and their steps (by
 /// `steps_task_position_idx`).
@@ -553,13 +578,13 @@ pub(crate) async fn stats_since(
 ) -> StoreResult<StoreStats> {
     let since = micros(since);
     let tasks =
-        sqlx::query("SELECT status, COUNT(*) FROM tasks INDEXED BY tasks_created_idx WHERE created_at >= ?1 GROUP BY status")
+        sqlx::query("SELECT status, COUNT(*) FROM tasks INDEXED BY tasks_created_id_idx WHERE created_at >= ?1 GROUP BY status")
             .bind(since)
             .fetch_all(pool)
             .await
             .db()?;
     let steps = sqlx::query(
-        "SELECT s.status, COUNT(*) FROM tasks t INDEXED BY tasks_created_idx
+        "SELECT s.status, COUNT(*) FROM tasks t INDEXED BY tasks_created_id_idx
          JOIN steps s ON s.task_id = t.id
          WHERE t.created_at >= ?1 GROUP BY s.status",
     )
@@ -568,7 +593,7 @@ pub(crate) async fn stats_since(
     .await
     .db()?;
     let retrying: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM tasks t INDEXED BY tasks_created_idx
+        "SELECT COUNT(*) FROM tasks t INDEXED BY tasks_created_id_idx
          JOIN steps s ON s.task_id = t.id
          WHERE t.created_at >= ?1 AND s.status = 'pending' AND s.attempts > 0",
     )

@@ -149,7 +149,7 @@ mod sqlite {
             })
             .await
             .unwrap();
-        assert_eq!(done.total, 100);
+        assert_eq!(done.total, Some(100));
     }
 
     /// A path that cannot be created is `Unavailable`, not a panic.

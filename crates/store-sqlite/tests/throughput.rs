@@ -86,7 +86,7 @@ async fn claim_finish_throughput() {
         })
         .await
         .unwrap();
-    assert_eq!(done.total, TASKS as i64);
+    assert_eq!(done.total, Some(TASKS as i64));
 }
 
 /// One worker, no contention: the cost of each call.

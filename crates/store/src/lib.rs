@@ -262,6 +262,40 @@ pub trait Store: Send + Sync + 'static {
     /// Whether any task is `pending` or `in_progress` (one index probe).
     async fn has_open_tasks(&self) -> StoreResult<bool>;
 
+    // ---- retention ---------------------------------------------------------
+
+    /// Ids of finished tasks matching `q`, oldest completion first: a range
+    /// of the partial index over finished tasks, so its cost follows the
+    /// page, not the history.
+    async fn prune_candidates(&self, q: &PruneQuery) -> StoreResult<Vec<Uuid>>;
+
+    /// How many finished tasks match `q` (its `limit` ignored), for dry runs.
+    async fn prune_count(&self, q: &PruneQuery) -> StoreResult<u64>;
+
+    /// Deletes those of `ids` that are still finished and finished before
+    /// `finished_before`, with their steps, edges and transitions, in one
+    /// transaction; returns the ids deleted. A task that was reopened (a
+    /// retry) since it was selected is left alone: nothing unfinished is
+    /// ever deleted. On PostgreSQL, returns nothing without deleting while
+    /// another process holds the prune lock (one pruner at a time).
+    async fn tasks_prune(
+        &self,
+        ids: &[Uuid],
+        finished_before: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>>;
+
+    // ---- maintenance -------------------------------------------------------
+
+    /// The state of the database's upkeep: whether it vacuums by itself and
+    /// whether the ready-steps index has bloated (dead entries the hot path
+    /// walks over); a warning per problem.
+    async fn storage_health(&self) -> StoreResult<StorageHealth>;
+
+    /// Runs the database's upkeep on Tasker's tables, for setups where the
+    /// server does not (PostgreSQL without autovacuum: `VACUUM (ANALYZE)`
+    /// per table; SQLite: a WAL checkpoint). Safe while the engine runs.
+    async fn maintenance(&self) -> StoreResult<Vec<MaintenanceRun>>;
+
     /// Stores a new API key.
     async fn api_key_create(&self, key: NewApiKey) -> StoreResult<ApiKeyRow>;
 

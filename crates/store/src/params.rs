@@ -166,6 +166,81 @@ pub struct TaskQuery {
     pub limit: u32,
     /// Rows to skip.
     pub offset: u32,
+    /// Keyset pagination: only rows strictly after this position in the
+    /// sort order (the last row of the previous page). Unlike `offset`, its
+    /// cost does not grow with the depth of the page.
+    pub after: Option<TaskCursor>,
+    /// How `Page::total` is counted.
+    pub count: CountMode,
+}
+
+impl TaskQuery {
+    /// Checks that the cursor's key has the type of the sort column (a
+    /// time for `created_at` / `updated_at`, text otherwise).
+    pub fn check_cursor(&self) -> Result<(), crate::StoreError> {
+        let time_sort = matches!(self.sort, TaskSort::CreatedAt | TaskSort::UpdatedAt);
+        match &self.after {
+            Some(TaskCursor {
+                key: CursorKey::Time(_),
+                ..
+            }) if !time_sort => Err(crate::StoreError::InvalidData(
+                "cursor: a time key for a text sort column".into(),
+            )),
+            Some(TaskCursor {
+                key: CursorKey::Text(_),
+                ..
+            }) if time_sort => Err(crate::StoreError::InvalidData(
+                "cursor: a text key for a time sort column".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A position in a task list: the sort key of a row and its id (the
+/// tie-breaker), as the last row of a page had them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskCursor {
+    /// The row's value of the sort column.
+    pub key: CursorKey,
+    /// The row's id.
+    pub id: Uuid,
+}
+
+impl TaskCursor {
+    /// The position of `row` in a list sorted by `sort`.
+    pub fn of(sort: TaskSort, row: &crate::TaskRow) -> TaskCursor {
+        let key = match sort {
+            TaskSort::CreatedAt => CursorKey::Time(row.created_at),
+            TaskSort::UpdatedAt => CursorKey::Time(row.updated_at),
+            TaskSort::Status => CursorKey::Text(row.status.as_str().to_string()),
+            TaskSort::Name => CursorKey::Text(row.name.clone()),
+            TaskSort::Namespace => CursorKey::Text(row.namespace.clone()),
+        };
+        TaskCursor { key, id: row.id }
+    }
+}
+
+/// The sort-column value in a [`TaskCursor`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum CursorKey {
+    /// `created_at` or `updated_at`.
+    Time(DateTime<Utc>),
+    /// `status`, `name` or `namespace`.
+    Text(String),
+}
+
+/// How a task list counts the rows matching its filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CountMode {
+    /// `count(*)`: exact, but its cost follows the number of matching rows.
+    #[default]
+    Exact,
+    /// The planner's estimate where the backend has one (PostgreSQL);
+    /// omitted elsewhere. Costs the same at any table size.
+    Estimated,
+    /// No count.
+    Omitted,
 }
 
 /// Editable task fields.
@@ -209,4 +284,18 @@ pub struct NewApiKey {
     pub created_at: DateTime<Utc>,
     /// Expiry, if any.
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Which finished tasks a retention pass selects (see [`crate::Store::prune_candidates`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PruneQuery {
+    /// Tasks that reached a final state (`complete`, `cancelled`, `error`,
+    /// `resolved_manually`) before this time.
+    pub finished_before: DateTime<Utc>,
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Not these namespaces (they have their own retention window).
+    pub except_namespaces: Vec<String>,
+    /// At most this many, oldest completion first (0 = no limit).
+    pub limit: u32,
 }

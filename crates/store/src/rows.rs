@@ -138,8 +138,11 @@ pub struct TransitionRow {
 pub struct Page<T> {
     /// This page.
     pub items: Vec<T>,
-    /// Rows matching the filters, all pages.
-    pub total: i64,
+    /// Rows matching the filters, all pages (None when the query's
+    /// [`crate::CountMode`] omitted it or the backend cannot estimate).
+    pub total: Option<i64>,
+    /// Whether `total` is an exact count (false: an estimate or absent).
+    pub total_exact: bool,
 }
 
 /// What a claim hands to a handler.
@@ -244,4 +247,30 @@ impl ApiKeyRow {
     pub fn is_active(&self, now: DateTime<Utc>) -> bool {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
     }
+}
+
+/// The database's upkeep, for start-up warnings and status pages
+/// ([`crate::Store::storage_health`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StorageHealth {
+    /// Whether the server vacuums by itself (PostgreSQL's `autovacuum`;
+    /// None where the notion does not apply).
+    pub autovacuum: Option<bool>,
+    /// Size on disk of the ready-steps index, in bytes (None when unknown).
+    pub ready_index_bytes: Option<u64>,
+    /// Steps in the ready index (counted up to 100,000).
+    pub ready_steps: u64,
+    /// What an operator should do something about, one sentence each.
+    pub warnings: Vec<String>,
+}
+
+/// One table's upkeep by [`crate::Store::maintenance`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MaintenanceRun {
+    /// Table (or database, for whole-database steps).
+    pub target: String,
+    /// What was run.
+    pub action: String,
+    /// How long it took, in milliseconds.
+    pub millis: u64,
 }

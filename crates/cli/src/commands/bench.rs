@@ -18,10 +18,15 @@ use uuid::Uuid;
 /// Arguments of `tasker bench`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Which measurement: all, throughput, chain or fanout.
+    /// Which measurement: all (throughput, chain, fanout), throughput, chain,
+    /// fanout, list (a page of the task list, first and deep) or prune
+    /// (deleting the history while chains run; needs --synthetic-history);
+    /// several comma-separated (`chain,throughput,list`).
     #[arg(long, default_value = "all")]
     pub scenario: String,
-    /// Database for the benchmark (default: a fresh SQLite file in a temp dir).
+    /// Database for the benchmark (default: a fresh SQLite file in a temp
+    /// dir; `private-postgres`: a PostgreSQL cluster of its own, started
+    /// for the run with the server's defaults, autovacuum on).
     #[arg(long)]
     pub target: Option<String>,
     /// Single-step tasks for the throughput run.
@@ -43,6 +48,18 @@ pub struct Args {
     /// the figures are taken with that much finished history in the tables.
     #[arg(long, default_value_t = 0)]
     pub history: usize,
+    /// Before measuring, add this many finished single-step tasks generated
+    /// in SQL (each row written pending, claimed, completed, as the engine
+    /// leaves them): a million in minutes instead of hours.
+    #[arg(long, default_value_t = 0)]
+    pub synthetic_history: u64,
+    /// With history: measure on the empty database first too, and print the
+    /// ratios (with history / empty).
+    #[arg(long)]
+    pub baseline: bool,
+    /// With history: skip `tasker maintenance` after loading it.
+    #[arg(long)]
+    pub skip_maintenance: bool,
     /// `engine.claim_on_completion` for this run (and its worker children):
     /// `false` measures the engine without it, in the same build.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -94,8 +111,14 @@ fn fanout_yaml(width: usize) -> String {
 /// Runs the chosen measurements and prints a report.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir()?;
-    let url = match &args.target {
-        Some(u) => u.clone(),
+    let mut _cluster = None;
+    let url = match args.target.as_deref() {
+        Some("private-postgres") => {
+            let (cluster, url) = private_postgres().await?;
+            _cluster = Some(cluster);
+            url
+        }
+        Some(u) => u.to_string(),
         None => format!("sqlite://{}", dir.path().join("bench.db").display()),
     };
     let store = connect::open(&url).await?;
@@ -106,6 +129,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_concurrent_steps: args.concurrency,
         claim_batch_size: 256,
         claim_on_completion: args.claim_on_completion,
+        // The history is part of the set-up: no background pruner deletes
+        // it while figures are taken (`--scenario prune` prunes itself).
+        retention: tasker_engine::retention::RetentionConfig {
+            enabled: false,
+            ..Default::default()
+        },
         ..EngineConfig::default()
     };
     let templates = vec![
@@ -130,24 +159,282 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         on_off(args.metrics),
         on_off(tasker_engine::telemetry::enabled()),
     )?;
-
-    if args.history > 0 {
-        history(&tasker, args.history).await?;
+    if let Ok(h) = store.storage_health().await
+        && let Some(on) = h.autovacuum
+    {
+        outln!("postgres autovacuum {}", if on { "on" } else { "off" })?;
     }
-    let all = args.scenario == "all";
-    if !all && !["throughput", "chain", "fanout"].contains(&args.scenario.as_str()) {
-        bail!("--scenario must be one of all, throughput, chain, fanout");
+    if !args
+        .scenario
+        .split(',')
+        .all(|s| ["all", "throughput", "chain", "fanout", "list", "prune"].contains(&s))
+    {
+        bail!(
+            "--scenario must be all, throughput, chain, fanout, list or prune (or several, comma-separated)"
+        );
     }
-    if all || args.scenario == "throughput" {
-        throughput(&tasker, &url, &args).await?;
+    if args.scenario == "prune" {
+        return prune_bench(&tasker, &url, &args).await;
     }
-    if all || args.scenario == "chain" {
-        chain(&tasker, args.chains).await?;
+    let with_history = args.history > 0 || args.synthetic_history > 0;
+    let before = if args.baseline && with_history {
+        outln!("-- empty database --")?;
+        Some(measure(&tasker, &url, &args).await?)
+    } else {
+        None
+    };
+    if with_history {
+        if args.history > 0 {
+            history(&tasker, args.history).await?;
+        }
+        if args.synthetic_history > 0 {
+            synthetic_history(&url, args.synthetic_history, 60).await?;
+        }
+        if !args.skip_maintenance {
+            maintenance(&tasker).await?;
+        }
+        outln!("-- with history --")?;
     }
-    if all || args.scenario == "fanout" {
-        fanout(&tasker, args.width).await?;
+    let after = measure(&tasker, &url, &args).await?;
+    if let Some(b) = before {
+        b.ratios(&after)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What one round of measurements found (None: not measured).
+#[derive(Debug, Default)]
+struct Figures {
+    steps_per_s: Option<f64>,
+    stage_p50_ms: Option<f64>,
+    stage_p95_ms: Option<f64>,
+    list_ms: Option<f64>,
+}
+
+impl Figures {
+    fn ratios(&self, after: &Figures) -> anyhow::Result<()> {
+        let r = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| b / a);
+        if let Some(x) = r(self.stage_p50_ms, after.stage_p50_ms) {
+            outln!("ratio with history / empty: chain per-stage p50 {x:.2}x")?;
+        }
+        if let Some(x) = r(self.stage_p95_ms, after.stage_p95_ms) {
+            outln!("ratio with history / empty: chain per-stage p95 {x:.2}x")?;
+        }
+        if let Some(x) = r(self.steps_per_s, after.steps_per_s) {
+            outln!("ratio with history / empty: throughput {x:.2}x (above 1 is faster)")?;
+        }
+        if let Some(x) = r(self.list_ms, after.list_ms) {
+            outln!("ratio with history / empty: task list page p50 {x:.2}x")?;
+        }
+        Ok(())
+    }
+}
+
+async fn measure(tasker: &Tasker, url: &str, args: &Args) -> anyhow::Result<Figures> {
+    let has = |s: &str| args.scenario.split(',').any(|x| x == s);
+    let all = has("all");
+    let mut f = Figures::default();
+    if all || has("throughput") {
+        f.steps_per_s = Some(throughput(tasker, url, args).await?);
+    }
+    if all || has("chain") {
+        let (p50, p95) = chain(tasker, args.chains).await?;
+        (f.stage_p50_ms, f.stage_p95_ms) = (Some(p50), Some(p95));
+    }
+    if all || has("fanout") {
+        fanout(tasker, args.width).await?;
+    }
+    if has("list") {
+        f.list_ms = Some(list_pages(tasker).await?);
+    }
+    Ok(f)
+}
+
+/// A PostgreSQL cluster of the bench's own (initdb defaults: autovacuum on).
+async fn private_postgres()
+-> anyhow::Result<(tasker_store_postgres::testing::PrivateCluster, String)> {
+    // Starting it panics with the failing command when the server binaries
+    // are missing: turn that into an error.
+    let cluster = tokio::task::spawn_blocking(tasker_store_postgres::testing::PrivateCluster::start)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "cannot start a private PostgreSQL cluster (initdb and pg_ctl under /usr/lib/postgresql/*/bin are needed)"
+            )
+        })?;
+    let admin = cluster.url("postgres");
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await?;
+    sqlx::query("CREATE DATABASE bench")
+        .execute(&mut conn)
+        .await?;
+    Ok((cluster, cluster_url(&admin)))
+}
+
+fn cluster_url(admin: &str) -> String {
+    tasker_store_postgres::testing::with_database(admin, "bench")
+}
+
+/// `tasker maintenance` on the bench database, said out loud.
+async fn maintenance(tasker: &Tasker) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let runs = tasker.store().maintenance().await?;
+    let what: Vec<String> = runs
+        .iter()
+        .map(|r| format!("{} {}", r.action, r.target))
+        .collect();
+    outln!(
+        "maintenance after loading ({:.1}s), as `tasker maintenance` does: {}",
+        started.elapsed().as_secs_f64(),
+        what.join(", ")
+    )?;
+    Ok(())
+}
+
+/// Finished single-step tasks generated in SQL, created over the last
+/// `days` days.
+async fn synthetic_history(url: &str, n: u64, days: i64) -> anyhow::Result<()> {
+    synthetic_history_at(url, n, days, 0).await
+}
+
+/// p50 of a task list page (25 rows, newest first, estimated count): the
+/// first page and a keyset page deep into the list.
+async fn list_pages(tasker: &Tasker) -> anyhow::Result<f64> {
+    let store = tasker.store();
+    let q = TaskQuery {
+        limit: 26,
+        descending: true,
+        count: tasker_store::CountMode::Estimated,
+        ..Default::default()
+    };
+    let mut first = Vec::new();
+    let mut deep = Vec::new();
+    let mut exact = Vec::new();
+    for _ in 0..100 {
+        let t = Instant::now();
+        let page = store.task_list(&q).await?;
+        first.push(t.elapsed().as_secs_f64() * 1000.0);
+        // Twenty pages further by cursor.
+        let mut after = page
+            .items
+            .last()
+            .map(|r| tasker_store::TaskCursor::of(tasker_store::TaskSort::CreatedAt, r));
+        for _ in 0..20 {
+            let t = Instant::now();
+            let p = store
+                .task_list(&TaskQuery {
+                    after: after.clone(),
+                    ..q.clone()
+                })
+                .await?;
+            deep.push(t.elapsed().as_secs_f64() * 1000.0);
+            after = p
+                .items
+                .last()
+                .map(|r| tasker_store::TaskCursor::of(tasker_store::TaskSort::CreatedAt, r));
+        }
+    }
+    for _ in 0..5 {
+        let t = Instant::now();
+        store
+            .task_list(&TaskQuery {
+                count: tasker_store::CountMode::Exact,
+                ..q.clone()
+            })
+            .await?;
+        exact.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let p50 = pct(&mut first, 50.0);
+    outln!(
+        "list: page of 25 (estimated count) p50 {p50:.2} ms, p95 {:.2} ms; keyset pages 2-21 p50 {:.2} ms; with ?count=exact p50 {:.2} ms",
+        pct(&mut first, 95.0),
+        pct(&mut deep, 50.0),
+        pct(&mut exact, 50.0)
+    )?;
+    Ok(p50)
+}
+
+/// Deleting the history (all of it older than the 30-day default window)
+/// while chains run: how long the prune takes, and the chains' per-stage
+/// latency before and during it.
+async fn prune_bench(tasker: &Tasker, url: &str, args: &Args) -> anyhow::Result<ExitCode> {
+    if args.synthetic_history == 0 {
+        bail!("--scenario prune needs --synthetic-history N (the tasks to prune)");
+    }
+    // Every task finished 31-61 days ago: all past the 30-day window.
+    synthetic_history_at(url, args.synthetic_history, 61, 30).await?;
+    if !args.skip_maintenance {
+        maintenance(tasker).await?;
+    }
+    let (p50, p95) = chain(tasker, args.chains).await?;
+    outln!("prune: chains before pruning: per-stage p50 {p50:.3} ms, p95 {p95:.3} ms")?;
+    let started = Instant::now();
+    let pruner = tasker.clone();
+    let prune = tokio::spawn(async move {
+        let r = pruner
+            .prune(&tasker_engine::retention::PruneOptions::default())
+            .await;
+        (r, started.elapsed())
+    });
+    let mut during = Vec::new();
+    while !prune.is_finished() {
+        let (p50, p95) = chain(tasker, 10).await?;
+        during.push((p50, p95));
+    }
+    let (summary, took) = prune.await?;
+    let summary = summary?;
+    outln!(
+        "prune: {} tasks (with their steps and transitions) deleted in {:.1}s = {:.0} tasks/s, batches of {}",
+        summary.tasks,
+        took.as_secs_f64(),
+        summary.tasks as f64 / took.as_secs_f64(),
+        tasker.config().retention.batch_size
+    )?;
+    if !during.is_empty() {
+        let mut p50s: Vec<f64> = during.iter().map(|d| d.0).collect();
+        let mut p95s: Vec<f64> = during.iter().map(|d| d.1).collect();
+        outln!(
+            "prune: chains during pruning ({} rounds of 10): per-stage p50 {:.3} ms, p95 {:.3} ms (median of rounds)",
+            during.len(),
+            pct(&mut p50s, 50.0),
+            pct(&mut p95s, 50.0)
+        )?;
+    }
+    let (p50, p95) = chain(tasker, args.chains).await?;
+    outln!("prune: chains after pruning: per-stage p50 {p50:.3} ms, p95 {p95:.3} ms")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// [`synthetic_history`] created between `from_days` and `to_days` ago.
+async fn synthetic_history_at(
+    url: &str,
+    n: u64,
+    from_days: i64,
+    to_days: i64,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let span_ms = ((from_days - to_days) * 86_400_000) as f64;
+    let spacing = (span_ms / n.max(1) as f64).floor().max(0.001);
+    let start = chrono::Utc::now() - chrono::Duration::days(from_days);
+    match tasker_config::database_kind(url) {
+        Ok(tasker_config::DatabaseKind::Postgres) => {
+            let s = tasker_store_postgres::PgStore::connect(url).await?;
+            s.load_finished_history(n, start, spacing, "history", true)
+                .await?;
+            s.close().await;
+        }
+        Ok(tasker_config::DatabaseKind::Sqlite) => {
+            let s = tasker_store_sqlite::SqliteStore::connect(url).await?;
+            s.load_finished_history(n, start, spacing, "history")
+                .await?;
+            s.close().await;
+        }
+        Err(e) => bail!("{e}"),
+    }
+    outln!(
+        "history: {n} finished single-step tasks generated in SQL, finished {to_days}-{from_days} days ago, in {:.1}s",
+        started.elapsed().as_secs_f64()
+    )?;
+    Ok(())
 }
 
 async fn history(tasker: &Tasker, n: usize) -> anyhow::Result<()> {
@@ -170,7 +457,7 @@ async fn history(tasker: &Tasker, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn throughput(tasker: &Tasker, url: &str, args: &Args) -> anyhow::Result<()> {
+async fn throughput(tasker: &Tasker, url: &str, args: &Args) -> anyhow::Result<f64> {
     let (n, processes, concurrency) = (args.tasks, args.processes, args.concurrency);
     // Extra worker processes start first and wait (idle, on LISTEN) for work.
     let mut children = Vec::new();
@@ -223,10 +510,10 @@ async fn throughput(tasker: &Tasker, url: &str, args: &Args) -> anyhow::Result<(
         created.as_secs_f64(),
         n as f64 / secs
     )?;
-    Ok(())
+    Ok(n as f64 / secs)
 }
 
-async fn chain(tasker: &Tasker, runs: usize) -> anyhow::Result<()> {
+async fn chain(tasker: &Tasker, runs: usize) -> anyhow::Result<(f64, f64)> {
     let worker = tasker.start();
     let mut stages = Vec::new();
     let mut creates = Vec::new();
@@ -265,7 +552,7 @@ async fn chain(tasker: &Tasker, runs: usize) -> anyhow::Result<()> {
         pct(&mut creates, 50.0),
         pct(&mut creates, 95.0)
     )?;
-    Ok(())
+    Ok((pct(&mut stages, 50.0), pct(&mut stages, 95.0)))
 }
 
 async fn fanout(tasker: &Tasker, width: usize) -> anyhow::Result<()> {
@@ -295,18 +582,16 @@ async fn fanout(tasker: &Tasker, width: usize) -> anyhow::Result<()> {
 }
 
 async fn wait_all(store: &dyn Store, ids: &[Uuid]) -> anyhow::Result<()> {
+    // One index probe per poll (`has_open_tasks`): counting states with
+    // `stats()` would scan the whole history every 20 ms and take the
+    // database's CPU from the run being measured.
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let stats = store.stats().await?;
-        let open: i64 = ["pending", "in_progress"]
-            .iter()
-            .map(|s| stats.tasks_by_state.get(*s).copied().unwrap_or(0))
-            .sum();
-        if open == 0 {
+        if !store.has_open_tasks().await? {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("{} of {} tasks still open after 600 s", open, ids.len());
+            bail!("tasks of {} still open after 600 s", ids.len());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

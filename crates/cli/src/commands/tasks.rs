@@ -89,7 +89,11 @@ pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<Exi
                     t.created_at.format("%Y-%m-%d %H:%M:%S%.3f")
                 )?;
             }
-            outln!("{} of {} task(s)", page.items.len(), page.total)?;
+            outln!(
+                "{} of {} task(s)",
+                page.items.len(),
+                page.total.unwrap_or(0)
+            )?;
         }
         TasksCommand::Show { id, json } => {
             let task = store

@@ -30,6 +30,7 @@ mod completer;
 mod executor;
 mod heartbeat;
 mod leases;
+mod pruner;
 mod rescuer;
 
 use crate::service::Inner;
@@ -156,6 +157,11 @@ async fn run(inner: Arc<Inner>, worker_id: String, shutdown: watch::Receiver<boo
         shutdown.clone(),
     ));
     let rescuer = tokio::spawn(rescuer::run(inner.clone(), shutdown.clone()));
+    let pruner = inner
+        .config
+        .retention
+        .enabled
+        .then(|| tokio::spawn(pruner::run(inner.clone(), shutdown.clone())));
     tracing::info!(worker_id = %worker_id, max_concurrent_steps = cfg.max_concurrent_steps, "worker started");
 
     claimer::run(
@@ -195,6 +201,9 @@ async fn run(inner: Arc<Inner>, worker_id: String, shutdown: watch::Receiver<boo
     let _ = completer.await;
     heartbeat.abort();
     rescuer.abort();
+    if let Some(p) = pruner {
+        p.abort();
+    }
     tracing::info!(worker_id = %worker_id, clean = abandoned == 0, "worker stopped");
     Shutdown { abandoned }
 }

@@ -56,7 +56,7 @@ impl CursorType for OffsetCursor {
 /// Totals of a task connection.
 #[derive(SimpleObject)]
 pub struct TaskConnectionFields {
-    /// Tasks matching the filter, over all pages.
+    /// Tasks matching the filter, over all pages (counted only when selected).
     pub total_count: i64,
 }
 
@@ -185,27 +185,37 @@ impl QueryRoot {
             created_until: filter.created_until,
             sort: None,
             ascending: false,
+            after: None,
+            // Counting costs what the matching rows cost: only when asked.
+            count: if ctx.look_ahead().field("totalCount").exists() {
+                tasker_store::CountMode::Exact
+            } else {
+                tasker_store::CountMode::Omitted
+            },
         };
         let limits = PageLimits {
             default: cfg.default_page_size,
             max: cfg.max_page_size,
         };
-        let query = request
+        let mut query = request
             .to_query(limits)
             .map_err(|e| rename_limit(e.into()))
             .gql()?;
-        let page = st.tasker().list_tasks(&query).await.gql()?;
+        // One row more than the page tells whether another page follows.
+        let limit = query.limit;
+        query.limit = limit.saturating_add(1);
+        let mut page = st.tasker().list_tasks(&query).await.gql()?;
+        let has_next = page.items.len() > limit as usize;
+        page.items.truncate(limit as usize);
         if wants_steps(&ctx.look_ahead().field("edges").field("node")) {
             let ids: Vec<Uuid> = page.items.iter().map(|t| t.id).collect();
             prefetch_steps(ctx, &ids).await.gql()?;
         }
-        let shown = page.items.len() as i64;
-        let has_next = i64::from(offset) + shown < page.total;
         let mut conn = Connection::with_additional_fields(
             offset > 0,
             has_next,
             TaskConnectionFields {
-                total_count: page.total,
+                total_count: page.total.unwrap_or_default(),
             },
         );
         conn.edges.extend(

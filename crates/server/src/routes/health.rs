@@ -308,6 +308,10 @@ pub struct DatabaseView {
     pub backend: String,
     /// Pool usage, when the backend exposes it.
     pub pool: Option<PoolView>,
+    /// Upkeep problems (PostgreSQL autovacuum off, a bloated ready-steps
+    /// index), each with what to do. Warnings do not make the status
+    /// unhealthy: the engine still works, only slower.
+    pub warnings: Vec<String>,
 }
 
 /// `GET /tasker/health/status`.
@@ -428,6 +432,10 @@ pub async fn health_status(State(st): State<AppState>) -> Response {
             (None, true)
         }
     };
+    let warnings = match store.storage_health().await {
+        Ok(h) => h.warnings,
+        Err(e) => vec![format!("cannot read the database upkeep state: {e}")],
+    };
     let healthy = reasons.is_empty();
     respond(
         if healthy {
@@ -454,6 +462,7 @@ pub async fn health_status(State(st): State<AppState>) -> Response {
                 }
                 .to_string(),
                 pool,
+                warnings,
             },
             engine: engine.to_string(),
             uptime_seconds: st.uptime().as_secs_f64(),

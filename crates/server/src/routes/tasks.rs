@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tasker_core::TaskState;
 use tasker_engine::TaskRequest;
 use tasker_engine::requests::{PageLimits, TaskListRequest};
-use tasker_store::{StepRow, TaskSort, TaskUpdate};
+use tasker_store::{CountMode, StepRow, TaskSort, TaskUpdate};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -102,6 +102,18 @@ pub enum SortOrder {
     Desc,
 }
 
+/// How a task list counts its rows.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CountParam {
+    /// `count(*)` of the matching rows.
+    Exact,
+    /// The planner's estimate (PostgreSQL); omitted on SQLite.
+    Estimated,
+    /// No count.
+    None,
+}
+
 /// Query parameters of `GET /tasker/tasks`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -111,9 +123,19 @@ pub struct ListTasksQuery {
     /// 100; configurable, and the served document states the configured maximum).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
-    /// Rows to skip (default 0).
+    /// Rows to skip (default 0). Deep offsets cost the rows they skip:
+    /// prefer `after`.
     #[param(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     pub offset: Option<u32>,
+    /// Keyset pagination: the `pagination.next_cursor` of the previous page
+    /// (same filters and sort). Costs the same at any depth; not combinable
+    /// with `offset`.
+    pub after: Option<String>,
+    /// How `pagination.total` is counted (default `estimated`: the database
+    /// planner's estimate on PostgreSQL, omitted on SQLite; `exact` counts
+    /// every matching row, which costs as much as the rows it counts).
+    #[param(inline)]
+    pub count: Option<CountParam>,
     /// Sort key (default `created_at`).
     #[param(inline)]
     pub sort_by: Option<SortBy>,
@@ -252,6 +274,21 @@ pub async fn tasks_index(
     ApiQuery(q): ApiQuery<ListTasksQuery>,
 ) -> Result<Json<TaskList>, ApiError> {
     let cfg = st.config();
+    let sort = match q.sort_by.unwrap_or(SortBy::CreatedAt) {
+        SortBy::CreatedAt => TaskSort::CreatedAt,
+        SortBy::UpdatedAt => TaskSort::UpdatedAt,
+        SortBy::Status => TaskSort::Status,
+        SortBy::Name => TaskSort::Name,
+        SortBy::Namespace => TaskSort::Namespace,
+    };
+    // The cursor's text format is this interface's; the rules are the service's.
+    let after = match &q.after {
+        Some(c) => Some(crate::cursor::decode(c, sort).map_err(|m| {
+            ApiError::bad_request("invalid_parameter", format!("query parameter `after`: {m}"))
+                .field("after")
+        })?),
+        None => None,
+    };
     let request = TaskListRequest {
         limit: q.limit,
         offset: q.offset,
@@ -261,21 +298,33 @@ pub async fn tasks_index(
         version: q.version,
         created_since: q.created_since,
         created_until: q.created_until,
-        sort: q.sort_by.map(|s| match s {
-            SortBy::CreatedAt => TaskSort::CreatedAt,
-            SortBy::UpdatedAt => TaskSort::UpdatedAt,
-            SortBy::Status => TaskSort::Status,
-            SortBy::Name => TaskSort::Name,
-            SortBy::Namespace => TaskSort::Namespace,
-        }),
+        sort: Some(sort),
         ascending: matches!(q.sort_order, Some(SortOrder::Asc)),
+        after,
+        count: match q.count.unwrap_or(CountParam::Estimated) {
+            CountParam::Exact => CountMode::Exact,
+            CountParam::Estimated => CountMode::Estimated,
+            CountParam::None => CountMode::Omitted,
+        },
     };
-    let query = request.to_query(PageLimits {
+    let mut query = request.to_query(PageLimits {
         default: cfg.default_page_size,
         max: cfg.max_page_size,
     })?;
     let (limit, offset) = (query.limit, query.offset);
-    let page = st.tasker().list_tasks(&query).await?;
+    // One row more than the page tells whether another page follows,
+    // without a count.
+    query.limit = limit.saturating_add(1);
+    let mut page = st.tasker().list_tasks(&query).await?;
+    let has_more = page.items.len() > limit as usize;
+    page.items.truncate(limit as usize);
+    let next_cursor = if has_more {
+        page.items
+            .last()
+            .map(|row| crate::cursor::encode(sort, row))
+    } else {
+        None
+    };
     let with_analysis = q.include_dependencies.unwrap_or_default().0;
     let mut tasks = Vec::with_capacity(page.items.len());
     for row in page.items {
@@ -290,15 +339,16 @@ pub async fn tasks_index(
         tasks.push(view);
     }
     let shown = u32::try_from(tasks.len()).unwrap_or(u32::MAX);
-    let has_more = i64::from(offset) + i64::from(shown) < page.total;
     Ok(Json(TaskList {
         tasks,
         pagination: Pagination {
             total: page.total,
+            total_exact: page.total_exact,
             limit,
             offset,
             has_more,
-            next_offset: has_more.then(|| offset.saturating_add(shown)),
+            next_offset: (has_more && q.after.is_none()).then(|| offset.saturating_add(shown)),
+            next_cursor,
         },
     }))
 }

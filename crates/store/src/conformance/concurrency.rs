@@ -86,7 +86,7 @@ pub async fn concurrent_claimers_never_double_claim(store: Arc<dyn Store>) {
         })
         .await
         .unwrap();
-    assert_eq!(page.total, TASKS as i64);
+    assert_eq!(page.total.unwrap(), TASKS as i64);
     for t in &tasks {
         let moves = task_moves(&store, t.id).await;
         assert_eq!(
@@ -189,7 +189,12 @@ pub async fn concurrent_creates_respect_identity(store: Arc<dyn Store>) {
         "duplicates name the winner"
     );
     assert_eq!(
-        store.task_list(&TaskQuery::default()).await.unwrap().total,
+        store
+            .task_list(&TaskQuery::default())
+            .await
+            .unwrap()
+            .total
+            .unwrap(),
         1
     );
 }

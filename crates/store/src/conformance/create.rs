@@ -138,7 +138,12 @@ pub async fn create_duplicate_identity_inside_window_is_rejected(store: Arc<dyn 
         "step of rejected duplicate",
     );
     assert_eq!(
-        store.task_list(&TaskQuery::default()).await.unwrap().total,
+        store
+            .task_list(&TaskQuery::default())
+            .await
+            .unwrap()
+            .total
+            .unwrap(),
         1
     );
 }
@@ -162,7 +167,12 @@ pub async fn create_duplicate_identity_outside_window_is_allowed(store: Arc<dyn 
         Some("hash-1")
     );
     assert_eq!(
-        store.task_list(&TaskQuery::default()).await.unwrap().total,
+        store
+            .task_list(&TaskQuery::default())
+            .await
+            .unwrap()
+            .total
+            .unwrap(),
         3
     );
 }
@@ -173,7 +183,12 @@ pub async fn create_without_identity_never_duplicates(store: Arc<dyn Store>) {
     store.task_create(same()).await.unwrap();
     store.task_create(same()).await.unwrap();
     assert_eq!(
-        store.task_list(&TaskQuery::default()).await.unwrap().total,
+        store
+            .task_list(&TaskQuery::default())
+            .await
+            .unwrap()
+            .total
+            .unwrap(),
         2
     );
 }
@@ -195,7 +210,12 @@ pub async fn create_many_inserts_all(store: Arc<dyn Store>) {
     let ids = store.task_create_many(tasks.clone()).await.unwrap();
     assert_eq!(ids, tasks.iter().map(|t| t.id).collect::<Vec<_>>());
     assert_eq!(
-        store.task_list(&TaskQuery::default()).await.unwrap().total,
+        store
+            .task_list(&TaskQuery::default())
+            .await
+            .unwrap()
+            .total
+            .unwrap(),
         25
     );
     for t in &tasks {
@@ -237,7 +257,12 @@ pub async fn create_many_is_all_or_nothing(store: Arc<dyn Store>) {
     assert!(matches!(r, Err(StoreError::DuplicateTask { .. })), "{r:?}");
     assert_not_found(store.task_get(a.id).await, "first task of a failed batch");
     assert_eq!(
-        store.task_list(&TaskQuery::default()).await.unwrap().total,
+        store
+            .task_list(&TaskQuery::default())
+            .await
+            .unwrap()
+            .total
+            .unwrap(),
         1
     );
 }
