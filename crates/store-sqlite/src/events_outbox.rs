@@ -1,0 +1,110 @@
+//! Lifecycle events (docs/EVENTS.md): reading the outbox the triggers of
+//! `migrations/*_events.sql` write, custom events, pruning.
+//!
+//! SQLite has one writer, so the AUTOINCREMENT id is already in commit
+//! order: readers read it as it is.
+
+use crate::SqliteStore;
+use crate::codec::{micros, time};
+use crate::effects::Events;
+use crate::error::{DbResultExt, corrupt};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use tasker_store::outbox::{normalize_payload, type_filter_sql};
+use tasker_store::{EventQuery, EventRow, NewCustomEvent, StoreError, StoreResult};
+
+const COLS: &str = "id, type, task_id, step_id, namespace, created_at, payload";
+
+fn row(r: &SqliteRow) -> StoreResult<EventRow> {
+    let event_type: String = r.try_get("type").db()?;
+    let payload: String = r.try_get("payload").db()?;
+    let payload =
+        serde_json::from_str(&payload).map_err(|e| corrupt(format!("event payload: {e}")))?;
+    Ok(EventRow {
+        id: r.try_get("id").db()?,
+        payload: normalize_payload(&event_type, payload),
+        event_type,
+        task_id: r.try_get("task_id").db()?,
+        step_id: r.try_get("step_id").db()?,
+        namespace: r.try_get("namespace").db()?,
+        created_at: time(r.try_get("created_at").db()?)?,
+    })
+}
+
+pub(crate) async fn list(s: &SqliteStore, q: &EventQuery) -> StoreResult<Vec<EventRow>> {
+    let mut sql = format!("SELECT {COLS} FROM events WHERE id > ?");
+    if q.task_id.is_some() {
+        sql.push_str(" AND task_id = ?");
+    }
+    if q.namespace.is_some() {
+        sql.push_str(" AND namespace = ?");
+    }
+    let types = type_filter_sql(&q.types, &mut || "?".to_string());
+    if let Some((cond, _)) = &types {
+        sql.push_str(" AND ");
+        sql.push_str(cond);
+    }
+    sql.push_str(" ORDER BY id LIMIT ?");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(q.after);
+    if let Some(t) = q.task_id {
+        query = query.bind(t);
+    }
+    if let Some(ns) = &q.namespace {
+        query = query.bind(ns.clone());
+    }
+    if let Some((_, binds)) = types {
+        for b in binds {
+            query = query.bind(b);
+        }
+    }
+    let rows = query
+        .bind(i64::from(q.limit))
+        .fetch_all(&s.reader)
+        .await
+        .db()?;
+    rows.iter().map(row).collect()
+}
+
+pub(crate) async fn emit(s: &SqliteStore, e: NewCustomEvent) -> StoreResult<()> {
+    let payload = serde_json::to_string(&e.payload)
+        .map_err(|err| StoreError::InvalidData(err.to_string()))?;
+    let r = sqlx::query(
+        "INSERT INTO events (type, task_id, step_id, namespace, created_at, payload)
+         SELECT ?, s.task_id, s.id, t.namespace, ?, ?
+         FROM steps s JOIN tasks t ON t.id = s.task_id WHERE s.id = ?
+         RETURNING task_id",
+    )
+    .bind(&e.name)
+    .bind(micros(e.now))
+    .bind(payload)
+    .bind(e.step_id)
+    .fetch_optional(&s.writer)
+    .await
+    .db()?;
+    let Some(r) = r else {
+        return Err(StoreError::NotFound {
+            entity: "step",
+            id: e.step_id,
+        });
+    };
+    let mut events = Events::default();
+    events.changed.insert(r.try_get("task_id").db()?);
+    s.emit(events);
+    Ok(())
+}
+
+pub(crate) async fn prune(s: &SqliteStore, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+    // The oldest rows first, by primary key: the scan stops after `limit`
+    // matches, so a batch costs the same however long the table is.
+    let r = sqlx::query(
+        "DELETE FROM events WHERE id IN (
+             SELECT id FROM events WHERE created_at < ? ORDER BY id LIMIT ?)",
+    )
+    .bind(micros(before))
+    .bind(i64::from(limit))
+    .execute(&s.writer)
+    .await
+    .db()?;
+    Ok(r.rows_affected())
+}
