@@ -37,6 +37,8 @@ pub struct TaskerConfig {
     pub http: HttpSection,
     /// Who may call the API, and what they may do.
     pub auth: AuthSection,
+    /// The lifecycle event outbox (docs/EVENTS.md).
+    pub events: crate::events::EventsConfig,
 }
 
 impl Default for TaskerConfig {
@@ -54,6 +56,7 @@ impl Default for TaskerConfig {
             cache: CacheConfig::default(),
             http: HttpSection::default(),
             auth: AuthSection::default(),
+            events: crate::events::EventsConfig::default(),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! | [`handler`] | the [`StepHandler`] trait, [`StepContext`], [`StepError`], the registry of kinds |
 //! | [`handlers`] | built-in kinds: `noop`, `sleep`, `command`, `http` |
 //! | `worker` | claimer, executor, completer, heartbeat, rescuer ([`WorkerHandle`]) |
+//! | [`events`] | lifecycle events: reading (masked), long polling, custom events, history, pruning |
 //! | [`external`] | external workers: claim with long polling, heartbeat, complete, fail |
 //! | [`retry`] | the retry decision shared by in-process and external handlers |
 //! | [`config`] | [`EngineConfig`] |
@@ -29,6 +30,7 @@
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod external;
 pub mod handler;
 pub mod handlers;
@@ -40,6 +42,7 @@ mod worker;
 
 pub use config::EngineConfig;
 pub use error::EngineError;
+pub use events::{EventEmitter, HistoryEntry};
 pub use handler::{HandlerRegistry, StepContext, StepError, StepHandler};
 pub use service::{TaskRequest, TaskStatus, Tasker, TaskerBuilder};
 pub use worker::{Shutdown, WorkerHandle};

@@ -191,6 +191,11 @@ pub(crate) struct Inner {
 }
 
 impl Tasker {
+    /// The service around shared state (for the worker's background tasks).
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Tasker {
+        Tasker { inner }
+    }
+
     /// Starts building a service over `store`, with the built-in handler kinds.
     pub fn builder(store: Arc<dyn Store>) -> TaskerBuilder {
         TaskerBuilder {

@@ -137,20 +137,33 @@ pub(crate) async fn emit(store: &PgStore, e: NewCustomEvent) -> StoreResult<()> 
     let task_id: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
          SELECT $1, s.task_id, s.id, t.namespace, $2, $3 \
-         FROM steps s JOIN tasks t ON t.id = s.task_id WHERE s.id = $4 \
+         FROM steps s JOIN tasks t ON t.id = s.task_id \
+         WHERE s.id = $4 AND ($5::uuid IS NULL OR (s.status = 'in_progress' AND s.lease_token = $5)) \
          RETURNING task_id",
     )
     .bind(&e.name)
     .bind(now)
     .bind(&e.payload)
     .bind(e.step_id)
+    .bind(e.lease_token)
     .fetch_optional(&store.inner.pool)
     .await
     .map_err(store_err)?;
     let Some(task_id) = task_id else {
-        return Err(StoreError::NotFound {
-            entity: "step",
-            id: e.step_id,
+        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM steps WHERE id = $1")
+            .bind(e.step_id)
+            .fetch_optional(&store.inner.pool)
+            .await
+            .map_err(store_err)?;
+        return Err(match exists {
+            Some(_) => StoreError::Conflict(format!(
+                "step {} is not running under the given lease",
+                e.step_id
+            )),
+            None => StoreError::NotFound {
+                entity: "step",
+                id: e.step_id,
+            },
         });
     };
     let _ = store.inner.events.send(StoreEvent::TaskChanged(task_id));

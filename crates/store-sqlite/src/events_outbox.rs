@@ -71,27 +71,46 @@ pub(crate) async fn emit(s: &SqliteStore, e: NewCustomEvent) -> StoreResult<()> 
         .map_err(|err| StoreError::InvalidData(err.to_string()))?;
     let r = sqlx::query(
         "INSERT INTO events (type, task_id, step_id, namespace, created_at, payload)
-         SELECT ?, s.task_id, s.id, t.namespace, ?, ?
-         FROM steps s JOIN tasks t ON t.id = s.task_id WHERE s.id = ?
+         SELECT ?3, s.task_id, s.id, t.namespace, ?4, ?5
+         FROM steps s JOIN tasks t ON t.id = s.task_id
+         WHERE s.id = ?1 AND (?2 IS NULL OR (s.status = 'in_progress' AND s.lease_token = ?2))
          RETURNING task_id",
     )
+    .bind(e.step_id)
+    .bind(e.lease_token)
     .bind(&e.name)
     .bind(micros(e.now))
     .bind(payload)
-    .bind(e.step_id)
     .fetch_optional(&s.writer)
     .await
     .db()?;
     let Some(r) = r else {
-        return Err(StoreError::NotFound {
-            entity: "step",
-            id: e.step_id,
-        });
+        return Err(refused(s, &e).await);
     };
     let mut events = Events::default();
     events.changed.insert(r.try_get("task_id").db()?);
     s.emit(events);
     Ok(())
+}
+
+/// Why a custom event was not recorded: the step is unknown, or it is not
+/// running under the given lease.
+async fn refused(s: &SqliteStore, e: &NewCustomEvent) -> StoreError {
+    let exists = sqlx::query("SELECT 1 FROM steps WHERE id = ?")
+        .bind(e.step_id)
+        .fetch_optional(&s.reader)
+        .await;
+    match exists {
+        Ok(Some(_)) => StoreError::Conflict(format!(
+            "step {} is not running under the given lease",
+            e.step_id
+        )),
+        Ok(None) => StoreError::NotFound {
+            entity: "step",
+            id: e.step_id,
+        },
+        Err(err) => StoreError::Internal(err.to_string()),
+    }
 }
 
 pub(crate) async fn prune(s: &SqliteStore, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {

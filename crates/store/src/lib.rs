@@ -264,8 +264,9 @@ pub trait Store: Send + Sync + 'static {
     async fn events_list(&self, query: &EventQuery) -> StoreResult<Vec<EventRow>>;
 
     /// Records a custom event for a step (its task and namespace looked up;
-    /// `NotFound` for an unknown step). The name must already be valid
-    /// ([`outbox::validate_custom_name`]).
+    /// `NotFound` for an unknown step; `Conflict` when a lease token is
+    /// given and the step is not running under it). The name must already
+    /// be valid ([`outbox::validate_custom_name`]).
     async fn event_emit(&self, event: NewCustomEvent) -> StoreResult<()>;
 
     /// Deletes up to `limit` events created before `before`, oldest first

@@ -164,6 +164,10 @@ pub struct NewCustomEvent {
     pub name: String,
     /// Any JSON the handler sends.
     pub payload: Value,
+    /// When given, the event is recorded only while the step is running
+    /// under this lease (external workers prove they hold the step);
+    /// otherwise [`crate::StoreError::Conflict`].
+    pub lease_token: Option<Uuid>,
     /// When.
     pub now: DateTime<Utc>,
 }

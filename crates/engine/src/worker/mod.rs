@@ -13,6 +13,7 @@
 //!
 //!   heartbeat: renews every held lease in one statement; aborts handlers whose lease was lost
 //!   rescuer:   returns expired leases (dead or hung processes) to the ready pool
+//!   pruner:    deletes lifecycle events older than the retention, in small batches
 //! ```
 //!
 //! A step's slot (semaphore permit) is held from its claim until its outcome
@@ -30,6 +31,7 @@ mod completer;
 mod executor;
 mod heartbeat;
 mod leases;
+mod pruner;
 mod rescuer;
 
 use crate::service::Inner;
@@ -153,6 +155,10 @@ async fn run(inner: Arc<Inner>, worker_id: String, shutdown: watch::Receiver<boo
         shutdown.clone(),
     ));
     let rescuer = tokio::spawn(rescuer::run(inner.clone(), shutdown.clone()));
+    let pruner = tokio::spawn(pruner::run(
+        crate::service::Tasker::from_inner(inner.clone()),
+        shutdown.clone(),
+    ));
     tracing::info!(worker_id = %worker_id, max_concurrent_steps = cfg.max_concurrent_steps, "worker started");
 
     claimer::run(
@@ -192,6 +198,7 @@ async fn run(inner: Arc<Inner>, worker_id: String, shutdown: watch::Receiver<boo
     let _ = completer.await;
     heartbeat.abort();
     rescuer.abort();
+    pruner.abort();
     tracing::info!(worker_id = %worker_id, clean = abandoned == 0, "worker stopped");
     Shutdown { abandoned }
 }

@@ -455,9 +455,20 @@ pub async fn custom_events_and_pruning(store: Arc<dyn Store>) {
             name: "custom.progress".into(),
             payload: json!({"percent": 50, "note": null}),
             now: at(2),
+            lease_token: Some(c.lease_token),
         })
         .await
         .unwrap();
+    let r = store
+        .event_emit(NewCustomEvent {
+            step_id: c.step_id,
+            name: "custom.stale".into(),
+            payload: json!({}),
+            now: at(2),
+            lease_token: Some(Uuid::now_v7()),
+        })
+        .await;
+    assert_conflict(r, "custom event under a lease not held");
     assert!(saw(&mut rx, |e| *e == StoreEvent::TaskChanged(t.id)).await);
     succeed(&store, &c, at(3)).await;
     let r = store
@@ -466,6 +477,7 @@ pub async fn custom_events_and_pruning(store: Arc<dyn Store>) {
             name: "custom.x".into(),
             payload: json!({}),
             now: at(3),
+            lease_token: None,
         })
         .await;
     assert_not_found(r, "custom event of an unknown step");
