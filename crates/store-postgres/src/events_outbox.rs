@@ -132,6 +132,14 @@ pub(crate) async fn list(store: &PgStore, q: &EventQuery) -> StoreResult<Vec<Eve
     rows.iter().map(row).collect()
 }
 
+pub(crate) async fn last_id(store: &PgStore) -> StoreResult<i64> {
+    sequence(store).await?;
+    sqlx::query_scalar("SELECT last_id FROM events_sequencer")
+        .fetch_one(&store.inner.pool)
+        .await
+        .map_err(store_err)
+}
+
 pub(crate) async fn emit(store: &PgStore, e: NewCustomEvent) -> StoreResult<()> {
     let now = store.rebase(e.now).now;
     let task_id: Option<Uuid> = sqlx::query_scalar(

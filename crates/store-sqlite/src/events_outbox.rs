@@ -66,6 +66,17 @@ pub(crate) async fn list(s: &SqliteStore, q: &EventQuery) -> StoreResult<Vec<Eve
     rows.iter().map(row).collect()
 }
 
+pub(crate) async fn last_id(s: &SqliteStore) -> StoreResult<i64> {
+    // AUTOINCREMENT keeps the highest id ever given in sqlite_sequence,
+    // even when that row was pruned.
+    let id: Option<i64> =
+        sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
+            .fetch_optional(&s.reader)
+            .await
+            .db()?;
+    Ok(id.unwrap_or(0))
+}
+
 pub(crate) async fn emit(s: &SqliteStore, e: NewCustomEvent) -> StoreResult<()> {
     let payload = serde_json::to_string(&e.payload)
         .map_err(|err| StoreError::InvalidData(err.to_string()))?;

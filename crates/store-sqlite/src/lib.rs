@@ -457,6 +457,10 @@ impl Store for SqliteStore {
         events_outbox::list(self, query).await
     }
 
+    async fn events_last_id(&self) -> StoreResult<i64> {
+        events_outbox::last_id(self).await
+    }
+
     async fn event_emit(&self, event: NewCustomEvent) -> StoreResult<()> {
         events_outbox::emit(self, event).await
     }

@@ -263,6 +263,11 @@ pub trait Store: Send + Sync + 'static {
     /// below one it has already seen.
     async fn events_list(&self, query: &EventQuery) -> StoreResult<Vec<EventRow>>;
 
+    /// The highest event id given so far (0 when none was): where a reader
+    /// that wants only new events starts. Ids are never reused, so this
+    /// never goes down, even after pruning.
+    async fn events_last_id(&self) -> StoreResult<i64>;
+
     /// Records a custom event for a step (its task and namespace looked up;
     /// `NotFound` for an unknown step; `Conflict` when a lease token is
     /// given and the step is not running under it). The name must already

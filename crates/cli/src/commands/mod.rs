@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod events;
 pub mod keys;
 pub mod migrate;
 pub mod run;

@@ -375,6 +375,7 @@ pub async fn rolled_back_writes_leave_no_events(store: Arc<dyn Store>) {
 /// Filters (type patterns, task, namespace), paging with `after`, and ids
 /// that ascend across all tasks.
 pub async fn events_filter_and_page(store: Arc<dyn Store>) {
+    assert_eq!(store.events_last_id().await.unwrap(), 0, "no event yet");
     let a = TaskBuilder::new("alpha", "x").step("a", &[]).build(at(0));
     let b = TaskBuilder::new("beta", "y").step("a", &[]).build(at(0));
     store
@@ -507,15 +508,25 @@ pub async fn custom_events_and_pruning(store: Arc<dyn Store>) {
     let kept = task_events(&store, t.id).await;
     assert_eq!(kept.len(), ev.len() - 3);
     assert!(kept.iter().all(|e| e.created_at >= at(2)));
+    assert_eq!(store.events_last_id().await.unwrap(), last_id);
     // Prune everything; the next event still gets a higher id.
     assert_eq!(
         store.events_prune(at(100), 100).await.unwrap(),
         kept.len() as u64
     );
+    assert_eq!(
+        store.events_last_id().await.unwrap(),
+        last_id,
+        "kept after pruning"
+    );
     let u = new_task(Shape::Single, at(200));
     store.task_create(u.clone()).await.unwrap();
     let next = task_events(&store, u.id).await;
     assert!(next[0].id > last_id, "{} > {last_id}", next[0].id);
+    assert_eq!(
+        store.events_last_id().await.unwrap(),
+        next.last().unwrap().id
+    );
 }
 
 /// Concurrent writers (claims and finishes racing on shared tasks): every
