@@ -58,3 +58,27 @@ impl EventsConfig {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_pass_and_bad_values_name_their_key() {
+        assert!(EventsConfig::default().problems().is_empty());
+        let bad = EventsConfig {
+            retention_days: 5000,
+            prune_interval_seconds: 0.0,
+            prune_batch_size: 0,
+        };
+        let keys: Vec<&str> = bad.problems().iter().map(|p| p.0).collect();
+        assert_eq!(
+            keys,
+            [
+                "events.retention_days",
+                "events.prune_interval_seconds",
+                "events.prune_batch_size"
+            ]
+        );
+    }
+}

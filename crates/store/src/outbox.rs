@@ -262,6 +262,33 @@ mod tests {
         assert!(type_matches("*", "custom.a"));
     }
 
+    /// docs/EVENTS.md's catalog table lists exactly the types of [`CATALOG`].
+    #[test]
+    fn docs_catalog_matches_the_code() {
+        let doc = include_str!("../../../docs/EVENTS.md");
+        let table = doc
+            .split("<!-- catalog:")
+            .nth(1)
+            .expect("the catalog marker in docs/EVENTS.md");
+        let documented: Vec<&str> = table
+            .lines()
+            .skip(1)
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| l.split('|').nth(1))
+            .map(str::trim)
+            .filter_map(|c| c.strip_prefix('`').and_then(|c| c.strip_suffix('`')))
+            .collect();
+        let code: Vec<&str> = CATALOG.iter().map(|(name, _)| *name).collect();
+        assert_eq!(documented, code);
+        for (name, when) in CATALOG {
+            assert!(
+                table.contains(&format!("| `{name}` | {when} |")),
+                "docs/EVENTS.md describes {name} as the code does: {when}"
+            );
+        }
+    }
+
     #[test]
     fn micros_become_rfc3339() {
         let v = normalize_payload(
