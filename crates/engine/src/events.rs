@@ -202,13 +202,21 @@ async fn emit(
 /// outside a worker, e.g. in unit tests) refuse with an error.
 #[derive(Clone, Default)]
 pub struct EventEmitter {
-    target: Option<(Arc<dyn Store>, Arc<dyn Clock>, Uuid)>,
+    target: Option<Target>,
+}
+
+/// Where an attached emitter writes: the store, its clock, the step.
+#[derive(Clone)]
+struct Target {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    step_id: Uuid,
 }
 
 impl std::fmt::Debug for EventEmitter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventEmitter")
-            .field("step_id", &self.target.as_ref().map(|t| t.2))
+            .field("step_id", &self.target.as_ref().map(|t| t.step_id))
             .finish()
     }
 }
@@ -217,7 +225,11 @@ impl EventEmitter {
     /// An emitter for `step_id`, writing to `store` at `clock`'s time.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, step_id: Uuid) -> Self {
         EventEmitter {
-            target: Some((store, clock, step_id)),
+            target: Some(Target {
+                store,
+                clock,
+                step_id,
+            }),
         }
     }
 
@@ -230,7 +242,12 @@ impl EventEmitter {
     /// and not use a reserved namespace such as `task` or `step`) with
     /// `payload`, now, in its own transaction.
     pub async fn emit(&self, name: &str, payload: Value) -> Result<(), EngineError> {
-        let Some((store, clock, step_id)) = &self.target else {
+        let Some(Target {
+            store,
+            clock,
+            step_id,
+        }) = &self.target
+        else {
             return Err(EngineError::InvalidField {
                 field: "events".into(),
                 message: "this step context is not attached to a store".into(),
