@@ -47,6 +47,10 @@ pub struct Args {
     /// `false` measures the engine without it, in the same build.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub claim_on_completion: bool,
+    /// `false` measures without the lifecycle event outbox: its triggers are
+    /// dropped on the benchmark's database, which must have no task yet.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub events: bool,
 }
 
 const SINGLE: &str = "name: single\nnamespace: bench\nstep_templates:\n  - name: only\n    handler: { kind: noop }\n";
@@ -91,6 +95,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => format!("sqlite://{}", dir.path().join("bench.db").display()),
     };
     let store = connect::open(&url).await?;
+    if !args.events {
+        super::bench_events::disable(&url).await?;
+    }
     let config = EngineConfig {
         max_concurrent_steps: args.concurrency,
         claim_batch_size: 256,
@@ -118,6 +125,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "on"
         } else {
             "off"
+        }
+    )?;
+    outln!(
+        "lifecycle events {}",
+        if args.events {
+            "on"
+        } else {
+            "off (outbox triggers dropped)"
         }
     )?;
 

@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 pub mod bench;
+pub mod bench_events;
 pub mod config;
 pub mod events;
 pub mod keys;
