@@ -179,8 +179,11 @@ pub(crate) async fn emit(store: &PgStore, e: NewCustomEvent) -> StoreResult<()> 
 }
 
 pub(crate) async fn prune(store: &PgStore, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+    // Number what committed first: with no reader, rows would otherwise
+    // never get an id and never be pruned.
+    sequence(store).await?;
     // Oldest first by `seq` (the primary key): the scan stops after `limit`
-    // matches. Rows not numbered yet are kept (a reader has not seen them).
+    // matches. Rows not numbered yet are kept (no reader could see them).
     let r = sqlx::query(
         "DELETE FROM events WHERE seq = ANY (ARRAY( \
              SELECT seq FROM events WHERE created_at < $1 AND id IS NOT NULL \
