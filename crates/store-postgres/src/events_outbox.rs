@@ -183,10 +183,12 @@ pub(crate) async fn prune(store: &PgStore, before: DateTime<Utc>, limit: u32) ->
     // never get an id and never be pruned.
     sequence(store).await?;
     // Oldest first by `seq` (the primary key): the scan stops after `limit`
-    // matches. Rows not numbered yet are kept (no reader could see them).
+    // matches. Rows not numbered yet are kept (no reader could see them),
+    // and so is the newest, as on SQLite (the trait's contract).
     let r = sqlx::query(
         "DELETE FROM events WHERE seq = ANY (ARRAY( \
              SELECT seq FROM events WHERE created_at < $1 AND id IS NOT NULL \
+               AND seq < (SELECT max(seq) FROM events) \
              ORDER BY seq LIMIT $2))",
     )
     .bind(before)

@@ -3,15 +3,16 @@
 -- same transaction as the transition (a rollback takes both, a commit keeps
 -- both) and no code path can forget one.
 --
--- `id` is AUTOINCREMENT so that pruning the newest rows can never hand
--- their ids out again (a consumer resumes with `after = id`). SQLite has
--- one writer at a time, so ids ascend in commit order.
+-- `id` is the rowid: max + 1 on insert. SQLite has one writer at a time,
+-- so ids ascend in commit order. (Not AUTOINCREMENT: its bookkeeping row is
+-- one more write per event. Instead the pruner never deletes the newest
+-- row, so an id is never handed out twice; see src/events_outbox.rs.)
 --
 -- Payloads carry times as INTEGER microseconds (`next_attempt_at`); the
 -- store turns them into RFC 3339 when reading (tasker_store::outbox).
 
 CREATE TABLE events (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         INTEGER PRIMARY KEY,
     type       TEXT    NOT NULL,
     task_id    BLOB    NOT NULL,
     step_id    BLOB,

@@ -1,8 +1,8 @@
 //! Lifecycle events (docs/EVENTS.md): reading the outbox the triggers of
 //! `migrations/*_events.sql` write, custom events, pruning.
 //!
-//! SQLite has one writer, so the AUTOINCREMENT id is already in commit
-//! order: readers read it as it is.
+//! SQLite has one writer, so the rowid is already in commit order: readers
+//! read it as it is.
 
 use crate::SqliteStore;
 use crate::codec::{micros, time};
@@ -67,13 +67,11 @@ pub(crate) async fn list(s: &SqliteStore, q: &EventQuery) -> StoreResult<Vec<Eve
 }
 
 pub(crate) async fn last_id(s: &SqliteStore) -> StoreResult<i64> {
-    // AUTOINCREMENT keeps the highest id ever given in sqlite_sequence,
-    // even when that row was pruned.
-    let id: Option<i64> =
-        sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
-            .fetch_optional(&s.reader)
-            .await
-            .db()?;
+    // The newest row is never pruned, so max(id) is the highest id given.
+    let id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM events")
+        .fetch_one(&s.reader)
+        .await
+        .db()?;
     Ok(id.unwrap_or(0))
 }
 
@@ -126,10 +124,14 @@ async fn refused(s: &SqliteStore, e: &NewCustomEvent) -> StoreError {
 
 pub(crate) async fn prune(s: &SqliteStore, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
     // The oldest rows first, by primary key: the scan stops after `limit`
-    // matches, so a batch costs the same however long the table is.
+    // matches, so a batch costs the same however long the table is. The
+    // newest row always stays: ids are rowids (max + 1), and deleting the
+    // newest would let its id be handed out again.
     let r = sqlx::query(
         "DELETE FROM events WHERE id IN (
-             SELECT id FROM events WHERE created_at < ? ORDER BY id LIMIT ?)",
+             SELECT id FROM events WHERE created_at < ?1
+               AND id < (SELECT max(id) FROM events)
+             ORDER BY id LIMIT ?2)",
     )
     .bind(micros(before))
     .bind(i64::from(limit))

@@ -275,7 +275,8 @@ pub trait Store: Send + Sync + 'static {
     async fn event_emit(&self, event: NewCustomEvent) -> StoreResult<()>;
 
     /// Deletes up to `limit` events created before `before`, oldest first
-    /// (one short transaction); returns how many.
+    /// (one short transaction); returns how many. The newest event is never
+    /// deleted (on SQLite it keeps ids from being handed out twice).
     async fn events_prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64>;
 
     /// Connection pool usage, for status pages (None when the backend does
