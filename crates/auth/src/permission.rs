@@ -15,7 +15,7 @@ use std::fmt;
 
 /// Every resource and its actions (the original's 18, less metrics and
 /// analytics which this server does not have, plus `resolve` on steps and
-/// the external-worker protocol).
+/// the external-worker protocol, and the lifecycle event feed).
 pub const RESOURCES: &[(&str, &[&str])] = &[
     (
         "tasker.task",
@@ -33,7 +33,11 @@ pub const RESOURCES: &[(&str, &[&str])] = &[
     ("tasker.health_status", &["index"]),
     ("tasker.metrics", &["index"]),
     ("tasker.analytics", &["index"]),
-    ("tasker.worker", &["claim", "heartbeat", "complete", "fail"]),
+    (
+        "tasker.worker",
+        &["claim", "heartbeat", "complete", "fail", "emit"],
+    ),
+    ("tasker.event", &["index"]),
 ];
 
 /// Every concrete permission, `resource:action`, in table order.
@@ -292,7 +296,7 @@ mod tests {
     #[test]
     fn every_listed_permission_is_known_and_parses() {
         let all = all_permissions();
-        assert_eq!(all.len(), 7 + 7 + 2 + 1 + 1 + 1 + 4);
+        assert_eq!(all.len(), 7 + 7 + 2 + 1 + 1 + 1 + 5 + 1);
         for p in &all {
             assert!(is_known(p));
             assert_eq!(g(p).to_string(), *p);

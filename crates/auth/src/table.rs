@@ -85,6 +85,23 @@ pub const ROUTES: &[Row] = &[
         "/tasker/steps/{step_id}/fail",
         P("tasker.worker:fail"),
     ),
+    (
+        "POST",
+        "/tasker/steps/{step_id}/events",
+        P("tasker.worker:emit"),
+    ),
+    ("GET", "/tasker/events", P("tasker.event:index")),
+    ("GET", "/tasker/events/stream", P("tasker.event:index")),
+    (
+        "GET",
+        "/tasker/tasks/{task_id}/events",
+        P("tasker.event:index"),
+    ),
+    (
+        "GET",
+        "/tasker/tasks/{task_id}/transitions",
+        P("tasker.task:show"),
+    ),
     ("GET", "/tasker/handlers", P("tasker.handler:index")),
     (
         "GET",

@@ -55,6 +55,9 @@ enum Command {
     /// Create, list or revoke API keys.
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
+    /// Follow lifecycle events (`tasker events tail --type 'task.*'`).
+    #[command(subcommand)]
+    Events(commands::events::EventsCommand),
     /// Apply database migrations and exit.
     Migrate,
     /// Delete finished tasks older than their retention window (`[retention]`).
@@ -135,6 +138,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             logging::init(format, None, "warn");
             match database() {
                 Ok(c) => commands::keys::run(&c, cmd).await,
+                Err(code) => Ok(code),
+            }
+        }
+        Command::Events(cmd) => {
+            logging::init(format, None, "warn");
+            match database() {
+                Ok(c) => commands::events::run(&c, cmd).await,
                 Err(code) => Ok(code),
             }
         }

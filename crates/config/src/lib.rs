@@ -19,9 +19,11 @@
 //! | [`validate`](mod@validate) | cross-field and environment rules |
 //! | [`locate`] | finding a key's line in a file |
 //! | [`database`] | what a `database.url` names |
+//! | [`events`](mod@events) | `[events]`: the event outbox's retention |
 //! | [`rules`] | the engine-setting rules, shared with the engine |
 
 pub mod database;
+pub mod events;
 pub mod load;
 pub mod locate;
 pub mod model;
@@ -29,5 +31,6 @@ pub mod rules;
 pub mod validate;
 
 pub use database::{DATABASE_URL_FIX, DatabaseKind, database_kind};
+pub use events::EventsConfig;
 pub use load::{ConfigError, LoadOptions, Loaded, Source, load, load_with_problems};
 pub use model::*;

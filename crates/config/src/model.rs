@@ -41,6 +41,8 @@ pub struct TaskerConfig {
     pub telemetry: TelemetryConfig,
     /// How long finished tasks are kept, and where pruned ones go.
     pub retention: RetentionSection,
+    /// The lifecycle event outbox (docs/EVENTS.md).
+    pub events: crate::events::EventsConfig,
 }
 
 impl Default for TaskerConfig {
@@ -60,6 +62,7 @@ impl Default for TaskerConfig {
             auth: AuthSection::default(),
             telemetry: TelemetryConfig::default(),
             retention: RetentionSection::default(),
+            events: crate::events::EventsConfig::default(),
         }
     }
 }

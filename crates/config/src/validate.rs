@@ -405,6 +405,9 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
     }
 
     auth_problems(c, &mut bad);
+    for (key, value, problem, fix) in c.events.problems() {
+        bad(key, value, &problem, fix);
+    }
 
     // production refuses unsafe settings unless explicitly allowed
     if c.environment == "production" && !c.allow_unsafe_production {

@@ -63,6 +63,14 @@ pub struct EngineConfig {
     pub sensitive_keys: Vec<String>,
     /// How long finished tasks are kept (`[retention]`).
     pub retention: crate::retention::RetentionConfig,
+    /// Events older than this are pruned (None keeps them forever).
+    #[serde(with = "opt_secs")]
+    pub event_retention: Option<Duration>,
+    /// How often the worker's pruner looks for expired events.
+    #[serde(with = "secs")]
+    pub event_prune_interval: Duration,
+    /// Events deleted per pruning statement.
+    pub event_prune_batch: u32,
 }
 
 /// The defaults are the configuration's (`tasker_config::EngineSection`
@@ -107,6 +115,10 @@ impl EngineConfig {
             exclude_kinds: e.exclude_kinds.clone(),
             sensitive_keys: c.logging.sensitive_keys.clone(),
             retention: crate::retention::RetentionConfig::from_config(&c.retention),
+            event_retention: (c.events.retention_days > 0)
+                .then(|| Duration::from_secs(u64::from(c.events.retention_days) * 86_400)),
+            event_prune_interval: secs(c.events.prune_interval_seconds),
+            event_prune_batch: c.events.prune_batch_size,
         }
     }
 

@@ -44,6 +44,9 @@ pub struct StepContext {
     pub correlation_id: String,
     /// The per-attempt timeout, if any (the engine enforces it).
     pub timeout: Option<Duration>,
+    /// Emits custom events for this step (`ctx.events.emit("custom.x", json)`,
+    /// docs/EVENTS.md).
+    pub events: crate::events::EventEmitter,
 }
 
 impl StepContext {

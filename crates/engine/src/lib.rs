@@ -9,6 +9,7 @@
 //! | [`handlers`] | built-in kinds: `noop`, `sleep`, `command`, `http` |
 //! | `worker` | claimer, executor, completer, heartbeat, rescuer ([`WorkerHandle`]) |
 //! | [`requests`] | the rules of operator requests (text, tags, paging, filters, edits) every interface shares |
+//! | [`events`] | lifecycle events: reading (masked), long polling, custom events, history, pruning |
 //! | [`external`] | external workers: claim with long polling, heartbeat, complete, fail |
 //! | [`retry`] | the retry decision shared by in-process and external handlers |
 //! | [`config`] | [`EngineConfig`] |
@@ -31,6 +32,7 @@ pub mod analytics;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod external;
 pub mod handler;
 pub mod handlers;
@@ -46,6 +48,7 @@ mod worker;
 
 pub use config::EngineConfig;
 pub use error::EngineError;
+pub use events::{EventEmitter, HistoryEntry};
 pub use handler::{HandlerRegistry, StepContext, StepError, StepHandler};
 pub use service::{TaskRequest, TaskStatus, Tasker, TaskerBuilder};
 pub use worker::{Shutdown, WorkerHandle};

@@ -197,6 +197,7 @@ fn step(config: Value) -> StepContext {
         idempotency_key: StepContext::idempotency_key_for(step_id),
         correlation_id: "0190a6b2-7f3e-7c1a-9b2d-1234567890ab".into(),
         timeout: None,
+        events: tasker_engine::EventEmitter::detached(),
     }
 }
 

@@ -219,9 +219,15 @@ async fn route_namespace(
     if method == "POST" && matches!(template, "/tasker/tasks" | "/tasker/workers/claim") {
         return Ok(Scope::InBody);
     }
-    // The task list is about one namespace only when its filter names one
-    // (the handler applies the same filter); without it, it spans them all.
-    if method == "GET" && template == "/tasker/tasks" {
+    // The task list and the event feed are about one namespace only when
+    // their filter names one (the handler applies the same filter);
+    // without it, they span them all.
+    if method == "GET"
+        && matches!(
+            template,
+            "/tasker/tasks" | "/tasker/events" | "/tasker/events/stream"
+        )
+    {
         let filter = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
             .find(|(k, _)| k == "namespace")
             .map(|(_, v)| v.into_owned());

@@ -49,6 +49,9 @@
 //! | POST | `/tasks/{task_id}/steps/{step_id}/retry` | retry a failed step |
 //! | POST | `/workers/claim` | external workers: claim steps (long polling) |
 //! | POST | `/steps/{step_id}/heartbeat`, `/steps/{step_id}/complete`, `/steps/{step_id}/fail` | external workers: renew a lease, report the outcome |
+//! | POST | `/steps/{step_id}/events` | external workers: emit a custom event |
+//! | GET | `/events`, `/events/stream` | lifecycle events: the feed (cursor, long polling) and its Server-Sent Events stream |
+//! | GET | `/tasks/{task_id}/events`, `/tasks/{task_id}/transitions` | a task's events, its full transition history |
 //! | GET | `/handlers`, `/handlers/{namespace}`, `/handlers/{namespace}/{name}` | template discovery |
 //! | GET | `/health/live`, `/health/ready`, `/health/status` | health |
 //! | GET | `/metrics` | Prometheus metrics |

@@ -10,7 +10,7 @@
 //! Every route of [`crate::route_table`] must appear in `paths(...)` below;
 //! the `openapi_covers_every_route` test fails otherwise.
 
-use crate::routes::{analytics, docs, handlers, health, metrics, steps, tasks, workers};
+use crate::routes::{analytics, docs, events, handlers, health, metrics, steps, tasks, workers};
 use crate::state::ServerConfig;
 use serde_json::{Value, json};
 use std::sync::LazyLock;
@@ -43,6 +43,11 @@ use utoipa::OpenApi;
         workers::steps_heartbeat,
         workers::steps_complete,
         workers::steps_fail,
+        events::steps_events,
+        events::events_index,
+        events::events_stream,
+        events::task_events,
+        events::task_transitions,
         handlers::handlers_index,
         handlers::handlers_namespace,
         handlers::handlers_show,
@@ -71,6 +76,7 @@ use utoipa::OpenApi;
         (name = "tasks", description = "Tasks: runs of a template."),
         (name = "steps", description = "The steps of a task."),
         (name = "workers", description = "External workers in any language: claim steps (long polling), renew leases, report results."),
+        (name = "events", description = "Lifecycle events (recorded with every state change; cursor, long polling, Server-Sent Events) and the transition history."),
         (name = "handlers", description = "Discovery of registered task templates and their dependency graphs."),
         (name = "health", description = "Liveness, readiness and status (never cached)."),
         (name = "observability", description = "Prometheus metrics and analytics over recent history (docs/OBSERVABILITY.md)."),

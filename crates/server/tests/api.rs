@@ -1042,6 +1042,12 @@ async fn openapi_covers_every_route() {
             .replace("{namespace}", "ops")
             .replace("{name}", "report")
             .replace("{file}", "index.html");
+        // The event stream is endless: a bad cursor shows it answers (400).
+        let uri = if uri == "/tasker/events/stream" {
+            format!("{uri}?after=-1")
+        } else {
+            uri
+        };
         let res = h.call(r.method.clone(), &uri, None).await;
         assert_ne!(res.code(), "route_not_found", "{} {uri}", r.method);
         assert_ne!(res.code(), "method_not_allowed", "{} {uri}", r.method);

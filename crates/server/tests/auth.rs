@@ -272,6 +272,11 @@ fn bearer(t: &str) -> Option<(&'static str, String)> {
 
 /// A URI and body for each route, over real ids.
 fn concrete(path: &str, task: Uuid, step: Uuid) -> String {
+    if path == "/tasker/events/stream" {
+        // The stream is endless without a limit (the task's creation is
+        // one event, so it ends at once).
+        return format!("{path}?limit=1");
+    }
     path.replace("{task_id}", &task.to_string())
         .replace("{step_id}", &step.to_string())
         .replace("{namespace}", "shop")
@@ -290,6 +295,9 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         ("POST", "/tasker/workers/claim") => Some(
             json!({"worker_id": "w", "handler_kinds": ["noop"], "wait_seconds": 0, "max_steps": 1}),
         ),
+        ("POST", "/tasker/steps/{step_id}/events") => {
+            Some(json!({"lease_token": Uuid::new_v4(), "name": "custom.x"}))
+        }
         ("POST", p) if p.starts_with("/tasker/steps/") => {
             Some(json!({"lease_token": Uuid::new_v4(), "message": "x"}))
         }

@@ -16,6 +16,7 @@
 //! | `read` | lookups, listings, counts |
 //! | `settle` | task counters and the finaliser, shared by every write |
 //! | `events` | NOTIFY, the listener, in-process broadcast |
+//! | `events_outbox` | lifecycle events: the id sequencer, reading, custom events, pruning |
 //! | `error` | `sqlx::Error` → [`StoreError`], transaction retries |
 //! | `explain` | the plans of the hot path ([`PgStore::explain_hot_path`]) |
 //!
@@ -133,6 +134,7 @@ mod create;
 mod decode;
 mod error;
 mod events;
+mod events_outbox;
 mod explain;
 mod keys;
 mod read;
@@ -157,9 +159,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tasker_core::StepCounts;
 use tasker_store::{
-    ApiKeyRow, Backend, ClaimParams, ClaimedStep, FinishReport, LeaseRef, NewApiKey, NewTask, Page,
-    PruneQuery, StepOutcome, StepRow, StepUpdate, Store, StoreError, StoreEvent, StoreResult,
-    StoreStats, TaskQuery, TaskRow, TaskUpdate, TransitionRow,
+    ApiKeyRow, Backend, ClaimParams, ClaimedStep, EventQuery, EventRow, FinishReport, LeaseRef,
+    NewApiKey, NewCustomEvent, NewTask, Page, PruneQuery, StepOutcome, StepRow, StepUpdate, Store,
+    StoreError, StoreEvent, StoreResult, StoreStats, TaskQuery, TaskRow, TaskUpdate, TransitionRow,
 };
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -684,6 +686,22 @@ impl Store for PgStore {
 
     async fn api_key_revoke(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<ApiKeyRow> {
         self.key_revoke(id, now).await
+    }
+
+    async fn events_list(&self, query: &EventQuery) -> StoreResult<Vec<EventRow>> {
+        events_outbox::list(self, query).await
+    }
+
+    async fn events_last_id(&self) -> StoreResult<i64> {
+        events_outbox::last_id(self).await
+    }
+
+    async fn event_emit(&self, event: NewCustomEvent) -> StoreResult<()> {
+        events_outbox::emit(self, event).await
+    }
+
+    async fn events_prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+        events_outbox::prune(self, before, limit).await
     }
 }
 

@@ -23,6 +23,7 @@
 //! | `tasks` | task create, reads, listing, cancel, retry, update |
 //! | `steps` | step reads and the manual operations (resolve, cancel, retry, update) |
 //! | `work` | the hot path: claim, finish, renew, rescue |
+//! | `events_outbox` | lifecycle events: read the trigger-written outbox, custom events, pruning |
 //! | `effects` | what a write caused (finished tasks, unblocked children), read back |
 //!
 //! ## How writes are serialised
@@ -77,6 +78,7 @@ mod attribution;
 mod codec;
 mod effects;
 mod error;
+mod events_outbox;
 mod keys;
 mod retention;
 mod steps;
@@ -95,9 +97,9 @@ use std::str::FromStr;
 use std::time::Duration;
 use tasker_core::StepCounts;
 use tasker_store::{
-    ApiKeyRow, Backend, ClaimParams, ClaimedStep, FinishReport, LeaseRef, NewApiKey, NewTask, Page,
-    StepOutcome, StepRow, StepUpdate, Store, StoreError, StoreEvent, StoreResult, StoreStats,
-    TaskQuery, TaskRow, TaskUpdate, TransitionRow,
+    ApiKeyRow, Backend, ClaimParams, ClaimedStep, EventQuery, EventRow, FinishReport, LeaseRef,
+    NewApiKey, NewCustomEvent, NewTask, Page, StepOutcome, StepRow, StepUpdate, Store, StoreError,
+    StoreEvent, StoreResult, StoreStats, TaskQuery, TaskRow, TaskUpdate, TransitionRow,
 };
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -498,5 +500,21 @@ impl Store for SqliteStore {
 
     async fn api_key_revoke(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<ApiKeyRow> {
         keys::revoke(self, id, now).await
+    }
+
+    async fn events_list(&self, query: &EventQuery) -> StoreResult<Vec<EventRow>> {
+        events_outbox::list(self, query).await
+    }
+
+    async fn events_last_id(&self) -> StoreResult<i64> {
+        events_outbox::last_id(self).await
+    }
+
+    async fn event_emit(&self, event: NewCustomEvent) -> StoreResult<()> {
+        events_outbox::emit(self, event).await
+    }
+
+    async fn events_prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+        events_outbox::prune(self, before, limit).await
     }
 }

@@ -12,6 +12,7 @@
 //! | [`storable`] | what both backends can store (no NUL characters), checked before writing |
 //! | [`events`] | [`StoreEvent`], the wake-up signals a store broadcasts |
 //! | [`analytics`] | the ready queue's depth and bounded samples of history |
+//! | [`outbox`] | lifecycle events: [`EventRow`], the catalog, custom names |
 //! | `conformance` | the shared test suite (feature `conformance`) |
 //!
 //! ## The model in one paragraph
@@ -31,6 +32,7 @@
 pub mod analytics;
 pub mod error;
 pub mod events;
+pub mod outbox;
 pub mod params;
 pub mod rows;
 pub mod storable;
@@ -41,6 +43,7 @@ pub mod conformance;
 pub use analytics::{HistoryQuery, HistoryStep, QueueDepth};
 pub use error::{StoreError, StoreResult};
 pub use events::StoreEvent;
+pub use outbox::{EventQuery, EventRow, NewCustomEvent};
 pub use params::*;
 pub use rows::*;
 
@@ -307,6 +310,29 @@ pub trait Store: Send + Sync + 'static {
 
     /// Revokes a key at `now` (a revoked key keeps its first revocation time).
     async fn api_key_revoke(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<ApiKeyRow>;
+
+    // ---- events (docs/EVENTS.md) -----------------------------------------
+
+    /// Events with ids above `query.after`, oldest first, at most
+    /// `query.limit`. Ids ascend in commit order: a reader never sees an id
+    /// below one it has already seen.
+    async fn events_list(&self, query: &EventQuery) -> StoreResult<Vec<EventRow>>;
+
+    /// The highest event id given so far (0 when none was): where a reader
+    /// that wants only new events starts. Ids are never reused, so this
+    /// never goes down, even after pruning.
+    async fn events_last_id(&self) -> StoreResult<i64>;
+
+    /// Records a custom event for a step (its task and namespace looked up;
+    /// `NotFound` for an unknown step; `Conflict` when a lease token is
+    /// given and the step is not running under it). The name must already
+    /// be valid ([`outbox::validate_custom_name`]).
+    async fn event_emit(&self, event: NewCustomEvent) -> StoreResult<()>;
+
+    /// Deletes up to `limit` events created before `before`, oldest first
+    /// (one short transaction); returns how many. The newest event is never
+    /// deleted (on SQLite it keeps ids from being handed out twice).
+    async fn events_prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64>;
 
     /// Connection pool usage, for status pages (None when the backend does
     /// not expose it). Cheap: reads counters, never the database.

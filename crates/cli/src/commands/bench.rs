@@ -72,6 +72,10 @@ pub struct Args {
     /// (`telemetry.otlp_endpoint`), to measure what traces cost.
     #[arg(long)]
     pub otlp_endpoint: Option<String>,
+    /// `false` measures without the lifecycle event outbox: its triggers are
+    /// dropped on the benchmark's database, which must have no task yet.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub events: bool,
 }
 
 const SINGLE: &str = "name: single\nnamespace: bench\nstep_templates:\n  - name: only\n    handler: { kind: noop }\n";
@@ -125,6 +129,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.metrics {
         tasker_engine::metrics::install();
     }
+    if !args.events {
+        super::bench_events::disable(&url).await?;
+    }
     let config = EngineConfig {
         max_concurrent_steps: args.concurrency,
         claim_batch_size: 256,
@@ -164,6 +171,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     {
         outln!("postgres autovacuum {}", if on { "on" } else { "off" })?;
     }
+    outln!(
+        "lifecycle events {}",
+        if args.events {
+            "on"
+        } else {
+            "off (outbox triggers dropped)"
+        }
+    )?;
     if !args
         .scenario
         .split(',')

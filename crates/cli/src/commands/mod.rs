@@ -1,7 +1,9 @@
 //! One file per subcommand.
 
 pub mod bench;
+pub mod bench_events;
 pub mod config;
+pub mod events;
 pub mod graphql;
 pub mod keys;
 pub mod maintenance;

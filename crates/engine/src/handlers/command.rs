@@ -244,6 +244,7 @@ mod tests {
             idempotency_key: "k".into(),
             correlation_id: "c".into(),
             timeout: None,
+            events: crate::events::EventEmitter::detached(),
         }
     }
 

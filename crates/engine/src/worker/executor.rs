@@ -181,6 +181,11 @@ async fn call_handler(inner: &Inner, step: &ClaimedStep) -> (Result<Value, StepE
         idempotency_key: StepContext::idempotency_key_for(step.step_id),
         correlation_id: step.correlation_id.clone(),
         timeout,
+        events: crate::events::EventEmitter::new(
+            inner.store.clone(),
+            inner.clock.clone(),
+            step.step_id,
+        ),
     };
     // A panicking handler fails its attempt; it must not take the worker down.
     let call = AssertUnwindSafe(handler.call(&ctx)).catch_unwind();

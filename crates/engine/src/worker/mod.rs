@@ -13,6 +13,9 @@
 //!
 //!   heartbeat: renews every held lease in one statement; aborts handlers whose lease was lost
 //!   rescuer:   returns expired leases (dead or hung processes) to the ready pool
+//!   task_pruner:  deletes finished tasks older than their retention window (`[retention]`)
+//!   event_pruner: deletes lifecycle events older than `events.retention_days`
+//!   (both in small batches of short transactions)
 //! ```
 //!
 //! A step's slot (semaphore permit) is held from its claim until its outcome
@@ -27,11 +30,12 @@
 
 mod claimer;
 mod completer;
+mod event_pruner;
 mod executor;
 mod heartbeat;
 mod leases;
-mod pruner;
 mod rescuer;
+mod task_pruner;
 
 use crate::service::Inner;
 pub(crate) use leases::LeaseBook;
@@ -157,11 +161,15 @@ async fn run(inner: Arc<Inner>, worker_id: String, shutdown: watch::Receiver<boo
         shutdown.clone(),
     ));
     let rescuer = tokio::spawn(rescuer::run(inner.clone(), shutdown.clone()));
-    let pruner = inner
+    let task_pruner = inner
         .config
         .retention
         .enabled
-        .then(|| tokio::spawn(pruner::run(inner.clone(), shutdown.clone())));
+        .then(|| tokio::spawn(task_pruner::run(inner.clone(), shutdown.clone())));
+    let event_pruner = tokio::spawn(event_pruner::run(
+        crate::service::Tasker::from_inner(inner.clone()),
+        shutdown.clone(),
+    ));
     tracing::info!(worker_id = %worker_id, max_concurrent_steps = cfg.max_concurrent_steps, "worker started");
 
     claimer::run(
@@ -201,9 +209,10 @@ async fn run(inner: Arc<Inner>, worker_id: String, shutdown: watch::Receiver<boo
     let _ = completer.await;
     heartbeat.abort();
     rescuer.abort();
-    if let Some(p) = pruner {
+    if let Some(p) = task_pruner {
         p.abort();
     }
+    event_pruner.abort();
     tracing::info!(worker_id = %worker_id, clean = abandoned == 0, "worker stopped");
     Shutdown { abandoned }
 }

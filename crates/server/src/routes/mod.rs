@@ -7,6 +7,7 @@
 
 pub mod analytics;
 pub mod docs;
+pub mod events;
 pub mod handlers;
 pub mod health;
 pub mod metrics;
@@ -113,6 +114,24 @@ pub(crate) fn build() -> Routes {
             workers::steps_complete,
         )
         .add(M::POST, "/tasker/steps/{step_id}/fail", workers::steps_fail)
+        .add(
+            M::POST,
+            "/tasker/steps/{step_id}/events",
+            events::steps_events,
+        )
+        // Lifecycle events and history.
+        .add(M::GET, "/tasker/events", events::events_index)
+        .add(M::GET, "/tasker/events/stream", events::events_stream)
+        .add(
+            M::GET,
+            "/tasker/tasks/{task_id}/events",
+            events::task_events,
+        )
+        .add(
+            M::GET,
+            "/tasker/tasks/{task_id}/transitions",
+            events::task_transitions,
+        )
         // Handler discovery.
         .add(M::GET, "/tasker/handlers", handlers::handlers_index)
         .add(

@@ -29,6 +29,7 @@ pub mod claim;
 pub mod completion;
 pub mod concurrency;
 pub mod create;
+pub mod events;
 pub mod factory;
 pub mod finaliser;
 pub mod finish;
@@ -164,12 +165,19 @@ macro_rules! conformance_tests {
             retention::task_list_keyset_pages_and_count_modes,
             keys::api_keys_round_trip_and_list_oldest_first,
             keys::revocation_is_kept_once_and_missing_keys_are_not_found,
+            events::events_follow_a_successful_task,
+            events::failure_events_carry_error_and_retry,
+            events::operator_actions_and_rescues_have_events,
+            events::rolled_back_writes_leave_no_events,
+            events::events_filter_and_page,
+            events::custom_events_and_pruning,
         );
         $crate::conformance_tests!(@multi $factory;
             concurrency::concurrent_claimers_never_double_claim,
             concurrency::concurrent_finishers_finalise_once,
             concurrency::concurrent_creates_respect_identity,
             completion::completion_races_claimers_without_double_lease,
+            events::concurrent_writers_record_every_event_once,
         );
     };
     (@current $factory:expr; $($module:ident :: $case:ident),* $(,)?) => {

@@ -288,6 +288,7 @@ mod tests {
             idempotency_key: "tasker:k".into(),
             correlation_id: "corr".into(),
             timeout: None,
+            events: crate::events::EventEmitter::detached(),
         }
     }
 

@@ -1,0 +1,142 @@
+//! Lifecycle events (docs/EVENTS.md): reading the outbox the triggers of
+//! `migrations/*_events.sql` write, custom events, pruning.
+//!
+//! SQLite has one writer, so the rowid is already in commit order: readers
+//! read it as it is.
+
+use crate::SqliteStore;
+use crate::codec::{micros, time};
+use crate::effects::Events;
+use crate::error::{DbResultExt, corrupt};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use tasker_store::outbox::{normalize_payload, type_filter_sql};
+use tasker_store::{EventQuery, EventRow, NewCustomEvent, StoreError, StoreResult};
+
+const COLS: &str = "id, type, task_id, step_id, namespace, created_at, payload";
+
+fn row(r: &SqliteRow) -> StoreResult<EventRow> {
+    let event_type: String = r.try_get("type").db()?;
+    let payload: String = r.try_get("payload").db()?;
+    let payload =
+        serde_json::from_str(&payload).map_err(|e| corrupt(format!("event payload: {e}")))?;
+    Ok(EventRow {
+        id: r.try_get("id").db()?,
+        payload: normalize_payload(&event_type, payload),
+        event_type,
+        task_id: r.try_get("task_id").db()?,
+        step_id: r.try_get("step_id").db()?,
+        namespace: r.try_get("namespace").db()?,
+        created_at: time(r.try_get("created_at").db()?)?,
+    })
+}
+
+pub(crate) async fn list(s: &SqliteStore, q: &EventQuery) -> StoreResult<Vec<EventRow>> {
+    let mut sql = format!("SELECT {COLS} FROM events WHERE id > ?");
+    if q.task_id.is_some() {
+        sql.push_str(" AND task_id = ?");
+    }
+    if q.namespace.is_some() {
+        sql.push_str(" AND namespace = ?");
+    }
+    let types = type_filter_sql(&q.types, &mut || "?".to_string());
+    if let Some((cond, _)) = &types {
+        sql.push_str(" AND ");
+        sql.push_str(cond);
+    }
+    sql.push_str(" ORDER BY id LIMIT ?");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(q.after);
+    if let Some(t) = q.task_id {
+        query = query.bind(t);
+    }
+    if let Some(ns) = &q.namespace {
+        query = query.bind(ns.clone());
+    }
+    if let Some((_, binds)) = types {
+        for b in binds {
+            query = query.bind(b);
+        }
+    }
+    let rows = query
+        .bind(i64::from(q.limit))
+        .fetch_all(&s.reader)
+        .await
+        .db()?;
+    rows.iter().map(row).collect()
+}
+
+pub(crate) async fn last_id(s: &SqliteStore) -> StoreResult<i64> {
+    // The newest row is never pruned, so max(id) is the highest id given.
+    let id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM events")
+        .fetch_one(&s.reader)
+        .await
+        .db()?;
+    Ok(id.unwrap_or(0))
+}
+
+pub(crate) async fn emit(s: &SqliteStore, e: NewCustomEvent) -> StoreResult<()> {
+    let payload = serde_json::to_string(&e.payload)
+        .map_err(|err| StoreError::InvalidData(err.to_string()))?;
+    let r = sqlx::query(
+        "INSERT INTO events (type, task_id, step_id, namespace, created_at, payload)
+         SELECT ?3, s.task_id, s.id, t.namespace, ?4, ?5
+         FROM steps s JOIN tasks t ON t.id = s.task_id
+         WHERE s.id = ?1 AND (?2 IS NULL OR (s.status = 'in_progress' AND s.lease_token = ?2))
+         RETURNING task_id",
+    )
+    .bind(e.step_id)
+    .bind(e.lease_token)
+    .bind(&e.name)
+    .bind(micros(e.now))
+    .bind(payload)
+    .fetch_optional(&s.writer)
+    .await
+    .db()?;
+    let Some(r) = r else {
+        return Err(refused(s, &e).await);
+    };
+    let mut events = Events::default();
+    events.changed.insert(r.try_get("task_id").db()?);
+    s.emit(events);
+    Ok(())
+}
+
+/// Why a custom event was not recorded: the step is unknown, or it is not
+/// running under the given lease.
+async fn refused(s: &SqliteStore, e: &NewCustomEvent) -> StoreError {
+    let exists = sqlx::query("SELECT 1 FROM steps WHERE id = ?")
+        .bind(e.step_id)
+        .fetch_optional(&s.reader)
+        .await;
+    match exists {
+        Ok(Some(_)) => StoreError::Conflict(format!(
+            "step {} is not running under the given lease",
+            e.step_id
+        )),
+        Ok(None) => StoreError::NotFound {
+            entity: "step",
+            id: e.step_id,
+        },
+        Err(err) => StoreError::Internal(err.to_string()),
+    }
+}
+
+pub(crate) async fn prune(s: &SqliteStore, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+    // The oldest rows first, by primary key: the scan stops after `limit`
+    // matches, so a batch costs the same however long the table is. The
+    // newest row always stays: ids are rowids (max + 1), and deleting the
+    // newest would let its id be handed out again.
+    let r = sqlx::query(
+        "DELETE FROM events WHERE id IN (
+             SELECT id FROM events WHERE created_at < ?1
+               AND id < (SELECT max(id) FROM events)
+             ORDER BY id LIMIT ?2)",
+    )
+    .bind(micros(before))
+    .bind(i64::from(limit))
+    .execute(&s.writer)
+    .await
+    .db()?;
+    Ok(r.rows_affected())
+}
