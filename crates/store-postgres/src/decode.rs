@@ -13,7 +13,7 @@ use uuid::Uuid;
 /// Columns of a [`TaskRow`] (unqualified, usable in `RETURNING`).
 pub(crate) const TASK_COLS: &str = "id, namespace, name, version, status, context, initiator, \
      source_system, reason, tags, correlation_id, identity_hash, steps_total, steps_remaining, \
-     created_at, updated_at, completed_at";
+     created_at, updated_at, completed_at, paused_at";
 
 /// Columns of a [`StepRow`], for a query over `steps s`. Parents come from
 /// the edge index on `child_id`, in template order.
@@ -72,6 +72,7 @@ pub(crate) fn task_row(r: &PgRow) -> Result<TaskRow, TxError> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         completed_at: r.try_get("completed_at")?,
+        paused_at: r.try_get("paused_at")?,
     })
 }
 

@@ -251,7 +251,7 @@ impl PgStore {
 
     pub(crate) async fn read_next_ready_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
         // min() over the partial index: one index probe.
-        sqlx::query_scalar("SELECT min(ready_at) FROM steps WHERE ready_at IS NOT NULL")
+        sqlx::query_scalar("SELECT min(ready_at) FROM steps WHERE ready_at IS NOT NULL AND NOT paused")
             .fetch_one(&self.inner.pool)
             .await
             .map_err(store_err)
