@@ -20,7 +20,7 @@ pub const RESOURCES: &[(&str, &[&str])] = &[
     (
         "tasker.task",
         &[
-            "index", "show", "create", "update", "destroy", "retry", "cancel",
+            "index", "show", "create", "update", "destroy", "retry", "cancel", "pause", "resume",
         ],
     ),
     (
