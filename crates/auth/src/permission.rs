@@ -292,7 +292,7 @@ mod tests {
     #[test]
     fn every_listed_permission_is_known_and_parses() {
         let all = all_permissions();
-        assert_eq!(all.len(), 7 + 7 + 2 + 1 + 1 + 1 + 4);
+        assert_eq!(all.len(), 9 + 7 + 2 + 1 + 1 + 1 + 4);
         for p in &all {
             assert!(is_known(p));
             assert_eq!(g(p).to_string(), *p);

@@ -38,9 +38,12 @@ async fn pause_and_resume_over_rest(db: Db) {
     h.post(&format!("{url}/pause"), json!({}))
         .await
         .assert_error(409, "conflict");
-    h.post(&format!("/tasker/tasks/{}/pause", Uuid::now_v7()), json!({}))
-        .await
-        .assert_error(404, "not_found");
+    h.post(
+        &format!("/tasker/tasks/{}/pause", Uuid::now_v7()),
+        json!({}),
+    )
+    .await
+    .assert_error(404, "not_found");
     h.post("/tasker/tasks/123/resume", json!({}))
         .await
         .assert_error(400, "invalid_parameter");

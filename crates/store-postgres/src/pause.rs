@@ -46,7 +46,9 @@ impl PgStore {
             .await?
             .ok_or(StoreError::NotFound { entity: "task", id })?;
         let status = task_state(t.try_get("status")?)?;
-        let paused = t.try_get::<Option<DateTime<Utc>>, _>("paused_at")?.is_some();
+        let paused = t
+            .try_get::<Option<DateTime<Utc>>, _>("paused_at")?
+            .is_some();
         if pause {
             check_pause(id, status, paused)?;
         } else {

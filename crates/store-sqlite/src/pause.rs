@@ -38,14 +38,13 @@ pub(crate) async fn set_paused(
         check_resume(id, paused)?;
     }
     // How many steps are claimable now once resumed (for the wake-up).
-    let ready: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM steps WHERE task_id = ?1 AND ready_at <= ?2",
-    )
-    .bind(id)
-    .bind(micros(now))
-    .fetch_one(&mut *tx)
-    .await
-    .db()?;
+    let ready: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM steps WHERE task_id = ?1 AND ready_at <= ?2")
+            .bind(id)
+            .bind(micros(now))
+            .fetch_one(&mut *tx)
+            .await
+            .db()?;
     sqlx::query("UPDATE steps SET paused = ?2 WHERE task_id = ?1")
         .bind(id)
         .bind(pause)

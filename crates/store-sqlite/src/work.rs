@@ -498,11 +498,12 @@ pub(crate) async fn rescue_expired(
 }
 
 pub(crate) async fn next_ready_at(pool: &SqlitePool) -> StoreResult<Option<DateTime<Utc>>> {
-    let at: Option<i64> =
-        sqlx::query_scalar("SELECT MIN(ready_at) FROM steps WHERE ready_at IS NOT NULL AND paused = 0")
-            .fetch_one(pool)
-            .await
-            .db()?;
+    let at: Option<i64> = sqlx::query_scalar(
+        "SELECT MIN(ready_at) FROM steps WHERE ready_at IS NOT NULL AND paused = 0",
+    )
+    .fetch_one(pool)
+    .await
+    .db()?;
     at.map(time).transpose()
 }
 

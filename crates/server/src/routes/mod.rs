@@ -75,7 +75,11 @@ pub(crate) fn build() -> Routes {
         .add(M::DELETE, "/tasker/tasks/{task_id}", tasks::tasks_cancel)
         .add(M::POST, "/tasker/tasks/{task_id}/retry", tasks::tasks_retry)
         .add(M::POST, "/tasker/tasks/{task_id}/pause", pause::tasks_pause)
-        .add(M::POST, "/tasker/tasks/{task_id}/resume", pause::tasks_resume)
+        .add(
+            M::POST,
+            "/tasker/tasks/{task_id}/resume",
+            pause::tasks_resume,
+        )
         // Steps.
         .add(M::GET, "/tasker/tasks/{task_id}/steps", steps::steps_index)
         .add(

@@ -22,7 +22,13 @@ pub async fn pause_stops_new_steps_and_resume_continues(store: Arc<dyn Store>) {
         (TaskState::InProgress, Some(at(2)))
     );
     assert_eq!(store.task_get(t.id).await.unwrap(), row);
-    let listed = store.task_list(&TaskQuery { limit: 10, ..Default::default() }).await.unwrap();
+    let listed = store
+        .task_list(&TaskQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(listed.items[0].paused_at, Some(at(2)), "listing shows it");
 
     let other = new_task(Shape::Single, at(3));
@@ -43,10 +49,7 @@ pub async fn pause_stops_new_steps_and_resume_continues(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!((r.applied, r.claimed.len()), (1, 0), "{r:?}");
     let s1 = step(&store, t.id, "s1").await;
-    assert_eq!(
-        (s1.status, s1.ready_at),
-        (StepState::Pending, Some(at(5)))
-    );
+    assert_eq!((s1.status, s1.ready_at), (StepState::Pending, Some(at(5))));
     assert!(claim(&store, 10, at(6)).await.is_empty());
     assert_eq!(store.step_next_ready_at().await.unwrap(), None);
     assert_eq!(store.queue_depth(at(6), 100).await.unwrap().ready, 0);
