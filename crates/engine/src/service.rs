@@ -188,7 +188,7 @@ pub struct Tasker {
 
 pub(crate) struct Inner {
     pub(crate) store: Arc<dyn Store>,
-    registry: RwLock<TemplateRegistry>,
+    pub(crate) registry: RwLock<TemplateRegistry>,
     pub(crate) handlers: HandlerRegistry,
     pub(crate) config: EngineConfig,
     pub(crate) clock: Arc<dyn Clock>,
