@@ -109,8 +109,8 @@ impl Backoff {
                 // 2^(n-1) overflows f64 only past n = 1024; min() caps it first.
                 let raw = (base * 2f64.powi((n - 1).min(1023) as i32)).min(*max);
                 if *jitter > 0.0 && raw > 0.0 {
-                    let unit = (splitmix(seed ^ u64::from(n)) % 2_000_001) as f64 / 1_000_000.0
-                        - 1.0;
+                    let unit =
+                        (splitmix(seed ^ u64::from(n)) % 2_000_001) as f64 / 1_000_000.0 - 1.0;
                     (raw + unit * raw * jitter).clamp(0.0, *max)
                 } else {
                     raw
@@ -235,7 +235,9 @@ fn backoff(
             if !seconds_ok(max) || max < base {
                 errors.push((
                     field("max"),
-                    format!("must be at least `base` and at most {MAX_RETRY_DELAY_SECONDS} seconds"),
+                    format!(
+                        "must be at least `base` and at most {MAX_RETRY_DELAY_SECONDS} seconds"
+                    ),
                 ));
             }
             let jitter = jitter.unwrap_or(0.0);
@@ -283,7 +285,13 @@ impl RawRetry {
             }
             let prefix = format!("by_code.{code}.");
             let got = backoff(
-                &prefix, &b.delays, &b.strategy, b.base, b.max, b.jitter, &mut errors,
+                &prefix,
+                &b.delays,
+                &b.strategy,
+                b.base,
+                b.max,
+                b.jitter,
+                &mut errors,
             );
             match got {
                 Some(g) => {

@@ -198,7 +198,13 @@ impl Tasker {
             StepError::Retryable { .. } if step.attempts < step.max_attempts => {
                 let task = self.store().task_get(step.task_id).await?;
                 self.with_registry(|r| {
-                    crate::retry::schedule_in(r, &task.namespace, &task.name, &task.version, &step.name)
+                    crate::retry::schedule_in(
+                        r,
+                        &task.namespace,
+                        &task.name,
+                        &task.version,
+                        &step.name,
+                    )
                 })
             }
             _ => None,

@@ -92,7 +92,8 @@ mod tests {
             ..BackoffPolicy::default()
         };
         let id = Uuid::nil();
-        let at = |attempt, error: &StepError| retry_at(&policy, None, &clock, id, attempt, 3, error);
+        let at =
+            |attempt, error: &StepError| retry_at(&policy, None, &clock, id, attempt, 3, error);
         assert_eq!(at(1, &StepError::permanent("x")), None);
         assert_eq!(at(3, &StepError::retryable("x")), None);
         let t = at(2, &StepError::retryable("x")).unwrap();
@@ -137,6 +138,10 @@ mod tests {
             wait(1, &StepError::retryable("x").with_code("HTTP_400")),
             None
         );
-        assert_eq!(wait(5, &StepError::retryable("x")), None, "no attempts left");
+        assert_eq!(
+            wait(5, &StepError::retryable("x")),
+            None,
+            "no attempts left"
+        );
     }
 }

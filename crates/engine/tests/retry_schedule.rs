@@ -96,7 +96,11 @@ async fn in_process_failures_honour_retry_on() {
             .unwrap();
         let task = run_once(&tasker, TaskRequest::new("default", "f")).await;
         let step = store.step_list(task.id).await.unwrap().remove(0);
-        (task.status, step.attempts, flaky.calls.load(Ordering::SeqCst))
+        (
+            task.status,
+            step.attempts,
+            flaky.calls.load(Ordering::SeqCst),
+        )
     };
     assert_eq!(run("HTTP_503").await, (TaskState::Complete, 3, 3));
     assert_eq!(run("HTTP_500").await, (TaskState::Error, 1, 1));

@@ -32,11 +32,10 @@ fn exponential_doubles_from_base_up_to_max() {
 
 #[test]
 fn codes_override_delays_and_choose_what_is_retried() {
-    let s = parse(
-        "delays: [1]\nby_code:\n  HTTP_429: {delays: [60, 120]}\nno_retry_on: [HTTP_400]\n",
-    )
-    .validate()
-    .unwrap();
+    let s =
+        parse("delays: [1]\nby_code:\n  HTTP_429: {delays: [60, 120]}\nno_retry_on: [HTTP_400]\n")
+            .validate()
+            .unwrap();
     assert_eq!(secs(s.decide(Some("HTTP_429"), 1, 0)), 60.0);
     assert_eq!(secs(s.decide(Some("HTTP_429"), 2, 0)), 120.0);
     assert_eq!(secs(s.decide(Some("HTTP_503"), 1, 0)), 1.0);
@@ -68,8 +67,14 @@ fn bad_blocks_name_each_field() {
             .collect()
     };
     assert_eq!(fields("delays: []"), vec!["delays"]);
-    assert_eq!(fields("delays: [1, -2, .nan]"), vec!["delays[1]", "delays[2]"]);
-    assert_eq!(fields("{delays: [1], strategy: exponential}"), vec!["strategy"]);
+    assert_eq!(
+        fields("delays: [1, -2, .nan]"),
+        vec!["delays[1]", "delays[2]"]
+    );
+    assert_eq!(
+        fields("{delays: [1], strategy: exponential}"),
+        vec!["strategy"]
+    );
     assert_eq!(fields("{delays: [1], base: 2}"), vec!["delays"]);
     assert_eq!(fields("strategy: linear"), vec!["strategy"]);
     assert_eq!(fields("strategy: exponential"), vec!["base"]);
@@ -87,7 +92,10 @@ fn bad_blocks_name_each_field() {
         fields("{retry_on: [A], no_retry_on: [A]}"),
         vec!["no_retry_on"]
     );
-    assert!(serde_saphyr::from_str::<RawRetry>("delay: [1]").is_err(), "typos are errors");
+    assert!(
+        serde_saphyr::from_str::<RawRetry>("delay: [1]").is_err(),
+        "typos are errors"
+    );
 }
 
 proptest! {
