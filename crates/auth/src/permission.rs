@@ -20,7 +20,7 @@ pub const RESOURCES: &[(&str, &[&str])] = &[
     (
         "tasker.task",
         &[
-            "index", "show", "create", "update", "destroy", "retry", "cancel",
+            "index", "show", "create", "update", "destroy", "retry", "cancel", "pause", "resume",
         ],
     ),
     (
@@ -296,7 +296,7 @@ mod tests {
     #[test]
     fn every_listed_permission_is_known_and_parses() {
         let all = all_permissions();
-        assert_eq!(all.len(), 7 + 7 + 2 + 1 + 1 + 1 + 5 + 1);
+        assert_eq!(all.len(), 9 + 7 + 2 + 1 + 1 + 1 + 5 + 1);
         for p in &all {
             assert!(is_known(p));
             assert_eq!(g(p).to_string(), *p);

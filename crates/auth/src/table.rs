@@ -40,6 +40,16 @@ pub const ROUTES: &[Row] = &[
         P("tasker.task:retry"),
     ),
     (
+        "POST",
+        "/tasker/tasks/{task_id}/pause",
+        P("tasker.task:pause"),
+    ),
+    (
+        "POST",
+        "/tasker/tasks/{task_id}/resume",
+        P("tasker.task:resume"),
+    ),
+    (
         "GET",
         "/tasker/tasks/{task_id}/steps",
         P("tasker.workflow_step:index"),

@@ -98,3 +98,44 @@ fn run_says_when_a_step_waits_for_an_external_worker() {
         "{stderr}"
     );
 }
+
+/// `tasks pause` / `resume`: the list marks a paused task, pausing twice is
+/// refused with a message naming why, resuming clears the mark.
+#[test]
+fn pause_and_resume_a_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("ext.yaml");
+    std::fs::write(
+        &t,
+        "name: ext\nnamespace: polyglot\nstep_templates:\n  - name: square\n    handler: {kind: external, config: {op: square}}\n",
+    )
+    .unwrap();
+    // The step waits for an external worker, so the task stays open.
+    let _ = tasker(dir.path())
+        .args(["run", "--timeout", "0.2"])
+        .arg(&t)
+        .output()
+        .unwrap();
+    let list = stdout(tasker(dir.path()).args(["tasks", "list", "--json"]));
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let id = list["tasks"][0]["id"].as_str().unwrap().to_string();
+
+    let out = stdout(tasker(dir.path()).args(["tasks", "pause", &id, "--by", "ops"]));
+    assert!(out.contains("paused"), "{out}");
+    let list = stdout(tasker(dir.path()).args(["tasks", "list"]));
+    assert!(list.contains("pending (paused)"), "\n{list}");
+    let show = stdout(tasker(dir.path()).args(["tasks", "show", &id]));
+    assert!(show.contains("paused    since "), "\n{show}");
+
+    let again = tasker(dir.path())
+        .args(["tasks", "pause", &id])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("already paused"), "{stderr}");
+
+    stdout(tasker(dir.path()).args(["tasks", "resume", &id]));
+    let list = stdout(tasker(dir.path()).args(["tasks", "list"]));
+    assert!(!list.contains("(paused)"), "\n{list}");
+}

@@ -40,6 +40,7 @@ pub mod execution;
 pub mod identity;
 pub mod mask;
 pub mod registry;
+pub mod retry;
 pub mod state;
 pub mod template;
 pub mod time;

@@ -192,8 +192,26 @@ impl Tasker {
         error: StepError,
     ) -> Result<(), EngineError> {
         let step = self.store().step_get(step_id).await?;
+        // Only a retryable failure with attempts left needs the step's
+        // schedule (one more read, of the task, for its template).
+        let schedule = match &error {
+            StepError::Retryable { .. } if step.attempts < step.max_attempts => {
+                let task = self.store().task_get(step.task_id).await?;
+                self.with_registry(|r| {
+                    crate::retry::schedule_in(
+                        r,
+                        &task.namespace,
+                        &task.name,
+                        &task.version,
+                        &step.name,
+                    )
+                })
+            }
+            _ => None,
+        };
         let retry_at = crate::retry::retry_at(
             &self.config().backoff,
+            schedule.as_ref(),
             self.clock(),
             step_id,
             step.attempts,

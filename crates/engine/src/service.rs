@@ -188,7 +188,7 @@ pub struct Tasker {
 
 pub(crate) struct Inner {
     pub(crate) store: Arc<dyn Store>,
-    registry: RwLock<TemplateRegistry>,
+    pub(crate) registry: RwLock<TemplateRegistry>,
     pub(crate) handlers: HandlerRegistry,
     pub(crate) config: EngineConfig,
     pub(crate) clock: Arc<dyn Clock>,
@@ -473,6 +473,17 @@ impl Tasker {
     /// Retries a task in `error`.
     pub async fn retry_task(&self, id: Uuid, by: Option<&str>) -> Result<TaskRow, EngineError> {
         Ok(self.inner.store.task_retry(id, self.now(), by).await?)
+    }
+
+    /// Pauses a task: no new step of it starts until [`Self::resume_task`];
+    /// running steps finish (docs/FLOW_CONTROL.md).
+    pub async fn pause_task(&self, id: Uuid, by: Option<&str>) -> Result<TaskRow, EngineError> {
+        Ok(self.inner.store.task_pause(id, self.now(), by).await?)
+    }
+
+    /// Resumes a paused task.
+    pub async fn resume_task(&self, id: Uuid, by: Option<&str>) -> Result<TaskRow, EngineError> {
+        Ok(self.inner.store.task_resume(id, self.now(), by).await?)
     }
 
     /// Resolves a step manually with the given results.

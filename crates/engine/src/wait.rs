@@ -77,6 +77,7 @@ mod tests {
             created_at: now,
             updated_at: now,
             completed_at: None,
+            paused_at: None,
         }
     }
 

@@ -10,7 +10,9 @@
 //! Every route of [`crate::route_table`] must appear in `paths(...)` below;
 //! the `openapi_covers_every_route` test fails otherwise.
 
-use crate::routes::{analytics, docs, events, handlers, health, metrics, steps, tasks, workers};
+use crate::routes::{
+    analytics, docs, events, handlers, health, metrics, pause, steps, tasks, workers,
+};
 use crate::state::ServerConfig;
 use serde_json::{Value, json};
 use std::sync::LazyLock;
@@ -33,6 +35,8 @@ use utoipa::OpenApi;
         tasks::tasks_update,
         tasks::tasks_cancel,
         tasks::tasks_retry,
+        pause::tasks_pause,
+        pause::tasks_resume,
         steps::steps_index,
         steps::steps_show,
         steps::steps_update,

@@ -84,6 +84,9 @@ pub struct TaskView {
     /// When it reached a final state.
     #[serde(serialize_with = "tasker_core::time::micros_opt")]
     pub completed_at: Option<DateTime<Utc>>,
+    /// Since when the task is paused (no new step starts); null when it runs.
+    #[serde(serialize_with = "tasker_core::time::micros_opt")]
+    pub paused_at: Option<DateTime<Utc>>,
     /// Derived execution status (task show only; absent from lists, never null).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = ExecutionView, required = false)]
@@ -122,6 +125,7 @@ impl TaskView {
             created_at: t.created_at,
             updated_at: t.updated_at,
             completed_at: t.completed_at,
+            paused_at: t.paused_at,
             execution: None,
             steps: None,
             dependency_analysis: None,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 /// Columns of a [`TaskRow`] (unqualified, usable in `RETURNING`).
 pub(crate) const TASK_COLS: &str = "id, namespace, name, version, status, context, initiator, \
      source_system, reason, tags, correlation_id, identity_hash, steps_total, steps_remaining, \
-     created_at, updated_at, completed_at";
+     created_at, updated_at, completed_at, paused_at";
 
 /// The step columns of a [`StepRow`] but its parents, over `steps s`.
 macro_rules! step_base_cols {
@@ -85,6 +85,7 @@ pub(crate) fn task_row(r: &PgRow) -> Result<TaskRow, TxError> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         completed_at: r.try_get("completed_at")?,
+        paused_at: r.try_get("paused_at")?,
     })
 }
 

@@ -13,6 +13,7 @@
 //! | `create` | task creation (batched `UNNEST` inserts, identity locks) |
 //! | `work` | the hot path: claim, finish, renew, rescue |
 //! | `admin` | operator actions: cancel, retry, resolve, edits |
+//! | `pause` | pause / resume a task |
 //! | `read` | lookups, listings, counts |
 //! | `settle` | task counters and the finaliser, shared by every write |
 //! | `events` | NOTIFY, the listener, in-process broadcast |
@@ -137,6 +138,7 @@ mod events;
 mod events_outbox;
 mod explain;
 mod keys;
+mod pause;
 mod read;
 mod retention;
 mod settle;
@@ -461,6 +463,32 @@ impl Store for PgStore {
     ) -> StoreResult<TaskRow> {
         let now = self.rebase(now).now;
         self.deliver(with_retry!("task_retry", self.task_retry_once(id, now, by)))
+    }
+
+    async fn task_pause(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> StoreResult<TaskRow> {
+        let now = self.rebase(now).now;
+        self.deliver(with_retry!(
+            "task_pause",
+            self.task_set_paused_once(id, true, now, by)
+        ))
+    }
+
+    async fn task_resume(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> StoreResult<TaskRow> {
+        let now = self.rebase(now).now;
+        self.deliver(with_retry!(
+            "task_resume",
+            self.task_set_paused_once(id, false, now, by)
+        ))
     }
 
     async fn task_transitions(&self, id: Uuid) -> StoreResult<Vec<TransitionRow>> {

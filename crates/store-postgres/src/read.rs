@@ -356,10 +356,12 @@ impl PgStore {
 
     pub(crate) async fn read_next_ready_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
         // min() over the partial index: one index probe.
-        sqlx::query_scalar("SELECT min(ready_at) FROM steps WHERE ready_at IS NOT NULL")
-            .fetch_one(&self.inner.pool)
-            .await
-            .map_err(store_err)
+        sqlx::query_scalar(
+            "SELECT min(ready_at) FROM steps WHERE ready_at IS NOT NULL AND NOT paused",
+        )
+        .fetch_one(&self.inner.pool)
+        .await
+        .map_err(store_err)
     }
 
     pub(crate) async fn read_stats(&self) -> StoreResult<StoreStats> {

@@ -141,9 +141,9 @@ impl ClaimShape {
             // partial `steps_ready_idx`: with stale statistics the planner
             // could otherwise walk the whole ready frontier in index order
             // looking for these few ids.
-            String::from("s.id = ANY($10::uuid[]) AND (s.ready_at <= $1) IS TRUE")
+            String::from("s.id = ANY($10::uuid[]) AND (s.ready_at <= $1) IS TRUE AND NOT s.paused")
         } else {
-            String::from("s.ready_at <= $1")
+            String::from("s.ready_at <= $1 AND NOT s.paused")
         };
         if self.kinds {
             filters.push_str(" AND s.handler_kind = ANY($2::text[])");

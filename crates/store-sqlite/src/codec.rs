@@ -16,7 +16,7 @@ macro_rules! task_cols {
     () => {
         "id, namespace, name, version, status, context, initiator, source_system, reason, tags, \
          correlation_id, identity_hash, steps_total, steps_remaining, created_at, updated_at, \
-         completed_at"
+         completed_at, paused_at"
     };
 }
 pub(crate) use task_cols;
@@ -111,6 +111,7 @@ pub(crate) fn task_row(r: &SqliteRow) -> StoreResult<TaskRow> {
         created_at: time(r.try_get("created_at").db()?)?,
         updated_at: time(r.try_get("updated_at").db()?)?,
         completed_at: opt_time(r.try_get("completed_at").db()?)?,
+        paused_at: opt_time(r.try_get("paused_at").db()?)?,
     })
 }
 

@@ -21,6 +21,7 @@
 //! | `codec` | time / UUID / JSON encodings and row decoding |
 //! | `error` | `sqlx::Error` → [`StoreError`] |
 //! | `tasks` | task create, reads, listing, cancel, retry, update |
+//! | `pause` | pause / resume a task |
 //! | `steps` | step reads and the manual operations (resolve, cancel, retry, update) |
 //! | `work` | the hot path: claim, finish, renew, rescue |
 //! | `events_outbox` | lifecycle events: read the trigger-written outbox, custom events, pruning |
@@ -80,6 +81,7 @@ mod effects;
 mod error;
 mod events_outbox;
 mod keys;
+mod pause;
 mod retention;
 mod steps;
 mod synthetic;
@@ -342,6 +344,24 @@ impl Store for SqliteStore {
         by: Option<&str>,
     ) -> StoreResult<TaskRow> {
         tasks::retry(self, id, now, by).await
+    }
+
+    async fn task_pause(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> StoreResult<TaskRow> {
+        pause::set_paused(self, id, true, now, by).await
+    }
+
+    async fn task_resume(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> StoreResult<TaskRow> {
+        pause::set_paused(self, id, false, now, by).await
     }
 
     async fn task_transitions(&self, id: Uuid) -> StoreResult<Vec<TransitionRow>> {

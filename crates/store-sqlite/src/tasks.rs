@@ -46,6 +46,7 @@ fn new_task_row(t: &NewTask) -> TaskRow {
         created_at: now,
         updated_at: now,
         completed_at: None,
+        paused_at: None,
     }
 }
 

@@ -22,7 +22,7 @@ use uuid::Uuid;
 /// A literal, so the claim queries stay static SQL.
 macro_rules! claim_filters {
     () => {
-        "s.ready_at <= ?1
+        "s.ready_at <= ?1 AND s.paused = 0
          AND (?2 IS NULL OR s.handler_kind IN (SELECT value FROM json_each(?2)))
          AND s.handler_kind NOT IN (SELECT value FROM json_each(?3))
          AND (?4 IS NULL OR EXISTS (SELECT 1 FROM tasks t WHERE t.id = s.task_id
@@ -155,7 +155,7 @@ pub(crate) async fn claim(store: &SqliteStore, p: &ClaimParams) -> StoreResult<V
     // Idle claimers (this process's and other processes') poll often: when
     // nothing is ready, answer from a reader without taking the write lock.
     let any_ready: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM steps WHERE ready_at <= ?1 LIMIT 1")
+        sqlx::query_scalar("SELECT 1 FROM steps WHERE ready_at <= ?1 AND paused = 0 LIMIT 1")
             .bind(micros(p.now))
             .fetch_optional(&store.reader)
             .await
@@ -498,11 +498,12 @@ pub(crate) async fn rescue_expired(
 }
 
 pub(crate) async fn next_ready_at(pool: &SqlitePool) -> StoreResult<Option<DateTime<Utc>>> {
-    let at: Option<i64> =
-        sqlx::query_scalar("SELECT MIN(ready_at) FROM steps WHERE ready_at IS NOT NULL")
-            .fetch_one(pool)
-            .await
-            .db()?;
+    let at: Option<i64> = sqlx::query_scalar(
+        "SELECT MIN(ready_at) FROM steps WHERE ready_at IS NOT NULL AND paused = 0",
+    )
+    .fetch_one(pool)
+    .await
+    .db()?;
     at.map(time).transpose()
 }
 

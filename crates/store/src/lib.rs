@@ -11,6 +11,7 @@
 //! | [`error`] | [`StoreError`], the one error type that leaves a backend |
 //! | [`storable`] | what both backends can store (no NUL characters), checked before writing |
 //! | [`events`] | [`StoreEvent`], the wake-up signals a store broadcasts |
+//! | [`pause`] | pause / resume rules both backends apply |
 //! | [`analytics`] | the ready queue's depth and bounded samples of history |
 //! | [`outbox`] | lifecycle events: [`EventRow`], the catalog, custom names |
 //! | `conformance` | the shared test suite (feature `conformance`) |
@@ -34,6 +35,7 @@ pub mod error;
 pub mod events;
 pub mod outbox;
 pub mod params;
+pub mod pause;
 pub mod rows;
 pub mod storable;
 
@@ -127,6 +129,31 @@ pub trait Store: Send + Sync + 'static {
     /// with a fresh attempt budget (`max_attempts = attempts + retry_limit`),
     /// ready at `now` if its parents are done. Cancelled steps stay cancelled.
     async fn task_retry(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> StoreResult<TaskRow>;
+
+    /// Pauses an open task (pending, in progress or error): its steps leave
+    /// the ready queue (no new step of it is claimed, also by claim on
+    /// completion), running steps finish normally and their children wait.
+    /// The task keeps its status and counters; `paused_at = now`. Writes a
+    /// task transition (same state, metadata `{"action": "pause", "by"}`).
+    /// A finished task is an [`StoreError::InvalidTransition`], a paused
+    /// one a [`StoreError::Conflict`].
+    async fn task_pause(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+    ) -> StoreResult<TaskRow>;
+
+    /// Resumes a paused task: its ready steps (with their `ready_at`,
+    /// backoffs included) are claimable again. Writes a task transition
+    /// (metadata `{"action": "resume", "by"}`). A task that is not paused
+    /// is a [`StoreError::Conflict`].
+    async fn task_resume(
         &self,
         id: Uuid,
         now: DateTime<Utc>,

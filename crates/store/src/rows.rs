@@ -43,6 +43,8 @@ pub struct TaskRow {
     pub updated_at: DateTime<Utc>,
     /// When it reached a final state.
     pub completed_at: Option<DateTime<Utc>>,
+    /// Since when it is paused (no new step starts), `None` when it runs.
+    pub paused_at: Option<DateTime<Utc>>,
 }
 
 /// The last error of a step attempt.

@@ -1,4 +1,4 @@
-//! `tasker tasks list` / `tasker tasks show ID`
+//! `tasker tasks list` / `tasker tasks show ID` / `tasker tasks pause|resume ID`
 
 use crate::connect;
 use crate::output::outln;
@@ -40,6 +40,22 @@ pub enum TasksCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Pause a task: no new step of it starts (running ones finish) until resumed.
+    Pause {
+        /// Task id.
+        id: uuid::Uuid,
+        /// Who asks (recorded on the transition).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Resume a paused task.
+    Resume {
+        /// Task id.
+        id: uuid::Uuid,
+        /// Who asks (recorded on the transition).
+        #[arg(long)]
+        by: Option<String>,
+    },
 }
 
 /// Reads the store and prints.
@@ -74,7 +90,7 @@ pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<Exi
                 return Ok(ExitCode::SUCCESS);
             }
             outln!(
-                "{:<36}  {:<18}  {:<40}  CREATED",
+                "{:<36}  {:<22}  {:<40}  CREATED",
                 "ID",
                 "STATUS",
                 "TEMPLATE"
@@ -82,9 +98,9 @@ pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<Exi
             for t in &page.items {
                 let template = format!("{}.{}@{}", t.namespace, t.name, t.version);
                 outln!(
-                    "{:<36}  {:<18}  {:<40}  {}",
+                    "{:<36}  {:<22}  {:<40}  {}",
                     t.id,
-                    t.status.as_str(),
+                    status_label(t),
                     template,
                     t.created_at.format("%Y-%m-%d %H:%M:%S%.3f")
                 )?;
@@ -94,6 +110,20 @@ pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<Exi
                 page.items.len(),
                 page.total.unwrap_or(0)
             )?;
+        }
+        TasksCommand::Pause { id, by } => {
+            let t = store
+                .task_pause(id, chrono::Utc::now(), by.as_deref())
+                .await
+                .with_context(|| format!("pause task {id}"))?;
+            outln!("task {} paused ({})", t.id, t.status)?;
+        }
+        TasksCommand::Resume { id, by } => {
+            let t = store
+                .task_resume(id, chrono::Utc::now(), by.as_deref())
+                .await
+                .with_context(|| format!("resume task {id}"))?;
+            outln!("task {} resumed ({})", t.id, t.status)?;
         }
         TasksCommand::Show { id, json } => {
             let task = store
@@ -126,6 +156,9 @@ pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<Exi
                 execution.completion_percentage,
                 api_name(&execution.health_status)
             )?;
+            if let Some(at) = &task.paused_at {
+                outln!("paused    since {}", tasker_core::time::format(at))?;
+            }
             outln!("context   {}", task.context)?;
             outln!("created   {}", tasker_core::time::format(&task.created_at))?;
             outln!()?;
@@ -153,6 +186,14 @@ pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<Exi
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The status column: the state, marked when the task is paused.
+fn status_label(t: &tasker_store::TaskRow) -> String {
+    match t.paused_at {
+        Some(_) => format!("{} (paused)", t.status.as_str()),
+        None => t.status.as_str().to_string(),
+    }
 }
 
 /// The name the REST API uses for a value (its serde name: `all_complete`,

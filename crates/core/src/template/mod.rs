@@ -67,6 +67,9 @@ pub struct StepTemplate {
     pub retryable: bool,
     /// Total attempts allowed (the first attempt included); at least 1.
     pub retry_limit: u32,
+    /// The `retry:` schedule (None: the engine's backoff policy for every error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<crate::retry::RetrySchedule>,
     /// Stored and reported; has no effect on execution (as in the reference).
     pub skippable: bool,
     /// Per-attempt timeout.
@@ -426,6 +429,13 @@ impl Builder<'_> {
                     ),
                 );
             }
+            if let Some(r) = &step.retry
+                && let Err(bad) = r.value.validate()
+            {
+                for (field, message) in bad {
+                    self.err(r, format!("step_templates[{i}].retry.{field}"), message);
+                }
+            }
             let kind = step.handler.value.kind.trim();
             if kind.is_empty() {
                 self.err(
@@ -502,6 +512,9 @@ impl Builder<'_> {
             if o.default_retryable.is_some() {
                 step.default_retryable = o.default_retryable;
             }
+            if o.retry.is_some() {
+                step.retry = o.retry;
+            }
             if o.default_retry_limit.is_some() {
                 step.default_retry_limit = o.default_retry_limit;
             }
@@ -533,6 +546,9 @@ fn to_step(raw: &RawStep, depends_on: Vec<String>) -> StepTemplate {
             .default_retry_limit
             .as_ref()
             .map_or(DEFAULT_RETRY_LIMIT, |n| n.value),
+        // Validated with the other fields above; an invalid block never
+        // gets here (the template is refused).
+        retry: raw.retry.as_ref().and_then(|r| r.value.validate().ok()),
         skippable: raw.skippable.unwrap_or(false),
         timeout_seconds: raw.timeout_seconds.as_ref().map(|t| t.value),
         inputs: raw.inputs.clone().unwrap_or(Value::Null),

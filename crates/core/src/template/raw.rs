@@ -46,6 +46,9 @@ pub struct RawStep {
     pub default_retryable: Option<bool>,
     #[serde(default)]
     pub default_retry_limit: Option<Spanned<u32>>,
+    /// Retry schedule (docs/FLOW_CONTROL.md).
+    #[serde(default)]
+    pub retry: Option<Spanned<crate::retry::RawRetry>>,
     #[serde(default)]
     pub skippable: Option<bool>,
     #[serde(default)]
@@ -83,6 +86,9 @@ pub struct RawStepOverride {
     pub default_retryable: Option<bool>,
     #[serde(default)]
     pub default_retry_limit: Option<Spanned<u32>>,
+    /// Replaces the step's retry schedule.
+    #[serde(default)]
+    pub retry: Option<Spanned<crate::retry::RawRetry>>,
     #[serde(default)]
     pub timeout_seconds: Option<Spanned<f64>>,
     #[serde(default)]

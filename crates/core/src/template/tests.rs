@@ -168,3 +168,39 @@ fn not_retryable_means_one_attempt() {
     let t = parse_template("t.yaml", "name: x\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n    default_retryable: false\n", None).unwrap();
     assert_eq!(t.steps[0].max_attempts(), 1);
 }
+
+#[test]
+fn retry_schedule_parses_and_environments_replace_it() {
+    let yaml = "name: x\nstep_templates:\n  - name: call\n    handler: {kind: noop}\n    retry:\n      delays: [1, 5, 30, 300]\n      by_code: {HTTP_429: {strategy: exponential, base: 60, max: 600}}\n      no_retry_on: [HTTP_400]\nenvironments:\n  test:\n    step_templates:\n      - name: call\n        retry: {delays: [0]}\n";
+    let t = parse_template("t.yaml", yaml, None).unwrap();
+    let r = t.steps[0].retry.as_ref().unwrap();
+    assert_eq!(
+        r.backoff,
+        Some(crate::retry::Backoff::Delays {
+            delays: vec![1.0, 5.0, 30.0, 300.0]
+        })
+    );
+    assert!(r.by_code.contains_key("HTTP_429"));
+    assert!(r.no_retry_on.contains("HTTP_400"));
+    let t = parse_template("t.yaml", yaml, Some("test")).unwrap();
+    assert_eq!(
+        t.steps[0].retry.as_ref().unwrap().backoff,
+        Some(crate::retry::Backoff::Delays { delays: vec![0.0] })
+    );
+    let plain = parse_template("t.yaml", DIAMOND, None).unwrap();
+    assert!(plain.steps.iter().all(|s| s.retry.is_none()));
+}
+
+#[test]
+fn bad_retry_schedule_names_the_field_and_line() {
+    let e = errs(
+        "name: x\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n    retry: {delays: [1, -5]}\n",
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].field, "step_templates[0].retry.delays[1]");
+    assert_eq!(e[0].line, Some(5));
+    let e = errs(
+        "name: x\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n    retry: {strategy: exponential}\n",
+    );
+    assert_eq!(e[0].field, "step_templates[0].retry.base");
+}

@@ -225,8 +225,22 @@ fn retry_at(
     step: &ClaimedStep,
     error: &StepError,
 ) -> Option<chrono::DateTime<chrono::Utc>> {
+    // Only a retryable failure with attempts left needs the step's schedule.
+    let schedule = match error {
+        StepError::Retryable { .. } if step.attempt < step.max_attempts => {
+            crate::retry::schedule_of(
+                inner,
+                &step.namespace,
+                &step.task_name,
+                &step.version,
+                &step.step_name,
+            )
+        }
+        _ => None,
+    };
     crate::retry::retry_at(
         &inner.config.backoff,
+        schedule.as_ref(),
         inner.clock.as_ref(),
         step.step_id,
         step.attempt,

@@ -90,8 +90,8 @@ impl Recorder {
     }
 }
 
-/// Fails `config.fail_times` times per step (retryable, or permanent when
-/// `config.permanent`), then succeeds with `{"attempt": n}`. `fail_times: -1` fails forever.
+/// Fails `config.fail_times` times per step (retryable with `config.code`
+/// if given, or permanent when `config.permanent`), then succeeds with `{"attempt": n}`. `fail_times: -1` fails forever.
 #[derive(Clone, Default)]
 pub struct Flaky {
     pub calls: Arc<AtomicU32>,
@@ -111,7 +111,11 @@ impl StepHandler for Flaky {
             if step.config.get("permanent").and_then(Value::as_bool) == Some(true) {
                 return Err(StepError::permanent(msg).with_code("NOPE"));
             }
-            return Err(StepError::retryable(msg));
+            let err = StepError::retryable(msg);
+            return Err(match step.config.get("code").and_then(Value::as_str) {
+                Some(code) => err.with_code(code),
+                None => err,
+            });
         }
         Ok(json!({ "attempt": step.attempt }))
     }

@@ -11,6 +11,7 @@ pub mod events;
 pub mod handlers;
 pub mod health;
 pub mod metrics;
+pub mod pause;
 pub mod steps;
 pub mod tasks;
 pub mod workers;
@@ -74,6 +75,12 @@ pub(crate) fn build() -> Routes {
         .add(M::PATCH, "/tasker/tasks/{task_id}", tasks::tasks_update)
         .add(M::DELETE, "/tasker/tasks/{task_id}", tasks::tasks_cancel)
         .add(M::POST, "/tasker/tasks/{task_id}/retry", tasks::tasks_retry)
+        .add(M::POST, "/tasker/tasks/{task_id}/pause", pause::tasks_pause)
+        .add(
+            M::POST,
+            "/tasker/tasks/{task_id}/resume",
+            pause::tasks_resume,
+        )
         // Steps.
         .add(M::GET, "/tasker/tasks/{task_id}/steps", steps::steps_index)
         .add(

@@ -36,6 +36,7 @@ pub mod finish;
 pub mod keys;
 pub mod leases;
 pub mod manual;
+pub mod pause;
 pub mod queries;
 pub mod retention;
 pub mod workload;
@@ -147,6 +148,8 @@ macro_rules! conformance_tests {
             manual::step_update_edits_inputs_and_retry_limit,
             manual::task_update_edits_reason_and_tags,
             manual::operator_actions_record_who_asked,
+            pause::pause_stops_new_steps_and_resume_continues,
+            pause::pause_keeps_backoff_and_follows_rules,
             queries::task_list_filters_and_counts,
             queries::task_list_sorts_and_pages,
             queries::step_counts_by_situation,

@@ -1,0 +1,81 @@
+//! Pause / resume a task (docs/FLOW_CONTROL.md).
+//!
+//! One write transaction flips `steps.paused` for the task's steps, which
+//! takes them out of (or back into) the partial ready index the claim scans,
+//! then sets the task's `paused_at` and writes a transition. Steps already
+//! claimed keep running and finish normally; no trigger fires (none watches
+//! `paused`), so counters and the finaliser are untouched.
+
+use crate::SqliteStore;
+use crate::codec::{json_text, micros};
+use crate::effects::Events;
+use crate::error::DbResultExt;
+use crate::tasks::{get_in, status_in};
+use chrono::{DateTime, Utc};
+use tasker_store::pause::{action_metadata, check_pause, check_resume};
+use tasker_store::{StoreResult, TaskRow};
+use uuid::Uuid;
+
+/// Pauses (`pause = true`) or resumes a task.
+pub(crate) async fn set_paused(
+    store: &SqliteStore,
+    id: Uuid,
+    pause: bool,
+    now: DateTime<Utc>,
+    by: Option<&str>,
+) -> StoreResult<TaskRow> {
+    let mut tx = store.begin().await?;
+    let status = status_in(&mut tx, id).await?;
+    let paused_at: Option<i64> = sqlx::query_scalar("SELECT paused_at FROM tasks WHERE id = ?1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .db()?;
+    let paused = paused_at.is_some();
+    if pause {
+        check_pause(id, status, paused)?;
+    } else {
+        check_resume(id, paused)?;
+    }
+    // How many steps are claimable now once resumed (for the wake-up).
+    let ready: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM steps WHERE task_id = ?1 AND ready_at <= ?2")
+            .bind(id)
+            .bind(micros(now))
+            .fetch_one(&mut *tx)
+            .await
+            .db()?;
+    sqlx::query("UPDATE steps SET paused = ?2 WHERE task_id = ?1")
+        .bind(id)
+        .bind(pause)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+    sqlx::query("UPDATE tasks SET paused_at = ?2, updated_at = ?3 WHERE id = ?1")
+        .bind(id)
+        .bind(pause.then_some(micros(now)))
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await
+        .db()?;
+    let action = if pause { "pause" } else { "resume" };
+    sqlx::query(
+        "INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata)
+         VALUES (?1, ?2, ?2, ?3, ?4)",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(micros(now))
+    .bind(json_text(&action_metadata(action, by)))
+    .execute(&mut *tx)
+    .await
+    .db()?;
+    let row = get_in(&mut *tx, id).await?;
+    tx.commit().await.db()?;
+    store.emit(Events {
+        work_available: !pause && ready > 0,
+        changed: [id].into(),
+        ..Default::default()
+    });
+    Ok(row)
+}
