@@ -17,7 +17,7 @@ pub(crate) const QUEUE_SQL: &str = "SELECT \
         WHERE ready_at IS NOT NULL AND NOT paused AND ready_at <= $1 ORDER BY ready_at, id LIMIT $2) q) AS ready, \
      (SELECT min(ready_at) FROM steps WHERE ready_at IS NOT NULL AND NOT paused AND ready_at <= $1) AS oldest";
 
-/// The newest tasks of the window (a backward range of `tasks_created_idx`,
+/// The newest tasks of the window (a backward range of `tasks_created_id_idx`,
 /// stopping after the scan cap `$6`), the newest `$5` of them of the asked
 /// template, then each one's steps by `steps_task_position_idx` (a lateral
 /// per-task probe, so the steps table is never scanned).

@@ -891,7 +891,7 @@ async fn invariants_hold_under_concurrent_hot_path_and_operator() {
 /// steps), 100 ready steps and ANALYZE,
 /// both plan kinds of the analytics reads stay on their indexes: the queue
 /// reads the partial ready index, the history sample a range of
-/// `tasks_created_idx` (the window) and each task's steps by
+/// `tasks_created_id_idx` (the window) and each task's steps by
 /// `steps_task_position_idx`;
 /// neither scans a table.
 #[tokio::test]
@@ -944,8 +944,8 @@ async fn analytics_reads_use_their_indexes() {
                 // A backward index scan that stops at the scan cap, or a
                 // bitmap of the window's range: either way the window, by index.
                 assert!(
-                    plan.contains("Index Scan Backward using tasks_created_idx")
-                        || plan.contains("Bitmap Index Scan on tasks_created_idx"),
+                    plan.contains("Index Scan Backward using tasks_created_id_idx")
+                        || plan.contains("Bitmap Index Scan on tasks_created_id_idx"),
                     "{name} ({kind:?}):\n{plan}"
                 );
                 assert!(

@@ -16,7 +16,7 @@ pub(crate) const QUEUE_SQL: &str = "SELECT \
      (SELECT MIN(ready_at) FROM steps INDEXED BY steps_ready_idx \
         WHERE ready_at IS NOT NULL AND paused = 0 AND ready_at <= ?1)";
 
-/// The newest tasks of the window (a backward range of `tasks_created_idx`,
+/// The newest tasks of the window (a backward range of `tasks_created_id_idx`,
 /// named: without statistics SQLite might prefer another index for the
 /// filters) up to the scan cap `?6`, the newest `?5` of the template, then
 /// their steps by `steps_task_position_idx`.
@@ -26,7 +26,7 @@ pub(crate) const HISTORY_SQL: &str = "SELECT t.id AS task_id, t.status AS task_s
         s.last_attempted_at, s.completed_at AS step_completed_at \
      FROM (SELECT id, status, created_at, completed_at FROM \
              (SELECT id, status, created_at, completed_at, namespace, name, version \
-              FROM tasks INDEXED BY tasks_created_idx \
+              FROM tasks INDEXED BY tasks_created_id_idx \
               WHERE created_at >= ?1 ORDER BY created_at DESC LIMIT ?6) \
            WHERE (?2 IS NULL OR namespace = ?2) \
              AND (?3 IS NULL OR name = ?3) \
@@ -109,7 +109,7 @@ mod tests {
     }
 
     /// The queue is read from the partial ready index only; the history
-    /// sample walks a range of `tasks_created_idx` and reaches each task's
+    /// sample walks a range of `tasks_created_id_idx` and reaches each task's
     /// steps by `steps_task_position_idx`: no table is scanned.
     #[tokio::test]
     async fn analytics_reads_use_their_indexes() {
@@ -124,7 +124,7 @@ mod tests {
         );
         let p = plan(&store, HISTORY_SQL, 6).await;
         assert!(
-            p.contains("SEARCH tasks USING INDEX tasks_created_idx (created_at>?)"),
+            p.contains("SEARCH tasks USING INDEX tasks_created_id_idx (created_at>?)"),
             "{p}"
         );
         assert!(

@@ -38,6 +38,14 @@ pub const CATALOG: &[(&str, &str)] = &[
         "every step done after some were resolved by hand (→ resolved_manually)",
     ),
     (
+        "task.paused",
+        "paused by an operator: no new step starts (state unchanged)",
+    ),
+    (
+        "task.resumed",
+        "resumed by an operator: ready steps start again (state unchanged)",
+    ),
+    (
         "step.started",
         "claimed by a worker (pending → in_progress)",
     ),

@@ -35,6 +35,11 @@ pub async fn task_events(store: &Arc<dyn Store>, task: Uuid) -> Vec<EventRow> {
 
 /// The event type a task transition stands for.
 fn task_event_type(t: &TransitionRow) -> Option<&'static str> {
+    match t.metadata["action"].as_str() {
+        Some("pause") => return Some("task.paused"),
+        Some("resume") => return Some("task.resumed"),
+        _ => {}
+    }
     Some(match (t.from_state.as_deref(), t.to_state.as_str()) {
         (None, _) => "task.created",
         (_, "in_progress") => "task.started",

@@ -95,6 +95,25 @@ pub async fn pause_stops_new_steps_and_resume_continues(store: Arc<dyn Store>) {
             ),
         ]
     );
+
+    // The outbox reads them as pause and resume, not a retry or a restart.
+    super::events::assert_events_match_transitions(&store, t.id).await;
+    let kinds: Vec<(String, serde_json::Value)> = super::events::task_events(&store, t.id)
+        .await
+        .into_iter()
+        .filter(|e| e.event_type.starts_with("task."))
+        .map(|e| (e.event_type, e.payload["by"].clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("task.created".to_string(), serde_json::Value::Null),
+            ("task.started".to_string(), serde_json::Value::Null),
+            ("task.paused".to_string(), json!("ops")),
+            ("task.resumed".to_string(), json!("ops")),
+            ("task.completed".to_string(), serde_json::Value::Null),
+        ]
+    );
 }
 
 /// A retry backoff survives a pause (resuming does not run the step early),
