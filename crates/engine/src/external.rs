@@ -282,6 +282,22 @@ impl Tasker {
         if report.lease_lost.contains(&step_id) {
             return Err(EngineError::LeaseLost(step_id));
         }
+        // The attempt, like an in-process one: kind, outcome, claim to result.
+        // The step is read only while metrics are recorded.
+        if crate::metrics::enabled()
+            && let Ok(step) = self.store().step_get(step_id).await
+        {
+            let status = match step.status {
+                tasker_core::StepState::Complete => "complete",
+                tasker_core::StepState::Pending => "retry",
+                _ => "error",
+            };
+            let seconds = step
+                .last_attempted_at
+                .map(|at| (self.now() - at).to_std().unwrap_or_default().as_secs_f64())
+                .unwrap_or_default();
+            crate::metrics::step_finished(&step.handler.kind, status, seconds);
+        }
         // The report names finished tasks by id only: read their template
         // for the metric's labels (once per task, not per step).
         for (task, state) in &report.finished_tasks {

@@ -117,6 +117,11 @@ fn on() -> bool {
     handle().is_some()
 }
 
+/// Whether metrics are recorded: callers skip reads that only feed labels.
+pub fn enabled() -> bool {
+    on()
+}
+
 /// The installed recorder's handle, if [`install`] succeeded.
 pub fn handle() -> Option<&'static PrometheusHandle> {
     HANDLE.get().and_then(Option::as_ref)

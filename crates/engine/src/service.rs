@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tasker_core::identity::{IdentityInput, IdentityStrategy, identity_hash};
 use tasker_core::{ExecutionContext, TaskState, TaskTemplate, TemplateRegistry};
-use tasker_store::{Identity, NewStep, NewTask, Store, TaskRow};
+use tasker_store::{Identity, NewStep, NewTask, StepRow, Store, TaskRow};
 use uuid::Uuid;
 
 /// A request to run a template.
@@ -467,7 +467,30 @@ impl Tasker {
     /// Cancels a task. `by` (who asked) is recorded on every transition an
     /// operator action writes, here and in the other actions below.
     pub async fn cancel_task(&self, id: Uuid, by: Option<&str>) -> Result<TaskRow, EngineError> {
-        Ok(self.inner.store.task_cancel(id, self.now(), by).await?)
+        let row = self.inner.store.task_cancel(id, self.now(), by).await?;
+        crate::metrics::task_finished(&row.namespace, &row.name, row.status.as_str());
+        Ok(row)
+    }
+
+    /// Counts the task as finished when an operator's step action (resolve,
+    /// cancel) finished it. Reads the task only while metrics are recorded.
+    async fn count_operator_finish<F>(&self, step_id: Uuid, action: F) -> Result<StepRow, EngineError>
+    where
+        F: std::future::Future<Output = Result<StepRow, tasker_store::StoreError>>,
+    {
+        if !crate::metrics::enabled() {
+            return Ok(action.await?);
+        }
+        let task_id = self.inner.store.step_get(step_id).await?.task_id;
+        let before = self.inner.store.task_get(task_id).await?.status;
+        let step = action.await?;
+        if !before.is_terminal()
+            && let Ok(after) = self.inner.store.task_get(task_id).await
+            && after.status.is_terminal()
+        {
+            crate::metrics::task_finished(&after.namespace, &after.name, after.status.as_str());
+        }
+        Ok(step)
     }
 
     /// Retries a task in `error`.
@@ -493,11 +516,12 @@ impl Tasker {
         results: Value,
         by: Option<&str>,
     ) -> Result<tasker_store::StepRow, EngineError> {
-        Ok(self
-            .inner
-            .store
-            .step_resolve(step_id, results, self.now(), by)
-            .await?)
+        let now = self.now();
+        self.count_operator_finish(
+            step_id,
+            self.inner.store.step_resolve(step_id, results, now, by),
+        )
+        .await
     }
 
     /// Cancels one step.
@@ -506,11 +530,9 @@ impl Tasker {
         step_id: Uuid,
         by: Option<&str>,
     ) -> Result<tasker_store::StepRow, EngineError> {
-        Ok(self
-            .inner
-            .store
-            .step_cancel(step_id, self.now(), by)
-            .await?)
+        let now = self.now();
+        self.count_operator_finish(step_id, self.inner.store.step_cancel(step_id, now, by))
+            .await
     }
 
     /// Gives an `error` step a new attempt budget.

@@ -112,6 +112,24 @@ async fn metrics_count_what_the_engine_and_the_api_did(db: Db) {
     for id in [first, second] {
         assert!(!t.contains(&id.to_string()), "{t}");
     }
+    // An operator's cancel finishes a task too, and is counted as such.
+    let cancelled = |t: &str| {
+        value(
+            t,
+            r#"tasker_tasks_finished_total{namespace="shop",name="checkout",status="cancelled"}"#,
+        )
+        .unwrap_or(0.0)
+    };
+    let third = h.checkout(3).await;
+    let r = h.delete(&format!("/tasker/tasks/{third}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let after_cancel = h.get("/tasker/metrics").await;
+    assert_eq!(
+        cancelled(&after_cancel.text) - cancelled(t),
+        1.0,
+        "{}",
+        after_cancel.text
+    );
     if let Some(pool) = h.state.tasker().store().pool_stats() {
         assert_eq!(
             value(t, r#"tasker_db_pool_connections{state="max"}"#),

@@ -40,8 +40,17 @@ fn claim_body(wait: f64) -> Value {
     json!({"worker_id": "py-1", "handler_kinds": ["external"], "max_steps": 10, "lease_seconds": 30, "wait_seconds": wait})
 }
 
+/// A sample's value in Prometheus text (0 when absent).
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).map(str::trim))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 async fn workers_claim_heartbeat_complete_fail(db: Db) {
     let h = harness(db).await;
+    let metrics_before = h.get("/tasker/metrics").await.text;
     let t1 = create(&h, 21).await;
     let t2 = create(&h, 5).await;
     let r = h.post("/tasker/workers/claim", claim_body(0.0)).await;
@@ -122,6 +131,17 @@ async fn workers_claim_heartbeat_complete_fail(db: Db) {
     assert_eq!(r.json["step"]["status"], "error");
     assert_eq!(r.json["step"]["last_error"]["code"], "E_INPUT");
     assert_eq!(r.json["step"]["last_error"]["message"], "bad input");
+
+    // Workers' attempts are counted like in-process ones (other tests of
+    // this binary may add to the same series: at least ours).
+    let metrics = h.get("/tasker/metrics").await.text;
+    for status in ["complete", "error"] {
+        let series = format!(r#"tasker_steps_finished_total{{handler_kind="external",status="{status}"}}"#);
+        assert!(
+            sample(&metrics, &series) - sample(&metrics_before, &series) >= 1.0,
+            "{series}: {metrics}"
+        );
+    }
 }
 
 async fn workers_errors(db: Db) {
