@@ -128,6 +128,7 @@
 
 mod admin;
 mod analytics;
+mod annotations;
 pub mod clock;
 mod create;
 mod decode;
@@ -155,9 +156,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tasker_core::StepCounts;
 use tasker_store::{
-    ApiKeyRow, Backend, ClaimParams, ClaimedStep, FinishReport, LeaseRef, NewApiKey, NewTask, Page,
-    StepOutcome, StepRow, StepUpdate, Store, StoreError, StoreEvent, StoreResult, StoreStats,
-    TaskQuery, TaskRow, TaskUpdate, TransitionRow,
+    AnnotationRow, ApiKeyRow, Backend, ClaimParams, ClaimedStep, FinishReport, LeaseRef,
+    NewAnnotation, NewApiKey, NewTask, Page, StepOutcome, StepRow, StepUpdate, Store, StoreError,
+    StoreEvent, StoreResult, StoreStats, TaskQuery, TaskRow, TaskUpdate, TransitionRow,
 };
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -461,6 +462,17 @@ impl Store for PgStore {
 
     async fn task_transitions(&self, id: Uuid) -> StoreResult<Vec<TransitionRow>> {
         self.read_transitions(read::Entity::Task, id).await
+    }
+
+    async fn annotation_create(&self, annotation: NewAnnotation) -> StoreResult<AnnotationRow> {
+        self.annotation_insert(annotation).await
+    }
+
+    async fn annotation_list_many(
+        &self,
+        task_ids: &[Uuid],
+    ) -> StoreResult<std::collections::HashMap<Uuid, Vec<AnnotationRow>>> {
+        self.annotation_read_many(task_ids).await
     }
 
     async fn step_list(&self, task_id: Uuid) -> StoreResult<Vec<StepRow>> {

@@ -245,3 +245,21 @@ impl ApiKeyRow {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
     }
 }
+
+/// A typed JSON note on a task.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnnotationRow {
+    /// Its id.
+    pub id: Uuid,
+    /// The task.
+    pub task_id: Uuid,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub annotation_type: String,
+    /// A JSON object.
+    pub content: serde_json::Value,
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+    /// Who wrote it, when known.
+    pub created_by: Option<String>,
+}

@@ -25,6 +25,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod analytics;
+pub mod annotations;
 pub mod claim;
 pub mod completion;
 pub mod concurrency;
@@ -159,6 +160,8 @@ macro_rules! conformance_tests {
             analytics::history_sample_covers_the_window,
             keys::api_keys_round_trip_and_list_oldest_first,
             keys::revocation_is_kept_once_and_missing_keys_are_not_found,
+            annotations::annotations_round_trip_grouped_by_task,
+            annotations::task_list_filters_by_tags_and_annotations,
         );
         $crate::conformance_tests!(@multi $factory;
             concurrency::concurrent_claimers_never_double_claim,
