@@ -36,6 +36,11 @@ pub const ROUTES: &[Row] = &[
     ("DELETE", "/tasker/tasks/{task_id}", P("tasker.task:cancel")),
     (
         "POST",
+        "/tasker/tasks/{task_id}/annotations",
+        P("tasker.task:update"),
+    ),
+    (
+        "POST",
         "/tasker/tasks/{task_id}/retry",
         P("tasker.task:retry"),
     ),
@@ -133,6 +138,7 @@ pub const GRAPHQL: &[(&str, &str)] = &[
     ("Task.steps", "tasker.workflow_step:index"),
     ("Mutation.createTask", "tasker.task:create"),
     ("Mutation.updateTask", "tasker.task:update"),
+    ("Mutation.annotateTask", "tasker.task:update"),
     ("Mutation.cancelTask", "tasker.task:cancel"),
     ("Mutation.retryTask", "tasker.task:retry"),
     ("Mutation.updateStep", "tasker.workflow_step:update"),

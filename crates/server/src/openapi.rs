@@ -33,6 +33,7 @@ use utoipa::OpenApi;
         tasks::tasks_update,
         tasks::tasks_cancel,
         tasks::tasks_retry,
+        crate::routes::annotations::annotations_create,
         steps::steps_index,
         steps::steps_show,
         steps::steps_update,

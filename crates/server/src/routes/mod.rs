@@ -6,6 +6,7 @@
 //! axum `Router` cannot list its own routes.
 
 pub mod analytics;
+pub mod annotations;
 pub mod docs;
 pub mod handlers;
 pub mod health;
@@ -73,6 +74,11 @@ pub(crate) fn build() -> Routes {
         .add(M::PATCH, "/tasker/tasks/{task_id}", tasks::tasks_update)
         .add(M::DELETE, "/tasker/tasks/{task_id}", tasks::tasks_cancel)
         .add(M::POST, "/tasker/tasks/{task_id}/retry", tasks::tasks_retry)
+        .add(
+            M::POST,
+            "/tasker/tasks/{task_id}/annotations",
+            annotations::annotations_create,
+        )
         // Steps.
         .add(M::GET, "/tasker/tasks/{task_id}/steps", steps::steps_index)
         .add(
