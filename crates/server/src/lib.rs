@@ -43,6 +43,7 @@
 //! | PATCH | `/tasks/{task_id}` | change reason / tags |
 //! | DELETE | `/tasks/{task_id}` | cancel |
 //! | POST | `/tasks/{task_id}/retry` | retry a task in `error` |
+//! | POST | `/tasks/{task_id}/annotations` | attach a typed JSON note to a task |
 //! | GET | `/tasks/{task_id}/steps` | its steps |
 //! | GET, PATCH, DELETE | `/tasks/{task_id}/steps/{step_id}` | show, edit, cancel a step |
 //! | POST | `/tasks/{task_id}/steps/{step_id}/resolve` | resolve manually |
