@@ -122,6 +122,9 @@ pub const ROUTES: &[Row] = &[
     // GraphQL: the endpoint needs a caller; each operation checks [`GRAPHQL`].
     ("POST", "/tasker/graphql", Authenticated),
     ("GET", "/tasker/graphql/ws", Authenticated),
+    // GraphiQL is a page like Swagger UI: it runs nothing by itself.
+    ("GET", "/tasker/graphql", Docs),
+    ("GET", "/tasker/graphql/assets/{file}", Docs),
 ];
 
 /// The GraphQL operations and guarded fields, by `Type.field`, with the

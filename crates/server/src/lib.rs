@@ -57,6 +57,8 @@
 //! | GET | `/openapi.json`, `/docs`, `/docs/`, `/docs/{file}` | the API description, Swagger UI (`/docs` redirects to `/docs/`) |
 //! | POST | `/graphql` | GraphQL queries and mutations (docs/GRAPHQL.md) |
 //! | GET | `/graphql/ws` | GraphQL subscriptions over WebSocket (`graphql-transport-ws`) |
+//! | GET | `/graphql` | GraphiQL, served offline (vendored assets) |
+//! | GET | `/graphql/assets/{file}` | GraphiQL's JavaScript and CSS |
 //!
 //! (`tests/route_docs.rs` checks this table against [`route_table`].)
 //!

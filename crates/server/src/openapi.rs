@@ -59,6 +59,8 @@ use utoipa::OpenApi;
         docs::docs_asset,
         crate::graphql::http::graphql_post,
         crate::graphql::http::graphql_ws,
+        crate::graphql::graphiql::graphiql_page,
+        crate::graphql::graphiql::graphiql_asset,
     ),
     components(schemas(
         crate::error::ErrorBody,

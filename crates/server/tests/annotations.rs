@@ -34,7 +34,10 @@ async fn rest_annotations_round_trip_and_filter(db: Db) {
     let (a, b) = (h.checkout(1).await, h.checkout(2).await);
     let url = format!("/tasker/tasks/{a}/annotations");
     let r = h
-        .post(&url, json!({"type": "escalation", "content": {"ticket": "T-1", "level": 2}}))
+        .post(
+            &url,
+            json!({"type": "escalation", "content": {"ticket": "T-1", "level": 2}}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(r.json["annotation"]["type"], "escalation");
@@ -81,7 +84,12 @@ async fn rest_annotations_round_trip_and_filter(db: Db) {
     let r = h
         .post(&url, json!({"type": "audit", "content": {"big": big}}))
         .await;
-    assert_eq!((r.status.as_u16(), r.field()), (400, "content"), "{}", r.text);
+    assert_eq!(
+        (r.status.as_u16(), r.field()),
+        (400, "content"),
+        "{}",
+        r.text
+    );
     h.post(
         &format!("/tasker/tasks/{}/annotations", uuid::Uuid::now_v7()),
         json!({"type": "audit", "content": {}}),
@@ -109,8 +117,11 @@ async fn rest_annotations_round_trip_and_filter(db: Db) {
     assert_eq!(r.field(), "annotation_type", "{}", r.text);
 
     // Tags: every tag must be carried.
-    h.patch(&format!("/tasker/tasks/{b}"), json!({"tags": ["vip", "eu"]}))
-        .await;
+    h.patch(
+        &format!("/tasker/tasks/{b}"),
+        json!({"tags": ["vip", "eu"]}),
+    )
+    .await;
     h.patch(&format!("/tasker/tasks/{a}"), json!({"tags": ["vip"]}))
         .await;
     let mut both = vec![a.to_string(), b.to_string()];
@@ -181,16 +192,30 @@ async fn graphql_annotate_and_filter(db: Db) {
             .map(|e| e["node"]["id"].as_str().unwrap().to_string())
             .collect()
     };
-    let r = gql(&h, q, json!({"a": {"type": "escalation", "contains": {"ticket": "T-1"}}})).await;
+    let r = gql(
+        &h,
+        q,
+        json!({"a": {"type": "escalation", "contains": {"ticket": "T-1"}}}),
+    )
+    .await;
     assert_eq!(found(&r), [a.to_string()]);
-    let r = gql(&h, q, json!({"a": {"type": "escalation", "contains": {"ticket": "T-9"}}})).await;
+    let r = gql(
+        &h,
+        q,
+        json!({"a": {"type": "escalation", "contains": {"ticket": "T-9"}}}),
+    )
+    .await;
     assert!(found(&r).is_empty());
     let r = gql(&h, q, json!({"f": {"tags": ["vip"]}})).await;
     assert_eq!(found(&r), [b.to_string()]);
-    let r = gql(&h, q, json!({"a": {"type": "escalation", "contains": {"k": [1]}}})).await;
+    let r = gql(
+        &h,
+        q,
+        json!({"a": {"type": "escalation", "contains": {"k": [1]}}}),
+    )
+    .await;
     assert_eq!(
-        r.json["errors"][0]["extensions"]["field"],
-        "annotation_contains",
+        r.json["errors"][0]["extensions"]["field"], "annotation_contains",
         "{}",
         r.text
     );

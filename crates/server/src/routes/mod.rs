@@ -163,6 +163,16 @@ pub(crate) fn build() -> Routes {
             "/tasker/graphql/ws",
             crate::graphql::http::graphql_ws,
         )
+        .add(
+            M::GET,
+            "/tasker/graphql",
+            crate::graphql::graphiql::graphiql_page,
+        )
+        .add(
+            M::GET,
+            "/tasker/graphql/assets/{file}",
+            crate::graphql::graphiql::graphiql_asset,
+        )
 }
 
 /// Every route the server registers, in registration order.
