@@ -36,6 +36,11 @@ pub const ROUTES: &[Row] = &[
     ("DELETE", "/tasker/tasks/{task_id}", P("tasker.task:cancel")),
     (
         "POST",
+        "/tasker/tasks/{task_id}/annotations",
+        P("tasker.task:update"),
+    ),
+    (
+        "POST",
         "/tasker/tasks/{task_id}/retry",
         P("tasker.task:retry"),
     ),
@@ -144,6 +149,9 @@ pub const ROUTES: &[Row] = &[
     // GraphQL: the endpoint needs a caller; each operation checks [`GRAPHQL`].
     ("POST", "/tasker/graphql", Authenticated),
     ("GET", "/tasker/graphql/ws", Authenticated),
+    // GraphiQL is a page like Swagger UI: it runs nothing by itself.
+    ("GET", "/tasker/graphql", Docs),
+    ("GET", "/tasker/graphql/assets/{file}", Docs),
 ];
 
 /// The GraphQL operations and guarded fields, by `Type.field`, with the
@@ -160,6 +168,7 @@ pub const GRAPHQL: &[(&str, &str)] = &[
     ("Task.steps", "tasker.workflow_step:index"),
     ("Mutation.createTask", "tasker.task:create"),
     ("Mutation.updateTask", "tasker.task:update"),
+    ("Mutation.annotateTask", "tasker.task:update"),
     ("Mutation.cancelTask", "tasker.task:cancel"),
     ("Mutation.retryTask", "tasker.task:retry"),
     ("Mutation.updateStep", "tasker.workflow_step:update"),

@@ -11,8 +11,10 @@ use crate::service::{TaskRequest, Tasker};
 use chrono::{DateTime, Utc};
 use tasker_core::TaskState;
 use tasker_core::registry::RegistryError;
+use tasker_core::template::check_name;
 use tasker_store::{
-    CountMode, Page, StepRow, StepUpdate, TaskCursor, TaskQuery, TaskRow, TaskSort, TaskUpdate,
+    AnnotationFilter, AnnotationRow, CountMode, NewAnnotation, Page, StepRow, StepUpdate,
+    TaskCursor, TaskQuery, TaskRow, TaskSort, TaskUpdate,
 };
 use uuid::Uuid;
 
@@ -24,6 +26,10 @@ pub const MAX_TAG: usize = 128;
 pub const MAX_TEXT: usize = 1024;
 /// Highest retry limit a step may be given.
 pub const MAX_RETRY_LIMIT: i32 = 1000;
+/// Largest annotation content, in bytes of compact JSON.
+pub const MAX_ANNOTATION_BYTES: usize = 16 * 1024;
+/// Most keys an annotation filter's `contains` may give.
+pub const MAX_CONTAINS_KEYS: usize = 16;
 
 /// A free-text field is at most [`MAX_TEXT`] characters.
 pub fn check_text(field: &str, v: Option<&str>) -> Result<(), EngineError> {
@@ -118,6 +124,13 @@ pub struct TaskListRequest {
     pub after: Option<TaskCursor>,
     /// How exactly to count the matching rows.
     pub count: CountMode,
+    /// Only tasks carrying every one of these tags.
+    pub tags: Vec<String>,
+    /// Only tasks with an annotation of this type.
+    pub annotation_type: Option<String>,
+    /// ... whose content holds these top-level keys with these scalar values
+    /// (needs `annotation_type`).
+    pub annotation_contains: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl TaskListRequest {
@@ -152,7 +165,26 @@ impl TaskListRequest {
                 message: "must be after `created_since`".into(),
             });
         }
+        if self.tags.len() > MAX_TAGS {
+            return Err(EngineError::InvalidParameter {
+                field: "tag".into(),
+                message: format!("at most {MAX_TAGS} tags"),
+            });
+        }
+        if self
+            .tags
+            .iter()
+            .any(|t| t.is_empty() || t.chars().count() > MAX_TAG)
+        {
+            return Err(EngineError::InvalidParameter {
+                field: "tag".into(),
+                message: format!("a tag must be 1 to {MAX_TAG} characters"),
+            });
+        }
+        let annotation = self.annotation_filter()?;
         Ok(TaskQuery {
+            tags: self.tags.clone(),
+            annotation,
             status: self.status,
             namespace: self.namespace.clone(),
             name: self.name.clone(),
@@ -167,6 +199,69 @@ impl TaskListRequest {
             count: self.count,
         })
     }
+}
+
+impl TaskListRequest {
+    /// The annotation filter: a type that is a name, and `contains` keys
+    /// that are names with string, number or boolean values.
+    fn annotation_filter(&self) -> Result<Option<AnnotationFilter>, EngineError> {
+        let bad = |field: &str, message: String| EngineError::InvalidParameter {
+            field: field.into(),
+            message,
+        };
+        let Some(kind) = &self.annotation_type else {
+            return match self.annotation_contains {
+                Some(_) => Err(bad("annotation_contains", "needs `annotation_type`".into())),
+                None => Ok(None),
+            };
+        };
+        check_name(kind).map_err(|m| bad("annotation_type", m))?;
+        let contains = self.annotation_contains.clone().unwrap_or_default();
+        if contains.len() > MAX_CONTAINS_KEYS {
+            return Err(bad(
+                "annotation_contains",
+                format!("at most {MAX_CONTAINS_KEYS} keys"),
+            ));
+        }
+        for (key, value) in &contains {
+            check_name(key).map_err(|m| bad("annotation_contains", format!("key {m}")))?;
+            if !(value.is_string() || value.is_number() || value.is_boolean()) {
+                return Err(bad(
+                    "annotation_contains",
+                    format!("`{key}` must be a string, number or boolean"),
+                ));
+            }
+        }
+        Ok(Some(AnnotationFilter {
+            annotation_type: kind.clone(),
+            contains,
+        }))
+    }
+}
+
+/// Checks an annotation: its type is a name, its content a JSON object of at
+/// most [`MAX_ANNOTATION_BYTES`].
+pub fn check_annotation(kind: &str, content: &serde_json::Value) -> Result<(), EngineError> {
+    check_name(kind).map_err(|message| EngineError::InvalidField {
+        field: "type".into(),
+        message,
+    })?;
+    if !content.is_object() {
+        return Err(EngineError::InvalidField {
+            field: "content".into(),
+            message: "must be a JSON object".into(),
+        });
+    }
+    let size = serde_json::to_vec(content)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_ANNOTATION_BYTES {
+        return Err(EngineError::InvalidField {
+            field: "content".into(),
+            message: format!("must be at most {MAX_ANNOTATION_BYTES} bytes of JSON"),
+        });
+    }
+    Ok(())
 }
 
 /// Checks a task edit: something to change, text and tags in bounds.
@@ -267,6 +362,37 @@ impl Tasker {
         self.list_tasks(&query).await
     }
 
+    /// Attaches a typed note to a task ([`check_annotation`] first); `by`
+    /// is who wrote it, when known.
+    pub async fn annotate_task(
+        &self,
+        task_id: Uuid,
+        kind: &str,
+        content: serde_json::Value,
+        by: Option<&str>,
+    ) -> Result<AnnotationRow, EngineError> {
+        check_annotation(kind, &content)?;
+        Ok(self
+            .store()
+            .annotation_create(NewAnnotation {
+                id: Uuid::now_v7(),
+                task_id,
+                annotation_type: kind.to_string(),
+                content,
+                created_by: by.map(str::to_string),
+                now: self.now(),
+            })
+            .await?)
+    }
+
+    /// The annotations of many tasks (oldest first each), in one read.
+    pub async fn task_annotations(
+        &self,
+        task_ids: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, Vec<AnnotationRow>>, EngineError> {
+        Ok(self.store().annotation_list_many(task_ids).await?)
+    }
+
     /// The step, checked to belong to the task ([`EngineError::StepNotInTask`] otherwise).
     pub async fn step_in_task(&self, task_id: Uuid, step_id: Uuid) -> Result<StepRow, EngineError> {
         let step = self.step(step_id).await?;
@@ -355,6 +481,76 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(e.field().as_deref(), Some("inputs"));
+    }
+
+    #[test]
+    fn annotation_rules() {
+        use serde_json::json;
+        assert!(check_annotation("audit.note", &json!({"a": 1})).is_ok());
+        let e = check_annotation("bad type", &json!({})).unwrap_err();
+        assert_eq!(
+            (e.code(), e.field().as_deref()),
+            ("invalid_field", Some("type"))
+        );
+        let e = check_annotation("audit", &json!([1])).unwrap_err();
+        assert_eq!(e.field().as_deref(), Some("content"));
+        let big = json!({"x": "a".repeat(MAX_ANNOTATION_BYTES)});
+        assert_eq!(
+            check_annotation("audit", &big)
+                .unwrap_err()
+                .field()
+                .as_deref(),
+            Some("content")
+        );
+        let limits = PageLimits {
+            default: 25,
+            max: 100,
+        };
+        let field = |r: TaskListRequest| r.to_query(limits).unwrap_err().field();
+        let contains = json!({"k": {"nested": 1}}).as_object().cloned();
+        assert_eq!(
+            field(TaskListRequest {
+                annotation_type: Some("audit".into()),
+                annotation_contains: contains.clone(),
+                ..Default::default()
+            })
+            .as_deref(),
+            Some("annotation_contains")
+        );
+        assert_eq!(
+            field(TaskListRequest {
+                annotation_contains: json!({"k": 1}).as_object().cloned(),
+                ..Default::default()
+            })
+            .as_deref(),
+            Some("annotation_contains")
+        );
+        assert_eq!(
+            field(TaskListRequest {
+                annotation_type: Some("a b".into()),
+                ..Default::default()
+            })
+            .as_deref(),
+            Some("annotation_type")
+        );
+        assert_eq!(
+            field(TaskListRequest {
+                tags: vec![String::new()],
+                ..Default::default()
+            })
+            .as_deref(),
+            Some("tag")
+        );
+        let q = TaskListRequest {
+            tags: vec!["vip".into()],
+            annotation_type: Some("audit".into()),
+            annotation_contains: json!({"ticket": "T-1"}).as_object().cloned(),
+            ..Default::default()
+        }
+        .to_query(limits)
+        .unwrap();
+        assert_eq!(q.tags, ["vip"]);
+        assert_eq!(q.annotation.unwrap().contains["ticket"], "T-1");
     }
 
     #[test]

@@ -474,7 +474,11 @@ impl Tasker {
 
     /// Counts the task as finished when an operator's step action (resolve,
     /// cancel) finished it. Reads the task only while metrics are recorded.
-    async fn count_operator_finish<F>(&self, step_id: Uuid, action: F) -> Result<StepRow, EngineError>
+    async fn count_operator_finish<F>(
+        &self,
+        step_id: Uuid,
+        action: F,
+    ) -> Result<StepRow, EngineError>
     where
         F: std::future::Future<Output = Result<StepRow, tasker_store::StoreError>>,
     {

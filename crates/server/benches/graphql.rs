@@ -68,7 +68,7 @@ async fn send(h: &Harness, req: Request<Body>) -> f64 {
 }
 
 const TASK: &str = "query($id: UUID!) { task(id: $id) { id namespace name version status context \
-    initiator reason tags correlationId createdAt updatedAt execution \
+    initiator reason tags correlationId createdAt updatedAt execution annotations { type content } \
     steps { id name status attempts retryLimit results readyAt parents { name } children { name } } } }";
 
 async fn task_vs_rest(backend: &str, db: Db) {

@@ -44,6 +44,7 @@
 //! | DELETE | `/tasks/{task_id}` | cancel |
 //! | POST | `/tasks/{task_id}/retry` | retry a task in `error` |
 //! | POST | `/tasks/{task_id}/pause`, `/tasks/{task_id}/resume` | pause / resume a task |
+//! | POST | `/tasks/{task_id}/annotations` | attach a typed JSON note to a task |
 //! | GET | `/tasks/{task_id}/steps` | its steps |
 //! | GET, PATCH, DELETE | `/tasks/{task_id}/steps/{step_id}` | show, edit, cancel a step |
 //! | POST | `/tasks/{task_id}/steps/{step_id}/resolve` | resolve manually |
@@ -60,6 +61,8 @@
 //! | GET | `/openapi.json`, `/docs`, `/docs/`, `/docs/{file}` | the API description, Swagger UI (`/docs` redirects to `/docs/`) |
 //! | POST | `/graphql` | GraphQL queries and mutations (docs/GRAPHQL.md) |
 //! | GET | `/graphql/ws` | GraphQL subscriptions over WebSocket (`graphql-transport-ws`) |
+//! | GET | `/graphql` | GraphiQL, served offline (vendored assets) |
+//! | GET | `/graphql/assets/{file}` | GraphiQL's JavaScript and CSS |
 //!
 //! (`tests/route_docs.rs` checks this table against [`route_table`].)
 //!

@@ -37,6 +37,7 @@ use utoipa::OpenApi;
         tasks::tasks_retry,
         pause::tasks_pause,
         pause::tasks_resume,
+        crate::routes::annotations::annotations_create,
         steps::steps_index,
         steps::steps_show,
         steps::steps_update,
@@ -67,6 +68,8 @@ use utoipa::OpenApi;
         docs::docs_asset,
         crate::graphql::http::graphql_post,
         crate::graphql::http::graphql_ws,
+        crate::graphql::graphiql::graphiql_page,
+        crate::graphql::graphiql::graphiql_asset,
     ),
     components(schemas(
         crate::error::ErrorBody,

@@ -95,6 +95,11 @@ pub struct TaskView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Vec<StepView>, required = false)]
     pub steps: Option<Vec<StepView>>,
+    /// Operators' and handlers' notes, oldest first (task show only; absent
+    /// from lists, never null).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Vec<AnnotationView>, required = false)]
+    pub annotations: Option<Vec<AnnotationView>>,
     /// With `include_dependencies=true`: the runtime dependency analysis, or
     /// `{"error", "analysis_timestamp"}` if it could not be made.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,9 +133,50 @@ impl TaskView {
             paused_at: t.paused_at,
             execution: None,
             steps: None,
+            annotations: None,
             dependency_analysis: None,
         }
     }
+}
+
+/// A typed JSON note on a task.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AnnotationView {
+    /// Annotation id.
+    pub annotation_id: Uuid,
+    /// The task.
+    pub task_id: Uuid,
+    /// Its type (a name: letters, digits, `_`, `-`, `.`).
+    #[serde(rename = "type")]
+    pub annotation_type: String,
+    /// The note, a JSON object.
+    #[schema(value_type = JsonObject)]
+    pub content: Value,
+    /// When it was written.
+    #[serde(serialize_with = "tasker_core::time::micros")]
+    pub created_at: DateTime<Utc>,
+    /// Who wrote it, when known (the caller with authentication on).
+    pub created_by: Option<String>,
+}
+
+impl From<tasker_store::AnnotationRow> for AnnotationView {
+    fn from(a: tasker_store::AnnotationRow) -> Self {
+        AnnotationView {
+            annotation_id: a.id,
+            task_id: a.task_id,
+            annotation_type: a.annotation_type,
+            content: a.content,
+            created_at: a.created_at,
+            created_by: a.created_by,
+        }
+    }
+}
+
+/// The answer of `POST /tasker/tasks/{task_id}/annotations`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AnnotationEnvelope {
+    /// The new annotation.
+    pub annotation: AnnotationView,
 }
 
 /// A task's execution context (reference §3.2, with the engine's fixes).

@@ -1027,6 +1027,9 @@ async fn openapi_covers_every_route() {
         "DependencyAnalysis",
         "HandlerEnvelope",
         "Readiness",
+        "CreateAnnotation",
+        "AnnotationEnvelope",
+        "AnnotationView",
     ] {
         assert!(schemas.contains_key(name), "schema {name} missing");
     }

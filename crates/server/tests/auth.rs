@@ -277,11 +277,15 @@ fn concrete(path: &str, task: Uuid, step: Uuid) -> String {
         // one event, so it ends at once).
         return format!("{path}?limit=1");
     }
-    path.replace("{task_id}", &task.to_string())
-        .replace("{step_id}", &step.to_string())
-        .replace("{namespace}", "shop")
-        .replace("{name}", "checkout")
-        .replace("{file}", "index.html")
+    path.replace(
+        "/tasker/graphql/assets/{file}",
+        "/tasker/graphql/assets/init.js",
+    )
+    .replace("{task_id}", &task.to_string())
+    .replace("{step_id}", &step.to_string())
+    .replace("{namespace}", "shop")
+    .replace("{name}", "checkout")
+    .replace("{file}", "index.html")
 }
 
 fn body_for(method: &str, path: &str) -> Option<Value> {
@@ -292,6 +296,9 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         ("PATCH", "/tasker/tasks/{task_id}") => Some(json!({"reason": "checked"})),
         ("PATCH", _) => Some(json!({"retry_limit": 5})),
         ("POST", "/tasker/graphql") => Some(json!({"query": "{ __typename }"})),
+        ("POST", "/tasker/tasks/{task_id}/annotations") => {
+            Some(json!({"type": "audit", "content": {"ok": true}}))
+        }
         ("POST", "/tasker/workers/claim") => Some(
             json!({"worker_id": "w", "handler_kinds": ["noop"], "wait_seconds": 0, "max_steps": 1}),
         ),

@@ -136,7 +136,8 @@ async fn workers_claim_heartbeat_complete_fail(db: Db) {
     // this binary may add to the same series: at least ours).
     let metrics = h.get("/tasker/metrics").await.text;
     for status in ["complete", "error"] {
-        let series = format!(r#"tasker_steps_finished_total{{handler_kind="external",status="{status}"}}"#);
+        let series =
+            format!(r#"tasker_steps_finished_total{{handler_kind="external",status="{status}"}}"#);
         assert!(
             sample(&metrics, &series) - sample(&metrics_before, &series) >= 1.0,
             "{series}: {metrics}"

@@ -130,6 +130,7 @@
 
 mod admin;
 mod analytics;
+mod annotations;
 pub mod clock;
 mod create;
 mod decode;
@@ -161,9 +162,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tasker_core::StepCounts;
 use tasker_store::{
-    ApiKeyRow, Backend, ClaimParams, ClaimedStep, EventQuery, EventRow, FinishReport, LeaseRef,
-    NewApiKey, NewCustomEvent, NewTask, Page, PruneQuery, StepOutcome, StepRow, StepUpdate, Store,
-    StoreError, StoreEvent, StoreResult, StoreStats, TaskQuery, TaskRow, TaskUpdate, TransitionRow,
+    AnnotationRow, ApiKeyRow, Backend, ClaimParams, ClaimedStep, EventQuery, EventRow,
+    FinishReport, LeaseRef, NewAnnotation, NewApiKey, NewCustomEvent, NewTask, Page, PruneQuery,
+    StepOutcome, StepRow, StepUpdate, Store, StoreError, StoreEvent, StoreResult, StoreStats,
+    TaskQuery, TaskRow, TaskUpdate, TransitionRow,
 };
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -493,6 +495,17 @@ impl Store for PgStore {
 
     async fn task_transitions(&self, id: Uuid) -> StoreResult<Vec<TransitionRow>> {
         self.read_transitions(read::Entity::Task, id).await
+    }
+
+    async fn annotation_create(&self, annotation: NewAnnotation) -> StoreResult<AnnotationRow> {
+        self.annotation_insert(annotation).await
+    }
+
+    async fn annotation_list_many(
+        &self,
+        task_ids: &[Uuid],
+    ) -> StoreResult<std::collections::HashMap<Uuid, Vec<AnnotationRow>>> {
+        self.annotation_read_many(task_ids).await
     }
 
     async fn step_list(&self, task_id: Uuid) -> StoreResult<Vec<StepRow>> {

@@ -72,6 +72,7 @@ impl PgStore {
             Text(&'a str),
             Time(DateTime<Utc>),
             Id(Uuid),
+            Json(serde_json::Value),
         }
         let mut conds: Vec<(&str, Arg<'_>)> = Vec::new();
         if let Some(status) = q.status {
@@ -92,9 +93,30 @@ impl PgStore {
         if let Some(until) = q.created_until {
             conds.push(("created_at <", Arg::Time(until)));
         }
+        // Containment over the GIN index `tasks_tags_gin`.
+        if !q.tags.is_empty() {
+            conds.push(("tags @>", Arg::Json(serde_json::json!(q.tags))));
+        }
+        // Candidates by `annotations (type, task_id)`, content tested on them.
+        // With scalar values (the caller's rule), `@>` is top-level equality.
+        if let Some(a) = &q.annotation {
+            conds.push((
+                "id IN (SELECT task_id FROM annotations WHERE type =",
+                Arg::Text(&a.annotation_type),
+            ));
+            conds.push((
+                "content @>",
+                Arg::Json(serde_json::Value::Object(a.contains.clone())),
+            ));
+        }
         let mut filter = String::from("WHERE TRUE");
         for (i, (cond, _)) in conds.iter().enumerate() {
-            filter.push_str(&format!(" AND {cond} ${}", i + 1));
+            if cond.starts_with("content") {
+                // The second half of the annotation sub-select.
+                filter.push_str(&format!(" AND {cond} ${})", i + 1));
+            } else {
+                filter.push_str(&format!(" AND {cond} ${}", i + 1));
+            }
         }
         let mut args: Vec<Arg<'_>> = conds.into_iter().map(|(_, a)| a).collect();
         let column = match q.sort {
@@ -136,6 +158,7 @@ impl PgStore {
                 Arg::Text(t) => page.bind(*t),
                 Arg::Time(t) => page.bind(*t),
                 Arg::Id(t) => page.bind(*t),
+                Arg::Json(j) => page.bind(j.clone()),
             };
         }
         // LIMIT NULL is LIMIT ALL: a zero page size means "everything".
@@ -167,6 +190,7 @@ impl PgStore {
                         Arg::Text(t) => count.bind(*t),
                         Arg::Time(t) => count.bind(*t),
                         Arg::Id(t) => count.bind(*t),
+                        Arg::Json(j) => count.bind(j.clone()),
                     };
                 }
                 let row = count.fetch_one(&self.inner.pool).await.map_err(store_err)?;

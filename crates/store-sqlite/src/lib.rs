@@ -75,6 +75,7 @@
 //! - `sqlite::memory:` is a private database of one connection, for tests.
 
 mod analytics;
+mod annotations;
 mod attribution;
 mod codec;
 mod effects;
@@ -99,9 +100,10 @@ use std::str::FromStr;
 use std::time::Duration;
 use tasker_core::StepCounts;
 use tasker_store::{
-    ApiKeyRow, Backend, ClaimParams, ClaimedStep, EventQuery, EventRow, FinishReport, LeaseRef,
-    NewApiKey, NewCustomEvent, NewTask, Page, StepOutcome, StepRow, StepUpdate, Store, StoreError,
-    StoreEvent, StoreResult, StoreStats, TaskQuery, TaskRow, TaskUpdate, TransitionRow,
+    AnnotationRow, ApiKeyRow, Backend, ClaimParams, ClaimedStep, EventQuery, EventRow,
+    FinishReport, LeaseRef, NewAnnotation, NewApiKey, NewCustomEvent, NewTask, Page, StepOutcome,
+    StepRow, StepUpdate, Store, StoreError, StoreEvent, StoreResult, StoreStats, TaskQuery,
+    TaskRow, TaskUpdate, TransitionRow,
 };
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -366,6 +368,17 @@ impl Store for SqliteStore {
 
     async fn task_transitions(&self, id: Uuid) -> StoreResult<Vec<TransitionRow>> {
         tasks::transitions(&self.reader, id).await
+    }
+
+    async fn annotation_create(&self, annotation: NewAnnotation) -> StoreResult<AnnotationRow> {
+        annotations::create(self, annotation).await
+    }
+
+    async fn annotation_list_many(
+        &self,
+        task_ids: &[Uuid],
+    ) -> StoreResult<std::collections::HashMap<Uuid, Vec<AnnotationRow>>> {
+        annotations::list_many(&self.reader, task_ids).await
     }
 
     async fn step_list(&self, task_id: Uuid) -> StoreResult<Vec<StepRow>> {

@@ -284,6 +284,7 @@ enum Arg {
     Text(String),
     Int(i64),
     Id(Uuid),
+    Real(f64),
 }
 
 pub(crate) async fn list(pool: &SqlitePool, q: &TaskQuery) -> StoreResult<Page<TaskRow>> {
@@ -315,6 +316,15 @@ pub(crate) async fn list(pool: &SqlitePool, q: &TaskQuery) -> StoreResult<Page<T
         filter.push_str(" AND created_at < ?");
         args.push(Arg::Int(micros(t)));
     }
+    // Each tag scans that task's own (small) tag array: the cost follows the
+    // rows the other filters leave, as SQLite has no index into JSON arrays.
+    for tag in &q.tags {
+        filter.push_str(" AND EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE value = ?)");
+        args.push(Arg::Text(tag.clone()));
+    }
+    if let Some(a) = &q.annotation {
+        annotation_filter(a, &mut filter, &mut args)?;
+    }
     let column = match q.sort {
         TaskSort::CreatedAt => "created_at",
         TaskSort::UpdatedAt => "updated_at",
@@ -334,6 +344,7 @@ pub(crate) async fn list(pool: &SqlitePool, q: &TaskQuery) -> StoreResult<Page<T
                 Arg::Text(s) => count.bind(s.clone()),
                 Arg::Int(i) => count.bind(*i),
                 Arg::Id(i) => count.bind(*i),
+                Arg::Real(f) => count.bind(*f),
             };
         }
         Some(count.fetch_one(pool).await.db()?)
@@ -367,6 +378,7 @@ pub(crate) async fn list(pool: &SqlitePool, q: &TaskQuery) -> StoreResult<Page<T
             Arg::Text(s) => page.bind(s),
             Arg::Int(i) => page.bind(i),
             Arg::Id(i) => page.bind(i),
+            Arg::Real(f) => page.bind(f),
         };
     }
     let limit = if q.limit == 0 { -1 } else { i64::from(q.limit) };
@@ -382,6 +394,58 @@ pub(crate) async fn list(pool: &SqlitePool, q: &TaskQuery) -> StoreResult<Page<T
         total,
         total_exact: total.is_some(),
     })
+}
+
+/// `id IN (annotations of that type whose content matches)`: the
+/// `annotations (type, task_id)` index finds the candidates, and each key of
+/// `contains` is compared on those rows only. The key is a validated name
+/// (letters, digits, `_`, `-`, `.`) and the path is bound, never spliced;
+/// the JSON type is compared too, so `1` never matches `true` or `"1"`.
+fn annotation_filter(
+    a: &tasker_store::AnnotationFilter,
+    filter: &mut String,
+    args: &mut Vec<Arg>,
+) -> StoreResult<()> {
+    filter.push_str(" AND id IN (SELECT task_id FROM annotations WHERE type = ?");
+    args.push(Arg::Text(a.annotation_type.clone()));
+    for (key, value) in &a.contains {
+        if !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(tasker_store::StoreError::InvalidData(format!(
+                "annotation key {key:?} is not a name"
+            )));
+        }
+        let path = format!("$.\"{key}\"");
+        let (types, arg) = match value {
+            Value::String(t) => ("('text')", Arg::Text(t.clone())),
+            Value::Bool(b) => (
+                if *b { "('true')" } else { "('false')" },
+                Arg::Int(i64::from(*b)),
+            ),
+            Value::Number(n) => (
+                "('integer', 'real')",
+                match n.as_i64() {
+                    Some(i) => Arg::Int(i),
+                    None => Arg::Real(n.as_f64().unwrap_or(f64::NAN)),
+                },
+            ),
+            _ => {
+                return Err(tasker_store::StoreError::InvalidData(format!(
+                    "annotation value of {key:?} is not a string, number or boolean"
+                )));
+            }
+        };
+        filter.push_str(&format!(
+            " AND json_type(content, ?) IN {types} AND json_extract(content, ?) = ?"
+        ));
+        args.push(Arg::Text(path.clone()));
+        args.push(Arg::Text(path));
+        args.push(arg);
+    }
+    filter.push(')');
+    Ok(())
 }
 
 pub(crate) async fn step_counts(

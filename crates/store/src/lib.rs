@@ -163,6 +163,17 @@ pub trait Store: Send + Sync + 'static {
     /// Transitions of a task, oldest first.
     async fn task_transitions(&self, id: Uuid) -> StoreResult<Vec<TransitionRow>>;
 
+    /// Attaches an annotation to a task (`NotFound` with entity `task` when
+    /// the task is unknown).
+    async fn annotation_create(&self, annotation: NewAnnotation) -> StoreResult<AnnotationRow>;
+
+    /// The annotations of many tasks in one read, each task's oldest first.
+    /// Tasks without annotations are absent from the map.
+    async fn annotation_list_many(
+        &self,
+        task_ids: &[Uuid],
+    ) -> StoreResult<std::collections::HashMap<Uuid, Vec<AnnotationRow>>>;
+
     // ---- steps -------------------------------------------------------------
 
     /// The steps of a task, in template order, with parents' names.

@@ -158,6 +158,10 @@ pub struct TaskQuery {
     pub created_since: Option<DateTime<Utc>>,
     /// Created before.
     pub created_until: Option<DateTime<Utc>>,
+    /// Only tasks carrying every one of these tags (empty = no filter).
+    pub tags: Vec<String>,
+    /// Only tasks with at least one matching annotation.
+    pub annotation: Option<AnnotationFilter>,
     /// Sort key.
     pub sort: TaskSort,
     /// Descending (newest first by default).
@@ -298,4 +302,33 @@ pub struct PruneQuery {
     pub except_namespaces: Vec<String>,
     /// At most this many, oldest completion first (0 = no limit).
     pub limit: u32,
+}
+
+/// Matches tasks that have an annotation of `annotation_type` whose content
+/// holds every top-level key of `contains` with an equal scalar value.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AnnotationFilter {
+    /// The annotation type.
+    pub annotation_type: String,
+    /// Top-level keys (names) and scalar values (string, number, boolean)
+    /// the content must hold; empty = any content. Callers validate keys as
+    /// names and values as scalars (the SQLite backend relies on it).
+    pub contains: serde_json::Map<String, Value>,
+}
+
+/// A note to attach to a task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAnnotation {
+    /// Id (callers use UUID v7).
+    pub id: Uuid,
+    /// The task.
+    pub task_id: Uuid,
+    /// Its type (a name).
+    pub annotation_type: String,
+    /// A JSON object.
+    pub content: Value,
+    /// Who wrote it, when known.
+    pub created_by: Option<String>,
+    /// Creation time.
+    pub now: DateTime<Utc>,
 }

@@ -276,3 +276,21 @@ pub struct MaintenanceRun {
     /// How long it took, in milliseconds.
     pub millis: u64,
 }
+
+/// A typed JSON note on a task.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnnotationRow {
+    /// Its id.
+    pub id: Uuid,
+    /// The task.
+    pub task_id: Uuid,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub annotation_type: String,
+    /// A JSON object.
+    pub content: serde_json::Value,
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+    /// Who wrote it, when known.
+    pub created_by: Option<String>,
+}

@@ -11,6 +11,7 @@
 //! | [`access`] | per-field authorization from `tasker_auth::table::GRAPHQL` |
 //! | `errors` | [`UserError`] and the mapping from REST's `ApiError` |
 //! | `http` | `POST /tasker/graphql`, `GET /tasker/graphql/ws` |
+//! | [`graphiql`] | `GET /tasker/graphql`: GraphiQL, vendored (no CDN) |
 //!
 //! Limits ([`GraphqlSettings`]): query depth and complexity, introspection
 //! on or off; page sizes are REST's (`max_page_size`), request bodies REST's
@@ -18,6 +19,7 @@
 
 pub mod access;
 mod errors;
+pub mod graphiql;
 pub(crate) mod http;
 mod loaders;
 mod mutation;

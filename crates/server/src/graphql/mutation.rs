@@ -49,6 +49,16 @@ pub struct UpdateTaskInput {
     pub tags: Option<Vec<String>>,
 }
 
+/// `annotateTask`'s input (REST's `POST /tasker/tasks/{id}/annotations` body).
+#[derive(InputObject, Debug)]
+pub struct AnnotateTaskInput {
+    /// The annotation type (a name: letters, digits, `_`, `-`, `.`).
+    #[graphql(name = "type")]
+    pub annotation_type: String,
+    /// The note: a JSON object of at most 16 KiB.
+    pub content: Json<Value>,
+}
+
 /// `updateStep`'s input.
 #[derive(InputObject, Debug)]
 pub struct UpdateStepInput {
@@ -154,6 +164,30 @@ impl MutationRoot {
             tasker_engine::requests::check_task_update(&update)?;
             guarded_task(ctx, id, "Mutation.updateTask").await?;
             Ok(state(ctx).tasker().update_task(id, update).await?)
+        }
+        .await;
+        task_payload(r)
+    }
+
+    /// Attaches a typed JSON note to a task (REST `POST
+    /// /tasker/tasks/{id}/annotations`); answers the task, whose
+    /// `annotations` include the new one.
+    async fn annotate_task(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+        input: AnnotateTaskInput,
+    ) -> Result<TaskPayload> {
+        let r = async {
+            // The note's own rules answer first, as over REST.
+            tasker_engine::requests::check_annotation(&input.annotation_type, &input.content.0)?;
+            let task = guarded_task(ctx, id, "Mutation.annotateTask").await?;
+            let by = actor(ctx);
+            state(ctx)
+                .tasker()
+                .annotate_task(id, &input.annotation_type, input.content.0, by.as_deref())
+                .await?;
+            Ok(task)
         }
         .await;
         task_payload(r)

@@ -31,6 +31,20 @@ pub struct TaskFilter {
     pub created_since: Option<DateTime<Utc>>,
     /// Created before.
     pub created_until: Option<DateTime<Utc>>,
+    /// Only tasks carrying every one of these tags.
+    pub tags: Option<Vec<String>>,
+}
+
+/// `tasks(annotation:)`: tasks with an annotation of `type` whose content
+/// holds every top-level key of `contains` with an equal string, number or
+/// boolean value.
+#[derive(InputObject, Default)]
+pub struct AnnotationFilterInput {
+    /// The annotation type.
+    #[graphql(name = "type")]
+    pub annotation_type: String,
+    /// A JSON object of top-level keys and scalar values (at most 16 keys).
+    pub contains: Option<Json<Value>>,
 }
 
 /// A Relay cursor: the position of a task in the filtered, newest-first
@@ -153,6 +167,7 @@ impl QueryRoot {
         &self,
         ctx: &Context<'_>,
         filter: Option<TaskFilter>,
+        annotation: Option<AnnotationFilterInput>,
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<Connection<OffsetCursor, Task, TaskConnectionFields, EmptyFields>> {
@@ -191,6 +206,20 @@ impl QueryRoot {
                 tasker_store::CountMode::Exact
             } else {
                 tasker_store::CountMode::Omitted
+            },
+            tags: filter.tags.unwrap_or_default(),
+            annotation_type: annotation.as_ref().map(|a| a.annotation_type.clone()),
+            annotation_contains: match annotation.and_then(|a| a.contains) {
+                None => None,
+                Some(Json(Value::Object(map))) => Some(map),
+                Some(_) => {
+                    return Err(ApiError::bad_request(
+                        "invalid_parameter",
+                        "annotation_contains: must be a JSON object",
+                    )
+                    .field("annotation_contains"))
+                    .gql();
+                }
             },
         };
         let limits = PageLimits {

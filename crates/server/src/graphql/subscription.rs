@@ -164,6 +164,7 @@ impl SubscriptionRoot {
             version: filter.version,
             created_since: filter.created_since,
             created_until: filter.created_until,
+            tags: filter.tags.unwrap_or_default(),
             ..Default::default()
         };
         let cfg = st.config();

@@ -102,6 +102,34 @@ pub(crate) async fn steps_of(ctx: &Context<'_>, task_id: Uuid) -> Result<Arc<Tas
     Ok(steps.unwrap_or_else(|| TaskSteps::new(Vec::new())))
 }
 
+/// A typed JSON note on a task.
+pub struct Annotation(pub tasker_store::AnnotationRow);
+
+#[Object]
+impl Annotation {
+    /// Annotation id.
+    async fn id(&self) -> Uuid {
+        self.0.id
+    }
+    /// Its type.
+    #[graphql(name = "type")]
+    async fn annotation_type(&self) -> &str {
+        &self.0.annotation_type
+    }
+    /// The note (a JSON object).
+    async fn content(&self) -> Json<Value> {
+        Json(self.0.content.clone())
+    }
+    /// When it was written.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// Who wrote it, when known.
+    async fn created_by(&self) -> Option<&str> {
+        self.0.created_by.as_deref()
+    }
+}
+
 /// A task: one run of a template.
 pub struct Task(pub TaskRow);
 
@@ -182,6 +210,21 @@ impl Task {
     /// When it reached a final state.
     async fn completed_at(&self) -> Option<DateTime<Utc>> {
         self.0.completed_at
+    }
+    /// Operators' and handlers' notes, oldest first. Costs one store read
+    /// per task.
+    async fn annotations(&self, ctx: &Context<'_>) -> Result<Vec<Annotation>> {
+        let mut found = state(ctx)
+            .tasker()
+            .task_annotations(&[self.0.id])
+            .await
+            .gql()?;
+        Ok(found
+            .remove(&self.0.id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(Annotation)
+            .collect())
     }
     /// The execution context (counts, status, recommended action, health),
     /// as REST's `execution`. Costs one store read per task.

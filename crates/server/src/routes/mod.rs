@@ -6,6 +6,7 @@
 //! axum `Router` cannot list its own routes.
 
 pub mod analytics;
+pub mod annotations;
 pub mod docs;
 pub mod events;
 pub mod handlers;
@@ -80,6 +81,11 @@ pub(crate) fn build() -> Routes {
             M::POST,
             "/tasker/tasks/{task_id}/resume",
             pause::tasks_resume,
+        )
+        .add(
+            M::POST,
+            "/tasker/tasks/{task_id}/annotations",
+            annotations::annotations_create,
         )
         // Steps.
         .add(M::GET, "/tasker/tasks/{task_id}/steps", steps::steps_index)
@@ -182,6 +188,16 @@ pub(crate) fn build() -> Routes {
             M::GET,
             "/tasker/graphql/ws",
             crate::graphql::http::graphql_ws,
+        )
+        .add(
+            M::GET,
+            "/tasker/graphql",
+            crate::graphql::graphiql::graphiql_page,
+        )
+        .add(
+            M::GET,
+            "/tasker/graphql/assets/{file}",
+            crate::graphql::graphiql::graphiql_asset,
         )
 }
 

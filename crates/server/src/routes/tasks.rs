@@ -6,8 +6,8 @@ use crate::extract::{ApiBody, ApiJson, ApiPath, ApiQuery, Flag};
 use crate::json::JsonObject;
 use crate::state::AppState;
 use crate::views::{
-    AnalysisFailure, AnalysisField, ExecutionView, Pagination, StepView, TaskCancelled,
-    TaskEnvelope, TaskList, TaskView,
+    AnalysisFailure, AnalysisField, AnnotationView, ExecutionView, Pagination, StepView,
+    TaskCancelled, TaskEnvelope, TaskList, TaskView,
 };
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header::LOCATION};
@@ -159,6 +159,15 @@ pub struct ListTasksQuery {
     /// Created before: RFC 3339 with a timezone, e.g. `2026-02-01T00:00:00+01:00`.
     #[serde(default, deserialize_with = "crate::extract::timestamp")]
     pub created_until: Option<DateTime<Utc>>,
+    /// Only tasks carrying every one of these tags, comma-separated
+    /// (`tag=vip,eu`).
+    pub tag: Option<String>,
+    /// Only tasks with an annotation of this type.
+    pub annotation_type: Option<String>,
+    /// With `annotation_type`: a JSON object whose top-level keys the
+    /// annotation's content must hold with equal values (strings, numbers,
+    /// booleans), e.g. `{"ticket":"T-1"}`.
+    pub annotation_contains: Option<String>,
     /// Add each task's runtime dependency analysis (costs one step read per task).
     #[param(value_type = Option<bool>)]
     pub include_dependencies: Option<Flag>,
@@ -306,6 +315,25 @@ pub async fn tasks_index(
             CountParam::Estimated => CountMode::Estimated,
             CountParam::None => CountMode::Omitted,
         },
+        tags: q
+            .tag
+            .as_deref()
+            .map(|t| t.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
+        annotation_type: q.annotation_type,
+        annotation_contains: match q.annotation_contains.as_deref() {
+            None => None,
+            Some(text) => match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(map)) => Some(map),
+                _ => {
+                    return Err(tasker_engine::EngineError::InvalidParameter {
+                        field: "annotation_contains".into(),
+                        message: "must be a JSON object".into(),
+                    }
+                    .into());
+                }
+            },
+        },
     };
     let mut query = request.to_query(PageLimits {
         default: cfg.default_page_size,
@@ -400,6 +428,15 @@ pub async fn tasks_show(
         view.dependency_analysis = Some(analysis(&st, p.task_id, &steps).await);
     }
     view.steps = Some(StepView::all(&steps, st.tasker().now()));
+    let mut notes = st.tasker().task_annotations(&[p.task_id]).await?;
+    view.annotations = Some(
+        notes
+            .remove(&p.task_id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(AnnotationView::from)
+            .collect(),
+    );
     Ok(Json(TaskEnvelope { task: view }))
 }
 

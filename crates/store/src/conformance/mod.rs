@@ -25,6 +25,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod analytics;
+pub mod annotations;
 pub mod claim;
 pub mod completion;
 pub mod concurrency;
@@ -174,6 +175,8 @@ macro_rules! conformance_tests {
             events::rolled_back_writes_leave_no_events,
             events::events_filter_and_page,
             events::custom_events_and_pruning,
+            annotations::annotations_round_trip_grouped_by_task,
+            annotations::task_list_filters_by_tags_and_annotations,
         );
         $crate::conformance_tests!(@multi $factory;
             concurrency::concurrent_claimers_never_double_claim,
