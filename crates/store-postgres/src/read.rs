@@ -97,28 +97,23 @@ impl PgStore {
         if !q.tags.is_empty() {
             conds.push(("tags @>", Arg::Json(serde_json::json!(q.tags))));
         }
+        let mut filter = String::from("WHERE TRUE");
+        for (i, (cond, _)) in conds.iter().enumerate() {
+            filter.push_str(&format!(" AND {cond} ${}", i + 1));
+        }
+        let mut args: Vec<Arg<'_>> = conds.into_iter().map(|(_, a)| a).collect();
         // Candidates by `annotations (type, task_id)`, content tested on them.
         // With scalar values (the caller's rule), `@>` is top-level equality.
         if let Some(a) = &q.annotation {
-            conds.push((
-                "id IN (SELECT task_id FROM annotations WHERE type =",
-                Arg::Text(&a.annotation_type),
+            let n = args.len();
+            filter.push_str(&format!(
+                " AND id IN (SELECT task_id FROM annotations WHERE type = ${} AND content @> ${})",
+                n + 1,
+                n + 2
             ));
-            conds.push((
-                "content @>",
-                Arg::Json(serde_json::Value::Object(a.contains.clone())),
-            ));
+            args.push(Arg::Text(&a.annotation_type));
+            args.push(Arg::Json(serde_json::Value::Object(a.contains.clone())));
         }
-        let mut filter = String::from("WHERE TRUE");
-        for (i, (cond, _)) in conds.iter().enumerate() {
-            if cond.starts_with("content") {
-                // The second half of the annotation sub-select.
-                filter.push_str(&format!(" AND {cond} ${})", i + 1));
-            } else {
-                filter.push_str(&format!(" AND {cond} ${}", i + 1));
-            }
-        }
-        let mut args: Vec<Arg<'_>> = conds.into_iter().map(|(_, a)| a).collect();
         let column = match q.sort {
             TaskSort::CreatedAt => "created_at",
             TaskSort::UpdatedAt => "updated_at",
