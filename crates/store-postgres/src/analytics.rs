@@ -5,7 +5,7 @@ use crate::PgStore;
 use crate::error::store_err;
 use crate::explain::PlanKind;
 use chrono::{DateTime, Utc};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::Row;
 use tasker_store::{HistoryQuery, HistoryStep, QueueDepth, StoreResult};
 
 /// Claimable steps, counted over the partial ready index up to a cap, and
@@ -99,14 +99,6 @@ impl PgStore {
         since: DateTime<Utc>,
     ) -> StoreResult<Vec<(String, String)>> {
         let mut conn = self.inner.pool.acquire().await.map_err(store_err)?;
-        let mode = match kind {
-            PlanKind::Custom => "SET plan_cache_mode = force_custom_plan",
-            PlanKind::Generic => "SET plan_cache_mode = force_generic_plan",
-        };
-        sqlx::query(mode)
-            .execute(&mut *conn)
-            .await
-            .map_err(store_err)?;
         let cases = [
             (
                 "queue",
@@ -124,41 +116,16 @@ impl PgStore {
                 ),
             ),
         ];
-        let mut out = Vec::new();
-        let mut failure = None;
-        for (name, sql, types, args) in cases {
-            let plan = async {
-                sqlx::query(AssertSqlSafe(format!(
-                    "PREPARE tasker_explain_analytics {types} AS {sql}"
-                )))
-                .execute(&mut *conn)
-                .await?;
-                let plan: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(AssertSqlSafe(
-                    format!("EXPLAIN EXECUTE tasker_explain_analytics{args}"),
-                ))
-                .fetch_all(&mut *conn)
-                .await;
-                sqlx::query("DEALLOCATE tasker_explain_analytics")
-                    .execute(&mut *conn)
-                    .await?;
-                plan
-            }
-            .await;
-            match plan {
-                Ok(lines) => out.push((name.to_string(), lines.join("\n"))),
-                Err(e) => {
-                    failure = Some(store_err(e));
-                    break;
-                }
-            }
-        }
-        let reset = sqlx::query("RESET plan_cache_mode")
-            .execute(&mut *conn)
-            .await;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        reset.map_err(store_err)?;
-        Ok(out)
+        let statements = cases
+            .into_iter()
+            .map(|(name, sql, types, args)| {
+                (
+                    name.to_string(),
+                    format!("PREPARE tasker_explain {types} AS {sql}"),
+                    args,
+                )
+            })
+            .collect();
+        crate::explain::explain_prepared(&mut conn, kind, statements).await
     }
 }

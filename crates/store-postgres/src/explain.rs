@@ -11,7 +11,7 @@ use crate::PgStore;
 use crate::error::store_err;
 use crate::settle::{LOCK_TASKS_SQL, WRITE_TASKS_SQL};
 use crate::work::{ClaimShape, FINISH_STEPS_SQL, RENEW_SQL, RESCUE_SQL, UNBLOCK_SQL};
-use sqlx::AssertSqlSafe;
+use sqlx::{AssertSqlSafe, PgConnection};
 use tasker_store::StoreResult;
 
 /// Parameter types of every claim statement (a shape may leave some unused).
@@ -91,51 +91,62 @@ impl PgStore {
                 *args,
             )
         }));
-        let mode = match kind {
-            PlanKind::Custom => "SET plan_cache_mode = force_custom_plan",
-            PlanKind::Generic => "SET plan_cache_mode = force_generic_plan",
-        };
-        sqlx::query(mode)
-            .execute(&mut *conn)
-            .await
-            .map_err(store_err)?;
-        let mut out = Vec::with_capacity(statements.len());
-        let mut failure = None;
-        for (name, prepare, args) in statements {
-            let plan = async {
-                sqlx::query(AssertSqlSafe(prepare))
-                    .execute(&mut *conn)
-                    .await?;
-                let plan: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(AssertSqlSafe(
-                    format!("EXPLAIN EXECUTE tasker_explain{args}"),
-                ))
-                .fetch_all(&mut *conn)
-                .await;
-                // Deallocate even when EXPLAIN failed, so the name is free.
-                sqlx::query("DEALLOCATE tasker_explain")
-                    .execute(&mut *conn)
-                    .await?;
-                plan
-            }
-            .await;
-            match plan {
-                Ok(lines) => out.push((name, lines.join("\n"))),
-                Err(e) => {
-                    failure = Some(store_err(e));
-                    break;
-                }
-            }
-        }
-        // The connection goes back to the pool: restore the default.
-        let reset = sqlx::query("RESET plan_cache_mode")
-            .execute(&mut *conn)
-            .await;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        reset.map_err(store_err)?;
-        Ok(out)
+        explain_prepared(&mut conn, kind, statements).await
     }
+}
+
+/// Plans of `(name, PREPARE tasker_explain … AS …, EXPLAIN EXECUTE arguments)`
+/// statements under `plan_cache_mode` forced to `kind`; nothing is executed.
+/// The connection's plan cache mode is reset before it returns to the pool.
+pub(crate) async fn explain_prepared<A: AsRef<str>>(
+    conn: &mut PgConnection,
+    kind: PlanKind,
+    statements: Vec<(String, String, A)>,
+) -> StoreResult<Vec<(String, String)>> {
+    let mode = match kind {
+        PlanKind::Custom => "SET plan_cache_mode = force_custom_plan",
+        PlanKind::Generic => "SET plan_cache_mode = force_generic_plan",
+    };
+    sqlx::query(mode)
+        .execute(&mut *conn)
+        .await
+        .map_err(store_err)?;
+    let mut out = Vec::with_capacity(statements.len());
+    let mut failure = None;
+    for (name, prepare, args) in statements {
+        let plan = async {
+            sqlx::query(AssertSqlSafe(prepare))
+                .execute(&mut *conn)
+                .await?;
+            let plan: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(AssertSqlSafe(
+                format!("EXPLAIN EXECUTE tasker_explain{}", args.as_ref()),
+            ))
+            .fetch_all(&mut *conn)
+            .await;
+            // Deallocate even when EXPLAIN failed, so the name is free.
+            sqlx::query("DEALLOCATE tasker_explain")
+                .execute(&mut *conn)
+                .await?;
+            plan
+        }
+        .await;
+        match plan {
+            Ok(lines) => out.push((name, lines.join("\n"))),
+            Err(e) => {
+                failure = Some(store_err(e));
+                break;
+            }
+        }
+    }
+    // The connection goes back to the pool: restore the default.
+    let reset = sqlx::query("RESET plan_cache_mode")
+        .execute(&mut *conn)
+        .await;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    reset.map_err(store_err)?;
+    Ok(out)
 }
 
 impl PgStore {
