@@ -15,18 +15,26 @@ use std::fmt;
 
 /// Every resource and its actions (the original's 18, less metrics and
 /// analytics which this server does not have, plus `resolve` on steps and
-/// the external-worker protocol, and the lifecycle event feed).
+/// the external-worker protocol, the lifecycle event feed and webhooks).
 pub const RESOURCES: &[(&str, &[&str])] = &[
     (
         "tasker.task",
         &[
             "index", "show", "create", "update", "destroy", "retry", "cancel", "pause", "resume",
+            "restart",
         ],
     ),
     (
         "tasker.workflow_step",
         &[
             "index", "show", "update", "destroy", "retry", "cancel", "resolve",
+        ],
+    ),
+    ("tasker.flow", &["index", "pause", "resume"]),
+    (
+        "tasker.schedule",
+        &[
+            "index", "show", "create", "destroy", "pause", "resume", "trigger",
         ],
     ),
     ("tasker.handler", &["index", "show"]),
@@ -38,6 +46,10 @@ pub const RESOURCES: &[(&str, &[&str])] = &[
         &["claim", "heartbeat", "complete", "fail", "emit"],
     ),
     ("tasker.event", &["index"]),
+    (
+        "tasker.webhook",
+        &["index", "show", "create", "destroy", "redeliver"],
+    ),
 ];
 
 /// Every concrete permission, `resource:action`, in table order.
@@ -296,7 +308,9 @@ mod tests {
     #[test]
     fn every_listed_permission_is_known_and_parses() {
         let all = all_permissions();
-        assert_eq!(all.len(), 9 + 7 + 2 + 1 + 1 + 1 + 5 + 1);
+        // task (10, restart included), step, flow, schedule, handler, health,
+        // metrics, analytics, worker, event, webhook.
+        assert_eq!(all.len(), 10 + 7 + 3 + 7 + 2 + 1 + 1 + 1 + 5 + 1 + 5);
         for p in &all {
             assert!(is_known(p));
             assert_eq!(g(p).to_string(), *p);

@@ -45,6 +45,11 @@ enum Command {
     /// Inspect tasks in the store.
     #[command(subcommand)]
     Tasks(commands::tasks::TasksCommand),
+    /// Pause or resume a whole namespace or template (the incident switch).
+    #[command(subcommand)]
+    Flow(commands::flow::FlowCommand),
+    /// List, pause, resume, trigger or delete schedules.
+    Schedules(commands::schedules::Args),
     /// Execute steps from the store until stopped (Ctrl-C / SIGTERM).
     Worker(commands::worker::Args),
     /// Serve the REST API (and execute steps unless --no-workers) until stopped.
@@ -122,6 +127,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run(args) => commands::run::run(&globals, format, args).await,
         Command::Worker(args) => commands::worker::run(&globals, format, args).await,
+        Command::Schedules(args) => commands::schedules::run(&globals, format, args).await,
         Command::Serve(args) => commands::serve::run(&globals, format, args).await,
         Command::Config(cmd) => {
             logging::init(format, None, "warn");
@@ -131,6 +137,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             logging::init(format, None, "warn");
             match database() {
                 Ok(c) => commands::tasks::run(&c, cmd).await,
+                Err(code) => Ok(code),
+            }
+        }
+        Command::Flow(cmd) => {
+            logging::init(format, None, "warn");
+            match database() {
+                Ok(c) => commands::flow::run(&c, cmd).await,
                 Err(code) => Ok(code),
             }
         }

@@ -171,9 +171,21 @@ pub async fn start(loaded: &Loaded, extra_templates: &[PathBuf]) -> Result<Taske
     }
     let mut builder = Tasker::builder(store)
         .config(EngineConfig::from_config(c))
-        .handler("http", Http::new(http_policy(c)));
+        .handler("http", Http::new(http_policy(c)))
+        .webhook_policy(http_policy(c));
     for t in templates {
         builder = builder.template(t);
     }
     builder.build().map_err(|e| Problems(vec![e.to_string()]))
+}
+
+/// Registers `[[webhooks]]` in the database (a bad entry is named by its
+/// key) and starts the loops every process runs with or without workers:
+/// the event pruner and the webhook dispatcher.
+pub async fn start_services(tasker: &Tasker) -> Result<tasker_engine::ServicesHandle, Problems> {
+    tasker
+        .sync_config_webhooks()
+        .await
+        .map_err(|e| Problems(vec![e.to_string()]))?;
+    Ok(tasker.start_services())
 }

@@ -113,7 +113,8 @@ fn the_last_log_line_before_exit_is_written() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{stderr}");
         let last = stderr.lines().last().unwrap_or_default();
-        assert!(last.contains("\"worker stopped\""), "{stderr}");
+        assert!(last.contains("\"tasker worker exiting\""), "{stderr}");
+        assert!(stderr.contains("\"worker stopped\""), "{stderr}");
     }
 }
 

@@ -139,3 +139,68 @@ fn pause_and_resume_a_task() {
     let list = stdout(tasker(dir.path()).args(["tasks", "list"]));
     assert!(!list.contains("(paused)"), "\n{list}");
 }
+
+#[test]
+fn schedules_flow_pause_and_restart_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("ext.yaml");
+    std::fs::write(
+        &t,
+        "name: ext\nnamespace: polyglot\nstep_templates:\n  - name: square\n    handler: {kind: external, config: {op: square}}\nschedules:\n  - name: hourly\n    cron: \"0 * * * *\"\n    timezone: Europe/Paris\n",
+    )
+    .unwrap();
+    let tpl = t.to_str().unwrap();
+    let list = stdout(tasker(dir.path()).args(["schedules", "list", "--templates", tpl]));
+    assert!(
+        list.contains("hourly") && list.contains("cron 0 * * * * Europe/Paris"),
+        "\n{list}"
+    );
+    let out = stdout(tasker(dir.path()).args(["schedules", "pause", "hourly"]));
+    assert!(out.contains("paused"), "{out}");
+    let list = stdout(tasker(dir.path()).args(["schedules", "list"]));
+    assert!(list.contains("paused"), "\n{list}");
+    let out =
+        stdout(tasker(dir.path()).args(["schedules", "trigger", "hourly", "--templates", tpl]));
+    assert!(out.contains("triggered: task"), "{out}");
+    let again = tasker(dir.path())
+        .args(["schedules", "pause", "hourly"])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    stdout(tasker(dir.path()).args(["schedules", "resume", "hourly"]));
+
+    let out = stdout(tasker(dir.path()).args([
+        "flow", "pause", "polyglot", "--reason", "incident", "--by", "ops",
+    ]));
+    assert!(out.contains("namespace polyglot paused"), "{out}");
+    let list = stdout(tasker(dir.path()).args(["tasks", "list"]));
+    assert!(list.contains("(held: namespace polyglot)"), "\n{list}");
+    let pauses = stdout(tasker(dir.path()).args(["flow", "list"]));
+    assert!(
+        pauses.contains("incident") && pauses.contains("ops"),
+        "\n{pauses}"
+    );
+    let list = stdout(tasker(dir.path()).args(["tasks", "list", "--json"]));
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let id = list["tasks"][0]["id"].as_str().unwrap().to_string();
+    let show = stdout(tasker(dir.path()).args(["tasks", "show", &id]));
+    assert!(
+        show.contains("held      by the pause of namespace polyglot"),
+        "\n{show}"
+    );
+    stdout(tasker(dir.path()).args(["flow", "resume", "polyglot"]));
+
+    let running = tasker(dir.path())
+        .args(["tasks", "restart", &id, "--step", "square"])
+        .output()
+        .unwrap();
+    assert!(!running.status.success());
+    let stderr = String::from_utf8_lossy(&running.stderr);
+    assert!(stderr.contains("cannot be restarted"), "{stderr}");
+    let unknown = tasker(dir.path())
+        .args(["tasks", "restart", &id, "--step", "nope"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains("has no step `nope`"), "{stderr}");
+}

@@ -15,6 +15,20 @@ pub struct EventsConfig {
     /// Events deleted per pruning statement (small: each is one short
     /// transaction, so the hot path never waits long behind it).
     pub prune_batch_size: u32,
+    /// Webhook requests in flight at once in one process.
+    pub webhook_concurrency: u32,
+    /// Deliveries claimed per statement (and events fanned out per
+    /// subscriber per round).
+    pub webhook_batch_size: u32,
+    /// How long a claimed delivery is held; after that another process
+    /// delivers it again. Requests are cut off before it runs out.
+    pub webhook_lease_seconds: f64,
+    /// Fallback poll for new events and due retries when no wake-up arrives.
+    pub webhook_poll_interval_seconds: f64,
+    /// First retry delay of a failed delivery (doubled per attempt, jittered).
+    pub webhook_backoff_base_seconds: f64,
+    /// Longest retry delay (also the cap on a receiver's `Retry-After`).
+    pub webhook_backoff_max_seconds: f64,
 }
 
 impl Default for EventsConfig {
@@ -23,6 +37,12 @@ impl Default for EventsConfig {
             retention_days: 7,
             prune_interval_seconds: 60.0,
             prune_batch_size: 500,
+            webhook_concurrency: 32,
+            webhook_batch_size: 100,
+            webhook_lease_seconds: 60.0,
+            webhook_poll_interval_seconds: 0.5,
+            webhook_backoff_base_seconds: 1.0,
+            webhook_backoff_max_seconds: 300.0,
         }
     }
 }
@@ -55,6 +75,48 @@ impl EventsConfig {
                 "use 500",
             ));
         }
+        if !(1..=1024).contains(&self.webhook_concurrency) {
+            out.push((
+                "events.webhook_concurrency",
+                self.webhook_concurrency.into(),
+                "must be between 1 and 1024".to_string(),
+                "use 32",
+            ));
+        }
+        if !(1..=10_000).contains(&self.webhook_batch_size) {
+            out.push((
+                "events.webhook_batch_size",
+                self.webhook_batch_size.into(),
+                "must be between 1 and 10000".to_string(),
+                "use 100",
+            ));
+        }
+        for (key, v, fix) in [
+            (
+                "events.webhook_lease_seconds",
+                self.webhook_lease_seconds,
+                "use 60",
+            ),
+            (
+                "events.webhook_poll_interval_seconds",
+                self.webhook_poll_interval_seconds,
+                "use 0.5",
+            ),
+            (
+                "events.webhook_backoff_base_seconds",
+                self.webhook_backoff_base_seconds,
+                "use 1",
+            ),
+            (
+                "events.webhook_backoff_max_seconds",
+                self.webhook_backoff_max_seconds,
+                "use 300",
+            ),
+        ] {
+            if let Err(m) = crate::rules::positive_seconds(v) {
+                out.push((key, v.into(), m, fix));
+            }
+        }
         out
     }
 }
@@ -70,6 +132,7 @@ mod tests {
             retention_days: 5000,
             prune_interval_seconds: 0.0,
             prune_batch_size: 0,
+            ..EventsConfig::default()
         };
         let keys: Vec<&str> = bad.problems().iter().map(|p| p.0).collect();
         assert_eq!(

@@ -20,6 +20,8 @@
 //! | [`locate`] | finding a key's line in a file |
 //! | [`database`] | what a `database.url` names |
 //! | [`events`](mod@events) | `[events]`: the event outbox's retention |
+//! | [`webhooks`](mod@webhooks) | `[[webhooks]]`: subscribers defined in the configuration |
+//! | [`scheduler`](mod@scheduler) | `[scheduler]`: the schedule loop |
 //! | [`rules`] | the engine-setting rules, shared with the engine |
 
 pub mod database;
@@ -28,9 +30,13 @@ pub mod load;
 pub mod locate;
 pub mod model;
 pub mod rules;
+pub mod scheduler;
 pub mod validate;
+pub mod webhooks;
 
 pub use database::{DATABASE_URL_FIX, DatabaseKind, database_kind};
 pub use events::EventsConfig;
 pub use load::{ConfigError, LoadOptions, Loaded, Source, load, load_with_problems};
 pub use model::*;
+pub use scheduler::SchedulerConfig;
+pub use webhooks::WebhookConfig;

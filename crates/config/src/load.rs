@@ -16,7 +16,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Maps whose keys are free (not checked against the defaults).
-const OPEN_MAPS: &[&str] = &["logging.modules", "auth.roles", "retention.namespaces"];
+const OPEN_MAPS: &[&str] = &[
+    "logging.modules",
+    "auth.roles",
+    "retention.namespaces",
+    "rate_limits",
+];
 /// Prefix of configuration environment variables.
 pub const ENV_PREFIX: &str = "TASKER__";
 
@@ -179,7 +184,8 @@ impl Loaded {
                     .map(|u| format!("\"{u}\""))
                     .unwrap_or_else(|| value.to_string())
             } else {
-                value.to_string()
+                // Lists of tables (`[[webhooks]]`) are one leaf: mask inside.
+                masker.mask(&value).to_string()
             };
             out.push_str(&format!("{key} = {shown}  # {}\n", self.source_of(&key)));
         }

@@ -43,6 +43,13 @@ pub struct TaskerConfig {
     pub retention: RetentionSection,
     /// The lifecycle event outbox (docs/EVENTS.md).
     pub events: crate::events::EventsConfig,
+    /// Webhook subscribers (`[[webhooks]]`, docs/EVENTS.md).
+    pub webhooks: Vec<crate::webhooks::WebhookConfig>,
+    /// Named token buckets steps draw from (`rate_limit:` in templates,
+    /// docs/FLOW_CONTROL.md): `payments_api = { per_second = 50, burst = 100 }`.
+    pub rate_limits: BTreeMap<String, tasker_core::flow::RateLimitDef>,
+    /// The schedule loop (docs/FLOW_CONTROL.md).
+    pub scheduler: crate::scheduler::SchedulerConfig,
 }
 
 impl Default for TaskerConfig {
@@ -63,6 +70,9 @@ impl Default for TaskerConfig {
             telemetry: TelemetryConfig::default(),
             retention: RetentionSection::default(),
             events: crate::events::EventsConfig::default(),
+            webhooks: Vec::new(),
+            rate_limits: BTreeMap::new(),
+            scheduler: crate::scheduler::SchedulerConfig::default(),
         }
     }
 }
@@ -249,6 +259,12 @@ pub struct ServerSection {
     pub graphql_max_complexity: u32,
     /// GraphQL: answer introspection (`__schema`, `__type`).
     pub graphql_introspection: bool,
+    /// GraphQL persisted queries: `automatic`, `registered` or `off`.
+    pub graphql_persisted_queries: String,
+    /// GraphQL: most client-sent documents kept by hash (automatic mode).
+    pub graphql_persisted_cache_size: u32,
+    /// GraphQL: path of the persisted query manifest (registered operations).
+    pub graphql_persisted_manifest: Option<String>,
 }
 
 impl Default for ServerSection {
@@ -263,6 +279,9 @@ impl Default for ServerSection {
             graphql_max_depth: 15,
             graphql_max_complexity: 5000,
             graphql_introspection: true,
+            graphql_persisted_queries: "automatic".into(),
+            graphql_persisted_cache_size: 1000,
+            graphql_persisted_manifest: None,
         }
     }
 }
@@ -451,8 +470,17 @@ pub struct RetentionSection {
     pub archive: Option<String>,
     /// How often the pruner looks for expired tasks.
     pub interval_seconds: f64,
-    /// Tasks deleted per transaction (small batches keep each short).
+    /// Tasks deleted per transaction (one statement each on PostgreSQL;
+    /// the rows are finished tasks the hot path never locks).
     pub batch_size: u32,
+    /// PostgreSQL: months of history partitions kept created ahead of now
+    /// by every pruner pass and `tasker maintenance`.
+    pub partition_months_ahead: u32,
+    /// After each batch that is followed by another, the pruner rests this
+    /// many times as long as the batch took (0: back to back), so that a
+    /// backlog (a month of history, `tasker prune`) leaves the machine to
+    /// the hot path most of the time.
+    pub pause_ratio: f64,
 }
 
 impl Default for RetentionSection {
@@ -463,7 +491,9 @@ impl Default for RetentionSection {
             namespaces: BTreeMap::new(),
             archive: None,
             interval_seconds: 300.0,
-            batch_size: 500,
+            batch_size: 10_000,
+            partition_months_ahead: 3,
+            pause_ratio: 3.0,
         }
     }
 }

@@ -179,6 +179,22 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
             "use 500",
         );
     }
+    if !(r.pause_ratio.is_finite() && (0.0..=100.0).contains(&r.pause_ratio)) {
+        bad(
+            "retention.pause_ratio",
+            Value::from(r.pause_ratio),
+            "must be between 0 and 100",
+            "use 3",
+        );
+    }
+    if !(1..=120).contains(&r.partition_months_ahead) {
+        bad(
+            "retention.partition_months_ahead",
+            r.partition_months_ahead.into(),
+            "must be between 1 and 120",
+            "use 3",
+        );
+    }
     if let Some(a) = &r.archive
         && r.archive_dir().is_none_or(str::is_empty)
     {
@@ -188,6 +204,30 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
             "must be jsonl:DIR",
             "e.g. \"jsonl:/var/lib/tasker/archive\", or null for no archive",
         );
+    }
+
+    // rate limits
+    for (name, def) in &c.rate_limits {
+        if !tasker_core::flow::valid_limit_name(name) {
+            bad(
+                &format!("rate_limits.{name}"),
+                Value::from(name.clone()),
+                "a rate limit name may hold letters, digits, `_`, `-` and `.`",
+                "rename it, e.g. payments_api",
+            );
+        }
+        for (field, message) in def.problems() {
+            let value = match field {
+                "burst" => def.burst.map_or(Value::Null, Value::from),
+                _ => Value::from(def.per_second),
+            };
+            bad(
+                &format!("rate_limits.{name}.{field}"),
+                value,
+                &message,
+                "e.g. { per_second = 50, burst = 100 }",
+            );
+        }
     }
 
     if let Err(msg) = c.backoff.validate() {
@@ -310,6 +350,35 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
             "use 5000",
         );
     }
+    if !matches!(
+        c.server.graphql_persisted_queries.as_str(),
+        "automatic" | "registered" | "off"
+    ) {
+        bad(
+            "server.graphql_persisted_queries",
+            Value::from(c.server.graphql_persisted_queries.clone()),
+            "is not a persisted query mode",
+            "use automatic (clients may register queries by hash), registered (only the manifest's operations run) or off",
+        );
+    }
+    if c.server.graphql_persisted_cache_size == 0 {
+        bad(
+            "server.graphql_persisted_cache_size",
+            c.server.graphql_persisted_cache_size.into(),
+            "must be at least 1",
+            "use 1000",
+        );
+    }
+    if c.server.graphql_persisted_queries == "registered"
+        && c.server.graphql_persisted_manifest.is_none()
+    {
+        bad(
+            "server.graphql_persisted_manifest",
+            Value::Null,
+            "is needed when server.graphql_persisted_queries is `registered`",
+            "give the path of an Apollo persisted query manifest (JSON)",
+        );
+    }
     if c.server.default_page_size == 0 || c.server.default_page_size > c.server.max_page_size {
         bad(
             "server.default_page_size",
@@ -406,6 +475,25 @@ pub fn problems(loaded: &Loaded) -> Vec<ConfigError> {
 
     auth_problems(c, &mut bad);
     for (key, value, problem, fix) in c.events.problems() {
+        bad(key, value, &problem, fix);
+    }
+    for (key, value, problem, fix) in crate::webhooks::problems(&c.webhooks) {
+        bad(&key, value, &problem, fix);
+    }
+    if let Some(t) = c
+        .webhooks
+        .iter()
+        .map(|h| h.timeout_seconds)
+        .find(|t| *t >= c.events.webhook_lease_seconds)
+    {
+        bad(
+            "events.webhook_lease_seconds",
+            c.events.webhook_lease_seconds.into(),
+            &format!("must be longer than every webhook's timeout_seconds (one has {t})"),
+            "raise it, or lower the webhook's timeout_seconds",
+        );
+    }
+    for (key, value, problem, fix) in c.scheduler.problems() {
         bad(key, value, &problem, fix);
     }
 

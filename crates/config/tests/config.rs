@@ -538,7 +538,7 @@ fn retention_rules_name_their_keys() {
     let path = file(
         &dir,
         "r.toml",
-        "[retention]\nfinished_task_days = 0\nbatch_size = 0\narchive = \"/tmp/x\"\ninterval_seconds = -1\nnamespaces = { billing = 365, audit = 0 }\n",
+        "[retention]\nfinished_task_days = 0\nbatch_size = 0\narchive = \"/tmp/x\"\ninterval_seconds = -1\nnamespaces = { billing = 365, audit = 0 }\npause_ratio = -1\n",
     );
     let errs = errors(LoadOptions {
         file: Some(path),
@@ -551,6 +551,7 @@ fn retention_rules_name_their_keys() {
         "retention.archive",
         "retention.interval_seconds",
         "retention.namespaces.audit",
+        "retention.pause_ratio",
     ] {
         error_for(&errs, key);
     }
@@ -569,5 +570,42 @@ fn retention_rules_name_their_keys() {
     assert_eq!(
         loaded.config.retention.archive_dir(),
         Some("/var/lib/tasker/archive")
+    );
+}
+
+#[test]
+fn webhooks_are_loaded_checked_and_their_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file(
+        &dir,
+        "tasker.toml",
+        "[[webhooks]]\nname = \"ops\"\nurl = \"https://hooks.example.com/x\"\nevents = [\"task.*\"]\nsecret = \"s3cr3t-value\"\n",
+    );
+    let loaded = load(&LoadOptions {
+        file: Some(path),
+        env: vec![],
+        flags: vec![],
+    })
+    .unwrap();
+    assert_eq!(loaded.config.webhooks.len(), 1);
+    assert_eq!(loaded.config.webhooks[0].max_attempts, 10, "default");
+    let shown = loaded.show();
+    assert!(shown.contains("webhooks = "), "{shown}");
+    assert!(!shown.contains("s3cr3t-value"), "{shown}");
+
+    let bad = file(
+        &dir,
+        "bad.toml",
+        "[events]\nwebhook_lease_seconds = 5\n\n[[webhooks]]\nname = \"ops\"\nurl = \"ftp://x\"\ntimeout_seconds = 10\n",
+    );
+    let errs = errors(LoadOptions {
+        file: Some(bad),
+        env: vec![],
+        flags: vec![],
+    });
+    assert!(error_for(&errs, "webhooks[0].url").contains("http:// or https://"));
+    assert!(
+        error_for(&errs, "events.webhook_lease_seconds")
+            .contains("longer than every webhook's timeout_seconds")
     );
 }

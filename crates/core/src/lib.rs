@@ -10,8 +10,10 @@
 //! | [`dag`] | dependency graphs: cycle paths, topological order, levels |
 //! | [`state`] | task and step state machines (the reference's transition tables) |
 //! | [`backoff`] | retry delays: schedule, exponential growth, cap, deterministic jitter |
+//! | [`flow`] | concurrency keys and rate limits as templates and configuration declare them |
 //! | [`execution`] | the execution context derived from step counts, and the finaliser's rule |
 //! | [`registry`] | templates keyed by namespace, name and semver version |
+//! | [`schedule`] | schedules: cron / interval timers, due ticks per catch-up mode, tick contexts |
 //! | [`identity`] | duplicate-request detection by request hash |
 //! | [`mask`] | masking sensitive values in logs and error output |
 //! | [`time`](mod@time) | the one timestamp format (RFC 3339, UTC, microseconds) |
@@ -37,10 +39,12 @@ pub mod analysis;
 pub mod backoff;
 pub mod dag;
 pub mod execution;
+pub mod flow;
 pub mod identity;
 pub mod mask;
 pub mod registry;
 pub mod retry;
+pub mod schedule;
 pub mod state;
 pub mod template;
 pub mod time;

@@ -71,6 +71,60 @@ pub struct EngineConfig {
     pub event_prune_interval: Duration,
     /// Events deleted per pruning statement.
     pub event_prune_batch: u32,
+    /// The webhook dispatcher (`[events] webhook_*`) and the subscribers of
+    /// the configuration (`[[webhooks]]`).
+    pub webhooks: WebhookSettings,
+    /// `[rate_limits]`: the token buckets steps may name (docs/FLOW_CONTROL.md).
+    pub rate_limits: std::collections::BTreeMap<String, tasker_core::flow::RateLimitDef>,
+    /// The schedule loop (`[scheduler]`).
+    pub scheduler: crate::schedules::SchedulerConfig,
+}
+
+/// How the webhook dispatcher works (docs/EVENTS.md, "Webhooks").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// Requests in flight at once in this process.
+    pub concurrency: u32,
+    /// Deliveries claimed per statement; events fanned out per subscriber per round.
+    pub batch_size: u32,
+    /// How long a claimed delivery is held before another process may send it again.
+    #[serde(with = "secs")]
+    pub lease: Duration,
+    /// Fallback poll when no wake-up arrives.
+    #[serde(with = "secs")]
+    pub poll_interval: Duration,
+    /// First retry delay (doubled per attempt, jittered).
+    #[serde(with = "secs")]
+    pub backoff_base: Duration,
+    /// Longest retry delay, and the cap on `Retry-After`.
+    #[serde(with = "secs")]
+    pub backoff_max: Duration,
+    /// `[[webhooks]]`: synced into the database at start.
+    pub configured: Vec<tasker_config::WebhookConfig>,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings::from_config(&tasker_config::TaskerConfig::default())
+    }
+}
+
+impl WebhookSettings {
+    /// The settings of a loaded configuration.
+    pub fn from_config(c: &tasker_config::TaskerConfig) -> Self {
+        let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or_default();
+        let e = &c.events;
+        WebhookSettings {
+            concurrency: e.webhook_concurrency,
+            batch_size: e.webhook_batch_size,
+            lease: secs(e.webhook_lease_seconds),
+            poll_interval: secs(e.webhook_poll_interval_seconds),
+            backoff_base: secs(e.webhook_backoff_base_seconds),
+            backoff_max: secs(e.webhook_backoff_max_seconds),
+            configured: c.webhooks.clone(),
+        }
+    }
 }
 
 /// The defaults are the configuration's (`tasker_config::EngineSection`
@@ -119,6 +173,9 @@ impl EngineConfig {
                 .then(|| Duration::from_secs(u64::from(c.events.retention_days) * 86_400)),
             event_prune_interval: secs(c.events.prune_interval_seconds),
             event_prune_batch: c.events.prune_batch_size,
+            webhooks: WebhookSettings::from_config(c),
+            rate_limits: c.rate_limits.clone(),
+            scheduler: crate::schedules::SchedulerConfig::from_config(&c.scheduler),
         }
     }
 

@@ -73,6 +73,9 @@ pub enum EngineError {
     /// Pruned tasks could not be archived (nothing was deleted).
     #[error("archive: {0}")]
     Archive(String),
+    /// No schedule has this name.
+    #[error("schedule `{0}` not found")]
+    UnknownSchedule(String),
     /// Waiting for a task took too long.
     #[error("timed out waiting for task {0}")]
     WaitTimeout(uuid::Uuid),
@@ -97,6 +100,7 @@ impl EngineError {
             EngineError::LeaseLost(_) => "lease_lost",
             EngineError::Archive(_) => "archive_failed",
             EngineError::WaitTimeout(_) => "timeout",
+            EngineError::UnknownSchedule(_) => "not_found",
         }
     }
 

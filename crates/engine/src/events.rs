@@ -49,6 +49,22 @@ impl Tasker {
         Ok(rows)
     }
 
+    /// The events of each of `task_ids` (a page of `query` per task, see
+    /// `Store::events_list_many`) in one read, masked like [`Tasker::events`].
+    pub async fn task_events_many(
+        &self,
+        task_ids: &[Uuid],
+        query: &EventQuery,
+    ) -> Result<std::collections::HashMap<Uuid, Vec<EventRow>>, EngineError> {
+        let mut found = self.store().events_list_many(task_ids, query).await?;
+        for rows in found.values_mut() {
+            for r in rows {
+                r.payload = self.masker().mask(&r.payload);
+            }
+        }
+        Ok(found)
+    }
+
     /// [`Tasker::events`], waiting up to `wait` for the first one when none
     /// is there yet (long polling). Woken by the store's change signals,
     /// with a short re-read as a backstop for changes made by other
@@ -134,7 +150,8 @@ impl Tasker {
     }
 
     /// Deletes events older than the retention, a batch at a time, until
-    /// none is left or `max_batches` were deleted; returns how many.
+    /// none is left or `max_batches` were deleted, then the settled webhook
+    /// deliveries of the events gone the same way; returns how many events.
     pub async fn prune_events(&self, max_batches: u32) -> Result<u64, EngineError> {
         let Some(retention) = self.config().event_retention else {
             return Ok(0);
@@ -149,6 +166,15 @@ impl Tasker {
                 break;
             }
             // Let other writers in between batches (SQLite has one writer).
+            tokio::task::yield_now().await;
+        }
+        // Webhook deliveries go with their events (settled ones only: a
+        // pending pair is dead-lettered when claimed, then goes next pass).
+        for _ in 0..max_batches {
+            let n = self.store().webhook_deliveries_prune(batch).await?;
+            if n < u64::from(batch) {
+                break;
+            }
             tokio::task::yield_now().await;
         }
         Ok(total)

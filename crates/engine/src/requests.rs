@@ -31,6 +31,77 @@ pub const MAX_ANNOTATION_BYTES: usize = 16 * 1024;
 /// Most keys an annotation filter's `contains` may give.
 pub const MAX_CONTAINS_KEYS: usize = 16;
 
+/// Default page size of event lists.
+pub const DEFAULT_EVENT_LIMIT: u32 = 100;
+/// Largest page of event lists.
+pub const MAX_EVENT_LIMIT: u32 = 1000;
+
+/// A page of events as an interface received it (REST's `after`, `limit`
+/// and `type` parameters; GraphQL's `Task.events` arguments).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct EventPageRequest {
+    /// Only events with a higher id (default 0).
+    pub after: Option<i64>,
+    /// Page size, 1 to [`MAX_EVENT_LIMIT`] (default [`DEFAULT_EVENT_LIMIT`]).
+    pub limit: Option<u32>,
+    /// Types or patterns: `task.completed`, `step.*`, `*` (none: every type).
+    pub types: Vec<String>,
+}
+
+impl EventPageRequest {
+    /// Applies the rules: the store query (no task or namespace filter
+    /// yet), or the error naming `after`, `limit` or `type`.
+    pub fn to_query(&self) -> Result<tasker_store::EventQuery, EngineError> {
+        let bad = |field: &str, message: String| EngineError::InvalidParameter {
+            field: field.into(),
+            message,
+        };
+        let after = self.after.unwrap_or(0);
+        if after < 0 {
+            return Err(bad("after", "must be 0 or more".into()));
+        }
+        let limit = self.limit.unwrap_or(DEFAULT_EVENT_LIMIT);
+        if !(1..=MAX_EVENT_LIMIT).contains(&limit) {
+            return Err(bad(
+                "limit",
+                format!("must be between 1 and {MAX_EVENT_LIMIT}"),
+            ));
+        }
+        for t in &self.types {
+            if !valid_event_pattern(t) {
+                return Err(bad(
+                    "type",
+                    format!(
+                        "`{t}` is not an event type or pattern (use e.g. `task.completed`, `step.*` or `*`)"
+                    ),
+                ));
+            }
+        }
+        Ok(tasker_store::EventQuery {
+            after,
+            limit,
+            types: self.types.clone(),
+            task_id: None,
+            namespace: None,
+        })
+    }
+}
+
+/// `*`, a dotted name (`task.completed`, `custom.order-shipped`) or a
+/// dotted name followed by `.*`.
+fn valid_event_pattern(t: &str) -> bool {
+    let name = t.strip_suffix(".*").unwrap_or(t);
+    t == "*"
+        || (!name.is_empty()
+            && name.len() <= 128
+            && name.split('.').all(|seg| {
+                !seg.is_empty()
+                    && seg
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            }))
+}
+
 /// A free-text field is at most [`MAX_TEXT`] characters.
 pub fn check_text(field: &str, v: Option<&str>) -> Result<(), EngineError> {
     match v {
@@ -126,6 +197,9 @@ pub struct TaskListRequest {
     pub count: CountMode,
     /// Only tasks carrying every one of these tags.
     pub tags: Vec<String>,
+    /// Only tasks with exactly this correlation id (the rules of
+    /// [`valid_correlation_id`]).
+    pub correlation_id: Option<String>,
     /// Only tasks with an annotation of this type.
     pub annotation_type: Option<String>,
     /// ... whose content holds these top-level keys with these scalar values
@@ -181,9 +255,18 @@ impl TaskListRequest {
                 message: format!("a tag must be 1 to {MAX_TAG} characters"),
             });
         }
+        if let Some(c) = &self.correlation_id
+            && !valid_correlation_id(c)
+        {
+            return Err(EngineError::InvalidParameter {
+                field: "correlation_id".into(),
+                message: "must be 1-128 characters of letters, digits, `.`, `_`, `:` or `-`".into(),
+            });
+        }
         let annotation = self.annotation_filter()?;
         Ok(TaskQuery {
             tags: self.tags.clone(),
+            correlation_id: self.correlation_id.clone(),
             annotation,
             status: self.status,
             namespace: self.namespace.clone(),
@@ -459,6 +542,33 @@ mod tests {
             r.to_query(limits).unwrap_err().field().as_deref(),
             Some("created_until")
         );
+    }
+
+    #[test]
+    fn list_correlation_id_is_checked_and_passed_on() {
+        let limits = PageLimits {
+            default: 10,
+            max: 100,
+        };
+        let r = TaskListRequest {
+            correlation_id: Some("order-42".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            r.to_query(limits).unwrap().correlation_id.as_deref(),
+            Some("order-42")
+        );
+        for bad in ["", "a b", "<x>"] {
+            let r = TaskListRequest {
+                correlation_id: Some(bad.into()),
+                ..Default::default()
+            };
+            assert_eq!(
+                r.to_query(limits).unwrap_err().field().as_deref(),
+                Some("correlation_id"),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -37,6 +37,11 @@ pub struct RetentionConfig {
     pub interval: Duration,
     /// Tasks deleted per transaction.
     pub batch_size: u32,
+    /// Months of history partitions kept created ahead (PostgreSQL).
+    pub partition_months_ahead: u32,
+    /// Rest after a batch that another follows, as a multiple of the
+    /// batch's duration.
+    pub pause_ratio: f64,
 }
 
 impl Default for RetentionConfig {
@@ -62,6 +67,19 @@ impl RetentionConfig {
             archive_dir: r.archive_dir().map(PathBuf::from),
             interval: Duration::try_from_secs_f64(r.interval_seconds).unwrap_or_default(),
             batch_size: r.batch_size,
+            partition_months_ahead: r.partition_months_ahead,
+            pause_ratio: r.pause_ratio,
+        }
+    }
+
+    /// Paces a prune (`pause_ratio`): rests `pause_ratio` times as long as
+    /// the batch that began at `started` took. A backlog then takes at most
+    /// `1 / (1 + pause_ratio)` of one connection's time, so the hot path
+    /// keeps most of a small machine (docs/PERFORMANCE.md, "Pruning with
+    /// partitions"). Pacing, not coordination: nothing waits for it.
+    async fn rest_after(&self, started: std::time::Instant) {
+        if self.pause_ratio > 0.0 {
+            tokio::time::sleep(started.elapsed().mul_f64(self.pause_ratio)).await;
         }
     }
 
@@ -106,7 +124,18 @@ pub struct PruneSummary {
     pub files: Vec<PathBuf>,
     /// The pass stopped early: another process was pruning.
     pub yielded: bool,
+    /// History partitions created ahead, dropped, or compacted to the rows
+    /// of remaining tasks (PostgreSQL; docs/STORAGE.md, "Partitions").
+    pub partitions: Vec<tasker_store::MaintenanceRun>,
+    /// Flow-control bookkeeping deleted: schedule ticks older than the
+    /// default window, idle rate-limit buckets, idle concurrency-key
+    /// counters (docs/FLOW_CONTROL.md, "Housekeeping").
+    pub flow: tasker_store::flow::FlowPruned,
 }
+
+/// Most flow-housekeeping batches per pass (each deletes at most
+/// `batch_size` rows of each kind); the next pass continues.
+const FLOW_PRUNE_BATCHES: u32 = 100;
 
 /// Options of one prune pass.
 #[derive(Debug, Clone, Default)]
@@ -136,14 +165,57 @@ impl Tasker {
         let cfg = &self.config().retention;
         let store = self.store();
         let mut summary = PruneSummary::default();
-        for mut q in cfg.selections(self.now(), opts.older_than) {
+        let now = self.now();
+        let selections = cfg.selections(now, opts.older_than);
+        if !opts.dry_run {
+            // Every pass keeps next months' partitions ready, so rows never
+            // land in a DEFAULT partition.
+            // A failure here (locks busy for long) must not stop the
+            // pruning: the next pass creates them.
+            match store
+                .history_partitions_ensure(now, cfg.partition_months_ahead)
+                .await
+            {
+                Ok(runs) => summary.partitions = runs,
+                Err(e) => tracing::warn!(error = %e, "cannot create history partitions ahead"),
+            }
+        }
+        // Transition months that ended before the default window's cutoff (the
+        // selection without a namespace) are candidates for dropping.
+        let drop_before = selections
+            .iter()
+            .find(|q| q.namespace.is_none())
+            .map(|q| q.finished_before);
+        for mut q in selections {
             if opts.dry_run {
                 summary.tasks += store.prune_count(&q).await?;
                 continue;
             }
             q.limit = cfg.batch_size;
             let mut batches = 0;
+            if cfg.archive_dir.is_none() {
+                // No archive: the store selects, locks and deletes each
+                // batch itself (PostgreSQL: one statement, the ids never
+                // travel).
+                loop {
+                    let started = std::time::Instant::now();
+                    let Some(n) = store.prune_expired(&q).await? else {
+                        summary.yielded = true;
+                        break;
+                    };
+                    summary.tasks += n;
+                    batches += 1;
+                    if n < u64::from(cfg.batch_size)
+                        || opts.max_batches.is_some_and(|m| batches >= m)
+                    {
+                        break;
+                    }
+                    cfg.rest_after(started).await;
+                }
+                continue;
+            }
             loop {
+                let started = std::time::Instant::now();
                 let ids = store.prune_candidates(&q).await?;
                 if ids.is_empty() {
                     break;
@@ -167,7 +239,31 @@ impl Tasker {
                 {
                     break;
                 }
+                cfg.rest_after(started).await;
             }
+        }
+        if !opts.dry_run
+            && let Some(before) = drop_before
+        {
+            // Ticks go with their tasks' window; a bucket idle that long is
+            // full again anyway.
+            for _ in 0..FLOW_PRUNE_BATCHES {
+                let n = store.flow_prune(before, cfg.batch_size.max(1)).await?;
+                summary.flow.schedule_ticks += n.schedule_ticks;
+                summary.flow.flow_keys += n.flow_keys;
+                summary.flow.rate_buckets += n.rate_buckets;
+                if !n.full(cfg.batch_size.max(1)) {
+                    break;
+                }
+            }
+        }
+        if !opts.dry_run
+            && !summary.yielded
+            && let Some(before) = drop_before
+        {
+            summary
+                .partitions
+                .extend(store.history_partitions_drop(before).await?);
         }
         Ok(summary)
     }

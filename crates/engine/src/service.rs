@@ -114,6 +114,7 @@ pub struct TaskerBuilder {
     template_paths: Vec<PathBuf>,
     templates: Vec<TaskTemplate>,
     clock: Arc<dyn Clock>,
+    webhook_policy: crate::handlers::HttpPolicy,
 }
 
 impl TaskerBuilder {
@@ -147,6 +148,15 @@ impl TaskerBuilder {
         self
     }
 
+    /// The SSRF policy applied to webhook URLs, at registration and at
+    /// every delivery (`tasker` passes the `http` handler's, from `[http]`).
+    /// Default: [`HttpPolicy::default`](crate::handlers::HttpPolicy), which
+    /// refuses internal addresses.
+    pub fn webhook_policy(mut self, policy: crate::handlers::HttpPolicy) -> Self {
+        self.webhook_policy = policy;
+        self
+    }
+
     /// Validates the settings, loads templates and returns the service.
     pub fn build(self) -> Result<Tasker, EngineError> {
         if let Some(problem) = self.config.problems().into_iter().next() {
@@ -164,6 +174,7 @@ impl TaskerBuilder {
                 config: self.config,
                 clock: self.clock,
                 masker: tasker_core::mask::Masker::new(&cfg_keys),
+                webhook_policy: Arc::new(self.webhook_policy),
             }),
         };
         let mut templates = self.templates;
@@ -193,6 +204,7 @@ pub(crate) struct Inner {
     pub(crate) config: EngineConfig,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) masker: tasker_core::mask::Masker,
+    pub(crate) webhook_policy: Arc<crate::handlers::HttpPolicy>,
 }
 
 impl Tasker {
@@ -210,6 +222,7 @@ impl Tasker {
             template_paths: Vec::new(),
             templates: Vec::new(),
             clock: Arc::new(SystemClock),
+            webhook_policy: crate::handlers::HttpPolicy::default(),
         }
     }
 
@@ -231,6 +244,15 @@ impl Tasker {
     /// The handler kinds.
     pub fn handlers(&self) -> &HandlerRegistry {
         &self.inner.handlers
+    }
+
+    /// The SSRF policy of webhook URLs.
+    pub fn webhook_policy(&self) -> &crate::handlers::HttpPolicy {
+        &self.inner.webhook_policy
+    }
+
+    pub(crate) fn inner_webhook_policy(&self) -> Arc<crate::handlers::HttpPolicy> {
+        self.inner.webhook_policy.clone()
     }
 
     /// The service's clock.
@@ -265,6 +287,17 @@ impl Tasker {
                 return Err(EngineError::UnknownHandlerKinds {
                     template: t.full_name(),
                     kinds: missing,
+                });
+            }
+            // A rate limit the configuration lacks would fail every task
+            // created from the template: refuse the template instead.
+            if let Some(first) = crate::flow::unknown_rate_limits(t, &self.inner.config.rate_limits)
+                .into_iter()
+                .next()
+            {
+                return Err(EngineError::InvalidField {
+                    field: format!("{} rate_limit", t.full_name()),
+                    message: first,
                 });
             }
             // Each registered kind checks its steps' configs now, not when
@@ -358,7 +391,11 @@ impl Tasker {
         Ok(ids)
     }
 
-    fn materialise(&self, r: TaskRequest, now: DateTime<Utc>) -> Result<NewTask, EngineError> {
+    pub(crate) fn materialise(
+        &self,
+        r: TaskRequest,
+        now: DateTime<Utc>,
+    ) -> Result<NewTask, EngineError> {
         let template = self.template(&r.namespace, &r.name, r.version.as_deref())?;
         if !r.context.is_object() {
             return Err(EngineError::InvalidField {
@@ -425,9 +462,10 @@ impl Tasker {
                 skippable: s.skippable,
                 timeout_seconds: s.timeout_seconds,
                 parents: template.dag.parents(i).to_vec(),
+                flow: Default::default(),
             })
             .collect();
-        Ok(NewTask {
+        let mut task = NewTask {
             id: Uuid::now_v7(),
             namespace: template.namespace.clone(),
             name: template.name.clone(),
@@ -443,7 +481,9 @@ impl Tasker {
             identity,
             steps,
             now,
-        })
+        };
+        crate::flow::resolve(&mut task, &template, &self.inner.config.rate_limits)?;
+        Ok(task)
     }
 
     /// A task with its execution context.

@@ -6,8 +6,9 @@
 //! ```
 //!
 //! 1. `task(id)` with 10 steps against REST `GET /tasker/tasks/{id}` in the
-//!    same run (interleaved, in-process `oneshot` through the whole router),
-//!    on SQLite and PostgreSQL.
+//!    same run (interleaved, alternating which goes first, in-process
+//!    `oneshot` through the whole router), on SQLite and PostgreSQL: seven
+//!    rounds of 300 pairs, a p50 ratio per round and their median.
 //! 2. `tasks(first: 100) { steps { name status } }` (one batched step read).
 //! 3. Subscription latency: from a step change's commit (the service call
 //!    returning) to the `stepUpdated` message, in-process on both stores and
@@ -60,11 +61,33 @@ fn ten_steps() -> tasker_core::TaskTemplate {
 }
 
 async fn send(h: &Harness, req: Request<Body>) -> f64 {
+    send_app(&h.app, req).await
+}
+
+/// Milliseconds for one request through the whole router, body read.
+async fn send_app(app: &axum::Router, req: Request<Body>) -> f64 {
     let t = Instant::now();
-    let res = h.app.clone().oneshot(req).await.unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
     assert!(res.status().is_success());
-    let _ = res.into_body().collect().await.unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(!body.windows(10).any(|w| w == b"\"errors\":["), "{body:?}");
     t.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Rounds of the REST / GraphQL comparison, and pairs per round.
+const ROUNDS: usize = 7;
+const PAIRS: usize = 300;
+
+/// One pair, GraphQL first: (GraphQL ms, REST ms).
+async fn swapped(h: &Harness, id: uuid::Uuid, body: &str) -> (f64, f64) {
+    let g = Request::post("/tasker/graphql")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let r = Request::get(format!("/tasker/tasks/{id}"))
+        .body(Body::empty())
+        .unwrap();
+    (send_app(&h.app, g).await, send_app(&h.app, r).await)
 }
 
 const TASK: &str = "query($id: UUID!) { task(id: $id) { id namespace name version status context \
@@ -83,8 +106,7 @@ async fn task_vs_rest(backend: &str, db: Db) {
         .unwrap()
         .id;
     let body = json!({"query": TASK, "variables": {"id": id}}).to_string();
-    let (mut rest, mut gql) = (Vec::new(), Vec::new());
-    for i in 0..2200 {
+    let pair = |h: &Harness| {
         let r = Request::get(format!("/tasker/tasks/{id}"))
             .body(Body::empty())
             .unwrap();
@@ -92,12 +114,39 @@ async fn task_vs_rest(backend: &str, db: Db) {
             .header("content-type", "application/json")
             .body(Body::from(body.clone()))
             .unwrap();
-        let (a, b) = (send(&h, r).await, send(&h, g).await);
-        // The first 200 of each warm the caches and the pool.
-        if i >= 200 {
-            rest.push(a);
-            gql.push(b);
+        let app = h.app.clone();
+        async move { (send_app(&app, r).await, send_app(&app, g).await) }
+    };
+    // Warm the caches and the pool.
+    for _ in 0..200 {
+        pair(&h).await;
+    }
+    // Rounds of interleaved pairs (the order within a pair alternates, so
+    // neither always runs right after the other): a ratio per round, and
+    // their median, so one noisy stretch of a loaded machine moves one
+    // round, not the figure.
+    let (mut rest, mut gql, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let (mut r_ms, mut g_ms) = (Vec::new(), Vec::new());
+        for i in 0..PAIRS {
+            let (a, b) = if i % 2 == 0 {
+                pair(&h).await
+            } else {
+                let (b, a) = swapped(&h, id, &body).await;
+                (a, b)
+            };
+            r_ms.push(a);
+            g_ms.push(b);
         }
+        let ratio = pct(&mut g_ms, 50.0) / pct(&mut r_ms, 50.0);
+        println!(
+            "{backend}: round {round}: REST p50 {:.3} ms, GraphQL p50 {:.3} ms, ratio {ratio:.2}",
+            pct(&mut r_ms, 50.0),
+            pct(&mut g_ms, 50.0)
+        );
+        ratios.push(ratio);
+        rest.extend(r_ms);
+        gql.extend(g_ms);
     }
     let r = report(
         &format!("{backend}: REST GET /tasker/tasks/{{id}} (10 steps)"),
@@ -107,7 +156,11 @@ async fn task_vs_rest(backend: &str, db: Db) {
         &format!("{backend}: GraphQL task(id) with 10 steps"),
         &mut gql,
     );
-    println!("{backend}: GraphQL / REST p50 = {:.2}", g / r);
+    println!(
+        "{backend}: GraphQL / REST p50 = {:.2} (all samples); median of {ROUNDS} round ratios = {:.2}",
+        g / r,
+        pct(&mut ratios, 50.0)
+    );
 
     for i in 0..99 {
         h.tasker

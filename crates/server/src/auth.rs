@@ -74,16 +74,24 @@ impl AuthSettings {
 /// The settings and the key cache.
 pub struct Authenticator {
     settings: AuthSettings,
-    keys: moka::future::Cache<Uuid, Option<Arc<ApiKeyRow>>>,
+    /// Key rows by id, with when they were read (the engine's clock, so a
+    /// test's manual clock decides when an entry is stale, not wall time).
+    keys: moka::future::Cache<Uuid, CachedKey>,
+}
+
+/// A cached key lookup: the row (`None`: no such key) and when it was read.
+#[derive(Clone)]
+struct CachedKey {
+    row: Option<Arc<ApiKeyRow>>,
+    read_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Authenticator {
     /// An authenticator for `settings`.
     pub fn new(settings: AuthSettings) -> Self {
-        let keys = moka::future::Cache::builder()
-            .max_capacity(10_000)
-            .time_to_live(settings.key_cache_ttl)
-            .build();
+        // Bounded by size only: staleness is judged against the engine's
+        // clock at lookup (`key_identity`), and a stale entry is replaced.
+        let keys = moka::future::Cache::builder().max_capacity(10_000).build();
         Authenticator { settings, keys }
     }
 
@@ -358,15 +366,31 @@ async fn key_identity(st: &AppState, key: &str) -> Result<Identity, ApiError> {
         return Err(unauthenticated("the API key is malformed"));
     };
     let auth = st.authenticator();
-    let row = match auth.keys.get(&id).await {
-        Some(cached) => cached,
+    let now = st.tasker().now();
+    let ttl =
+        chrono::Duration::from_std(auth.settings.key_cache_ttl).unwrap_or(chrono::Duration::MAX);
+    let fresh = auth
+        .keys
+        .get(&id)
+        .await
+        .filter(|c| now.signed_duration_since(c.read_at) < ttl);
+    let row = match fresh {
+        Some(cached) => cached.row,
         None => {
             let row = match st.tasker().store().api_key_get(id).await {
                 Ok(row) => Some(Arc::new(row)),
                 Err(StoreError::NotFound { .. }) => None,
                 Err(e) => return Err(e.into()),
             };
-            auth.keys.insert(id, row.clone()).await;
+            auth.keys
+                .insert(
+                    id,
+                    CachedKey {
+                        row: row.clone(),
+                        read_at: now,
+                    },
+                )
+                .await;
             row
         }
     };

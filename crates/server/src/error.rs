@@ -400,6 +400,12 @@ impl From<EngineError> for ApiError {
                 ApiError::conflict("lease_lost", EngineError::LeaseLost(step).to_string())
                     .detail("step_id", json!(step))
             }
+            EngineError::UnknownSchedule(name) => ApiError::not_found(
+                "not_found",
+                EngineError::UnknownSchedule(name.clone()).to_string(),
+            )
+            .detail("entity", json!("schedule"))
+            .detail("name", json!(name)),
             other => ApiError::internal(other.to_string()),
         }
     }

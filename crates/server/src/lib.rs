@@ -44,6 +44,12 @@
 //! | DELETE | `/tasks/{task_id}` | cancel |
 //! | POST | `/tasks/{task_id}/retry` | retry a task in `error` |
 //! | POST | `/tasks/{task_id}/pause`, `/tasks/{task_id}/resume` | pause / resume a task |
+//! | POST | `/tasks/{task_id}/restart` | re-run a finished or failed task from a step |
+//! | GET, POST | `/flow/pauses` | list paused namespaces and templates; pause one |
+//! | DELETE | `/flow/pauses/{namespace}`, `/flow/pauses/{namespace}/{name}` | resume a namespace / template |
+//! | GET, POST | `/schedules` | list schedules (with next fire times); create one |
+//! | GET, DELETE | `/schedules/{name}` | show, delete a schedule |
+//! | POST | `/schedules/{name}/pause`, `/schedules/{name}/resume`, `/schedules/{name}/trigger` | pause, resume, fire a schedule now |
 //! | POST | `/tasks/{task_id}/annotations` | attach a typed JSON note to a task |
 //! | GET | `/tasks/{task_id}/steps` | its steps |
 //! | GET, PATCH, DELETE | `/tasks/{task_id}/steps/{step_id}` | show, edit, cancel a step |
@@ -54,6 +60,10 @@
 //! | POST | `/steps/{step_id}/events` | external workers: emit a custom event |
 //! | GET | `/events`, `/events/stream` | lifecycle events: the feed (cursor, long polling) and its Server-Sent Events stream |
 //! | GET | `/tasks/{task_id}/events`, `/tasks/{task_id}/transitions` | a task's events, its full transition history |
+//! | POST, GET | `/webhooks` | webhook subscribers: register, list |
+//! | GET, DELETE | `/webhooks/{webhook_id}` | one subscriber: show, delete |
+//! | GET | `/webhooks/{webhook_id}/deliveries` | its deliveries (`status=dead`: dead letters) |
+//! | POST | `/webhooks/{webhook_id}/redeliver` | send dead letters (or given events) again |
 //! | GET | `/handlers`, `/handlers/{namespace}`, `/handlers/{namespace}/{name}` | template discovery |
 //! | GET | `/health/live`, `/health/ready`, `/health/status` | health |
 //! | GET | `/metrics` | Prometheus metrics |
@@ -113,12 +123,23 @@ use tower_http::trace::TraceLayer;
 
 /// The whole application: every route under `/tasker`, with middleware, over `state`.
 pub fn app(state: AppState) -> Router {
+    app_with(state, Router::new())
+}
+
+/// [`app`] with `extra` routes mounted beside the API (`tasker serve` mounts
+/// the dashboard, `tasker-ui`, this way). They get the same middleware
+/// (request id, logging, metrics, timeout, body limit) but not the API's
+/// header authentication: they authenticate themselves (the dashboard reads
+/// a cookie) and check the same permission table. Their paths must not
+/// collide with the API's.
+pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
     let cfg = state.config().clone();
     routes::build()
         .router
         // Route layer: it sees the matched route (its row of the permission
         // table); unmatched paths go to the fallback, which reads nothing.
         .route_layer(from_fn_with_state(state.clone(), auth::authorize))
+        .merge(extra)
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
@@ -169,7 +190,17 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    serve_with(listener, state, Router::new(), shutdown).await
+}
+
+/// [`serve`] with `extra` routes mounted as [`app_with`] does.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    extra: Router<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app_with(state, extra))
         .with_graceful_shutdown(shutdown)
         .await
 }

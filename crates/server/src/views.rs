@@ -87,6 +87,11 @@ pub struct TaskView {
     /// Since when the task is paused (no new step starts); null when it runs.
     #[serde(serialize_with = "tasker_core::time::micros_opt")]
     pub paused_at: Option<DateTime<Utc>>,
+    /// What holds the task (its own pause, else a pause of its namespace or
+    /// template); null when nothing does. Resuming the namespace does not
+    /// resume a task paused by itself.
+    #[schema(value_type = Option<PauseView>)]
+    pub pause: Option<PauseView>,
     /// Derived execution status (task show only; absent from lists, never null).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = ExecutionView, required = false)]
@@ -107,7 +112,58 @@ pub struct TaskView {
     pub dependency_analysis: Option<AnalysisField>,
 }
 
+/// What holds a task or step back (docs/FLOW_CONTROL.md).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct PauseView {
+    /// `task` (its own pause), `namespace` or `template`.
+    #[schema(example = "namespace")]
+    pub scope: String,
+    /// The paused namespace (namespace and template pauses).
+    pub namespace: Option<String>,
+    /// The paused template's name (template pauses).
+    pub name: Option<String>,
+    /// Since when.
+    #[serde(serialize_with = "tasker_core::time::micros")]
+    pub since: DateTime<Utc>,
+    /// Who paused it (namespace and template pauses; a task's own pause
+    /// names who in its transition).
+    pub by: Option<String>,
+    /// Why (namespace and template pauses).
+    pub reason: Option<String>,
+}
+
+impl PauseView {
+    /// The view of a namespace or template pause.
+    pub fn of_flow(p: &tasker_store::FlowPauseRow) -> Self {
+        PauseView {
+            scope: if p.scope.name.is_some() {
+                "template"
+            } else {
+                "namespace"
+            }
+            .into(),
+            namespace: Some(p.scope.namespace.clone()),
+            name: p.scope.name.clone(),
+            since: p.paused_at,
+            by: p.paused_by.clone(),
+            reason: p.reason.clone(),
+        }
+    }
+}
+
 impl TaskView {
+    /// Adds the namespace or template pause holding the task, when its own
+    /// pause does not (the task's own pause comes first: it outlives them).
+    pub fn held_by(mut self, pauses: &[tasker_store::FlowPauseRow]) -> Self {
+        if self.pause.is_none()
+            && !self.status.is_terminal()
+            && let Some(p) = tasker_store::flow_pause::covering(pauses, &self.namespace, &self.name)
+        {
+            self.pause = Some(PauseView::of_flow(p));
+        }
+        self
+    }
+
     /// The view of a row, without steps, execution or analysis.
     pub fn from_row(t: TaskRow) -> Self {
         TaskView {
@@ -130,6 +186,14 @@ impl TaskView {
             created_at: t.created_at,
             updated_at: t.updated_at,
             completed_at: t.completed_at,
+            pause: t.paused_at.map(|since| PauseView {
+                scope: "task".into(),
+                namespace: None,
+                name: None,
+                since,
+                by: None,
+                reason: None,
+            }),
             paused_at: t.paused_at,
             execution: None,
             steps: None,
@@ -335,6 +399,16 @@ pub struct StepView {
     pub in_backoff: bool,
     /// Seconds until the backoff ends (0 when not in backoff).
     pub backoff_remaining_seconds: f64,
+    /// The step's concurrency key, rendered when its task was created
+    /// (docs/FLOW_CONTROL.md).
+    pub concurrency_key: Option<String>,
+    /// The rate-limit bucket it draws from (`name` or `name:key`).
+    pub rate_limit: Option<String>,
+    /// Why a pending step whose parents are done is not running yet, beyond
+    /// a retry backoff: `waiting for concurrency key K` (its key is at its
+    /// limit) or `waiting for rate limit B` (its bucket was empty; it runs
+    /// at `ready_at`). Null otherwise.
+    pub waiting_for: Option<String>,
     /// Start of the last attempt.
     #[serde(serialize_with = "tasker_core::time::micros_opt")]
     pub last_attempted_at: Option<DateTime<Utc>>,
@@ -352,6 +426,12 @@ pub struct StepView {
     /// When it reached a final state.
     #[serde(serialize_with = "tasker_core::time::micros_opt")]
     pub completed_at: Option<DateTime<Utc>>,
+    /// Held out of the ready queue because its task (or the task's
+    /// namespace or template) is paused; a running step still finishes.
+    pub paused: bool,
+    /// Why, when `paused` (filled by the step reads; null otherwise).
+    #[schema(value_type = Option<PauseView>)]
+    pub pause: Option<PauseView>,
     /// Steps it waits for.
     pub parents: Vec<StepRef>,
     /// Steps that wait for it.
@@ -497,16 +577,32 @@ impl StepView {
             next_retry_at,
             in_backoff: backoff.is_some(),
             backoff_remaining_seconds: backoff.unwrap_or(0.0),
+            concurrency_key: s.concurrency_key.clone(),
+            rate_limit: s.rate_limit.clone(),
+            waiting_for: s
+                .waiting_for
+                .as_ref()
+                .filter(|_| s.status == StepState::Pending)
+                .map(ToString::to_string),
             last_attempted_at: s.last_attempted_at,
             lease_owner: s.lease_owner.clone(),
             lease_expires_at: s.lease_expires_at,
             created_at: s.created_at,
             updated_at: s.updated_at,
             completed_at: s.completed_at,
+            paused: s.paused,
+            pause: None,
             parents: refs(&mut rel.parents[i].iter().copied()),
             children: refs(&mut rel.children[i].iter().copied()),
             sibling_count: group.len().saturating_sub(1),
             siblings: with_siblings.then(|| refs(&mut group.iter().copied().filter(|&j| j != i))),
+        }
+    }
+
+    /// Says why paused steps are paused: `why` is their task's pause.
+    pub fn explain_pause(views: &mut [StepView], why: Option<&PauseView>) {
+        for v in views.iter_mut().filter(|v| v.paused) {
+            v.pause = why.cloned();
         }
     }
 

@@ -15,6 +15,7 @@ use common::{Db, Harness, Resp};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 use tasker_auth::jwt::{JwtSettings, JwtVerifier, KeyMaterial};
 use tasker_auth::table::{Access, ROUTES};
@@ -110,6 +111,46 @@ async fn graphql_fields_need_the_permissions_of_their_routes(db: Db) {
         r.text
     );
     assert_eq!(r.json["errors"][0]["path"], json!(["task", "steps"]));
+    // Events need REST's events permission (`tasker.event:index`), scoped
+    // like the route: the task's namespace.
+    let events = "query($id: UUID!) { task(id: $id) { events { events { type } } } }";
+    let r = graphql(&h, &["tasker.task:show"], events, vars.clone()).await;
+    assert_eq!(
+        r.json["errors"][0]["extensions"]["code"], "forbidden",
+        "{}",
+        r.text
+    );
+    assert_eq!(r.json["errors"][0]["path"], json!(["task", "events"]));
+    assert!(
+        r.json["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tasker.event:index")
+    );
+    let r = graphql(
+        &h,
+        &["tasker.task:show", "tasker.event:index@ops"],
+        events,
+        vars.clone(),
+    )
+    .await;
+    assert_eq!(
+        r.json["errors"][0]["extensions"]["code"], "forbidden",
+        "{}",
+        r.text
+    );
+    let r = graphql(
+        &h,
+        &["tasker.task:show", "tasker.event:index@shop"],
+        events,
+        vars.clone(),
+    )
+    .await;
+    assert_eq!(
+        r.json["data"]["task"]["events"]["events"][0]["type"], "task.created",
+        "{}",
+        r.text
+    );
     // A namespace-scoped list permission opens the list filtered to it only.
     let list = "query($ns: String) { tasks(filter: {namespace: $ns}) { totalCount } }";
     let r = graphql(&h, &["tasker.task:index@shop"], list, json!({"ns": "shop"})).await;
@@ -463,7 +504,22 @@ async fn key(h: &Harness, permissions: &[&str], expires_in: Option<i64>) -> (Uui
 }
 
 async fn api_keys_work_in_both_headers_and_are_scoped_revocable_and_cached(db: Db) {
-    let h = secured(db, Duration::from_millis(300)).await;
+    // The key cache judges staleness by the engine's clock: a manual one
+    // makes "still cached" and "expired" exact, whatever the machine's load.
+    let clock = Arc::new(tasker_engine::clock::ManualClock::new(chrono::Utc::now()));
+    let h = Harness::with_clock(
+        db,
+        common::engine_config(),
+        tasker_server::ServerConfig::default(),
+        Some(clock.clone()),
+    )
+    .await;
+    let jwt = JwtKeys::Fixed(verifier(KeyMaterial::Secret(SECRET), None));
+    let state = h
+        .state
+        .clone()
+        .with_auth(settings(Some(jwt), Duration::from_millis(300)));
+    let h = h.with_state(state);
     let (id, k) = key(
         &h,
         &[
@@ -657,7 +713,14 @@ async fn api_keys_work_in_both_headers_and_are_scoped_revocable_and_cached(db: D
         .unwrap();
     let r = send(&h, "GET", "/tasker/tasks", None, bearer(&k)).await;
     assert_eq!(r.status, StatusCode::OK, "cached for key_cache_ttl");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    clock.advance(chrono::Duration::milliseconds(299));
+    let r = send(&h, "GET", "/tasker/tasks", None, bearer(&k)).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "cached until key_cache_ttl has passed"
+    );
+    clock.advance(chrono::Duration::milliseconds(1));
     let r = send(&h, "GET", "/tasker/tasks", None, bearer(&k)).await;
     r.assert_error(401, "unauthenticated");
 

@@ -38,7 +38,7 @@ fn error_code(r: &Resp) -> String {
 }
 
 const TASK: &str = r#"query($id: UUID!) { task(id: $id) {
-    id fullName status complete context tags stepsTotal execution
+    id fullName status complete context tags stepsTotal execution pausedAt
     steps { name status parents { name } children { name } siblings { name } }
     dependencyAnalysis
     transitions { fromState toState }
@@ -51,6 +51,7 @@ async fn task_query_matches_rest(db: Db) {
     let t = &data(&r)["task"];
     assert_eq!(t["fullName"], "shop.checkout@1.0.0");
     assert_eq!(t["status"], "PENDING");
+    assert_eq!(t["pausedAt"], Value::Null);
     assert_eq!(t["context"], json!({"order_id": 7}));
     let names: Vec<&str> = t["steps"]
         .as_array()
@@ -133,14 +134,22 @@ async fn step_and_handlers(db: Db) {
     let step = h.step_id(id, "ship").await;
     let r = gql(
         &h,
-        "query($id: UUID!) { step(id: $id) { name taskId parents { name } } }",
+        "query($id: UUID!) { step(id: $id) { name taskId parents { name } transitions { fromState toState } } }",
         json!({"id": step}),
     )
     .await;
     assert_eq!(
         data(&r)["step"],
-        json!({"name": "ship", "taskId": id, "parents": [{"name": "charge"}, {"name": "reserve"}]})
+        json!({"name": "ship", "taskId": id, "parents": [{"name": "charge"}, {"name": "reserve"}],
+               "transitions": [{"fromState": null, "toState": "pending"}]})
     );
+    let r = gql(
+        &h,
+        "query($id: UUID!) { step(id: $id) { name } }",
+        json!({"id": Uuid::now_v7()}),
+    )
+    .await;
+    assert_eq!(data(&r)["step"], Value::Null);
     let r = gql(
         &h,
         r#"{ handlers(namespace: "ops") { name versions latestVersion }
@@ -248,6 +257,119 @@ async fn mutations_change_and_answer(db: Db) {
     )
     .await;
     assert_eq!(data(&r)["retryTask"]["task"]["status"], "PENDING");
+}
+
+/// `Task.events` answers REST's `GET /tasker/tasks/{id}/events` page for
+/// page (after, limit, type), with the same errors, and over a list of
+/// tasks each task gets its own page.
+async fn task_events_match_rest(db: Db) {
+    let h = Harness::new(db).await;
+    let id = h.failed_task().await;
+    let other = h.failed_task().await;
+    let q = r#"query($id: UUID!, $after: Int, $limit: Int, $type: [String!]) {
+        task(id: $id) { events(after: $after, limit: $limit, type: $type) {
+            nextAfter events { id type taskId stepId namespace createdAt payload } } } }"#;
+    let all = gql(&h, q, json!({"id": id})).await;
+    let page = &data(&all)["task"]["events"];
+    let rest = h.get(&format!("/tasker/tasks/{id}/events")).await;
+    assert_eq!(rest.status, StatusCode::OK, "{}", rest.text);
+    let events = page["events"].as_array().unwrap();
+    let rest_events = rest.json["events"].as_array().unwrap();
+    assert!(events.len() >= 6, "{}", all.text);
+    assert_eq!(events.len(), rest_events.len());
+    for (g, r) in events.iter().zip(rest_events) {
+        assert_eq!(g["id"], r["id"]);
+        assert_eq!(g["type"], r["type"]);
+        assert_eq!(g["taskId"], r["task_id"]);
+        assert_eq!(g["stepId"], r["step_id"]);
+        assert_eq!(g["namespace"], r["namespace"]);
+        assert_eq!(g["payload"], r["payload"]);
+        let (a, b): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) = (
+            serde_json::from_value(g["createdAt"].clone()).unwrap(),
+            serde_json::from_value(r["created_at"].clone()).unwrap(),
+        );
+        assert_eq!(a, b);
+    }
+    assert_eq!(page["nextAfter"], rest.json["next_after"]);
+    assert!(events.iter().all(|e| e["taskId"] == json!(id)));
+    // Paging: two at a time, on from `nextAfter`, gives the same list.
+    let mut seen = Vec::new();
+    let mut after = json!(null);
+    loop {
+        let r = gql(&h, q, json!({"id": id, "after": after, "limit": 2})).await;
+        let p = &data(&r)["task"]["events"];
+        let got = p["events"].as_array().unwrap();
+        if got.is_empty() {
+            assert_eq!(p["nextAfter"], after);
+            break;
+        }
+        assert!(got.len() <= 2);
+        seen.extend(got.iter().map(|e| e["id"].clone()));
+        after = p["nextAfter"].clone();
+    }
+    let ids: Vec<Value> = events.iter().map(|e| e["id"].clone()).collect();
+    assert_eq!(seen, ids);
+    // Types, as REST's `type`.
+    let r = gql(&h, q, json!({"id": id, "type": ["step.*"]})).await;
+    let rest = h
+        .get(&format!("/tasker/tasks/{id}/events?type=step.*"))
+        .await;
+    let types = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let got = types(&data(&r)["task"]["events"]["events"]);
+    assert!(got.iter().all(|t| t.starts_with("step.")), "{got:?}");
+    assert!(got.contains(&"step.failed".to_string()), "{got:?}");
+    assert_eq!(got, types(&rest.json["events"]));
+    // Bad arguments: the same codes and fields as REST's.
+    for (vars, rest_query, field) in [
+        (json!({"limit": 0}), "limit=0", "limit"),
+        (json!({"limit": 1001}), "limit=1001", "limit"),
+        (json!({"after": -1}), "after=-1", "after"),
+        (json!({"type": ["no spaces"]}), "type=no%20spaces", "type"),
+    ] {
+        let mut v = vars.clone();
+        v["id"] = json!(id);
+        let r = gql(&h, q, v).await;
+        assert_eq!(error_code(&r), "invalid_parameter", "{vars}: {}", r.text);
+        assert_eq!(r.json["errors"][0]["extensions"]["field"], field);
+        let rest = h
+            .get(&format!("/tasker/tasks/{id}/events?{rest_query}"))
+            .await;
+        assert_eq!(rest.code(), "invalid_parameter", "{}", rest.text);
+        assert_eq!(
+            r.json["errors"][0]["message"],
+            rest.json["error"]["message"]
+        );
+    }
+    // Over a list: each task its own page, under aliases with their own
+    // arguments.
+    let r = gql(
+        &h,
+        r#"{ tasks(filter: {namespace: "ops"}) { edges { node { id
+            all: events { events { taskId } }
+            last: events(type: ["task.failed"]) { events { type } } } } } }"#,
+        json!({}),
+    )
+    .await;
+    let edges = data(&r)["tasks"]["edges"].as_array().unwrap().clone();
+    assert_eq!(edges.len(), 2, "{}", r.text);
+    for e in &edges {
+        let node = &e["node"];
+        assert!(
+            [json!(id), json!(other)].contains(&node["id"]),
+            "{}",
+            r.text
+        );
+        let mine = node["all"]["events"].as_array().unwrap();
+        assert_eq!(mine.len(), events.len());
+        assert!(mine.iter().all(|x| x["taskId"] == node["id"]));
+        assert_eq!(node["last"]["events"], json!([{"type": "task.failed"}]));
+    }
 }
 
 /// One operation through both interfaces: the REST request, the GraphQL
@@ -423,7 +545,37 @@ async fn bad_input_is_a_graphql_error(db: Db) {
                     .join(" ")
             ),
         ),
+        (
+            "fragment cycle",
+            "{ tasks { edges { node { ...A } } } } fragment A on Task { id ...B } fragment B on Task { ...A }".to_string(),
+        ),
+        (
+            "deep list nesting",
+            format!("{{ task(id: {}1{}) {{ id }} }}", "[".repeat(5000), "]".repeat(5000)),
+        ),
+        (
+            // Just under the 1 MiB body limit: a query of ~40,000 aliased
+            // fields is parsed, then refused by the complexity limit.
+            "1 MB of aliases",
+            format!(
+                "{{ {} }}",
+                (0..40_000)
+                    .map(|i| format!("h{i}: health {{ status }}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        ),
+        (
+            "1 MB string argument",
+            format!(
+                "{{ handler(namespace: \"{}\", name: \"x\") {{ name }} }}",
+                "n".repeat(1_000_000)
+            ),
+        ),
     ] {
+        if what.starts_with("1 MB") {
+            assert!(query.len() > 990_000 && query.len() < 1_040_000, "{what}: {}", query.len());
+        }
         let r = gql(&h, &query, json!({})).await;
         assert_eq!(r.status, StatusCode::OK, "{what}: {}", r.text);
         assert!(
@@ -433,6 +585,32 @@ async fn bad_input_is_a_graphql_error(db: Db) {
         );
         assert!(r.json["data"].is_null(), "{what}: {}", r.text);
     }
+    // Variables of the wrong type: a GraphQL error naming the variable.
+    let r = gql(
+        &h,
+        "query($id: UUID!) { task(id: $id) { id } }",
+        json!({"id": 5}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(
+        r.json["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("UUID"),
+        "{}",
+        r.text
+    );
+    // A batch: each request answered on its own, the bad one with errors.
+    let r = h
+        .post(
+            "/tasker/graphql",
+            json!([{"query": "{ health { status } }"}, {"query": "{ nope }"}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json[0]["data"]["health"]["status"], "ok", "{}", r.text);
+    assert!(r.json[1]["errors"].is_array(), "{}", r.text);
     // A body over the limit: 413 in the GraphQL error shape.
     let huge = format!("{{ health {{ status }} }} #{}", "x".repeat(1024 * 1024));
     let r = h.post("/tasker/graphql", json!({"query": huge})).await;
@@ -516,6 +694,42 @@ async fn subscriptions_see_changes(db: Db) {
             break;
         }
     }
+
+    // `tasks(filter)`: the matching page first, then each matching task
+    // that changes; tasks outside the filter (namespace, tags) never come.
+    let vip = |order: i64| json!({"name": "checkout", "namespace": "shop", "context": {"order_id": order}, "tags": ["vip", "x"]});
+    let r = h.post("/tasker/tasks", vip(2)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let first: Uuid = r.json["task"]["task_id"].as_str().unwrap().parse().unwrap();
+    let list_req = async_graphql::Request::new(
+        r#"subscription { tasks(filter: {namespace: "shop", tags: ["vip"]}) { id status tags } }"#,
+    )
+    .data(h.state.clone())
+    .data(tasker_auth::Identity::anonymous());
+    let mut list = schema.execute_stream(list_req);
+    assert_eq!(
+        next(&mut list).await,
+        json!({"tasks": {"id": first, "status": "PENDING", "tags": ["vip", "x"]}})
+    );
+    // Not matching: another namespace, no tag.
+    let r = h
+        .post(
+            "/tasker/tasks",
+            json!({"name": "report", "namespace": "ops"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    h.checkout(3).await;
+    // Matching: a new vip task, then a change of the first one.
+    let r = h.post("/tasker/tasks", vip(4)).await;
+    let second: Uuid = r.json["task"]["task_id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(next(&mut list).await["tasks"]["id"], json!(second));
+    let r = h.delete(&format!("/tasker/tasks/{first}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        next(&mut list).await["tasks"],
+        json!({"id": first, "status": "CANCELLED", "tags": ["vip", "x"]})
+    );
 }
 
 on_both_backends!(
@@ -523,6 +737,7 @@ on_both_backends!(
     tasks_connection_pages,
     step_and_handlers,
     mutations_change_and_answer,
+    task_events_match_rest,
     rest_and_graphql_agree,
     bad_input_is_a_graphql_error,
     subscriptions_see_changes,

@@ -1,5 +1,6 @@
-//! The DataLoader keeps `tasks { steps { parents } }` at a constant number
-//! of database statements, however many tasks the page holds. Counted from
+//! The DataLoader keeps `tasks { steps { parents } }` (and `tasks { events }`)
+//! at a constant number of database statements, however many tasks the page
+//! holds. Counted from
 //! sqlx's own per-statement events (target `sqlx::query`), so what is
 //! counted is what reached the database, on both stores.
 //!
@@ -30,27 +31,33 @@ impl<S: tracing::Subscriber> Layer<S> for CountStatements {
 const QUERY: &str =
     "{ tasks(first: 50) { edges { node { id steps { name status parents { name } } } } } }";
 
-/// Statements one run of [`QUERY`] sends.
-async fn statements(h: &Harness) -> usize {
+/// `Task.events` over a page, twice with different arguments (aliases).
+const EVENTS: &str = r#"{ tasks(first: 50) { edges { node { id
+    a: events(limit: 5) { events { type } }
+    b: events(type: ["task.*"]) { nextAfter } } } } }"#;
+
+/// Statements one run of `query` sends.
+async fn statements(h: &Harness, query: &str) -> usize {
     let before = STATEMENTS.load(Ordering::SeqCst);
-    let r = h.post("/tasker/graphql", json!({"query": QUERY})).await;
+    let r = h.post("/tasker/graphql", json!({"query": query})).await;
     assert!(r.json.get("errors").is_none(), "{}", r.text);
     STATEMENTS.load(Ordering::SeqCst) - before
 }
 
-async fn constant_statements(db: Db) -> (usize, usize) {
+/// Statements of `(QUERY, EVENTS)` over 5 tasks, then over 50.
+async fn constant_statements(db: Db) -> [(usize, usize); 2] {
     let h = Harness::new(db).await;
     for i in 1..=5 {
         h.checkout(i).await;
     }
     // Warm-up: the readiness probe's first ping and the pool's connections.
-    statements(&h).await;
-    let few = statements(&h).await;
+    statements(&h, QUERY).await;
+    let few = [statements(&h, QUERY).await, statements(&h, EVENTS).await];
     for i in 6..=50 {
         h.checkout(i).await;
     }
-    let many = statements(&h).await;
-    (few, many)
+    let many = [statements(&h, QUERY).await, statements(&h, EVENTS).await];
+    [(few[0], many[0]), (few[1], many[1])]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,12 +73,17 @@ async fn step_reads_do_not_grow_with_the_number_of_tasks() {
         ("sqlite", common::sqlite().await),
         ("postgres", common::postgres().await),
     ] {
-        let (few, many) = constant_statements(db).await;
-        println!("{backend}: 5 tasks → {few} statements, 50 tasks → {many}");
-        assert!(few > 0, "{backend}: the counter sees statements");
-        assert_eq!(
-            few, many,
-            "{backend}: statements grew with the number of tasks (5 → {few}, 50 → {many})"
-        );
+        for ((few, many), what) in constant_statements(db)
+            .await
+            .into_iter()
+            .zip(["steps", "events"])
+        {
+            println!("{backend}, {what}: 5 tasks → {few} statements, 50 tasks → {many}");
+            assert!(few > 0, "{backend}: the counter sees statements");
+            assert_eq!(
+                few, many,
+                "{backend}, {what}: statements grew with the number of tasks (5 → {few}, 50 → {many})"
+            );
+        }
     }
 }

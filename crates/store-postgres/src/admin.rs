@@ -52,7 +52,7 @@ async fn lock_step(conn: &mut PgConnection, id: Uuid) -> Result<LockedStep, TxEr
 }
 
 /// Locks the task and returns its status and counters.
-async fn lock_task(conn: &mut PgConnection, id: Uuid) -> Result<TaskCounters, TxError> {
+pub(crate) async fn lock_task(conn: &mut PgConnection, id: Uuid) -> Result<TaskCounters, TxError> {
     lock_tasks(conn, &[id])
         .await?
         .remove(&id)
@@ -100,8 +100,10 @@ async fn settle_task(
 }
 
 /// Writes `"by"` (who asked) into the metadata of every transition of task
-/// `task_id` that this transaction wrote: the rows whose `xmin` is this
-/// transaction, so concurrent writers' transitions are never stamped.
+/// `task_id` that this transaction wrote, and into the payload of the
+/// lifecycle events their triggers wrote (docs/EVENTS.md): the rows whose
+/// `xmin` is this transaction, so concurrent writers' rows are never
+/// stamped.
 async fn stamp_by(conn: &mut PgConnection, task_id: Uuid, by: Option<&str>) -> Result<(), TxError> {
     let Some(by) = by else { return Ok(()) };
     sqlx::query(
@@ -109,6 +111,10 @@ async fn stamp_by(conn: &mut PgConnection, task_id: Uuid, by: Option<&str>) -> R
              UPDATE step_transitions SET metadata = metadata || jsonb_build_object('by', $2::text)
              WHERE step_id IN (SELECT id FROM steps WHERE task_id = $1)
                AND xmin = pg_current_xact_id()::xid
+             RETURNING 1),
+         e AS (
+             UPDATE events SET payload = payload || jsonb_build_object('by', $2::text)
+             WHERE task_id = $1 AND xmin = pg_current_xact_id()::xid
              RETURNING 1)
          UPDATE task_transitions SET metadata = metadata || jsonb_build_object('by', $2::text)
          WHERE task_id = $1 AND xmin = pg_current_xact_id()::xid",
@@ -130,7 +136,7 @@ async fn fetch_step(conn: &mut PgConnection, id: Uuid) -> Result<StepRow, TxErro
     step_row(&r)
 }
 
-async fn fetch_task(conn: &mut PgConnection, id: Uuid) -> Result<TaskRow, TxError> {
+pub(crate) async fn fetch_task(conn: &mut PgConnection, id: Uuid) -> Result<TaskRow, TxError> {
     let r = sqlx::query(AssertSqlSafe(format!(
         "SELECT {TASK_COLS} FROM tasks WHERE id = $1"
     )))
@@ -171,8 +177,8 @@ impl PgStore {
         let mut tx = self.inner.pool.begin().await?;
         // Steps first (id order), then the task: the hot path's lock order.
         let steps = sqlx::query(
-            "SELECT id, status FROM steps WHERE task_id = $1 AND status IN ('pending','in_progress') \
-             ORDER BY id FOR NO KEY UPDATE",
+            "SELECT id, status, concurrency_key, concurrency_limit FROM steps \
+             WHERE task_id = $1 AND status IN ('pending','in_progress') ORDER BY id FOR NO KEY UPDATE",
         )
         .bind(id)
         .fetch_all(&mut *tx)
@@ -205,8 +211,18 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        // Running steps of a key give their slots back; the key's parked
+        // steps (other tasks': this task's are cancelled) may take them.
+        let mut freed = Vec::new();
+        for (r, f) in steps.iter().zip(&from) {
+            freed.extend(crate::flow::released(r, f == "in_progress")?);
+        }
+        let unparked = crate::flow::release(&mut tx, &freed, now).await?;
         let counts = recount(&mut tx, id).await?;
-        let mut emit = Emit::default();
+        let mut emit = Emit {
+            work: !unparked.is_empty(),
+            ..Emit::default()
+        };
         write_tasks(
             &mut tx,
             &[TaskWrite {
@@ -226,6 +242,11 @@ impl PgStore {
             self.origin(),
         )
         .await?;
+        // A cancelled task is no longer paused: nothing of it can resume.
+        sqlx::query("UPDATE tasks SET paused_at = NULL WHERE id = $1 AND paused_at IS NOT NULL")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         let row = fetch_task(&mut tx, id).await?;
         stamp_by(&mut tx, id, by).await?;
         tx.commit().await?;
@@ -425,15 +446,17 @@ impl PgStore {
         let mut tx = self.inner.pool.begin().await?;
         let step = lock_step(&mut tx, id).await?;
         step.status.check_transition(StepState::Cancelled)?;
-        sqlx::query(
+        let cancelled = sqlx::query(
             "UPDATE steps SET status = 'cancelled', ready_at = NULL, lease_owner = NULL, lease_token = NULL, \
                  lease_expires_at = NULL, completed_at = $2, updated_at = $2 \
-             WHERE id = $1",
+             WHERE id = $1 RETURNING concurrency_key, concurrency_limit",
         )
         .bind(id)
         .bind(now)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
+        let freed = crate::flow::released(&cancelled, step.status == StepState::InProgress)?;
+        let unparked = crate::flow::release(&mut tx, freed.as_slice(), now).await?;
         step_transition(
             &mut tx,
             id,
@@ -449,7 +472,10 @@ impl PgStore {
             live: if step.live { -1 } else { 0 },
             blocked: 1,
         };
-        let mut emit = Emit::default();
+        let mut emit = Emit {
+            work: !unparked.is_empty(),
+            ..Emit::default()
+        };
         emit.changed(step.task_id);
         settle_task(&mut tx, step.task_id, d, now, &mut emit, self.origin()).await?;
         let row = fetch_step(&mut tx, id).await?;

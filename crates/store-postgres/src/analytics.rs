@@ -14,8 +14,8 @@ use tasker_store::{HistoryQuery, HistoryStep, QueueDepth, StoreResult};
 /// may prefer a scan of the table to a count of unknown size.
 pub(crate) const QUEUE_SQL: &str = "SELECT \
      (SELECT count(*) FROM (SELECT 1 FROM steps \
-        WHERE ready_at IS NOT NULL AND NOT paused AND ready_at <= $1 ORDER BY ready_at, id LIMIT $2) q) AS ready, \
-     (SELECT min(ready_at) FROM steps WHERE ready_at IS NOT NULL AND NOT paused AND ready_at <= $1) AS oldest";
+        WHERE ready_at IS NOT NULL AND NOT paused AND NOT parked AND ready_at <= $1 ORDER BY ready_at, id LIMIT $2) q) AS ready, \
+     (SELECT min(ready_at) FROM steps WHERE ready_at IS NOT NULL AND NOT paused AND NOT parked AND ready_at <= $1) AS oldest";
 
 /// The newest tasks of the window (a backward range of `tasks_created_id_idx`,
 /// stopping after the scan cap `$6`), the newest `$5` of them of the asked

@@ -36,11 +36,15 @@ impl PgStore {
             ));
         }
         // One statement: the row is inserted only when the task exists, so an
-        // unknown task is a NotFound, not a foreign-key error.
+        // unknown task is a NotFound. FOR KEY SHARE is the lock a foreign key
+        // would take (there is none: retention deletes annotations with their
+        // task, migration 20261130500000): an annotation racing the pruner
+        // either lands first and is deleted with the task, or waits for the
+        // delete and finds no task.
         let r = sqlx::query(concat!(
             "INSERT INTO annotations (",
             cols!(),
-            ") SELECT $1, id, $2, $3, $4, $5 FROM tasks WHERE id = $6 RETURNING ",
+            ") SELECT $1, id, $2, $3, $4, $5 FROM tasks WHERE id = $6 FOR KEY SHARE RETURNING ",
             cols!()
         ))
         .bind(a.id)

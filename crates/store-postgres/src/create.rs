@@ -1,10 +1,13 @@
 //! Task creation: one statement inserts every task, step, edge and initial
-//! transition of a batch (arrays bound once, expanded with `UNNEST`).
+//! transition of a batch (arrays bound once, expanded with `UNNEST`), reads
+//! the flow pauses that hold any of them and queues the NOTIFYs. A batch
+//! without identities or flow settings is that one statement in autocommit:
+//! one round trip to the database.
 
 use crate::PgStore;
 use crate::decode::{TASK_COLS, task_row};
 use crate::error::TxError;
-use crate::events::{Emit, notify};
+use crate::events::Emit;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::AssertSqlSafe;
@@ -13,9 +16,24 @@ use std::sync::LazyLock;
 use tasker_store::{NewTask, StoreError, TaskRow};
 use uuid::Uuid;
 
+/// Inserts a batch: tasks, steps, edges, transitions, and queues the
+/// NOTIFYs (`$35` wake claimers?, `$36` origin, `$37` `tasker_task`
+/// payloads), in one statement, so a batch without identities or flow
+/// settings is created in one round trip (autocommit).
+///
+/// `fp` takes each namespace's flow lock shared and then reads the pauses
+/// (`tasker_flow_pauses_for`, a VOLATILE function: its read takes a snapshot
+/// after the lock), before any step is inserted; steps of tasks a pause
+/// holds are inserted paused (docs/FLOW_CONTROL.md). `MATERIALIZED`: the
+/// function runs once, whatever the planner does with the CTE.
 static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH t AS ( \
+        "WITH fp AS MATERIALIZED ( \
+             SELECT namespace, name FROM tasker_flow_pauses_for($2::text[]) \
+         ), held AS ( \
+             SELECT x.id FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS x(id, namespace, name) \
+             WHERE EXISTS (SELECT 1 FROM fp WHERE fp.namespace = x.namespace AND fp.name IN ('', x.name)) \
+         ), t AS ( \
              INSERT INTO tasks (id, namespace, name, version, status, context, initiator, source_system, \
                  reason, tags, correlation_id, identity_hash, steps_total, steps_remaining, steps_live, \
                  steps_blocked, created_at, updated_at) \
@@ -31,10 +49,11 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
          ), s AS ( \
              INSERT INTO steps (id, task_id, name, position, description, dependent_system, handler_kind, \
                  handler_config, inputs, status, attempts, max_attempts, retry_limit, retryable, skippable, \
-                 timeout_seconds, remaining_parents, ready_at, created_at, updated_at) \
+                 timeout_seconds, remaining_parents, ready_at, created_at, updated_at, paused) \
              SELECT y.id, y.task_id, y.name, y.position, y.description, y.dependent_system, y.kind, \
                  y.config, y.inputs, 'pending', 0, y.max_attempts, y.retry_limit, y.retryable, y.skippable, \
-                 y.timeout, y.remaining, y.ready_at, y.created_at, y.created_at \
+                 y.timeout, y.remaining, y.ready_at, y.created_at, y.created_at, \
+                 y.task_id = ANY (ARRAY(SELECT id FROM held)) \
              FROM UNNEST($15::uuid[], $16::uuid[], $17::text[], $18::int[], $19::text[], $20::text[], \
                  $21::text[], $22::jsonb[], $23::jsonb[], $24::int[], $25::int[], $26::bool[], $27::bool[], \
                  $28::float8[], $29::int[], $30::timestamptz[], $31::timestamptz[]) WITH ORDINALITY \
@@ -52,7 +71,10 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
              INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata) \
              SELECT id, task_id, NULL, 'pending', created_at, '{{}}'::jsonb FROM s \
          ) \
-         SELECT * FROM t"
+         SELECT t.*, \
+                (SELECT count(pg_notify('tasker_work', $36)) WHERE $35) AS notified_work, \
+                (SELECT count(pg_notify('tasker_task', p)) FROM UNNEST($37::text[]) AS p) AS notified_tasks \
+         FROM t"
     )
 });
 
@@ -181,109 +203,147 @@ fn duplicate_in_batch(tasks: &[NewTask]) -> Option<Uuid> {
     None
 }
 
+/// Checks a batch and turns it into column arrays: the arrays, and how many
+/// root steps become ready.
+fn prepare(tasks: &[NewTask]) -> Result<(Batch, i64), TxError> {
+    let mut batch = Batch::default();
+    let mut roots = 0;
+    for t in tasks {
+        roots += batch.push(t)?;
+    }
+    if let Some(existing) = duplicate_in_batch(tasks) {
+        return Err(StoreError::DuplicateTask { existing }.into());
+    }
+    Ok((batch, roots))
+}
+
+/// Whether the batch needs statements besides [`INSERT_SQL`]: identities
+/// (locked and checked first) or flow settings (their own rows).
+fn needs_transaction(tasks: &[NewTask]) -> bool {
+    tasks
+        .iter()
+        .any(|t| t.identity.is_some() || t.steps.iter().any(|s| !s.flow.is_none()))
+}
+
+/// Serialises creators of the same identity hashes and refuses a task whose
+/// identity already exists within its window.
+async fn check_identities(tx: &mut sqlx::PgConnection, tasks: &[NewTask]) -> Result<(), TxError> {
+    let identified: Vec<(&str, DateTime<Utc>)> = tasks
+        .iter()
+        .filter_map(|t| t.identity.as_ref().map(|i| (i.hash.as_str(), i.since)))
+        .collect();
+    if identified.is_empty() {
+        return Ok(());
+    }
+    // Serialise creators of the same hash: the lock is held to the end of
+    // the transaction, so the check below and the insert are atomic with
+    // respect to any other creator of that hash. Hashes are locked in
+    // sorted order so two batches cannot deadlock.
+    let mut hashes: Vec<&str> = identified.iter().map(|(h, _)| *h).collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended(h, 0)) \
+         FROM UNNEST($1::text[]) WITH ORDINALITY AS x(h, ord) ORDER BY ord",
+    )
+    .bind(&hashes)
+    .execute(&mut *tx)
+    .await?;
+    let (h, since): (Vec<&str>, Vec<DateTime<Utc>>) = identified.into_iter().unzip();
+    let existing: Option<Uuid> = sqlx::query_scalar(
+        "SELECT (SELECT t.id FROM tasks t WHERE t.identity_hash = x.h AND t.created_at >= x.since \
+                 ORDER BY t.created_at DESC LIMIT 1) AS existing \
+         FROM UNNEST($1::text[], $2::timestamptz[]) AS x(h, since) \
+         ORDER BY existing NULLS LAST LIMIT 1",
+    )
+    .bind(&h)
+    .bind(&since)
+    .fetch_one(&mut *tx)
+    .await?;
+    match existing {
+        Some(existing) => Err(StoreError::DuplicateTask { existing }.into()),
+        None => Ok(()),
+    }
+}
+
+/// Runs [`INSERT_SQL`] for a prepared batch, queuing the NOTIFYs of `emit`
+/// when given (sent at commit; in autocommit, when the statement ends).
+/// Returns the task rows in the caller's order.
+async fn insert(
+    conn: &mut sqlx::PgConnection,
+    b: &Batch,
+    tasks: &[NewTask],
+    emit: Option<(&mut Emit, &crate::events::Origin)>,
+) -> Result<Vec<TaskRow>, TxError> {
+    let (work, origin, payloads) = match &emit {
+        Some((e, o)) if !e.notified => (e.work, o.id.as_str(), e.task_payloads(o)),
+        _ => (false, "", Vec::new()),
+    };
+    let rows = sqlx::query(AssertSqlSafe(INSERT_SQL.as_str()))
+        .bind(&b.t_id)
+        .bind(&b.t_namespace)
+        .bind(&b.t_name)
+        .bind(&b.t_version)
+        .bind(&b.t_context)
+        .bind(&b.t_initiator)
+        .bind(&b.t_source)
+        .bind(&b.t_reason)
+        .bind(&b.t_tags)
+        .bind(&b.t_correlation)
+        .bind(&b.t_identity)
+        .bind(&b.t_total)
+        .bind(&b.t_live)
+        .bind(&b.t_created)
+        .bind(&b.s_id)
+        .bind(&b.s_task)
+        .bind(&b.s_name)
+        .bind(&b.s_position)
+        .bind(&b.s_description)
+        .bind(&b.s_system)
+        .bind(&b.s_kind)
+        .bind(&b.s_config)
+        .bind(&b.s_inputs)
+        .bind(&b.s_max_attempts)
+        .bind(&b.s_retry_limit)
+        .bind(&b.s_retryable)
+        .bind(&b.s_skippable)
+        .bind(&b.s_timeout)
+        .bind(&b.s_remaining)
+        .bind(&b.s_ready)
+        .bind(&b.s_created)
+        .bind(&b.e_parent)
+        .bind(&b.e_child)
+        .bind(&b.e_task)
+        .bind(work)
+        .bind(origin)
+        .bind(&payloads)
+        .fetch_all(&mut *conn)
+        .await?;
+    if let Some((e, _)) = emit {
+        e.notified = true;
+    }
+    let mut by_id: HashMap<Uuid, TaskRow> = HashMap::with_capacity(rows.len());
+    for r in &rows {
+        let row = task_row(r)?;
+        by_id.insert(row.id, row);
+    }
+    // Rows in the order the caller gave.
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let row = by_id
+            .remove(&t.id)
+            .ok_or_else(|| StoreError::Internal(format!("task {} was not inserted", t.id)))?;
+        out.push(row);
+    }
+    Ok(out)
+}
+
 impl PgStore {
     pub(crate) async fn create_once(
         &self,
         tasks: &[NewTask],
     ) -> Result<(Vec<TaskRow>, Emit), TxError> {
-        let mut batch = Batch::default();
-        let mut roots = 0;
-        for t in tasks {
-            roots += batch.push(t)?;
-        }
-        if let Some(existing) = duplicate_in_batch(tasks) {
-            return Err(StoreError::DuplicateTask { existing }.into());
-        }
-
-        let mut tx = self.inner.pool.begin().await?;
-
-        let identified: Vec<(&str, DateTime<Utc>)> = tasks
-            .iter()
-            .filter_map(|t| t.identity.as_ref().map(|i| (i.hash.as_str(), i.since)))
-            .collect();
-        if !identified.is_empty() {
-            // Serialise creators of the same hash: the lock is held to the end
-            // of the transaction, so the check below and the insert are atomic
-            // with respect to any other creator of that hash. Hashes are locked
-            // in sorted order so two batches cannot deadlock.
-            let mut hashes: Vec<&str> = identified.iter().map(|(h, _)| *h).collect();
-            hashes.sort_unstable();
-            hashes.dedup();
-            sqlx::query(
-                "SELECT pg_advisory_xact_lock(hashtextextended(h, 0)) \
-                 FROM UNNEST($1::text[]) WITH ORDINALITY AS x(h, ord) ORDER BY ord",
-            )
-            .bind(&hashes)
-            .execute(&mut *tx)
-            .await?;
-            let (h, since): (Vec<&str>, Vec<DateTime<Utc>>) = identified.into_iter().unzip();
-            let existing: Option<Uuid> = sqlx::query_scalar(
-                "SELECT (SELECT t.id FROM tasks t WHERE t.identity_hash = x.h AND t.created_at >= x.since \
-                         ORDER BY t.created_at DESC LIMIT 1) AS existing \
-                 FROM UNNEST($1::text[], $2::timestamptz[]) AS x(h, since) \
-                 ORDER BY existing NULLS LAST LIMIT 1",
-            )
-            .bind(&h)
-            .bind(&since)
-            .fetch_one(&mut *tx)
-            .await?;
-            if let Some(existing) = existing {
-                return Err(StoreError::DuplicateTask { existing }.into());
-            }
-        }
-
-        let b = batch;
-        let rows = sqlx::query(AssertSqlSafe(INSERT_SQL.as_str()))
-            .bind(&b.t_id)
-            .bind(&b.t_namespace)
-            .bind(&b.t_name)
-            .bind(&b.t_version)
-            .bind(&b.t_context)
-            .bind(&b.t_initiator)
-            .bind(&b.t_source)
-            .bind(&b.t_reason)
-            .bind(&b.t_tags)
-            .bind(&b.t_correlation)
-            .bind(&b.t_identity)
-            .bind(&b.t_total)
-            .bind(&b.t_live)
-            .bind(&b.t_created)
-            .bind(&b.s_id)
-            .bind(&b.s_task)
-            .bind(&b.s_name)
-            .bind(&b.s_position)
-            .bind(&b.s_description)
-            .bind(&b.s_system)
-            .bind(&b.s_kind)
-            .bind(&b.s_config)
-            .bind(&b.s_inputs)
-            .bind(&b.s_max_attempts)
-            .bind(&b.s_retry_limit)
-            .bind(&b.s_retryable)
-            .bind(&b.s_skippable)
-            .bind(&b.s_timeout)
-            .bind(&b.s_remaining)
-            .bind(&b.s_ready)
-            .bind(&b.s_created)
-            .bind(&b.e_parent)
-            .bind(&b.e_child)
-            .bind(&b.e_task)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut by_id: HashMap<Uuid, TaskRow> = HashMap::with_capacity(rows.len());
-        for r in &rows {
-            let row = task_row(r)?;
-            by_id.insert(row.id, row);
-        }
-        // Rows in the order the caller gave.
-        let mut out = Vec::with_capacity(tasks.len());
-        for t in tasks {
-            let row = by_id
-                .remove(&t.id)
-                .ok_or_else(|| StoreError::Internal(format!("task {} was not inserted", t.id)))?;
-            out.push(row);
-        }
-
+        let (batch, roots) = prepare(tasks)?;
         let mut emit = Emit {
             work: roots > 0,
             ..Emit::default()
@@ -291,8 +351,34 @@ impl PgStore {
         for t in tasks {
             emit.changed(t.id);
         }
-        notify(&mut tx, &mut emit, self.origin()).await?;
+        if !needs_transaction(tasks) {
+            // One statement is atomic on its own: autocommit, one round
+            // trip for the whole batch, its NOTIFYs included.
+            let mut conn = self.inner.pool.acquire().await?;
+            let out = insert(&mut conn, &batch, tasks, Some((&mut emit, self.origin()))).await?;
+            return Ok((out, emit));
+        }
+        let mut tx = self.inner.pool.begin().await?;
+        check_identities(&mut tx, tasks).await?;
+        let out = insert(&mut tx, &batch, tasks, Some((&mut emit, self.origin()))).await?;
+        crate::flow::create_flow(&mut tx, tasks).await?;
         tx.commit().await?;
         Ok((out, emit))
+    }
+
+    /// Checks and inserts tasks inside the caller's transaction (a
+    /// schedule's tick creates its task with its tick): the rows in the
+    /// caller's order, and how many root steps became ready. Queues no
+    /// NOTIFY: the caller sends its own.
+    pub(crate) async fn create_in(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        tasks: &[NewTask],
+    ) -> Result<(Vec<TaskRow>, i64), TxError> {
+        let (batch, roots) = prepare(tasks)?;
+        check_identities(&mut *tx, tasks).await?;
+        let out = insert(&mut *tx, &batch, tasks, None).await?;
+        crate::flow::create_flow(&mut *tx, tasks).await?;
+        Ok((out, roots))
     }
 }

@@ -22,7 +22,8 @@ macro_rules! step_base_cols {
      s.dependent_system, s.status, s.handler_kind, s.handler_config, s.inputs, s.results, \
      s.last_error, s.attempts, s.max_attempts, s.retry_limit, s.retryable, s.skippable, \
      s.timeout_seconds, s.remaining_parents, s.ready_at, s.lease_owner, s.lease_expires_at, \
-     s.last_attempted_at, s.created_at, s.updated_at, s.completed_at"
+     s.last_attempted_at, s.created_at, s.updated_at, s.completed_at, s.concurrency_key, \
+     s.rate_key, s.flow_wait, s.paused"
     };
 }
 
@@ -120,6 +121,14 @@ pub(crate) fn step_row(r: &PgRow) -> Result<StepRow, TxError> {
         updated_at: r.try_get("updated_at")?,
         completed_at: r.try_get("completed_at")?,
         parents: r.try_get("parents")?,
+        concurrency_key: r.try_get("concurrency_key")?,
+        rate_limit: r.try_get("rate_key")?,
+        waiting_for: tasker_store::FlowWait::from_columns(
+            r.try_get::<Option<&str>, _>("flow_wait")?,
+            r.try_get::<Option<&str>, _>("concurrency_key")?,
+            r.try_get::<Option<&str>, _>("rate_key")?,
+        ),
+        paused: r.try_get("paused")?,
     })
 }
 

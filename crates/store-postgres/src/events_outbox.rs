@@ -29,6 +29,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::{Acquire, Row};
+use std::collections::HashMap;
 use tasker_store::outbox::{normalize_payload, type_filter_sql};
 use tasker_store::{EventQuery, EventRow, NewCustomEvent, StoreError, StoreEvent, StoreResult};
 use uuid::Uuid;
@@ -54,7 +55,10 @@ pub(crate) async fn sequence(store: &PgStore) -> StoreResult<u64> {
         .await
         .map_err(store_err)?;
     // A new statement after the lock: in READ COMMITTED its snapshot sees
-    // the previous holder's commit, so `last_id` is current.
+    // the previous holder's commit, so `last_id` is current. The update
+    // repeats `id IS NULL` (true of every picked row: the lock serialises
+    // sequencers) so it can reach them through `events_unnumbered_idx` in
+    // every partition instead of joining against whole partitions.
     let n: i64 = sqlx::query_scalar(
         "WITH base AS (SELECT last_id AS m FROM events_sequencer), \
               pick AS ( \
@@ -64,7 +68,7 @@ pub(crate) async fn sequence(store: &PgStore) -> StoreResult<u64> {
                       ORDER BY seq LIMIT $1) p), \
               upd AS ( \
                   UPDATE events e SET id = base.m + pick.rn \
-                  FROM pick, base WHERE e.seq = pick.seq RETURNING 1) \
+                  FROM pick, base WHERE e.seq = pick.seq AND e.id IS NULL RETURNING 1) \
          UPDATE events_sequencer SET last_id = last_id + (SELECT count(*) FROM upd) \
          RETURNING (SELECT count(*) FROM upd)",
     )
@@ -76,7 +80,7 @@ pub(crate) async fn sequence(store: &PgStore) -> StoreResult<u64> {
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-fn row(r: &PgRow) -> StoreResult<EventRow> {
+pub(crate) fn row(r: &PgRow) -> StoreResult<EventRow> {
     let event_type: String = r.try_get("type").map_err(store_err)?;
     let payload: Value = r.try_get("payload").map_err(store_err)?;
     Ok(EventRow {
@@ -132,6 +136,63 @@ pub(crate) async fn list(store: &PgStore, q: &EventQuery) -> StoreResult<Vec<Eve
     rows.iter().map(row).collect()
 }
 
+/// [`tasker_store::Store::events_list_many`]: one statement, the page of
+/// each task cut by `row_number()` over the task's events (the
+/// `events (task_id, id)` index serves each task's range).
+pub(crate) async fn list_many(
+    store: &PgStore,
+    task_ids: &[Uuid],
+    q: &EventQuery,
+) -> StoreResult<HashMap<Uuid, Vec<EventRow>>> {
+    let mut out: HashMap<Uuid, Vec<EventRow>> =
+        task_ids.iter().map(|id| (*id, Vec::new())).collect();
+    if task_ids.is_empty() || q.limit == 0 {
+        return Ok(out);
+    }
+    sequence(store).await?;
+    // $1 after, $2 limit, $3 the task ids, then the optional filters.
+    let mut n = 3;
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
+    let mut sql = format!(
+        "SELECT {COLS} FROM (SELECT {COLS}, \
+             row_number() OVER (PARTITION BY task_id ORDER BY id) AS rn \
+             FROM events WHERE id > $1 AND task_id = ANY($3)"
+    );
+    if q.namespace.is_some() {
+        sql.push_str(&format!(" AND namespace = {}", next()));
+    }
+    let types = type_filter_sql(&q.types, &mut next);
+    if let Some((cond, _)) = &types {
+        sql.push_str(" AND ");
+        sql.push_str(cond);
+    }
+    sql.push_str(") e WHERE rn <= $2 ORDER BY id");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(q.after)
+        .bind(i64::from(q.limit))
+        .bind(task_ids);
+    if let Some(ns) = &q.namespace {
+        query = query.bind(ns.clone());
+    }
+    if let Some((_, binds)) = types {
+        for b in binds {
+            query = query.bind(b);
+        }
+    }
+    let rows = query
+        .fetch_all(&store.inner.pool)
+        .await
+        .map_err(store_err)?;
+    for r in &rows {
+        let e = row(r)?;
+        out.entry(e.task_id).or_default().push(e);
+    }
+    Ok(out)
+}
+
 pub(crate) async fn last_id(store: &PgStore) -> StoreResult<i64> {
     sequence(store).await?;
     sqlx::query_scalar("SELECT last_id FROM events_sequencer")
@@ -182,6 +243,13 @@ pub(crate) async fn prune(store: &PgStore, before: DateTime<Utc>, limit: u32) ->
     // Number what committed first: with no reader, rows would otherwise
     // never get an id and never be pruned.
     sequence(store).await?;
+    // Whole months first (docs/STORAGE.md, "Partitions"): a DROP TABLE
+    // instead of a delete per row. They count toward `limit` only as far
+    // as the caller's loop goes on while a full batch comes back.
+    let dropped = store.event_partitions_drop(before).await?;
+    if dropped > 0 {
+        return Ok(dropped);
+    }
     // Oldest first by `seq` (the primary key): the scan stops after `limit`
     // matches. Rows not numbered yet are kept (no reader could see them),
     // and so is the newest, as on SQLite (the trait's contract).

@@ -9,8 +9,9 @@
 
 use crate::PgStore;
 use crate::error::store_err;
+use crate::finish::FINISH_SQL;
 use crate::settle::{LOCK_TASKS_SQL, WRITE_TASKS_SQL};
-use crate::work::{ClaimShape, FINISH_STEPS_SQL, RENEW_SQL, RESCUE_SQL, UNBLOCK_SQL};
+use crate::work::{ClaimShape, RENEW_SQL, RESCUE_SQL, UNBLOCK_SQL};
 use sqlx::{AssertSqlSafe, PgConnection};
 use tasker_store::StoreResult;
 
@@ -23,10 +24,10 @@ const CLAIM_ARGS: &str = "(now(), '{noop}', '{external}', '{default}', 10, 'w', 
 
 /// The other hot statements with representative arguments (a generic plan
 /// does not depend on them; their parameter types are inferred).
-const CASES: [(&str, &str, &str); 6] = [
+const CASES: [(&str, &str, &str); 8] = [
     (
-        "finish: steps",
-        FINISH_STEPS_SQL,
+        "finish: steps, children, tasks",
+        FINISH_SQL,
         "(ARRAY[gen_random_uuid()], ARRAY[gen_random_uuid()], ARRAY['ok'], ARRAY['{}'::jsonb], \
           ARRAY['{}'::jsonb], ARRAY[NULL::timestamptz], now())",
     ),
@@ -53,6 +54,16 @@ const CASES: [(&str, &str, &str); 6] = [
         "(ARRAY[gen_random_uuid()], ARRAY[gen_random_uuid()], now())",
     ),
     ("rescue", RESCUE_SQL, "(now(), 100)"),
+    (
+        "release: keys",
+        crate::flow::RELEASE_SQL,
+        "(ARRAY['customer:1'], ARRAY[1])",
+    ),
+    (
+        "release: unpark",
+        crate::flow::UNPARK_SQL,
+        "(ARRAY['customer:1'], ARRAY[1], now())",
+    ),
 ];
 
 /// Which plans [`PgStore::explain_hot_path`] shows.
@@ -150,6 +161,37 @@ pub(crate) async fn explain_prepared<A: AsRef<str>>(
 }
 
 impl PgStore {
+    /// The executed plan of a claim with these parameters (`EXPLAIN
+    /// (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF)`), inside a transaction
+    /// that is rolled back: nothing stays claimed. Shows how many index
+    /// entries the claim read, e.g. that parked steps are not among them.
+    pub async fn explain_claim_analyze(
+        &self,
+        claim: &tasker_store::ClaimParams,
+    ) -> StoreResult<String> {
+        let shape = crate::work::ClaimShape::of(claim);
+        let mut tx = self.inner.pool.begin().await.map_err(store_err)?;
+        let lines: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) {}",
+            shape.sql()
+        )))
+        .bind(claim.now)
+        .bind(claim.kinds.as_deref())
+        .bind(claim.exclude_kinds.as_slice())
+        .bind(claim.namespaces.as_deref())
+        .bind(i64::from(claim.limit))
+        .bind(claim.worker_id.as_str())
+        .bind(claim.lease_until)
+        .bind(claim.per_task_limit.map_or(0, i64::from))
+        .bind(i64::from(claim.limit).saturating_mul(4).saturating_add(64))
+        .bind(Vec::<uuid::Uuid>::new())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(store_err)?;
+        tx.rollback().await.map_err(store_err)?;
+        Ok(lines.join("\n"))
+    }
+
     /// The plan of a retention batch (`Store::prune_candidates`) as it runs:
     /// under its pinned settings, for a page of 500 tasks finished before
     /// `before`.
@@ -157,22 +199,42 @@ impl PgStore {
         &self,
         before: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<String> {
+        self.explain_retention(crate::retention::candidates_sql(), before, 500)
+            .await
+    }
+
+    /// The plan of a batch of `Store::prune_expired` (selection, lock and
+    /// delete in one statement) under its pinned settings, for 10,000 tasks
+    /// finished before `before`; nothing is deleted (EXPLAIN only).
+    pub async fn explain_prune_expired(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<String> {
+        self.explain_retention(crate::retention::expired_delete_sql(), before, 10_000)
+            .await
+    }
+
+    /// EXPLAIN of a retention statement (`$1` before, `$2` namespace, `$3`
+    /// namespaces excluded, `$4` limit) under retention's pinned settings.
+    async fn explain_retention(
+        &self,
+        sql: impl std::fmt::Display,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> StoreResult<String> {
         let mut tx = self.inner.pool.begin().await.map_err(store_err)?;
         sqlx::raw_sql(crate::retention::PIN_PLAN)
             .execute(&mut *tx)
             .await
             .map_err(store_err)?;
-        let lines: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
-            "EXPLAIN {}",
-            crate::retention::candidates_sql()
-        )))
-        .bind(before)
-        .bind(None::<String>)
-        .bind(Vec::<String>::new())
-        .bind(500_i64)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(store_err)?;
+        let lines: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!("EXPLAIN {sql}")))
+            .bind(before)
+            .bind(None::<String>)
+            .bind(Vec::<String>::new())
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(store_err)?;
         tx.rollback().await.map_err(store_err)?;
         Ok(lines.join("\n"))
     }

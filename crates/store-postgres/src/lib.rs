@@ -11,6 +11,7 @@
 //! | `lib.rs` | [`PgStore`], [`PgOptions`], connection, migrations, the [`Store`] impl |
 //! | [`clock`] | whose clock stamps leases, rescues and transitions ([`PgClock`]: the database's) |
 //! | `create` | task creation (batched `UNNEST` inserts, identity locks) |
+//! | `flow` | concurrency keys and rate limits: the claim's gate, key release |
 //! | `work` | the hot path: claim, finish, renew, rescue |
 //! | `admin` | operator actions: cancel, retry, resolve, edits |
 //! | `pause` | pause / resume a task |
@@ -18,6 +19,8 @@
 //! | `settle` | task counters and the finaliser, shared by every write |
 //! | `events` | NOTIFY, the listener, in-process broadcast |
 //! | `events_outbox` | lifecycle events: the id sequencer, reading, custom events, pruning |
+//! | `partitions` | monthly partitions of the history tables: created ahead, dropped by retention |
+//! | `webhooks` | webhook subscribers, fan-out, `SKIP LOCKED` delivery leases, dead letters |
 //! | `error` | `sqlx::Error` → [`StoreError`], transaction retries |
 //! | `explain` | the plans of the hot path ([`PgStore::explain_hot_path`]) |
 //!
@@ -138,12 +141,21 @@ mod error;
 mod events;
 mod events_outbox;
 mod explain;
+mod finish;
+mod flow;
+mod flow_pause;
+mod flow_prune;
 mod keys;
+mod partitions;
 mod pause;
 mod read;
+mod restart;
 mod retention;
+mod schedules;
 mod settle;
 mod synthetic;
+mod webhooks;
+mod webhooks_plan;
 mod work;
 
 pub mod testing;
@@ -166,6 +178,10 @@ use tasker_store::{
     FinishReport, LeaseRef, NewAnnotation, NewApiKey, NewCustomEvent, NewTask, Page, PruneQuery,
     StepOutcome, StepRow, StepUpdate, Store, StoreError, StoreEvent, StoreResult, StoreStats,
     TaskQuery, TaskRow, TaskUpdate, TransitionRow,
+};
+use tasker_store::{
+    ClaimedDelivery, DeliveryClaim, DeliveryOutcome, DeliveryQuery, DeliveryRow, NewWebhook,
+    WebhookRow,
 };
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -480,6 +496,21 @@ impl Store for PgStore {
         ))
     }
 
+    async fn task_restart(
+        &self,
+        id: Uuid,
+        step_id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+        reason: Option<&str>,
+    ) -> StoreResult<TaskRow> {
+        let now = self.rebase(now).now;
+        self.deliver(with_retry!(
+            "task_restart",
+            self.task_restart_once(id, step_id, now, by, reason)
+        ))
+    }
+
     async fn task_resume(
         &self,
         id: Uuid,
@@ -705,12 +736,39 @@ impl Store for PgStore {
         self.retention_delete(ids, finished_before).await
     }
 
+    async fn flow_prune(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<tasker_store::flow::FlowPruned> {
+        self.flow_prune_rows(before, limit).await
+    }
+
+    async fn prune_expired(&self, q: &PruneQuery) -> StoreResult<Option<u64>> {
+        self.retention_delete_expired(q).await
+    }
+
     async fn storage_health(&self) -> StoreResult<tasker_store::StorageHealth> {
         self.upkeep_health().await
     }
 
     async fn maintenance(&self) -> StoreResult<Vec<tasker_store::MaintenanceRun>> {
         self.upkeep().await
+    }
+
+    async fn history_partitions_ensure(
+        &self,
+        now: DateTime<Utc>,
+        months_ahead: u32,
+    ) -> StoreResult<Vec<tasker_store::MaintenanceRun>> {
+        self.partitions_ensure(now, months_ahead).await
+    }
+
+    async fn history_partitions_drop(
+        &self,
+        before: DateTime<Utc>,
+    ) -> StoreResult<Vec<tasker_store::MaintenanceRun>> {
+        self.partitions_drop(before).await
     }
 
     async fn api_key_create(&self, key: NewApiKey) -> StoreResult<ApiKeyRow> {
@@ -733,6 +791,14 @@ impl Store for PgStore {
         events_outbox::list(self, query).await
     }
 
+    async fn events_list_many(
+        &self,
+        task_ids: &[Uuid],
+        query: &EventQuery,
+    ) -> StoreResult<std::collections::HashMap<Uuid, Vec<EventRow>>> {
+        events_outbox::list_many(self, task_ids, query).await
+    }
+
     async fn events_last_id(&self) -> StoreResult<i64> {
         events_outbox::last_id(self).await
     }
@@ -743,6 +809,146 @@ impl Store for PgStore {
 
     async fn events_prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
         events_outbox::prune(self, before, limit).await
+    }
+
+    async fn webhook_create(&self, hook: NewWebhook) -> StoreResult<WebhookRow> {
+        self.hook_create(hook).await
+    }
+
+    async fn webhook_sync_config(&self, hooks: Vec<NewWebhook>) -> StoreResult<()> {
+        self.hook_sync_config(hooks).await
+    }
+
+    async fn webhook_get(&self, id: Uuid) -> StoreResult<WebhookRow> {
+        self.hook_get(id).await
+    }
+
+    async fn webhook_list(&self) -> StoreResult<Vec<WebhookRow>> {
+        self.hook_list().await
+    }
+
+    async fn webhook_delete(&self, id: Uuid) -> StoreResult<()> {
+        self.hook_delete(id).await
+    }
+
+    async fn webhook_fanout(&self, limit: u32, now: DateTime<Utc>) -> StoreResult<u64> {
+        self.hook_fanout(limit, now).await
+    }
+
+    async fn webhook_claim(&self, claim: &DeliveryClaim) -> StoreResult<Vec<ClaimedDelivery>> {
+        self.hook_claim(claim).await
+    }
+
+    async fn webhook_finish(&self, outcomes: Vec<DeliveryOutcome>) -> StoreResult<u64> {
+        self.hook_finish(outcomes).await
+    }
+
+    async fn webhook_deliveries(&self, query: &DeliveryQuery) -> StoreResult<Vec<DeliveryRow>> {
+        self.hook_deliveries(query).await
+    }
+
+    async fn webhook_redeliver(
+        &self,
+        webhook_id: Uuid,
+        event_ids: Option<Vec<i64>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        self.hook_redeliver(webhook_id, event_ids, now).await
+    }
+
+    async fn webhook_deliveries_prune(&self, limit: u32) -> StoreResult<u64> {
+        self.hook_deliveries_prune(limit).await
+    }
+
+    async fn flow_pause(
+        &self,
+        scope: &tasker_store::FlowScope,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+        reason: Option<&str>,
+    ) -> StoreResult<tasker_store::FlowPauseRow> {
+        let now = self.rebase(now).now;
+        self.deliver(with_retry!(
+            "flow_pause",
+            self.flow_pause_once(scope, now, by, reason)
+        ))
+    }
+
+    async fn flow_resume(
+        &self,
+        scope: &tasker_store::FlowScope,
+    ) -> StoreResult<tasker_store::FlowPauseRow> {
+        self.deliver(with_retry!("flow_resume", self.flow_resume_once(scope)))
+    }
+
+    async fn flow_pauses(&self) -> StoreResult<Vec<tasker_store::FlowPauseRow>> {
+        self.flow_pauses_read()
+            .await
+            .map_err(error::TxError::into_store)
+    }
+
+    async fn schedule_save(
+        &self,
+        mut schedule: tasker_store::NewSchedule,
+        replace: bool,
+    ) -> StoreResult<tasker_store::ScheduleRow> {
+        schedule.now = self.rebase(schedule.now).now;
+        self.deliver(with_retry!(
+            "schedule_save",
+            self.schedule_save_once(&schedule, replace)
+        ))
+    }
+
+    async fn schedule_get(&self, name: &str) -> StoreResult<Option<tasker_store::ScheduleRow>> {
+        self.schedule_get_by_name(name)
+            .await
+            .map_err(error::TxError::into_store)
+    }
+
+    async fn schedule_list(&self) -> StoreResult<Vec<tasker_store::ScheduleRow>> {
+        self.schedule_list_all()
+            .await
+            .map_err(error::TxError::into_store)
+    }
+
+    async fn schedule_delete(&self, id: Uuid) -> StoreResult<()> {
+        self.deliver(with_retry!(
+            "schedule_delete",
+            self.schedule_delete_once(id)
+        ))
+    }
+
+    async fn schedule_set_paused(
+        &self,
+        id: Uuid,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<tasker_store::ScheduleRow> {
+        let now = self.rebase(now).now;
+        self.deliver(with_retry!(
+            "schedule_set_paused",
+            self.schedule_set_paused_once(id, paused, now)
+        ))
+    }
+
+    async fn schedule_fire(
+        &self,
+        mut fire: tasker_store::ScheduleFire,
+    ) -> StoreResult<Option<TaskRow>> {
+        // The task's times follow the store's clock; the tick's time is its
+        // identity and stays as computed.
+        rebase_task(&self.rebase(fire.task.now), &mut fire.task);
+        self.deliver(with_retry!("schedule_fire", self.schedule_fire_once(&fire)))
+    }
+
+    async fn schedule_ticks(
+        &self,
+        id: Uuid,
+        limit: u32,
+    ) -> StoreResult<Vec<tasker_store::TickRow>> {
+        self.schedule_ticks_read(id, limit)
+            .await
+            .map_err(error::TxError::into_store)
     }
 }
 

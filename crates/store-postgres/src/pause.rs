@@ -25,18 +25,37 @@ impl PgStore {
         by: Option<&str>,
     ) -> Result<(TaskRow, Emit), TxError> {
         let mut tx = self.inner.pool.begin().await?;
+        // Resuming releases the steps unless the task's namespace or
+        // template is paused too (read under that namespace's lock).
+        let held = if pause {
+            true
+        } else {
+            let namespace: String = sqlx::query_scalar("SELECT namespace FROM tasks WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound { entity: "task", id })?;
+            crate::flow_pause::lock_namespace(&mut tx, &namespace, false).await?;
+            crate::flow_pause::holds_task(&mut tx, id).await?
+        };
         // Steps first, in id order; `ready` counts those claimable now once
-        // resumed (for the wake-up).
+        // resumed (for the wake-up). A resumed step that waited for its
+        // template's task slot goes back to the ready index: the next claim
+        // decides again (no release would unpark it while nothing of the
+        // template runs).
         let ready: i64 = sqlx::query_scalar(
             "WITH lk AS ( \
                  SELECT id FROM steps WHERE task_id = $1 ORDER BY id FOR NO KEY UPDATE \
              ), upd AS ( \
-                 UPDATE steps s SET paused = $2 FROM lk WHERE s.id = lk.id AND s.paused <> $2 \
+                 UPDATE steps s SET paused = $2, \
+                     parked = CASE WHEN NOT $2 AND s.flow_wait = 'task_slot' THEN false ELSE s.parked END, \
+                     flow_wait = CASE WHEN NOT $2 AND s.flow_wait = 'task_slot' THEN NULL ELSE s.flow_wait END \
+                 FROM lk WHERE s.id = lk.id AND s.paused <> $2 \
                  RETURNING s.ready_at \
              ) SELECT count(*) FROM upd WHERE ready_at <= $3",
         )
         .bind(id)
-        .bind(pause)
+        .bind(held)
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
@@ -75,7 +94,7 @@ impl PgStore {
         .await?;
         let mut emit = Emit::default();
         emit.changed(id);
-        emit.work = !pause && ready > 0;
+        emit.work = !held && ready > 0;
         notify(&mut tx, &mut emit, self.origin()).await?;
         tx.commit().await?;
         Ok((task_row(&row)?, emit))

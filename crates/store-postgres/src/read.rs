@@ -93,6 +93,10 @@ impl PgStore {
         if let Some(until) = q.created_until {
             conds.push(("created_at <", Arg::Time(until)));
         }
+        // Equality over the index `tasks_correlation_id`.
+        if let Some(c) = &q.correlation_id {
+            conds.push(("correlation_id =", Arg::Text(c)));
+        }
         // Containment over the GIN index `tasks_tags_gin`.
         if !q.tags.is_empty() {
             conds.push(("tags @>", Arg::Json(serde_json::json!(q.tags))));
@@ -256,8 +260,12 @@ impl PgStore {
             Entity::Task => ("task_transitions", "task_id", "tasks", "task"),
             Entity::Step => ("step_transitions", "step_id", "steps", "step"),
         };
+        // The rows of a pruned task stay until their month's partition is
+        // dropped (docs/STORAGE.md, "Partitions"): read them only while the
+        // task or step exists, in the same snapshot.
         let sql = format!(
-            "SELECT {} FROM {table} WHERE {column} = $1 ORDER BY id",
+            "SELECT {} FROM {table} WHERE {column} = $1 \
+             AND EXISTS (SELECT 1 FROM {parent} WHERE id = $1) ORDER BY id",
             transition_cols(column)
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
@@ -376,7 +384,7 @@ impl PgStore {
     pub(crate) async fn read_next_ready_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
         // min() over the partial index: one index probe.
         sqlx::query_scalar(
-            "SELECT min(ready_at) FROM steps WHERE ready_at IS NOT NULL AND NOT paused",
+            "SELECT min(ready_at) FROM steps WHERE ready_at IS NOT NULL AND NOT paused AND NOT parked",
         )
         .fetch_one(&self.inner.pool)
         .await

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 /// Key of the transaction-level advisory lock that makes pruners take turns
 /// across processes ("tasker-prune").
-const PRUNE_LOCK: i64 = 0x7461_736b_7072_756e;
+pub(crate) const PRUNE_LOCK: i64 = 0x7461_736b_7072_756e;
 
 /// The states a task can be pruned in.
 const FINISHED: &str = "status IN ('complete', 'cancelled', 'error', 'resolved_manually')";
@@ -90,43 +90,93 @@ impl PgStore {
         finished_before: DateTime<Utc>,
     ) -> Result<Vec<Uuid>, TxError> {
         let mut tx = self.inner.pool.begin().await?;
-        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(PRUNE_LOCK)
-            .fetch_one(&mut *tx)
-            .await?;
-        if !ours {
+        if !prune_turn(&mut tx).await? {
             // Another process is pruning; its turn.
             return Ok(Vec::new());
         }
         // Lock the tasks that are still finished (a retry between selection
         // and now reopened the others: they stay). SKIP LOCKED: a task an
         // operator is acting on right now is left for the next pass.
-        let doomed: Vec<Uuid> = sqlx::query_scalar(AssertSqlSafe(format!(
+        let doomed = format!(
             "SELECT id FROM tasks WHERE id = ANY($1) AND {FINISHED} AND completed_at < $2 \
              ORDER BY id FOR UPDATE SKIP LOCKED"
-        )))
-        .bind(ids)
-        .bind(finished_before)
-        .fetch_all(&mut *tx)
-        .await?;
-        if doomed.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Children first, each by an index on the task or step id, so the
-        // cascading foreign keys find nothing left to do.
-        for sql in [
-            "DELETE FROM step_transitions WHERE step_id IN \
-                 (SELECT id FROM steps WHERE task_id = ANY($1))",
-            "DELETE FROM task_transitions WHERE task_id = ANY($1)",
-            "DELETE FROM step_edges WHERE task_id = ANY($1)",
-            "DELETE FROM steps WHERE task_id = ANY($1)",
-            "DELETE FROM tasks WHERE id = ANY($1)",
-        ] {
-            sqlx::query(sql).bind(&doomed).execute(&mut *tx).await?;
-        }
+        );
+        let deleted: Vec<Uuid> = sqlx::query_scalar(AssertSqlSafe(delete_sql(&doomed)))
+            .bind(ids)
+            .bind(finished_before)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(doomed)
+        Ok(deleted)
     }
+
+    /// See [`tasker_store::Store::prune_expired`]: selection, lock and
+    /// delete of one batch in one statement, no ids round trip.
+    pub(crate) async fn retention_delete_expired(
+        &self,
+        q: &PruneQuery,
+    ) -> StoreResult<Option<u64>> {
+        with_retry!("tasks_prune_expired", self.retention_delete_expired_once(q))
+    }
+
+    async fn retention_delete_expired_once(&self, q: &PruneQuery) -> Result<Option<u64>, TxError> {
+        let limit: Option<i64> = (q.limit > 0).then_some(i64::from(q.limit));
+        let mut tx = self.inner.pool.begin().await?;
+        if !prune_turn(&mut tx).await? {
+            return Ok(None);
+        }
+        let n = sqlx::query(AssertSqlSafe(expired_delete_sql()))
+            .bind(q.finished_before)
+            .bind(q.namespace.as_deref())
+            .bind(&q.except_namespaces)
+            .bind(limit)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(Some(n))
+    }
+}
+
+/// Takes the prune lock for this transaction (false: another process
+/// holds it), and pins the delete's plan ([`PIN_PLAN`]): index ranges on
+/// the task id for every table, whatever the statistics say.
+async fn prune_turn(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<bool, TxError> {
+    let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(PRUNE_LOCK)
+        .fetch_one(&mut **tx)
+        .await?;
+    if ours {
+        sqlx::raw_sql(PIN_PLAN).execute(&mut **tx).await?;
+    }
+    Ok(ours)
+}
+
+/// One batch of a selection ([`SELECTION`], `$4` the limit), deleted in
+/// one statement (`Store::prune_expired`).
+pub(crate) fn expired_delete_sql() -> String {
+    delete_sql(&format!(
+        "SELECT id FROM tasks WHERE {SELECTION} ORDER BY completed_at, id LIMIT $4 \
+         FOR UPDATE SKIP LOCKED"
+    ))
+}
+
+/// One statement deleting the tasks `doomed` selects (and locks) with
+/// everything that hangs off them, children first: annotations, edges,
+/// steps, then the tasks; returns the deleted task ids. No foreign key
+/// cascades (migration 20261130500000): each table is one index range per
+/// batch instead of a trigger query per deleted row. Transitions are not
+/// deleted here: their month's partition is dropped once no remaining task
+/// has rows in it (partitions.rs); until then the rows are unreachable
+/// (reads check the task or step exists).
+fn delete_sql(doomed: &str) -> String {
+    format!(
+        "WITH doomed AS MATERIALIZED ({doomed}), \
+              a AS (DELETE FROM annotations WHERE task_id = ANY(ARRAY(SELECT id FROM doomed))), \
+              e AS (DELETE FROM step_edges WHERE task_id = ANY(ARRAY(SELECT id FROM doomed))), \
+              s AS (DELETE FROM steps WHERE task_id = ANY(ARRAY(SELECT id FROM doomed))) \
+         DELETE FROM tasks WHERE id = ANY(ARRAY(SELECT id FROM doomed)) RETURNING id"
+    )
 }
 
 /// A ready index this many times larger than its live entries need (and
@@ -177,6 +227,7 @@ impl PgStore {
                 b / (1024 * 1024)
             ));
         }
+        warnings.extend(self.partition_warnings().await?);
         Ok(StorageHealth {
             autovacuum: Some(autovacuum),
             ready_index_bytes: bytes,

@@ -190,16 +190,57 @@ pub(crate) async fn settle(
     emit: &mut Emit,
     origin: &crate::events::Origin,
 ) -> Result<Vec<(Uuid, TaskState)>, TxError> {
+    settle_applied(conn, deltas, &BTreeMap::new(), now, emit, origin).await
+}
+
+/// [`settle`] for a batch some of whose tasks a statement already locked
+/// and advanced by their deltas (`advanced`: status and counters read under
+/// the lock, before the delta; `finish.rs`). Those need a write only when
+/// the finaliser moves them or their counters had drifted (then the
+/// recounted truth is written); the other tasks of `deltas` are locked and
+/// written as in [`settle`]. One write statement at most, so the
+/// transaction's NOTIFYs go out once.
+pub(crate) async fn settle_applied(
+    conn: &mut PgConnection,
+    deltas: &BTreeMap<Uuid, Delta>,
+    advanced: &BTreeMap<Uuid, TaskCounters>,
+    now: DateTime<Utc>,
+    emit: &mut Emit,
+    origin: &crate::events::Origin,
+) -> Result<Vec<(Uuid, TaskState)>, TxError> {
     if deltas.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<Uuid> = deltas.keys().copied().collect();
-    let locked = lock_tasks(conn, &ids).await?;
+    let rest: Vec<Uuid> = deltas
+        .keys()
+        .filter(|id| !advanced.contains_key(id))
+        .copied()
+        .collect();
+    let mut locked: Vec<(Uuid, TaskCounters, bool)> = advanced
+        .iter()
+        .filter(|(id, _)| deltas.contains_key(id))
+        .map(|(id, c)| (*id, *c, true))
+        .collect();
+    if !rest.is_empty() {
+        locked.extend(
+            lock_tasks(conn, &rest)
+                .await?
+                .into_iter()
+                .map(|(id, c)| (id, c, false)),
+        );
+        locked.sort_by_key(|(id, _, _)| *id);
+    }
     let mut writes = Vec::with_capacity(locked.len());
-    for (id, cur) in locked {
+    for (id, cur, written) in locked {
         let d = deltas.get(&id).copied().unwrap_or_default();
         let counters = apply_delta(conn, id, &cur, d).await?;
         let path = finaliser_path(counters);
+        let drifted = counters.remaining != cur.remaining + d.remaining
+            || counters.live != cur.live + d.live
+            || counters.blocked != cur.blocked + d.blocked;
+        if written && path.is_empty() && !drifted {
+            continue;
+        }
         writes.push(TaskWrite {
             id,
             counters,
@@ -207,6 +248,9 @@ pub(crate) async fn settle(
             metadata: finaliser_metadata(&path),
             path,
         });
+    }
+    if writes.is_empty() {
+        return Ok(Vec::new());
     }
     write_tasks(conn, &writes, now, emit, origin).await
 }

@@ -42,6 +42,12 @@ impl PgStore {
         churn: bool,
     ) -> StoreResult<()> {
         let pool = &self.inner.pool;
+        // The months of the period get their history partitions, as the
+        // pruner would have created them ahead of time (else the rows would
+        // land in the DEFAULT partitions).
+        let span_ms = n as f64 * spacing_ms;
+        let months = (span_ms / (28.0 * 86_400_000.0)).ceil() as u32 + 1;
+        self.partitions_ensure_at(start, months).await?;
         let salt = uuid::Uuid::new_v4().simple().to_string();
         let mut lo = 0u64;
         while lo < n {

@@ -1,4 +1,4 @@
-//! The hot path: claim, finish, renew, rescue.
+//! The hot path: claim, renew, rescue (finish: `finish.rs`).
 //!
 //! Every statement here touches rows through the partial indexes
 //! (`steps_ready_idx`, `steps_lease_idx`, `steps_running_task_idx`) or by
@@ -8,13 +8,15 @@ use crate::PgStore;
 use crate::decode::claimed_step;
 use crate::error::TxError;
 use crate::events::{Emit, notify};
+use crate::flow::{
+    FLOW_COLS, GATE_COLS, GATE_SQL, GATED_COUNT, Released, UNGATED_SQL, release, released,
+};
 use crate::settle::{Delta, settle};
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sqlx::{PgConnection, Row};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::LazyLock;
-use tasker_store::{ClaimParams, ClaimedStep, FinishReport, LeaseRef, OutcomeResult, StepOutcome};
+use tasker_store::{ClaimParams, ClaimedStep, LeaseRef};
 use uuid::Uuid;
 
 /// Shared tail of every claim statement: `pick(id, ready_at)` names the
@@ -30,12 +32,16 @@ use uuid::Uuid;
 /// with stale statistics after a burst of new tasks, the planner could
 /// otherwise scan every pending task on each claim instead of at most
 /// `limit` primary-key probes.
-fn claim_tail(scanned: &str) -> String {
+///
+/// The answer always has at least one row: when nothing was claimed, one
+/// row whose step columns are NULL carries the counters (`scanned`,
+/// `deferred`, `gated`); [`ClaimAnswer::of`] drops it.
+fn claim_tail(scanned: &str, gated: &str) -> String {
     format!(
         "claimed AS ( \
              UPDATE steps s SET status = 'in_progress', ready_at = NULL, attempts = s.attempts + 1, \
                  last_attempted_at = $1, lease_owner = $6, lease_token = gen_random_uuid(), \
-                 lease_expires_at = $7, updated_at = $1 \
+                 lease_expires_at = $7, updated_at = $1, flow_wait = NULL \
              WHERE s.id = ANY (ARRAY(SELECT id FROM pick)) \
              RETURNING s.id, s.task_id, s.name, s.handler_kind, s.handler_config, s.inputs, s.attempts, \
                  s.max_attempts, s.timeout_seconds, s.lease_token, s.lease_expires_at \
@@ -58,24 +64,28 @@ fn claim_tail(scanned: &str) -> String {
          ), task_tr AS ( \
              INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata) \
              SELECT id, 'pending', 'in_progress', $1, jsonb_build_object('worker', $6::text) FROM started \
+         ), out AS ( \
+             SELECT o.id, o.task_id, o.name, o.handler_kind, o.handler_config, o.inputs, o.attempts, \
+                    o.max_attempts, o.timeout_seconds, o.lease_token, o.lease_expires_at, \
+                    t.namespace, t.task_name, t.version, t.context, t.correlation_id, \
+                    (SELECT jsonb_object_agg(p.name, COALESCE(p.results, 'null'::jsonb)) \
+                     FROM step_edges e JOIN steps p ON p.id = e.parent_id \
+                     WHERE e.child_id = o.id) AS parent_results, \
+                    o.was_ready_at \
+             FROM ordered o \
+             CROSS JOIN LATERAL ( \
+                 SELECT namespace, name AS task_name, version, context, correlation_id \
+                 FROM tasks WHERE tasks.id = o.task_id OFFSET 0) t \
          ) \
-         SELECT o.id, o.task_id, o.name, o.handler_kind, o.handler_config, o.inputs, o.attempts, \
-                o.max_attempts, o.timeout_seconds, o.lease_token, o.lease_expires_at, \
-                t.namespace, t.task_name, t.version, t.context, t.correlation_id, \
-                (SELECT jsonb_object_agg(p.name, COALESCE(p.results, 'null'::jsonb)) \
-                 FROM step_edges e JOIN steps p ON p.id = e.parent_id \
-                 WHERE e.child_id = o.id) AS parent_results, \
-                {scanned} AS scanned \
-         FROM ordered o \
-         CROSS JOIN LATERAL ( \
-             SELECT namespace, name AS task_name, version, context, correlation_id \
-             FROM tasks WHERE tasks.id = o.task_id OFFSET 0) t \
-         ORDER BY o.was_ready_at, o.id"
+         SELECT out.*, {scanned} AS scanned, (SELECT count(*) FROM deferred) AS deferred, \
+                {gated} AS gated \
+         FROM (SELECT 1) one LEFT JOIN out ON true \
+         ORDER BY out.was_ready_at, out.id"
     )
 }
 
 /// Which optional parts a claim statement has. Each combination is its own
-/// statement text (32 in all, built once): a filter that is absent is not
+/// statement text (64 in all, built once): a filter that is absent is not
 /// in the SQL at all, rather than written `($n IS NULL OR …)`, whose
 /// selectivity the planner cannot estimate and which can tip it from the
 /// ordered, early-stopping scan of `steps_ready_idx` to reading the whole
@@ -94,6 +104,11 @@ pub(crate) struct ClaimShape {
     /// to the children the finishing transaction made ready. The same
     /// statement otherwise, so both claims obey one rule.
     pub among: bool,
+    /// With the flow gate ([`GATE_SQL`]: concurrency keys, rate limits,
+    /// task slots). Without it ([`UNGATED_SQL`]) only ungated candidates are
+    /// taken and the gated ones are counted; [`claim_statement`] runs this
+    /// shape for the slots left only when that count is not zero.
+    pub gated: bool,
 }
 
 impl ClaimShape {
@@ -104,6 +119,7 @@ impl ClaimShape {
             namespaces: claim.namespaces.is_some(),
             per_task: claim.per_task_limit.is_some(),
             among: false,
+            gated: false,
         }
     }
 
@@ -113,6 +129,7 @@ impl ClaimShape {
             | usize::from(self.namespaces) << 2
             | usize::from(self.per_task) << 3
             | usize::from(self.among) << 4
+            | usize::from(self.gated) << 5
     }
 
     fn from_index(i: usize) -> Self {
@@ -122,6 +139,7 @@ impl ClaimShape {
             namespaces: i & 4 != 0,
             per_task: i & 8 != 0,
             among: i & 16 != 0,
+            gated: i & 32 != 0,
         }
     }
 
@@ -135,15 +153,22 @@ impl ClaimShape {
     }
 
     fn build(self) -> String {
+        let (gate, gated) = if self.gated {
+            (GATE_SQL, "0::bigint")
+        } else {
+            (UNGATED_SQL, GATED_COUNT)
+        };
         let mut filters = if self.among {
             // A handful of candidates by primary key. The ready test is
             // written so that it cannot use (nor be proved to allow) the
             // partial `steps_ready_idx`: with stale statistics the planner
             // could otherwise walk the whole ready frontier in index order
             // looking for these few ids.
-            String::from("s.id = ANY($10::uuid[]) AND (s.ready_at <= $1) IS TRUE AND NOT s.paused")
+            String::from(
+                "s.id = ANY($10::uuid[]) AND (s.ready_at <= $1) IS TRUE AND NOT s.paused AND NOT s.parked",
+            )
         } else {
-            String::from("s.ready_at <= $1 AND NOT s.paused")
+            String::from("s.ready_at <= $1 AND NOT s.paused AND NOT s.parked")
         };
         if self.kinds {
             filters.push_str(" AND s.handler_kind = ANY($2::text[])");
@@ -168,7 +193,7 @@ impl ClaimShape {
             // frontier cannot fill the window.
             format!(
                 "WITH cand AS ( \
-                     SELECT s.id, s.task_id, s.ready_at FROM steps s \
+                     SELECT s.id, s.task_id, s.ready_at, {FLOW_COLS} FROM steps s \
                      WHERE {filters} \
                        AND (SELECT count(*) FROM steps r \
                             WHERE r.task_id = s.task_id AND r.status = 'in_progress') < $8 \
@@ -176,101 +201,84 @@ impl ClaimShape {
                      LIMIT $9 \
                      FOR NO KEY UPDATE SKIP LOCKED \
                  ), ranked AS ( \
-                     SELECT c.id, c.ready_at, \
+                     SELECT c.id, c.ready_at, {GATE_COLS}, \
                             row_number() OVER (PARTITION BY c.task_id ORDER BY c.ready_at, c.id) AS rn, \
                             (SELECT count(*) FROM steps r \
                              WHERE r.task_id = c.task_id AND r.status = 'in_progress') AS running \
                      FROM cand c \
-                 ), pick AS ( \
-                     SELECT id, ready_at FROM ranked WHERE rn + running <= $8 ORDER BY ready_at, id LIMIT $5 \
-                 ), {}",
-                claim_tail("(SELECT count(*) FROM cand)")
+                 ), pre AS ( \
+                     SELECT id, ready_at, {GATE_COLS} FROM ranked \
+                     WHERE rn + running <= $8 ORDER BY ready_at, id LIMIT $5 \
+                 ), {gate}, {}",
+                claim_tail("(SELECT count(*) FROM cand)", gated)
             )
         } else {
             format!(
-                "WITH pick AS ( \
-                     SELECT s.id, s.ready_at FROM steps s \
+                "WITH pre AS ( \
+                     SELECT s.id, s.ready_at, {FLOW_COLS} FROM steps s \
                      WHERE {filters} \
                      ORDER BY s.ready_at, s.id \
                      LIMIT $5 \
                      FOR NO KEY UPDATE SKIP LOCKED \
-                 ), {}",
-                claim_tail("0::bigint")
+                 ), {gate}, {}",
+                claim_tail("0::bigint", gated)
             )
         }
     }
 
     /// Every shape.
     pub(crate) fn all() -> impl Iterator<Item = ClaimShape> {
-        (0..32).map(ClaimShape::from_index)
+        (0..64).map(ClaimShape::from_index)
     }
 }
 
 static CLAIM_STATEMENTS: LazyLock<Vec<String>> =
     LazyLock::new(|| ClaimShape::all().map(ClaimShape::build).collect());
 
-/// Applies outcomes to the steps still leased with the given token.
-/// Every join with a batch also states `id = ANY(…)` on the base table: the
-/// planner then always reaches rows through the primary key, even with
-/// stale statistics right after a bulk load (measured: a hash join over the
-/// whole steps table, 70–150 ms per batch with 100k finished steps). The
-/// `lk` CTE locks them in id order (so a finisher and, say, a task cancel
-/// always meet in the same order). `$1..$6` outcome arrays, `$7` now.
-pub(crate) const FINISH_STEPS_SQL: &str = "WITH o AS ( \
-         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $6::timestamptz[]) \
-             AS o(id, token, kind, results, err, retry_at) \
-     ), lk AS ( \
-         SELECT s.id, s.lease_owner FROM steps s JOIN o ON o.id = s.id \
-         WHERE s.id = ANY($1::uuid[]) AND s.status = 'in_progress' AND s.lease_token = o.token \
-         ORDER BY s.id FOR NO KEY UPDATE OF s \
-     ), upd AS ( \
-         UPDATE steps s SET \
-             status = CASE o.kind WHEN 'ok' THEN 'complete' WHEN 'retry' THEN 'pending' ELSE 'error' END, \
-             results = CASE WHEN o.kind = 'ok' THEN o.results ELSE s.results END, \
-             last_error = CASE WHEN o.kind = 'ok' THEN s.last_error ELSE o.err END, \
-             ready_at = CASE WHEN o.kind = 'retry' THEN o.retry_at END, \
-             completed_at = CASE WHEN o.kind = 'ok' THEN $7 ELSE s.completed_at END, \
-             lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = $7 \
-         FROM lk JOIN o ON o.id = lk.id \
-         WHERE s.id = lk.id AND s.id = ANY($1::uuid[]) \
-         RETURNING s.id, s.task_id, o.kind, s.attempts, o.err, o.retry_at, lk.lease_owner \
-     ), tr AS ( \
-         INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata) \
-         SELECT u.id, u.task_id, v.f, v.t, $7, v.m \
-         FROM upd u CROSS JOIN LATERAL (VALUES \
-             (1, 'in_progress', CASE u.kind WHEN 'ok' THEN 'complete' ELSE 'error' END, \
-                 CASE WHEN u.kind = 'ok' THEN jsonb_build_object('attempt', u.attempts, 'worker', u.lease_owner) \
-                      ELSE jsonb_build_object('attempt', u.attempts, 'worker', u.lease_owner, 'error', u.err) END), \
-             (2, 'error', 'pending', \
-                 jsonb_build_object('attempt', u.attempts, 'retry_at', u.retry_at)) \
-         ) AS v(seq, f, t, m) \
-         WHERE v.seq = 1 OR u.kind = 'retry' \
-         ORDER BY u.id, v.seq \
-     ) \
-     SELECT id, task_id, kind, retry_at FROM upd";
+/// The CTEs that decrement `remaining_parents` of the children of the
+/// parents `$parents` (a SQL array expression; a child with two finished
+/// parents in the batch is decremented by two), making pending children
+/// whose count reaches 0 ready at `$now`. Children are locked in id order
+/// (`clk`); `cupd(id, task_id, ready)` are the children touched. Shared by
+/// [`UNBLOCK_SQL`] and the folded finish statement (`finish.rs`), so both
+/// unblock the same way.
+macro_rules! unblock_ctes {
+    ($parents:literal, $now:literal) => {
+        concat!(
+            "d AS ( \
+                 SELECT e.child_id, count(*)::int AS n FROM step_edges e \
+                 WHERE e.parent_id = ANY (",
+            $parents,
+            ") GROUP BY e.child_id \
+             ), clk AS ( \
+                 SELECT c.id FROM steps c JOIN d ON d.child_id = c.id \
+                 WHERE c.id = ANY (ARRAY(SELECT child_id FROM d)) ORDER BY c.id FOR NO KEY UPDATE OF c \
+             ), cupd AS ( \
+                 UPDATE steps c SET remaining_parents = c.remaining_parents - d.n, \
+                     ready_at = CASE WHEN c.status = 'pending' AND c.remaining_parents - d.n = 0 THEN ",
+            $now,
+            " ELSE c.ready_at END, \
+                     updated_at = ",
+            $now,
+            " FROM clk JOIN d ON d.child_id = clk.id \
+                 WHERE c.id = clk.id AND c.id = ANY (ARRAY(SELECT id FROM clk)) \
+                 RETURNING c.id, c.task_id, (c.status = 'pending' AND c.remaining_parents = 0) AS ready \
+             )"
+        )
+    };
+}
+pub(crate) use unblock_ctes;
 
-/// Decrements `remaining_parents` of the children of `$1` (a child with two
-/// finished parents in the batch is decremented by two), making pending
-/// children whose count reaches 0 ready at `$2`. Children are locked in id
-/// order. Returns, per task, how many children became ready and their ids.
-pub(crate) const UNBLOCK_SQL: &str = "WITH d AS ( \
-         SELECT e.child_id, count(*)::int AS n FROM step_edges e \
-         WHERE e.parent_id = ANY($1::uuid[]) GROUP BY e.child_id \
-     ), lk AS ( \
-         SELECT c.id FROM steps c JOIN d ON d.child_id = c.id \
-         WHERE c.id = ANY (ARRAY(SELECT child_id FROM d)) ORDER BY c.id FOR NO KEY UPDATE OF c \
-     ), upd AS ( \
-         UPDATE steps c SET remaining_parents = c.remaining_parents - d.n, \
-             ready_at = CASE WHEN c.status = 'pending' AND c.remaining_parents - d.n = 0 THEN $2 \
-                             ELSE c.ready_at END, \
-             updated_at = $2 \
-         FROM lk JOIN d ON d.child_id = lk.id \
-         WHERE c.id = lk.id AND c.id = ANY (ARRAY(SELECT id FROM lk)) \
-         RETURNING c.id, c.task_id, (c.status = 'pending' AND c.remaining_parents = 0) AS ready \
-     ) \
-     SELECT task_id, count(*) FILTER (WHERE ready) AS ready, \
+/// Decrements `remaining_parents` of the children of `$1`, making those
+/// whose count reaches 0 ready at `$2` ([`unblock_ctes`]). Returns, per
+/// task, how many children became ready and their ids.
+pub(crate) const UNBLOCK_SQL: &str = concat!(
+    "WITH ",
+    unblock_ctes!("$1::uuid[]", "$2"),
+    " SELECT task_id, count(*) FILTER (WHERE ready) AS ready, \
             COALESCE(array_agg(id) FILTER (WHERE ready), '{}') AS ready_ids \
-     FROM upd GROUP BY task_id";
+     FROM cupd GROUP BY task_id"
+);
 
 /// Moves expired leases back to pending (attempts left) or to error.
 pub(crate) const RESCUE_SQL: &str = "WITH c AS ( \
@@ -288,7 +296,8 @@ pub(crate) const RESCUE_SQL: &str = "WITH c AS ( \
                  'kind', 'lease_expired', 'attempt', s.attempts), \
              lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = $1 \
          FROM c WHERE s.id = c.id \
-         RETURNING s.id, s.task_id, s.status, s.attempts, s.last_error, c.lease_owner \
+         RETURNING s.id, s.task_id, s.status, s.attempts, s.last_error, c.lease_owner, \
+             s.concurrency_key, s.concurrency_limit \
      ), tr AS ( \
          INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata) \
          SELECT u.id, u.task_id, v.f, v.t, $1, \
@@ -298,7 +307,7 @@ pub(crate) const RESCUE_SQL: &str = "WITH c AS ( \
          WHERE v.seq = 1 OR u.status = 'pending' \
          ORDER BY u.id, v.seq \
      ) \
-     SELECT task_id, status FROM upd";
+     SELECT task_id, status, concurrency_key, concurrency_limit FROM upd";
 
 /// Moves the expiry of leases still held under the given tokens to `$3`.
 /// A lease past its expiry but not yet rescued is still held: the rescuer
@@ -359,29 +368,100 @@ pub(crate) async fn unblock_children(
     Ok((out, ready_ids))
 }
 
+/// One claim statement's answer: the claimed rows (the counters-only row of
+/// an empty claim dropped) and the counters.
+pub(crate) struct ClaimAnswer {
+    /// Claimed steps, in claim order.
+    pub rows: Vec<sqlx::postgres::PgRow>,
+    /// Candidates the per-task window read (0 without a per-task limit).
+    pub scanned: i64,
+    /// Steps a rate limit deferred.
+    pub deferred: i64,
+    /// Candidates left to the gate (ungated shapes only).
+    pub gated: i64,
+}
+
+impl ClaimAnswer {
+    fn of(all: Vec<sqlx::postgres::PgRow>) -> Result<Self, TxError> {
+        let (scanned, deferred, gated) = match all.first() {
+            Some(r) => (
+                r.try_get("scanned")?,
+                r.try_get("deferred")?,
+                r.try_get("gated")?,
+            ),
+            None => (0, 0, 0),
+        };
+        // A row that does not decode is an error, never a dropped claim.
+        let mut rows = Vec::with_capacity(all.len());
+        for r in all {
+            if r.try_get::<Option<Uuid>, _>("id")?.is_some() {
+                rows.push(r);
+            }
+        }
+        Ok(ClaimAnswer {
+            rows,
+            scanned,
+            deferred,
+            gated,
+        })
+    }
+}
+
+/// A claim of up to `wanted` steps on `conn`: the ungated statement, then,
+/// only if it met candidates that need the gate and slots are left, the
+/// gated one for those slots. Both see the same rule (the gated statement
+/// is the complete one; the ungated takes only what the gate would take
+/// without looking). Inside a transaction the second statement sees the
+/// first's claims; in autocommit each is atomic on its own.
+pub(crate) async fn claim_statement(
+    conn: &mut PgConnection,
+    shape: ClaimShape,
+    claim: &ClaimParams,
+    wanted: i64,
+    window: i64,
+    among: Option<&[Uuid]>,
+) -> Result<ClaimAnswer, TxError> {
+    let run = |gated: bool, limit: i64| {
+        claim_query(ClaimShape { gated, ..shape }, claim, limit)
+            .bind(claim.per_task_limit.map_or(0, i64::from))
+            .bind(window)
+            .bind(among.unwrap_or_default())
+    };
+    let mut answer = ClaimAnswer::of(run(false, wanted).fetch_all(&mut *conn).await?)?;
+    let left = wanted - answer.rows.len() as i64;
+    if answer.gated > 0 && left > 0 {
+        let more = ClaimAnswer::of(run(true, left).fetch_all(&mut *conn).await?)?;
+        answer.rows.extend(more.rows);
+        answer.deferred += more.deferred;
+    }
+    Ok(answer)
+}
+
 /// The claim rounds of a claim with a per-task limit, or with `among` (the
 /// claim on completion), inside the caller's transaction: the statements of
-/// [`ClaimShape`], so every path that leases a step obeys the same limits
-/// and filters and locks its rows the same way (`FOR NO KEY UPDATE SKIP
-/// LOCKED`: a step locked by a concurrent claim is left to it).
+/// [`ClaimShape`] (through [`claim_statement`]), so every path that leases
+/// a step obeys the same limits and filters and locks its rows the same way
+/// (`FOR NO KEY UPDATE SKIP LOCKED`: a step locked by a concurrent claim is
+/// left to it).
 ///
 /// Each round locks a window of candidates larger than what it may take
 /// (tasks at their limit are already filtered out in the scan). If the
 /// window was full but per-task cuts left the batch short, another round
 /// looks further: a later statement of the same transaction sees this
 /// round's claims and counts their tasks as running. Among given steps the
-/// window is all of them, so one round suffices.
-async fn claim_rounds(
+/// window is all of them, so one round suffices. Returns the claimed rows
+/// and how many steps a rate limit deferred.
+pub(crate) async fn claim_rounds(
     conn: &mut PgConnection,
     claim: &ClaimParams,
     among: Option<&[Uuid]>,
-) -> Result<Vec<sqlx::postgres::PgRow>, TxError> {
+) -> Result<(Vec<sqlx::postgres::PgRow>, i64), TxError> {
     let shape = ClaimShape {
         among: among.is_some(),
         ..ClaimShape::of(claim)
     };
-    let per_task = claim.per_task_limit.map(i64::from);
     let mut rows = Vec::new();
+    let mut deferred = 0;
     let mut wanted = i64::from(claim.limit);
     let rounds = if among.is_some() { 1 } else { CLAIM_ROUNDS };
     for _ in 0..rounds {
@@ -389,24 +469,16 @@ async fn claim_rounds(
             Some(ids) => ids.len() as i64,
             None => wanted.saturating_mul(4).saturating_add(64),
         };
-        let round = claim_query(shape, claim, wanted)
-            .bind(per_task.unwrap_or(0))
-            .bind(window)
-            .bind(among.unwrap_or_default())
-            .fetch_all(&mut *conn)
-            .await?;
-        let got = round.len() as i64;
-        let scanned: i64 = match round.first() {
-            Some(r) => r.try_get("scanned")?,
-            None => 0,
-        };
-        rows.extend(round);
+        let round = claim_statement(conn, shape, claim, wanted, window, among).await?;
+        let got = round.rows.len() as i64;
+        rows.extend(round.rows);
+        deferred += round.deferred;
         wanted -= got;
-        if wanted <= 0 || got == 0 || scanned < window {
+        if wanted <= 0 || got == 0 || round.scanned < window {
             break;
         }
     }
-    Ok(rows)
+    Ok((rows, deferred))
 }
 
 impl PgStore {
@@ -417,13 +489,16 @@ impl PgStore {
         if claim.per_task_limit == Some(0) {
             return Ok((Vec::new(), Emit::default()));
         }
-        let rows = match claim.per_task_limit {
-            // The claim statement is a complete, atomic claim on its own, so
-            // it runs in autocommit: one round trip, no BEGIN/COMMIT.
+        let (rows, deferred) = match claim.per_task_limit {
+            // Each claim statement is a complete, atomic claim on its own,
+            // so they run in autocommit: one round trip (two when the first
+            // met steps that need the flow gate), no BEGIN/COMMIT.
             None => {
-                claim_query(ClaimShape::of(claim), claim, i64::from(claim.limit))
-                    .fetch_all(&self.inner.pool)
-                    .await?
+                let mut conn = self.inner.pool.acquire().await?;
+                let limit = i64::from(claim.limit);
+                let shape = ClaimShape::of(claim);
+                let a = claim_statement(&mut conn, shape, claim, limit, 0, None).await?;
+                (a.rows, a.deferred)
             }
             Some(_) => {
                 // One transaction, so that a failure in a later round cannot
@@ -434,7 +509,15 @@ impl PgStore {
                 rows
             }
         };
-        let mut emit = Emit::default();
+        // Steps a rate limit deferred while others were claimed: this
+        // process's claimer, which got a short batch, would otherwise wait
+        // for its poll interval; a local wake-up makes it look again (and,
+        // finding nothing due, sleep until the earliest `ready_at`). No
+        // NOTIFY: other processes keep their own timers.
+        let mut emit = Emit {
+            work: deferred > 0,
+            ..Emit::default()
+        };
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let step = claimed_step(r)?;
@@ -442,141 +525,6 @@ impl PgStore {
             out.push(step);
         }
         Ok((out, emit))
-    }
-
-    pub(crate) async fn finish_once(
-        &self,
-        outcomes: &[StepOutcome],
-        now: DateTime<Utc>,
-        claim: Option<&ClaimParams>,
-    ) -> Result<(FinishReport, Emit), TxError> {
-        let mut report = FinishReport::default();
-        // One outcome per step: a second outcome for the same step in the
-        // batch can only be a stale duplicate, so it counts as lease-lost.
-        let mut seen = HashSet::with_capacity(outcomes.len());
-        let n = outcomes.len();
-        let (mut ids, mut tokens, mut kinds, mut results, mut errs, mut retry_at) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for o in outcomes {
-            if !seen.insert(o.lease.step_id) {
-                report.lease_lost.push(o.lease.step_id);
-                continue;
-            }
-            ids.push(o.lease.step_id);
-            tokens.push(o.lease.token);
-            match &o.result {
-                OutcomeResult::Success(v) => {
-                    kinds.push("ok");
-                    results.push(v.clone());
-                    errs.push(Value::Null);
-                    retry_at.push(None);
-                }
-                OutcomeResult::Failure {
-                    error,
-                    retry_at: at,
-                } => {
-                    kinds.push(if at.is_some() { "retry" } else { "fail" });
-                    results.push(Value::Null);
-                    errs.push(serde_json::to_value(error).map_err(|e| {
-                        tasker_store::StoreError::Internal(format!("error record: {e}"))
-                    })?);
-                    retry_at.push(*at);
-                }
-            }
-        }
-
-        let mut tx = self.inner.pool.begin().await?;
-        let rows = sqlx::query(FINISH_STEPS_SQL)
-            .bind(&ids)
-            .bind(&tokens)
-            .bind(&kinds)
-            .bind(&results)
-            .bind(&errs)
-            .bind(&retry_at)
-            .bind(now)
-            .fetch_all(&mut *tx)
-            .await?;
-
-        let mut emit = Emit::default();
-        let mut deltas: BTreeMap<Uuid, Delta> = BTreeMap::new();
-        let mut applied = HashSet::with_capacity(rows.len());
-        let mut completed = Vec::new();
-        for r in &rows {
-            let id: Uuid = r.try_get("id")?;
-            let task_id: Uuid = r.try_get("task_id")?;
-            let kind: String = r.try_get("kind")?;
-            applied.insert(id);
-            emit.changed(task_id);
-            let d = deltas.entry(task_id).or_default();
-            match kind.as_str() {
-                "ok" => {
-                    d.remaining -= 1;
-                    d.live -= 1;
-                    completed.push(id);
-                }
-                "retry" => {
-                    // pending with ready_at set is as live as in_progress:
-                    // counters unchanged.
-                    let at: Option<DateTime<Utc>> = r.try_get("retry_at")?;
-                    if at.is_some_and(|at| at <= now) {
-                        report.newly_ready += 1;
-                        emit.work = true;
-                    }
-                }
-                _ => {
-                    d.live -= 1;
-                    d.blocked += 1;
-                }
-            }
-        }
-        report.applied = applied.len() as u64;
-        report
-            .lease_lost
-            .extend(ids.iter().filter(|id| !applied.contains(id)).copied());
-
-        let (unblocked, ready_ids) = unblock_children(&mut tx, &completed, now).await?;
-        for (task_id, ready) in unblocked {
-            deltas.entry(task_id).or_default().live += ready;
-            if ready > 0 {
-                report.newly_ready += ready as u64;
-            }
-        }
-        // Claim on completion: the children just made ready are still
-        // locked by this transaction (unblock locked them), and invisible as
-        // ready to every other session until it commits; leasing some of
-        // them here runs the claim statement itself, restricted to them.
-        // Counters need no change: a ready pending step is as live as a
-        // running one. Before `settle`, which sends the NOTIFY: whether
-        // there is work left for others is known only after this.
-        if let Some(claim) = claim.filter(|c| c.limit > 0 && c.per_task_limit != Some(0))
-            && !ready_ids.is_empty()
-        {
-            let claim = ClaimParams {
-                now,
-                ..claim.clone()
-            };
-            for r in claim_rounds(&mut tx, &claim, Some(&ready_ids)).await? {
-                let step = claimed_step(&r)?;
-                emit.changed(step.task_id);
-                report.claimed.push(step);
-            }
-        }
-        // Wake claimers (NOTIFY, this process's claimer) only for ready
-        // steps nobody has leased yet.
-        if report.newly_ready > report.claimed.len() as u64 {
-            emit.work = true;
-        }
-        deltas.retain(|_, d| *d != Delta::default());
-        report.finished_tasks = settle(&mut tx, &deltas, now, &mut emit, self.origin()).await?;
-        notify(&mut tx, &mut emit, self.origin()).await?;
-        tx.commit().await?;
-        Ok((report, emit))
     }
 
     pub(crate) async fn renew_once(
@@ -615,7 +563,9 @@ impl PgStore {
             .await?;
         let mut emit = Emit::default();
         let mut deltas: BTreeMap<Uuid, Delta> = BTreeMap::new();
+        let mut freed: Vec<Released> = Vec::new();
         for r in &rows {
+            freed.extend(released(r, true)?);
             let task_id: Uuid = r.try_get("task_id")?;
             let status: String = r.try_get("status")?;
             emit.changed(task_id);
@@ -626,6 +576,9 @@ impl PgStore {
                 d.live -= 1;
                 d.blocked += 1;
             }
+        }
+        if !release(&mut tx, &freed, now).await?.is_empty() {
+            emit.work = true;
         }
         settle(&mut tx, &deltas, now, &mut emit, self.origin()).await?;
         notify(&mut tx, &mut emit, self.origin()).await?;

@@ -12,9 +12,9 @@ use tasker_store::{HistoryQuery, HistoryStep, QueueDepth, StoreResult};
 /// the oldest `ready_at` (the index's first entry).
 pub(crate) const QUEUE_SQL: &str = "SELECT \
      (SELECT COUNT(*) FROM (SELECT 1 FROM steps INDEXED BY steps_ready_idx \
-        WHERE ready_at IS NOT NULL AND paused = 0 AND ready_at <= ?1 LIMIT ?2)), \
+        WHERE ready_at IS NOT NULL AND paused = 0 AND parked = 0 AND ready_at <= ?1 LIMIT ?2)), \
      (SELECT MIN(ready_at) FROM steps INDEXED BY steps_ready_idx \
-        WHERE ready_at IS NOT NULL AND paused = 0 AND ready_at <= ?1)";
+        WHERE ready_at IS NOT NULL AND paused = 0 AND parked = 0 AND ready_at <= ?1)";
 
 /// The newest tasks of the window (a backward range of `tasks_created_id_idx`,
 /// named: without statistics SQLite might prefer another index for the

@@ -5,7 +5,8 @@
 //! ([`Marks::take`]) and, before it commits, stamps `"by"` into the metadata
 //! of every transition above them ([`Marks::stamp`]). The writer holds
 //! `BEGIN IMMEDIATE`, so the rows above the marks are exactly this
-//! transaction's.
+//! transaction's. The lifecycle events those transitions' triggers wrote
+//! are stamped the same way (their payload's `by`, docs/EVENTS.md).
 
 use crate::error::DbResultExt;
 use sqlx::SqliteConnection;
@@ -16,6 +17,7 @@ pub(crate) struct Marks<'a> {
     by: &'a str,
     step: i64,
     task: i64,
+    event: i64,
 }
 
 impl<'a> Marks<'a> {
@@ -25,14 +27,20 @@ impl<'a> Marks<'a> {
         by: Option<&'a str>,
     ) -> StoreResult<Option<Marks<'a>>> {
         let Some(by) = by else { return Ok(None) };
-        let (step, task): (i64, i64) = sqlx::query_as(
+        let (step, task, event): (i64, i64, i64) = sqlx::query_as(
             "SELECT (SELECT COALESCE(MAX(id), 0) FROM step_transitions),
-                    (SELECT COALESCE(MAX(id), 0) FROM task_transitions)",
+                    (SELECT COALESCE(MAX(id), 0) FROM task_transitions),
+                    (SELECT COALESCE(MAX(id), 0) FROM events)",
         )
         .fetch_one(conn)
         .await
         .db()?;
-        Ok(Some(Marks { by, step, task }))
+        Ok(Some(Marks {
+            by,
+            step,
+            task,
+            event,
+        }))
     }
 
     /// Writes `"by"` into every transition written since [`Marks::take`].
@@ -50,6 +58,12 @@ impl<'a> Marks<'a> {
             .await
             .db()?;
         }
+        sqlx::query("UPDATE events SET payload = json_set(payload, '$.by', ?1) WHERE id > ?2")
+            .bind(self.by)
+            .bind(self.event)
+            .execute(&mut *conn)
+            .await
+            .db()?;
         Ok(())
     }
 }

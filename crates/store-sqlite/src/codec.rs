@@ -27,7 +27,8 @@ macro_rules! step_cols {
         "id, task_id, name, position, description, dependent_system, status, handler_kind, \
          handler_config, inputs, results, last_error, attempts, max_attempts, retry_limit, \
          retryable, skippable, timeout_seconds, remaining_parents, ready_at, lease_owner, \
-         lease_expires_at, last_attempted_at, created_at, updated_at, completed_at"
+         lease_expires_at, last_attempted_at, created_at, updated_at, completed_at, \
+         concurrency_key, rate_key, flow_wait, paused"
     };
 }
 pub(crate) use step_cols;
@@ -150,6 +151,14 @@ pub(crate) fn step_row(r: &SqliteRow, parents: Vec<String>) -> StoreResult<StepR
         updated_at: time(r.try_get("updated_at").db()?)?,
         completed_at: opt_time(r.try_get("completed_at").db()?)?,
         parents,
+        concurrency_key: r.try_get("concurrency_key").db()?,
+        rate_limit: r.try_get("rate_key").db()?,
+        waiting_for: tasker_store::FlowWait::from_columns(
+            r.try_get::<Option<&str>, _>("flow_wait").db()?,
+            r.try_get::<Option<&str>, _>("concurrency_key").db()?,
+            r.try_get::<Option<&str>, _>("rate_key").db()?,
+        ),
+        paused: r.try_get("paused").db()?,
     })
 }
 

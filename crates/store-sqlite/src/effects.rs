@@ -54,6 +54,12 @@ pub(crate) async fn finished_among(
         .collect()
 }
 
+/// The children of ?1 (a JSON list of parent ids) that are ready now.
+pub(crate) const CHILDREN_READY_SQL: &str =
+    "SELECT DISTINCT c.id FROM step_edges e JOIN steps c ON c.id = e.child_id
+     WHERE e.parent_id IN (SELECT unhex(value) FROM json_each(?1))
+       AND c.ready_at IS NOT NULL";
+
 /// The children of `parents` that are ready. Called right after those
 /// parents became done, these are the children that write unblocked: a
 /// child with an unfinished parent is never ready, so none was before.
@@ -64,15 +70,11 @@ pub(crate) async fn children_ready(
     if parents.is_empty() {
         return Ok(Vec::new());
     }
-    sqlx::query_scalar(
-        "SELECT DISTINCT c.id FROM step_edges e JOIN steps c ON c.id = e.child_id
-         WHERE e.parent_id IN (SELECT unhex(value) FROM json_each(?1))
-           AND c.ready_at IS NOT NULL",
-    )
-    .bind(id_list(parents))
-    .fetch_all(&mut *conn)
-    .await
-    .db()
+    sqlx::query_scalar(CHILDREN_READY_SQL)
+        .bind(id_list(parents))
+        .fetch_all(&mut *conn)
+        .await
+        .db()
 }
 
 /// The status of a task, inside a transaction.

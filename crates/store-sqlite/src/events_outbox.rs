@@ -11,12 +11,14 @@ use crate::error::{DbResultExt, corrupt};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use std::collections::HashMap;
 use tasker_store::outbox::{normalize_payload, type_filter_sql};
 use tasker_store::{EventQuery, EventRow, NewCustomEvent, StoreError, StoreResult};
+use uuid::Uuid;
 
-const COLS: &str = "id, type, task_id, step_id, namespace, created_at, payload";
+pub(crate) const COLS: &str = "id, type, task_id, step_id, namespace, created_at, payload";
 
-fn row(r: &SqliteRow) -> StoreResult<EventRow> {
+pub(crate) fn row(r: &SqliteRow) -> StoreResult<EventRow> {
     let event_type: String = r.try_get("type").db()?;
     let payload: String = r.try_get("payload").db()?;
     let payload =
@@ -64,6 +66,58 @@ pub(crate) async fn list(s: &SqliteStore, q: &EventQuery) -> StoreResult<Vec<Eve
         .await
         .db()?;
     rows.iter().map(row).collect()
+}
+
+/// [`tasker_store::Store::events_list_many`]: one statement, the page of
+/// each task cut by `row_number()` over the task's events (the
+/// `events (task_id, id)` index serves each task's range).
+pub(crate) async fn list_many(
+    s: &SqliteStore,
+    task_ids: &[Uuid],
+    q: &EventQuery,
+) -> StoreResult<HashMap<Uuid, Vec<EventRow>>> {
+    let mut out: HashMap<Uuid, Vec<EventRow>> =
+        task_ids.iter().map(|id| (*id, Vec::new())).collect();
+    if task_ids.is_empty() || q.limit == 0 {
+        return Ok(out);
+    }
+    let ids = vec!["?"; task_ids.len()].join(", ");
+    let mut sql = format!(
+        "SELECT {COLS} FROM (SELECT {COLS}, \
+             row_number() OVER (PARTITION BY task_id ORDER BY id) AS rn \
+             FROM events WHERE id > ? AND task_id IN ({ids})"
+    );
+    if q.namespace.is_some() {
+        sql.push_str(" AND namespace = ?");
+    }
+    let types = type_filter_sql(&q.types, &mut || "?".to_string());
+    if let Some((cond, _)) = &types {
+        sql.push_str(" AND ");
+        sql.push_str(cond);
+    }
+    sql.push_str(") WHERE rn <= ? ORDER BY id");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(q.after);
+    for id in task_ids {
+        query = query.bind(*id);
+    }
+    if let Some(ns) = &q.namespace {
+        query = query.bind(ns.clone());
+    }
+    if let Some((_, binds)) = types {
+        for b in binds {
+            query = query.bind(b);
+        }
+    }
+    let rows = query
+        .bind(i64::from(q.limit))
+        .fetch_all(&s.reader)
+        .await
+        .db()?;
+    for r in &rows {
+        let e = row(r)?;
+        out.entry(e.task_id).or_default().push(e);
+    }
+    Ok(out)
 }
 
 pub(crate) async fn last_id(s: &SqliteStore) -> StoreResult<i64> {

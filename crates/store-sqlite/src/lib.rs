@@ -25,6 +25,7 @@
 //! | `steps` | step reads and the manual operations (resolve, cancel, retry, update) |
 //! | `work` | the hot path: claim, finish, renew, rescue |
 //! | `events_outbox` | lifecycle events: read the trigger-written outbox, custom events, pruning |
+//! | `webhooks` | webhook subscribers, fan-out, leased delivery claims, dead letters |
 //! | `effects` | what a write caused (finished tasks, unblocked children), read back |
 //!
 //! ## How writes are serialised
@@ -81,12 +82,19 @@ mod codec;
 mod effects;
 mod error;
 mod events_outbox;
+mod explain;
+mod flow;
+mod flow_pause;
+mod flow_prune;
 mod keys;
 mod pause;
+mod restart;
 mod retention;
+mod schedules;
 mod steps;
 mod synthetic;
 mod tasks;
+mod webhooks;
 mod work;
 
 use async_trait::async_trait;
@@ -104,6 +112,10 @@ use tasker_store::{
     FinishReport, LeaseRef, NewAnnotation, NewApiKey, NewCustomEvent, NewTask, Page, StepOutcome,
     StepRow, StepUpdate, Store, StoreError, StoreEvent, StoreResult, StoreStats, TaskQuery,
     TaskRow, TaskUpdate, TransitionRow,
+};
+use tasker_store::{
+    ClaimedDelivery, DeliveryClaim, DeliveryOutcome, DeliveryQuery, DeliveryRow, NewWebhook,
+    WebhookRow,
 };
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -357,6 +369,17 @@ impl Store for SqliteStore {
         pause::set_paused(self, id, true, now, by).await
     }
 
+    async fn task_restart(
+        &self,
+        id: Uuid,
+        step_id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+        reason: Option<&str>,
+    ) -> StoreResult<TaskRow> {
+        restart::restart(self, id, step_id, now, by, reason).await
+    }
+
     async fn task_resume(
         &self,
         id: Uuid,
@@ -511,6 +534,14 @@ impl Store for SqliteStore {
         retention::delete(self, ids, finished_before).await
     }
 
+    async fn flow_prune(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<tasker_store::flow::FlowPruned> {
+        flow_prune::prune(self, before, limit).await
+    }
+
     async fn storage_health(&self) -> StoreResult<tasker_store::StorageHealth> {
         retention::health(&self.reader).await
     }
@@ -539,6 +570,14 @@ impl Store for SqliteStore {
         events_outbox::list(self, query).await
     }
 
+    async fn events_list_many(
+        &self,
+        task_ids: &[Uuid],
+        query: &EventQuery,
+    ) -> StoreResult<std::collections::HashMap<Uuid, Vec<EventRow>>> {
+        events_outbox::list_many(self, task_ids, query).await
+    }
+
     async fn events_last_id(&self) -> StoreResult<i64> {
         events_outbox::last_id(self).await
     }
@@ -549,5 +588,119 @@ impl Store for SqliteStore {
 
     async fn events_prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
         events_outbox::prune(self, before, limit).await
+    }
+
+    async fn webhook_create(&self, hook: NewWebhook) -> StoreResult<WebhookRow> {
+        webhooks::create(self, hook).await
+    }
+
+    async fn webhook_sync_config(&self, hooks: Vec<NewWebhook>) -> StoreResult<()> {
+        webhooks::sync_config(self, hooks).await
+    }
+
+    async fn webhook_get(&self, id: Uuid) -> StoreResult<WebhookRow> {
+        webhooks::get(self, id).await
+    }
+
+    async fn webhook_list(&self) -> StoreResult<Vec<WebhookRow>> {
+        webhooks::list(self).await
+    }
+
+    async fn webhook_delete(&self, id: Uuid) -> StoreResult<()> {
+        webhooks::delete(self, id).await
+    }
+
+    async fn webhook_fanout(&self, limit: u32, now: DateTime<Utc>) -> StoreResult<u64> {
+        webhooks::fanout(self, limit, now).await
+    }
+
+    async fn webhook_claim(&self, claim: &DeliveryClaim) -> StoreResult<Vec<ClaimedDelivery>> {
+        webhooks::claim(self, claim).await
+    }
+
+    async fn webhook_finish(&self, outcomes: Vec<DeliveryOutcome>) -> StoreResult<u64> {
+        webhooks::finish(self, outcomes).await
+    }
+
+    async fn webhook_deliveries(&self, query: &DeliveryQuery) -> StoreResult<Vec<DeliveryRow>> {
+        webhooks::deliveries(self, query).await
+    }
+
+    async fn webhook_redeliver(
+        &self,
+        webhook_id: Uuid,
+        event_ids: Option<Vec<i64>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        webhooks::redeliver(self, webhook_id, event_ids, now).await
+    }
+
+    async fn webhook_deliveries_prune(&self, limit: u32) -> StoreResult<u64> {
+        webhooks::prune(self, limit).await
+    }
+
+    async fn flow_pause(
+        &self,
+        scope: &tasker_store::FlowScope,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+        reason: Option<&str>,
+    ) -> StoreResult<tasker_store::FlowPauseRow> {
+        flow_pause::pause(self, scope, now, by, reason).await
+    }
+
+    async fn flow_resume(
+        &self,
+        scope: &tasker_store::FlowScope,
+    ) -> StoreResult<tasker_store::FlowPauseRow> {
+        flow_pause::resume(self, scope).await
+    }
+
+    async fn flow_pauses(&self) -> StoreResult<Vec<tasker_store::FlowPauseRow>> {
+        flow_pause::list(self).await
+    }
+
+    async fn schedule_save(
+        &self,
+        schedule: tasker_store::NewSchedule,
+        replace: bool,
+    ) -> StoreResult<tasker_store::ScheduleRow> {
+        schedules::save(self, schedule, replace).await
+    }
+
+    async fn schedule_get(&self, name: &str) -> StoreResult<Option<tasker_store::ScheduleRow>> {
+        schedules::get(self, name).await
+    }
+
+    async fn schedule_list(&self) -> StoreResult<Vec<tasker_store::ScheduleRow>> {
+        schedules::list(self).await
+    }
+
+    async fn schedule_delete(&self, id: Uuid) -> StoreResult<()> {
+        schedules::delete(self, id).await
+    }
+
+    async fn schedule_set_paused(
+        &self,
+        id: Uuid,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<tasker_store::ScheduleRow> {
+        schedules::set_paused(self, id, paused, now).await
+    }
+
+    async fn schedule_fire(
+        &self,
+        fire: tasker_store::ScheduleFire,
+    ) -> StoreResult<Option<TaskRow>> {
+        schedules::fire(self, fire).await
+    }
+
+    async fn schedule_ticks(
+        &self,
+        id: Uuid,
+        limit: u32,
+    ) -> StoreResult<Vec<tasker_store::TickRow>> {
+        schedules::ticks(self, id, limit).await
     }
 }

@@ -45,12 +45,23 @@ pub(crate) async fn set_paused(
             .fetch_one(&mut *tx)
             .await
             .db()?;
-    sqlx::query("UPDATE steps SET paused = ?2 WHERE task_id = ?1")
-        .bind(id)
-        .bind(pause)
-        .execute(&mut *tx)
-        .await
-        .db()?;
+    // Resuming releases the steps unless the task's namespace or template
+    // is paused too (then they wait for that resume).
+    let held = pause || crate::flow_pause::holds_task(&mut tx, id).await?;
+    // A resumed step that waited for its template's task slot goes back to
+    // the ready index: the next claim decides again (no release would
+    // unpark it while nothing of the template runs).
+    sqlx::query(
+        "UPDATE steps SET paused = ?2,
+             parked = CASE WHEN NOT ?2 AND flow_wait = 'task_slot' THEN 0 ELSE parked END,
+             flow_wait = CASE WHEN NOT ?2 AND flow_wait = 'task_slot' THEN NULL ELSE flow_wait END
+         WHERE task_id = ?1",
+    )
+    .bind(id)
+    .bind(held)
+    .execute(&mut *tx)
+    .await
+    .db()?;
     sqlx::query("UPDATE tasks SET paused_at = ?2, updated_at = ?3 WHERE id = ?1")
         .bind(id)
         .bind(pause.then_some(micros(now)))
@@ -73,7 +84,7 @@ pub(crate) async fn set_paused(
     let row = get_in(&mut *tx, id).await?;
     tx.commit().await.db()?;
     store.emit(Events {
-        work_available: !pause && ready > 0,
+        work_available: !held && ready > 0,
         changed: [id].into(),
         ..Default::default()
     });

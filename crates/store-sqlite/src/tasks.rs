@@ -26,7 +26,7 @@ pub(crate) async fn create(store: &SqliteStore, task: NewTask) -> StoreResult<Ta
 }
 
 /// What [`create`] returns without reading the row back: the row as inserted.
-fn new_task_row(t: &NewTask) -> TaskRow {
+pub(crate) fn new_task_row(t: &NewTask) -> TaskRow {
     let now = truncate(t.now);
     TaskRow {
         id: t.id,
@@ -74,21 +74,34 @@ pub(crate) async fn create_many(
     if tasks.is_empty() {
         return Ok(Vec::new());
     }
-    for t in &tasks {
-        validate(t)?;
-    }
     let mut tx = store.begin().await?;
-    check_identities(&mut tx, &tasks).await?;
-    let mut roots = 0usize;
-    for chunk in tasks.chunks(CREATE_CHUNK) {
-        roots += insert_chunk(&mut tx, chunk).await?;
-    }
+    let roots = create_in(&mut tx, &tasks).await?;
     tx.commit().await.db()?;
     store.emit(Events {
         work_available: roots > 0,
         ..Default::default()
     });
     Ok(tasks.iter().map(|t| t.id).collect())
+}
+
+/// Checks and inserts tasks inside the caller's write transaction (a
+/// schedule's tick creates its task with its tick); returns how many root
+/// steps became ready.
+pub(crate) async fn create_in(
+    conn: &mut SqliteConnection,
+    tasks: &[NewTask],
+) -> StoreResult<usize> {
+    for t in tasks {
+        validate(t)?;
+    }
+    check_identities(conn, tasks).await?;
+    let mut roots = 0usize;
+    for chunk in tasks.chunks(CREATE_CHUNK) {
+        roots += insert_chunk(conn, chunk).await?;
+    }
+    crate::flow::create_slots(conn, tasks).await?;
+    crate::flow_pause::pause_new(conn, tasks).await?;
+    Ok(roots)
 }
 
 /// Duplicate detection. The writer lock is held, so check-then-insert is
@@ -165,7 +178,13 @@ async fn insert_chunk(conn: &mut SqliteConnection, tasks: &[NewTask]) -> StoreRe
                 s.timeout_seconds,
                 parents.len(),
                 if parents.is_empty() { Some(now) } else { None },
-                now
+                now,
+                s.flow.concurrency.as_ref().map(|c| &c.key),
+                s.flow.concurrency.as_ref().map(|c| c.limit),
+                s.flow.rate.as_ref().map(|r| &r.key),
+                s.flow.rate.as_ref().map(|r| r.per_second),
+                s.flow.rate.as_ref().map(|r| r.burst),
+                !s.flow.is_none()
             ]));
         }
         roots_total += roots as usize;
@@ -204,10 +223,12 @@ async fn insert_chunk(conn: &mut SqliteConnection, tasks: &[NewTask]) -> StoreRe
         "INSERT INTO steps (id, task_id, name, position, description, dependent_system, handler_kind,
                             handler_config, inputs, status, attempts, max_attempts, retry_limit,
                             retryable, skippable, timeout_seconds, remaining_parents, ready_at,
-                            created_at, updated_at)
+                            created_at, updated_at, concurrency_key, concurrency_limit, rate_key,
+                            rate_per_second, rate_burst, gated)
          SELECT unhex(value->>0), unhex(value->>1), value->>2, value->>3, value->>4, value->>5,
                 value->>6, value->7, value->8, 'pending', 0, value->>9, value->>10, value->>11,
-                value->>12, value->>13, value->>14, value->>15, value->>16, value->>16
+                value->>12, value->>13, value->>14, value->>15, value->>16, value->>16,
+                value->>17, value->>18, value->>19, value->>20, value->>21, value->>22
          FROM json_each(?1)",
     )
     .bind(Value::Array(step_rows).to_string())
@@ -315,6 +336,11 @@ pub(crate) async fn list(pool: &SqlitePool, q: &TaskQuery) -> StoreResult<Page<T
     if let Some(t) = q.created_until {
         filter.push_str(" AND created_at < ?");
         args.push(Arg::Int(micros(t)));
+    }
+    // Equality over the index `tasks_correlation_id`.
+    if let Some(c) = &q.correlation_id {
+        filter.push_str(" AND correlation_id = ?");
+        args.push(Arg::Text(c.clone()));
     }
     // Each tag scans that task's own (small) tag array: the cost follows the
     // rows the other filters leave, as SQLite has no index into JSON arrays.
@@ -526,7 +552,9 @@ pub(crate) async fn cancel(
     // The task first: once it is cancelled, the finaliser leaves it alone
     // while its steps are cancelled (and its counters move) below.
     sqlx::query(
-        "UPDATE tasks SET status = 'cancelled', completed_at = ?2, updated_at = ?2 WHERE id = ?1",
+        // A cancelled task is no longer paused: nothing of it can resume.
+        "UPDATE tasks SET status = 'cancelled', completed_at = ?2, updated_at = ?2, paused_at = NULL
+         WHERE id = ?1",
     )
     .bind(id)
     .bind(micros(now))

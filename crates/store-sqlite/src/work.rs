@@ -22,7 +22,7 @@ use uuid::Uuid;
 /// A literal, so the claim queries stay static SQL.
 macro_rules! claim_filters {
     () => {
-        "s.ready_at <= ?1 AND s.paused = 0
+        "s.ready_at <= ?1 AND s.paused = 0 AND s.parked = 0
          AND (?2 IS NULL OR s.handler_kind IN (SELECT value FROM json_each(?2)))
          AND s.handler_kind NOT IN (SELECT value FROM json_each(?3))
          AND (?4 IS NULL OR EXISTS (SELECT 1 FROM tasks t WHERE t.id = s.task_id
@@ -41,11 +41,15 @@ macro_rules! from_ready {
 
 /// Where the claim on completion looks: only the steps listed in ?8 (a JSON
 /// array of hex ids, the children the finishing write made ready), by
-/// primary key (`CROSS JOIN` keeps the list the outer loop, so the ready
-/// frontier is never scanned). The filters are the claim's own.
+/// primary key (`CROSS JOIN` keeps the list the outer loop, and `INDEXED
+/// BY` the primary key's index, `id BLOB PRIMARY KEY`'s automatic one: with
+/// statistics, after an `ANALYZE`, SQLite otherwise searched the ready
+/// index for every listed id; `tests/history_plans.rs`), so the ready
+/// frontier is never scanned. The filters are the claim's own.
 macro_rules! from_among {
     () => {
-        "FROM json_each(?8) AS a CROSS JOIN steps s WHERE s.id = unhex(a.value) AND "
+        "FROM json_each(?8) AS a CROSS JOIN steps s INDEXED BY sqlite_autoindex_steps_1 \
+         WHERE s.id = unhex(a.value) AND "
     };
 }
 
@@ -53,7 +57,7 @@ macro_rules! from_among {
 macro_rules! pick {
     ($from:ident) => {
         concat!(
-            "SELECT s.id ",
+            "SELECT s.id, s.gated ",
             $from!(),
             claim_filters!(),
             " ORDER BY s.ready_at, s.id LIMIT ?5"
@@ -67,41 +71,95 @@ macro_rules! pick_per_task {
     ($from:ident) => {
         concat!(
             "WITH cand AS (
-                SELECT s.id, s.task_id, s.ready_at ",
+                SELECT s.id, s.task_id, s.ready_at, s.gated ",
             $from!(),
             claim_filters!(),
             " ORDER BY s.ready_at, s.id LIMIT ?6
              ), ranked AS (
-                SELECT c.id, c.ready_at,
+                SELECT c.id, c.ready_at, c.gated,
                        ROW_NUMBER() OVER (PARTITION BY c.task_id ORDER BY c.ready_at, c.id) AS rn,
                        (SELECT COUNT(*) FROM steps r
                         WHERE r.task_id = c.task_id AND r.status = 'in_progress') AS running
                 FROM cand c
              )
-             SELECT id FROM ranked WHERE rn + running <= ?7 ORDER BY ready_at, id LIMIT ?5"
+             SELECT id, gated FROM ranked WHERE rn + running <= ?7 ORDER BY ready_at, id LIMIT ?5"
         )
     };
 }
 
-const PICK: &str = pick!(from_ready);
-const PICK_AMONG: &str = pick!(from_among);
-const PICK_PER_TASK: &str = pick_per_task!(from_ready);
-const PICK_PER_TASK_AMONG: &str = pick_per_task!(from_among);
+/// Whether any step is ready (?1 now): one probe of the ready index, on a reader.
+pub(crate) const ANY_READY: &str =
+    "SELECT 1 FROM steps WHERE ready_at <= ?1 AND paused = 0 AND parked = 0 LIMIT 1";
 
-/// The steps to claim, oldest ready first: among every ready step, or
+/// Leases the picked steps (?1 a JSON list of [id, token]) by primary key.
+pub(crate) const CLAIM_SQL: &str =
+    "UPDATE steps SET status = 'in_progress', ready_at = NULL, attempts = attempts + 1,
+                last_attempted_at = ?2, lease_owner = ?3, lease_token = j.token,
+                lease_expires_at = ?4, updated_at = ?2, flow_wait = NULL
+         FROM (SELECT unhex(value->>0) AS id, unhex(value->>1) AS token FROM json_each(?1)) AS j
+         WHERE steps.id = j.id
+         RETURNING steps.id, steps.task_id, steps.name, steps.handler_kind, steps.handler_config,
+                   steps.inputs, steps.attempts, steps.max_attempts, steps.timeout_seconds,
+                   steps.lease_token,
+                   (SELECT json_array(t.namespace, t.name, t.version, json(t.context),
+                                      t.correlation_id)
+                    FROM tasks t WHERE t.id = steps.task_id),
+                   (SELECT json_group_object(p.name, json(p.results))
+                    FROM step_edges e JOIN steps p ON p.id = e.parent_id
+                    WHERE e.child_id = steps.id)";
+
+/// Writes outcomes (?1 a JSON list) to the steps still running under the
+/// presented lease, by primary key.
+pub(crate) const FINISH_SQL: &str = "UPDATE steps SET
+            status = j.status,
+            results = CASE WHEN j.status = 'complete' THEN j.results END,
+            last_error = CASE WHEN j.status = 'complete' THEN steps.last_error ELSE j.error END,
+            ready_at = j.ready_at,
+            completed_at = CASE WHEN j.status = 'complete' THEN ?2 END,
+            updated_at = ?2,
+            lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+         FROM (SELECT unhex(value->>0) AS id, unhex(value->>1) AS token, value->>2 AS status,
+                      value->3 AS results, value->4 AS error, value->>5 AS ready_at
+               FROM json_each(?1)) AS j
+         WHERE steps.id = j.id AND steps.status = 'in_progress' AND steps.lease_token = j.token
+         RETURNING steps.id, steps.task_id, steps.ready_at,
+                   steps.concurrency_key IS NOT NULL OR steps.slot_key IS NOT NULL";
+
+/// Whether any lease expired (?1 now): one probe of the lease index.
+pub(crate) const ANY_EXPIRED: &str =
+    "SELECT 1 FROM steps WHERE status = 'in_progress' AND lease_expires_at < ?1 LIMIT 1";
+
+/// Rescues up to ?2 steps whose lease expired before ?1, oldest expiry first.
+pub(crate) const RESCUE_SQL: &str = "UPDATE steps SET
+            status = CASE WHEN attempts < max_attempts THEN 'pending' ELSE 'error' END,
+            ready_at = CASE WHEN attempts < max_attempts THEN ?1 END,
+            last_error = json_object('message', 'lease expired before the step finished',
+                                     'kind', 'lease_expired', 'attempt', attempts),
+            lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = ?1
+         WHERE id IN (SELECT id FROM steps WHERE status = 'in_progress' AND lease_expires_at < ?1
+                      ORDER BY lease_expires_at LIMIT ?2)
+         RETURNING task_id, status = 'pending'";
+
+pub(crate) const PICK: &str = pick!(from_ready);
+pub(crate) const PICK_AMONG: &str = pick!(from_among);
+pub(crate) const PICK_PER_TASK: &str = pick_per_task!(from_ready);
+pub(crate) const PICK_PER_TASK_AMONG: &str = pick_per_task!(from_among);
+
+/// The candidates to claim, oldest ready first: among every ready step, or
 /// (`among`, a JSON id list) among those only. One rule for both: the
-/// same filters and per-task ranking.
+/// same filters and per-task ranking. Each comes with whether it has a
+/// concurrency key or a rate limit (`gated`, read from the index).
 async fn pick(
     conn: &mut SqliteConnection,
     p: &ClaimParams,
     among: Option<&str>,
-) -> StoreResult<Vec<Uuid>> {
+) -> StoreResult<Vec<(Uuid, bool)>> {
     let kinds = p.kinds.as_ref().map(|k| json_text(&json!(k)));
     let exclude = json_text(&json!(p.exclude_kinds));
     let namespaces = p.namespaces.as_ref().map(|n| json_text(&json!(n)));
     let limit = i64::from(p.limit);
     let Some(per_task) = p.per_task_limit else {
-        let q = sqlx::query_scalar(if among.is_some() { PICK_AMONG } else { PICK })
+        let q = sqlx::query_as(if among.is_some() { PICK_AMONG } else { PICK })
             .bind(micros(p.now))
             .bind(kinds)
             .bind(exclude)
@@ -124,7 +182,7 @@ async fn pick(
     };
     let mut picked = Vec::new();
     for &window in windows {
-        let q = sqlx::query_scalar(if among.is_some() {
+        let q = sqlx::query_as(if among.is_some() {
             PICK_PER_TASK_AMONG
         } else {
             PICK_PER_TASK
@@ -154,12 +212,11 @@ pub(crate) async fn claim(store: &SqliteStore, p: &ClaimParams) -> StoreResult<V
     }
     // Idle claimers (this process's and other processes') poll often: when
     // nothing is ready, answer from a reader without taking the write lock.
-    let any_ready: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM steps WHERE ready_at <= ?1 AND paused = 0 LIMIT 1")
-            .bind(micros(p.now))
-            .fetch_optional(&store.reader)
-            .await
-            .db()?;
+    let any_ready: Option<i64> = sqlx::query_scalar(ANY_READY)
+        .bind(micros(p.now))
+        .fetch_optional(&store.reader)
+        .await
+        .db()?;
     if any_ready.is_none() {
         return Ok(Vec::new());
     }
@@ -183,7 +240,10 @@ async fn claim_in(
     if p.limit == 0 || p.per_task_limit == Some(0) {
         return Ok((Vec::new(), Events::default()));
     }
-    let ids = pick(&mut *tx, p, among).await?;
+    let picked = pick(&mut *tx, p, among).await?;
+    // Concurrency keys and rate limits: the steps they hold back are parked
+    // or deferred here, in this transaction, and not claimed.
+    let (ids, deferred) = crate::flow::admit(&mut *tx, picked, p.now).await?;
     if ids.is_empty() {
         return Ok((Vec::new(), Events::default()));
     }
@@ -194,30 +254,21 @@ async fn claim_in(
     // One statement: the triggers write the transitions and start pending
     // tasks; RETURNING carries what the handler needs from the task and the
     // parents' results (a JSON object by parent name).
-    let rows = sqlx::query(
-        "UPDATE steps SET status = 'in_progress', ready_at = NULL, attempts = attempts + 1,
-                last_attempted_at = ?2, lease_owner = ?3, lease_token = j.token,
-                lease_expires_at = ?4, updated_at = ?2
-         FROM (SELECT unhex(value->>0) AS id, unhex(value->>1) AS token FROM json_each(?1)) AS j
-         WHERE steps.id = j.id
-         RETURNING steps.id, steps.task_id, steps.name, steps.handler_kind, steps.handler_config,
-                   steps.inputs, steps.attempts, steps.max_attempts, steps.timeout_seconds,
-                   steps.lease_token,
-                   (SELECT json_array(t.namespace, t.name, t.version, json(t.context),
-                                      t.correlation_id)
-                    FROM tasks t WHERE t.id = steps.task_id),
-                   (SELECT json_group_object(p.name, json(p.results))
-                    FROM step_edges e JOIN steps p ON p.id = e.parent_id
-                    WHERE e.child_id = steps.id)",
-    )
-    .bind(Value::Array(leases).to_string())
-    .bind(micros(p.now))
-    .bind(&p.worker_id)
-    .bind(micros(p.lease_until))
-    .fetch_all(&mut *tx)
-    .await
-    .db()?;
-    decode_claimed(&ids, &rows, p)
+    let rows = sqlx::query(CLAIM_SQL)
+        .bind(Value::Array(leases).to_string())
+        .bind(micros(p.now))
+        .bind(&p.worker_id)
+        .bind(micros(p.lease_until))
+        .fetch_all(&mut *tx)
+        .await
+        .db()?;
+    let (steps, mut events) = decode_claimed(&ids, &rows, p)?;
+    // Steps a rate limit deferred while others were claimed: wake this
+    // process's claimer, which got a short batch and would otherwise wait
+    // for its poll interval (finding nothing due, it sleeps until the
+    // earliest `ready_at`).
+    events.work_available |= deferred;
+    Ok((steps, events))
 }
 
 /// The claimed steps in claim order (oldest ready first), and the events to
@@ -335,30 +386,22 @@ pub(crate) async fn finish_many(
     // Only steps still running under the presented lease change; the
     // triggers write the transitions, unblock children, move the counters
     // and finalise tasks.
-    let applied = sqlx::query(
-        "UPDATE steps SET
-            status = j.status,
-            results = CASE WHEN j.status = 'complete' THEN j.results END,
-            last_error = CASE WHEN j.status = 'complete' THEN steps.last_error ELSE j.error END,
-            ready_at = j.ready_at,
-            completed_at = CASE WHEN j.status = 'complete' THEN ?2 END,
-            updated_at = ?2,
-            lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-         FROM (SELECT unhex(value->>0) AS id, unhex(value->>1) AS token, value->>2 AS status,
-                      value->3 AS results, value->4 AS error, value->>5 AS ready_at
-               FROM json_each(?1)) AS j
-         WHERE steps.id = j.id AND steps.status = 'in_progress' AND steps.lease_token = j.token
-         RETURNING steps.id, steps.task_id, steps.ready_at",
-    )
-    .bind(Value::Array(rows).to_string())
-    .bind(at)
-    .fetch_all(&mut *tx)
-    .await
-    .db()?;
+    let applied = sqlx::query(FINISH_SQL)
+        .bind(Value::Array(rows).to_string())
+        .bind(at)
+        .fetch_all(&mut *tx)
+        .await
+        .db()?;
 
     let mut done: HashSet<Uuid> = HashSet::with_capacity(applied.len());
     let mut events = Events::default();
+    // A step of a concurrency key that stopped running may have unparked
+    // another (trigger `steps_flow_release`), and a task of a limited
+    // template that ended may have unparked waiting tasks (trigger
+    // `tasks_slot_release`): wake claimers for them.
+    let mut keyed = false;
     for r in &applied {
+        keyed |= r.try_get::<bool, _>(3).db()?;
         let id: Uuid = r.try_get(0).db()?;
         let task: Uuid = r.try_get(1).db()?;
         let ready_at: Option<i64> = r.try_get(2).db()?;
@@ -398,7 +441,7 @@ pub(crate) async fn finish_many(
         .filter(|id| !done.contains(id) || !first.insert(*id))
         .collect();
     // Wake claimers only for ready steps nobody has leased yet.
-    events.work_available = report.newly_ready > report.claimed.len() as u64;
+    events.work_available = keyed || report.newly_ready > report.claimed.len() as u64;
     events.finished = report.finished_tasks.iter().map(|(id, _)| *id).collect();
     store.emit(events);
     Ok(report)
@@ -448,35 +491,23 @@ pub(crate) async fn rescue_expired(
     }
     // The rescuer runs on a timer: usually nothing expired, and that is
     // answered without the write lock.
-    let any_expired: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM steps WHERE status = 'in_progress' AND lease_expires_at < ?1 LIMIT 1",
-    )
-    .bind(micros(now))
-    .fetch_optional(&store.reader)
-    .await
-    .db()?;
+    let any_expired: Option<i64> = sqlx::query_scalar(ANY_EXPIRED)
+        .bind(micros(now))
+        .fetch_optional(&store.reader)
+        .await
+        .db()?;
     if any_expired.is_none() {
         return Ok(0);
     }
     let mut tx = store.begin().await?;
     // With attempts left: back to pending, ready now (the triggers write
     // in_progress → error → pending). Without: error, and the task may end.
-    let rows = sqlx::query(
-        "UPDATE steps SET
-            status = CASE WHEN attempts < max_attempts THEN 'pending' ELSE 'error' END,
-            ready_at = CASE WHEN attempts < max_attempts THEN ?1 END,
-            last_error = json_object('message', 'lease expired before the step finished',
-                                     'kind', 'lease_expired', 'attempt', attempts),
-            lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = ?1
-         WHERE id IN (SELECT id FROM steps WHERE status = 'in_progress' AND lease_expires_at < ?1
-                      ORDER BY lease_expires_at LIMIT ?2)
-         RETURNING task_id, status = 'pending'",
-    )
-    .bind(micros(now))
-    .bind(i64::from(limit))
-    .fetch_all(&mut *tx)
-    .await
-    .db()?;
+    let rows = sqlx::query(RESCUE_SQL)
+        .bind(micros(now))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .db()?;
     if rows.is_empty() {
         tx.commit().await.db()?;
         return Ok(0);
@@ -499,7 +530,7 @@ pub(crate) async fn rescue_expired(
 
 pub(crate) async fn next_ready_at(pool: &SqlitePool) -> StoreResult<Option<DateTime<Utc>>> {
     let at: Option<i64> = sqlx::query_scalar(
-        "SELECT MIN(ready_at) FROM steps WHERE ready_at IS NOT NULL AND paused = 0",
+        "SELECT MIN(ready_at) FROM steps WHERE ready_at IS NOT NULL AND paused = 0 AND parked = 0",
     )
     .fetch_one(pool)
     .await

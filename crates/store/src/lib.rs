@@ -11,9 +11,14 @@
 //! | [`error`] | [`StoreError`], the one error type that leaves a backend |
 //! | [`storable`] | what both backends can store (no NUL characters), checked before writing |
 //! | [`events`] | [`StoreEvent`], the wake-up signals a store broadcasts |
+//! | [`flow`] | concurrency keys and rate limits: what a step carries, the claim's rule |
+//! | [`flow_pause`] | pausing a whole namespace or template |
+//! | [`restart`] | restart-from-a-step rules both backends apply |
 //! | [`pause`] | pause / resume rules both backends apply |
+//! | [`schedules`] | schedules and their ticks (one task per tick) |
 //! | [`analytics`] | the ready queue's depth and bounded samples of history |
 //! | [`outbox`] | lifecycle events: [`EventRow`], the catalog, custom names |
+//! | [`webhooks`] | webhook subscribers and their leased deliveries |
 //! | `conformance` | the shared test suite (feature `conformance`) |
 //!
 //! ## The model in one paragraph
@@ -33,11 +38,16 @@
 pub mod analytics;
 pub mod error;
 pub mod events;
+pub mod flow;
+pub mod flow_pause;
 pub mod outbox;
 pub mod params;
 pub mod pause;
+pub mod restart;
 pub mod rows;
+pub mod schedules;
 pub mod storable;
+pub mod webhooks;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -45,9 +55,16 @@ pub mod conformance;
 pub use analytics::{HistoryQuery, HistoryStep, QueueDepth};
 pub use error::{StoreError, StoreResult};
 pub use events::StoreEvent;
+pub use flow::{FlowWait, StepFlow};
+pub use flow_pause::{FlowPauseRow, FlowScope};
 pub use outbox::{EventQuery, EventRow, NewCustomEvent};
 pub use params::*;
 pub use rows::*;
+pub use schedules::{NewSchedule, ScheduleFire, ScheduleRow, ScheduleSource, TickRow};
+pub use webhooks::{
+    ClaimedDelivery, DeliveryClaim, DeliveryOutcome, DeliveryQuery, DeliveryResult, DeliveryRow,
+    DeliveryStatus, NewWebhook, WebhookRow, WebhookSource,
+};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -158,6 +175,25 @@ pub trait Store: Send + Sync + 'static {
         id: Uuid,
         now: DateTime<Utc>,
         by: Option<&str>,
+    ) -> StoreResult<TaskRow>;
+
+    /// Restarts a finished or failed task (complete, error, cancelled,
+    /// resolved) from its step `step_id`: that step and every step
+    /// downstream of it go back to `pending` with a fresh attempt budget,
+    /// results and errors cleared (the step ready now, the others when their
+    /// parents finish); upstream steps keep their results; the task goes
+    /// back to `pending`. Every transition it writes carries
+    /// `{"action": "restart", "step", "by", "reason"}`. A running task is an
+    /// [`StoreError::InvalidTransition`]; a step of another task is
+    /// `NotFound`; a step whose parents are not all done a
+    /// [`StoreError::Conflict`].
+    async fn task_restart(
+        &self,
+        id: Uuid,
+        step_id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+        reason: Option<&str>,
     ) -> StoreResult<TaskRow>;
 
     /// Transitions of a task, oldest first.
@@ -325,6 +361,34 @@ pub trait Store: Send + Sync + 'static {
         finished_before: DateTime<Utc>,
     ) -> StoreResult<Vec<Uuid>>;
 
+    /// Deletes flow-control bookkeeping nothing needs any more, at most
+    /// `limit` rows of each kind (docs/FLOW_CONTROL.md, "Housekeeping"):
+    /// schedule ticks fired before `before` except each schedule's newest
+    /// (the schedule's `last_tick_at` keeps an old tick from firing again),
+    /// rate-limit buckets not drawn from since `before` (a bucket that comes
+    /// back starts full, as it would have refilled), and, on PostgreSQL,
+    /// concurrency-key counters with no step running (the claim recreates
+    /// a missing one before it counts).
+    async fn flow_prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<flow::FlowPruned>;
+
+    /// Deletes one batch of the selection `q`: up to `q.limit` tasks (0 =
+    /// all) that are finished before `q.finished_before`, oldest completion
+    /// first, with their steps, edges, annotations and transitions, in one
+    /// transaction; the number deleted (0: none left, or every candidate is
+    /// locked by someone else right now). `None` when another process holds
+    /// the prune lock (PostgreSQL). For pruning without an archive: the
+    /// ids never leave the database (PostgreSQL: one statement).
+    async fn prune_expired(&self, q: &PruneQuery) -> StoreResult<Option<u64>> {
+        let ids = self.prune_candidates(q).await?;
+        if ids.is_empty() {
+            return Ok(Some(0));
+        }
+        let deleted = self.tasks_prune(&ids, q.finished_before).await?;
+        // Nothing deleted of a non-empty selection: the lock was taken (or
+        // every task reopened since), as `tasks_prune` reports it.
+        Ok((!deleted.is_empty()).then_some(deleted.len() as u64))
+    }
+
     // ---- maintenance -------------------------------------------------------
 
     /// The state of the database's upkeep: whether it vacuums by itself and
@@ -336,6 +400,31 @@ pub trait Store: Send + Sync + 'static {
     /// server does not (PostgreSQL without autovacuum: `VACUUM (ANALYZE)`
     /// per table; SQLite: a WAL checkpoint). Safe while the engine runs.
     async fn maintenance(&self) -> StoreResult<Vec<MaintenanceRun>>;
+
+    /// Makes sure the history tables have a partition for every month from
+    /// `now`'s through `months_ahead` months later (PostgreSQL: monthly
+    /// range partitions of the transition and event tables, docs/STORAGE.md
+    /// "Partitions"); one run per partition created. Stores without
+    /// partitions do nothing.
+    async fn history_partitions_ensure(
+        &self,
+        _now: DateTime<Utc>,
+        _months_ahead: u32,
+    ) -> StoreResult<Vec<MaintenanceRun>> {
+        Ok(Vec::new())
+    }
+
+    /// Drops the transition partitions of months that ended before
+    /// `before` once no remaining task can have rows in them; the rows of
+    /// the few tasks still present (a long-running task) are moved out
+    /// first, so no remaining task loses history. One run per partition
+    /// dropped or compacted. Stores without partitions do nothing.
+    async fn history_partitions_drop(
+        &self,
+        _before: DateTime<Utc>,
+    ) -> StoreResult<Vec<MaintenanceRun>> {
+        Ok(Vec::new())
+    }
 
     /// Stores a new API key.
     async fn api_key_create(&self, key: NewApiKey) -> StoreResult<ApiKeyRow>;
@@ -356,6 +445,17 @@ pub trait Store: Send + Sync + 'static {
     /// below one it has already seen.
     async fn events_list(&self, query: &EventQuery) -> StoreResult<Vec<EventRow>>;
 
+    /// The events of each of `task_ids` in one read: per task, its events
+    /// with ids above `query.after` matching `query.types` (and
+    /// `query.namespace`), oldest first, at most `query.limit` **per task**
+    /// (`query.task_id` is not used). Every asked id has an entry, empty
+    /// when the task has no such event (or does not exist).
+    async fn events_list_many(
+        &self,
+        task_ids: &[Uuid],
+        query: &EventQuery,
+    ) -> StoreResult<std::collections::HashMap<Uuid, Vec<EventRow>>>;
+
     /// The highest event id given so far (0 when none was): where a reader
     /// that wants only new events starts. Ids are never reused, so this
     /// never goes down, even after pruning.
@@ -369,8 +469,138 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes up to `limit` events created before `before`, oldest first
     /// (one short transaction); returns how many. The newest event is never
-    /// deleted (on SQLite it keeps ids from being handed out twice).
+    /// deleted (on SQLite it keeps ids from being handed out twice). On
+    /// PostgreSQL a whole month partition that ended before `before` is
+    /// dropped at once when all its events have ids and it does not hold
+    /// the newest one; that call returns the month's row count, which may
+    /// exceed `limit`.
     async fn events_prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64>;
+
+    // ---- webhooks (docs/EVENTS.md, "Webhooks") ------------------------------
+
+    /// Creates a subscriber whose cursor starts at the newest event (it
+    /// receives events recorded from now on). `Conflict` when the name is
+    /// taken.
+    async fn webhook_create(&self, hook: NewWebhook) -> StoreResult<WebhookRow>;
+
+    /// Makes the config-defined subscribers exactly `hooks` (matched by
+    /// name): new ones are created (cursor at the newest event), existing
+    /// ones updated (id and cursor kept), config ones not listed deleted
+    /// with their deliveries. `Conflict` when a name belongs to an API
+    /// subscriber. One transaction.
+    async fn webhook_sync_config(&self, hooks: Vec<NewWebhook>) -> StoreResult<()>;
+
+    /// One subscriber (`NotFound` with entity `webhook`).
+    async fn webhook_get(&self, id: Uuid) -> StoreResult<WebhookRow>;
+
+    /// Every subscriber, by name.
+    async fn webhook_list(&self) -> StoreResult<Vec<WebhookRow>>;
+
+    /// Deletes a subscriber and its deliveries (`NotFound` when absent).
+    async fn webhook_delete(&self, id: Uuid) -> StoreResult<()>;
+
+    /// Writes a pending delivery for every event after each subscriber's
+    /// cursor that it wants (at most `limit` events read per subscriber),
+    /// due at `now`, and moves the cursor; subscribers another process is
+    /// fanning out are skipped. Returns how many deliveries were written.
+    async fn webhook_fanout(&self, limit: u32, now: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// Leases up to `claim.limit` due pending deliveries (never a pair whose
+    /// lease still holds, never one with an earlier pending event of the
+    /// same task and subscriber), oldest event first, counting an attempt
+    /// each. Concurrent claimers never get the same pair.
+    async fn webhook_claim(&self, claim: &DeliveryClaim) -> StoreResult<Vec<ClaimedDelivery>>;
+
+    /// Writes outcomes of claimed pairs (one transaction): delivered, back
+    /// to pending at `retry_at`, or dead. Outcomes whose lease token no
+    /// longer matches are ignored; returns how many were applied.
+    async fn webhook_finish(&self, outcomes: Vec<DeliveryOutcome>) -> StoreResult<u64>;
+
+    /// A subscriber's deliveries, by event id (`NotFound` for an unknown
+    /// subscriber).
+    async fn webhook_deliveries(&self, query: &DeliveryQuery) -> StoreResult<Vec<DeliveryRow>>;
+
+    /// Makes deliveries pending again with a fresh attempt budget, due at
+    /// `now`: the given events' (dead or delivered ones), or every dead one
+    /// when `event_ids` is `None`. Returns how many (`NotFound` for an
+    /// unknown subscriber).
+    async fn webhook_redeliver(
+        &self,
+        webhook_id: Uuid,
+        event_ids: Option<Vec<i64>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+
+    /// Deletes up to `limit` settled deliveries (delivered or dead) whose
+    /// event is gone: its id is below the oldest event kept, so
+    /// [`Store::events_prune`] took it. Returns how many (one short
+    /// statement, each subscriber's settled pairs read in event-id order).
+    /// Pending pairs are never deleted: one whose event is gone is
+    /// dead-lettered when claimed, and goes with a later pass.
+    async fn webhook_deliveries_prune(&self, limit: u32) -> StoreResult<u64>;
+
+    // ---- namespace / template pause (docs/FLOW_CONTROL.md) -----------------
+
+    /// Pauses a namespace or template: the steps of its open tasks (pending,
+    /// in progress, error) leave the ready queue, running ones finish, and
+    /// tasks created while it is paused start paused. Each task keeps its
+    /// own `paused_at`. A paused scope is a [`StoreError::Conflict`].
+    async fn flow_pause(
+        &self,
+        scope: &FlowScope,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+        reason: Option<&str>,
+    ) -> StoreResult<FlowPauseRow>;
+
+    /// Resumes a paused namespace or template: its steps are claimable
+    /// again, except those of tasks paused by themselves or held by another
+    /// pause (the namespace of a resumed template). Returns the pause that
+    /// was lifted; a scope that is not paused is a [`StoreError::Conflict`].
+    async fn flow_resume(&self, scope: &FlowScope) -> StoreResult<FlowPauseRow>;
+
+    /// Every paused scope, by namespace then name.
+    async fn flow_pauses(&self) -> StoreResult<Vec<FlowPauseRow>>;
+
+    // ---- schedules (docs/FLOW_CONTROL.md) -----------------------------
+
+    /// Stores a schedule. A new name gets a new row anchored at `now`
+    /// (whole seconds). An existing name is a [`StoreError::Conflict`],
+    /// unless `replace`: then its definition and source are replaced and
+    /// its id, anchor, pause and last tick kept.
+    async fn schedule_save(&self, schedule: NewSchedule, replace: bool)
+    -> StoreResult<ScheduleRow>;
+
+    /// The schedule called `name`, if any.
+    async fn schedule_get(&self, name: &str) -> StoreResult<Option<ScheduleRow>>;
+
+    /// Every schedule, by name.
+    async fn schedule_list(&self) -> StoreResult<Vec<ScheduleRow>>;
+
+    /// Deletes a schedule and its ticks (its tasks stay).
+    async fn schedule_delete(&self, id: Uuid) -> StoreResult<()>;
+
+    /// Pauses (`paused_at = now`) or resumes a schedule. Resuming settles
+    /// every tick up to `now` (`last_tick_at = now` if later), so ticks
+    /// missed while paused never fire. Pausing a paused schedule, or
+    /// resuming a running one, is a [`StoreError::Conflict`].
+    async fn schedule_set_paused(
+        &self,
+        id: Uuid,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ScheduleRow>;
+
+    /// Fires a tick: in one transaction, under the schedule's row lock,
+    /// records `(schedule_id, scheduled_for)` (a unique key) and creates
+    /// its task, and (unless manual) moves `last_tick_at` to it. Returns
+    /// `None`, creating nothing, when the tick was fired already, is not
+    /// newer than `last_tick_at`, or the schedule is paused (manual ticks
+    /// fire while paused). An unknown schedule is `NotFound`.
+    async fn schedule_fire(&self, fire: ScheduleFire) -> StoreResult<Option<TaskRow>>;
+
+    /// The newest `limit` ticks of a schedule, newest first.
+    async fn schedule_ticks(&self, id: Uuid, limit: u32) -> StoreResult<Vec<TickRow>>;
 
     /// Connection pool usage, for status pages (None when the backend does
     /// not expose it). Cheap: reads counters, never the database.

@@ -72,6 +72,8 @@ pub struct NewStep {
     pub timeout_seconds: Option<f64>,
     /// Indices (into the task's steps) of the parents.
     pub parents: Vec<usize>,
+    /// Concurrency key and rate limit (docs/FLOW_CONTROL.md).
+    pub flow: crate::flow::StepFlow,
 }
 
 /// Which steps a worker may claim.
@@ -160,6 +162,8 @@ pub struct TaskQuery {
     pub created_until: Option<DateTime<Utc>>,
     /// Only tasks carrying every one of these tags (empty = no filter).
     pub tags: Vec<String>,
+    /// Only tasks with exactly this correlation id (indexed).
+    pub correlation_id: Option<String>,
     /// Only tasks with at least one matching annotation.
     pub annotation: Option<AnnotationFilter>,
     /// Sort key.

@@ -116,6 +116,16 @@ pub struct StepRow {
     pub completed_at: Option<DateTime<Utc>>,
     /// Names of the parents, in template order.
     pub parents: Vec<String>,
+    /// Concurrency key (rendered), if the step has one.
+    pub concurrency_key: Option<String>,
+    /// Rate-limit bucket, if the step draws from one.
+    pub rate_limit: Option<String>,
+    /// What a pending step waits for besides its parents and retry time:
+    /// its concurrency key or its rate limit (None otherwise).
+    pub waiting_for: Option<crate::flow::FlowWait>,
+    /// Held out of the ready queue: its task (or its task's namespace or
+    /// template) is paused (docs/FLOW_CONTROL.md). A running step finishes.
+    pub paused: bool,
 }
 
 /// One persisted state change.
@@ -267,7 +277,7 @@ pub struct StorageHealth {
 }
 
 /// One table's upkeep by [`crate::Store::maintenance`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MaintenanceRun {
     /// Table (or database, for whole-database steps).
     pub target: String,

@@ -19,8 +19,9 @@ use uuid::Uuid;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Which measurement: all (throughput, chain, fanout), throughput, chain,
-    /// fanout, list (a page of the task list, first and deep) or prune
-    /// (deleting the history while chains run; needs --synthetic-history);
+    /// fanout, list (a page of the task list, first and deep), prune
+    /// (deleting the history while chains run; needs --synthetic-history)
+    /// or webhooks (delivering --webhook-events events to a local receiver);
     /// several comma-separated (`chain,throughput,list`).
     #[arg(long, default_value = "all")]
     pub scenario: String,
@@ -76,6 +77,13 @@ pub struct Args {
     /// dropped on the benchmark's database, which must have no task yet.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub events: bool,
+    /// Events delivered by `--scenario webhooks`.
+    #[arg(long, default_value_t = 10_000)]
+    pub webhook_events: usize,
+    /// Webhook requests in flight at once for `--scenario webhooks`
+    /// (`events.webhook_concurrency`).
+    #[arg(long, default_value_t = 64)]
+    pub webhook_concurrency: u32,
 }
 
 const SINGLE: &str = "name: single\nnamespace: bench\nstep_templates:\n  - name: only\n    handler: { kind: noop }\n";
@@ -179,17 +187,37 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "off (outbox triggers dropped)"
         }
     )?;
-    if !args
-        .scenario
-        .split(',')
-        .all(|s| ["all", "throughput", "chain", "fanout", "list", "prune"].contains(&s))
-    {
+    if !args.scenario.split(',').all(|s| {
+        [
+            "all",
+            "throughput",
+            "chain",
+            "fanout",
+            "list",
+            "prune",
+            "webhooks",
+        ]
+        .contains(&s)
+    }) {
         bail!(
-            "--scenario must be all, throughput, chain, fanout, list or prune (or several, comma-separated)"
+            "--scenario must be all, throughput, chain, fanout, list, prune or webhooks (or several, comma-separated)"
         );
     }
     if args.scenario == "prune" {
         return prune_bench(&tasker, &url, &args).await;
+    }
+    if args.scenario == "webhooks" {
+        if args.webhook_events == 0 || !(1..=1024).contains(&args.webhook_concurrency) {
+            bail!("--webhook-events must be at least 1 and --webhook-concurrency 1 to 1024");
+        }
+        super::bench_webhooks::run(
+            store.clone(),
+            args.webhook_events,
+            args.webhook_concurrency,
+            200,
+        )
+        .await?;
+        return Ok(ExitCode::SUCCESS);
     }
     let with_history = args.history > 0 || args.synthetic_history > 0;
     let before = if args.baseline && with_history {
@@ -375,12 +403,18 @@ async fn prune_bench(tasker: &Tasker, url: &str, args: &Args) -> anyhow::Result<
     if args.synthetic_history == 0 {
         bail!("--scenario prune needs --synthetic-history N (the tasks to prune)");
     }
-    // Every task finished 31-61 days ago: all past the 30-day window.
-    synthetic_history_at(url, args.synthetic_history, 61, 30).await?;
+    // Every task created and finished within one whole calendar month
+    // that ended before the 30-day cutoff (PostgreSQL: one monthly
+    // partition of the history tables, which the pass then drops).
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(30);
+    let end = month_start(cutoff);
+    let start = month_start(end - chrono::Duration::days(1));
+    synthetic_history_between(url, args.synthetic_history, start, end).await?;
     if !args.skip_maintenance {
         maintenance(tasker).await?;
     }
     let (p50, p95) = chain(tasker, args.chains).await?;
+    let (before_p50, before_p95) = (p50, p95);
     outln!("prune: chains before pruning: per-stage p50 {p50:.3} ms, p95 {p95:.3} ms")?;
     let started = Instant::now();
     let pruner = tasker.clone();
@@ -398,25 +432,42 @@ async fn prune_bench(tasker: &Tasker, url: &str, args: &Args) -> anyhow::Result<
     let (summary, took) = prune.await?;
     let summary = summary?;
     outln!(
-        "prune: {} tasks (with their steps and transitions) deleted in {:.1}s = {:.0} tasks/s, batches of {}",
+        "prune: {} tasks (with their steps and transitions) deleted in {:.1}s = {:.0} tasks/s, batches of {}, a rest of {}× each batch's time after it (retention.pause_ratio)",
         summary.tasks,
         took.as_secs_f64(),
         summary.tasks as f64 / took.as_secs_f64(),
-        tasker.config().retention.batch_size
+        tasker.config().retention.batch_size,
+        tasker.config().retention.pause_ratio
     )?;
+    for r in &summary.partitions {
+        outln!("prune: {} {} ({} ms)", r.action, r.target, r.millis)?;
+    }
     if !during.is_empty() {
         let mut p50s: Vec<f64> = during.iter().map(|d| d.0).collect();
         let mut p95s: Vec<f64> = during.iter().map(|d| d.1).collect();
+        let (p50, p95) = (pct(&mut p50s, 50.0), pct(&mut p95s, 50.0));
         outln!(
-            "prune: chains during pruning ({} rounds of 10): per-stage p50 {:.3} ms, p95 {:.3} ms (median of rounds)",
+            "prune: chains during pruning ({} rounds of 10): per-stage p50 {p50:.3} ms, p95 {p95:.3} ms (median of rounds)",
             during.len(),
-            pct(&mut p50s, 50.0),
-            pct(&mut p95s, 50.0)
+        )?;
+        outln!(
+            "ratio during / before pruning: chain per-stage p50 {:.2}x, p95 {:.2}x",
+            p50 / before_p50,
+            p95 / before_p95
         )?;
     }
     let (p50, p95) = chain(tasker, args.chains).await?;
     outln!("prune: chains after pruning: per-stage p50 {p50:.3} ms, p95 {p95:.3} ms")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The first instant of `t`'s UTC month.
+fn month_start(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    use chrono::{Datelike, TimeZone};
+    chrono::Utc
+        .with_ymd_and_hms(t.year(), t.month(), 1, 0, 0, 0)
+        .single()
+        .unwrap_or(t)
 }
 
 /// [`synthetic_history`] created between `from_days` and `to_days` ago.
@@ -426,10 +477,28 @@ async fn synthetic_history_at(
     from_days: i64,
     to_days: i64,
 ) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    synthetic_history_between(
+        url,
+        n,
+        now - chrono::Duration::days(from_days),
+        now - chrono::Duration::days(to_days),
+    )
+    .await
+}
+
+/// [`synthetic_history`] created (and finished 2 ms later) evenly between
+/// `start` and `end`.
+async fn synthetic_history_between(
+    url: &str,
+    n: u64,
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
     let started = Instant::now();
-    let span_ms = ((from_days - to_days) * 86_400_000) as f64;
-    let spacing = (span_ms / n.max(1) as f64).floor().max(0.001);
-    let start = chrono::Utc::now() - chrono::Duration::days(from_days);
+    let span_ms = (end - start).num_milliseconds() as f64;
+    // Room for the last task's 2 ms before `end`.
+    let spacing = ((span_ms - 10.0) / n.max(1) as f64).max(0.001);
     match tasker_config::database_kind(url) {
         Ok(tasker_config::DatabaseKind::Postgres) => {
             let s = tasker_store_postgres::PgStore::connect(url).await?;
@@ -446,7 +515,9 @@ async fn synthetic_history_at(
         Err(e) => bail!("{e}"),
     }
     outln!(
-        "history: {n} finished single-step tasks generated in SQL, finished {to_days}-{from_days} days ago, in {:.1}s",
+        "history: {n} finished single-step tasks generated in SQL, created {} to {}, in {:.1}s",
+        start.format("%Y-%m-%d %H:%M"),
+        end.format("%Y-%m-%d %H:%M"),
         started.elapsed().as_secs_f64()
     )?;
     Ok(())

@@ -1,7 +1,8 @@
 //! `tasker maintenance`: the database upkeep the server does not do by
 //! itself (PostgreSQL without autovacuum: `VACUUM (ANALYZE)` on each of
-//! Tasker's tables; SQLite: a WAL checkpoint), then the upkeep warnings
-//! that remain. Safe while workers run; schedule it (cron, a Kubernetes
+//! Tasker's tables; SQLite: a WAL checkpoint), after making sure the
+//! monthly history partitions exist `retention.partition_months_ahead`
+//! months ahead (PostgreSQL), then the upkeep warnings that remain. Safe while workers run; schedule it (cron, a Kubernetes
 //! CronJob) where autovacuum is off.
 
 use crate::connect;
@@ -20,7 +21,10 @@ pub struct Args {
 /// Runs the upkeep and reports it.
 pub async fn run(c: &TaskerConfig, args: Args) -> anyhow::Result<ExitCode> {
     let store = connect::open_with(c).await?;
-    let runs = store.maintenance().await?;
+    let mut runs = store
+        .history_partitions_ensure(chrono::Utc::now(), c.retention.partition_months_ahead)
+        .await?;
+    runs.extend(store.maintenance().await?);
     let health = store.storage_health().await?;
     if args.json {
         outln!("{}", serde_json::json!({ "runs": runs, "health": health }))?;

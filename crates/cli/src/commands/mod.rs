@@ -2,14 +2,17 @@
 
 pub mod bench;
 pub mod bench_events;
+pub mod bench_webhooks;
 pub mod config;
 pub mod events;
+pub mod flow;
 pub mod graphql;
 pub mod keys;
 pub mod maintenance;
 pub mod migrate;
 pub mod prune;
 pub mod run;
+pub mod schedules;
 pub mod serve;
 pub mod tasks;
 pub mod validate;

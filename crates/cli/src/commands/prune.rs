@@ -74,6 +74,8 @@ pub async fn run(c: &TaskerConfig, args: Args) -> anyhow::Result<ExitCode> {
                 "archived": summary.archived,
                 "files": summary.files,
                 "yielded": summary.yielded,
+                "partitions": summary.partitions,
+                "flow": summary.flow,
             })
         )?;
     } else if args.dry_run {
@@ -97,6 +99,18 @@ pub async fn run(c: &TaskerConfig, args: Args) -> anyhow::Result<ExitCode> {
                 ""
             }
         )?;
+        for r in &summary.partitions {
+            outln!("{} {} ({} ms)", r.action, r.target, r.millis)?;
+        }
+        let f = summary.flow;
+        if f.schedule_ticks + f.flow_keys + f.rate_buckets > 0 {
+            outln!(
+                "pruned {} schedule tick(s), {} concurrency key(s), {} rate bucket(s)",
+                f.schedule_ticks,
+                f.flow_keys,
+                f.rate_buckets
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

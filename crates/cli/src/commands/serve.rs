@@ -60,6 +60,8 @@ pub async fn run(
     let server = server_config(c).await?;
     let auth = auth_settings(c).await?;
     let tasker = settings::start(&loaded, &args.engine.templates).await?;
+    // The event pruner and the webhook dispatcher run with or without workers.
+    let services = settings::start_services(&tasker).await?;
     let listener = tokio::net::TcpListener::bind(server.bind)
         .await
         .with_context(|| format!("cannot listen on {}", server.bind))?;
@@ -83,17 +85,26 @@ pub async fn run(
         database = %connect::redact(&c.database.url),
         workers = c.engine.run_workers,
         auth = %auth_mode,
-        "tasker serve listening: http://{local}/tasker (API docs at /tasker/docs/)"
+        "tasker serve listening: http://{local}/tasker (API docs at /tasker/docs/, dashboard at /tasker/ui/)"
     );
-    tasker_server::serve(listener, state, signal::shutdown_signal())
-        .await
-        .context("the HTTP server failed")?;
+    tasker_server::serve_with(
+        listener,
+        state,
+        tasker_ui::routes(),
+        signal::shutdown_signal(),
+    )
+    .await
+    .context("the HTTP server failed")?;
     tracing::info!("HTTP server stopped; stopping the engine");
+    let deadline = tokio::time::Instant::now() + tasker.config().shutdown_timeout;
+    services.stop();
     let handle = lock(&worker).take();
-    match handle {
-        Some(w) => Ok(super::worker::exit_code(w.shutdown().await)),
-        None => Ok(ExitCode::SUCCESS),
-    }
+    let code = match handle {
+        Some(w) => super::worker::exit_code(w.shutdown().await),
+        None => ExitCode::SUCCESS,
+    };
+    services.shutdown_by(deadline).await;
+    Ok(code)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -147,6 +158,27 @@ pub(crate) async fn server_config(c: &TaskerConfig) -> Result<ServerConfig, sett
             max_depth: c.server.graphql_max_depth as usize,
             max_complexity: c.server.graphql_max_complexity as usize,
             introspection: c.server.graphql_introspection,
+            persisted_queries: tasker_server::graphql::persisted::PersistedMode::parse(
+                &c.server.graphql_persisted_queries,
+            )
+            .unwrap_or_else(|| {
+                problems.push(format!(
+                    "server.graphql_persisted_queries: `{}` is not automatic, registered or off",
+                    c.server.graphql_persisted_queries
+                ));
+                Default::default()
+            }),
+            persisted_cache_size: c.server.graphql_persisted_cache_size as usize,
+            manifest: match &c.server.graphql_persisted_manifest {
+                None => Default::default(),
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read it: {e}"))
+                    .and_then(|text| tasker_server::graphql::persisted::Manifest::from_json(&text))
+                    .unwrap_or_else(|e| {
+                        problems.push(format!("server.graphql_persisted_manifest: `{path}`: {e}"));
+                        Default::default()
+                    }),
+            },
         },
         ready_timeout: secs(
             "health.ready_timeout_seconds",

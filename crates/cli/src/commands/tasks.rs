@@ -1,4 +1,5 @@
-//! `tasker tasks list` / `tasker tasks show ID` / `tasker tasks pause|resume ID`
+//! `tasker tasks list` / `tasker tasks show ID` / `tasker tasks pause|resume ID` /
+//! `tasker tasks restart ID --step NAME`
 
 use crate::connect;
 use crate::output::outln;
@@ -56,6 +57,20 @@ pub enum TasksCommand {
         #[arg(long)]
         by: Option<String>,
     },
+    /// Re-run a finished or failed task from a step: it and everything downstream run again.
+    Restart {
+        /// Task id.
+        id: uuid::Uuid,
+        /// The step to restart from (its name).
+        #[arg(long)]
+        step: String,
+        /// Why (recorded on the transitions).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who asks (recorded on the transitions).
+        #[arg(long)]
+        by: Option<String>,
+    },
 }
 
 /// Reads the store and prints.
@@ -80,6 +95,7 @@ pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<Exi
                 ..TaskQuery::default()
             };
             let page = store.task_list(&query).await?;
+            let pauses = store.flow_pauses().await?;
             if json {
                 outln!(
                     "{}",
@@ -100,7 +116,7 @@ pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<Exi
                 outln!(
                     "{:<36}  {:<22}  {:<40}  {}",
                     t.id,
-                    status_label(t),
+                    status_label(t, &pauses),
                     template,
                     t.created_at.format("%Y-%m-%d %H:%M:%S%.3f")
                 )?;
@@ -124,6 +140,22 @@ pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<Exi
                 .await
                 .with_context(|| format!("resume task {id}"))?;
             outln!("task {} resumed ({})", t.id, t.status)?;
+        }
+        TasksCommand::Restart {
+            id,
+            step,
+            reason,
+            by,
+        } => {
+            // Through the service: the step name and reason rules are its.
+            let tasker = tasker_engine::Tasker::builder(store.clone())
+                .build()
+                .context("cannot build the engine")?;
+            let t = tasker
+                .restart_task(id, &step, by.as_deref(), reason.as_deref())
+                .await
+                .with_context(|| format!("restart task {id} from step {step}"))?;
+            outln!("task {} restarted from {step} ({})", t.id, t.status)?;
         }
         TasksCommand::Show { id, json } => {
             let task = store
@@ -159,6 +191,22 @@ pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<Exi
             if let Some(at) = &task.paused_at {
                 outln!("paused    since {}", tasker_core::time::format(at))?;
             }
+            let pauses = store.flow_pauses().await?;
+            if let Some(p) = held_by(&task, &pauses) {
+                outln!(
+                    "held      by the pause of {} since {}{}{}",
+                    p.scope.label(),
+                    tasker_core::time::format(&p.paused_at),
+                    p.paused_by
+                        .as_deref()
+                        .map(|b| format!(" by {b}"))
+                        .unwrap_or_default(),
+                    p.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                )?;
+            }
             outln!("context   {}", task.context)?;
             outln!("created   {}", tasker_core::time::format(&task.created_at))?;
             outln!()?;
@@ -177,7 +225,11 @@ pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<Exi
                 outln!(
                     "{:<28}  {:<18}  {:>3}/{:<4}  {}",
                     s.name,
-                    s.status.as_str(),
+                    if s.paused && s.status == tasker_core::StepState::Pending {
+                        "pending (paused)"
+                    } else {
+                        s.status.as_str()
+                    },
                     s.attempts,
                     s.max_attempts,
                     truncate(&detail, 80)
@@ -189,11 +241,23 @@ pub async fn run(config: &TaskerConfig, cmd: TasksCommand) -> anyhow::Result<Exi
 }
 
 /// The status column: the state, marked when the task is paused.
-fn status_label(t: &tasker_store::TaskRow) -> String {
-    match t.paused_at {
-        Some(_) => format!("{} (paused)", t.status.as_str()),
-        None => t.status.as_str().to_string(),
+fn status_label(t: &tasker_store::TaskRow, pauses: &[tasker_store::FlowPauseRow]) -> String {
+    match (t.paused_at, held_by(t, pauses)) {
+        (Some(_), _) => format!("{} (paused)", t.status.as_str()),
+        (None, Some(p)) => format!("{} (held: {})", t.status.as_str(), p.scope.label()),
+        (None, None) => t.status.as_str().to_string(),
     }
+}
+
+/// The namespace or template pause holding an open task, if any.
+fn held_by<'a>(
+    t: &tasker_store::TaskRow,
+    pauses: &'a [tasker_store::FlowPauseRow],
+) -> Option<&'a tasker_store::FlowPauseRow> {
+    if t.status.is_terminal() {
+        return None;
+    }
+    tasker_store::flow_pause::covering(pauses, &t.namespace, &t.name)
 }
 
 /// The name the REST API uses for a value (its serde name: `all_complete`,

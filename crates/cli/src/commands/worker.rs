@@ -33,6 +33,7 @@ pub async fn run(
         Some(&loaded.config.telemetry),
     );
     let tasker = settings::start(&loaded, &args.engine.templates).await?;
+    let services = settings::start_services(&tasker).await?;
     let worker = tasker.start();
     tracing::info!(worker_id = worker.worker_id(), database = %connect::redact(&loaded.config.database.url), "tasker worker running");
     let idle = async {
@@ -64,7 +65,16 @@ pub async fn run(
         _ = crate::signal::shutdown_signal() => tracing::info!("shutdown requested"),
         _ = idle => tracing::info!("no open tasks left"),
     }
-    Ok(exit_code(worker.shutdown().await))
+    // One deadline for everything: the services are told to stop at once,
+    // the worker drains (bounded by the deadline even while the database is
+    // down), then whatever services are still blocked are aborted at the same
+    // deadline. The last line says the process is done.
+    let deadline = tokio::time::Instant::now() + tasker.config().shutdown_timeout;
+    services.stop();
+    let code = exit_code(worker.shutdown().await);
+    services.shutdown_by(deadline).await;
+    tracing::info!("tasker worker exiting");
+    Ok(code)
 }
 
 /// 0 after a clean drain; 2 when the shutdown deadline

@@ -2,6 +2,8 @@
 //! environment, output as text, free ports, the repository root.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod receiver;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -76,6 +76,12 @@ pub struct StepTemplate {
     pub timeout_seconds: Option<f64>,
     /// Static inputs passed to the handler.
     pub inputs: Value,
+    /// At most `limit` steps with the same rendered key run at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<crate::flow::ConcurrencySpec>,
+    /// The `[rate_limits]` bucket each run draws a token from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<crate::flow::RateLimitRef>,
 }
 
 impl StepTemplate {
@@ -110,6 +116,12 @@ pub struct TaskTemplate {
     pub dag: Dag,
     /// Where the template came from (a file path or `<inline>`).
     pub source: String,
+    /// Schedules declared in the file (`schedules:`), each running this
+    /// template's latest version.
+    pub schedules: Vec<crate::schedule::ScheduleSpec>,
+    /// `max_running_tasks`: at most this many tasks of the template (all
+    /// versions together) are `in_progress` at once; the claim enforces it.
+    pub max_running_tasks: Option<u32>,
     #[serde(skip)]
     validator: Option<Arc<jsonschema::Validator>>,
 }
@@ -436,6 +448,39 @@ impl Builder<'_> {
                     self.err(r, format!("step_templates[{i}].retry.{field}"), message);
                 }
             }
+            if let Some(c) = &step.concurrency {
+                if let Err(m) = crate::flow::check_key_template(&c.value.key) {
+                    self.err(c, format!("step_templates[{i}].concurrency.key"), m);
+                }
+                if !(1..=i64::from(crate::flow::MAX_CONCURRENCY_LIMIT)).contains(&c.value.limit) {
+                    self.err(
+                        c,
+                        format!("step_templates[{i}].concurrency.limit"),
+                        format!(
+                            "must be between 1 and {} (steps with the same key running at once)",
+                            crate::flow::MAX_CONCURRENCY_LIMIT
+                        ),
+                    );
+                }
+            }
+            if let Some(r) = &step.rate_limit {
+                let (name, key) = match &r.value {
+                    raw::RawRateLimit::Name(n) => (n, None),
+                    raw::RawRateLimit::Keyed(k) => (&k.name, k.key.as_ref()),
+                };
+                if !crate::flow::valid_limit_name(name) {
+                    self.err(
+                        r,
+                        format!("step_templates[{i}].rate_limit"),
+                        "must name a `[rate_limits]` entry (letters, digits, `_`, `-`, `.`)",
+                    );
+                }
+                if let Some(key) = key
+                    && let Err(m) = crate::flow::check_key_template(key)
+                {
+                    self.err(r, format!("step_templates[{i}].rate_limit.key"), m);
+                }
+            }
             let kind = step.handler.value.kind.trim();
             if kind.is_empty() {
                 self.err(
@@ -474,6 +519,24 @@ impl Builder<'_> {
             }
         };
 
+        let schedules = self.schedules(&raw.schedules, &namespace, &raw.name.value);
+        let max_running_tasks = raw.max_running_tasks.as_ref().and_then(|m| {
+            let ok = u32::try_from(m.value)
+                .ok()
+                .filter(|n| (1..=crate::flow::MAX_RUNNING_TASKS).contains(n));
+            if ok.is_none() {
+                self.err(
+                    m,
+                    "max_running_tasks".to_string(),
+                    format!(
+                        "must be between 1 and {} (tasks of this template running at once)",
+                        crate::flow::MAX_RUNNING_TASKS
+                    ),
+                );
+            }
+            ok
+        });
+
         match dag {
             Some(dag) if self.errors.is_empty() => Ok(TaskTemplate {
                 namespace,
@@ -484,10 +547,68 @@ impl Builder<'_> {
                 steps,
                 dag,
                 source: self.source.to_string(),
+                schedules,
+                max_running_tasks,
                 validator,
             }),
             _ => Err(TemplateErrors(self.errors)),
         }
+    }
+
+    /// The `schedules:` of a file, checked (each problem at its entry).
+    fn schedules(
+        &mut self,
+        raw: &[Spanned<raw::RawSchedule>],
+        namespace: &str,
+        template: &str,
+    ) -> Vec<crate::schedule::ScheduleSpec> {
+        let mut out: Vec<crate::schedule::ScheduleSpec> = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            let s = &r.value;
+            let catch_up = match s.catch_up.as_deref() {
+                None => crate::schedule::CatchUp::default(),
+                Some(c) => match crate::schedule::CatchUp::parse(c) {
+                    Some(c) => c,
+                    None => {
+                        self.err(
+                            r,
+                            format!("schedules[{i}].catch_up"),
+                            format!("`{c}` is not one of none, latest, all"),
+                        );
+                        continue;
+                    }
+                },
+            };
+            let spec = crate::schedule::ScheduleSpec {
+                name: s.name.clone(),
+                namespace: namespace.to_string(),
+                template: template.to_string(),
+                version: None,
+                cron: s.cron.clone(),
+                timezone: s.timezone.clone(),
+                every_seconds: s.every_seconds,
+                catch_up,
+                catch_up_window_seconds: s.catch_up_window_seconds,
+                context: s
+                    .context
+                    .clone()
+                    .unwrap_or_else(|| Value::Object(Default::default())),
+            };
+            if let Err(e) = spec.compile() {
+                self.err(r, format!("schedules[{i}].{}", e.field), e.message);
+                continue;
+            }
+            if out.iter().any(|o| o.name == spec.name) {
+                self.err(
+                    r,
+                    format!("schedules[{i}].name"),
+                    format!("duplicate schedule name `{}`", spec.name),
+                );
+                continue;
+            }
+            out.push(spec);
+        }
+        out
     }
 
     fn apply_overrides(&mut self, steps: &mut [RawStep], env: raw::RawEnvironment) {
@@ -552,6 +673,23 @@ fn to_step(raw: &RawStep, depends_on: Vec<String>) -> StepTemplate {
         skippable: raw.skippable.unwrap_or(false),
         timeout_seconds: raw.timeout_seconds.as_ref().map(|t| t.value),
         inputs: raw.inputs.clone().unwrap_or(Value::Null),
+        concurrency: raw
+            .concurrency
+            .as_ref()
+            .map(|c| crate::flow::ConcurrencySpec {
+                key: c.value.key.clone(),
+                limit: u32::try_from(c.value.limit).unwrap_or(1),
+            }),
+        rate_limit: raw.rate_limit.as_ref().map(|r| match &r.value {
+            raw::RawRateLimit::Name(name) => crate::flow::RateLimitRef {
+                name: name.clone(),
+                key: None,
+            },
+            raw::RawRateLimit::Keyed(k) => crate::flow::RateLimitRef {
+                name: k.name.clone(),
+                key: k.key.clone(),
+            },
+        }),
     }
 }
 

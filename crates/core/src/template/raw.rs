@@ -26,6 +26,33 @@ pub struct RawTemplate {
     /// Per-environment overrides, merged by step name.
     #[serde(default)]
     pub environments: BTreeMap<String, RawEnvironment>,
+    /// Schedules that run this template (docs/FLOW_CONTROL.md).
+    #[serde(default)]
+    pub schedules: Vec<Spanned<RawSchedule>>,
+    /// At most this many tasks of the template run at once
+    /// (docs/FLOW_CONTROL.md).
+    #[serde(default)]
+    pub max_running_tasks: Option<Spanned<i64>>,
+}
+
+/// One `schedules:` entry: a schedule of the template it is written in
+/// (its latest registered version).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    pub name: String,
+    #[serde(default)]
+    pub cron: Option<String>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub every_seconds: Option<u64>,
+    #[serde(default)]
+    pub catch_up: Option<String>,
+    #[serde(default)]
+    pub catch_up_window_seconds: Option<u64>,
+    #[serde(default)]
+    pub context: Option<serde_json::Value>,
 }
 
 /// One step template.
@@ -56,6 +83,37 @@ pub struct RawStep {
     /// Static inputs handed to the handler.
     #[serde(default)]
     pub inputs: Option<serde_json::Value>,
+    /// `concurrency: { key, limit }` (docs/FLOW_CONTROL.md).
+    #[serde(default)]
+    pub concurrency: Option<Spanned<RawConcurrency>>,
+    /// `rate_limit: name` or `{ name, key }` (docs/FLOW_CONTROL.md).
+    #[serde(default)]
+    pub rate_limit: Option<Spanned<RawRateLimit>>,
+}
+
+/// `concurrency: { key: "{{context.customer_id}}", limit: 2 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConcurrency {
+    pub key: String,
+    pub limit: i64,
+}
+
+/// `rate_limit: payments_api` or `rate_limit: { name: payments_api, key: "…" }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawRateLimit {
+    Name(String),
+    Keyed(RawKeyedRateLimit),
+}
+
+/// The long form of `rate_limit`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeyedRateLimit {
+    pub name: String,
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 /// `handler: { kind: command, config: {...} }`.

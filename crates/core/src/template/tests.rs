@@ -204,3 +204,120 @@ fn bad_retry_schedule_names_the_field_and_line() {
     );
     assert_eq!(e[0].field, "step_templates[0].retry.base");
 }
+
+#[test]
+fn concurrency_and_rate_limit_parse() {
+    let yaml = "name: x\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n    concurrency: {key: \"c:{{context.customer_id}}\", limit: 2}\n    rate_limit: payments_api\n  - name: b\n    handler: {kind: noop}\n    rate_limit: {name: payments_api, key: \"{{inputs.region}}\"}\n";
+    let t = parse_template("t.yaml", yaml, None).unwrap();
+    assert_eq!(
+        t.steps[0].concurrency,
+        Some(crate::flow::ConcurrencySpec {
+            key: "c:{{context.customer_id}}".into(),
+            limit: 2
+        })
+    );
+    assert_eq!(
+        t.steps[0].rate_limit,
+        Some(crate::flow::RateLimitRef {
+            name: "payments_api".into(),
+            key: None
+        })
+    );
+    assert_eq!(
+        t.steps[1].rate_limit.as_ref().unwrap().key.as_deref(),
+        Some("{{inputs.region}}")
+    );
+    assert!(t.steps[1].concurrency.is_none());
+}
+
+#[test]
+fn bad_concurrency_and_rate_limit_name_the_field_and_line() {
+    let e = errs(
+        "name: x\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n    concurrency: {key: \"{{parents.p.id}}\", limit: 0}\n    rate_limit: \"no spaces\"\n",
+    );
+    let got: Vec<(&str, Option<u32>)> = e.iter().map(|e| (e.field.as_str(), e.line)).collect();
+    assert_eq!(
+        got,
+        [
+            ("step_templates[0].concurrency.key", Some(5)),
+            ("step_templates[0].concurrency.limit", Some(5)),
+            ("step_templates[0].rate_limit", Some(6)),
+        ],
+        "{e:?}"
+    );
+    assert!(e[0].message.contains("only use context, inputs or task"));
+    assert!(e[1].message.contains("between 1 and 100000"));
+    let e = errs(
+        "name: x\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n    concurrency: {key: k, limit: 2, extra: 1}\n",
+    );
+    assert!(e[0].message.contains("unknown field `extra`"), "{e:?}");
+}
+
+#[test]
+fn max_running_tasks_parses_and_bad_values_name_the_line() {
+    let t = parse_template(
+        "t.yaml",
+        "name: x\nmax_running_tasks: 3\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n",
+        None,
+    )
+    .unwrap();
+    assert_eq!(t.max_running_tasks, Some(3));
+    let t = parse_template(
+        "t.yaml",
+        "name: x\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n",
+        None,
+    )
+    .unwrap();
+    assert_eq!(t.max_running_tasks, None);
+    for bad in ["0", "-1", "100001"] {
+        let e = errs(&format!(
+            "name: x\nstep_templates:\n  - name: a\n    handler: {{kind: noop}}\nmax_running_tasks: {bad}\n"
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field, "max_running_tasks");
+        assert_eq!(e[0].line, Some(5));
+        assert!(e[0].message.contains("between 1 and 100000"), "{e:?}");
+    }
+    let e = errs(
+        "name: x\nmax_running_tasks: two\nstep_templates:\n  - name: a\n    handler: {kind: noop}\n",
+    );
+    assert_eq!(e[0].line, Some(2), "{e:?}");
+}
+
+#[test]
+fn schedules_in_a_template_file() {
+    let yaml = "\
+name: report
+namespace: ops
+step_templates:
+  - name: build
+    handler: { kind: noop }
+schedules:
+  - name: nightly
+    cron: \"0 2 * * *\"
+    timezone: Europe/Paris
+    catch_up: all
+    context: { day: \"{{schedule.date}}\" }
+  - name: poll
+    every_seconds: 30
+";
+    let t = parse_template("r.yaml", yaml, None).expect("valid");
+    assert_eq!(t.schedules.len(), 2);
+    assert_eq!(t.schedules[0].namespace, "ops");
+    assert_eq!(t.schedules[0].template, "report");
+    assert_eq!(t.schedules[0].catch_up, crate::schedule::CatchUp::All);
+    assert_eq!(t.schedules[1].every_seconds, Some(30));
+
+    let bad = "\
+name: report
+step_templates:
+  - name: build
+    handler: { kind: noop }
+schedules:
+  - name: nightly
+    cron: \"0 25 * * *\"
+";
+    let e = parse_template("r.yaml", bad, None).expect_err("bad cron");
+    assert_eq!(e.0[0].field, "schedules[0].cron");
+    assert_eq!(e.0[0].line, Some(6));
+}

@@ -113,17 +113,20 @@ pub(super) async fn run(
             continue; // there may be more
         }
 
-        // Idle (or nearly): sleep until work is announced, the next scheduled
-        // retry is due, or the poll interval passes (other processes' work).
+        // Idle (or nearly): sleep until work is announced, the next deferred
+        // step is due, or the poll interval passes (other processes' work).
+        // A partial claim asks too: the steps it did not get may have been
+        // deferred by this very claim (a rate limit moves them to when their
+        // token is there), and nobody announces a step that becomes due. It
+        // heeds only a time still ahead: steps due already are ones it could
+        // not take (another worker's, or held by a limit), and looping on
+        // them at once would spin.
         let mut wait = cfg.poll_interval;
-        let next = if got == 0 {
-            tokio::select! {
-                r = inner.store.step_next_ready_at() => r.ok().flatten(),
-                _ = shutdown.changed() => return,
-            }
-        } else {
-            None
+        let next = tokio::select! {
+            r = inner.store.step_next_ready_at() => r.ok().flatten(),
+            _ = shutdown.changed() => return,
         };
+        let next = next.filter(|at| got == 0 || *at > inner.clock.now());
         if let Some(at) = next {
             let until = (at - inner.clock.now()).to_std().unwrap_or(Duration::ZERO);
             wait = wait.min(until);

@@ -1,6 +1,7 @@
 //! Deletes lifecycle events older than the retention (`events.retention_days`),
 //! in small batches, each its own short transaction, so the hot path never
-//! waits long behind it. Every worker process runs one; they may overlap
+//! waits long behind it. Every `tasker serve` and `tasker worker` process
+//! runs one (`crate::background`), with or without workers; they may overlap
 //! harmlessly (a batch deletes what is still there).
 
 use crate::service::Tasker;
@@ -10,7 +11,7 @@ use tokio::sync::watch;
 /// instead of in one long burst.
 const BATCHES_PER_ROUND: u32 = 20;
 
-pub(super) async fn run(tasker: Tasker, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run(tasker: Tasker, mut shutdown: watch::Receiver<bool>) {
     if tasker.config().event_retention.is_none() {
         return;
     }

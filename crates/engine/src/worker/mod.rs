@@ -14,8 +14,11 @@
 //!   heartbeat: renews every held lease in one statement; aborts handlers whose lease was lost
 //!   rescuer:   returns expired leases (dead or hung processes) to the ready pool
 //!   task_pruner:  deletes finished tasks older than their retention window (`[retention]`)
-//!   event_pruner: deletes lifecycle events older than `events.retention_days`
-//!   (both in small batches of short transactions)
+//!   scheduler:    fires due schedule ticks (`[scheduler]`; one task per tick across processes)
+//!   (in small batches of short transactions)
+//!
+//! The event pruner and the webhook dispatcher are not part of the worker:
+//! every process runs them, with or without workers (`crate::background`).
 //! ```
 //!
 //! A step's slot (semaphore permit) is held from its claim until its outcome
@@ -30,11 +33,12 @@
 
 mod claimer;
 mod completer;
-mod event_pruner;
+pub(crate) mod event_pruner;
 mod executor;
 mod heartbeat;
 mod leases;
 mod rescuer;
+mod scheduler;
 mod task_pruner;
 
 use crate::service::Inner;
@@ -127,7 +131,7 @@ impl Worker {
     }
 }
 
-fn default_worker_id() -> String {
+pub(crate) fn default_worker_id() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
@@ -166,10 +170,12 @@ async fn run(inner: Arc<Inner>, worker_id: String, shutdown: watch::Receiver<boo
         .retention
         .enabled
         .then(|| tokio::spawn(task_pruner::run(inner.clone(), shutdown.clone())));
-    let event_pruner = tokio::spawn(event_pruner::run(
-        crate::service::Tasker::from_inner(inner.clone()),
-        shutdown.clone(),
-    ));
+    let scheduler = inner.config.scheduler.enabled.then(|| {
+        tokio::spawn(scheduler::run(
+            crate::service::Tasker::from_inner(inner.clone()),
+            shutdown.clone(),
+        ))
+    });
     tracing::info!(worker_id = %worker_id, max_concurrent_steps = cfg.max_concurrent_steps, "worker started");
 
     claimer::run(
@@ -212,7 +218,9 @@ async fn run(inner: Arc<Inner>, worker_id: String, shutdown: watch::Receiver<boo
     if let Some(p) = task_pruner {
         p.abort();
     }
-    event_pruner.abort();
+    if let Some(s) = scheduler {
+        s.abort();
+    }
     tracing::info!(worker_id = %worker_id, clean = abandoned == 0, "worker stopped");
     Shutdown { abandoned }
 }

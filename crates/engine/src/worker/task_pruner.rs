@@ -20,14 +20,23 @@ pub(super) async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) 
             ..Default::default()
         };
         match tasker.prune(&opts).await {
-            Ok(s) if s.tasks > 0 => {
-                tracing::info!(
-                    tasks = s.tasks,
-                    archived = s.archived,
-                    "pruned finished tasks"
-                );
+            Ok(s) => {
+                if s.tasks > 0 {
+                    tracing::info!(
+                        tasks = s.tasks,
+                        archived = s.archived,
+                        "pruned finished tasks"
+                    );
+                }
+                for r in &s.partitions {
+                    tracing::info!(
+                        partition = %r.target,
+                        action = %r.action,
+                        millis = r.millis,
+                        "history partition"
+                    );
+                }
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "prune failed"),
         }
         if super::sleep_or_shutdown(interval, &mut shutdown).await {

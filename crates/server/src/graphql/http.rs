@@ -2,6 +2,7 @@
 //! and `GET /tasker/graphql/ws` (subscriptions over `graphql-transport-ws`,
 //! also the legacy `graphql-ws`).
 
+use super::events::{events_loader, events_loader_uncached};
 use super::loaders::{StepsByTask, steps_loader};
 use crate::state::AppState;
 use async_graphql::dataloader::{DataLoader, NoCache};
@@ -37,9 +38,9 @@ fn caller(identity: Option<Extension<Identity>>) -> Identity {
     post,
     path = "/tasker/graphql",
     tag = "graphql",
-    request_body(content = crate::json::JsonObject, description = "`{\"query\": \"...\", \"variables\": {...}, \"operationName\": \"...\"}`; see docs/GRAPHQL.md and docs/graphql/schema.graphql."),
+    request_body(content = crate::json::JsonValue, description = "`{\"query\": \"...\", \"variables\": {...}, \"operationName\": \"...\", \"extensions\": {\"persistedQuery\": ...}}`, or a JSON array of them (a batch); see docs/GRAPHQL.md and docs/graphql/schema.graphql."),
     responses(
-        (status = 200, description = "`{\"data\": ..., \"errors\": [...]}`: GraphQL errors (syntax, validation, limits, permissions) have `extensions.code`.", body = crate::json::JsonObject),
+        (status = 200, description = "`{\"data\": ..., \"errors\": [...]}` (a JSON array of those for a batch): GraphQL errors (syntax, validation, limits, permissions, persisted queries) have `extensions.code`.", body = crate::json::JsonValue),
         (status = 400, description = "The body is not a JSON GraphQL request (`errors[0].extensions.code` = `malformed_json`).", body = crate::json::JsonObject),
         (status = 413, description = "Body larger than the limit (`payload_too_large`).", body = crate::json::JsonObject),
     )
@@ -82,6 +83,7 @@ pub async fn graphql_post(
         r.data(st.clone())
             .data(identity.clone())
             .data(steps_loader(&st))
+            .data(events_loader(&st))
     };
     let batch = match batch {
         async_graphql::BatchRequest::Single(r) => async_graphql::BatchRequest::Single(with_data(r)),
@@ -126,6 +128,7 @@ pub async fn graphql_ws(
         tokio::spawn,
         NoCache,
     ));
+    data.insert(events_loader_uncached(&st));
     let schema = st.graphql().clone();
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)

@@ -15,7 +15,8 @@ use tasker_store::{StepRow, StepUpdate, TaskRow, TaskUpdate};
 use uuid::Uuid;
 
 /// The root of writes.
-pub struct MutationRoot;
+#[derive(Default)]
+pub struct CoreMutation;
 
 /// `createTask`'s input (REST's `POST /tasker/tasks` body).
 #[derive(InputObject, Debug)]
@@ -124,8 +125,8 @@ async fn step_payload(ctx: &Context<'_>, r: Result<StepRow, ApiError>) -> Result
     })
 }
 
-#[Object(name = "Mutation")]
-impl MutationRoot {
+#[Object]
+impl CoreMutation {
     /// Creates a task from a template (REST `POST /tasker/tasks`).
     async fn create_task(&self, ctx: &Context<'_>, input: CreateTaskInput) -> Result<TaskPayload> {
         let st = state(ctx);
@@ -210,6 +211,49 @@ impl MutationRoot {
             guarded_task(ctx, id, "Mutation.retryTask").await?;
             let by = actor(ctx);
             Ok(state(ctx).tasker().retry_task(id, by.as_deref()).await?)
+        }
+        .await;
+        task_payload(r)
+    }
+
+    /// Pauses a task: no new step of it starts (REST `POST /tasker/tasks/{id}/pause`).
+    async fn pause_task(&self, ctx: &Context<'_>, id: Uuid) -> Result<TaskPayload> {
+        let r = async {
+            guarded_task(ctx, id, "Mutation.pauseTask").await?;
+            let by = actor(ctx);
+            Ok(state(ctx).tasker().pause_task(id, by.as_deref()).await?)
+        }
+        .await;
+        task_payload(r)
+    }
+
+    /// Resumes a paused task (REST `POST /tasker/tasks/{id}/resume`).
+    async fn resume_task(&self, ctx: &Context<'_>, id: Uuid) -> Result<TaskPayload> {
+        let r = async {
+            guarded_task(ctx, id, "Mutation.resumeTask").await?;
+            let by = actor(ctx);
+            Ok(state(ctx).tasker().resume_task(id, by.as_deref()).await?)
+        }
+        .await;
+        task_payload(r)
+    }
+
+    /// Re-runs a finished or failed task from its step `step`: it and
+    /// everything downstream run again (REST `POST /tasker/tasks/{id}/restart`).
+    async fn restart_task(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+        step: String,
+        reason: Option<String>,
+    ) -> Result<TaskPayload> {
+        let r = async {
+            guarded_task(ctx, id, "Mutation.restartTask").await?;
+            let by = actor(ctx);
+            Ok(state(ctx)
+                .tasker()
+                .restart_task(id, &step, by.as_deref(), reason.as_deref())
+                .await?)
         }
         .await;
         task_payload(r)

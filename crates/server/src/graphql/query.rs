@@ -14,7 +14,8 @@ use tasker_engine::requests::{PageLimits, TaskListRequest};
 use uuid::Uuid;
 
 /// The root of reads.
-pub struct QueryRoot;
+#[derive(Default)]
+pub struct CoreQuery;
 
 /// Filters of `tasks` (the same as REST's list parameters).
 #[derive(InputObject, Default, Debug)]
@@ -33,6 +34,8 @@ pub struct TaskFilter {
     pub created_until: Option<DateTime<Utc>>,
     /// Only tasks carrying every one of these tags.
     pub tags: Option<Vec<String>>,
+    /// Only tasks with exactly this correlation id.
+    pub correlation_id: Option<String>,
 }
 
 /// `tasks(annotation:)`: tasks with an annotation of `type` whose content
@@ -138,17 +141,19 @@ impl Handler {
     }
 }
 
-#[Object(name = "Query")]
-impl QueryRoot {
+#[Object]
+impl CoreQuery {
     /// One task (null when it does not exist).
     async fn task(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Task>> {
         let st = state(ctx);
         match st.tasker().store().task_get(id).await {
             Ok(t) => {
                 require(ctx, "Query.task", Some(&t.namespace)).gql()?;
-                if wants_steps(&ctx.look_ahead()) {
+                let look = ctx.look_ahead();
+                if wants_steps(&look) {
                     prefetch_steps(ctx, &[t.id]).await.gql()?;
                 }
+                super::events::prefetch(ctx, &look, &[t.id]).await?;
                 Ok(Some(Task(t)))
             }
             // As over REST: an unknown id is "not found" whatever the grants.
@@ -208,6 +213,7 @@ impl QueryRoot {
                 tasker_store::CountMode::Omitted
             },
             tags: filter.tags.unwrap_or_default(),
+            correlation_id: filter.correlation_id,
             annotation_type: annotation.as_ref().map(|a| a.annotation_type.clone()),
             annotation_contains: match annotation.and_then(|a| a.contains) {
                 None => None,
@@ -236,10 +242,13 @@ impl QueryRoot {
         let mut page = st.tasker().list_tasks(&query).await.gql()?;
         let has_next = page.items.len() > limit as usize;
         page.items.truncate(limit as usize);
-        if wants_steps(&ctx.look_ahead().field("edges").field("node")) {
-            let ids: Vec<Uuid> = page.items.iter().map(|t| t.id).collect();
+        let look = ctx.look_ahead();
+        let node = look.field("edges").field("node");
+        let ids: Vec<Uuid> = page.items.iter().map(|t| t.id).collect();
+        if wants_steps(&node) {
             prefetch_steps(ctx, &ids).await.gql()?;
         }
+        super::events::prefetch(ctx, &node, &ids).await?;
         let mut conn = Connection::with_additional_fields(
             offset > 0,
             has_next,

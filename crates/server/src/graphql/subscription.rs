@@ -57,6 +57,11 @@ fn matches(filter: &TaskQuery, t: &TaskRow) -> bool {
         && filter.version.as_ref().is_none_or(|v| *v == t.version)
         && filter.created_since.is_none_or(|s| t.created_at >= s)
         && filter.created_until.is_none_or(|u| t.created_at < u)
+        && filter.tags.iter().all(|tag| t.tags.contains(tag))
+        && filter
+            .correlation_id
+            .as_ref()
+            .is_none_or(|c| *c == t.correlation_id)
 }
 
 #[Subscription(name = "Subscription")]
@@ -165,6 +170,7 @@ impl SubscriptionRoot {
             created_since: filter.created_since,
             created_until: filter.created_until,
             tags: filter.tags.unwrap_or_default(),
+            correlation_id: filter.correlation_id,
             ..Default::default()
         };
         let cfg = st.config();

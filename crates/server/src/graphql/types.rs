@@ -4,6 +4,7 @@
 
 use super::access::require;
 use super::errors::{GqlResult, UserError};
+use super::events::{EventPage, events_of, page_request};
 use super::loaders::{StepsByTask, StepsLoader, TaskSteps};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -211,6 +212,10 @@ impl Task {
     async fn completed_at(&self) -> Option<DateTime<Utc>> {
         self.0.completed_at
     }
+    /// Since when it is paused (no new step starts); null while it runs.
+    async fn paused_at(&self) -> Option<DateTime<Utc>> {
+        self.0.paused_at
+    }
     /// Operators' and handlers' notes, oldest first. Costs one store read
     /// per task.
     async fn annotations(&self, ctx: &Context<'_>) -> Result<Vec<Annotation>> {
@@ -253,6 +258,23 @@ impl Task {
         let field = crate::routes::tasks::analysis(state(ctx), self.0.id, &steps.rows).await;
         to_json(&field)
     }
+    /// Its lifecycle events (docs/EVENTS.md), oldest first: the page of
+    /// REST's `GET /tasker/tasks/{id}/events` (`after`: only higher ids,
+    /// default 0; `limit`: 1 to 1000, default 100; `type`: types or
+    /// patterns such as `step.*`). Batched over every task of the request.
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<i64>,
+        limit: Option<i32>,
+        #[graphql(name = "type")] types: Option<Vec<String>>,
+    ) -> Result<EventPage> {
+        require(ctx, "Task.events", Some(&self.0.namespace)).gql()?;
+        let page = page_request(after, limit, types);
+        let query = page.to_query().gql()?;
+        let rows = events_of(ctx, self.0.id, page).await?;
+        Ok(EventPage::new(rows.as_ref().clone(), query.after))
+    }
     /// Its state transitions, oldest first.
     async fn transitions(&self, ctx: &Context<'_>) -> Result<Vec<Transition>> {
         let rows = state(ctx)
@@ -269,14 +291,33 @@ impl Task {
 pub struct Step {
     steps: Arc<TaskSteps>,
     i: usize,
-    view: StepView,
+    /// REST's view of the step, built on the first field that needs it:
+    /// `parents { name }` over a task's steps asks for names only, and
+    /// building (cloning) every related step's whole view would cost more
+    /// than the rest of the request.
+    view: std::sync::OnceLock<StepView>,
 }
 
 impl Step {
     /// Step `i` of `steps`.
     pub(crate) fn new(steps: Arc<TaskSteps>, i: usize) -> Self {
-        let view = StepView::build(&steps.rows, &steps.relations, i, Utc::now(), false);
-        Step { steps, i, view }
+        Step {
+            steps,
+            i,
+            view: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn view(&self) -> &StepView {
+        self.view.get_or_init(|| {
+            StepView::build(
+                &self.steps.rows,
+                &self.steps.relations,
+                self.i,
+                Utc::now(),
+                false,
+            )
+        })
     }
 
     /// Every step of a task.
@@ -350,11 +391,11 @@ impl Step {
     }
     /// Handler configuration.
     async fn handler_config(&self) -> Json<&Value> {
-        Json(&self.view.handler.config)
+        Json(&self.view().handler.config)
     }
     /// Static inputs.
     async fn inputs(&self) -> Json<&Value> {
-        Json(&self.view.inputs)
+        Json(&self.view().inputs)
     }
     /// Results (once finished).
     async fn results(&self) -> Option<Json<&Value>> {
@@ -371,59 +412,72 @@ impl Step {
     }
     /// Attempts made.
     async fn attempts(&self) -> i32 {
-        self.view.attempts
+        self.view().attempts
     }
     /// Attempts allowed in the current budget.
     async fn max_attempts(&self) -> i32 {
-        self.view.max_attempts
+        self.view().max_attempts
     }
     /// Attempts left.
     async fn attempts_remaining(&self) -> i32 {
-        self.view.attempts_remaining
+        self.view().attempts_remaining
     }
     /// Retry limit (attempts per budget).
     async fn retry_limit(&self) -> i32 {
-        self.view.retry_limit
+        self.view().retry_limit
     }
     /// Whether failures are retried.
     async fn retryable(&self) -> bool {
-        self.view.retryable
+        self.view().retryable
     }
     /// Whether the step may be skipped.
     async fn skippable(&self) -> bool {
-        self.view.skippable
+        self.view().skippable
     }
     /// Timeout per attempt.
     async fn timeout_seconds(&self) -> Option<f64> {
-        self.view.timeout_seconds
+        self.view().timeout_seconds
     }
     /// When it becomes claimable.
     async fn ready_at(&self) -> Option<DateTime<Utc>> {
-        self.view.ready_at
+        self.view().ready_at
     }
     /// When the next retry may run.
     async fn next_retry_at(&self) -> Option<DateTime<Utc>> {
-        self.view.next_retry_at
+        self.view().next_retry_at
     }
     /// Whether it waits for a retry backoff.
     async fn in_backoff(&self) -> bool {
-        self.view.in_backoff
+        self.view().in_backoff
+    }
+    /// Its concurrency key, rendered when the task was created.
+    async fn concurrency_key(&self) -> Option<&str> {
+        self.view().concurrency_key.as_deref()
+    }
+    /// The rate-limit bucket it draws from.
+    async fn rate_limit(&self) -> Option<&str> {
+        self.view().rate_limit.as_deref()
+    }
+    /// `waiting for concurrency key K` or `waiting for rate limit B` while
+    /// flow control holds a pending step back; null otherwise.
+    async fn waiting_for(&self) -> Option<&str> {
+        self.view().waiting_for.as_deref()
     }
     /// Last attempt start.
     async fn last_attempted_at(&self) -> Option<DateTime<Utc>> {
-        self.view.last_attempted_at
+        self.view().last_attempted_at
     }
     /// Creation time.
     async fn created_at(&self) -> DateTime<Utc> {
-        self.view.created_at
+        self.view().created_at
     }
     /// Last change.
     async fn updated_at(&self) -> DateTime<Utc> {
-        self.view.updated_at
+        self.view().updated_at
     }
     /// When it reached a final state.
     async fn completed_at(&self) -> Option<DateTime<Utc>> {
-        self.view.completed_at
+        self.view().completed_at
     }
     /// Steps it waits for.
     async fn parents(&self) -> Vec<Step> {

@@ -16,20 +16,18 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 use tasker_engine::Tasker;
+use tasker_engine::requests::{DEFAULT_EVENT_LIMIT, EventPageRequest};
 use tasker_store::{EventQuery, EventRow};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-/// Default page size of event lists.
-const DEFAULT_LIMIT: u32 = 100;
-/// Largest page of event lists.
-const MAX_LIMIT: u32 = 1000;
 /// Longest long poll (under the server's request timeout, like claims).
 const MAX_WAIT: f64 = 20.0;
 /// How long the stream waits for events before asking again (the
@@ -142,57 +140,36 @@ pub struct StepIdPath {
     pub step_id: Uuid,
 }
 
-/// Checks the comma-separated type patterns.
+/// The comma-separated type patterns, checked by the shared rules
+/// ([`EventPageRequest`]).
 fn parse_types(raw: Option<&str>) -> Result<Vec<String>, ApiError> {
-    let Some(raw) = raw else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for t in raw.split(',').map(str::trim) {
-        let name = t.strip_suffix(".*").unwrap_or(t);
-        let ok = t == "*"
-            || (!name.is_empty()
-                && name.len() <= 128
-                && name.split('.').all(|seg| {
-                    !seg.is_empty()
-                        && seg
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                }));
-        if !ok {
-            return Err(ApiError::bad_request(
-                "invalid_parameter",
-                format!(
-                    "query parameter `type`: `{t}` is not an event type or pattern (use e.g. `task.completed`, `step.*` or `*`)"
-                ),
-            )
-            .field("type"));
-        }
-        out.push(t.to_string());
+    let types: Vec<String> = raw
+        .map(|r| r.split(',').map(|t| t.trim().to_string()).collect())
+        .unwrap_or_default();
+    Ok(EventPageRequest {
+        types,
+        ..Default::default()
     }
-    Ok(out)
+    .to_query()?
+    .types)
 }
 
 fn check_after(after: Option<i64>) -> Result<i64, ApiError> {
-    match after.unwrap_or(0) {
-        a if a >= 0 => Ok(a),
-        _ => Err(ApiError::bad_request(
-            "invalid_parameter",
-            "query parameter `after`: must be 0 or more",
-        )
-        .field("after")),
+    Ok(EventPageRequest {
+        after,
+        ..Default::default()
     }
+    .to_query()?
+    .after)
 }
 
 fn check_limit(limit: Option<u32>) -> Result<u32, ApiError> {
-    match limit.unwrap_or(DEFAULT_LIMIT) {
-        l if (1..=MAX_LIMIT).contains(&l) => Ok(l),
-        _ => Err(ApiError::bad_request(
-            "invalid_parameter",
-            format!("query parameter `limit`: must be between 1 and {MAX_LIMIT}"),
-        )
-        .field("limit")),
+    Ok(EventPageRequest {
+        limit,
+        ..Default::default()
     }
+    .to_query()?
+    .limit)
 }
 
 fn page(events: Vec<EventRow>, after: i64) -> EventList {
@@ -289,7 +266,7 @@ pub async fn events_stream(
     }
     let query = EventQuery {
         after,
-        limit: DEFAULT_LIMIT,
+        limit: DEFAULT_EVENT_LIMIT,
         types: parse_types(q.types.as_deref())?,
         task_id: q.task_id,
         namespace: q.namespace,
@@ -298,13 +275,33 @@ pub async fn events_stream(
         Some(_) => Some(check_limit(q.limit)?),
         None => None,
     };
+    let events = event_rows(st.tasker().clone(), query, left).map(|e| {
+        Ok(Event::default()
+            .id(e.id.to_string())
+            .event(e.event_type.clone())
+            .json_data(EventView::from(e))
+            .unwrap_or_else(|_| Event::default().comment("unserialisable event")))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))))
+}
+
+/// The outbox from `query.after` on, as an endless stream of rows (masked):
+/// woken by the store's change signals, with the long poll's short re-read
+/// for other processes' commits. Ends after `left` events when given, or
+/// when the database cannot be read (the client resumes from its last id).
+/// Shared by `/tasker/events/stream` and the dashboard's live updates.
+pub fn event_rows(
+    tasker: Tasker,
+    query: EventQuery,
+    left: Option<u32>,
+) -> impl futures::Stream<Item = EventRow> + Send + 'static {
     let state = StreamState {
-        tasker: st.tasker().clone(),
+        tasker,
         query,
         buffered: VecDeque::new(),
         left,
     };
-    let stream = futures::stream::unfold(state, |mut s| async move {
+    futures::stream::unfold(state, |mut s| async move {
         loop {
             if s.left == Some(0) {
                 return None;
@@ -312,12 +309,7 @@ pub async fn events_stream(
             if let Some(e) = s.buffered.pop_front() {
                 s.query.after = e.id;
                 s.left = s.left.map(|n| n - 1);
-                let event = Event::default()
-                    .id(e.id.to_string())
-                    .event(e.event_type.clone())
-                    .json_data(EventView::from(e))
-                    .unwrap_or_else(|_| Event::default().comment("unserialisable event"));
-                return Some((Ok(event), s));
+                return Some((e, s));
             }
             match s.tasker.wait_for_events(&s.query, STREAM_WAIT).await {
                 Ok(rows) => s.buffered.extend(rows),
@@ -329,8 +321,7 @@ pub async fn events_stream(
                 }
             }
         }
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))))
+    })
 }
 
 /// A task's events.

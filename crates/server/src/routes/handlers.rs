@@ -337,7 +337,7 @@ pub async fn handlers_show(
 /// One template version by namespace, name and version (`None`, empty or
 /// `latest`: the newest), with the error REST and GraphQL both answer when
 /// a part of the reference matches nothing.
-pub(crate) fn find_handler(
+pub fn find_handler(
     st: &AppState,
     namespace: &str,
     name: &str,

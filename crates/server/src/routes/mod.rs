@@ -9,12 +9,16 @@ pub mod analytics;
 pub mod annotations;
 pub mod docs;
 pub mod events;
+pub mod flow;
 pub mod handlers;
 pub mod health;
 pub mod metrics;
 pub mod pause;
+pub mod restart;
+pub mod schedules;
 pub mod steps;
 pub mod tasks;
+pub mod webhooks;
 pub mod workers;
 
 use crate::state::AppState;
@@ -79,6 +83,11 @@ pub(crate) fn build() -> Routes {
         .add(M::POST, "/tasker/tasks/{task_id}/pause", pause::tasks_pause)
         .add(
             M::POST,
+            "/tasker/tasks/{task_id}/restart",
+            restart::tasks_restart,
+        )
+        .add(
+            M::POST,
             "/tasker/tasks/{task_id}/resume",
             pause::tasks_resume,
         )
@@ -86,6 +95,47 @@ pub(crate) fn build() -> Routes {
             M::POST,
             "/tasker/tasks/{task_id}/annotations",
             annotations::annotations_create,
+        )
+        // Namespace and template pauses.
+        .add(M::GET, "/tasker/flow/pauses", flow::pauses_index)
+        .add(M::POST, "/tasker/flow/pauses", flow::pauses_create)
+        .add(
+            M::DELETE,
+            "/tasker/flow/pauses/{namespace}",
+            flow::pauses_delete_namespace,
+        )
+        .add(
+            M::DELETE,
+            "/tasker/flow/pauses/{namespace}/{name}",
+            flow::pauses_delete_template,
+        )
+        // Schedules.
+        .add(M::POST, "/tasker/schedules", schedules::schedules_create)
+        .add(M::GET, "/tasker/schedules", schedules::schedules_index)
+        .add(
+            M::GET,
+            "/tasker/schedules/{name}",
+            schedules::schedules_show,
+        )
+        .add(
+            M::DELETE,
+            "/tasker/schedules/{name}",
+            schedules::schedules_delete,
+        )
+        .add(
+            M::POST,
+            "/tasker/schedules/{name}/pause",
+            schedules::schedules_pause,
+        )
+        .add(
+            M::POST,
+            "/tasker/schedules/{name}/resume",
+            schedules::schedules_resume,
+        )
+        .add(
+            M::POST,
+            "/tasker/schedules/{name}/trigger",
+            schedules::schedules_trigger,
         )
         // Steps.
         .add(M::GET, "/tasker/tasks/{task_id}/steps", steps::steps_index)
@@ -144,6 +194,29 @@ pub(crate) fn build() -> Routes {
             M::GET,
             "/tasker/tasks/{task_id}/transitions",
             events::task_transitions,
+        )
+        // Webhook subscribers.
+        .add(M::POST, "/tasker/webhooks", webhooks::webhooks_create)
+        .add(M::GET, "/tasker/webhooks", webhooks::webhooks_index)
+        .add(
+            M::GET,
+            "/tasker/webhooks/{webhook_id}",
+            webhooks::webhooks_show,
+        )
+        .add(
+            M::DELETE,
+            "/tasker/webhooks/{webhook_id}",
+            webhooks::webhooks_destroy,
+        )
+        .add(
+            M::GET,
+            "/tasker/webhooks/{webhook_id}/deliveries",
+            webhooks::webhooks_deliveries,
+        )
+        .add(
+            M::POST,
+            "/tasker/webhooks/{webhook_id}/redeliver",
+            webhooks::webhooks_redeliver,
         )
         // Handler discovery.
         .add(M::GET, "/tasker/handlers", handlers::handlers_index)

@@ -5,7 +5,9 @@ use crate::extract::{ApiBody, ApiJson, ApiPath, ApiQuery};
 #[allow(unused_imports)] // Named in schema attributes.
 use crate::json::{JsonObject, JsonValue};
 use crate::state::AppState;
-use crate::views::{Relations, StepCancelled, StepEnvelope, StepList, StepView};
+use crate::views::{
+    PauseView, Relations, StepCancelled, StepEnvelope, StepList, StepView, TaskView,
+};
 use axum::extract::State;
 use axum::{Extension, Json};
 use serde::Deserialize;
@@ -94,7 +96,25 @@ async fn step_view(st: &AppState, task_id: Uuid, step_id: Uuid) -> Result<StepVi
         .position(|s| s.id == step_id)
         .ok_or_else(|| not_in_task(task_id, step_id))?;
     let rel = Relations::build(&steps);
-    Ok(StepView::build(&steps, &rel, i, st.tasker().now(), true))
+    let mut view = [StepView::build(&steps, &rel, i, st.tasker().now(), true)];
+    if view[0].paused {
+        StepView::explain_pause(&mut view, task_pause(st, task_id).await?.as_ref());
+    }
+    let [view] = view;
+    Ok(view)
+}
+
+/// What holds a task back (its own pause, else its namespace's or
+/// template's), for the step reads' `pause`.
+async fn task_pause(st: &AppState, task_id: Uuid) -> Result<Option<PauseView>, ApiError> {
+    let task = st
+        .tasker()
+        .store()
+        .task_get(task_id)
+        .await
+        .map_err(tasker_engine::EngineError::from)?;
+    let pauses = st.tasker().flow_pauses().await?;
+    Ok(TaskView::from_row(task).held_by(&pauses).pause)
 }
 
 /// Lists a task's steps in template order.
@@ -116,6 +136,10 @@ pub async fn steps_index(
 ) -> Result<Json<StepList>, ApiError> {
     let steps = st.tasker().task_steps(p.task_id).await?;
     let mut views = StepView::all(&steps, st.tasker().now());
+    if views.iter().any(|v| v.paused) {
+        let why = task_pause(&st, p.task_id).await?;
+        StepView::explain_pause(&mut views, why.as_ref());
+    }
     if let Some(status) = q.status {
         views.retain(|v| v.status == status);
     }

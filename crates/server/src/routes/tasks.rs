@@ -162,6 +162,10 @@ pub struct ListTasksQuery {
     /// Only tasks carrying every one of these tags, comma-separated
     /// (`tag=vip,eu`).
     pub tag: Option<String>,
+    /// Only tasks with exactly this correlation id (case-sensitive, no
+    /// patterns): 1-128 letters, digits, `.`, `_`, `:` or `-`.
+    #[param(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9._:-]+$")]
+    pub correlation_id: Option<String>,
     /// Only tasks with an annotation of this type.
     pub annotation_type: Option<String>,
     /// With `annotation_type`: a JSON object whose top-level keys the
@@ -320,6 +324,7 @@ pub async fn tasks_index(
             .as_deref()
             .map(|t| t.split(',').map(str::to_string).collect())
             .unwrap_or_default(),
+        correlation_id: q.correlation_id,
         annotation_type: q.annotation_type,
         annotation_contains: match q.annotation_contains.as_deref() {
             None => None,
@@ -354,10 +359,12 @@ pub async fn tasks_index(
         None
     };
     let with_analysis = q.include_dependencies.unwrap_or_default().0;
+    // Namespace and template pauses: one read of a small table per page.
+    let pauses = st.tasker().flow_pauses().await?;
     let mut tasks = Vec::with_capacity(page.items.len());
     for row in page.items {
         let id = row.id;
-        let mut view = TaskView::from_row(row);
+        let mut view = TaskView::from_row(row).held_by(&pauses);
         if with_analysis {
             view.dependency_analysis = Some(match st.tasker().task_steps(id).await {
                 Ok(steps) => analysis(&st, id, &steps).await,
@@ -422,12 +429,15 @@ pub async fn tasks_show(
 ) -> Result<Json<TaskEnvelope>, ApiError> {
     let status = st.tasker().task_status(p.task_id).await?;
     let steps = st.tasker().task_steps(p.task_id).await?;
-    let mut view = TaskView::from_row(status.task);
+    let pauses = st.tasker().flow_pauses().await?;
+    let mut view = TaskView::from_row(status.task).held_by(&pauses);
     view.execution = Some(ExecutionView::from(&status.execution));
     if q.include_dependencies.unwrap_or_default().0 {
         view.dependency_analysis = Some(analysis(&st, p.task_id, &steps).await);
     }
-    view.steps = Some(StepView::all(&steps, st.tasker().now()));
+    let mut step_views = StepView::all(&steps, st.tasker().now());
+    StepView::explain_pause(&mut step_views, view.pause.as_ref());
+    view.steps = Some(step_views);
     let mut notes = st.tasker().task_annotations(&[p.task_id]).await?;
     view.annotations = Some(
         notes

@@ -6,7 +6,13 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and dropped afterwards,
 //! the same approach as `crates/store-postgres/tests/common`.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unused_imports,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 pub mod openapi;
 
@@ -22,46 +28,10 @@ use tasker_core::template::parse_template;
 use tasker_engine::{EngineConfig, StepContext, StepError, StepHandler, Tasker};
 use tasker_server::{AppState, ServerConfig};
 use tasker_store::Store;
-use tasker_store_postgres::testing::TestDb;
 use tower::ServiceExt;
 use uuid::Uuid;
 
-/// Keeps a test database alive.
-pub enum Guard {
-    /// The SQLite file's directory.
-    Sqlite(tempfile::TempDir),
-    /// The PostgreSQL database (dropped on drop).
-    Postgres(TestDb),
-}
-
-/// A store and what keeps it alive.
-pub struct Db {
-    pub store: Arc<dyn Store>,
-    pub guard: Guard,
-}
-
-/// A fresh SQLite file.
-pub async fn sqlite() -> Db {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("tasker.db").display());
-    let store = tasker_store_sqlite::SqliteStore::connect(&url)
-        .await
-        .unwrap();
-    Db {
-        store: Arc::new(store),
-        guard: Guard::Sqlite(dir),
-    }
-}
-
-/// A fresh PostgreSQL database.
-pub async fn postgres() -> Db {
-    let db = TestDb::create().await;
-    let store = db.store().await;
-    Db {
-        store: Arc::new(store),
-        guard: Guard::Postgres(db),
-    }
-}
+pub use tasker_test_support::db::{Db, Guard, postgres, sqlite};
 
 /// A handler kind that always fails permanently.
 pub struct Fail;

@@ -447,6 +447,110 @@ pub async fn events_filter_and_page(store: Arc<dyn Store>) {
     assert!(end.is_empty());
 }
 
+/// `events_list_many` gives each task the page `events_list` gives it
+/// alone (after, types, a limit per task), in one read; unknown tasks and
+/// tasks without such events get an empty list.
+pub async fn events_list_many_pages_per_task(store: Arc<dyn Store>) {
+    let a = TaskBuilder::new("alpha", "x")
+        .step("a", &[])
+        .step("b", &["a"])
+        .build(at(0));
+    let b = TaskBuilder::new("beta", "y").step("a", &[]).build(at(0));
+    let quiet = TaskBuilder::new("gamma", "z").step("a", &[]).build(at(0));
+    store
+        .task_create_many(vec![a.clone(), b.clone(), quiet.clone()])
+        .await
+        .unwrap();
+    // `a` and `b` run to the end; `gamma`'s step fails and waits for a retry.
+    for _ in 0..2 {
+        let got = claim(&store, 100, at(1)).await;
+        let mine: Vec<_> = got
+            .iter()
+            .filter(|c| c.task_id != quiet.id)
+            .map(|c| success(c, serde_json::json!({})))
+            .collect();
+        let others: Vec<_> = got
+            .iter()
+            .filter(|c| c.task_id == quiet.id)
+            .map(|c| failure(c, Some(at(100))))
+            .collect();
+        store.step_finish_many(&mine, at(1)).await.unwrap();
+        store.step_finish_many(&others, at(1)).await.unwrap();
+    }
+    let missing = Uuid::now_v7();
+    let ids = [a.id, b.id, quiet.id, missing];
+    let alone = |task: Uuid, q: &EventQuery| {
+        let store = store.clone();
+        let q = EventQuery {
+            task_id: Some(task),
+            ..q.clone()
+        };
+        async move { store.events_list(&q).await.unwrap() }
+    };
+    for q in [
+        EventQuery {
+            limit: 100,
+            ..Default::default()
+        },
+        EventQuery {
+            limit: 2,
+            ..Default::default()
+        },
+        EventQuery {
+            limit: 3,
+            types: vec!["step.*".into()],
+            ..Default::default()
+        },
+        EventQuery {
+            limit: 100,
+            types: vec!["task.created".into(), "task.completed".into()],
+            namespace: Some("alpha".into()),
+            ..Default::default()
+        },
+    ] {
+        let many = store.events_list_many(&ids, &q).await.unwrap();
+        assert_eq!(many.len(), ids.len(), "an entry per asked id: {q:?}");
+        for id in ids {
+            assert_eq!(many[&id], alone(id, &q).await, "task {id}, {q:?}");
+        }
+        assert!(many[&missing].is_empty());
+    }
+    // Paging on from a task's last event id.
+    let first = store
+        .events_list_many(
+            &ids,
+            &EventQuery {
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let after = first[&a.id][1].id;
+    let rest = store
+        .events_list_many(
+            &[a.id],
+            &EventQuery {
+                after,
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let everything = task_events(&store, a.id).await;
+    assert_eq!(rest[&a.id], everything[2..].to_vec());
+    assert!(everything.len() > 4, "{}", everything.len());
+    // Nothing asked, nothing read.
+    assert!(
+        store
+            .events_list_many(&[], &EventQuery::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 /// Custom events are recorded for their step's task, in order with the
 /// rest; an unknown step is `NotFound`. Pruning deletes old events in
 /// batches and never reuses an id.

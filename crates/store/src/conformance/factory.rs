@@ -119,6 +119,7 @@ impl TaskBuilder {
             skippable: false,
             timeout_seconds: Some(30.0),
             parents,
+            flow: Default::default(),
         });
         self
     }

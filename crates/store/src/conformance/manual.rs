@@ -721,4 +721,49 @@ pub async fn operator_actions_record_who_asked(store: Arc<dyn Store>) {
     }
     let v_moves = store.task_transitions(v.id).await.unwrap();
     assert!(by(&v_moves).iter().all(Option::is_none), "{v_moves:?}");
+
+    // The events of those transitions carry `by` too; the others have none.
+    let who_of = |events: &[crate::EventRow], ty: &str| -> Vec<Option<String>> {
+        events
+            .iter()
+            .filter(|e| e.event_type == ty)
+            .map(|e| {
+                e.payload
+                    .get("by")
+                    .and_then(|v| v.as_str())
+                    .map(String::from)
+            })
+            .collect()
+    };
+    let some = |s: &str| Some(s.to_string());
+    let t_events = super::events::task_events(&store, t.id).await;
+    assert_eq!(who_of(&t_events, "task.retry_requested"), vec![some("bob")]);
+    assert_eq!(who_of(&t_events, "step.retry_scheduled"), vec![some("bob")]);
+    assert_eq!(
+        who_of(&t_events, "step.resolved_manually"),
+        vec![some("carol"), some("carol")]
+    );
+    let finished = t_events
+        .iter()
+        .rfind(|e| e.event_type.starts_with("task."))
+        .unwrap();
+    assert_eq!(
+        finished.payload.get("by").and_then(|v| v.as_str()),
+        Some("carol"),
+        "the task's end, caused by carol: {finished:?}"
+    );
+    for ty in ["task.created", "step.started", "step.failed"] {
+        assert!(
+            who_of(&t_events, ty).iter().all(Option::is_none),
+            "{ty}: {t_events:?}"
+        );
+    }
+    let u_events = super::events::task_events(&store, u.id).await;
+    assert_eq!(who_of(&u_events, "task.cancelled"), vec![some("alice")]);
+    assert_eq!(
+        who_of(&u_events, "step.cancelled"),
+        vec![some("alice"), some("alice")]
+    );
+    let v_events = super::events::task_events(&store, v.id).await;
+    assert!(v_events.iter().all(|e| e.payload.get("by").is_none()));
 }

@@ -34,12 +34,19 @@ pub mod events;
 pub mod factory;
 pub mod finaliser;
 pub mod finish;
+pub mod flow;
+pub mod flow_pause;
+pub mod flow_prune;
 pub mod keys;
 pub mod leases;
 pub mod manual;
 pub mod pause;
 pub mod queries;
+pub mod restart;
 pub mod retention;
+pub mod schedules;
+pub mod task_slots;
+pub mod webhooks;
 pub mod workload;
 
 use crate::{
@@ -149,10 +156,24 @@ macro_rules! conformance_tests {
             manual::step_update_edits_inputs_and_retry_limit,
             manual::task_update_edits_reason_and_tags,
             manual::operator_actions_record_who_asked,
+            flow::concurrency_key_caps_running_steps,
+            flow::rescue_and_task_cancel_release_the_key,
+            flow::rate_limit_defers_without_spending_attempts,
+            flow::keys_and_buckets_combine,
+            task_slots::max_running_tasks_caps_running_tasks,
+            task_slots::completion_claim_and_failure_obey_the_limit,
+            task_slots::a_resumed_waiting_task_is_decided_again,
+            flow_prune::housekeeping_prunes_ticks_buckets_and_keys,
             pause::pause_stops_new_steps_and_resume_continues,
             pause::pause_keeps_backoff_and_follows_rules,
+            pause::pause_shows_in_step_reads_and_cancel_clears_it,
+            flow_pause::namespace_and_template_pauses,
+            restart::restart_reruns_the_step_and_downstream,
+            restart::restart_follows_the_rules,
+            flow_pause::own_resume_inside_a_paused_namespace,
             queries::task_list_filters_and_counts,
             queries::task_list_sorts_and_pages,
+            queries::task_list_filters_by_correlation_id,
             queries::step_counts_by_situation,
             queries::stats_count_states,
             queries::stats_since_counts_the_window,
@@ -165,6 +186,7 @@ macro_rules! conformance_tests {
             analytics::history_sample_covers_the_window,
             retention::prune_deletes_only_finished_tasks_before_the_cutoff,
             retention::prune_leaves_a_reopened_task,
+            retention::prune_expired_deletes_only_finished_tasks_in_batches,
             retention::prune_filters_by_namespace,
             retention::task_list_keyset_pages_and_count_modes,
             keys::api_keys_round_trip_and_list_oldest_first,
@@ -174,9 +196,19 @@ macro_rules! conformance_tests {
             events::operator_actions_and_rescues_have_events,
             events::rolled_back_writes_leave_no_events,
             events::events_filter_and_page,
+            events::events_list_many_pages_per_task,
             events::custom_events_and_pruning,
             annotations::annotations_round_trip_grouped_by_task,
             annotations::task_list_filters_by_tags_and_annotations,
+            webhooks::webhooks_fan_out_by_filter_and_deliver_once,
+            webhooks::webhook_order_per_task_retries_and_dead_letters,
+            webhooks::expired_delivery_lease_is_claimed_again,
+            webhooks::webhook_config_sync_follows_the_configuration,
+            webhooks::settled_deliveries_go_with_their_events,
+            schedules::schedules_round_trip,
+            schedules::tick_creates_one_task_and_duplicates_are_refused,
+            schedules::paused_schedules_do_not_fire,
+            schedules::catch_up_after_a_restart,
         );
         $crate::conformance_tests!(@multi $factory;
             concurrency::concurrent_claimers_never_double_claim,
@@ -184,6 +216,8 @@ macro_rules! conformance_tests {
             concurrency::concurrent_creates_respect_identity,
             completion::completion_races_claimers_without_double_lease,
             events::concurrent_writers_record_every_event_once,
+            webhooks::concurrent_delivery_claimers_never_share_a_pair,
+            schedules::concurrent_fires_create_one_task_per_tick,
         );
     };
     (@current $factory:expr; $($module:ident :: $case:ident),* $(,)?) => {

@@ -158,3 +158,38 @@ pub async fn pause_keeps_backoff_and_follows_rules(store: Arc<dyn Store>) {
     store.task_resume(e.id, at(206), None).await.unwrap();
     assert_eq!(claim(&store, 10, at(207)).await.len(), 1);
 }
+
+/// Step reads show a paused task's steps as paused (one read, the list and
+/// the batch read alike) and resumed ones as not; cancelling a paused task
+/// clears `paused_at` (nothing of it can resume).
+pub async fn pause_shows_in_step_reads_and_cancel_clears_it(store: Arc<dyn Store>) {
+    let t = new_task(Shape::Linear(2), at(0));
+    store.task_create(t.clone()).await.unwrap();
+    assert!(!step(&store, t.id, "s0").await.paused);
+    store.task_pause(t.id, at(1), None).await.unwrap();
+    let s0 = step(&store, t.id, "s0").await;
+    assert!(s0.paused, "step_list shows it");
+    assert!(
+        store.step_get(s0.id).await.unwrap().paused,
+        "step_get shows it"
+    );
+    let many = store.step_list_many(&[t.id]).await.unwrap();
+    assert!(
+        many[&t.id].iter().all(|s| s.paused),
+        "step_list_many shows it"
+    );
+    store.task_resume(t.id, at(2), None).await.unwrap();
+    assert!(!store.step_get(s0.id).await.unwrap().paused);
+
+    store.task_pause(t.id, at(3), None).await.unwrap();
+    let cancelled = store.task_cancel(t.id, at(4), None).await.unwrap();
+    assert_eq!(
+        (cancelled.status, cancelled.paused_at),
+        (TaskState::Cancelled, None)
+    );
+    assert_eq!(store.task_get(t.id).await.unwrap().paused_at, None);
+    assert_conflict(
+        store.task_resume(t.id, at(5), None).await,
+        "nothing to resume",
+    );
+}

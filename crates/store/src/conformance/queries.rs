@@ -101,6 +101,59 @@ pub async fn task_list_filters_and_counts(store: Arc<dyn Store>) {
     );
 }
 
+/// The correlation id is an exact match (not a prefix, not a pattern),
+/// combines with the other filters, and the count follows it.
+pub async fn task_list_filters_by_correlation_id(store: Arc<dyn Store>) {
+    let mk = |ns: &str, corr: &str, t: i64| {
+        let mut task = TaskBuilder::new(ns, "order").step("a", &[]).build(at(t));
+        task.correlation_id = corr.to_string();
+        task
+    };
+    let tasks = vec![
+        mk("shop", "order-42", 0),
+        mk("shop", "order-421", 10),
+        mk("billing", "order-42", 20),
+        mk("shop", "order-%", 30),
+        mk("shop", "ORDER-42", 40),
+    ];
+    store.task_create_many(tasks.clone()).await.unwrap();
+    let find = |corr: &str, ns: Option<&str>| {
+        let q = TaskQuery {
+            correlation_id: Some(corr.to_string()),
+            namespace: ns.map(str::to_string),
+            count: crate::CountMode::Exact,
+            ..Default::default()
+        };
+        let store = store.clone();
+        async move {
+            let p = store.task_list(&q).await.unwrap();
+            let mut ids: Vec<Uuid> = p.items.iter().map(|t| t.id).collect();
+            ids.sort();
+            (p.total.unwrap(), ids)
+        }
+    };
+    let sorted = |mut v: Vec<Uuid>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        find("order-42", None).await,
+        (2, sorted(vec![tasks[0].id, tasks[2].id])),
+        "exact and case-sensitive: not order-421, not ORDER-42"
+    );
+    assert_eq!(
+        find("order-42", Some("shop")).await,
+        (1, vec![tasks[0].id]),
+        "combined with the namespace"
+    );
+    assert_eq!(
+        find("order-%", None).await,
+        (1, vec![tasks[3].id]),
+        "no pattern matching"
+    );
+    assert_eq!(find("order-", None).await, (0, vec![]), "no prefix match");
+}
+
 /// Every sort key, both directions, and paging through the whole list.
 pub async fn task_list_sorts_and_pages(store: Arc<dyn Store>) {
     let specs = [

@@ -123,6 +123,110 @@ pub async fn prune_deletes_only_finished_tasks_before_the_cutoff(store: Arc<dyn 
     assert!(store.tasks_prune(&[], at(100)).await.unwrap().is_empty());
 }
 
+/// `prune_expired` (pruning without an archive: the store selects, locks
+/// and deletes a batch itself) deletes finished tasks before the cutoff,
+/// oldest completion first, a batch at a time, with their steps, edges
+/// and annotations; it never touches a pending, running or recently
+/// finished task, and an annotation written to a pruned task is refused
+/// as NotFound.
+pub async fn prune_expired_deletes_only_finished_tasks_in_batches(store: Arc<dyn Store>) {
+    single(&store, "test", 0).await;
+    let complete = finish(&store, true, 10).await;
+    single(&store, "test", 1).await;
+    let error = finish(&store, false, 20).await;
+    // A cancelled diamond: edges and four steps go with it.
+    let diamond = TaskBuilder::new("test", "diamond")
+        .step("a", &[])
+        .step("b", &["a"])
+        .step("c", &["a"])
+        .step("d", &["b", "c"])
+        .build(at(2));
+    let diamond = store.task_create(diamond).await.unwrap().id;
+    store.task_cancel(diamond, at(30), None).await.unwrap();
+    let note = |task_id: Uuid, t: i64| crate::NewAnnotation {
+        id: Uuid::now_v7(),
+        task_id,
+        annotation_type: "note".into(),
+        content: json!({"k": "v"}),
+        created_by: None,
+        now: at(t),
+    };
+    store.annotation_create(note(diamond, 31)).await.unwrap();
+    let mut doomed_steps = Vec::new();
+    for t in [complete, error, diamond] {
+        doomed_steps.extend(store.step_list(t).await.unwrap().into_iter().map(|s| s.id));
+    }
+    assert_eq!(doomed_steps.len(), 6);
+    // Unfinished, created long before the cutoff: one running, one pending.
+    single(&store, "test", 3).await;
+    let running_step = claim_one(&store, at(40)).await;
+    let running = running_step.task_id;
+    let pending = single(&store, "test", 4).await;
+    store.annotation_create(note(pending, 41)).await.unwrap();
+    // Finished after the cutoff.
+    single(&store, "test", 5).await;
+    let recent_claim = store.step_claim(&params("w", 2, at(200))).await.unwrap();
+    assert_eq!(recent_claim.len(), 2);
+    let recent_claim = recent_claim
+        .into_iter()
+        .find(|c| c.task_id != pending)
+        .unwrap();
+    let recent = recent_claim.task_id;
+    succeed(&store, &recent_claim, at(200)).await;
+    // `pending` was claimed too (it is running now): put it back in the
+    // picture as unfinished work that must stay.
+    let mut q = query(100);
+    q.limit = 2;
+    assert_eq!(
+        store.prune_expired(&q).await.unwrap(),
+        Some(2),
+        "a full batch"
+    );
+    assert_not_found(store.task_get(complete).await, "oldest completion first");
+    assert_not_found(store.task_get(error).await, "second oldest");
+    assert!(
+        store.task_get(diamond).await.is_ok(),
+        "not in the first batch"
+    );
+    assert_eq!(store.prune_expired(&q).await.unwrap(), Some(1), "the rest");
+    assert_eq!(
+        store.prune_expired(&q).await.unwrap(),
+        Some(0),
+        "nothing left"
+    );
+    assert_gone(&store, complete, &doomed_steps).await;
+    assert_gone(&store, diamond, &[]).await;
+    let notes = store.annotation_list_many(&[diamond]).await.unwrap();
+    assert!(
+        notes.get(&diamond).is_none_or(|n| n.is_empty()),
+        "annotations go with their task: {notes:?}"
+    );
+    assert_not_found(
+        store.annotation_create(note(diamond, 300)).await,
+        "an annotation of a pruned task",
+    );
+    // The rest is whole and still works.
+    for t in [running, pending, recent] {
+        assert!(!store.task_transitions(t).await.unwrap().is_empty());
+        assert_eq!(store.step_list(t).await.unwrap().len(), 1);
+    }
+    let kept = store.annotation_list_many(&[pending]).await.unwrap();
+    assert_eq!(kept.get(&pending).map(Vec::len), Some(1));
+    succeed(&store, &running_step, at(300)).await;
+    assert_eq!(
+        store.task_get(running).await.unwrap().status,
+        TaskState::Complete
+    );
+    // Everything is finished now, but after the cutoff: nothing goes.
+    let mut all = query(100);
+    all.limit = 0;
+    assert_eq!(store.prune_expired(&all).await.unwrap(), Some(0));
+    assert_eq!(
+        store.task_get(pending).await.unwrap().status,
+        TaskState::InProgress
+    );
+}
+
 /// A task selected for pruning and reopened (a retry) before the delete
 /// stays, with everything it had.
 pub async fn prune_leaves_a_reopened_task(store: Arc<dyn Store>) {

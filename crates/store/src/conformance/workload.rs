@@ -104,6 +104,18 @@ pub const INVARIANTS: &[(&str, &str)] = &[
          WHERE t.status = 'cancelled' AND s.status IN ('pending', 'in_progress')",
     ),
     (
+        "the steps of an open task are paused exactly while it, its namespace or its template is",
+        "SELECT COUNT(*) FROM steps s JOIN tasks t ON t.id = s.task_id
+         WHERE t.status IN ('pending', 'in_progress', 'error')
+           AND s.paused <> (t.paused_at IS NOT NULL OR EXISTS (
+               SELECT 1 FROM flow_pauses f
+               WHERE f.namespace = t.namespace AND f.name IN ('', t.name)))",
+    ),
+    (
+        "a cancelled task is not paused",
+        "SELECT COUNT(*) FROM tasks WHERE status = 'cancelled' AND paused_at IS NOT NULL",
+    ),
+    (
         "a task that ran a step has left pending",
         "SELECT COUNT(*) FROM tasks t WHERE t.status = 'pending' AND EXISTS
             (SELECT 1 FROM steps s WHERE s.task_id = t.id AND s.status = 'in_progress')",
@@ -140,7 +152,11 @@ pub async fn check_history(db: &dyn Inspect) {
                     } else {
                         let (f, t): (TaskState, TaskState) =
                             (from.parse().unwrap(), to.parse().unwrap());
-                        f.check_transition(t).unwrap();
+                        // Same-state rows are flow-control actions (pause,
+                        // resume), recorded without a state change.
+                        if f != t {
+                            f.check_transition(t).unwrap();
+                        }
                     }
                 }
                 _ => {
@@ -201,7 +217,7 @@ pub async fn random_workload(store: &dyn Store, db: &dyn Inspect, ops: usize) ->
 
     for op in 0..ops {
         now += Duration::seconds(rng.below(4) as i64);
-        let what = match rng.below(20) {
+        let what = match rng.below(23) {
             0..=3 => {
                 let t = shape(&mut rng, now);
                 tasks.push(t.id);
@@ -270,6 +286,25 @@ pub async fn random_workload(store: &dyn Store, db: &dyn Inspect, ops: usize) ->
                 };
                 "step action"
             }
+            20 | 21 if !tasks.is_empty() => {
+                // Pause or resume (refused when finished / not paused).
+                let id = tasks[rng.below(tasks.len())];
+                if store.task_resume(id, now, None).await.is_err() {
+                    let _ = store.task_pause(id, now, None).await;
+                }
+                "pause or resume"
+            }
+            22 => {
+                // The incident switch: a template or the whole namespace.
+                let scope = crate::FlowScope {
+                    namespace: "test".into(),
+                    name: rng.chance(50).then(|| "wide".to_string()),
+                };
+                if store.flow_resume(&scope).await.is_err() {
+                    store.flow_pause(&scope, now, None, None).await.unwrap();
+                }
+                "flow pause or resume"
+            }
             _ => {
                 let leases: Vec<_> = running.iter().map(super::lease).collect();
                 let lost = store
@@ -284,7 +319,14 @@ pub async fn random_workload(store: &dyn Store, db: &dyn Inspect, ops: usize) ->
     }
     check_history(db).await;
 
-    // Drain: everything that can still run finishes.
+    // Drain: everything that can still run finishes, once resumed.
+    for &id in &tasks {
+        let _ = store.task_resume(id, now, None).await;
+    }
+    for p in store.flow_pauses().await.unwrap() {
+        store.flow_resume(&p.scope).await.unwrap();
+    }
+    check_invariants(db, 9_999, "resume all").await;
     for round in 0..100 {
         now += Duration::seconds(10);
         store.step_rescue_expired(now, 1000).await.unwrap();

@@ -193,7 +193,7 @@ impl Http {
     }
 }
 
-fn build_client(policy: &Arc<HttpPolicy>) -> Result<reqwest::Client, reqwest::Error> {
+pub(crate) fn build_client(policy: &Arc<HttpPolicy>) -> Result<reqwest::Client, reqwest::Error> {
     // reqwest is built without a default TLS crypto provider; install ring's
     // once per process (an error only means one is already installed).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -530,7 +530,7 @@ fn transport_error(what: &str, e: reqwest::Error) -> StepError {
 }
 
 /// An error and its sources, joined with `: ` (repeated texts skipped).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = vec![e.to_string()];
     let mut source = e.source();
     while let Some(err) = source {

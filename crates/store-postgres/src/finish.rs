@@ -1,0 +1,300 @@
+//! Finishing a batch of leased steps: one statement for the steps, their
+//! children and their tasks' counters, then (when due) the claim on
+//! completion and the finaliser's transitions.
+//!
+//! A chain stage is `BEGIN`, the finish statement ([`FINISH_SQL`]), the
+//! claim on completion (the claim statement of `work.rs`, among the
+//! children just made ready), `COMMIT`: four round trips. The tasks' status
+//! and transitions are written by a fifth statement only when the finaliser
+//! moves a task (or its stored counters had drifted from its steps).
+//!
+//! Lock order is the one every writer follows: the finished steps (id
+//! order), their children (id order), then the tasks (id order). A batch
+//! whose steps hold concurrency keys releases the keys between children and
+//! tasks: the statement then leaves the tasks alone and [`settle`] locks
+//! them after the keys. (Nothing that holds a key ever waits for a step
+//! row: claims and unparks take steps `SKIP LOCKED`.)
+
+use crate::PgStore;
+use crate::decode::{claimed_step, task_state};
+use crate::error::TxError;
+use crate::events::{Emit, notify};
+use crate::flow::{Released, release, released};
+use crate::settle::{Delta, TaskCounters, settle, settle_applied};
+use crate::work::{claim_rounds, unblock_ctes};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::Row;
+use std::collections::{BTreeMap, HashSet};
+use tasker_store::{ClaimParams, FinishReport, OutcomeResult, StepOutcome};
+use uuid::Uuid;
+
+/// Applies outcomes to the steps still leased with the given token, writes
+/// their transitions, unblocks the children of the completed ones and
+/// applies the counter deltas to their tasks, all in one statement.
+///
+/// Every join with a batch also states `id = ANY(…)` on the base table: the
+/// planner then always reaches rows through the primary key, even with
+/// stale statistics right after a bulk load (measured: a hash join over the
+/// whole steps table, 70–150 ms per batch with 100k finished steps). Each
+/// lock set is taken by a CTE read through `ARRAY(SELECT …)` of the one
+/// before it, so it is complete before the next set is locked: finished
+/// steps (`lk`), children (`clk`), tasks (`tlk`). The tasks are locked and
+/// written only when no finished step holds a concurrency key (those
+/// batches release their keys first, see the module docs).
+///
+/// `$1..$6` outcome arrays, `$7` now. Rows: `part = 's'` per finished step,
+/// `'c'` per task whose children were touched (how many became ready, their
+/// ids), `'t'` per task whose counters were advanced (status and counters
+/// read under its lock, before the delta).
+pub(crate) const FINISH_SQL: &str = concat!(
+    "WITH o AS ( \
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $6::timestamptz[]) \
+             AS o(id, token, kind, results, err, retry_at) \
+     ), lk AS ( \
+         SELECT s.id, s.lease_owner FROM steps s JOIN o ON o.id = s.id \
+         WHERE s.id = ANY($1::uuid[]) AND s.status = 'in_progress' AND s.lease_token = o.token \
+         ORDER BY s.id FOR NO KEY UPDATE OF s \
+     ), upd AS ( \
+         UPDATE steps s SET \
+             status = CASE o.kind WHEN 'ok' THEN 'complete' WHEN 'retry' THEN 'pending' ELSE 'error' END, \
+             results = CASE WHEN o.kind = 'ok' THEN o.results ELSE s.results END, \
+             last_error = CASE WHEN o.kind = 'ok' THEN s.last_error ELSE o.err END, \
+             ready_at = CASE WHEN o.kind = 'retry' THEN o.retry_at END, \
+             completed_at = CASE WHEN o.kind = 'ok' THEN $7 ELSE s.completed_at END, \
+             lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = $7 \
+         FROM lk JOIN o ON o.id = lk.id \
+         WHERE s.id = lk.id AND s.id = ANY($1::uuid[]) \
+         RETURNING s.id, s.task_id, o.kind, s.attempts, o.err, o.retry_at, lk.lease_owner, \
+             s.concurrency_key, s.concurrency_limit \
+     ), tr AS ( \
+         INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata) \
+         SELECT u.id, u.task_id, v.f, v.t, $7, v.m \
+         FROM upd u CROSS JOIN LATERAL (VALUES \
+             (1, 'in_progress', CASE u.kind WHEN 'ok' THEN 'complete' ELSE 'error' END, \
+                 CASE WHEN u.kind = 'ok' THEN jsonb_build_object('attempt', u.attempts, 'worker', u.lease_owner) \
+                      ELSE jsonb_build_object('attempt', u.attempts, 'worker', u.lease_owner, 'error', u.err) END), \
+             (2, 'error', 'pending', \
+                 jsonb_build_object('attempt', u.attempts, 'retry_at', u.retry_at)) \
+         ) AS v(seq, f, t, m) \
+         WHERE v.seq = 1 OR u.kind = 'retry' \
+         ORDER BY u.id, v.seq \
+     ), ",
+    unblock_ctes!("ARRAY(SELECT id FROM upd WHERE kind = 'ok')", "$7"),
+    ", dl AS ( \
+         SELECT x.task_id, sum(x.rem)::bigint AS rem, sum(x.live)::bigint AS live, \
+                sum(x.blk)::bigint AS blk \
+         FROM ( \
+             SELECT task_id, CASE kind WHEN 'ok' THEN -1 ELSE 0 END AS rem, \
+                    CASE kind WHEN 'retry' THEN 0 ELSE -1 END AS live, \
+                    CASE WHEN kind IN ('ok', 'retry') THEN 0 ELSE 1 END AS blk \
+             FROM upd \
+             UNION ALL \
+             SELECT task_id, 0, CASE WHEN ready THEN 1 ELSE 0 END, 0 FROM cupd \
+         ) x \
+         GROUP BY x.task_id \
+         HAVING sum(x.rem) <> 0 OR sum(x.live) <> 0 OR sum(x.blk) <> 0 \
+     ), tlk AS ( \
+         SELECT t.id, t.status, t.steps_remaining, t.steps_live, t.steps_blocked FROM tasks t \
+         WHERE t.id = ANY (ARRAY( \
+             SELECT task_id FROM dl \
+             WHERE NOT EXISTS (SELECT 1 FROM upd WHERE concurrency_key IS NOT NULL))) \
+         ORDER BY t.id FOR NO KEY UPDATE \
+     ), tupd AS ( \
+         UPDATE tasks t SET steps_remaining = GREATEST(t.steps_remaining + dl.rem, 0), \
+             steps_live = GREATEST(t.steps_live + dl.live, 0), \
+             steps_blocked = GREATEST(t.steps_blocked + dl.blk, 0), updated_at = $7 \
+         FROM dl WHERE t.id = dl.task_id AND t.id = ANY (ARRAY(SELECT id FROM tlk)) \
+         RETURNING t.id \
+     ) \
+     SELECT 's' AS part, u.id, u.task_id, u.kind, u.retry_at, u.concurrency_key, u.concurrency_limit, \
+            NULL::bigint AS ready, NULL::uuid[] AS ready_ids, NULL::text AS status, \
+            NULL::bigint AS steps_remaining, NULL::bigint AS steps_live, NULL::bigint AS steps_blocked \
+     FROM upd u \
+     UNION ALL \
+     SELECT 'c', NULL, task_id, NULL, NULL, NULL, NULL, count(*) FILTER (WHERE ready), \
+            COALESCE(array_agg(id) FILTER (WHERE ready), '{}'), NULL, NULL, NULL, NULL \
+     FROM cupd GROUP BY task_id \
+     UNION ALL \
+     SELECT 't', k.id, k.id, NULL, NULL, NULL, NULL, NULL, NULL, k.status, \
+            k.steps_remaining, k.steps_live, k.steps_blocked \
+     FROM tlk k WHERE k.id = ANY (ARRAY(SELECT id FROM tupd))"
+);
+
+/// The outcome arrays bound to [`FINISH_SQL`].
+#[derive(Default)]
+struct Batch {
+    ids: Vec<Uuid>,
+    tokens: Vec<Uuid>,
+    kinds: Vec<&'static str>,
+    results: Vec<Value>,
+    errs: Vec<Value>,
+    retry_at: Vec<Option<DateTime<Utc>>>,
+}
+
+impl Batch {
+    /// One entry per step: a second outcome for the same step in the batch
+    /// can only be a stale duplicate, so it counts as lease-lost.
+    fn of(outcomes: &[StepOutcome], report: &mut FinishReport) -> Result<Batch, TxError> {
+        let mut seen = HashSet::with_capacity(outcomes.len());
+        let mut b = Batch::default();
+        for o in outcomes {
+            if !seen.insert(o.lease.step_id) {
+                report.lease_lost.push(o.lease.step_id);
+                continue;
+            }
+            b.ids.push(o.lease.step_id);
+            b.tokens.push(o.lease.token);
+            match &o.result {
+                OutcomeResult::Success(v) => {
+                    b.kinds.push("ok");
+                    b.results.push(v.clone());
+                    b.errs.push(Value::Null);
+                    b.retry_at.push(None);
+                }
+                OutcomeResult::Failure {
+                    error,
+                    retry_at: at,
+                } => {
+                    b.kinds.push(if at.is_some() { "retry" } else { "fail" });
+                    b.results.push(Value::Null);
+                    b.errs.push(serde_json::to_value(error).map_err(|e| {
+                        tasker_store::StoreError::Internal(format!("error record: {e}"))
+                    })?);
+                    b.retry_at.push(*at);
+                }
+            }
+        }
+        Ok(b)
+    }
+}
+
+impl PgStore {
+    pub(crate) async fn finish_once(
+        &self,
+        outcomes: &[StepOutcome],
+        now: DateTime<Utc>,
+        claim: Option<&ClaimParams>,
+    ) -> Result<(FinishReport, Emit), TxError> {
+        let mut report = FinishReport::default();
+        let b = Batch::of(outcomes, &mut report)?;
+
+        let mut tx = self.inner.pool.begin().await?;
+        let rows = sqlx::query(FINISH_SQL)
+            .bind(&b.ids)
+            .bind(&b.tokens)
+            .bind(&b.kinds)
+            .bind(&b.results)
+            .bind(&b.errs)
+            .bind(&b.retry_at)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+
+        let mut emit = Emit::default();
+        let mut deltas: BTreeMap<Uuid, Delta> = BTreeMap::new();
+        let mut applied = HashSet::with_capacity(rows.len());
+        let mut freed: Vec<Released> = Vec::new();
+        let mut ready_ids: Vec<Uuid> = Vec::new();
+        // Tasks whose deltas the statement already applied, with their
+        // counters as read under the lock (before the delta).
+        let mut advanced: BTreeMap<Uuid, TaskCounters> = BTreeMap::new();
+        for r in &rows {
+            let part: &str = r.try_get("part")?;
+            let task_id: Uuid = r.try_get("task_id")?;
+            match part {
+                "s" => {
+                    freed.extend(released(r, true)?);
+                    let id: Uuid = r.try_get("id")?;
+                    let kind: &str = r.try_get("kind")?;
+                    applied.insert(id);
+                    emit.changed(task_id);
+                    let d = deltas.entry(task_id).or_default();
+                    match kind {
+                        "ok" => {
+                            d.remaining -= 1;
+                            d.live -= 1;
+                        }
+                        "retry" => {
+                            // pending with ready_at set is as live as
+                            // in_progress: counters unchanged.
+                            let at: Option<DateTime<Utc>> = r.try_get("retry_at")?;
+                            if at.is_some_and(|at| at <= now) {
+                                report.newly_ready += 1;
+                                emit.work = true;
+                            }
+                        }
+                        _ => {
+                            d.live -= 1;
+                            d.blocked += 1;
+                        }
+                    }
+                }
+                "c" => {
+                    let ready: i64 = r.try_get("ready")?;
+                    deltas.entry(task_id).or_default().live += ready;
+                    if ready > 0 {
+                        report.newly_ready += ready as u64;
+                    }
+                    ready_ids.extend(r.try_get::<Vec<Uuid>, _>("ready_ids")?);
+                }
+                _ => {
+                    advanced.insert(
+                        task_id,
+                        TaskCounters {
+                            status: task_state(r.try_get("status")?)?,
+                            remaining: r.try_get("steps_remaining")?,
+                            live: r.try_get("steps_live")?,
+                            blocked: r.try_get("steps_blocked")?,
+                        },
+                    );
+                }
+            }
+        }
+        report.applied = applied.len() as u64;
+        report
+            .lease_lost
+            .extend(b.ids.iter().filter(|id| !applied.contains(id)).copied());
+
+        // Steps with concurrency keys give their slots back; the statement
+        // left their tasks unlocked, so keys are locked before tasks.
+        let unparked = release(&mut tx, &freed, now).await?;
+        report.newly_ready += unparked.len() as u64;
+        ready_ids.extend(unparked);
+        // Claim on completion: the children just made ready are still
+        // locked by this transaction (the statement locked them), and
+        // invisible as ready to every other session until it commits;
+        // leasing some of them here runs the claim statement itself,
+        // restricted to them. Counters need no change: a ready pending step
+        // is as live as a running one. Before the NOTIFY: whether there is
+        // work left for others is known only after this.
+        if let Some(claim) = claim.filter(|c| c.limit > 0 && c.per_task_limit != Some(0))
+            && !ready_ids.is_empty()
+        {
+            let claim = ClaimParams {
+                now,
+                ..claim.clone()
+            };
+            let (rows, _deferred) = claim_rounds(&mut tx, &claim, Some(&ready_ids)).await?;
+            for r in rows {
+                let step = claimed_step(&r)?;
+                emit.changed(step.task_id);
+                report.claimed.push(step);
+            }
+        }
+        // Wake claimers (NOTIFY, this process's claimer) only for ready
+        // steps nobody has leased yet.
+        if report.newly_ready > report.claimed.len() as u64 {
+            emit.work = true;
+        }
+        deltas.retain(|_, d| *d != Delta::default());
+        report.finished_tasks = if advanced.is_empty() {
+            settle(&mut tx, &deltas, now, &mut emit, self.origin()).await?
+        } else {
+            settle_applied(&mut tx, &deltas, &advanced, now, &mut emit, self.origin()).await?
+        };
+        notify(&mut tx, &mut emit, self.origin()).await?;
+        tx.commit().await?;
+        Ok((report, emit))
+    }
+}
