@@ -108,12 +108,9 @@ pub async fn applied_migrations(url: &str) -> anyhow::Result<i64> {
             if url.contains(":memory:") || url.contains("mode=memory") {
                 return Ok(0);
             }
-            let options = if url.starts_with("sqlite:") {
-                sqlx::sqlite::SqliteConnectOptions::from_str(url)?
-            } else {
-                sqlx::sqlite::SqliteConnectOptions::new().filename(url)
-            };
-            let options = options.read_only(true).create_if_missing(false);
+            let options = sqlite_options(url)?
+                .read_only(true)
+                .create_if_missing(false);
             // A file that cannot be opened read-only does not exist yet.
             let Ok(mut conn) = sqlx::SqliteConnection::connect_with(&options).await else {
                 return Ok(0);
@@ -130,6 +127,15 @@ pub async fn applied_migrations(url: &str) -> anyhow::Result<i64> {
         }
         Err(why) => bail!("database URL `{}` {why}", redact(url)),
     }
+}
+
+/// Connection options for a SQLite URL (`sqlite:…`) or a bare file path.
+pub fn sqlite_options(url: &str) -> anyhow::Result<sqlx::sqlite::SqliteConnectOptions> {
+    Ok(if url.starts_with("sqlite:") {
+        sqlx::sqlite::SqliteConnectOptions::from_str(url)?
+    } else {
+        sqlx::sqlite::SqliteConnectOptions::new().filename(url)
+    })
 }
 
 /// The URL with any password replaced by `***`.

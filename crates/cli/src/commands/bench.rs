@@ -7,8 +7,10 @@
 use crate::connect;
 use crate::output::outln;
 use anyhow::bail;
+use sqlx::Connection;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use tasker_config::{DatabaseKind, database_kind};
 use tasker_core::TaskState;
 use tasker_core::template::parse_template;
 use tasker_engine::{EngineConfig, TaskRequest, Tasker};
@@ -236,6 +238,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         if !args.skip_maintenance {
             maintenance(&tasker).await?;
         }
+        checkpoint(&url).await?;
         outln!("-- with history --")?;
     }
     let after = measure(&tasker, &url, &args).await?;
@@ -333,6 +336,43 @@ async fn maintenance(tasker: &Tasker) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes the loaded history out of the write-ahead log before figures are
+/// taken, said out loud: PostgreSQL's `CHECKPOINT`, SQLite's
+/// `wal_checkpoint(TRUNCATE)`. A history that grew over months was
+/// checkpointed as it grew; one loaded in minutes would otherwise be flushed
+/// by the next checkpoint while the measured commits wait behind it, which
+/// measures the load, not the history. Not being allowed to (PostgreSQL's
+/// `CHECKPOINT` needs a superuser or `pg_checkpoint`) is reported, not fatal.
+async fn checkpoint(url: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let done = match database_kind(url) {
+        Ok(DatabaseKind::Postgres) => {
+            let mut conn = sqlx::PgConnection::connect(url).await?;
+            let r = sqlx::query("CHECKPOINT").execute(&mut conn).await;
+            let _ = conn.close().await;
+            r.map(|_| ()).map_err(|e| e.to_string())
+        }
+        Ok(DatabaseKind::Sqlite) => {
+            let mut conn =
+                sqlx::SqliteConnection::connect_with(&connect::sqlite_options(url)?).await?;
+            let r = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&mut conn)
+                .await;
+            let _ = conn.close().await;
+            r.map(|_| ()).map_err(|e| e.to_string())
+        }
+        Err(why) => bail!("database URL `{}` {why}", connect::redact(url)),
+    };
+    match done {
+        Ok(()) => outln!(
+            "checkpoint before measuring ({:.1}s)",
+            started.elapsed().as_secs_f64()
+        )?,
+        Err(e) => outln!("checkpoint before measuring not made: {e}")?,
+    }
+    Ok(())
+}
+
 /// Finished single-step tasks generated in SQL, created over the last
 /// `days` days.
 async fn synthetic_history(url: &str, n: u64, days: i64) -> anyhow::Result<()> {
@@ -413,6 +453,7 @@ async fn prune_bench(tasker: &Tasker, url: &str, args: &Args) -> anyhow::Result<
     if !args.skip_maintenance {
         maintenance(tasker).await?;
     }
+    checkpoint(url).await?;
     let (p50, p95) = chain(tasker, args.chains).await?;
     let (before_p50, before_p95) = (p50, p95);
     outln!("prune: chains before pruning: per-stage p50 {p50:.3} ms, p95 {p95:.3} ms")?;

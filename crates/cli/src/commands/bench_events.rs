@@ -9,7 +9,6 @@
 use crate::connect;
 use anyhow::bail;
 use sqlx::Connection;
-use std::str::FromStr;
 use tasker_config::{DatabaseKind, database_kind};
 
 const DROP: &str = "DROP TRIGGER IF EXISTS task_transitions_events ON task_transitions; \
@@ -37,12 +36,8 @@ pub async fn disable(url: &str) -> anyhow::Result<()> {
             let _ = conn.close().await;
         }
         Ok(DatabaseKind::Sqlite) => {
-            let options = if url.starts_with("sqlite:") {
-                sqlx::sqlite::SqliteConnectOptions::from_str(url)?
-            } else {
-                sqlx::sqlite::SqliteConnectOptions::new().filename(url)
-            };
-            let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+            let mut conn =
+                sqlx::SqliteConnection::connect_with(&connect::sqlite_options(url)?).await?;
             let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
                 .fetch_one(&mut conn)
                 .await?;
