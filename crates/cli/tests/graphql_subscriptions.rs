@@ -13,14 +13,12 @@
 mod common;
 
 use common::Server;
-use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tasker_store_postgres::testing::TestDb;
+use tasker_test_support::graphql_ws::{self, Ws, send};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// Three steps in a chain (each one commit after its parent's).
 const CHAIN: &str = "name: chain\nnamespace: xproc\nversion: 1.0.0\nstep_templates:\n  - name: first\n    handler: { kind: noop }\n  - name: second\n    depends_on_step: first\n    handler: { kind: noop }\n  - name: third\n    depends_on_step: second\n    handler: { kind: noop }\n";
@@ -66,25 +64,9 @@ async fn http(addr: &str, method: &str, path: &str, body: Option<Value>) -> (u16
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 /// The next JSON message (30 s at most: the other processes start meanwhile).
 async fn recv(ws: &mut Ws) -> Value {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(30), ws.next())
-            .await
-            .expect("a message within 30 s")
-            .expect("the socket stays open")
-            .unwrap();
-        if let Message::Text(t) = m {
-            return serde_json::from_str(&t).unwrap();
-        }
-    }
-}
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+    graphql_ws::recv(ws, Duration::from_secs(30)).await
 }
 
 /// Reads messages until `done` holds for one of them; returns every
@@ -141,16 +123,7 @@ async fn subscribers_of_one_server_see_other_processes_changes() {
     assert_eq!(status, 201, "{created}");
     let id = created["task"]["task_id"].as_str().unwrap().to_string();
 
-    let mut req = format!("ws://{addr}/tasker/graphql/ws")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    send(&mut ws, json!({"type": "connection_init"})).await;
-    assert_eq!(recv(&mut ws).await["type"], "connection_ack");
+    let mut ws = graphql_ws::connect(&addr).await;
     send(
         &mut ws,
         json!({"id": "steps", "type": "subscribe", "payload": {

@@ -6,14 +6,16 @@
 //! never skip.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use common::wait_exit;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tasker_engine::config::EngineConfig;
 use tasker_engine::{TaskRequest, Tasker};
 use tasker_store_postgres::PgStore;
@@ -44,25 +46,6 @@ fn worker(url: &str, dir: &Path, templates: &Path) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn wait_exit(mut child: Child, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
-            assert!(status.success(), "worker failed: {status}\n{err}");
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("worker did not finish within {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn setup(yaml: &str) -> (tempfile::TempDir, PathBuf) {

@@ -6,12 +6,14 @@
 //! never skips.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::wait_exit;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tasker_engine::{TaskRequest, Tasker};
 use tasker_store_postgres::PgStore;
 use tasker_store_postgres::testing::TestDb;
@@ -41,25 +43,6 @@ fn worker(url: &str, templates: &Path) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn wait_exit(mut child: Child, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
-            assert!(status.success(), "worker failed: {status}\n{err}");
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("worker did not finish within {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Four worker processes, 30 tasks of a template with `max_running_tasks:

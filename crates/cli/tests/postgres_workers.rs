@@ -7,6 +7,9 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`): these tests fail, never skip.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::wait_exit;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use std::path::{Path, PathBuf};
@@ -29,25 +32,6 @@ fn worker(url: &str, templates: &Path, extra: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn wait_exit(mut child: Child, secs: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
-            assert!(status.success(), "worker failed: {status}\n{err}");
-            return err;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("worker did not finish within {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn templates_dir(yaml: &str) -> (tempfile::TempDir, PathBuf) {

@@ -6,31 +6,13 @@
 
 mod common;
 
-use async_graphql::futures_util::{SinkExt, StreamExt};
 use common::Harness;
 use serde_json::{Value, json};
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use tasker_test_support::graphql_ws::{self, Ws, send};
 
 async fn recv(ws: &mut Ws) -> Value {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("the socket stays open")
-            .unwrap();
-        if let Message::Text(t) = m {
-            return serde_json::from_str(&t).unwrap();
-        }
-    }
-}
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+    graphql_ws::recv(ws, Duration::from_secs(10)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,20 +25,7 @@ async fn subscription_over_graphql_transport_ws() {
     let server = tokio::spawn(tasker_server::serve(listener, h.state.clone(), async {
         let _ = stopped.await;
     }));
-    let mut req = format!("ws://{addr}/tasker/graphql/ws")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
-    assert_eq!(
-        resp.headers().get("sec-websocket-protocol").unwrap(),
-        "graphql-transport-ws"
-    );
-    send(&mut ws, json!({"type": "connection_init"})).await;
-    assert_eq!(recv(&mut ws).await["type"], "connection_ack");
+    let mut ws = graphql_ws::connect(&addr.to_string()).await;
     send(
         &mut ws,
         json!({"id": "1", "type": "subscribe", "payload": {

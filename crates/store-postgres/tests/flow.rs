@@ -8,6 +8,7 @@
 mod common;
 
 use common::TestDb;
+use common::plans::{candidate_scan, scans_at_most};
 use std::sync::Arc;
 use tasker_store::conformance::factory::{Shape, TaskBuilder, new_task};
 use tasker_store::conformance::{at, params, success};
@@ -28,56 +29,6 @@ fn keyed_task(roots: usize, key: &str, limit: i32, secs: i64) -> NewTask {
         };
     }
     t
-}
-
-/// The claim's candidate scan (the `pre` CTE of an executed plan: its
-/// nodes, numbers removed), the rows the scan of `steps_ready_idx`
-/// returned, and the buffers it touched.
-fn candidate_scan(plan: &str) -> (Vec<String>, u64, u64) {
-    let pre: Vec<&str> = plan
-        .lines()
-        .skip_while(|l| l.trim() != "CTE pre")
-        .take_while(|l| l.trim() == "CTE pre" || !l.starts_with("  CTE "))
-        .collect();
-    assert!(!pre.is_empty(), "no candidate scan:\n{plan}");
-    let nodes = pre
-        .iter()
-        .filter(|l| l.trim_start().starts_with("->"))
-        .map(|l| l.split(" (actual").next().unwrap_or(l).trim().to_string())
-        .collect();
-    let number = |line: &str, key: &str| -> u64 {
-        line.split(key)
-            .nth(1)
-            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|r| r.parse().ok())
-            .unwrap_or_else(|| panic!("no {key} in {line}"))
-    };
-    let i = pre
-        .iter()
-        .position(|l| l.contains("steps_ready_idx"))
-        .unwrap_or_else(|| panic!("no ready index scan:\n{plan}"));
-    let rows = number(pre[i], "actual rows=");
-    let buffers = pre[i..]
-        .iter()
-        .find(|l| l.contains("Buffers: shared hit="))
-        .map_or(0, |l| number(l, "shared hit="));
-    (nodes, rows, buffers)
-}
-
-/// Every scan of `steps` in an executed plan returned at most `n` rows.
-fn steps_scans_at_most(plan: &str, n: u64) {
-    for line in plan
-        .lines()
-        .filter(|l| l.contains(" on steps ") && l.contains("actual rows="))
-    {
-        let rows: u64 = line
-            .split("actual rows=")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(0);
-        assert!(rows <= n, "{line}\n{plan}");
-    }
 }
 
 /// 10,000 ready steps of one key whose limit (2) is reached: once the
@@ -158,7 +109,7 @@ async fn ten_thousand_blocked_steps_cost_a_claim_of_other_work_nothing() {
         buffers_after <= buffers_before + 2,
         "{buffers_after} buffers read against {buffers_before}:\n{plan}"
     );
-    steps_scans_at_most(&plan, 1);
+    scans_at_most(&plan, "steps", 1);
     let got = s.step_claim(&claim).await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].task_id, other.id);

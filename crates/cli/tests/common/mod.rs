@@ -5,7 +5,8 @@
 pub mod receiver;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 /// The `tasker` binary run in `dir`, with no database or configuration
 /// inherited from the environment of the test run.
@@ -68,7 +69,6 @@ impl Server {
     /// `--log-format json`) and returns it parsed.
     pub fn started(&mut self) -> serde_json::Value {
         use std::io::{BufRead, BufReader};
-        use std::time::{Duration, Instant};
         let stderr = self.0.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -85,5 +85,27 @@ impl Server {
                 return serde_json::from_str(&line).unwrap();
             }
         }
+    }
+}
+
+/// Waits up to `secs` for a spawned `tasker` process to exit and asserts it
+/// succeeded (its stderr, when piped, is in the message); kills it and
+/// fails the test when it runs longer.
+pub fn wait_exit(mut child: Child, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            assert!(status.success(), "worker failed: {status}\n{err}");
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("worker did not finish within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

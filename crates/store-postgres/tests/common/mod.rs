@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod plans;
+
 use std::sync::Arc;
 use tasker_store_postgres::PgStore;
 pub use tasker_store_postgres::testing::*;
