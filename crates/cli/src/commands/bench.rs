@@ -336,7 +336,7 @@ async fn maintenance(tasker: &Tasker) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes the loaded history out of the write-ahead log before figures are
+/// Flushes the loaded history to the database files before figures are
 /// taken, said out loud: PostgreSQL's `CHECKPOINT`, SQLite's
 /// `wal_checkpoint(TRUNCATE)`. A history that grew over months was
 /// checkpointed as it grew; one loaded in minutes would otherwise be flushed
