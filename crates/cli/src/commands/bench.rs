@@ -44,6 +44,10 @@ pub struct Args {
     /// Handlers running at once (per process).
     #[arg(long, default_value_t = 256)]
     pub concurrency: u32,
+    /// Outcome transactions in flight at once (`engine.finish_concurrency`;
+    /// default: the engine's).
+    #[arg(long)]
+    pub finish_concurrency: Option<u32>,
     /// Worker processes for the throughput run: this one plus N-1 `tasker worker` children (PostgreSQL).
     #[arg(long, default_value_t = 1)]
     pub processes: u32,
@@ -142,8 +146,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.events {
         super::bench_events::disable(&url).await?;
     }
+    let defaults = EngineConfig::default();
     let config = EngineConfig {
         max_concurrent_steps: args.concurrency,
+        finish_concurrency: args
+            .finish_concurrency
+            .unwrap_or(defaults.finish_concurrency),
         claim_batch_size: 256,
         claim_on_completion: args.claim_on_completion,
         // The history is part of the set-up: no background pruner deletes
@@ -152,7 +160,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             enabled: false,
             ..Default::default()
         },
-        ..EngineConfig::default()
+        ..defaults
     };
     let templates = vec![
         parse_template("<bench>", SINGLE, None).map_err(|e| anyhow::anyhow!("{e}"))?,
