@@ -1,5 +1,6 @@
-//! Lifecycle events (docs/EVENTS.md): reading the outbox the triggers of
-//! `migrations/*_events.sql` write, custom events, pruning.
+//! Lifecycle events (docs/EVENTS.md): reading the outbox the status
+//! triggers write (`migrations/20261201000000_events_inline.sql`; pause and
+//! resume in `pause.rs`), custom events, pruning.
 //!
 //! SQLite has one writer, so the rowid is already in commit order: readers
 //! read it as it is.

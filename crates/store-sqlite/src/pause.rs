@@ -2,7 +2,8 @@
 //!
 //! One write transaction flips `steps.paused` for the task's steps, which
 //! takes them out of (or back into) the partial ready index the claim scans,
-//! then sets the task's `paused_at` and writes a transition. Steps already
+//! then sets the task's `paused_at` and writes a transition and its event
+//! (`task.paused` / `task.resumed`). Steps already
 //! claimed keep running and finish normally; no trigger fires (none watches
 //! `paused`), so counters and the finaliser are untouched.
 
@@ -78,6 +79,22 @@ pub(crate) async fn set_paused(
     .bind(status.as_str())
     .bind(micros(now))
     .bind(json_text(&action_metadata(action, by)))
+    .execute(&mut *tx)
+    .await
+    .db()?;
+    // Its event (the status triggers write the others; this transition
+    // changes no status, so none of them fires).
+    sqlx::query(
+        "INSERT INTO events (type, task_id, step_id, namespace, created_at, payload)
+         SELECT ?2, id, NULL, namespace, ?3,
+                json_object('name', name, 'version', version, 'from', status, 'to', status,
+                            'by', ?4)
+         FROM tasks WHERE id = ?1",
+    )
+    .bind(id)
+    .bind(if pause { "task.paused" } else { "task.resumed" })
+    .bind(micros(now))
+    .bind(by)
     .execute(&mut *tx)
     .await
     .db()?;

@@ -1,11 +1,13 @@
 //! Lifecycle events: the outbox rows a store writes in the same transaction
 //! as the state change they describe (docs/EVENTS.md).
 //!
-//! Both backends derive the events from the transition rows (triggers on
-//! `task_transitions` / `step_transitions`), so no code path that writes a
-//! transition can forget its event, and a transition that rolls back takes
-//! its event with it. Custom events (`custom.*` and other dotted names a
-//! handler emits) are inserted by [`crate::Store::event_emit`].
+//! Both backends write each event next to the transition it stands for,
+//! inside the statement that wrote the transition (SQLite: the status
+//! triggers that write the transitions; PostgreSQL: statement-level
+//! triggers on `task_transitions` / `step_transitions`), so no code path
+//! that writes a transition can forget its event, and a transition that
+//! rolls back takes its event with it. Custom events (`custom.*` and other
+//! dotted names a handler emits) are inserted by [`crate::Store::event_emit`].
 //!
 //! Event ids are a per-database sequence, ascending in commit order: a
 //! reader that has seen id N will never later see an id below N (on

@@ -79,8 +79,8 @@ pub struct Args {
     /// (`telemetry.otlp_endpoint`), to measure what traces cost.
     #[arg(long)]
     pub otlp_endpoint: Option<String>,
-    /// `false` measures without the lifecycle event outbox: its triggers are
-    /// dropped on the benchmark's database, which must have no task yet.
+    /// `false` measures without the lifecycle event outbox: its event writes
+    /// are removed from the benchmark's database, which must have no task yet.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub events: bool,
     /// Events delivered by `--scenario webhooks`.
@@ -194,7 +194,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         if args.events {
             "on"
         } else {
-            "off (outbox triggers dropped)"
+            "off (event writes removed from the database)"
         }
     )?;
     if !args.scenario.split(',').all(|s| {

@@ -1,6 +1,9 @@
 //! `tasker bench --events false`: measures the engine without the event
-//! outbox, in the same build, by dropping the two outbox triggers on the
-//! benchmark's own database (docs/PERFORMANCE.md, "Event outbox cost").
+//! outbox, in the same build, on the benchmark's own database
+//! (docs/PERFORMANCE.md, "Event outbox cost"): PostgreSQL drops its two
+//! outbox triggers; SQLite, whose status triggers write each event next to
+//! its transition, re-creates those triggers without their
+//! `INSERT INTO events` statements (everything else they do stays).
 //!
 //! Only a database with no task yet is accepted (the default fresh SQLite
 //! file, or a new PostgreSQL database made for the run): that database
@@ -13,10 +16,6 @@ use tasker_config::{DatabaseKind, database_kind};
 
 const DROP: &str = "DROP TRIGGER IF EXISTS task_transitions_events ON task_transitions; \
                     DROP TRIGGER IF EXISTS step_transitions_events ON step_transitions";
-const DROP_SQLITE: [&str; 2] = [
-    "DROP TRIGGER IF EXISTS task_transitions_events",
-    "DROP TRIGGER IF EXISTS step_transitions_events",
-];
 
 /// Drops the outbox triggers of the (migrated, empty) database `url`.
 pub async fn disable(url: &str) -> anyhow::Result<()> {
@@ -28,7 +27,7 @@ pub async fn disable(url: &str) -> anyhow::Result<()> {
                 .await?;
             if tasks > 0 {
                 bail!(
-                    "--events false needs a database with no task yet (it drops the event triggers of `{}`); use a new database",
+                    "--events false needs a database with no task yet (it removes the event writes of `{}`); use a new database",
                     connect::redact(url)
                 );
             }
@@ -43,16 +42,68 @@ pub async fn disable(url: &str) -> anyhow::Result<()> {
                 .await?;
             if tasks > 0 {
                 bail!(
-                    "--events false needs a database with no task yet (it drops the event triggers of `{}`); use a new database",
+                    "--events false needs a database with no task yet (it removes the event writes of `{}`); use a new database",
                     connect::redact(url)
                 );
             }
-            for sql in DROP_SQLITE {
-                sqlx::query(sql).execute(&mut conn).await?;
+            let triggers: Vec<(String, String)> = sqlx::query_as(
+                "SELECT name, sql FROM sqlite_master \
+                 WHERE type = 'trigger' AND sql LIKE '%INSERT INTO events%'",
+            )
+            .fetch_all(&mut conn)
+            .await?;
+            let mut tx = conn.begin().await?;
+            for (name, sql) in triggers {
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER \"{name}\"")))
+                    .execute(&mut *tx)
+                    .await?;
+                if let Some(rest) = without_event_inserts(&sql) {
+                    sqlx::query(sqlx::AssertSqlSafe(rest))
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
+            tx.commit().await?;
             let _ = conn.close().await;
         }
         Err(why) => bail!("database URL `{}` {why}", connect::redact(url)),
     }
     Ok(())
+}
+
+/// A trigger's SQL without its `INSERT INTO events …;` statements (none of
+/// them holds a `;` of its own), or `None` when nothing else is left in it
+/// (a trigger that only writes events).
+fn without_event_inserts(sql: &str) -> Option<String> {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find("INSERT INTO events") {
+        out.push_str(&rest[..at]);
+        rest = rest[at..].find(';').map_or("", |end| &rest[at + end + 1..]);
+    }
+    out.push_str(rest);
+    out.contains(';').then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_event_inserts;
+
+    #[test]
+    fn only_the_event_inserts_go() {
+        let sql = "CREATE TRIGGER t AFTER INSERT ON x BEGIN\n\
+                   INSERT INTO y VALUES (1);\n\
+                   INSERT INTO events (a) SELECT json_object('k', 1) FROM z;\n\
+                   UPDATE w SET n = n + 1;\nEND";
+        assert_eq!(
+            without_event_inserts(sql).as_deref(),
+            Some(
+                "CREATE TRIGGER t AFTER INSERT ON x BEGIN\nINSERT INTO y VALUES (1);\n\n\
+                 UPDATE w SET n = n + 1;\nEND"
+            )
+        );
+        let only_events = "CREATE TRIGGER t AFTER INSERT ON x WHEN NEW.a = 1 BEGIN\n\
+                           INSERT INTO events (a) VALUES (1);\nEND";
+        assert_eq!(without_event_inserts(only_events), None);
+    }
 }
