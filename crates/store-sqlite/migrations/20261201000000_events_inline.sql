@@ -7,8 +7,8 @@
 -- The status triggers that write the transitions already hold the step or
 -- task row (NEW / OLD), so they now write the event right after its
 -- transition, in the same order and with the same payload (docs/EVENTS.md):
--- about half the outbox's cost in steps/s went away (measured in
--- PERFORMANCE.md). Pause and resume, whose transition rows are written by
+-- the outbox's cost in steps/s fell from about 31 % to 12 % (measured in
+-- PERFORMANCE.md, "Events written beside their transitions"). Pause and resume, whose transition rows are written by
 -- the store, write their events in the same statement (src/pause.rs).
 
 DROP TRIGGER task_transitions_events;

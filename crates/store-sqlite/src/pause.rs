@@ -3,9 +3,9 @@
 //! One write transaction flips `steps.paused` for the task's steps, which
 //! takes them out of (or back into) the partial ready index the claim scans,
 //! then sets the task's `paused_at` and writes a transition and its event
-//! (`task.paused` / `task.resumed`). Steps already
-//! claimed keep running and finish normally; no trigger fires (none watches
-//! `paused`), so counters and the finaliser are untouched.
+//! (`task.paused` / `task.resumed`). Steps already claimed keep running and
+//! finish normally; no trigger fires (none watches `paused`), so counters
+//! and the finaliser are untouched.
 
 use crate::SqliteStore;
 use crate::codec::{json_text, micros};

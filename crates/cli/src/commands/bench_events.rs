@@ -17,7 +17,7 @@ use tasker_config::{DatabaseKind, database_kind};
 const DROP: &str = "DROP TRIGGER IF EXISTS task_transitions_events ON task_transitions; \
                     DROP TRIGGER IF EXISTS step_transitions_events ON step_transitions";
 
-/// Drops the outbox triggers of the (migrated, empty) database `url`.
+/// Removes the event writes of the (migrated, empty) database `url`.
 pub async fn disable(url: &str) -> anyhow::Result<()> {
     match database_kind(url) {
         Ok(DatabaseKind::Postgres) => {
