@@ -26,22 +26,8 @@ use tasker_store::{
     ClaimedDelivery, DeliveryClaim, DeliveryOutcome, DeliveryQuery, DeliveryResult, DeliveryRow,
     DeliveryStatus, NewWebhook, StoreError, StoreResult, WebhookRow, WebhookSource,
 };
+use tasker_store::{delivery_columns as delivery_cols, webhook_columns as hook_cols};
 use uuid::Uuid;
-
-macro_rules! hook_cols {
-    () => {
-        "id, name, url, event_types, namespaces, secret, max_attempts, timeout_ms, source, \
-         event_cursor, created_at, updated_at"
-    };
-}
-
-macro_rules! delivery_cols {
-    () => {
-        "webhook_id, event_id, task_id, event_type, event_created_at, status, attempts, \
-         next_attempt_at, lease_owner, lease_expires_at, last_error, last_status_code, \
-         delivered_at, created_at, updated_at"
-    };
-}
 
 /// Planner settings of the claim and of the outcome writes, for their
 /// transaction: index walks and nested loops over primary keys, never a

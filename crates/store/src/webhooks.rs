@@ -80,6 +80,28 @@ pub struct NewWebhook {
     pub now: DateTime<Utc>,
 }
 
+/// The columns of `webhooks` that [`WebhookRow`] is read from, as both
+/// stores name them: a macro expanding to a string literal, so a store can
+/// `concat!` it into a statement.
+#[macro_export]
+macro_rules! webhook_columns {
+    () => {
+        "id, name, url, event_types, namespaces, secret, max_attempts, timeout_ms, source, \
+         event_cursor, created_at, updated_at"
+    };
+}
+
+/// The columns of `webhook_deliveries` that [`DeliveryRow`] is read from
+/// (see [`webhook_columns!`]).
+#[macro_export]
+macro_rules! delivery_columns {
+    () => {
+        "webhook_id, event_id, task_id, event_type, event_created_at, status, attempts, \
+         next_attempt_at, lease_owner, lease_expires_at, last_error, last_status_code, \
+         delivered_at, created_at, updated_at"
+    };
+}
+
 /// A stored subscriber.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WebhookRow {
