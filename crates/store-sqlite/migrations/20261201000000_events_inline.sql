@@ -7,9 +7,10 @@
 -- The status triggers that write the transitions already hold the step or
 -- task row (NEW / OLD), so they now write the event right after its
 -- transition, in the same order and with the same payload (docs/EVENTS.md):
--- the outbox's cost in steps/s fell from about 31 % to 12 % (measured in
--- PERFORMANCE.md, "Events written beside their transitions"). Pause and resume, whose transition rows are written by
--- the store, write their events in the same statement (src/pause.rs).
+-- the outbox's cost in steps/s fell from about 31 % to 12–17 % (measured in
+-- PERFORMANCE.md, "Events written beside their transitions"). Pause and
+-- resume, whose transition rows are written by the store, write their
+-- events in the same transaction (src/pause.rs).
 
 DROP TRIGGER task_transitions_events;
 DROP TRIGGER step_transitions_events;
