@@ -166,9 +166,10 @@ BEGIN
     WHERE NEW.status = 'in_progress' AND id = NEW.task_id AND +status = 'pending';
 END;
 
--- The two rarer changes that write two events each, in their own triggers
--- (a trigger whose WHEN is false costs next to nothing; a second INSERT in
--- the common trigger cost its cursors on every change).
+-- The two rarer changes that write two events each, in their own triggers,
+-- so the triggers every status change runs hold one event INSERT each.
+-- (Chosen for that shape; its cost against one trigger holding both INSERTs
+-- was not told apart from this machine's noise.)
 
 -- A task whose steps were all resolved by hand before any claim:
 -- pending → in_progress → complete.
