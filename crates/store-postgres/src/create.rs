@@ -8,6 +8,7 @@ use crate::PgStore;
 use crate::decode::{TASK_COLS, task_row};
 use crate::error::TxError;
 use crate::events::Emit;
+use crate::events_outbox::events_on;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::AssertSqlSafe;
@@ -16,10 +17,12 @@ use std::sync::LazyLock;
 use tasker_store::{NewTask, StoreError, TaskRow};
 use uuid::Uuid;
 
-/// Inserts a batch: tasks, steps, edges, transitions, and queues the
-/// NOTIFYs (`$35` wake claimers?, `$36` origin, `$37` `tasker_task`
-/// payloads), in one statement, so a batch without identities or flow
-/// settings is created in one round trip (autocommit).
+/// Inserts a batch: tasks, steps, edges, transitions, the `task.created`
+/// events (`ev`; their transitions are marked `evented`, so the outbox
+/// trigger skips them; the steps' first transitions have no event), and
+/// queues the NOTIFYs (`$35` wake claimers?, `$36` origin, `$37`
+/// `tasker_task` payloads), in one statement, so a batch without
+/// identities or flow settings is created in one round trip (autocommit).
 ///
 /// `fp` takes each namespace's flow lock shared and then reads the pauses
 /// (`tasker_flow_pauses_for`, a VOLATILE function: its read takes a snapshot
@@ -27,6 +30,7 @@ use uuid::Uuid;
 /// holds are inserted paused (docs/FLOW_CONTROL.md). `MATERIALIZED`: the
 /// function runs once, whatever the planner does with the CTE.
 static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
+    let events_on = events_on!();
     format!(
         "WITH fp AS MATERIALIZED ( \
              SELECT namespace, name FROM tasker_flow_pauses_for($2::text[]) \
@@ -65,8 +69,18 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
              INSERT INTO step_edges (parent_id, child_id, task_id) \
              SELECT * FROM UNNEST($32::uuid[], $33::uuid[], $34::uuid[]) \
          ), tt AS ( \
-             INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata) \
-             SELECT id, NULL, 'pending', created_at, '{{}}'::jsonb FROM t \
+             INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata, evented) \
+             SELECT id, NULL, 'pending', created_at, '{{}}'::jsonb, true FROM t \
+             RETURNING id, task_id, from_state, to_state, created_at, metadata \
+         ), ev AS ( \
+             INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
+             SELECT x.type, r.task_id, NULL, t.namespace, r.created_at, \
+                    tasker_task_event_payload(x.type, t.name, t.version, r.from_state, r.to_state, \
+                        t.correlation_id, t.initiator, t.source_system, t.steps_total, r.metadata) \
+             FROM tt r JOIN t ON t.id = r.task_id \
+             CROSS JOIN LATERAL (SELECT tasker_task_event_type(r.from_state, r.to_state, r.metadata) AS type) x \
+             WHERE {events_on} \
+             ORDER BY r.id \
          ), st AS ( \
              INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata) \
              SELECT id, task_id, NULL, 'pending', created_at, '{{}}'::jsonb FROM s \

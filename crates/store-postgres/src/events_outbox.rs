@@ -1,7 +1,9 @@
 //! Lifecycle events (docs/EVENTS.md): the sequencer that gives outbox rows
 //! their public ids, reading, custom events, pruning.
 //!
-//! The triggers of `migrations/*_events.sql` write a row per event in the
+//! The hot statements (creation, claim, finish, the finaliser's task
+//! writes) and the outbox triggers for every other writer
+//! (`migrations/*_events_in_statements.sql`) write a row per event in the
 //! transaction of its transition, with `seq` (insertion order) but no `id`.
 //! Ids are given by [`sequence`]: under a transaction-level advisory lock
 //! (one sequencer at a time across all processes), it numbers the committed
@@ -33,6 +35,21 @@ use std::collections::HashMap;
 use tasker_store::outbox::{normalize_payload, type_filter_sql};
 use tasker_store::{EventQuery, EventRow, NewCustomEvent, StoreError, StoreEvent, StoreResult};
 use uuid::Uuid;
+
+/// The condition on every event-writing CTE of the hot statements
+/// (creation, claim, finish, the finaliser's task writes: they write their
+/// own events, see `migrations/*_events_in_statements.sql`). A constant for
+/// the statement, so PostgreSQL evaluates it once, as a one-time filter.
+/// The database setting `tasker.events = 'off'` exists only for
+/// `tasker bench --events false`, which also drops the triggers that write
+/// the other paths' events, to measure what events cost
+/// (docs/PERFORMANCE.md); nothing else sets it.
+macro_rules! events_on {
+    () => {
+        "current_setting('tasker.events', true) IS DISTINCT FROM 'off'"
+    };
+}
+pub(crate) use events_on;
 
 /// The advisory lock key of the sequencer (any constant no other code uses).
 const SEQUENCER_LOCK: i64 = 0x7461_736b_6576_7473; // "taskevts"

@@ -19,6 +19,7 @@ use crate::PgStore;
 use crate::decode::{claimed_step, task_state};
 use crate::error::TxError;
 use crate::events::{Emit, notify};
+use crate::events_outbox::events_on;
 use crate::flow::{Released, release, released};
 use crate::settle::{Delta, TaskCounters, settle, settle_applied};
 use crate::work::{claim_rounds, unblock_ctes};
@@ -31,7 +32,9 @@ use uuid::Uuid;
 
 /// Applies outcomes to the steps still leased with the given token, writes
 /// their transitions, unblocks the children of the completed ones and
-/// applies the counter deltas to their tasks, all in one statement.
+/// applies the counter deltas to their tasks, all in one statement, with
+/// the steps' lifecycle events (`ev`: the transitions are marked
+/// `evented`, so the outbox trigger skips them).
 ///
 /// Every join with a batch also states `id = ANY(…)` on the base table: the
 /// planner then always reaches rows through the primary key, even with
@@ -66,10 +69,11 @@ pub(crate) const FINISH_SQL: &str = concat!(
          FROM lk JOIN o ON o.id = lk.id \
          WHERE s.id = lk.id AND s.id = ANY($1::uuid[]) \
          RETURNING s.id, s.task_id, o.kind, s.attempts, o.err, o.retry_at, lk.lease_owner, \
-             s.concurrency_key, s.concurrency_limit \
+             s.concurrency_key, s.concurrency_limit, s.name, s.status, s.results, s.last_error, \
+             s.ready_at, s.last_attempted_at, s.max_attempts \
      ), tr AS ( \
-         INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata) \
-         SELECT u.id, u.task_id, v.f, v.t, $7, v.m \
+         INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata, evented) \
+         SELECT u.id, u.task_id, v.f, v.t, $7, v.m, true \
          FROM upd u CROSS JOIN LATERAL (VALUES \
              (1, 'in_progress', CASE u.kind WHEN 'ok' THEN 'complete' ELSE 'error' END, \
                  CASE WHEN u.kind = 'ok' THEN jsonb_build_object('attempt', u.attempts, 'worker', u.lease_owner) \
@@ -79,6 +83,18 @@ pub(crate) const FINISH_SQL: &str = concat!(
          ) AS v(seq, f, t, m) \
          WHERE v.seq = 1 OR u.kind = 'retry' \
          ORDER BY u.id, v.seq \
+         RETURNING id, step_id, task_id, from_state, to_state, created_at, metadata \
+     ), ev AS ( \
+         INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
+         SELECT x.type, r.task_id, r.step_id, k.namespace, r.created_at, \
+                tasker_step_event_payload(x.type, u.name, r.created_at, r.metadata, u.status, \
+                    u.results, u.last_error, u.ready_at, u.last_attempted_at, u.max_attempts) \
+         FROM tr r JOIN upd u ON u.id = r.step_id \
+         CROSS JOIN LATERAL (SELECT tasker_step_event_type(r.from_state, r.to_state, r.metadata) AS type) x \
+         CROSS JOIN LATERAL (SELECT namespace FROM tasks WHERE tasks.id = r.task_id OFFSET 0) k \
+         WHERE x.type IS NOT NULL AND ",
+    events_on!(),
+    " ORDER BY r.id \
      ), ",
     unblock_ctes!("ARRAY(SELECT id FROM upd WHERE kind = 'ok')", "$7"),
     ", dl AS ( \

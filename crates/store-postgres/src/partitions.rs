@@ -307,8 +307,9 @@ async fn copy_rows(
     .execute(&mut **tx)
     .await
     .map_err(store_err)?;
-    // Straight into the copy: no outbox trigger fires (it is defined on
-    // the partitioned table), so no event is written twice.
+    // Straight into the copy, a table not attached yet: no outbox trigger
+    // is on it (ATTACH adds the partitioned table's row triggers later, and
+    // they fire only on rows inserted after), so no event is written twice.
     let n = sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO \"{keep}\" SELECT * FROM \"{part}\" WHERE {column} = ANY($1)"
     )))

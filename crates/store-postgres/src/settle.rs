@@ -16,6 +16,7 @@
 use crate::decode::task_state;
 use crate::error::TxError;
 use crate::events::Emit;
+use crate::events_outbox::events_on;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::{PgConnection, Row};
@@ -84,9 +85,12 @@ fn finaliser_metadata(path: &[TaskState]) -> Value {
 pub(crate) const LOCK_TASKS_SQL: &str = "SELECT id, status, steps_remaining, steps_live, steps_blocked FROM tasks \
      WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE";
 
-/// Writes counters, statuses and transitions of many tasks, and queues the
-/// transaction's NOTIFYs (`$12` work?, `$13` origin, `$14` finished payloads).
-pub(crate) const WRITE_TASKS_SQL: &str = "WITH u AS ( \
+/// Writes counters, statuses and transitions of many tasks with their
+/// lifecycle events (`ev`; the transitions are marked `evented`, so the
+/// outbox trigger skips them), and queues the transaction's NOTIFYs (`$12`
+/// work?, `$13` origin, `$14` finished payloads).
+pub(crate) const WRITE_TASKS_SQL: &str = concat!(
+    "WITH u AS ( \
              SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::int[]) \
                  AS u(id, remaining, live, blocked, status, completed) \
          ), upd AS ( \
@@ -96,14 +100,29 @@ pub(crate) const WRITE_TASKS_SQL: &str = "WITH u AS ( \
              FROM u WHERE t.id = u.id AND t.id = ANY($1::uuid[]) \
              RETURNING t.id \
          ), tr AS ( \
-             INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata) \
-             SELECT x.id, x.f, x.t, $7, x.m \
+             INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata, evented) \
+             SELECT x.id, x.f, x.t, $7, x.m, true \
              FROM UNNEST($8::uuid[], $9::text[], $10::text[], $11::jsonb[]) WITH ORDINALITY AS x(id, f, t, m, ord) \
              ORDER BY x.ord \
+             RETURNING id, task_id, from_state, to_state, created_at, metadata \
+         ), ev AS ( \
+             INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
+             SELECT x.type, r.task_id, NULL, k.namespace, r.created_at, \
+                    tasker_task_event_payload(x.type, k.name, k.version, r.from_state, r.to_state, \
+                        k.correlation_id, k.initiator, k.source_system, k.steps_total, r.metadata) \
+             FROM tr r \
+             CROSS JOIN LATERAL (SELECT tasker_task_event_type(r.from_state, r.to_state, r.metadata) AS type) x \
+             CROSS JOIN LATERAL ( \
+                 SELECT namespace, name, version, correlation_id, initiator, source_system, steps_total \
+                 FROM tasks WHERE tasks.id = r.task_id OFFSET 0) k \
+             WHERE x.type IS NOT NULL AND ",
+    events_on!(),
+    " ORDER BY r.id \
          ) \
          SELECT (SELECT count(*) FROM upd) AS updated, \
                 (SELECT count(pg_notify('tasker_work', $13)) WHERE $12) AS w, \
-                (SELECT count(pg_notify('tasker_task', p)) FROM UNNEST($14::text[]) AS p) AS f";
+                (SELECT count(pg_notify('tasker_task', p)) FROM UNNEST($14::text[]) AS p) AS f"
+);
 
 /// Locks the task rows in id order and reads their status and counters.
 pub(crate) async fn lock_tasks(

@@ -15,6 +15,37 @@ use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
 use tasker_store::StoreResult;
 
+/// What the tasks CTE (`tk`, over `tasks t`) returns for [`EVENTS`].
+const TASK_RET: &str = "t.id, t.namespace, t.name, t.version, t.correlation_id, t.initiator, t.source_system, t.steps_total";
+/// What the steps CTE (`st`, over `steps s`) returns for [`EVENTS`].
+const STEP_RET: &str = "s.id, s.name, s.status, s.results, s.last_error, s.ready_at, \
+     s.last_attempted_at, s.max_attempts";
+/// What the transitions CTEs (`tt`, `stt`) return for [`EVENTS`].
+const TR_RET: &str = "id, task_id, from_state, to_state, created_at, metadata";
+
+/// The lifecycle events of a synthetic statement's transitions (`tt`,
+/// `stt`, marked `evented`), from the rows it wrote (`tk`, `st`): the same
+/// events, through the same functions, as the outbox trigger and the
+/// engine's statements write, but set-based (the trigger runs per row).
+const EVENTS: &str = "INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
+     SELECT e.type, e.task_id, e.step_id, e.namespace, e.created_at, e.payload FROM ( \
+         SELECT 0 AS part, r.id AS rid, x.type, r.task_id, NULL::uuid AS step_id, k.namespace, \
+                r.created_at, \
+                tasker_task_event_payload(x.type, k.name, k.version, r.from_state, r.to_state, \
+                    k.correlation_id, k.initiator, k.source_system, k.steps_total, r.metadata) AS payload \
+         FROM tt r JOIN tk k ON k.id = r.task_id \
+         CROSS JOIN LATERAL (SELECT tasker_task_event_type(r.from_state, r.to_state, r.metadata) AS type) x \
+         WHERE x.type IS NOT NULL \
+         UNION ALL \
+         SELECT 1, r.id, x.type, r.task_id, r.step_id, k.namespace, r.created_at, \
+                tasker_step_event_payload(x.type, s.name, r.created_at, r.metadata, s.status, \
+                    s.results, s.last_error, s.ready_at, s.last_attempted_at, s.max_attempts) \
+         FROM stt r JOIN st s ON s.id = r.step_id JOIN tk k ON k.id = r.task_id \
+         CROSS JOIN LATERAL (SELECT tasker_step_event_type(r.from_state, r.to_state, r.metadata) AS type) x \
+         WHERE x.type IS NOT NULL \
+     ) e \
+     ORDER BY e.part, e.rid";
+
 /// Tasks per batch (three transactions each).
 const BATCH: u64 = 50_000;
 
@@ -74,24 +105,29 @@ impl PgStore {
                      SELECT i, $1::timestamptz + (i * $2::float8) * interval '1 millisecond' AS t \
                      FROM generate_series($3::bigint, $4::bigint) i), \
                  ids AS MATERIALIZED (SELECT s.i, s.t, {task_id} AS task_id, {step_id} AS step_id FROM s), \
-                 tk AS (INSERT INTO tasks (id, namespace, name, version, status, completed_at, \
+                 tk AS (INSERT INTO tasks AS t (id, namespace, name, version, status, completed_at, \
                          steps_remaining, steps_live, context, initiator, \
                          source_system, reason, tags, correlation_id, steps_total, \
                          steps_blocked, created_at, updated_at) \
                      SELECT task_id, $5, 'single', '1.0.0', {task_state}, '{{}}', 'bench', 'bench', \
-                         'history', '[]', md5(task_id::text), 1, 0, t, t FROM ids), \
-                 st AS (INSERT INTO steps (id, task_id, name, position, dependent_system, handler_kind, \
+                         'history', '[]', md5(task_id::text), 1, 0, t, t FROM ids \
+                     RETURNING {TASK_RET}), \
+                 st AS (INSERT INTO steps AS s (id, task_id, name, position, dependent_system, handler_kind, \
                          handler_config, inputs, max_attempts, retry_limit, retryable, skippable, \
                          remaining_parents, status, results, attempts, ready_at, last_attempted_at, \
                          completed_at, created_at, updated_at) \
                      SELECT step_id, task_id, 'only', 0, 'unknown', 'noop', '{{}}', '{{}}', \
-                         3, 3, true, false, 0, {step_state}, t, t FROM ids), \
-                 tt AS (INSERT INTO task_transitions (task_id, from_state, to_state, created_at) \
-                     SELECT x.* FROM ids CROSS JOIN LATERAL (VALUES (task_id, NULL, 'pending', t){transitions}) \
-                         AS x(task_id, from_state, to_state, created_at)) \
-                 INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at) \
-                 SELECT step_id, x.* FROM ids CROSS JOIN LATERAL (VALUES (task_id, NULL, 'pending', t){transitions}) \
-                     AS x(task_id, from_state, to_state, created_at)"
+                         3, 3, true, false, 0, {step_state}, t, t FROM ids \
+                     RETURNING {STEP_RET}), \
+                 tt AS (INSERT INTO task_transitions (task_id, from_state, to_state, created_at, evented) \
+                     SELECT x.*, true FROM ids CROSS JOIN LATERAL (VALUES (task_id, NULL, 'pending', t){transitions}) \
+                         AS x(task_id, from_state, to_state, created_at) \
+                     RETURNING {TR_RET}), \
+                 stt AS (INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, evented) \
+                     SELECT step_id, x.*, true FROM ids CROSS JOIN LATERAL (VALUES (task_id, NULL, 'pending', t){transitions}) \
+                         AS x(task_id, from_state, to_state, created_at) \
+                     RETURNING step_id, {TR_RET}) \
+                 {EVENTS}"
             )))
             .bind(start)
             .bind(spacing_ms)
@@ -133,14 +169,17 @@ impl PgStore {
                 sqlx::query(AssertSqlSafe(format!(
                     "WITH b AS MATERIALIZED (SELECT id FROM tasks \
                          WHERE created_at >= $1 AND created_at < $2 AND namespace = $3 AND status = '{from}'), \
-                     su AS (UPDATE steps s SET status = '{to}', {step_set} FROM b \
-                         WHERE s.task_id = b.id RETURNING s.id, s.task_id, s.updated_at), \
-                     tu AS (UPDATE tasks t SET status = '{to}', {task_set} FROM b \
-                         WHERE t.id = b.id RETURNING t.id, t.updated_at), \
-                     tt AS (INSERT INTO task_transitions (task_id, from_state, to_state, created_at) \
-                         SELECT id, '{from}', '{to}', updated_at FROM tu) \
-                     INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at) \
-                     SELECT id, task_id, '{from}', '{to}', updated_at FROM su"
+                     st AS (UPDATE steps s SET status = '{to}', {step_set} FROM b \
+                         WHERE s.task_id = b.id RETURNING s.task_id, s.updated_at, {STEP_RET}), \
+                     tk AS (UPDATE tasks t SET status = '{to}', {task_set} FROM b \
+                         WHERE t.id = b.id RETURNING t.updated_at, {TASK_RET}), \
+                     tt AS (INSERT INTO task_transitions (task_id, from_state, to_state, created_at, evented) \
+                         SELECT id, '{from}', '{to}', updated_at, true FROM tk \
+                         RETURNING {TR_RET}), \
+                     stt AS (INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, evented) \
+                         SELECT id, task_id, '{from}', '{to}', updated_at, true FROM st \
+                         RETURNING step_id, {TR_RET}) \
+                     {EVENTS}"
                 )))
                 .bind(batch_start)
                 .bind(batch_end)

@@ -8,6 +8,7 @@ use crate::PgStore;
 use crate::decode::claimed_step;
 use crate::error::TxError;
 use crate::events::{Emit, notify};
+use crate::events_outbox::events_on;
 use crate::flow::{
     FLOW_COLS, GATE_COLS, GATE_SQL, GATED_COUNT, Released, UNGATED_SQL, release, released,
 };
@@ -33,10 +34,15 @@ use uuid::Uuid;
 /// otherwise scan every pending task on each claim instead of at most
 /// `limit` primary-key probes.
 ///
+/// The claim writes its own `step.started` / `task.started` events
+/// (`claim_ev`)
+/// and marks those transitions `evented`, so the outbox trigger skips them.
+///
 /// The answer always has at least one row: when nothing was claimed, one
 /// row whose step columns are NULL carries the counters (`scanned`,
 /// `deferred`, `gated`); [`ClaimAnswer::of`] drops it.
 fn claim_tail(scanned: &str, gated: &str) -> String {
+    let events_on = events_on!();
     format!(
         "claimed AS ( \
              UPDATE steps s SET status = 'in_progress', ready_at = NULL, attempts = s.attempts + 1, \
@@ -48,10 +54,11 @@ fn claim_tail(scanned: &str, gated: &str) -> String {
          ), ordered AS ( \
              SELECT c.*, p.ready_at AS was_ready_at FROM claimed c JOIN pick p ON p.id = c.id \
          ), step_tr AS ( \
-             INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata) \
+             INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata, evented) \
              SELECT id, task_id, 'pending', 'in_progress', $1, \
-                    jsonb_build_object('attempt', attempts, 'worker', $6::text) \
+                    jsonb_build_object('attempt', attempts, 'worker', $6::text), true \
              FROM ordered ORDER BY was_ready_at, id \
+             RETURNING id, step_id, task_id, from_state, to_state, metadata \
          ), start_lock AS ( \
              SELECT t.id FROM tasks t \
              WHERE t.id = ANY (ARRAY(SELECT DISTINCT task_id FROM claimed)) \
@@ -62,8 +69,32 @@ fn claim_tail(scanned: &str, gated: &str) -> String {
              WHERE t.id = ANY (ARRAY(SELECT id FROM start_lock)) \
              RETURNING t.id \
          ), task_tr AS ( \
-             INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata) \
-             SELECT id, 'pending', 'in_progress', $1, jsonb_build_object('worker', $6::text) FROM started \
+             INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata, evented) \
+             SELECT id, 'pending', 'in_progress', $1, jsonb_build_object('worker', $6::text), true FROM started \
+             RETURNING id, task_id, from_state, to_state, metadata \
+         ), claim_ev AS ( \
+             INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
+             SELECT e.type, e.task_id, e.step_id, k.namespace, $1, \
+                    CASE WHEN e.step_id IS NULL \
+                         THEN tasker_task_event_payload(e.type, k.name, k.version, e.from_state, \
+                                  e.to_state, NULL, NULL, NULL, NULL, e.metadata) \
+                         ELSE tasker_step_event_payload(e.type, e.step_name, $1, e.metadata, \
+                                  'in_progress', NULL, NULL, NULL, $1, e.max_attempts) END \
+             FROM ( \
+                 SELECT 0 AS part, r.id AS rid, \
+                        tasker_task_event_type(r.from_state, r.to_state, r.metadata) AS type, \
+                        r.task_id, NULL::uuid AS step_id, NULL::text AS step_name, \
+                        NULL::int AS max_attempts, r.from_state, r.to_state, r.metadata \
+                 FROM task_tr r \
+                 UNION ALL \
+                 SELECT 1, r.id, tasker_step_event_type(r.from_state, r.to_state, r.metadata), \
+                        r.task_id, r.step_id, o.name, o.max_attempts, r.from_state, r.to_state, r.metadata \
+                 FROM step_tr r JOIN ordered o ON o.id = r.step_id \
+             ) e \
+             CROSS JOIN LATERAL ( \
+                 SELECT namespace, name, version FROM tasks WHERE tasks.id = e.task_id OFFSET 0) k \
+             WHERE e.type IS NOT NULL AND {events_on} \
+             ORDER BY e.part, e.rid \
          ), out AS ( \
              SELECT o.id, o.task_id, o.name, o.handler_kind, o.handler_config, o.inputs, o.attempts, \
                     o.max_attempts, o.timeout_seconds, o.lease_token, o.lease_expires_at, \

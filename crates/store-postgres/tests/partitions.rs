@@ -21,6 +21,48 @@ use uuid::Uuid;
 
 /// The migration that partitions the history.
 const PARTITIONS: i64 = 20261129600000;
+/// A later migration that changes the history tables (an `evented` column,
+/// row-level outbox triggers): undone before the conversion and applied
+/// again after it, in the order an upgrade applies them.
+const EVENTS_IN_STATEMENTS: i64 = 20261202000000;
+
+/// Takes [`EVENTS_IN_STATEMENTS`] off a database (its history written):
+/// the shape the partitioning migration converts, with statement-level
+/// outbox triggers. Their functions only stand in (nothing is written
+/// before the conversion): the conversion re-creates the triggers on them
+/// and the re-applied migration replaces both.
+async fn undo_events_in_statements(store: &PgStore) {
+    sqlx::raw_sql(
+        "DROP TRIGGER task_transitions_event ON task_transitions;
+         DROP TRIGGER step_transitions_event ON step_transitions;
+         DROP FUNCTION tasker_task_event(), tasker_step_event(),
+             tasker_task_event_type(text, text, jsonb), tasker_step_event_type(text, text, jsonb),
+             tasker_task_event_payload(text, text, text, text, text, text, text, text, bigint, jsonb),
+             tasker_step_event_payload(text, text, timestamptz, jsonb, text, jsonb, jsonb,
+                 timestamptz, timestamptz, integer);
+         ALTER TABLE task_transitions DROP COLUMN evented;
+         ALTER TABLE step_transitions DROP COLUMN evented;
+         CREATE FUNCTION tasker_task_events() RETURNS trigger LANGUAGE plpgsql
+             AS $$ BEGIN RETURN NULL; END $$;
+         CREATE FUNCTION tasker_step_events() RETURNS trigger LANGUAGE plpgsql
+             AS $$ BEGIN RETURN NULL; END $$;
+         CREATE TRIGGER task_transitions_events AFTER INSERT ON task_transitions
+             REFERENCING NEW TABLE AS new_rows
+             FOR EACH STATEMENT EXECUTE FUNCTION tasker_task_events();
+         CREATE TRIGGER step_transitions_events AFTER INSERT ON step_transitions
+             REFERENCING NEW TABLE AS new_rows
+             FOR EACH STATEMENT EXECUTE FUNCTION tasker_step_events();",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let undone = sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
+        .bind(EVENTS_IN_STATEMENTS)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(undone.rows_affected(), 1, "it had been applied");
+}
 
 fn day(y: i32, m: u32, d: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, m, d, 12, 0, 0).single().unwrap()
@@ -85,8 +127,10 @@ async fn migration_converts_existing_history() {
     let store = db.store_with(caller_clock()).await;
     // The schema without partitioning. The migrations after it are applied
     // too: today's store code, which writes the history below, needs their
-    // columns, and none of them touches the transition or event tables, so
-    // the conversion under test is the one an upgrade runs.
+    // columns. Of those, only [`EVENTS_IN_STATEMENTS`] changes the history
+    // tables: it is undone once the history is written and applied again
+    // after the conversion, so the conversion under test is the one an
+    // upgrade runs.
     let before = sqlx::migrate::Migrator {
         migrations: Cow::Owned(
             MIGRATOR
@@ -118,6 +162,7 @@ async fn migration_converts_existing_history() {
     let max_st = scalar_i64(&store, "SELECT max(id) FROM step_transitions").await;
     assert!(ev > numbered as i64, "some events are not numbered yet");
 
+    undo_events_in_statements(&store).await;
     store.migrate().await.unwrap();
 
     // Partitioned, with a month for each month that had rows.

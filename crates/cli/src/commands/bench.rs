@@ -139,12 +139,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(u) => u.to_string(),
         None => format!("sqlite://{}", dir.path().join("bench.db").display()),
     };
-    let store = connect::open(&url).await?;
+    let mut store = connect::open(&url).await?;
     if args.metrics {
         tasker_engine::metrics::install();
     }
     if !args.events {
         super::bench_events::disable(&url).await?;
+        // Opened again: the database setting it made applies to new
+        // sessions only, and the first store's pool has some already.
+        drop(store);
+        store = connect::open(&url).await?;
     }
     let defaults = EngineConfig::default();
     let config = EngineConfig {

@@ -1,9 +1,12 @@
 //! `tasker bench --events false`: measures the engine without the event
 //! outbox, in the same build, on the benchmark's own database
 //! (docs/PERFORMANCE.md, "Event outbox cost"): PostgreSQL drops its two
-//! outbox triggers; SQLite, whose status triggers write each event next to
-//! its transition, re-creates those triggers without their
-//! `INSERT INTO events` statements (everything else they do stays).
+//! outbox triggers and sets `tasker.events = 'off'` on the database, which
+//! turns off the event CTEs of the hot statements (each a one-time filter,
+//! so the statements are the same otherwise); SQLite, whose status
+//! triggers write each event next to its transition, re-creates those
+//! triggers without their `INSERT INTO events` statements (everything else
+//! they do stays).
 //!
 //! Only a database with no task yet is accepted (the default fresh SQLite
 //! file, or a new PostgreSQL database made for the run): that database
@@ -14,8 +17,11 @@ use anyhow::bail;
 use sqlx::Connection;
 use tasker_config::{DatabaseKind, database_kind};
 
-const DROP: &str = "DROP TRIGGER IF EXISTS task_transitions_events ON task_transitions; \
-                    DROP TRIGGER IF EXISTS step_transitions_events ON step_transitions";
+const DROP: &str = "DROP TRIGGER IF EXISTS task_transitions_event ON task_transitions; \
+                    DROP TRIGGER IF EXISTS step_transitions_event ON step_transitions; \
+                    DO $$ BEGIN \
+                        EXECUTE format('ALTER DATABASE %I SET tasker.events = %L', current_database(), 'off'); \
+                    END $$";
 
 /// Removes the event writes of the (migrated, empty) database `url`.
 pub async fn disable(url: &str) -> anyhow::Result<()> {
