@@ -39,7 +39,12 @@ use uuid::Uuid;
 /// Every join with a batch also states `id = ANY(…)` on the base table: the
 /// planner then always reaches rows through the primary key, even with
 /// stale statistics right after a bulk load (measured: a hash join over the
-/// whole steps table, 70–150 ms per batch with 100k finished steps). Each
+/// whole steps table, 70–150 ms per batch with 100k finished steps). The
+/// lease test is written `(…) IS TRUE` so that it does not imply the
+/// predicate of the partial `steps_lease_idx`: with statistics older than
+/// the last burst of claims, the planner otherwise read the batch through
+/// a bitmap of that whole index (measured: 1,433 entries and 0.7 ms of a
+/// 1.1 ms finish, with 3,000 tasks running). Each
 /// lock set is taken by a CTE read through `ARRAY(SELECT …)` of the one
 /// before it, so it is complete before the next set is locked: finished
 /// steps (`lk`), children (`clk`), tasks (`tlk`). The tasks are locked and
@@ -56,7 +61,7 @@ pub(crate) const FINISH_SQL: &str = concat!(
              AS o(id, token, kind, results, err, retry_at) \
      ), lk AS ( \
          SELECT s.id, s.lease_owner FROM steps s JOIN o ON o.id = s.id \
-         WHERE s.id = ANY($1::uuid[]) AND s.status = 'in_progress' AND s.lease_token = o.token \
+         WHERE s.id = ANY($1::uuid[]) AND (s.status = 'in_progress') IS TRUE AND s.lease_token = o.token \
          ORDER BY s.id FOR NO KEY UPDATE OF s \
      ), upd AS ( \
          UPDATE steps s SET \

@@ -344,11 +344,13 @@ pub(crate) const RESCUE_SQL: &str = "WITH c AS ( \
 /// A lease past its expiry but not yet rescued is still held: the rescuer
 /// and the renewal serialise on the row lock, and whichever commits first
 /// wins (the rescuer re-checks `lease_expires_at < now` under the lock).
+/// Rows are reached by primary key: the lease test is `(…) IS TRUE` so that
+/// it does not imply the predicate of `steps_lease_idx` (see `FINISH_SQL`).
 pub(crate) const RENEW_SQL: &str = "WITH l AS ( \
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[]) AS l(id, token) \
      ), lk AS ( \
          SELECT s.id FROM steps s JOIN l ON l.id = s.id \
-         WHERE s.id = ANY($1::uuid[]) AND s.status = 'in_progress' AND s.lease_token = l.token \
+         WHERE s.id = ANY($1::uuid[]) AND (s.status = 'in_progress') IS TRUE AND s.lease_token = l.token \
          ORDER BY s.id FOR NO KEY UPDATE OF s \
      ) \
      UPDATE steps s SET lease_expires_at = $3 \
