@@ -49,15 +49,12 @@ CREATE FUNCTION tasker_task_event_payload(
     correlation_id text, initiator text, source_system text, steps_total bigint,
     metadata jsonb)
 RETURNS jsonb LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT CASE type
-        WHEN 'task.created' THEN jsonb_build_object(
+    SELECT CASE
+        WHEN type = 'task.created' THEN jsonb_build_object(
             'name', name, 'version', version, 'to', to_state,
             'correlation_id', correlation_id, 'initiator', initiator,
             'source_system', source_system, 'steps_total', steps_total)
-        WHEN 'task.paused' THEN jsonb_build_object(
-            'name', name, 'version', version, 'from', from_state, 'to', to_state,
-            'by', metadata -> 'by')
-        WHEN 'task.resumed' THEN jsonb_build_object(
+        WHEN type IN ('task.paused', 'task.resumed') THEN jsonb_build_object(
             'name', name, 'version', version, 'from', from_state, 'to', to_state,
             'by', metadata -> 'by')
         ELSE jsonb_build_object('name', name, 'version', version, 'from', from_state, 'to', to_state)
@@ -89,33 +86,21 @@ CREATE FUNCTION tasker_step_event_payload(
     results jsonb, last_error jsonb, ready_at timestamptz, last_attempted_at timestamptz,
     max_attempts integer)
 RETURNS jsonb LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT CASE type
-        WHEN 'step.started' THEN jsonb_build_object(
-            'step_name', step_name, 'attempt', metadata -> 'attempt', 'worker', metadata -> 'worker')
-        WHEN 'step.completed' THEN jsonb_build_object(
+    SELECT CASE
+        WHEN type IN ('step.completed', 'step.resolved_manually') THEN jsonb_build_object(
             'step_name', step_name, 'attempt', metadata -> 'attempt', 'worker', metadata -> 'worker',
-            'duration_ms', (extract(epoch FROM created_at - last_attempted_at) * 1000)::float8,
+            'duration_ms', CASE WHEN type = 'step.completed'
+                THEN (extract(epoch FROM created_at - last_attempted_at) * 1000)::float8 END,
             'results', COALESCE(results, 'null'::jsonb))
-        WHEN 'step.resolved_manually' THEN jsonb_build_object(
-            'step_name', step_name, 'attempt', metadata -> 'attempt', 'worker', metadata -> 'worker',
-            'results', COALESCE(results, 'null'::jsonb))
-        WHEN 'step.retry_scheduled' THEN jsonb_build_object(
+        WHEN type IN ('step.failed', 'step.lease_expired', 'step.retry_scheduled') THEN jsonb_build_object(
             'step_name', step_name, 'attempt', metadata -> 'attempt',
+            'worker', CASE WHEN type <> 'step.retry_scheduled' THEN metadata -> 'worker' END,
+            'error', CASE WHEN type <> 'step.retry_scheduled' THEN last_error END,
+            'will_retry', CASE WHEN type <> 'step.retry_scheduled' THEN status = 'pending' END,
             'next_attempt_at', CASE WHEN status = 'pending'
                 THEN (extract(epoch FROM ready_at) * 1000000)::bigint END,
             'max_attempts', max_attempts)
-        WHEN 'step.failed' THEN jsonb_build_object(
-            'step_name', step_name, 'attempt', metadata -> 'attempt', 'worker', metadata -> 'worker',
-            'error', last_error, 'will_retry', status = 'pending',
-            'next_attempt_at', CASE WHEN status = 'pending'
-                THEN (extract(epoch FROM ready_at) * 1000000)::bigint END,
-            'max_attempts', max_attempts)
-        WHEN 'step.lease_expired' THEN jsonb_build_object(
-            'step_name', step_name, 'attempt', metadata -> 'attempt', 'worker', metadata -> 'worker',
-            'error', last_error, 'will_retry', status = 'pending',
-            'next_attempt_at', CASE WHEN status = 'pending'
-                THEN (extract(epoch FROM ready_at) * 1000000)::bigint END,
-            'max_attempts', max_attempts)
+        -- step.started, step.cancelled
         ELSE jsonb_build_object(
             'step_name', step_name, 'attempt', metadata -> 'attempt', 'worker', metadata -> 'worker')
     END
