@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// chromedriver on a free port; killed (and reaped) on drop.
 pub struct Driver {
@@ -131,29 +131,56 @@ impl Driver {
 /// JavaScript expression `cond` is truthy; returns its value when it is a
 /// string or a number, else `true`.
 ///
+/// A navigation (a submitted form, a followed link) ends the document the
+/// wait runs in, and chromedriver then fails the script (as a script
+/// timeout, or an unloaded document); the wait starts again in the new
+/// document with the time left, so a condition about the page a click
+/// leads to holds whether the navigation ends before or after the wait
+/// begins.
+///
 /// # Panics
 /// After `secs` seconds, naming `what`.
 pub async fn until(c: &Client, cond: &str, secs: u64, what: &str) -> Value {
-    let script = format!(
-        r#"const done = arguments[arguments.length - 1];
-        const probe = () => {{ try {{ return ({cond}); }} catch (e) {{ return null; }} }};
-        const answer = (v) => (typeof v === 'string' || typeof v === 'number') ? v : true;
-        const first = probe();
-        if (first) {{ done(answer(first)); return; }}
-        const timer = setTimeout(() => {{ obs.disconnect(); done(null); }}, {ms});
-        const obs = new MutationObserver(() => {{
-            const v = probe();
-            if (v) {{ clearTimeout(timer); obs.disconnect(); done(answer(v)); }}
-        }});
-        obs.observe(document, {{ subtree: true, childList: true, attributes: true, characterData: true }});"#,
-        ms = secs * 1000
-    );
-    let r = c
-        .execute_async(&script, vec![])
-        .await
-        .unwrap_or_else(|e| panic!("waiting for {what}: {e}"));
-    assert!(!r.is_null(), "timed out after {secs} s waiting for {what}");
-    r
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let ms = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis()
+            .max(1);
+        let script = format!(
+            r#"const done = arguments[arguments.length - 1];
+            const probe = () => {{ try {{ return ({cond}); }} catch (e) {{ return null; }} }};
+            const answer = (v) => (typeof v === 'string' || typeof v === 'number') ? v : true;
+            const first = probe();
+            if (first) {{ done(answer(first)); return; }}
+            const timer = setTimeout(() => {{ obs.disconnect(); done(null); }}, {ms});
+            const obs = new MutationObserver(() => {{
+                const v = probe();
+                if (v) {{ clearTimeout(timer); obs.disconnect(); done(answer(v)); }}
+            }});
+            obs.observe(document, {{ subtree: true, childList: true, attributes: true, characterData: true }});"#
+        );
+        match c.execute_async(&script, vec![]).await {
+            Ok(r) => {
+                assert!(!r.is_null(), "timed out after {secs} s waiting for {what}");
+                return r;
+            }
+            Err(e) if ended_by_navigation(&e.to_string()) && Instant::now() < deadline => {}
+            Err(e) => panic!("waiting for {what}: {e}"),
+        }
+    }
+}
+
+/// Whether a failed script was cut short by its document going away.
+fn ended_by_navigation(error: &str) -> bool {
+    [
+        "script timeout",
+        "unloaded",
+        "detached",
+        "execution context",
+    ]
+    .iter()
+    .any(|sign| error.contains(sign))
 }
 
 /// The value of the JavaScript expression `expr` in the page.
