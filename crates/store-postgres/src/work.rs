@@ -35,8 +35,8 @@ use uuid::Uuid;
 /// `limit` primary-key probes.
 ///
 /// The claim writes its own `step.started` / `task.started` events
-/// (`claim_ev`)
-/// and marks those transitions `evented`, so the outbox trigger skips them.
+/// (`claim_ev`) and marks those transitions `evented`, so the outbox
+/// trigger skips them.
 ///
 /// The answer always has at least one row: when nothing was claimed, one
 /// row whose step columns are NULL carries the counters (`scanned`,
