@@ -36,12 +36,20 @@ const EVENTS: &str = r#"{ tasks(first: 50) { edges { node { id
     a: events(limit: 5) { events { type } }
     b: events(type: ["task.*"]) { nextAfter } } } } }"#;
 
-/// Statements one run of `query` sends.
+/// Statements one run of `query` sends: the fewest of three runs. The
+/// counter is process-wide, so a run can also count a statement that is
+/// not the query's (a connection's first use of a statement, the store's
+/// notification listener); growth with the number of tasks would show in
+/// every run, so the fewest is the query's own count.
 async fn statements(h: &Harness, query: &str) -> usize {
-    let before = STATEMENTS.load(Ordering::SeqCst);
-    let r = h.post("/tasker/graphql", json!({"query": query})).await;
-    assert!(r.json.get("errors").is_none(), "{}", r.text);
-    STATEMENTS.load(Ordering::SeqCst) - before
+    let mut fewest = usize::MAX;
+    for _ in 0..3 {
+        let before = STATEMENTS.load(Ordering::SeqCst);
+        let r = h.post("/tasker/graphql", json!({"query": query})).await;
+        assert!(r.json.get("errors").is_none(), "{}", r.text);
+        fewest = fewest.min(STATEMENTS.load(Ordering::SeqCst) - before);
+    }
+    fewest
 }
 
 /// Statements of `(QUERY, EVENTS)` over 5 tasks, then over 50.
@@ -52,6 +60,7 @@ async fn constant_statements(db: Db) -> [(usize, usize); 2] {
     }
     // Warm-up: the readiness probe's first ping and the pool's connections.
     statements(&h, QUERY).await;
+    statements(&h, EVENTS).await;
     let few = [statements(&h, QUERY).await, statements(&h, EVENTS).await];
     for i in 6..=50 {
         h.checkout(i).await;
