@@ -35,31 +35,77 @@ pub(crate) fn row(r: &SqliteRow) -> StoreResult<EventRow> {
     })
 }
 
-pub(crate) async fn list(s: &SqliteStore, q: &EventQuery) -> StoreResult<Vec<EventRow>> {
-    let mut sql = format!("SELECT {COLS} FROM events WHERE id > ?");
-    if q.task_id.is_some() {
-        sql.push_str(" AND task_id = ?");
+/// The events of the tasks whose ids are the placeholders `tasks`, newer
+/// than the placeholder `after`, as a `FROM` source with the columns of
+/// `events`.
+///
+/// No index on `events` covers every event of a task: each event the
+/// status triggers write is `linked` from its transition's `event_id`, and
+/// the transitions are indexed per task and per step already (migration
+/// `20261203000000_events_linked.sql`). The rest (custom events, pause and
+/// resume, and events written before that migration) are in the partial
+/// index `events_task_unlinked_idx`. `CROSS JOIN` keeps SQLite from
+/// driving the join from `events`, which would read the feed past `after`.
+fn task_events(tasks: &str, after: &str) -> String {
+    format!(
+        "(SELECT event_id AS eid FROM task_transitions \
+              WHERE task_id IN ({tasks}) AND event_id > {after} \
+          UNION SELECT st.event_id FROM steps s JOIN step_transitions st ON st.step_id = s.id \
+              WHERE s.task_id IN ({tasks}) AND st.event_id > {after} \
+          UNION SELECT id FROM events \
+              WHERE task_id IN ({tasks}) AND linked = 0 AND id > {after}) x \
+         CROSS JOIN events ON events.id = x.eid"
+    )
+}
+
+/// The filters every event query shares past the task (namespace, types),
+/// numbered from `next`, with the values to bind in order.
+fn filters(q: &EventQuery, sql: &mut String, next: &mut usize) -> Vec<String> {
+    let mut binds = Vec::new();
+    if let Some(ns) = &q.namespace {
+        sql.push_str(&format!(" AND namespace = ?{next}"));
+        *next += 1;
+        binds.push(ns.clone());
     }
-    if q.namespace.is_some() {
-        sql.push_str(" AND namespace = ?");
-    }
-    let types = type_filter_sql(&q.types, &mut || "?".to_string());
-    if let Some((cond, _)) = &types {
+    let types = type_filter_sql(&q.types, &mut || {
+        *next += 1;
+        format!("?{}", *next - 1)
+    });
+    if let Some((cond, values)) = types {
         sql.push_str(" AND ");
-        sql.push_str(cond);
+        sql.push_str(&cond);
+        binds.extend(values);
     }
-    sql.push_str(" ORDER BY id LIMIT ?");
+    binds
+}
+
+/// The statement of [`list`] and the filter values to bind after the
+/// cursor (`?1`) and the task (`?2`, when there is one); the limit is the
+/// last parameter.
+pub(crate) fn list_sql(q: &EventQuery) -> (String, Vec<String>) {
+    let (mut sql, mut next) = match q.task_id {
+        None => (format!("SELECT {COLS} FROM events WHERE id > ?1"), 2),
+        Some(_) => (
+            format!(
+                "SELECT {COLS} FROM {} WHERE id > ?1 AND task_id = ?2",
+                task_events("?2", "?1")
+            ),
+            3,
+        ),
+    };
+    let binds = filters(q, &mut sql, &mut next);
+    sql.push_str(&format!(" ORDER BY id LIMIT ?{next}"));
+    (sql, binds)
+}
+
+pub(crate) async fn list(s: &SqliteStore, q: &EventQuery) -> StoreResult<Vec<EventRow>> {
+    let (sql, binds) = list_sql(q);
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(q.after);
     if let Some(t) = q.task_id {
         query = query.bind(t);
     }
-    if let Some(ns) = &q.namespace {
-        query = query.bind(ns.clone());
-    }
-    if let Some((_, binds)) = types {
-        for b in binds {
-            query = query.bind(b);
-        }
+    for b in binds {
+        query = query.bind(b);
     }
     let rows = query
         .bind(i64::from(q.limit))
@@ -69,9 +115,28 @@ pub(crate) async fn list(s: &SqliteStore, q: &EventQuery) -> StoreResult<Vec<Eve
     rows.iter().map(row).collect()
 }
 
+/// The statement of [`list_many`] for `tasks` task ids (`?2 …`), like
+/// [`list_sql`].
+pub(crate) fn list_many_sql(tasks: usize, q: &EventQuery) -> (String, Vec<String>) {
+    let ids = (0..tasks)
+        .map(|i| format!("?{}", i + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut sql = format!(
+        "SELECT {COLS} FROM (SELECT {COLS}, \
+             row_number() OVER (PARTITION BY task_id ORDER BY id) AS rn \
+             FROM {} WHERE id > ?1 AND task_id IN ({ids})",
+        task_events(&ids, "?1")
+    );
+    let mut next = tasks + 2;
+    let binds = filters(q, &mut sql, &mut next);
+    sql.push_str(&format!(") WHERE rn <= ?{next} ORDER BY id"));
+    (sql, binds)
+}
+
 /// [`tasker_store::Store::events_list_many`]: one statement, the page of
-/// each task cut by `row_number()` over the task's events (the
-/// `events (task_id, id)` index serves each task's range).
+/// each task cut by `row_number()` over the task's events (found through
+/// [`task_events`]).
 pub(crate) async fn list_many(
     s: &SqliteStore,
     task_ids: &[Uuid],
@@ -82,32 +147,13 @@ pub(crate) async fn list_many(
     if task_ids.is_empty() || q.limit == 0 {
         return Ok(out);
     }
-    let ids = vec!["?"; task_ids.len()].join(", ");
-    let mut sql = format!(
-        "SELECT {COLS} FROM (SELECT {COLS}, \
-             row_number() OVER (PARTITION BY task_id ORDER BY id) AS rn \
-             FROM events WHERE id > ? AND task_id IN ({ids})"
-    );
-    if q.namespace.is_some() {
-        sql.push_str(" AND namespace = ?");
-    }
-    let types = type_filter_sql(&q.types, &mut || "?".to_string());
-    if let Some((cond, _)) = &types {
-        sql.push_str(" AND ");
-        sql.push_str(cond);
-    }
-    sql.push_str(") WHERE rn <= ? ORDER BY id");
+    let (sql, binds) = list_many_sql(task_ids.len(), q);
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(q.after);
     for id in task_ids {
         query = query.bind(*id);
     }
-    if let Some(ns) = &q.namespace {
-        query = query.bind(ns.clone());
-    }
-    if let Some((_, binds)) = types {
-        for b in binds {
-            query = query.bind(b);
-        }
+    for b in binds {
+        query = query.bind(b);
     }
     let rows = query
         .bind(i64::from(q.limit))

@@ -3,8 +3,9 @@
 
 use crate::SqliteStore;
 use crate::error::DbResultExt;
-use crate::{effects, work};
+use crate::{effects, events_outbox, work};
 use sqlx::Row;
+use tasker_store::EventQuery;
 use tasker_store::StoreResult;
 
 /// Statement name, SQL, and how many parameters it numbers (bound NULL:
@@ -27,9 +28,26 @@ impl SqliteStore {
     /// one `EXPLAIN QUERY PLAN` detail line per row. Nothing is executed.
     /// (Unblocking children and moving the task counters happen in the
     /// schema's triggers, which run per updated row by primary key.)
+    ///
+    /// Also the two reads of a task's events (a page of one task's, and of
+    /// three tasks' at once), which must stay bounded by the task's history
+    /// whatever the size of the whole outbox.
     pub async fn explain_hot_path(&self) -> StoreResult<Vec<(String, String)>> {
-        let mut out = Vec::with_capacity(HOT.len());
-        for (name, sql, params) in HOT {
+        let one_task = EventQuery {
+            task_id: Some(uuid::Uuid::nil()),
+            ..EventQuery::default()
+        };
+        let (page, _) = events_outbox::list_sql(&one_task);
+        let (many, _) = events_outbox::list_many_sql(3, &EventQuery::default());
+        let statements = HOT
+            .iter()
+            .map(|(n, sql, p)| (*n, sql.to_string(), *p))
+            .chain([
+                ("events: one task", page, 3),
+                ("events: many tasks", many, 5),
+            ]);
+        let mut out = Vec::with_capacity(HOT.len() + 2);
+        for (name, sql, params) in statements {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
             for _ in 0..params {
                 q = q.bind(Option::<String>::None);

@@ -161,4 +161,49 @@ mod sqlite {
             "{r:?}"
         );
     }
+
+    /// A task's events are found through its transitions' `event_id`, and
+    /// the unlinked ones through the partial index. Events written before
+    /// that migration (no links, `linked = 0`) must still all be found: the
+    /// same page before and after the links are taken away.
+    #[tokio::test]
+    async fn events_without_links_are_still_found_per_task() {
+        use tasker_store::conformance::events::{assert_events_match_transitions, task_events};
+        use tasker_store::conformance::fail;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("links.db");
+        let url = format!("sqlite://{}", path.display());
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::connect(&url).await.unwrap());
+        let t = new_task(Shape::Linear(2), at(0));
+        store.task_create(t.clone()).await.unwrap();
+        let c = claim_one(&store, at(1)).await;
+        // A failed attempt that will be retried: two transitions, two events.
+        fail(&store, &c, Some(at(2)), at(2)).await;
+        let c = claim_one(&store, at(3)).await;
+        succeed(&store, &c, at(4)).await;
+        assert_events_match_transitions(&store, t.id).await;
+        let linked = task_events(&store, t.id).await;
+        assert_eq!(linked.len(), 7, "{linked:?}");
+
+        let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let links: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(event_id) FROM task_transitions) \
+                  + (SELECT count(event_id) FROM step_transitions)",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        assert_eq!(links, 7, "every event is linked from its transition");
+        sqlx::raw_sql(
+            "UPDATE events SET linked = 0; \
+             UPDATE task_transitions SET event_id = NULL; \
+             UPDATE step_transitions SET event_id = NULL;",
+        )
+        .execute(&db)
+        .await
+        .unwrap();
+        db.close().await;
+        assert_eq!(task_events(&store, t.id).await, linked);
+        assert_events_match_transitions(&store, t.id).await;
+    }
 }
