@@ -8,7 +8,7 @@
 mod common;
 
 use common::TestDb;
-use common::plans::{candidate_scan, scans_at_most};
+use common::plans::HeldBack;
 use std::sync::Arc;
 use tasker_store::conformance::factory::{Shape, TaskBuilder, new_task};
 use tasker_store::conformance::{at, params, success};
@@ -67,10 +67,7 @@ async fn ten_thousand_blocked_steps_cost_a_claim_of_other_work_nothing() {
     assert_eq!(gates.len(), 100);
     s.task_create(new_task(Shape::Single, at(2))).await.unwrap();
     sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
-    let claim = params("w", 10, at(10));
-    let plan = store.explain_claim_analyze(&claim).await.unwrap();
-    let (before, rows_before, buffers_before) = candidate_scan(&plan);
-    assert_eq!(rows_before, 1, "{plan}");
+    let before = HeldBack::measure(&store, params("w", 10, at(10))).await;
 
     // The gates finish: 10,000 steps of `hot` become ready. The claim that
     // meets them takes two (and the other step) and parks all the rest.
@@ -87,32 +84,16 @@ async fn ten_thousand_blocked_steps_cost_a_claim_of_other_work_nothing() {
             .unwrap()
             .is_empty()
     );
-    let (parked,): (i64,) = sqlx::query_as("SELECT count(*) FROM steps WHERE parked")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(parked, 9_998);
-    let other = new_task(Shape::Single, at(5));
-    s.task_create(other.clone()).await.unwrap();
     // What autovacuum does on its own after such a burst of updates (the
     // dead index entries of the parked steps' old versions go).
-    sqlx::query("VACUUM ANALYZE steps")
-        .execute(store.pool())
-        .await
-        .unwrap();
-
-    let plan = store.explain_claim_analyze(&claim).await.unwrap();
-    let (after, rows_after, buffers_after) = candidate_scan(&plan);
-    assert_eq!(rows_after, 1, "the parked steps are not read:\n{plan}");
-    assert_eq!(before, after, "same candidate scan:\n{plan}");
-    assert!(
-        buffers_after <= buffers_before + 2,
-        "{buffers_after} buffers read against {buffers_before}:\n{plan}"
-    );
-    scans_at_most(&plan, "steps", 1);
-    let got = s.step_claim(&claim).await.unwrap();
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].task_id, other.id);
+    before
+        .check(
+            &store,
+            "SELECT count(*) FROM steps WHERE parked",
+            9_998,
+            &["steps"],
+        )
+        .await;
 }
 
 /// Four pools claim and finish steps of two keys (limit 2) as fast as they

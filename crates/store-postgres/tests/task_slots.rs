@@ -7,7 +7,7 @@
 mod common;
 
 use common::TestDb;
-use common::plans::{candidate_scan, scans_at_most};
+use common::plans::HeldBack;
 use std::sync::Arc;
 use tasker_store::conformance::factory::{Shape, new_task};
 use tasker_store::conformance::{at, params, success};
@@ -49,10 +49,7 @@ async fn ten_thousand_tasks_waiting_for_a_slot_cost_a_claim_of_other_work_nothin
     s.task_create_many(tasks).await.unwrap();
     s.task_create(new_task(Shape::Single, at(0))).await.unwrap();
     sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
-    let claim = params("w", 10, at(10));
-    let plan = store.explain_claim_analyze(&claim).await.unwrap();
-    let (before, rows_before, buffers_before) = candidate_scan(&plan);
-    assert_eq!(rows_before, 1, "{plan}");
+    let before = HeldBack::measure(&store, params("w", 10, at(10))).await;
     assert_eq!(
         s.step_claim(&params("w", 10, at(1))).await.unwrap().len(),
         1
@@ -69,36 +66,14 @@ async fn ten_thousand_tasks_waiting_for_a_slot_cost_a_claim_of_other_work_nothin
             .unwrap()
             .is_empty()
     );
-    let (parked,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM steps WHERE parked AND flow_wait = 'task_slot'")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-    assert_eq!(parked, 9_998);
-    let other = new_task(Shape::Single, at(5));
-    s.task_create(other.clone()).await.unwrap();
-    sqlx::query("VACUUM ANALYZE steps")
-        .execute(store.pool())
-        .await
-        .unwrap();
-    sqlx::query("VACUUM ANALYZE tasks")
-        .execute(store.pool())
-        .await
-        .unwrap();
-
-    let plan = store.explain_claim_analyze(&claim).await.unwrap();
-    let (after, rows_after, buffers_after) = candidate_scan(&plan);
-    assert_eq!(rows_after, 1, "the parked steps are not read:\n{plan}");
-    assert_eq!(before, after, "same candidate scan:\n{plan}");
-    assert!(
-        buffers_after <= buffers_before + 2,
-        "{buffers_after} buffers read against {buffers_before}:\n{plan}"
-    );
-    scans_at_most(&plan, "steps", 1);
-    scans_at_most(&plan, "tasks", 1);
-    let got = s.step_claim(&claim).await.unwrap();
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].task_id, other.id);
+    before
+        .check(
+            &store,
+            "SELECT count(*) FROM steps WHERE parked AND flow_wait = 'task_slot'",
+            9_998,
+            &["steps", "tasks"],
+        )
+        .await;
 }
 
 /// Four pools claim and finish steps of 40 tasks (limit 3, three steps

@@ -31,12 +31,7 @@ pub async fn disable(url: &str) -> anyhow::Result<()> {
             let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
                 .fetch_one(&mut conn)
                 .await?;
-            if tasks > 0 {
-                bail!(
-                    "--events false needs a database with no task yet (it removes the event writes of `{}`); use a new database",
-                    connect::redact(url)
-                );
-            }
+            refuse_if_used(tasks, url)?;
             sqlx::raw_sql(DROP).execute(&mut conn).await?;
             let _ = conn.close().await;
         }
@@ -46,12 +41,7 @@ pub async fn disable(url: &str) -> anyhow::Result<()> {
             let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
                 .fetch_one(&mut conn)
                 .await?;
-            if tasks > 0 {
-                bail!(
-                    "--events false needs a database with no task yet (it removes the event writes of `{}`); use a new database",
-                    connect::redact(url)
-                );
-            }
+            refuse_if_used(tasks, url)?;
             let triggers: Vec<(String, String)> = sqlx::query_as(
                 "SELECT name, sql FROM sqlite_master \
                  WHERE type = 'trigger' AND sql LIKE '%INSERT INTO events%'",
@@ -73,6 +63,18 @@ pub async fn disable(url: &str) -> anyhow::Result<()> {
             let _ = conn.close().await;
         }
         Err(why) => bail!("database URL `{}` {why}", connect::redact(url)),
+    }
+    Ok(())
+}
+
+/// Refuses a database that already has tasks: it would record no events
+/// afterwards, so it must be one made for the benchmark.
+fn refuse_if_used(tasks: i64, url: &str) -> anyhow::Result<()> {
+    if tasks > 0 {
+        bail!(
+            "--events false needs a database with no task yet (it removes the event writes of `{}`); use a new database",
+            connect::redact(url)
+        );
     }
     Ok(())
 }

@@ -51,3 +51,72 @@ pub fn scans_at_most(plan: &str, table: &str, n: u64) {
         assert!(rows <= n, "{line}\n{plan}");
     }
 }
+
+/// The claim's plan before a burst of held-back work: its candidate scan,
+/// taken once by [`HeldBack::measure`] and compared by [`HeldBack::check`].
+pub struct HeldBack {
+    claim: tasker_store::ClaimParams,
+    scan: Vec<String>,
+    buffers: u64,
+}
+
+impl HeldBack {
+    /// Measures `claim` (one ready step expected) before the burst.
+    pub async fn measure(
+        store: &tasker_store_postgres::PgStore,
+        claim: tasker_store::ClaimParams,
+    ) -> HeldBack {
+        let plan = store.explain_claim_analyze(&claim).await.unwrap();
+        let (scan, rows, buffers) = candidate_scan(&plan);
+        assert_eq!(rows, 1, "{plan}");
+        HeldBack {
+            claim,
+            scan,
+            buffers,
+        }
+    }
+
+    /// After the burst: `held` steps match `held_sql` (a count), and the
+    /// claim of one new ready task (made here) scans what it scanned before
+    /// (the held steps are not read; `tables` are vacuumed first, as
+    /// autovacuum would after such a burst, and each is scanned for at most
+    /// one row), then takes that task.
+    pub async fn check(
+        self,
+        store: &tasker_store_postgres::PgStore,
+        held_sql: &str,
+        held: i64,
+        tables: &[&str],
+    ) {
+        use tasker_store::Store;
+        use tasker_store::conformance::factory::{Shape, new_task};
+        let (count,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(held_sql.to_string()))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(count, held, "{held_sql}");
+        let other = new_task(Shape::Single, tasker_store::conformance::at(5));
+        store.task_create(other.clone()).await.unwrap();
+        for t in tables {
+            sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM ANALYZE {t}")))
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+        let plan = store.explain_claim_analyze(&self.claim).await.unwrap();
+        let (scan, rows, buffers) = candidate_scan(&plan);
+        assert_eq!(rows, 1, "the held steps are not read:\n{plan}");
+        assert_eq!(self.scan, scan, "same candidate scan:\n{plan}");
+        assert!(
+            buffers <= self.buffers + 2,
+            "{buffers} buffers read against {}:\n{plan}",
+            self.buffers
+        );
+        for t in tables {
+            scans_at_most(&plan, t, 1);
+        }
+        let got = store.step_claim(&self.claim).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].task_id, other.id);
+    }
+}
