@@ -9,6 +9,7 @@
 mod common;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use common::shared_work::{claiming_workers, complete_tasks, still_running_and_peak};
 use common::wait_exit;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
@@ -112,12 +113,7 @@ async fn a_concurrency_key_limit_of_two_holds_across_four_worker_processes() {
     run_workers(&url, KEYED, 4);
 
     let mut conn = PgConnection::connect(&url).await.unwrap();
-    let (complete,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM tasks WHERE status = 'complete'")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-    assert_eq!(complete, 120);
+    assert_eq!(complete_tasks(&mut conn).await, 120);
     // (key, transition id, +1 start / -1 end)
     let rows: Vec<(String, i64, i32)> = sqlx::query_as(
         "SELECT s.concurrency_key, t.id, 1 FROM step_transitions t JOIN steps s ON s.id = t.step_id \
@@ -134,25 +130,15 @@ async fn a_concurrency_key_limit_of_two_holds_across_four_worker_processes() {
         by_key.entry(k).or_default().push((id, d));
     }
     assert_eq!(by_key.len(), 3);
-    for (key, mut events) in by_key {
-        events.sort();
-        let (mut now, mut max) = (0, 0);
-        for (_, d) in &events {
-            now += d;
-            max = max.max(now);
-        }
+    for (key, marks) in by_key {
+        let (now, max) = still_running_and_peak(marks);
         assert_eq!(now, 0, "{key}: every lease ended");
         assert_eq!(
             max, 2,
             "{key}: at most (and at some point exactly) 2 running"
         );
     }
-    let (owners,): (i64,) = sqlx::query_as(
-        "SELECT count(DISTINCT metadata->>'worker') FROM step_transitions WHERE to_state = 'in_progress'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
+    let owners = claiming_workers(&mut conn).await;
     assert!(owners >= 2, "work was shared ({owners} workers)");
     let (flow_rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM flow_keys WHERE running <> 0")
         .fetch_one(&mut conn)

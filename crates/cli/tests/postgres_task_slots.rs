@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::shared_work::{claiming_workers, complete_tasks, still_running_and_peak};
 use common::wait_exit;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
@@ -83,14 +84,9 @@ async fn max_running_tasks_of_two_holds_across_four_worker_processes() {
     }
 
     let mut conn = PgConnection::connect(&url).await.unwrap();
-    let (complete,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM tasks WHERE status = 'complete'")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-    assert_eq!(complete, 60);
+    assert_eq!(complete_tasks(&mut conn).await, 60);
     // (transition id, +1 start / -1 end) of the limited template's tasks.
-    let mut events: Vec<(i64, i32)> = sqlx::query_as(
+    let marks: Vec<(i64, i32)> = sqlx::query_as(
         "SELECT t.id, CASE WHEN t.to_state = 'in_progress' THEN 1 ELSE -1 END \
          FROM task_transitions t JOIN tasks k ON k.id = t.task_id \
          WHERE k.name = 'slotted' AND (t.to_state = 'in_progress' OR t.from_state = 'in_progress') \
@@ -99,23 +95,13 @@ async fn max_running_tasks_of_two_holds_across_four_worker_processes() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    events.sort();
-    let (mut now, mut max) = (0, 0);
-    for (_, d) in &events {
-        now += d;
-        max = max.max(now);
-    }
+    let (now, max) = still_running_and_peak(marks);
     assert_eq!(now, 0, "every task ended");
     assert_eq!(
         max, 2,
         "at most (and at some point exactly) 2 tasks running"
     );
-    let (owners,): (i64,) = sqlx::query_as(
-        "SELECT count(DISTINCT metadata->>'worker') FROM step_transitions WHERE to_state = 'in_progress'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
+    let owners = claiming_workers(&mut conn).await;
     assert!(owners >= 2, "work was shared ({owners} workers)");
     let (running,): (i32,) =
         sqlx::query_as("SELECT running FROM task_slots WHERE key = 'flow/slotted'")

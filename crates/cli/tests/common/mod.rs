@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod receiver;
+pub mod shared_work;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
