@@ -12,8 +12,8 @@ file is local and synchronous=NORMAL, so this is the writer's work).
 
     python3 outbox_replay.py on|off [--tasks N] [--batch B] [--tasker PATH]
 
-`off` removes the triggers' `INSERT INTO events` statements the way
-`tasker bench --events false` does. Use a Python whose sqlite3 module loads
+`off` turns the triggers' event switch to 0 the way `tasker bench
+--events false` does (the same rows, without event type and payload). Use a Python whose sqlite3 module loads
 the SQLite version the store bundles (libsqlite3-sys): build
 `sqlite3.c` from that crate into `libsqlite3.so.0` (`gcc -O2 -fPIC -shared
 -o libsqlite3.so.0 sqlite3.c -lpthread -lm`) and run with
@@ -34,20 +34,14 @@ subprocess.run([a.tasker, "--database", "sqlite://" + db, "migrate"], check=True
 c = sqlite3.connect(db)
 c.isolation_level = None
 if a.events == "off":
+    on, off = "(1 /* lifecycle events */)", "(0 /* lifecycle events */)"
     rows = c.execute("SELECT name, sql FROM sqlite_master "
-                     "WHERE type = 'trigger' AND sql LIKE '%INSERT INTO events%'").fetchall()
+                     "WHERE type = 'trigger' AND sql LIKE ?", ("%" + on + "%",)).fetchall()
+    assert rows, "no trigger records events"
     c.execute("BEGIN")
     for name, sql in rows:
-        out, rest = "", sql
-        while "INSERT INTO events" in rest:
-            at = rest.index("INSERT INTO events")
-            out += rest[:at]
-            end = rest.find(";", at)
-            rest = "" if end < 0 else rest[end + 1:]
-        out += rest
         c.execute(f'DROP TRIGGER "{name}"')
-        if ";" in out:
-            c.execute(out)
+        c.execute(sql.replace(on, off))
     c.execute("COMMIT")
 for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-16000", "foreign_keys=ON"):
     c.execute("PRAGMA " + pragma)

@@ -17,7 +17,26 @@ use tasker_store::outbox::{normalize_payload, type_filter_sql};
 use tasker_store::{EventQuery, EventRow, NewCustomEvent, StoreError, StoreResult};
 use uuid::Uuid;
 
-pub(crate) const COLS: &str = "id, type, task_id, step_id, namespace, created_at, payload";
+/// A row's namespace: a step's row leaves it to its task (migration
+/// `20261205000000_transitions_are_events.sql`); `''` for a row whose task
+/// is gone and that kept none.
+const NAMESPACE: &str =
+    "COALESCE(events.namespace, (SELECT t.namespace FROM tasks t WHERE t.id = events.task_id), '')";
+
+/// The columns of an event, read from `events`.
+pub(crate) fn cols() -> String {
+    format!(
+        "events.id AS id, type, task_id, step_id, {NAMESPACE} AS namespace, created_at, payload"
+    )
+}
+
+/// The rows of `events` that are events now: the ones a type names (not a
+/// transition that has none), above the pruner's floor.
+pub(crate) const LIVE: &str =
+    "type IS NOT NULL AND events.id > (SELECT floor FROM events_floor WHERE id = 1)";
+
+/// The columns of [`cols`] by name, outside the statement that reads them.
+const PLAIN: &str = "id, type, task_id, step_id, namespace, created_at, payload";
 
 pub(crate) fn row(r: &SqliteRow) -> StoreResult<EventRow> {
     let event_type: String = r.try_get("type").db()?;
@@ -37,23 +56,17 @@ pub(crate) fn row(r: &SqliteRow) -> StoreResult<EventRow> {
 
 /// The events of the tasks whose ids are the placeholders `tasks`, newer
 /// than the placeholder `after`, as a `FROM` source with the columns of
-/// `events`.
-///
-/// No index on `events` covers every event of a task: each event the
-/// status triggers write is `linked` from its transition's `event_id`, and
-/// the transitions are indexed per task and per step already (migration
-/// `20261203000000_events_linked.sql`). The rest (custom events, pause and
-/// resume, and events written before that migration) are in the partial
-/// index `events_task_unlinked_idx`. `CROSS JOIN` keeps SQLite from
-/// driving the join from `events`, which would read the feed past `after`.
+/// `events`: a task's own rows through `events_task_idx`, its steps' rows
+/// through its steps and `events_step_idx` (a task pruned from the history
+/// has no steps left, so only its own rows still answer). `CROSS JOIN`
+/// keeps SQLite from driving the join from `events`, which would read the
+/// feed past `after`.
 fn task_events(tasks: &str, after: &str) -> String {
     format!(
-        "(SELECT event_id AS eid FROM task_transitions \
-              WHERE task_id IN ({tasks}) AND event_id > {after} \
-          UNION SELECT st.event_id FROM steps s JOIN step_transitions st ON st.step_id = s.id \
-              WHERE s.task_id IN ({tasks}) AND st.event_id > {after} \
-          UNION SELECT id FROM events \
-              WHERE task_id IN ({tasks}) AND linked = 0 AND id > {after}) x \
+        "(SELECT id AS eid FROM events \
+              WHERE step_id IS NULL AND task_id IN ({tasks}) AND id > {after} \
+          UNION ALL SELECT e.id FROM steps s JOIN events e ON e.step_id = s.id \
+              WHERE s.task_id IN ({tasks}) AND e.id > {after}) x \
          CROSS JOIN events ON events.id = x.eid"
     )
 }
@@ -63,7 +76,7 @@ fn task_events(tasks: &str, after: &str) -> String {
 fn filters(q: &EventQuery, sql: &mut String, next: &mut usize) -> Vec<String> {
     let mut binds = Vec::new();
     if let Some(ns) = &q.namespace {
-        sql.push_str(&format!(" AND namespace = ?{next}"));
+        sql.push_str(&format!(" AND {NAMESPACE} = ?{next}"));
         *next += 1;
         binds.push(ns.clone());
     }
@@ -84,17 +97,24 @@ fn filters(q: &EventQuery, sql: &mut String, next: &mut usize) -> Vec<String> {
 /// last parameter.
 pub(crate) fn list_sql(q: &EventQuery) -> (String, Vec<String>) {
     let (mut sql, mut next) = match q.task_id {
-        None => (format!("SELECT {COLS} FROM events WHERE id > ?1"), 2),
+        None => (
+            format!(
+                "SELECT {} FROM events WHERE events.id > ?1 AND {LIVE}",
+                cols()
+            ),
+            2,
+        ),
         Some(_) => (
             format!(
-                "SELECT {COLS} FROM {} WHERE id > ?1 AND task_id = ?2",
+                "SELECT {} FROM {} WHERE events.id > ?1 AND task_id = ?2 AND {LIVE}",
+                cols(),
                 task_events("?2", "?1")
             ),
             3,
         ),
     };
     let binds = filters(q, &mut sql, &mut next);
-    sql.push_str(&format!(" ORDER BY id LIMIT ?{next}"));
+    sql.push_str(&format!(" ORDER BY events.id LIMIT ?{next}"));
     (sql, binds)
 }
 
@@ -123,9 +143,10 @@ pub(crate) fn list_many_sql(tasks: usize, q: &EventQuery) -> (String, Vec<String
         .collect::<Vec<_>>()
         .join(", ");
     let mut sql = format!(
-        "SELECT {COLS} FROM (SELECT {COLS}, \
-             row_number() OVER (PARTITION BY task_id ORDER BY id) AS rn \
-             FROM {} WHERE id > ?1 AND task_id IN ({ids})",
+        "SELECT {PLAIN} FROM (SELECT {}, \
+             row_number() OVER (PARTITION BY task_id ORDER BY events.id) AS rn \
+             FROM {} WHERE events.id > ?1 AND task_id IN ({ids}) AND {LIVE}",
+        cols(),
         task_events(&ids, "?1")
     );
     let mut next = tasks + 2;
@@ -168,11 +189,14 @@ pub(crate) async fn list_many(
 }
 
 pub(crate) async fn last_id(s: &SqliteStore) -> StoreResult<i64> {
-    // The newest row is never pruned, so max(id) is the highest id given.
-    let id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM events")
-        .fetch_one(&s.reader)
-        .await
-        .db()?;
+    // The newest event is never pruned, so it is the highest id given to
+    // an event (read backwards from the end: past at most the few newest
+    // rows that are only transitions).
+    let id: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM events WHERE type IS NOT NULL ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&s.reader)
+            .await
+            .db()?;
     Ok(id.unwrap_or(0))
 }
 
@@ -223,21 +247,49 @@ async fn refused(s: &SqliteStore, e: &NewCustomEvent) -> StoreError {
     }
 }
 
+/// [`tasker_store::Store::events_prune`]: raises `events_floor` over the
+/// oldest events created before `before` (at most `limit`, never the newest
+/// event, as on PostgreSQL; the newest row is never deleted either: ids are
+/// rowids, max + 1, and deleting the newest would let its id be handed out
+/// again) and deletes those of them that are only events.
+/// The rest are transitions, history that stays as long as its task
+/// (migration `20261205000000_transitions_are_events.sql`). Both reads
+/// start at the floor and stop after `limit` rows, so a batch costs the same
+/// however long the table is.
 pub(crate) async fn prune(s: &SqliteStore, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
-    // The oldest rows first, by primary key: the scan stops after `limit`
-    // matches, so a batch costs the same however long the table is. The
-    // newest row always stays: ids are rowids (max + 1), and deleting the
-    // newest would let its id be handed out again.
-    let r = sqlx::query(
-        "DELETE FROM events WHERE id IN (
-             SELECT id FROM events WHERE created_at < ?1
-               AND id < (SELECT max(id) FROM events)
-             ORDER BY id LIMIT ?2)",
+    let mut tx = s.begin().await?;
+    let oldest: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT id, created_at FROM events
+         WHERE id > (SELECT floor FROM events_floor WHERE id = 1) AND type IS NOT NULL
+           AND id < (SELECT id FROM events WHERE type IS NOT NULL ORDER BY id DESC LIMIT 1)
+         ORDER BY id LIMIT ?1",
     )
-    .bind(micros(before))
     .bind(i64::from(limit))
-    .execute(&s.writer)
+    .fetch_all(&mut *tx)
     .await
     .db()?;
-    Ok(r.rows_affected())
+    // Up to the first event that is young enough to stay.
+    let cutoff = micros(before);
+    let gone = oldest.iter().take_while(|(_, at)| *at < cutoff).count();
+    let Some(&(floor, _)) = gone.checked_sub(1).and_then(|last| oldest.get(last)) else {
+        return Ok(0);
+    };
+    sqlx::query("UPDATE events_floor SET floor = ?1 WHERE id = 1")
+        .bind(floor)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+    // At most `gone` of them: every row that is only an event and not yet
+    // deleted lies above the old floor.
+    sqlx::query(
+        "DELETE FROM events WHERE id IN (
+             SELECT id FROM events WHERE to_state IS NULL AND id <= ?1 ORDER BY id LIMIT ?2)",
+    )
+    .bind(floor)
+    .bind(i64::try_from(gone).unwrap_or(i64::MAX))
+    .execute(&mut *tx)
+    .await
+    .db()?;
+    tx.commit().await.db()?;
+    Ok(gone as u64)
 }

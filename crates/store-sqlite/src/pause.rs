@@ -71,30 +71,23 @@ pub(crate) async fn set_paused(
         .await
         .db()?;
     let action = if pause { "pause" } else { "resume" };
+    // Its event, which is its transition (from and to the same status: the
+    // status triggers write the others, and none of them fires for this).
     sqlx::query(
-        "INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata)
-         VALUES (?1, ?2, ?2, ?3, ?4)",
-    )
-    .bind(id)
-    .bind(status.as_str())
-    .bind(micros(now))
-    .bind(json_text(&action_metadata(action, by)))
-    .execute(&mut *tx)
-    .await
-    .db()?;
-    // Its event (the status triggers write the others; this transition
-    // changes no status, so none of them fires).
-    sqlx::query(
-        "INSERT INTO events (type, task_id, step_id, namespace, created_at, payload)
+        "INSERT INTO events (type, task_id, step_id, namespace, created_at, payload,
+                             from_state, to_state, metadata)
          SELECT ?2, id, NULL, namespace, ?3,
-                json_object('name', name, 'version', version, 'from', status, 'to', status,
-                            'by', ?4)
+                json_object('name', name, 'version', version, 'from', ?5, 'to', ?5,
+                            'by', ?4),
+                ?5, ?5, ?6
          FROM tasks WHERE id = ?1",
     )
     .bind(id)
     .bind(if pause { "task.paused" } else { "task.resumed" })
     .bind(micros(now))
     .bind(by)
+    .bind(status.as_str())
+    .bind(json_text(&action_metadata(action, by)))
     .execute(&mut *tx)
     .await
     .db()?;

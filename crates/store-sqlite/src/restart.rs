@@ -14,7 +14,6 @@ use crate::effects::Events;
 use crate::error::DbResultExt;
 use crate::tasks::{get_in, status_in};
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 use tasker_core::TaskState;
 use tasker_store::restart::{check_restart, metadata, parents_not_done};
 use tasker_store::{StoreError, StoreResult, TaskRow};
@@ -63,14 +62,12 @@ pub(crate) async fn restart(
     .fetch_all(&mut *tx)
     .await
     .db()?;
-    let marks = sqlx::query(
-        "SELECT (SELECT COALESCE(MAX(id), 0) FROM step_transitions) AS s,
-                (SELECT COALESCE(MAX(id), 0) FROM task_transitions) AS t",
-    )
-    .fetch_one(&mut *tx)
-    .await
-    .db()?;
-    let (step_mark, task_mark): (i64, i64) = (marks.try_get("s").db()?, marks.try_get("t").db()?);
+    // The transitions this restart writes are the rows of `events` above
+    // this mark (src/attribution.rs).
+    let mark: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
+        .fetch_one(&mut *tx)
+        .await
+        .db()?;
     let t = micros(now);
     const RESET: &str = "status = 'pending', results = NULL, last_error = NULL,
          completed_at = NULL, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
@@ -120,19 +117,15 @@ pub(crate) async fn restart(
         .db()?;
     }
     let patch = json_text(&metadata(&name, by, reason));
-    for (table, mark) in [
-        ("step_transitions", step_mark),
-        ("task_transitions", task_mark),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE {table} SET metadata = json_patch(metadata, ?1) WHERE id > ?2"
-        )))
-        .bind(&patch)
-        .bind(mark)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-    }
+    sqlx::query(
+        "UPDATE events SET metadata = json_patch(metadata, ?1)
+         WHERE id > ?2 AND to_state IS NOT NULL",
+    )
+    .bind(&patch)
+    .bind(mark)
+    .execute(&mut *tx)
+    .await
+    .db()?;
     let row = get_in(&mut *tx, id).await?;
     if row.status != TaskState::Pending {
         return Err(StoreError::Internal(format!(

@@ -76,7 +76,33 @@ pub(crate) async fn delete(
     }
     let list = id_list(&doomed);
     // Children first, each through an index on the task or step id, so the
-    // cascading foreign keys find nothing left to do.
+    // cascading foreign keys find nothing left to do. The task's rows in
+    // `events` are its transitions and their events: those the event pruner
+    // has passed go with it; the rest are still in the feed, so they stay
+    // as plain events (with their namespace, which a step's row took from
+    // the task), and the event pruner deletes them in their turn. A row
+    // with no event type is only a transition, and goes (never the newest
+    // row, whose id would be handed out again: src/events_outbox.rs).
+    const OWN_ROWS: &str = "((step_id IS NULL AND task_id IN (SELECT unhex(value) FROM json_each(?1))) \
+         OR step_id IN (SELECT id FROM steps WHERE task_id IN (SELECT unhex(value) FROM json_each(?1))))";
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE events SET from_state = NULL, to_state = NULL, metadata = NULL,
+             namespace = COALESCE(namespace, (SELECT t.namespace FROM tasks t WHERE t.id = events.task_id))
+         WHERE {OWN_ROWS} AND to_state IS NOT NULL AND type IS NOT NULL
+           AND id > (SELECT floor FROM events_floor WHERE id = 1)"
+    )))
+    .bind(&list)
+    .execute(&mut *tx)
+    .await
+    .db()?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM events WHERE {OWN_ROWS} AND to_state IS NOT NULL
+           AND id < (SELECT max(id) FROM events)"
+    )))
+    .bind(&list)
+    .execute(&mut *tx)
+    .await
+    .db()?;
     for sql in [
         "DELETE FROM step_transitions WHERE step_id IN \
              (SELECT id FROM steps WHERE task_id IN (SELECT unhex(value) FROM json_each(?1)))",

@@ -144,10 +144,17 @@ pub(crate) async fn list(pool: &SqlitePool, task_id: Uuid) -> StoreResult<Vec<St
         .collect()
 }
 
+/// A step's transitions: the rows of `step_transitions` (written before
+/// migration `20261205000000_transitions_are_events.sql`, so older), then
+/// its rows in `events` that are transitions.
 pub(crate) async fn transitions(pool: &SqlitePool, id: Uuid) -> StoreResult<Vec<TransitionRow>> {
     let rows = sqlx::query(
-        "SELECT id, step_id AS entity_id, from_state, to_state, created_at, metadata
-         FROM step_transitions WHERE step_id = ?1 ORDER BY id",
+        "SELECT id, step_id AS entity_id, from_state, to_state, created_at, metadata, 0 AS part
+         FROM step_transitions WHERE step_id = ?1
+         UNION ALL
+         SELECT id, step_id, from_state, to_state, created_at, metadata, 1
+         FROM events WHERE step_id = ?1 AND to_state IS NOT NULL
+         ORDER BY part, id",
     )
     .bind(id)
     .fetch_all(pool)

@@ -646,10 +646,17 @@ pub(crate) async fn retry(
     Ok(row)
 }
 
+/// A task's transitions: the rows of `task_transitions` (written before
+/// migration `20261205000000_transitions_are_events.sql`, so older), then
+/// its rows in `events` that are transitions.
 pub(crate) async fn transitions(pool: &SqlitePool, id: Uuid) -> StoreResult<Vec<TransitionRow>> {
     let rows = sqlx::query(
-        "SELECT id, task_id AS entity_id, from_state, to_state, created_at, metadata
-         FROM task_transitions WHERE task_id = ?1 ORDER BY id",
+        "SELECT id, task_id AS entity_id, from_state, to_state, created_at, metadata, 0 AS part
+         FROM task_transitions WHERE task_id = ?1
+         UNION ALL
+         SELECT id, task_id, from_state, to_state, created_at, metadata, 1
+         FROM events WHERE step_id IS NULL AND task_id = ?1 AND to_state IS NOT NULL
+         ORDER BY part, id",
     )
     .bind(id)
     .fetch_all(pool)

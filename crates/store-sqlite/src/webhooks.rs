@@ -235,10 +235,11 @@ pub(crate) async fn fanout(s: &SqliteStore, limit: u32, now: DateTime<Utc>) -> S
         .collect::<StoreResult<_>>()?;
     let mut written = 0;
     for h in hooks {
-        let events = sqlx::query(
-            "SELECT id, type, task_id, namespace, created_at FROM events \
-             WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )
+        let events = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM events WHERE events.id > ?1 AND {} ORDER BY events.id LIMIT ?2",
+            events_outbox::cols(),
+            events_outbox::LIVE
+        )))
         .bind(h.event_cursor)
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
@@ -333,8 +334,9 @@ pub(crate) async fn claim(s: &SqliteStore, c: &DeliveryClaim) -> StoreResult<Vec
     }
     let mut events = HashMap::new();
     for r in sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {} FROM events WHERE id IN (SELECT value FROM json_each(?1))",
-        events_outbox::COLS
+        "SELECT {} FROM events WHERE id IN (SELECT value FROM json_each(?1)) AND {}",
+        events_outbox::cols(),
+        events_outbox::LIVE
     )))
     .bind(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()))
     .fetch_all(&mut *tx)
@@ -465,10 +467,10 @@ pub(crate) async fn redeliver(
     Ok(r.rows_affected())
 }
 
-/// Settled pairs of pruned events (below the oldest event kept), at most
-/// `limit`, read through `webhook_deliveries_settled_idx` per subscriber
-/// (its predicate written out, so the partial index can be named);
-/// `min(id)` of `events` is one probe of its primary key.
+/// Settled pairs of pruned events (at or below the pruner's floor,
+/// src/events_outbox.rs), at most `limit`, read through
+/// `webhook_deliveries_settled_idx` per subscriber (its predicate written
+/// out, so the partial index can be named).
 pub(crate) async fn prune(s: &SqliteStore, limit: u32) -> StoreResult<u64> {
     let r = sqlx::query(
         "DELETE FROM webhook_deliveries WHERE (webhook_id, event_id) IN ( \
@@ -476,7 +478,7 @@ pub(crate) async fn prune(s: &SqliteStore, limit: u32) -> StoreResult<u64> {
              JOIN webhook_deliveries d INDEXED BY webhook_deliveries_settled_idx \
                ON d.webhook_id = w.id AND d.status <> 'pending' \
               AND d.status IN ('delivered', 'dead') \
-              AND d.event_id < (SELECT min(id) FROM events) \
+              AND d.event_id <= (SELECT floor FROM events_floor WHERE id = 1) \
              LIMIT ?1)",
     )
     .bind(i64::from(limit))

@@ -52,12 +52,15 @@ async fn a_claim_that_cannot_be_decoded_leaves_the_steps_pending() {
             ("pending", 0, None),
             "{id}"
         );
-        let transitions: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM step_transitions WHERE step_id = ?1")
-                .bind(id)
-                .fetch_one(&db)
-                .await
-                .unwrap();
+        // Its only transition is its creation (a row of `events`, with the
+        // step's lifecycle events: migration 20261205000000).
+        let transitions: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM events WHERE step_id = ?1 AND to_state IS NOT NULL",
+        )
+        .bind(id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
         assert_eq!(transitions, 1, "{id}");
     }
 

@@ -4,9 +4,10 @@
 //! outbox triggers and sets `tasker.events = 'off'` on the database, which
 //! turns off the event CTEs of the hot statements (each a one-time filter,
 //! so the statements are the same otherwise); SQLite, whose status
-//! triggers write each event next to its transition, re-creates those
-//! triggers without their `INSERT INTO events` statements (everything else
-//! they do stays).
+//! triggers write each change as one row that is both its transition and
+//! its event, re-creates those triggers with their event switch
+//! `(1 /* lifecycle events */)` turned to 0: the same rows, without event
+//! type and payload (migration `20261205000000_transitions_are_events.sql`).
 //!
 //! Only a database with no task yet is accepted (the default fresh SQLite
 //! file, or a new PostgreSQL database made for the run): that database
@@ -43,21 +44,22 @@ pub async fn disable(url: &str) -> anyhow::Result<()> {
                 .await?;
             refuse_if_used(tasks, url)?;
             let triggers: Vec<(String, String)> = sqlx::query_as(
-                "SELECT name, sql FROM sqlite_master \
-                 WHERE type = 'trigger' AND sql LIKE '%INSERT INTO events%'",
+                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND sql LIKE ?1",
             )
+            .bind(format!("%{EVENTS_ON}%"))
             .fetch_all(&mut conn)
             .await?;
+            if triggers.is_empty() {
+                bail!("no trigger of `{}` records events", connect::redact(url));
+            }
             let mut tx = conn.begin().await?;
             for (name, sql) in triggers {
                 sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER \"{name}\"")))
                     .execute(&mut *tx)
                     .await?;
-                if let Some(rest) = without_event_inserts(&sql) {
-                    sqlx::query(sqlx::AssertSqlSafe(rest))
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                sqlx::query(sqlx::AssertSqlSafe(sql.replace(EVENTS_ON, EVENTS_OFF)))
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
             let _ = conn.close().await;
@@ -79,39 +81,8 @@ fn refuse_if_used(tasks: i64, url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A trigger's SQL without its `INSERT INTO events …;` statements (none of
-/// them holds a `;` of its own), or `None` when nothing else is left in it
-/// (a trigger that only writes events).
-fn without_event_inserts(sql: &str) -> Option<String> {
-    let mut out = String::with_capacity(sql.len());
-    let mut rest = sql;
-    while let Some(at) = rest.find("INSERT INTO events") {
-        out.push_str(&rest[..at]);
-        rest = rest[at..].find(';').map_or("", |end| &rest[at + end + 1..]);
-    }
-    out.push_str(rest);
-    out.contains(';').then_some(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::without_event_inserts;
-
-    #[test]
-    fn only_the_event_inserts_go() {
-        let sql = "CREATE TRIGGER t AFTER INSERT ON x BEGIN\n\
-                   INSERT INTO y VALUES (1);\n\
-                   INSERT INTO events (a) SELECT json_object('k', 1) FROM z;\n\
-                   UPDATE w SET n = n + 1;\nEND";
-        assert_eq!(
-            without_event_inserts(sql).as_deref(),
-            Some(
-                "CREATE TRIGGER t AFTER INSERT ON x BEGIN\nINSERT INTO y VALUES (1);\n\n\
-                 UPDATE w SET n = n + 1;\nEND"
-            )
-        );
-        let only_events = "CREATE TRIGGER t AFTER INSERT ON x WHEN NEW.a = 1 BEGIN\n\
-                           INSERT INTO events (a) VALUES (1);\nEND";
-        assert_eq!(without_event_inserts(only_events), None);
-    }
-}
+/// The switch in every SQLite trigger that records an event: a constant
+/// the trigger's `CASE` tests before naming the event's type.
+const EVENTS_ON: &str = "(1 /* lifecycle events */)";
+/// [`EVENTS_ON`] turned off: no type, so no payload either.
+const EVENTS_OFF: &str = "(0 /* lifecycle events */)";
