@@ -7,8 +7,9 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EventsConfig {
-    /// Events older than this many days are deleted by the pruner (0 keeps
-    /// them forever).
+    /// Events older than this many days are pruned (0 keeps them forever):
+    /// deleted, or on SQLite, where a lifecycle event is also its task's
+    /// transition, taken out of the feed and kept as history.
     pub retention_days: u32,
     /// How often the pruner looks for expired events.
     pub prune_interval_seconds: f64,

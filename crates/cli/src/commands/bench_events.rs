@@ -86,3 +86,58 @@ fn refuse_if_used(tasks: i64, url: &str) -> anyhow::Result<()> {
 const EVENTS_ON: &str = "(1 /* lifecycle events */)";
 /// [`EVENTS_ON`] turned off: no type, so no payload either.
 const EVENTS_OFF: &str = "(0 /* lifecycle events */)";
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// On SQLite the switch leaves every transition (and what the triggers
+    /// do besides: counters, the task's start) and writes no event; a
+    /// database with a task is refused.
+    #[tokio::test]
+    async fn sqlite_off_keeps_the_transitions_and_records_no_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("off.db").display());
+        drop(connect::open(&url).await.unwrap());
+        disable(&url).await.unwrap();
+        let mut conn =
+            sqlx::SqliteConnection::connect_with(&connect::sqlite_options(&url).unwrap())
+                .await
+                .unwrap();
+        for sql in [
+            "INSERT INTO tasks (id, namespace, name, version, status, context, initiator, \
+             source_system, reason, correlation_id, steps_total, steps_remaining, steps_live, \
+             steps_blocked, created_at, updated_at) VALUES (x'01', 'n', 't', '1.0.0', 'pending', \
+             '{}', 'i', 's', 'r', 'c', 1, 1, 1, 0, 1, 1)",
+            "INSERT INTO steps (id, task_id, name, position, dependent_system, handler_kind, \
+             handler_config, inputs, status, max_attempts, retry_limit, retryable, skippable, \
+             remaining_parents, ready_at, created_at, updated_at) VALUES (x'02', x'01', 's', 0, \
+             'd', 'noop', '{}', '{}', 'pending', 3, 3, 1, 0, 0, 1, 1, 1)",
+            "UPDATE steps SET status = 'in_progress', attempts = 1, lease_owner = 'w', \
+             lease_token = randomblob(16), lease_expires_at = 100, \
+             ready_at = NULL, last_attempted_at = 2, updated_at = 2",
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        let (events, transitions, status): (i64, i64, String) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM events WHERE type IS NOT NULL OR payload IS NOT NULL), \
+                    (SELECT count(*) FROM events WHERE to_state IS NOT NULL), \
+                    (SELECT status FROM tasks)",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(
+            (events, transitions, status.as_str()),
+            (0, 4, "in_progress"),
+            "task and step created, step and task started"
+        );
+        let _ = conn.close().await;
+        let refused = disable(&url).await.unwrap_err().to_string();
+        assert!(refused.contains("no task yet"), "{refused}");
+    }
+}
