@@ -20,7 +20,7 @@ use uuid::Uuid;
 /// A row's namespace: a step's row leaves it to its task (migration
 /// `20261205000000_transitions_are_events.sql`); `''` for a row whose task
 /// is gone and that kept none.
-const NAMESPACE: &str =
+pub(crate) const NAMESPACE: &str =
     "COALESCE(events.namespace, (SELECT t.namespace FROM tasks t WHERE t.id = events.task_id), '')";
 
 /// The columns of an event, read from `events`.

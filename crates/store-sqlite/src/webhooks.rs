@@ -236,8 +236,9 @@ pub(crate) async fn fanout(s: &SqliteStore, limit: u32, now: DateTime<Utc>) -> S
     let mut written = 0;
     for h in hooks {
         let events = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {} FROM events WHERE events.id > ?1 AND {} ORDER BY events.id LIMIT ?2",
-            events_outbox::cols(),
+            "SELECT events.id AS id, type, task_id, {} AS namespace, created_at FROM events \
+             WHERE events.id > ?1 AND {} ORDER BY events.id LIMIT ?2",
+            events_outbox::NAMESPACE,
             events_outbox::LIVE
         )))
         .bind(h.event_cursor)
