@@ -89,6 +89,14 @@ pub(crate) const LOCK_TASKS_SQL: &str = "SELECT id, status, steps_remaining, ste
 /// lifecycle events (`ev`; the transitions are marked `evented`, so the
 /// outbox trigger skips them), and queues the transaction's NOTIFYs (`$12`
 /// work?, `$13` origin, `$14` finished payloads).
+///
+/// Every transition written here is a state change (`task.started`,
+/// `task.completed`, …, `task.retry_requested`), never a creation or a
+/// pause / resume (those have writers of their own), so its payload is
+/// the one family's `tasker_task_change_payload`, and the task's name and
+/// namespace come from the rows `upd` just wrote (each transition's task is
+/// among them: the caller writes a task's row with its path) instead of a
+/// second read of each task (migration `20261206000000_lean_event_writes.sql`).
 pub(crate) const WRITE_TASKS_SQL: &str = concat!(
     "WITH u AS ( \
              SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::int[]) \
@@ -98,7 +106,7 @@ pub(crate) const WRITE_TASKS_SQL: &str = concat!(
                  steps_blocked = u.blocked, status = u.status, updated_at = $7, \
                  completed_at = CASE u.completed WHEN 1 THEN $7 WHEN 0 THEN NULL ELSE t.completed_at END \
              FROM u WHERE t.id = u.id AND t.id = ANY($1::uuid[]) \
-             RETURNING t.id \
+             RETURNING t.id, t.namespace, t.name, t.version \
          ), tr AS ( \
              INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata, evented) \
              SELECT x.id, x.f, x.t, $7, x.m, true \
@@ -108,13 +116,9 @@ pub(crate) const WRITE_TASKS_SQL: &str = concat!(
          ), ev AS ( \
              INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
              SELECT x.type, r.task_id, NULL, k.namespace, r.created_at, \
-                    tasker_task_event_payload(x.type, k.name, k.version, r.from_state, r.to_state, \
-                        k.correlation_id, k.initiator, k.source_system, k.steps_total, r.metadata) \
-             FROM tr r \
+                    tasker_task_change_payload(k.name, k.version, r.from_state, r.to_state) \
+             FROM tr r JOIN upd k ON k.id = r.task_id \
              CROSS JOIN LATERAL (SELECT tasker_task_event_type(r.from_state, r.to_state, r.metadata) AS type) x \
-             CROSS JOIN LATERAL ( \
-                 SELECT namespace, name, version, correlation_id, initiator, source_system, steps_total \
-                 FROM tasks WHERE tasks.id = r.task_id OFFSET 0) k \
              WHERE x.type IS NOT NULL AND ",
     events_on!(),
     " ORDER BY r.id \
@@ -296,6 +300,15 @@ pub(crate) async fn write_tasks(
     let (mut tr_id, mut tr_from, mut tr_to, mut tr_meta) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for w in writes {
+        // The statement writes every event here as a state change (see
+        // WRITE_TASKS_SQL): pause and resume have writers of their own.
+        debug_assert!(
+            !matches!(
+                w.metadata.get("action").and_then(Value::as_str),
+                Some("pause" | "resume")
+            ),
+            "write_tasks never writes a pause or resume"
+        );
         let end = w.path.last().copied().unwrap_or(w.from);
         ids.push(w.id);
         rem.push(w.counters.remaining);

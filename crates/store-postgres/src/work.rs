@@ -26,9 +26,9 @@ use uuid::Uuid;
 /// Every table is reached by primary key whatever the planner believes
 /// about the batch size (in a generic plan `LIMIT $5` is guessed as 10% of
 /// the frontier, enough to make a hash join over the whole table look
-/// cheap): rows are looked up with `id = ANY (ARRAY(SELECT …))`, and the
-/// tasks through a `LATERAL … OFFSET 0` probe that the planner cannot turn
-/// into a join. `start_lock` writes its status test `(…) IS TRUE` so that it
+/// cheap): rows are looked up with `id = ANY (ARRAY(SELECT …))` (the
+/// claimed steps' tasks too: `claimed_tasks`), never joined against a table.
+/// `start_lock` writes its status test `(…) IS TRUE` so that it
 /// cannot be used as an index condition on `tasks (status, created_at)`:
 /// with stale statistics after a burst of new tasks, the planner could
 /// otherwise scan every pending task on each claim instead of at most
@@ -36,7 +36,10 @@ use uuid::Uuid;
 ///
 /// The claim writes its own `step.started` / `task.started` events
 /// (`claim_ev`) and marks those transitions `evented`, so the outbox
-/// trigger skips them.
+/// trigger skips them. Both are one family each, so they call that
+/// family's payload function, and the claimed steps' tasks are read once
+/// (`claimed_tasks`, by primary key) for the events and the answer alike (migration
+/// `20261206000000_lean_event_writes.sql`).
 ///
 /// The answer always has at least one row: when nothing was claimed, one
 /// row whose step columns are NULL carries the counters (`scanned`,
@@ -72,27 +75,23 @@ fn claim_tail(scanned: &str, gated: &str) -> String {
              INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata, evented) \
              SELECT id, 'pending', 'in_progress', $1, jsonb_build_object('worker', $6::text), true FROM started \
              RETURNING id, task_id, from_state, to_state, metadata \
+         ), claimed_tasks AS ( \
+             SELECT t.id, t.namespace, t.name, t.version, t.context, t.correlation_id FROM tasks t \
+             WHERE t.id = ANY (ARRAY(SELECT DISTINCT task_id FROM claimed)) \
          ), claim_ev AS ( \
              INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
-             SELECT e.type, e.task_id, e.step_id, k.namespace, $1, \
-                    CASE WHEN e.step_id IS NULL \
-                         THEN tasker_task_event_payload(e.type, k.name, k.version, e.from_state, \
-                                  e.to_state, NULL, NULL, NULL, NULL, e.metadata) \
-                         ELSE tasker_step_event_payload(e.type, e.step_name, $1, e.metadata, \
-                                  'in_progress', NULL, NULL, NULL, $1, e.max_attempts) END \
+             SELECT e.type, e.task_id, e.step_id, e.namespace, $1, e.payload \
              FROM ( \
                  SELECT 0 AS part, r.id AS rid, \
                         tasker_task_event_type(r.from_state, r.to_state, r.metadata) AS type, \
-                        r.task_id, NULL::uuid AS step_id, NULL::text AS step_name, \
-                        NULL::int AS max_attempts, r.from_state, r.to_state, r.metadata \
-                 FROM task_tr r \
+                        r.task_id, NULL::uuid AS step_id, k.namespace, \
+                        tasker_task_change_payload(k.name, k.version, r.from_state, r.to_state) AS payload \
+                 FROM task_tr r JOIN claimed_tasks k ON k.id = r.task_id \
                  UNION ALL \
                  SELECT 1, r.id, tasker_step_event_type(r.from_state, r.to_state, r.metadata), \
-                        r.task_id, r.step_id, o.name, o.max_attempts, r.from_state, r.to_state, r.metadata \
-                 FROM step_tr r JOIN ordered o ON o.id = r.step_id \
+                        r.task_id, r.step_id, k.namespace, tasker_step_started_payload(o.name, r.metadata) \
+                 FROM step_tr r JOIN ordered o ON o.id = r.step_id JOIN claimed_tasks k ON k.id = r.task_id \
              ) e \
-             CROSS JOIN LATERAL ( \
-                 SELECT namespace, name, version FROM tasks WHERE tasks.id = e.task_id OFFSET 0) k \
              WHERE e.type IS NOT NULL AND {events_on} \
              ORDER BY e.part, e.rid \
          ), out AS ( \
@@ -104,9 +103,8 @@ fn claim_tail(scanned: &str, gated: &str) -> String {
                      WHERE e.child_id = o.id) AS parent_results, \
                     o.was_ready_at \
              FROM ordered o \
-             CROSS JOIN LATERAL ( \
-                 SELECT namespace, name AS task_name, version, context, correlation_id \
-                 FROM tasks WHERE tasks.id = o.task_id OFFSET 0) t \
+             JOIN (SELECT id, namespace, name AS task_name, version, context, correlation_id FROM claimed_tasks) t \
+                 ON t.id = o.task_id \
          ) \
          SELECT out.*, {scanned} AS scanned, (SELECT count(*) FROM deferred) AS deferred, \
                 {gated} AS gated \

@@ -187,6 +187,27 @@ pub async fn events_follow_a_successful_task(store: Arc<dyn Store>) {
         ),
         (Some("pending"), Some("in_progress"))
     );
+    // Whole payloads of the state changes, whichever statement wrote them
+    // (the hot statements build each family's payload themselves), and
+    // every event carries its task's namespace.
+    assert_eq!(
+        started.payload,
+        json!({ "step_name": "s0", "attempt": 1, "worker": "w1" })
+    );
+    assert_eq!(
+        started_task.payload,
+        json!({ "name": "shape", "version": "1.0.0", "from": "pending", "to": "in_progress" })
+    );
+    let completed_task = ev.last().unwrap();
+    assert_eq!(
+        completed_task.payload,
+        json!({ "name": "shape", "version": "1.0.0", "from": "in_progress", "to": "complete" })
+    );
+    assert!(
+        ev.iter().all(|e| e.namespace == "test"),
+        "{:?}",
+        ev.iter().map(|e| &e.namespace).collect::<Vec<_>>()
+    );
     assert_events_match_transitions(&store, t.id).await;
 }
 
