@@ -38,8 +38,8 @@ use uuid::Uuid;
 /// (`claim_ev`) and marks those transitions `evented`, so the outbox
 /// trigger skips them. Both are one family each, so they call that
 /// family's payload function, and the claimed steps' tasks are read once
-/// (`claimed_tasks`, by primary key) for the events and the answer alike (migration
-/// `20261206000000_lean_event_writes.sql`).
+/// (`claimed_tasks`, by primary key) for the events and the answer alike
+/// (migration `20261206000000_lean_event_writes.sql`).
 ///
 /// The answer always has at least one row: when nothing was claimed, one
 /// row whose step columns are NULL carries the counters (`scanned`,
