@@ -1,24 +1,32 @@
 #!/usr/bin/env python3
-"""Counts the instructions PostgreSQL spends on the finaliser's task write
-(`WRITE_TASKS_SQL` in src/settle.rs) with lifecycle events on or off, on a
-single-user server under callgrind: no client, no other backend, no
-machine noise (docs/PERFORMANCE.md, "Lean event writes").
+"""Counts the instructions PostgreSQL spends on one hot statement with
+lifecycle events on or off, on a single-user server under callgrind: no
+client, no other backend, no machine noise (docs/PERFORMANCE.md, "Lean
+event writes").
 
-    python3 statement_callgrind.py on|off --data DIR --db NAME [--sql FILE]
+    python3 statement_callgrind.py on|off --data DIR --db NAME \
+        [--statement write_tasks|finish] [--sql FILE]
+
+`write_tasks` (the default) is the finaliser's task write (`WRITE_TASKS_SQL`
+in src/settle.rs), 300 executions of 8 tasks each. `finish` is the step
+finish of a chain stage (`FINISH_SQL` in src/finish.rs): 300 executions of
+one successful step each, on steps the replay first puts back in progress
+under a known lease token (that one `UPDATE` is counted in both modes).
 
 DIR is the data directory of a private cluster, stopped (a single-user
-server needs it to itself), whose database NAME holds finished tasks, for
-example from `tasker bench --target postgres://…/NAME --scenario throughput
---tasks 20000` on a cluster started with `initdb` and `pg_ctl`. The
-statement is read from src/settle.rs (or FILE, to try a variant by hand),
-prepared once and executed 300 times on 8 tasks each, inside one
-transaction that is rolled back, so the database is left as it was (but
-for the sequences and dead tuples: totals drift by about 1 % a run, so
-alternate the variants). `off` sets `tasker.events = 'off'` for the
-session, which cuts the event CTE by its one-time filter as `tasker bench
---events false` does. Run it as root: the server runs as the `postgres`
-user. Prints the instruction total; the callgrind file is kept for
-`callgrind_annotate --inclusive=yes`.
+server needs it to itself), whose database NAME holds finished tasks: for
+`write_tasks` from `tasker bench --target postgres://…/NAME --scenario
+throughput --tasks 20000`, for `finish` from `--scenario chain --chains
+2000` (its replayed steps are stages s1, s3, s5 and s7 of those chains), on
+a cluster started with `initdb` and `pg_ctl`. The statement is read from
+the Rust source (or FILE, to try a variant by hand), prepared once and
+executed inside one transaction that is rolled back, so the database is
+left as it was but for its sequences; the dead tuples of the previous run
+are vacuumed first, so runs repeat to within a few parts in a thousand.
+`off` sets `tasker.events = 'off'` for the session, which cuts the event
+CTE by its one-time filter as `tasker bench --events false` does. Run it
+as root: the server runs as the `postgres` user. Prints the instruction
+total; the callgrind file is kept for `callgrind_annotate --inclusive=yes`.
 """
 import argparse, os, re, subprocess, tempfile
 
@@ -31,21 +39,38 @@ p = argparse.ArgumentParser()
 p.add_argument("events", choices=["on", "off"])
 p.add_argument("--data", required=True, help="stopped cluster's data directory")
 p.add_argument("--db", required=True)
-p.add_argument("--sql", help="the statement to replay (default: WRITE_TASKS_SQL)")
+p.add_argument("--statement", choices=["write_tasks", "finish"], default="write_tasks")
+p.add_argument("--sql", help="the statement to replay, a variant by hand (default: from the source)")
 p.add_argument("--out", default=None, help="callgrind output file")
 a = p.parse_args()
 
 
-def write_tasks_sql():
-    """WRITE_TASKS_SQL as PostgreSQL receives it, from the Rust source."""
-    src = open(os.path.join(HERE, "..", "src", "settle.rs")).read()
-    body = re.search(r"const WRITE_TASKS_SQL: &str = concat!\((.*?)\n\);", src, re.S).group(1)
+def rust_concat(path, const):
+    """A `concat!` constant as PostgreSQL receives it, from the Rust source:
+    its string literals, `events_on!()` and `unblock_ctes!(parents, now)`."""
+    src = open(os.path.join(HERE, "..", "src", path)).read()
+    body = re.search(rf"const {const}: &str = concat!\((.*?)\n\);", src, re.S).group(1)
+    return expand(body)
+
+
+def literal(tok):
+    return re.sub(r"\\\n\s*", " ", tok).replace('\\"', '"')
+
+
+def expand(body, args=None):
     parts = []
-    for tok in re.finditer(r'"((?:[^"\\]|\\.)*)"|events_on!\(\)', body, re.S):
-        if tok.group(1) is None:
-            parts.append(EVENTS_ON)
+    pattern = r'"((?:[^"\\]|\\.)*)"|events_on!\(\)|unblock_ctes!\(\s*"((?:[^"\\]|\\.)*)",\s*"((?:[^"\\]|\\.)*)",?\s*\)|\$(parents|now)'
+    for tok in re.finditer(pattern, body, re.S):
+        if tok.group(1) is not None:
+            parts.append(literal(tok.group(1)))
+        elif tok.group(2) is not None:
+            src = open(os.path.join(HERE, "..", "src", "work.rs")).read()
+            mac = re.search(r"macro_rules! unblock_ctes \{.*?concat!\((.*?)\n\s*\)\n", src, re.S).group(1)
+            parts.append(expand(mac, {"parents": literal(tok.group(2)), "now": literal(tok.group(3))}))
+        elif tok.group(4) is not None:
+            parts.append(args[tok.group(4)])
         else:
-            parts.append(re.sub(r"\\\n\s*", " ", tok.group(1)).replace('\\"', '"'))
+            parts.append(EVENTS_ON)
     return "".join(parts)
 
 
@@ -60,32 +85,62 @@ def single(sql, workdir):
         capture_output=True, text=True).stdout
 
 
-stmt = open(a.sql).read() if a.sql else write_tasks_sql()
-# Every task is written complete with zero counters, its path in_progress → complete.
-arr = lambda v: "'{" + ",".join([v] * PER_GROUP) + "}'"
-meta = '"{\\"reason\\": \\"all steps done\\"}"'
-params = {
-    "$1": "$1", "$2": arr("0"), "$3": arr("0"), "$4": arr("0"), "$5": arr("complete"),
-    "$6": arr("1"), "$7": "now()", "$8": "$1", "$9": arr("in_progress"),
-    "$10": arr("complete"), "$11": arr(meta), "$12": "false", "$13": "'x'", "$14": "'{}'",
-}
-stmt = re.sub(r"\$\d+", lambda m: params[m.group(0)], stmt)
-
 work = tempfile.mkdtemp(prefix="tasker-callgrind-")
 os.chmod(work, 0o777)
 ids_file = os.path.join(work, "ids.txt")
+TOKEN = "00000000-0000-4000-8000-000000000001"
+
+if a.statement == "write_tasks":
+    stmt = open(a.sql).read() if a.sql else rust_concat("settle.rs", "WRITE_TASKS_SQL")
+    # Every task is written complete with zero counters, its path in_progress → complete.
+    arr = lambda v: "'{" + ",".join([v] * PER_GROUP) + "}'"
+    meta = '"{\\"reason\\": \\"all steps done\\"}"'
+    params = {
+        "$1": "$1", "$2": arr("0"), "$3": arr("0"), "$4": arr("0"), "$5": arr("complete"),
+        "$6": arr("1"), "$7": "now()", "$8": "$1", "$9": arr("in_progress"),
+        "$10": arr("complete"), "$11": arr(meta), "$12": "false", "$13": "'x'", "$14": "'{}'",
+    }
+    per_group, table = PER_GROUP, "tasks"
+    setup = []
+else:
+    stmt = open(a.sql).read() if a.sql else rust_concat("finish.rs", "FINISH_SQL")
+    # One step finished successfully per execution, as in a chain stage.
+    params = {
+        "$1": "$1", "$2": f"'{{{TOKEN}}}'", "$3": "'{ok}'", "$4": "'{\"{\\\"n\\\": 1}\"}'",
+        "$5": "'{null}'", "$6": "'{NULL}'", "$7": "now()",
+    }
+    # Steps with a child, so that each finish also makes its child ready:
+    # every other stage of the chains of `tasker bench --scenario chain`
+    # (steps s1, s3, s5, s7), so that no replayed step is another's child.
+    per_group = 1
+    table = ("(SELECT e.parent_id AS id FROM step_edges e JOIN steps s ON s.id = e.parent_id "
+             "WHERE s.name IN ('s1', 's3', 's5', 's7')) p")
+stmt = re.sub(r"\$\d+", lambda m: params[m.group(0)], stmt)
+
+# The previous replay's rolled-back rows are dead tuples the next one would
+# step over: vacuum first, so runs repeat.
+single("VACUUM;\n", work)
 single(
     f"COPY (SELECT array_agg(id ORDER BY id)::text FROM "
-    f"(SELECT id, (row_number() OVER (ORDER BY id) - 1) / {PER_GROUP} AS g FROM tasks) x "
-    f"GROUP BY g HAVING count(*) = {PER_GROUP} ORDER BY g LIMIT {GROUPS}) TO '{ids_file}';\n",
+    f"(SELECT id, (row_number() OVER (ORDER BY id) - 1) / {per_group} AS g FROM {table}) x "
+    f"GROUP BY g HAVING count(*) = {per_group} ORDER BY g LIMIT {GROUPS}) TO '{ids_file}';\n",
     work)
 groups = open(ids_file).read().split()
 if len(groups) < GROUPS:
-    raise SystemExit(f"{a.db} has {len(groups) * PER_GROUP} tasks; {GROUPS * PER_GROUP} are needed")
+    raise SystemExit(f"{a.db} has {len(groups) * per_group} rows to replay; {GROUPS * per_group} are needed")
+if a.statement == "finish":
+    ids = ",".join(g.strip("{}") for g in groups)
+    # Each step back in progress under TOKEN, its child pending behind it.
+    setup = [f"UPDATE steps SET status = 'in_progress', lease_token = '{TOKEN}', lease_owner = 'w', "
+             f"last_attempted_at = now() - interval '1 ms' WHERE id = ANY('{{{ids}}}'::uuid[]);",
+             f"UPDATE steps SET status = 'pending', remaining_parents = 1, ready_at = NULL, "
+             f"completed_at = NULL WHERE id IN (SELECT child_id FROM step_edges "
+             f"WHERE parent_id = ANY('{{{ids}}}'::uuid[]));"]
 
 lines = ["BEGIN;"]
 if a.events == "off":
     lines.append("SET tasker.events = 'off';")
+lines += setup
 lines.append("PREPARE s (text) AS " + " ".join(stmt.split()) + ";")
 lines += [f"EXECUTE s('{g}');" for g in groups]
 lines.append("ROLLBACK;")
@@ -99,7 +154,8 @@ r = subprocess.run(
      f"valgrind --tool=callgrind --callgrind-out-file={out} "
      f"{POSTGRES} --single -D {a.data} -c fsync=off {a.db} < {path}"],
     capture_output=True, text=True)
-if "ERROR" in r.stdout:
-    raise SystemExit(r.stdout[r.stdout.index("ERROR"):][:500])
+for text in (r.stdout, r.stderr):
+    if "ERROR" in text:
+        raise SystemExit(text[text.index("ERROR"):][:500])
 total = re.search(r"Collected : (\d+)", r.stderr)
 print(f"events {a.events}: {int(total.group(1)):,} instructions ({out})")

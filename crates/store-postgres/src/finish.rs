@@ -34,7 +34,11 @@ use uuid::Uuid;
 /// their transitions, unblocks the children of the completed ones and
 /// applies the counter deltas to their tasks, all in one statement, with
 /// the steps' lifecycle events (`ev`: the transitions are marked
-/// `evented`, so the outbox trigger skips them).
+/// `evented`, so the outbox trigger skips them). A finish writes only
+/// `step.completed`, `step.failed` (to `error`) and `step.retry_scheduled`
+/// (`error` to `pending`), so `ev` names them from the transition's target
+/// and builds only those two families of payloads (migration
+/// `20261207000100_step_event_families.sql`).
 ///
 /// Every join with a batch also states `id = ANY(…)` on the base table: the
 /// planner then always reaches rows through the primary key, even with
@@ -91,13 +95,16 @@ pub(crate) const FINISH_SQL: &str = concat!(
          RETURNING id, step_id, task_id, from_state, to_state, created_at, metadata \
      ), ev AS ( \
          INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
-         SELECT x.type, r.task_id, r.step_id, k.namespace, r.created_at, \
-                tasker_step_event_payload(x.type, u.name, r.created_at, r.metadata, u.status, \
-                    u.results, u.last_error, u.ready_at, u.last_attempted_at, u.max_attempts) \
+         SELECT CASE r.to_state WHEN 'complete' THEN 'step.completed' \
+                    WHEN 'error' THEN 'step.failed' ELSE 'step.retry_scheduled' END, \
+                r.task_id, r.step_id, k.namespace, r.created_at, \
+                CASE WHEN r.to_state = 'complete' THEN tasker_step_completed_payload(u.name, r.metadata, \
+                         (extract(epoch FROM r.created_at - u.last_attempted_at) * 1000)::float8, u.results) \
+                     ELSE tasker_step_failure_payload(u.name, r.metadata, r.to_state = 'error', u.status, \
+                         u.last_error, u.ready_at, u.max_attempts) END \
          FROM tr r JOIN upd u ON u.id = r.step_id \
-         CROSS JOIN LATERAL (SELECT tasker_step_event_type(r.from_state, r.to_state, r.metadata) AS type) x \
          CROSS JOIN LATERAL (SELECT namespace FROM tasks WHERE tasks.id = r.task_id OFFSET 0) k \
-         WHERE x.type IS NOT NULL AND ",
+         WHERE ",
     events_on!(),
     " ORDER BY r.id \
      ), ",

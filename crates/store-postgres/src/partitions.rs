@@ -325,7 +325,8 @@ async fn copy_rows(
             .map_err(store_err)?;
         return Ok(0);
     }
-    // The range as a constraint: ATTACH then skips its validation scan.
+    // The range as a constraint: ATTACH then skips its validation scan
+    // (`swap` drops it after: writers would pay for checking it again).
     sqlx::raw_sql(AssertSqlSafe(format!(
         "ALTER TABLE \"{keep}\" ADD CONSTRAINT \"{part}_range\" \
              CHECK (created_at >= '{lo}' AND created_at < '{hi}'); \
@@ -361,7 +362,8 @@ async fn swap(
             sql.push_str(&format!(
                 "; ALTER TABLE \"{part}_keep\" RENAME TO \"{part}\"; \
                  ALTER TABLE \"{table}\" ATTACH PARTITION \"{part}\" \
-                     FOR VALUES FROM ('{lo}') TO ('{hi}')",
+                     FOR VALUES FROM ('{lo}') TO ('{hi}'); \
+                 ALTER TABLE \"{part}\" DROP CONSTRAINT \"{part}_range\"",
                 lo = m.lo.to_rfc3339(),
                 hi = m.hi.to_rfc3339()
             ));

@@ -37,7 +37,10 @@ use uuid::Uuid;
 /// The claim writes its own `step.started` / `task.started` events
 /// (`claim_ev`) and marks those transitions `evented`, so the outbox
 /// trigger skips them. Both are one family each, so they call that
-/// family's payload function, and the claimed steps' tasks are read once
+/// family's payload function and name their type outright (a claim's
+/// transitions are always `pending` to `in_progress`, and a task moved by
+/// a claim has no pause or resume in its metadata), and the claimed steps'
+/// tasks are read once
 /// (`claimed_tasks`, by primary key) for the events and the answer alike
 /// (migration `20261206000000_lean_event_writes.sql`).
 ///
@@ -82,17 +85,16 @@ fn claim_tail(scanned: &str, gated: &str) -> String {
              INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
              SELECT e.type, e.task_id, e.step_id, e.namespace, $1, e.payload \
              FROM ( \
-                 SELECT 0 AS part, r.id AS rid, \
-                        tasker_task_event_type(r.from_state, r.to_state, r.metadata) AS type, \
+                 SELECT 0 AS part, r.id AS rid, 'task.started' AS type, \
                         r.task_id, NULL::uuid AS step_id, k.namespace, \
                         tasker_task_change_payload(k.name, k.version, r.from_state, r.to_state) AS payload \
                  FROM task_tr r JOIN claimed_tasks k ON k.id = r.task_id \
                  UNION ALL \
-                 SELECT 1, r.id, tasker_step_event_type(r.from_state, r.to_state, r.metadata), \
+                 SELECT 1, r.id, 'step.started', \
                         r.task_id, r.step_id, k.namespace, tasker_step_started_payload(o.name, r.metadata) \
                  FROM step_tr r JOIN ordered o ON o.id = r.step_id JOIN claimed_tasks k ON k.id = r.task_id \
              ) e \
-             WHERE e.type IS NOT NULL AND {events_on} \
+             WHERE {events_on} \
              ORDER BY e.part, e.rid \
          ), out AS ( \
              SELECT o.id, o.task_id, o.name, o.handler_kind, o.handler_config, o.inputs, o.attempts, \

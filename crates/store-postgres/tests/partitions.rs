@@ -26,6 +26,11 @@ const PARTITIONS: i64 = 20261129600000;
 /// again after it, in the order an upgrade applies them.
 const EVENTS_IN_STATEMENTS: i64 = 20261202000000;
 
+/// A later migration that replaces the partitioning migration's function
+/// (and drops the range constraints it left): it needs that migration, so
+/// it is held back with it.
+const PARTITION_CHECKS_DROPPED: i64 = 20261207000000;
+
 /// Takes [`EVENTS_IN_STATEMENTS`] off a database (its history written):
 /// the shape the partitioning migration converts, with statement-level
 /// outbox triggers. Their functions only stand in (nothing is written
@@ -107,6 +112,20 @@ async fn all_events_dense(s: &Arc<dyn Store>) -> Vec<tasker_store::EventRow> {
 }
 
 /// The runs about the test's months (2031).
+/// CHECK constraints left on the history tables' partitions: none, since
+/// a partition's bound already says its range and PostgreSQL would plan a
+/// CHECK again in every statement that appends to it (migration
+/// `20261207000000_partition_range_checks_dropped`).
+async fn partition_checks(store: &PgStore) -> i64 {
+    scalar_i64(
+        store,
+        "SELECT count(*) FROM pg_constraint k JOIN pg_inherits i ON i.inhrelid = k.conrelid \
+         WHERE k.contype = 'c' AND i.inhparent IN \
+             ('task_transitions'::regclass, 'step_transitions'::regclass, 'events'::regclass)",
+    )
+    .await
+}
+
 fn in_2031(runs: Vec<tasker_store::MaintenanceRun>) -> Vec<tasker_store::MaintenanceRun> {
     runs.into_iter()
         .filter(|r| r.target.contains("_p2031"))
@@ -126,8 +145,8 @@ async fn migration_converts_existing_history() {
     let db = TestDb::create().await;
     let store = db.store_with(caller_clock()).await;
     // The schema without partitioning. The migrations after it are applied
-    // too: today's store code, which writes the history below, needs their
-    // columns. Of those, only [`EVENTS_IN_STATEMENTS`] changes the history
+    // too (but [`PARTITION_CHECKS_DROPPED`], which builds on it): today's
+    // store code, which writes the history below, needs their columns. Of those, only [`EVENTS_IN_STATEMENTS`] changes the history
     // tables: it is undone once the history is written and applied again
     // after the conversion, so the conversion under test is the one an
     // upgrade runs.
@@ -135,7 +154,7 @@ async fn migration_converts_existing_history() {
         migrations: Cow::Owned(
             MIGRATOR
                 .iter()
-                .filter(|m| m.version != PARTITIONS)
+                .filter(|m| m.version != PARTITIONS && m.version != PARTITION_CHECKS_DROPPED)
                 .cloned()
                 .collect(),
         ),
@@ -164,6 +183,7 @@ async fn migration_converts_existing_history() {
 
     undo_events_in_statements(&store).await;
     store.migrate().await.unwrap();
+    assert_eq!(partition_checks(&store).await, 0);
 
     // Partitioned, with a month for each month that had rows.
     for table in ["task_transitions", "step_transitions", "events"] {
@@ -244,6 +264,7 @@ async fn partitions_are_created_ahead_and_take_in_default_rows() {
         }
     }
     assert_eq!(made, want);
+    assert_eq!(partition_checks(&store).await, 0);
     // Idempotent.
     assert!(
         s.history_partitions_ensure(day(2031, 6, 1), 1)
@@ -417,6 +438,9 @@ async fn retention_drops_months_and_keeps_a_long_running_tasks_history() {
         assert!(!exists(&store, &format!("task_transitions_p{month}")).await);
     }
     assert!(exists(&store, "task_transitions_p203105").await);
+    // The swapped-in copies of the months that kept rows lost their range
+    // constraints too.
+    assert_eq!(partition_checks(&store).await, 0);
 
     // Events have their own retention: whole months that ended before the
     // cutoff go at once, except the month of the newest event.
