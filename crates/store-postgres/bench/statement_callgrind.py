@@ -12,6 +12,9 @@ in src/settle.rs), 300 executions of 8 tasks each. `finish` is the step
 finish of a chain stage (`FINISH_SQL` in src/finish.rs): 300 executions of
 one successful step each, on steps the replay first puts back in progress
 under a known lease token (that one `UPDATE` is counted in both modes).
+`claim` is the claim on completion of a chain stage, one step each, on
+steps the replay first makes ready; its text comes from `--sql FILE`, the
+statement as the server logged it.
 
 DIR is the data directory of a private cluster, stopped (a single-user
 server needs it to itself), whose database NAME holds finished tasks: for
@@ -39,7 +42,7 @@ p = argparse.ArgumentParser()
 p.add_argument("events", choices=["on", "off"])
 p.add_argument("--data", required=True, help="stopped cluster's data directory")
 p.add_argument("--db", required=True)
-p.add_argument("--statement", choices=["write_tasks", "finish"], default="write_tasks")
+p.add_argument("--statement", choices=["write_tasks", "finish", "claim"], default="write_tasks")
 p.add_argument("--sql", help="the statement to replay, a variant by hand (default: from the source)")
 p.add_argument("--out", default=None, help="callgrind output file")
 a = p.parse_args()
@@ -102,6 +105,23 @@ if a.statement == "write_tasks":
     }
     per_group, table = PER_GROUP, "tasks"
     setup = []
+elif a.statement == "claim":
+    # The claim on completion (`ClaimShape { among: true, .. }`), one step
+    # leased per execution as in a chain stage. Its text is built at run
+    # time from 64 shapes, so it comes from FILE: the statement as the
+    # server logged it (`log_min_duration_statement = 0` on a database the
+    # engine ran a chain on).
+    if not a.sql:
+        raise SystemExit("--statement claim needs --sql FILE (the claim as the server logged it)")
+    stmt = open(a.sql).read()
+    params = {
+        "$1": "now()", "$2": "NULL::text[]", "$3": "'{external}'::text[]", "$4": "NULL::text[]",
+        "$5": "1", "$6": "'w'", "$7": "(now() + interval '30 s')", "$8": "0", "$9": "1",
+        "$10": "$1",
+    }
+    per_group = 1
+    table = ("(SELECT e.parent_id AS id FROM step_edges e JOIN steps s ON s.id = e.parent_id "
+             "WHERE s.name IN ('s1', 's3', 's5', 's7')) p")
 else:
     stmt = open(a.sql).read() if a.sql else rust_concat("finish.rs", "FINISH_SQL")
     # One step finished successfully per execution, as in a chain stage.
@@ -136,6 +156,12 @@ if a.statement == "finish":
              f"UPDATE steps SET status = 'pending', remaining_parents = 1, ready_at = NULL, "
              f"completed_at = NULL WHERE id IN (SELECT child_id FROM step_edges "
              f"WHERE parent_id = ANY('{{{ids}}}'::uuid[]));"]
+
+if a.statement == "claim":
+    ids = ",".join(g.strip("{}") for g in groups)
+    # Each step ready again, as a finish leaves the child it unblocked.
+    setup = [f"UPDATE steps SET status = 'pending', ready_at = now() - interval '1 s', "
+             f"remaining_parents = 0, completed_at = NULL WHERE id = ANY('{{{ids}}}'::uuid[]);"]
 
 lines = ["BEGIN;"]
 if a.events == "off":
