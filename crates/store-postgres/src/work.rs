@@ -40,9 +40,8 @@ use uuid::Uuid;
 /// family's payload function and name their type outright (a claim's
 /// transitions are always `pending` to `in_progress`, and a task moved by
 /// a claim has no pause or resume in its metadata), and the claimed steps'
-/// tasks are read once
-/// (`claimed_tasks`, by primary key) for the events and the answer alike
-/// (migration `20261206000000_lean_event_writes.sql`).
+/// tasks are read once (`claimed_tasks`, by primary key) for the events and
+/// the answer alike (migration `20261206000000_lean_event_writes.sql`).
 ///
 /// The answer always has at least one row: when nothing was claimed, one
 /// row whose step columns are NULL carries the counters (`scanned`,
