@@ -224,6 +224,8 @@ impl PgStore {
         let mut applied = HashSet::with_capacity(rows.len());
         let mut freed: Vec<Released> = Vec::new();
         let mut ready_ids: Vec<Uuid> = Vec::new();
+        // Tasks whose children became ready (a child's task is its parent's).
+        let mut parents_tasks: HashSet<Uuid> = HashSet::new();
         // Tasks whose deltas the statement already applied, with their
         // counters as read under the lock (before the delta).
         let mut advanced: BTreeMap<Uuid, TaskCounters> = BTreeMap::new();
@@ -263,6 +265,7 @@ impl PgStore {
                     deltas.entry(task_id).or_default().live += ready;
                     if ready > 0 {
                         report.newly_ready += ready as u64;
+                        parents_tasks.insert(task_id);
                     }
                     ready_ids.extend(r.try_get::<Vec<Uuid>, _>("ready_ids")?);
                 }
@@ -288,6 +291,15 @@ impl PgStore {
         // left their tasks unlocked, so keys are locked before tasks.
         let unparked = release(&mut tx, &freed, now).await?;
         report.newly_ready += unparked.len() as u64;
+        // The claim below needs its task-start branch unless every step it
+        // may lease is a child of a task this transaction holds locked
+        // (`tlk`) and read running: such a task cannot be pending, so that
+        // branch would find nothing. A step a released key unparked may
+        // belong to a task that never started.
+        let starts = !unparked.is_empty()
+            || parents_tasks.iter().any(|t| {
+                advanced.get(t).map(|c| c.status) != Some(tasker_core::TaskState::InProgress)
+            });
         ready_ids.extend(unparked);
         // Claim on completion: the children just made ready are still
         // locked by this transaction (the statement locked them), and
@@ -303,7 +315,7 @@ impl PgStore {
                 now,
                 ..claim.clone()
             };
-            let (rows, _deferred) = claim_rounds(&mut tx, &claim, Some(&ready_ids)).await?;
+            let (rows, _deferred) = claim_rounds(&mut tx, &claim, Some(&ready_ids), starts).await?;
             for r in rows {
                 let step = claimed_step(&r)?;
                 emit.changed(step.task_id);

@@ -13,7 +13,7 @@ use crate::error::TxError;
 use crate::events::Emit;
 use crate::settle::{TaskCounters, TaskWrite, recount, write_tasks};
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{Postgres, Row, Transaction};
 use tasker_core::TaskState;
 use tasker_store::restart::{check_restart, metadata, parents_not_done};
 use tasker_store::{StoreError, TaskRow};
@@ -29,13 +29,38 @@ impl PgStore {
         reason: Option<&str>,
     ) -> Result<(TaskRow, Emit), TxError> {
         let mut tx = self.inner.pool.begin().await?;
+        match self.restart_in(&mut tx, id, step_id, now, by, reason).await {
+            Ok(done) => {
+                tx.commit().await?;
+                Ok(done)
+            }
+            Err(e) => {
+                // Rolled back here, not when `tx` is dropped: a dropped
+                // transaction's ROLLBACK is only queued on its connection,
+                // so the step locks taken above would outlive the refusal
+                // and a claim on another connection would skip those steps.
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn restart_in(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        id: Uuid,
+        step_id: Uuid,
+        now: DateTime<Utc>,
+        by: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<(TaskRow, Emit), TxError> {
         let steps = sqlx::query(
             "SELECT id, name, status FROM steps WHERE task_id = $1 ORDER BY id FOR NO KEY UPDATE",
         )
         .bind(id)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await?;
-        let task = lock_task(&mut tx, id).await?;
+        let task = lock_task(tx, id).await?;
         check_restart(task.status)?;
         let mut name = None;
         for r in &steps {
@@ -53,7 +78,7 @@ impl PgStore {
              ORDER BY p.position",
         )
         .bind(step_id)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await?;
         if !waiting.is_empty() {
             return Err(parents_not_done(&name, &waiting).into());
@@ -89,16 +114,16 @@ impl PgStore {
         .bind(now)
         .bind(id)
         .bind(&meta)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
         let _reset: i64 = reset.try_get("n")?;
-        let counts = recount(&mut tx, id).await?;
+        let counts = recount(tx, id).await?;
         let mut emit = Emit {
             work: true,
             ..Emit::default()
         };
         write_tasks(
-            &mut tx,
+            tx,
             &[TaskWrite {
                 id,
                 counters: TaskCounters {
@@ -116,8 +141,7 @@ impl PgStore {
             self.origin(),
         )
         .await?;
-        let row = fetch_task(&mut tx, id).await?;
-        tx.commit().await?;
+        let row = fetch_task(tx, id).await?;
         Ok((row, emit))
     }
 }

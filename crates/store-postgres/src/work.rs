@@ -46,8 +46,37 @@ use uuid::Uuid;
 /// The answer always has at least one row: when nothing was claimed, one
 /// row whose step columns are NULL carries the counters (`scanned`,
 /// `deferred`, `gated`); [`ClaimAnswer::of`] drops it.
-fn claim_tail(scanned: &str, gated: &str) -> String {
+fn claim_tail(scanned: &str, gated: &str, starts: bool) -> String {
     let events_on = events_on!();
+    // Without `starts` the task-start branch is left out of the statement
+    // (the tasks are known to be running, see `ClaimShape::starts`): its
+    // nodes cost their executor set-up on every execution even when they
+    // find nothing.
+    let (start_ctes, task_events) = if starts {
+        (
+            "start_lock AS ( \
+                 SELECT t.id FROM tasks t \
+                 WHERE t.id = ANY (ARRAY(SELECT DISTINCT task_id FROM claimed)) \
+                   AND (t.status = 'pending') IS TRUE \
+                 ORDER BY t.id FOR NO KEY UPDATE \
+             ), started AS ( \
+                 UPDATE tasks t SET status = 'in_progress', updated_at = $1 \
+                 WHERE t.id = ANY (ARRAY(SELECT id FROM start_lock)) \
+                 RETURNING t.id \
+             ), task_tr AS ( \
+                 INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata, evented) \
+                 SELECT id, 'pending', 'in_progress', $1, jsonb_build_object('worker', $6::text), true FROM started \
+                 RETURNING id, task_id, from_state, to_state, metadata \
+             ), ",
+            "SELECT 0 AS part, r.id AS rid, 'task.started' AS type, \
+                    r.task_id, NULL::uuid AS step_id, k.namespace, \
+                    tasker_task_change_payload(k.name, k.version, r.from_state, r.to_state) AS payload \
+             FROM task_tr r JOIN claimed_tasks k ON k.id = r.task_id \
+             UNION ALL ",
+        )
+    } else {
+        ("", "")
+    };
     format!(
         "claimed AS ( \
              UPDATE steps s SET status = 'in_progress', ready_at = NULL, attempts = s.attempts + 1, \
@@ -64,33 +93,17 @@ fn claim_tail(scanned: &str, gated: &str) -> String {
                     jsonb_build_object('attempt', attempts, 'worker', $6::text), true \
              FROM ordered ORDER BY was_ready_at, id \
              RETURNING id, step_id, task_id, from_state, to_state, metadata \
-         ), start_lock AS ( \
-             SELECT t.id FROM tasks t \
-             WHERE t.id = ANY (ARRAY(SELECT DISTINCT task_id FROM claimed)) \
-               AND (t.status = 'pending') IS TRUE \
-             ORDER BY t.id FOR NO KEY UPDATE \
-         ), started AS ( \
-             UPDATE tasks t SET status = 'in_progress', updated_at = $1 \
-             WHERE t.id = ANY (ARRAY(SELECT id FROM start_lock)) \
-             RETURNING t.id \
-         ), task_tr AS ( \
-             INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata, evented) \
-             SELECT id, 'pending', 'in_progress', $1, jsonb_build_object('worker', $6::text), true FROM started \
-             RETURNING id, task_id, from_state, to_state, metadata \
-         ), claimed_tasks AS ( \
+         ), {start_ctes}claimed_tasks AS ( \
              SELECT t.id, t.namespace, t.name, t.version, t.context, t.correlation_id FROM tasks t \
              WHERE t.id = ANY (ARRAY(SELECT DISTINCT task_id FROM claimed)) \
          ), claim_ev AS ( \
              INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
              SELECT e.type, e.task_id, e.step_id, e.namespace, $1, e.payload \
              FROM ( \
-                 SELECT 0 AS part, r.id AS rid, 'task.started' AS type, \
-                        r.task_id, NULL::uuid AS step_id, k.namespace, \
-                        tasker_task_change_payload(k.name, k.version, r.from_state, r.to_state) AS payload \
-                 FROM task_tr r JOIN claimed_tasks k ON k.id = r.task_id \
-                 UNION ALL \
-                 SELECT 1, r.id, 'step.started', \
-                        r.task_id, r.step_id, k.namespace, tasker_step_started_payload(o.name, r.metadata) \
+                 {task_events}\
+                 SELECT 1 AS part, r.id AS rid, 'step.started' AS type, \
+                        r.task_id, r.step_id, k.namespace, \
+                        tasker_step_started_payload(o.name, r.metadata) AS payload \
                  FROM step_tr r JOIN ordered o ON o.id = r.step_id JOIN claimed_tasks k ON k.id = r.task_id \
              ) e \
              WHERE {events_on} \
@@ -139,6 +152,13 @@ pub(crate) struct ClaimShape {
     /// taken and the gated ones are counted; [`claim_statement`] runs this
     /// shape for the slots left only when that count is not zero.
     pub gated: bool,
+    /// Starts the claimed steps' tasks that are still pending (their
+    /// `task.started`). Always, but for the claim on completion of
+    /// children whose tasks the finishing transaction holds locked and saw
+    /// running (`finish.rs`): there the branch could only find nothing, and
+    /// leaving it out saves about a tenth of the statement's instructions
+    /// (docs/PERFORMANCE.md, "Leaner event rows").
+    pub starts: bool,
 }
 
 impl ClaimShape {
@@ -150,6 +170,7 @@ impl ClaimShape {
             per_task: claim.per_task_limit.is_some(),
             among: false,
             gated: false,
+            starts: true,
         }
     }
 
@@ -160,6 +181,7 @@ impl ClaimShape {
             | usize::from(self.per_task) << 3
             | usize::from(self.among) << 4
             | usize::from(self.gated) << 5
+            | usize::from(!self.starts) << 6
     }
 
     fn from_index(i: usize) -> Self {
@@ -170,6 +192,7 @@ impl ClaimShape {
             per_task: i & 8 != 0,
             among: i & 16 != 0,
             gated: i & 32 != 0,
+            starts: i & 64 == 0,
         }
     }
 
@@ -240,7 +263,7 @@ impl ClaimShape {
                      SELECT id, ready_at, {GATE_COLS} FROM ranked \
                      WHERE rn + running <= $8 ORDER BY ready_at, id LIMIT $5 \
                  ), {gate}, {}",
-                claim_tail("(SELECT count(*) FROM cand)", gated)
+                claim_tail("(SELECT count(*) FROM cand)", gated, self.starts)
             )
         } else {
             format!(
@@ -251,19 +274,24 @@ impl ClaimShape {
                      LIMIT $5 \
                      FOR NO KEY UPDATE SKIP LOCKED \
                  ), {gate}, {}",
-                claim_tail("0::bigint", gated)
+                claim_tail("0::bigint", gated, self.starts)
             )
         }
     }
 
-    /// Every shape.
+    /// Every shape (one that does not start tasks is always `among`).
     pub(crate) fn all() -> impl Iterator<Item = ClaimShape> {
-        (0..64).map(ClaimShape::from_index)
+        (0..128)
+            .map(ClaimShape::from_index)
+            .filter(|s| s.starts || s.among)
     }
 }
 
-static CLAIM_STATEMENTS: LazyLock<Vec<String>> =
-    LazyLock::new(|| ClaimShape::all().map(ClaimShape::build).collect());
+static CLAIM_STATEMENTS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    (0..128)
+        .map(|i| ClaimShape::from_index(i).build())
+        .collect()
+});
 
 /// The CTEs that decrement `remaining_parents` of the children of the
 /// parents `$parents` (a SQL array expression; a child with two finished
@@ -482,14 +510,19 @@ pub(crate) async fn claim_statement(
 /// looks further: a later statement of the same transaction sees this
 /// round's claims and counts their tasks as running. Among given steps the
 /// window is all of them, so one round suffices. Returns the claimed rows
-/// and how many steps a rate limit deferred.
+/// and how many steps a rate limit deferred. `starts: false` (only with
+/// `among`) leaves the task-start branch out ([`ClaimShape::starts`]); the
+/// caller vouches that every task of `among` is running and locked by its
+/// transaction.
 pub(crate) async fn claim_rounds(
     conn: &mut PgConnection,
     claim: &ClaimParams,
     among: Option<&[Uuid]>,
+    starts: bool,
 ) -> Result<(Vec<sqlx::postgres::PgRow>, i64), TxError> {
     let shape = ClaimShape {
         among: among.is_some(),
+        starts: starts || among.is_none(),
         ..ClaimShape::of(claim)
     };
     let mut rows = Vec::new();
@@ -536,7 +569,7 @@ impl PgStore {
                 // One transaction, so that a failure in a later round cannot
                 // leave earlier claims orphaned.
                 let mut tx = self.inner.pool.begin().await?;
-                let rows = claim_rounds(&mut tx, claim, None).await?;
+                let rows = claim_rounds(&mut tx, claim, None, true).await?;
                 tx.commit().await?;
                 rows
             }

@@ -293,3 +293,87 @@ pub async fn completion_races_claimers_without_double_lease(store: Arc<dyn Store
     assert_completed_once(&store, &tasks).await;
     assert!(claim(&store, 10, at(3)).await.is_empty());
 }
+
+/// A claim on completion that leases a step a released concurrency key
+/// unparked, of a task that never started, starts that task: it is running
+/// afterwards with its one `task.started`, and every task's events match
+/// its transitions. (On PostgreSQL the claim on completion leaves out its
+/// task-start branch only when every step it may lease is a child of a
+/// running task; this is the case that must keep it.) The chain's own
+/// claims on completion, of children of a running task, start nothing
+/// twice.
+pub async fn completion_starts_a_task_it_unparks(store: Arc<dyn Store>) {
+    let keyed = |mut t: NewTask| {
+        for s in &mut t.steps {
+            s.flow = crate::flow::StepFlow {
+                concurrency: Some(crate::flow::ConcurrencyKey {
+                    key: "k".into(),
+                    limit: 1,
+                }),
+                rate: None,
+                task_slot: None,
+            };
+        }
+        t
+    };
+    let first = keyed(new_task(Shape::Single, at(0)));
+    let second = keyed(new_task(Shape::Single, at(1)));
+    let chain = new_task(Shape::Linear(3), at(0));
+    for t in [&first, &second, &chain] {
+        store.task_create(t.clone()).await.unwrap();
+    }
+    let got = claim(&store, 10, at(2)).await;
+    assert_eq!(got.len(), 2, "one keyed step and the chain's root: {got:?}");
+    let (held, root) = if got[0].task_id == chain.id {
+        (&got[1], &got[0])
+    } else {
+        (&got[0], &got[1])
+    };
+    let waiting = if held.task_id == first.id {
+        second.id
+    } else {
+        first.id
+    };
+    assert_eq!(
+        store.task_get(waiting).await.unwrap().status,
+        TaskState::Pending
+    );
+
+    // The key's holder finishes with claim on completion: its slot goes to
+    // the waiting task's step, leased here or by the next claim.
+    let r = succeed_and_claim(&store, held, &params("w1", 10, at(3)), at(3)).await;
+    if !r.claimed.iter().any(|c| c.task_id == waiting) {
+        claim_of(&store, waiting, at(4)).await;
+    }
+    assert_eq!(
+        store.task_get(waiting).await.unwrap().status,
+        TaskState::InProgress
+    );
+
+    // The chain runs its stages through claims on completion.
+    let mut c = root.clone();
+    for (i, name) in ["s1", "s2"].iter().enumerate() {
+        let now = at(5 + i as i64);
+        let r = succeed_and_claim(&store, &c, &params("w2", 10, now), now).await;
+        c = r
+            .claimed
+            .into_iter()
+            .find(|x| x.task_id == chain.id)
+            .unwrap_or_else(|| panic!("{name} leased on completion"));
+        assert_eq!(&c.step_name, name);
+    }
+    succeed(&store, &c, at(8)).await;
+    assert_eq!(
+        store.task_get(chain.id).await.unwrap().status,
+        TaskState::Complete
+    );
+    for t in [waiting, chain.id] {
+        let started = super::events::task_events(&store, t)
+            .await
+            .into_iter()
+            .filter(|e| e.event_type == "task.started")
+            .count();
+        assert_eq!(started, 1, "task {t}");
+        super::events::assert_events_match_transitions(&store, t).await;
+    }
+}

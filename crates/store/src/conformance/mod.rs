@@ -134,6 +134,7 @@ macro_rules! conformance_tests {
             completion::completion_respects_the_free_slots,
             completion::completion_obeys_the_claim_rule,
             completion::completion_lease_expires_and_is_rescued,
+            completion::completion_starts_a_task_it_unparks,
             leases::renew_extends_held_leases,
             leases::renew_reports_lost_leases,
             leases::rescue_with_attempts_left_goes_pending,
