@@ -108,7 +108,7 @@ if a.statement == "write_tasks":
 elif a.statement == "claim":
     # The claim on completion (`ClaimShape { among: true, .. }`), one step
     # leased per execution as in a chain stage. Its text is built at run
-    # time from 64 shapes, so it comes from FILE: the statement as the
+    # time from its shapes, so it comes from FILE: the statement as the
     # server logged it (`log_min_duration_statement = 0` on a database the
     # engine ran a chain on).
     if not a.sql:

@@ -128,7 +128,7 @@ fn claim_tail(scanned: &str, gated: &str, starts: bool) -> String {
 }
 
 /// Which optional parts a claim statement has. Each combination is its own
-/// statement text (64 in all, built once): a filter that is absent is not
+/// statement text (96 in all, built once): a filter that is absent is not
 /// in the SQL at all, rather than written `($n IS NULL OR …)`, whose
 /// selectivity the planner cannot estimate and which can tip it from the
 /// ordered, early-stopping scan of `steps_ready_idx` to reading the whole
