@@ -287,10 +287,14 @@ impl ClaimShape {
     }
 }
 
+/// Indexed by [`ClaimShape::index`]; the slots of shapes that do not exist
+/// (a claim that does not start tasks is always `among`) stay empty.
 static CLAIM_STATEMENTS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    (0..128)
-        .map(|i| ClaimShape::from_index(i).build())
-        .collect()
+    let mut all = vec![String::new(); 128];
+    for shape in ClaimShape::all() {
+        all[shape.index()] = shape.build();
+    }
+    all
 });
 
 /// The CTEs that decrement `remaining_parents` of the children of the
