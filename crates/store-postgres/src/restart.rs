@@ -37,7 +37,7 @@ impl PgStore {
             Err(e) => {
                 // Rolled back here, not when `tx` is dropped: a dropped
                 // transaction's ROLLBACK is only queued on its connection,
-                // so the step locks taken above would outlive the refusal
+                // so the step locks `restart_in` took would outlive the refusal
                 // and a claim on another connection would skip those steps.
                 let _ = tx.rollback().await;
                 Err(e)
