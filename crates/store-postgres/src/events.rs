@@ -65,6 +65,9 @@ pub(crate) struct Emit {
     /// The NOTIFYs were already queued in the transaction (by a statement
     /// that folded them in, see `settle::write_tasks`).
     pub notified: bool,
+    /// Finished tasks whose `tasker_task` NOTIFY a statement already queued
+    /// (the finish statement, `finish.rs`): [`notify`] leaves them out.
+    pub finished_sent: Vec<Uuid>,
 }
 
 impl Emit {
@@ -81,10 +84,18 @@ impl Emit {
         }
     }
 
+    /// A finished task whose NOTIFY a statement already queued.
+    pub(crate) fn finished_notified(&mut self, id: Uuid) {
+        self.finished(id);
+        if !self.finished_sent.contains(&id) {
+            self.finished_sent.push(id);
+        }
+    }
+
     /// True when something must be sent to other processes.
     pub(crate) fn needs_notify(&self, origin: &Origin) -> bool {
         self.work
-            || !self.finished.is_empty()
+            || self.finished.len() > self.finished_sent.len()
             || (origin.announce_changes && !self.changed.is_empty())
     }
 
@@ -99,6 +110,7 @@ impl Emit {
         let all: Vec<String> = self
             .finished
             .iter()
+            .filter(|id| !self.finished_sent.contains(id))
             .map(|id| format!("{id}:finished"))
             .chain(changed)
             .collect();
@@ -249,6 +261,7 @@ mod tests {
             changed: vec![],
             finished: (0..1000).map(|_| Uuid::now_v7()).collect(),
             notified: false,
+            finished_sent: vec![],
         };
         let origin = Origin {
             id: "me".into(),

@@ -4,9 +4,13 @@
 //!
 //! A chain stage is `BEGIN`, the finish statement ([`FINISH_SQL`]), the
 //! claim on completion (the claim statement of `work.rs`, among the
-//! children just made ready), `COMMIT`: four round trips. The tasks' status
-//! and transitions are written by a fifth statement only when the finaliser
-//! moves a task (or its stored counters had drifted from its steps).
+//! children just made ready), `COMMIT`: four round trips. The finaliser's
+//! rule runs inside the finish statement too (`tasker_finaliser_path`), so
+//! the last stage of a task, and a batch of single-step tasks, writes the
+//! tasks' status, transitions, events and `tasker_task` NOTIFY without
+//! another statement. A fifth statement writes tasks only when their stored
+//! counters had drifted from their steps (the recounted truth), or for a
+//! batch that released concurrency keys (below).
 //!
 //! Lock order is the one every writer follows: the finished steps (id
 //! order), their children (id order), then the tasks (id order). A batch
@@ -27,7 +31,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::Row;
 use std::collections::{BTreeMap, HashSet};
-use tasker_store::{ClaimParams, FinishReport, OutcomeResult, StepOutcome};
+use tasker_core::TaskState;
+use tasker_store::{ClaimParams, FinishReport, OutcomeResult, StepOutcome, is_final};
 use uuid::Uuid;
 
 /// Applies outcomes to the steps still leased with the given token, writes
@@ -55,10 +60,22 @@ use uuid::Uuid;
 /// written only when no finished step holds a concurrency key (those
 /// batches release their keys first, see the module docs).
 ///
+/// The tasks it advances are moved by the finaliser in the same statement
+/// (`tpath`: the rule as `tasker_finaliser_path`, migration
+/// `20261208000000_finaliser_path.sql`, checked against the Rust rule by
+/// `settle::tests::finaliser_path_in_sql_is_the_rust_rule`): status,
+/// `completed_at`, transitions, their events (`tev`, after the steps'
+/// events: it reads `ev` first, so event order stays step, then task) and
+/// the `tasker_task` NOTIFY of the tasks that reached a final state (150
+/// per payload, as `events::FINISHED_PER_PAYLOAD`). A task whose counters
+/// would go negative (drifted from its steps) is not moved: the caller
+/// recounts it and writes the truth (`settle::settle_applied`).
+///
 /// `$1..$6` outcome arrays, `$7` now. Rows: `part = 's'` per finished step,
 /// `'c'` per task whose children were touched (how many became ready, their
 /// ids), `'t'` per task whose counters were advanced (status and counters
-/// read under its lock, before the delta).
+/// read under its lock, before the delta; `finalised`: the state the
+/// finaliser moved it to, if any), one `'n'` row (the NOTIFYs sent).
 pub(crate) const FINISH_SQL: &str = concat!(
     "WITH o AS ( \
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $6::timestamptz[]) \
@@ -107,6 +124,7 @@ pub(crate) const FINISH_SQL: &str = concat!(
          WHERE ",
     events_on!(),
     " ORDER BY r.id \
+         RETURNING seq \
      ), ",
     unblock_ctes!("ARRAY(SELECT id FROM upd WHERE kind = 'ok')", "$7"),
     ", dl AS ( \
@@ -128,25 +146,63 @@ pub(crate) const FINISH_SQL: &str = concat!(
              SELECT task_id FROM dl \
              WHERE NOT EXISTS (SELECT 1 FROM upd WHERE concurrency_key IS NOT NULL))) \
          ORDER BY t.id FOR NO KEY UPDATE \
+     ), tpath AS ( \
+         SELECT k.id, p.seq, p.from_state, p.to_state, p.metadata \
+         FROM tlk k JOIN dl ON dl.task_id = k.id \
+         CROSS JOIN LATERAL tasker_finaliser_path(k.status, k.steps_remaining + dl.rem, \
+             k.steps_live + dl.live, k.steps_blocked + dl.blk) p \
+         WHERE k.steps_remaining + dl.rem >= 0 AND k.steps_live + dl.live >= 0 \
+           AND k.steps_blocked + dl.blk >= 0 \
+     ), tend AS ( \
+         SELECT DISTINCT ON (id) id, to_state FROM tpath ORDER BY id, seq DESC \
      ), tupd AS ( \
          UPDATE tasks t SET steps_remaining = GREATEST(t.steps_remaining + dl.rem, 0), \
              steps_live = GREATEST(t.steps_live + dl.live, 0), \
-             steps_blocked = GREATEST(t.steps_blocked + dl.blk, 0), updated_at = $7 \
-         FROM dl WHERE t.id = dl.task_id AND t.id = ANY (ARRAY(SELECT id FROM tlk)) \
-         RETURNING t.id \
+             steps_blocked = GREATEST(t.steps_blocked + dl.blk, 0), \
+             status = COALESCE(e.to_state, t.status), \
+             completed_at = CASE WHEN e.to_state IS NULL THEN t.completed_at \
+                 WHEN e.to_state IN ('complete', 'error', 'cancelled', 'resolved_manually') THEN $7 END, \
+             updated_at = $7 \
+         FROM dl LEFT JOIN tend e ON e.id = dl.task_id \
+         WHERE t.id = dl.task_id AND t.id = ANY (ARRAY(SELECT id FROM tlk)) \
+         RETURNING t.id, t.namespace, t.name, t.version \
+     ), ttr AS ( \
+         INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata, evented) \
+         SELECT p.id, p.from_state, p.to_state, $7, p.metadata, true FROM tpath p \
+         WHERE p.id = ANY (ARRAY(SELECT id FROM tupd)) \
+         ORDER BY p.id, p.seq \
+         RETURNING id, task_id, from_state, to_state, created_at, metadata \
+     ), tev AS ( \
+         INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
+         SELECT x.type, r.task_id, NULL, k.namespace, r.created_at, \
+                tasker_task_change_payload(k.name, k.version, r.from_state, r.to_state) \
+         FROM ttr r JOIN tupd k ON k.id = r.task_id \
+         CROSS JOIN LATERAL (SELECT tasker_task_event_type(r.from_state, r.to_state, r.metadata) AS type) x \
+         WHERE x.type IS NOT NULL AND (SELECT count(*) FROM ev) >= 0 AND ",
+    events_on!(),
+    " ORDER BY r.id \
      ) \
      SELECT 's' AS part, u.id, u.task_id, u.kind, u.retry_at, u.concurrency_key, u.concurrency_limit, \
             NULL::bigint AS ready, NULL::uuid[] AS ready_ids, NULL::text AS status, \
-            NULL::bigint AS steps_remaining, NULL::bigint AS steps_live, NULL::bigint AS steps_blocked \
+            NULL::bigint AS steps_remaining, NULL::bigint AS steps_live, NULL::bigint AS steps_blocked, \
+            NULL::text AS finalised \
      FROM upd u \
      UNION ALL \
      SELECT 'c', NULL, task_id, NULL, NULL, NULL, NULL, count(*) FILTER (WHERE ready), \
-            COALESCE(array_agg(id) FILTER (WHERE ready), '{}'), NULL, NULL, NULL, NULL \
+            COALESCE(array_agg(id) FILTER (WHERE ready), '{}'), NULL, NULL, NULL, NULL, NULL \
      FROM cupd GROUP BY task_id \
      UNION ALL \
      SELECT 't', k.id, k.id, NULL, NULL, NULL, NULL, NULL, NULL, k.status, \
-            k.steps_remaining, k.steps_live, k.steps_blocked \
-     FROM tlk k WHERE k.id = ANY (ARRAY(SELECT id FROM tupd))"
+            k.steps_remaining, k.steps_live, k.steps_blocked, e.to_state \
+     FROM tlk k LEFT JOIN tend e ON e.id = k.id WHERE k.id = ANY (ARRAY(SELECT id FROM tupd)) \
+     UNION ALL \
+     SELECT 'n', NULL, NULL, NULL, NULL, NULL, NULL, count(pg_notify('tasker_task', n.p)), \
+            NULL, NULL, NULL, NULL, NULL, NULL \
+     FROM (SELECT string_agg(f.id::text || ':finished', ',' ORDER BY f.id) AS p \
+           FROM (SELECT e.id, (row_number() OVER (ORDER BY e.id) - 1) / 150 AS chunk FROM tend e \
+                 WHERE e.to_state IN ('complete', 'error', 'cancelled', 'resolved_manually') \
+                   AND e.id = ANY (ARRAY(SELECT id FROM tupd))) f \
+           GROUP BY f.chunk) n"
 );
 
 /// The outcome arrays bound to [`FINISH_SQL`].
@@ -229,8 +285,14 @@ impl PgStore {
         // Tasks whose deltas the statement already applied, with their
         // counters as read under the lock (before the delta).
         let mut advanced: BTreeMap<Uuid, TaskCounters> = BTreeMap::new();
+        // Tasks the statement moved (the finaliser's target), final or not.
+        let mut finalised: Vec<(Uuid, TaskState)> = Vec::new();
         for r in &rows {
             let part: &str = r.try_get("part")?;
+            if part == "n" {
+                // The `tasker_task` NOTIFYs of the tasks it finished.
+                continue;
+            }
             let task_id: Uuid = r.try_get("task_id")?;
             match part {
                 "s" => {
@@ -269,7 +331,10 @@ impl PgStore {
                     }
                     ready_ids.extend(r.try_get::<Vec<Uuid>, _>("ready_ids")?);
                 }
-                _ => {
+                "t" => {
+                    if let Some(to) = r.try_get::<Option<&str>, _>("finalised")? {
+                        finalised.push((task_id, task_state(to)?));
+                    }
                     advanced.insert(
                         task_id,
                         TaskCounters {
@@ -280,6 +345,7 @@ impl PgStore {
                         },
                     );
                 }
+                _ => {}
             }
         }
         report.applied = applied.len() as u64;
@@ -298,7 +364,7 @@ impl PgStore {
         // belong to a task that never started.
         let starts = !unparked.is_empty()
             || parents_tasks.iter().any(|t| {
-                advanced.get(t).map(|c| c.status) != Some(tasker_core::TaskState::InProgress)
+                advanced.get(t).map(|c| c.status) != Some(TaskState::InProgress)
             });
         ready_ids.extend(unparked);
         // Claim on completion: the children just made ready are still
@@ -327,12 +393,22 @@ impl PgStore {
         if report.newly_ready > report.claimed.len() as u64 {
             emit.work = true;
         }
+        // The statement already queued the `tasker_task` NOTIFY of the tasks
+        // it finished.
+        for (id, to) in &finalised {
+            emit.changed(*id);
+            if is_final(*to) {
+                emit.finished_notified(*id);
+                report.finished_tasks.push((*id, *to));
+            }
+        }
         deltas.retain(|_, d| *d != Delta::default());
-        report.finished_tasks = if advanced.is_empty() {
+        let settled = if advanced.is_empty() {
             settle(&mut tx, &deltas, now, &mut emit, self.origin()).await?
         } else {
             settle_applied(&mut tx, &deltas, &advanced, now, &mut emit, self.origin()).await?
         };
+        report.finished_tasks.extend(settled);
         notify(&mut tx, &mut emit, self.origin()).await?;
         tx.commit().await?;
         Ok((report, emit))

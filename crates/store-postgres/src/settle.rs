@@ -216,13 +216,15 @@ pub(crate) async fn settle(
     settle_applied(conn, deltas, &BTreeMap::new(), now, emit, origin).await
 }
 
-/// [`settle`] for a batch some of whose tasks a statement already locked
-/// and advanced by their deltas (`advanced`: status and counters read under
-/// the lock, before the delta; `finish.rs`). Those need a write only when
-/// the finaliser moves them or their counters had drifted (then the
-/// recounted truth is written); the other tasks of `deltas` are locked and
-/// written as in [`settle`]. One write statement at most, so the
-/// transaction's NOTIFYs go out once.
+/// [`settle`] for a batch some of whose tasks a statement already locked,
+/// advanced by their deltas and moved by the finaliser (`advanced`: status
+/// and counters read under the lock, before the delta; `finish.rs`, whose
+/// statement applies the rule through `tasker_finaliser_path`). Those need
+/// a write only when their counters had drifted (the statement then left
+/// their status alone, and the recounted truth and its path are written
+/// here); the other tasks of `deltas` are locked and written as in
+/// [`settle`]. One write statement at most, so the transaction's NOTIFYs
+/// go out once.
 pub(crate) async fn settle_applied(
     conn: &mut PgConnection,
     deltas: &BTreeMap<Uuid, Delta>,
@@ -257,13 +259,13 @@ pub(crate) async fn settle_applied(
     for (id, cur, written) in locked {
         let d = deltas.get(&id).copied().unwrap_or_default();
         let counters = apply_delta(conn, id, &cur, d).await?;
-        let path = finaliser_path(counters);
         let drifted = counters.remaining != cur.remaining + d.remaining
             || counters.live != cur.live + d.live
             || counters.blocked != cur.blocked + d.blocked;
-        if written && path.is_empty() && !drifted {
+        if written && !drifted {
             continue;
         }
+        let path = finaliser_path(counters);
         writes.push(TaskWrite {
             id,
             counters,
@@ -406,6 +408,54 @@ mod tests {
             finaliser_path(c(Complete, 0, 0, 0)),
             Vec::<TaskState>::new()
         );
+    }
+
+    /// The finish statement moves the tasks it advances with
+    /// `tasker_finaliser_path` (migration `20261208000000_finaliser_path`):
+    /// the same transitions and metadata as [`finaliser_path`] and
+    /// [`finaliser_metadata`], for every status and every sign of every
+    /// counter. A rule changed on one side only fails here.
+    #[tokio::test]
+    async fn finaliser_path_in_sql_is_the_rust_rule() {
+        let db = crate::testing::TestDb::create().await;
+        let store = crate::PgStore::connect(&db.url).await.unwrap();
+        let mut checked = 0;
+        for status in TaskState::ALL {
+            for remaining in -1..=2i64 {
+                for live in -1..=2i64 {
+                    for blocked in -1..=2i64 {
+                        let rows: Vec<(String, String, Value)> = sqlx::query_as(
+                            "SELECT from_state, to_state, metadata \
+                             FROM tasker_finaliser_path($1, $2, $3, $4) ORDER BY seq",
+                        )
+                        .bind(status.as_str())
+                        .bind(remaining)
+                        .bind(live)
+                        .bind(blocked)
+                        .fetch_all(store.pool())
+                        .await
+                        .unwrap();
+                        let path = finaliser_path(c(status, remaining, live, blocked));
+                        let mut from = status;
+                        let want: Vec<(String, String, Value)> = path
+                            .iter()
+                            .map(|to| {
+                                let row = (
+                                    from.as_str().to_string(),
+                                    to.as_str().to_string(),
+                                    finaliser_metadata(&path),
+                                );
+                                from = *to;
+                                row
+                            })
+                            .collect();
+                        assert_eq!(rows, want, "{status} {remaining} {live} {blocked}");
+                        checked += usize::from(!want.is_empty());
+                    }
+                }
+            }
+        }
+        assert!(checked > 0);
     }
 
     #[test]

@@ -331,6 +331,49 @@ async fn claim_on_completion_notifies_only_work_left_for_others() {
     );
 }
 
+/// The finish statement moves the tasks it finishes and queues their
+/// `tasker_task` NOTIFY itself (150 per payload): another process hears
+/// every one of 200 tasks finished by one batch exactly once (no payload
+/// over PostgreSQL's 8000-byte limit, and no second NOTIFY of the same
+/// tasks from the statements after it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_finishing_many_tasks_announces_each_once() {
+    let db = TestDb::create().await;
+    let (a, b) = two_stores(&db).await;
+    let mut rx_b = b.subscribe();
+    let now = base();
+    let mut ids = HashSet::new();
+    for _ in 0..200 {
+        let t = new_task(Shape::Single, now);
+        ids.insert(t.id);
+        a.task_create(t).await.unwrap();
+    }
+    let claimed = a.step_claim(&params("w", 200, now)).await.unwrap();
+    assert_eq!(claimed.len(), 200);
+    let pool = db.store().await;
+    events_until_marker(&mut rx_b, pool.pool()).await;
+    let outcomes: Vec<_> = claimed.iter().map(|c| success(c, json!({}))).collect();
+    let report = a.step_finish_many(&outcomes, now).await.unwrap();
+    assert_eq!(report.finished_tasks.len(), 200);
+    let seen = events_until_marker(&mut rx_b, pool.pool()).await;
+    let mut heard = std::collections::HashMap::new();
+    for e in seen {
+        if let StoreEvent::TaskFinished(id) = e {
+            *heard.entry(id).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(heard.len(), 200, "every finished task announced");
+    assert!(heard.keys().all(|id| ids.contains(id)));
+    assert!(
+        heard.values().all(|n| *n == 1),
+        "a task announced twice: {heard:?}"
+    );
+    for id in &ids {
+        let t = a.task_get(*id).await.unwrap();
+        assert_eq!(t.status, tasker_core::TaskState::Complete);
+    }
+}
+
 /// A store does not relay its own work notifications back to itself (it
 /// already broadcast them after commit). PostgreSQL delivers notifications to
 /// a session in commit order, so a marker notified after the task was created
