@@ -5,13 +5,16 @@ client, no other backend, no machine noise (docs/PERFORMANCE.md, "Lean
 event writes").
 
     python3 statement_callgrind.py on|off --data DIR --db NAME \
-        [--statement write_tasks|finish] [--sql FILE]
+        [--statement write_tasks|finish|finish_last|claim] [--sql FILE]
 
 `write_tasks` (the default) is the finaliser's task write (`WRITE_TASKS_SQL`
 in src/settle.rs), 300 executions of 8 tasks each. `finish` is the step
 finish of a chain stage (`FINISH_SQL` in src/finish.rs): 300 executions of
 one successful step each, on steps the replay first puts back in progress
 under a known lease token (that one `UPDATE` is counted in both modes).
+`finish_last` is the finish of a throughput batch: 300 executions of 8
+single-step tasks' steps each, every one its task's last (the finaliser
+moves the task), on a database from `--scenario throughput`.
 `claim` is the claim on completion of a chain stage, one step each, on
 steps the replay first makes ready; its text comes from `--sql FILE`, the
 statement as the server logged it.
@@ -42,7 +45,8 @@ p = argparse.ArgumentParser()
 p.add_argument("events", choices=["on", "off"])
 p.add_argument("--data", required=True, help="stopped cluster's data directory")
 p.add_argument("--db", required=True)
-p.add_argument("--statement", choices=["write_tasks", "finish", "claim"], default="write_tasks")
+p.add_argument("--statement", choices=["write_tasks", "finish", "finish_last", "claim"],
+               default="write_tasks")
 p.add_argument("--sql", help="the statement to replay, a variant by hand (default: from the source)")
 p.add_argument("--out", default=None, help="callgrind output file")
 a = p.parse_args()
@@ -122,6 +126,16 @@ elif a.statement == "claim":
     per_group = 1
     table = ("(SELECT e.parent_id AS id FROM step_edges e JOIN steps s ON s.id = e.parent_id "
              "WHERE s.name IN ('s1', 's3', 's5', 's7')) p")
+elif a.statement == "finish_last":
+    stmt = open(a.sql).read() if a.sql else rust_concat("finish.rs", "FINISH_SQL")
+    # A batch of 8 single-step tasks' steps finished successfully per
+    # execution, each the last step of its task, as in the throughput run.
+    arr = lambda v: "'{" + ",".join([v] * PER_GROUP) + "}'"
+    params = {
+        "$1": "$1", "$2": arr(TOKEN), "$3": arr("ok"), "$4": arr('"{\\"n\\": 1}"'),
+        "$5": arr("null"), "$6": arr("NULL"), "$7": "now()",
+    }
+    per_group, table = PER_GROUP, "steps"
 else:
     stmt = open(a.sql).read() if a.sql else rust_concat("finish.rs", "FINISH_SQL")
     # One step finished successfully per execution, as in a chain stage.
@@ -156,6 +170,17 @@ if a.statement == "finish":
              f"UPDATE steps SET status = 'pending', remaining_parents = 1, ready_at = NULL, "
              f"completed_at = NULL WHERE id IN (SELECT child_id FROM step_edges "
              f"WHERE parent_id = ANY('{{{ids}}}'::uuid[]));"]
+
+if a.statement == "finish_last":
+    ids = ",".join(g.strip("{}") for g in groups)
+    # Each step back in progress under TOKEN, its task running with it as
+    # its one step left.
+    setup = [f"UPDATE steps SET status = 'in_progress', lease_token = '{TOKEN}', lease_owner = 'w', "
+             f"completed_at = NULL, last_attempted_at = now() - interval '1 ms' "
+             f"WHERE id = ANY('{{{ids}}}'::uuid[]);",
+             f"UPDATE tasks SET status = 'in_progress', steps_remaining = 1, steps_live = 1, "
+             f"steps_blocked = 0, completed_at = NULL WHERE id IN (SELECT task_id FROM steps "
+             f"WHERE id = ANY('{{{ids}}}'::uuid[]));"]
 
 if a.statement == "claim":
     ids = ",".join(g.strip("{}") for g in groups)

@@ -363,9 +363,9 @@ impl PgStore {
         // branch would find nothing. A step a released key unparked may
         // belong to a task that never started.
         let starts = !unparked.is_empty()
-            || parents_tasks.iter().any(|t| {
-                advanced.get(t).map(|c| c.status) != Some(TaskState::InProgress)
-            });
+            || parents_tasks
+                .iter()
+                .any(|t| advanced.get(t).map(|c| c.status) != Some(TaskState::InProgress));
         ready_ids.extend(unparked);
         // Claim on completion: the children just made ready are still
         // locked by this transaction (the statement locked them), and
