@@ -10,7 +10,7 @@ use crate::error::{DbResultExt, corrupt};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use sqlx::{Row, SqliteConnection, SqlitePool};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use tasker_core::HandlerSpec;
 use tasker_store::{
     ClaimParams, ClaimedStep, FinishReport, LeaseRef, OutcomeResult, StepOutcome, StoreResult,
@@ -430,7 +430,19 @@ pub(crate) async fn finish_many(
         events.changed.extend(claim_events.changed);
         report.claimed = claimed;
     }
-    report.finished_tasks = finished_among(&mut tx, &events.changed).await?;
+    // A task with a step this transaction just leased is running, so it
+    // cannot have ended (the finaliser ends a task only when none of its
+    // steps is left, or none can move): only the others are looked up. In
+    // a chain stage that is every task, and the statement (a hop to
+    // SQLite's thread and back) is saved.
+    let leased: HashSet<Uuid> = report.claimed.iter().map(|c| c.task_id).collect();
+    let open: BTreeSet<Uuid> = events
+        .changed
+        .iter()
+        .filter(|t| !leased.contains(t))
+        .copied()
+        .collect();
+    report.finished_tasks = finished_among(&mut tx, &open).await?;
     tx.commit().await.db()?;
 
     // Lost: every outcome not applied, in batch order.

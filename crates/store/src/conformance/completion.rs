@@ -377,3 +377,35 @@ pub async fn completion_starts_a_task_it_unparks(store: Arc<dyn Store>) {
         super::events::assert_events_match_transitions(&store, t).await;
     }
 }
+
+/// One batch finishes the last step of one task and a step of another
+/// whose child it leases on completion: the report names the task that
+/// ended (and only it), and the other is running its leased child.
+pub async fn completion_reports_the_tasks_a_mixed_batch_ended(store: Arc<dyn Store>) {
+    let single = new_task(Shape::Single, at(0));
+    let chain = new_task(Shape::Linear(2), at(0));
+    store.task_create(single.clone()).await.unwrap();
+    store.task_create(chain.clone()).await.unwrap();
+    let claimed = claim(&store, 10, at(1)).await;
+    assert_eq!(claimed.len(), 2);
+    let of = |task: Uuid| claimed.iter().find(|c| c.task_id == task).unwrap();
+    let r = store
+        .step_finish_and_claim(
+            &[
+                success(of(single.id), json!({})),
+                success(of(chain.id), json!({})),
+            ],
+            at(2),
+            Some(&params("w", 2, at(2))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.applied, 2);
+    assert_eq!(r.claimed.len(), 1, "{:?}", r.claimed);
+    assert_eq!(r.claimed[0].task_id, chain.id);
+    assert_eq!(r.finished_tasks, vec![(single.id, TaskState::Complete)]);
+    assert_eq!(
+        store.task_get(chain.id).await.unwrap().status,
+        TaskState::InProgress
+    );
+}
