@@ -54,7 +54,8 @@ a = p.parse_args()
 
 def rust_concat(path, const):
     """A `concat!` constant as PostgreSQL receives it, from the Rust source:
-    its string literals, `events_on!()` and `unblock_ctes!(parents, now)`."""
+    its string literals, `events_on!()`, `unblock_ctes!(parents, now)` and
+    `task_change_events!(tr, tasks, also)`."""
     src = open(os.path.join(HERE, "..", "src", path)).read()
     body = re.search(rf"const {const}: &str = concat!\((.*?)\n\);", src, re.S).group(1)
     return expand(body)
@@ -64,16 +65,25 @@ def literal(tok):
     return re.sub(r"\\\n\s*", " ", tok).replace('\\"', '"')
 
 
+STR = r'"((?:[^"\\]|\\.)*)"'
+# Macros a statement is built with: name -> (source file, parameter names).
+MACROS = {"unblock_ctes": ("work.rs", ["parents", "now"]),
+          "task_change_events": ("settle.rs", ["tr", "tasks", "also"])}
+
+
 def expand(body, args=None):
     parts = []
-    pattern = r'"((?:[^"\\]|\\.)*)"|events_on!\(\)|unblock_ctes!\(\s*"((?:[^"\\]|\\.)*)",\s*"((?:[^"\\]|\\.)*)",?\s*\)|\$(parents|now)'
+    arg = r'"(?:[^"\\]|\\.)*"'
+    pattern = STR + r'|events_on!\(\)|(\w+)!\(((?:\s*' + arg + r',?)+)\s*\)|\$(\w+)'
     for tok in re.finditer(pattern, body, re.S):
         if tok.group(1) is not None:
             parts.append(literal(tok.group(1)))
         elif tok.group(2) is not None:
-            src = open(os.path.join(HERE, "..", "src", "work.rs")).read()
-            mac = re.search(r"macro_rules! unblock_ctes \{.*?concat!\((.*?)\n\s*\)\n", src, re.S).group(1)
-            parts.append(expand(mac, {"parents": literal(tok.group(2)), "now": literal(tok.group(3))}))
+            path, names = MACROS[tok.group(2)]
+            values = [literal(v) for v in re.findall(STR, tok.group(3), re.S)]
+            src = open(os.path.join(HERE, "..", "src", path)).read()
+            mac = re.search(rf"macro_rules! {tok.group(2)} \{{.*?concat!\((.*?)\n\s*\)\n", src, re.S).group(1)
+            parts.append(expand(mac, dict(zip(names, values))))
         elif tok.group(4) is not None:
             parts.append(args[tok.group(4)])
         else:

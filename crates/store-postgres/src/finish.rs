@@ -25,7 +25,7 @@ use crate::error::TxError;
 use crate::events::{Emit, notify};
 use crate::events_outbox::events_on;
 use crate::flow::{Released, release, released};
-use crate::settle::{Delta, TaskCounters, settle, settle_applied};
+use crate::settle::{Delta, TaskCounters, settle, settle_applied, task_change_events};
 use crate::work::{claim_rounds, unblock_ctes};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -154,14 +154,16 @@ pub(crate) const FINISH_SQL: &str = concat!(
          WHERE k.steps_remaining + dl.rem >= 0 AND k.steps_live + dl.live >= 0 \
            AND k.steps_blocked + dl.blk >= 0 \
      ), tend AS ( \
-         SELECT DISTINCT ON (id) id, to_state FROM tpath ORDER BY id, seq DESC \
+         SELECT DISTINCT ON (id) id, to_state, \
+                to_state IN ('complete', 'error', 'cancelled', 'resolved_manually') AS final \
+         FROM tpath ORDER BY id, seq DESC \
      ), tupd AS ( \
          UPDATE tasks t SET steps_remaining = GREATEST(t.steps_remaining + dl.rem, 0), \
              steps_live = GREATEST(t.steps_live + dl.live, 0), \
              steps_blocked = GREATEST(t.steps_blocked + dl.blk, 0), \
              status = COALESCE(e.to_state, t.status), \
              completed_at = CASE WHEN e.to_state IS NULL THEN t.completed_at \
-                 WHEN e.to_state IN ('complete', 'error', 'cancelled', 'resolved_manually') THEN $7 END, \
+                 WHEN e.final THEN $7 END, \
              updated_at = $7 \
          FROM dl LEFT JOIN tend e ON e.id = dl.task_id \
          WHERE t.id = dl.task_id AND t.id = ANY (ARRAY(SELECT id FROM tlk)) \
@@ -172,16 +174,9 @@ pub(crate) const FINISH_SQL: &str = concat!(
          WHERE p.id = ANY (ARRAY(SELECT id FROM tupd)) \
          ORDER BY p.id, p.seq \
          RETURNING id, task_id, from_state, to_state, created_at, metadata \
-     ), tev AS ( \
-         INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
-         SELECT x.type, r.task_id, NULL, k.namespace, r.created_at, \
-                tasker_task_change_payload(k.name, k.version, r.from_state, r.to_state) \
-         FROM ttr r JOIN tupd k ON k.id = r.task_id \
-         CROSS JOIN LATERAL (SELECT tasker_task_event_type(r.from_state, r.to_state, r.metadata) AS type) x \
-         WHERE x.type IS NOT NULL AND (SELECT count(*) FROM ev) >= 0 AND ",
-    events_on!(),
-    " ORDER BY r.id \
-     ) \
+     ), tev AS ( ",
+    task_change_events!("ttr", "tupd", "(SELECT count(*) FROM ev) >= 0 AND "),
+    " ) \
      SELECT 's' AS part, u.id, u.task_id, u.kind, u.retry_at, u.concurrency_key, u.concurrency_limit, \
             NULL::bigint AS ready, NULL::uuid[] AS ready_ids, NULL::text AS status, \
             NULL::bigint AS steps_remaining, NULL::bigint AS steps_live, NULL::bigint AS steps_blocked, \
@@ -200,8 +195,7 @@ pub(crate) const FINISH_SQL: &str = concat!(
             NULL, NULL, NULL, NULL, NULL, NULL \
      FROM (SELECT string_agg(f.id::text || ':finished', ',' ORDER BY f.id) AS p \
            FROM (SELECT e.id, (row_number() OVER (ORDER BY e.id) - 1) / 150 AS chunk FROM tend e \
-                 WHERE e.to_state IN ('complete', 'error', 'cancelled', 'resolved_manually') \
-                   AND e.id = ANY (ARRAY(SELECT id FROM tupd))) f \
+                 WHERE e.final AND e.id = ANY (ARRAY(SELECT id FROM tupd))) f \
            GROUP BY f.chunk) n"
 );
 

@@ -81,6 +81,35 @@ fn finaliser_metadata(path: &[TaskState]) -> Value {
     }
 }
 
+/// The lifecycle events of task state changes (`task.started`,
+/// `task.completed`, …), as one `INSERT`: `$tr` names a CTE of the task
+/// transitions just inserted (`RETURNING id, task_id, from_state, to_state,
+/// created_at, metadata`), `$tasks` a CTE of those tasks as written
+/// (`RETURNING id, namespace, name, version`), `$also` a further condition
+/// (`"… AND "`, or empty). Shared by [`WRITE_TASKS_SQL`] and the finish
+/// statement (`finish.rs`), so a task change becomes an event one way.
+/// The caller has `events_on` in scope.
+macro_rules! task_change_events {
+    ($tr:literal, $tasks:literal, $also:literal) => {
+        concat!(
+            "INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
+             SELECT x.type, r.task_id, NULL, k.namespace, r.created_at, \
+                    tasker_task_change_payload(k.name, k.version, r.from_state, r.to_state) \
+             FROM ",
+            $tr,
+            " r JOIN ",
+            $tasks,
+            " k ON k.id = r.task_id \
+             CROSS JOIN LATERAL (SELECT tasker_task_event_type(r.from_state, r.to_state, r.metadata) AS type) x \
+             WHERE x.type IS NOT NULL AND ",
+            $also,
+            events_on!(),
+            " ORDER BY r.id"
+        )
+    };
+}
+pub(crate) use task_change_events;
+
 /// Locks tasks in id order and reads their status and counters.
 pub(crate) const LOCK_TASKS_SQL: &str = "SELECT id, status, steps_remaining, steps_live, steps_blocked FROM tasks \
      WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE";
@@ -113,16 +142,9 @@ pub(crate) const WRITE_TASKS_SQL: &str = concat!(
              FROM UNNEST($8::uuid[], $9::text[], $10::text[], $11::jsonb[]) WITH ORDINALITY AS x(id, f, t, m, ord) \
              ORDER BY x.ord \
              RETURNING id, task_id, from_state, to_state, created_at, metadata \
-         ), ev AS ( \
-             INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
-             SELECT x.type, r.task_id, NULL, k.namespace, r.created_at, \
-                    tasker_task_change_payload(k.name, k.version, r.from_state, r.to_state) \
-             FROM tr r JOIN upd k ON k.id = r.task_id \
-             CROSS JOIN LATERAL (SELECT tasker_task_event_type(r.from_state, r.to_state, r.metadata) AS type) x \
-             WHERE x.type IS NOT NULL AND ",
-    events_on!(),
-    " ORDER BY r.id \
-         ) \
+         ), ev AS ( ",
+    task_change_events!("tr", "upd", ""),
+    " ) \
          SELECT (SELECT count(*) FROM upd) AS updated, \
                 (SELECT count(pg_notify('tasker_work', $13)) WHERE $12) AS w, \
                 (SELECT count(pg_notify('tasker_task', p)) FROM UNNEST($14::text[]) AS p) AS f"
