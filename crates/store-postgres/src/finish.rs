@@ -56,7 +56,13 @@ use uuid::Uuid;
 /// 1.1 ms finish, with 3,000 tasks running). Each
 /// lock set is taken by a CTE read through `ARRAY(SELECT …)` of the one
 /// before it, so it is complete before the next set is locked: finished
-/// steps (`lk`), children (`clk`), tasks (`tlk`). The tasks are locked and
+/// steps (`lk`), children (`clk`), tasks (`tlk`). No lock CTE joins
+/// another relation: a locking query over a join makes PostgreSQL carry
+/// the whole row of the other side (for `lk`, the outcomes with their
+/// results) to recheck a concurrently updated row. So `lk` tests the
+/// lease against the sets of ids and tokens, and `upd` pairs each locked
+/// step with its own outcome and token (docs/PERFORMANCE.md, "Where a
+/// finish's instructions go"). The tasks are locked and
 /// written only when no finished step holds a concurrency key (those
 /// batches release their keys first, see the module docs).
 ///
@@ -81,9 +87,10 @@ pub(crate) const FINISH_SQL: &str = concat!(
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $6::timestamptz[]) \
              AS o(id, token, kind, results, err, retry_at) \
      ), lk AS ( \
-         SELECT s.id, s.lease_owner FROM steps s JOIN o ON o.id = s.id \
-         WHERE s.id = ANY($1::uuid[]) AND (s.status = 'in_progress') IS TRUE AND s.lease_token = o.token \
-         ORDER BY s.id FOR NO KEY UPDATE OF s \
+         SELECT s.id, s.lease_owner, s.lease_token FROM steps s \
+         WHERE s.id = ANY($1::uuid[]) AND (s.status = 'in_progress') IS TRUE \
+           AND s.lease_token = ANY($2::uuid[]) \
+         ORDER BY s.id FOR NO KEY UPDATE \
      ), upd AS ( \
          UPDATE steps s SET \
              status = CASE o.kind WHEN 'ok' THEN 'complete' WHEN 'retry' THEN 'pending' ELSE 'error' END, \
@@ -92,7 +99,7 @@ pub(crate) const FINISH_SQL: &str = concat!(
              ready_at = CASE WHEN o.kind = 'retry' THEN o.retry_at END, \
              completed_at = CASE WHEN o.kind = 'ok' THEN $7 ELSE s.completed_at END, \
              lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = $7 \
-         FROM lk JOIN o ON o.id = lk.id \
+         FROM lk JOIN o ON o.id = lk.id AND o.token = lk.lease_token \
          WHERE s.id = lk.id AND s.id = ANY($1::uuid[]) \
          RETURNING s.id, s.task_id, o.kind, s.attempts, o.err, o.retry_at, lk.lease_owner, \
              s.concurrency_key, s.concurrency_limit, s.name, s.status, s.results, s.last_error, \

@@ -313,8 +313,8 @@ macro_rules! unblock_ctes {
             $parents,
             ") GROUP BY e.child_id \
              ), clk AS ( \
-                 SELECT c.id FROM steps c JOIN d ON d.child_id = c.id \
-                 WHERE c.id = ANY (ARRAY(SELECT child_id FROM d)) ORDER BY c.id FOR NO KEY UPDATE OF c \
+                 SELECT c.id FROM steps c \
+                 WHERE c.id = ANY (ARRAY(SELECT child_id FROM d)) ORDER BY c.id FOR NO KEY UPDATE \
              ), cupd AS ( \
                  UPDATE steps c SET remaining_parents = c.remaining_parents - d.n, \
                      ready_at = CASE WHEN c.status = 'pending' AND c.remaining_parents - d.n = 0 THEN ",
