@@ -13,6 +13,7 @@ use crate::events::{Emit, notify};
 use crate::settle::{
     Delta, TaskCounters, TaskWrite, finaliser_path, lock_tasks, recount, settle, write_tasks,
 };
+use crate::tx;
 use crate::work::unblock_children;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -175,82 +176,85 @@ impl PgStore {
         by: Option<&str>,
     ) -> Result<(TaskRow, Emit), TxError> {
         let mut tx = self.inner.pool.begin().await?;
-        // Steps first (id order), then the task: the hot path's lock order.
-        let steps = sqlx::query(
-            "SELECT id, status, concurrency_key, concurrency_limit FROM steps \
-             WHERE task_id = $1 AND status IN ('pending','in_progress') ORDER BY id FOR NO KEY UPDATE",
-        )
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let task = lock_task(&mut tx, id).await?;
-        task.status.check_transition(TaskState::Cancelled)?;
-
-        let mut ids = Vec::with_capacity(steps.len());
-        let mut from = Vec::with_capacity(steps.len());
-        for r in &steps {
-            ids.push(r.try_get::<Uuid, _>("id")?);
-            from.push(r.try_get::<String, _>("status")?);
-        }
-        if !ids.is_empty() {
-            sqlx::query(
-                "WITH upd AS ( \
-                     UPDATE steps SET status = 'cancelled', ready_at = NULL, lease_owner = NULL, \
-                         lease_token = NULL, lease_expires_at = NULL, completed_at = $2, updated_at = $2 \
-                     WHERE id = ANY($1) RETURNING id \
-                 ), tr AS ( \
-                     INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata) \
-                     SELECT x.id, $3, x.f, 'cancelled', $2, '{\"reason\": \"task cancelled\"}'::jsonb \
-                     FROM UNNEST($1::uuid[], $4::text[]) WITH ORDINALITY AS x(id, f, ord) ORDER BY x.ord \
-                 ) SELECT count(*) FROM upd",
+        let res = async {
+            // Steps first (id order), then the task: the hot path's lock order.
+            let steps = sqlx::query(
+                "SELECT id, status, concurrency_key, concurrency_limit FROM steps \
+                 WHERE task_id = $1 AND status IN ('pending','in_progress') ORDER BY id FOR NO KEY UPDATE",
             )
-            .bind(&ids)
-            .bind(now)
             .bind(id)
-            .bind(&from)
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
-        }
-        // Running steps of a key give their slots back; the key's parked
-        // steps (other tasks': this task's are cancelled) may take them.
-        let mut freed = Vec::new();
-        for (r, f) in steps.iter().zip(&from) {
-            freed.extend(crate::flow::released(r, f == "in_progress")?);
-        }
-        let unparked = crate::flow::release(&mut tx, &freed, now).await?;
-        let counts = recount(&mut tx, id).await?;
-        let mut emit = Emit {
-            work: !unparked.is_empty(),
-            ..Emit::default()
-        };
-        write_tasks(
-            &mut tx,
-            &[TaskWrite {
-                id,
-                counters: TaskCounters {
-                    status: task.status,
-                    remaining: counts.remaining,
-                    live: counts.live,
-                    blocked: counts.blocked,
-                },
-                from: task.status,
-                path: vec![TaskState::Cancelled],
-                metadata: json!({ "reason": "cancelled" }),
-            }],
-            now,
-            &mut emit,
-            self.origin(),
-        )
-        .await?;
-        // A cancelled task is no longer paused: nothing of it can resume.
-        sqlx::query("UPDATE tasks SET paused_at = NULL WHERE id = $1 AND paused_at IS NOT NULL")
-            .bind(id)
-            .execute(&mut *tx)
+            let task = lock_task(&mut tx, id).await?;
+            task.status.check_transition(TaskState::Cancelled)?;
+
+            let mut ids = Vec::with_capacity(steps.len());
+            let mut from = Vec::with_capacity(steps.len());
+            for r in &steps {
+                ids.push(r.try_get::<Uuid, _>("id")?);
+                from.push(r.try_get::<String, _>("status")?);
+            }
+            if !ids.is_empty() {
+                sqlx::query(
+                    "WITH upd AS ( \
+                         UPDATE steps SET status = 'cancelled', ready_at = NULL, lease_owner = NULL, \
+                             lease_token = NULL, lease_expires_at = NULL, completed_at = $2, updated_at = $2 \
+                         WHERE id = ANY($1) RETURNING id \
+                     ), tr AS ( \
+                         INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata) \
+                         SELECT x.id, $3, x.f, 'cancelled', $2, '{\"reason\": \"task cancelled\"}'::jsonb \
+                         FROM UNNEST($1::uuid[], $4::text[]) WITH ORDINALITY AS x(id, f, ord) ORDER BY x.ord \
+                     ) SELECT count(*) FROM upd",
+                )
+                .bind(&ids)
+                .bind(now)
+                .bind(id)
+                .bind(&from)
+                .execute(&mut *tx)
+                .await?;
+            }
+            // Running steps of a key give their slots back; the key's parked
+            // steps (other tasks': this task's are cancelled) may take them.
+            let mut freed = Vec::new();
+            for (r, f) in steps.iter().zip(&from) {
+                freed.extend(crate::flow::released(r, f == "in_progress")?);
+            }
+            let unparked = crate::flow::release(&mut tx, &freed, now).await?;
+            let counts = recount(&mut tx, id).await?;
+            let mut emit = Emit {
+                work: !unparked.is_empty(),
+                ..Emit::default()
+            };
+            write_tasks(
+                &mut tx,
+                &[TaskWrite {
+                    id,
+                    counters: TaskCounters {
+                        status: task.status,
+                        remaining: counts.remaining,
+                        live: counts.live,
+                        blocked: counts.blocked,
+                    },
+                    from: task.status,
+                    path: vec![TaskState::Cancelled],
+                    metadata: json!({ "reason": "cancelled" }),
+                }],
+                now,
+                &mut emit,
+                self.origin(),
+            )
             .await?;
-        let row = fetch_task(&mut tx, id).await?;
-        stamp_by(&mut tx, id, by).await?;
-        tx.commit().await?;
-        Ok((row, emit))
+            // A cancelled task is no longer paused: nothing of it can resume.
+            sqlx::query("UPDATE tasks SET paused_at = NULL WHERE id = $1 AND paused_at IS NOT NULL")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let row = fetch_task(&mut tx, id).await?;
+            stamp_by(&mut tx, id, by).await?;
+            Ok((row, emit))
+        }
+        .await;
+        tx::end(tx, res).await
     }
 
     pub(crate) async fn task_retry_once(
@@ -260,72 +264,75 @@ impl PgStore {
         by: Option<&str>,
     ) -> Result<(TaskRow, Emit), TxError> {
         let mut tx = self.inner.pool.begin().await?;
-        let failed: Vec<Uuid> =
-            sqlx::query_scalar("SELECT id FROM steps WHERE task_id = $1 AND status = 'error' ORDER BY id FOR NO KEY UPDATE")
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?;
-        let task = lock_task(&mut tx, id).await?;
-        if task.status != TaskState::Error {
-            return Err(InvalidTransition {
-                entity: "task",
-                from: task.status.to_string(),
-                to: TaskState::Pending.to_string(),
-                reason: Some("only a task in error can be retried"),
+        let res = async {
+            let failed: Vec<Uuid> =
+                sqlx::query_scalar("SELECT id FROM steps WHERE task_id = $1 AND status = 'error' ORDER BY id FOR NO KEY UPDATE")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let task = lock_task(&mut tx, id).await?;
+            if task.status != TaskState::Error {
+                return Err(InvalidTransition {
+                    entity: "task",
+                    from: task.status.to_string(),
+                    to: TaskState::Pending.to_string(),
+                    reason: Some("only a task in error can be retried"),
+                }
+                .into());
             }
-            .into());
+            if failed.is_empty() {
+                return Err(StoreError::Conflict(format!(
+                    "task {id} has no failed step to retry (cancelled steps stay cancelled)"
+                ))
+                .into());
+            }
+            let ready: i64 = sqlx::query_scalar(
+                "WITH upd AS ( \
+                     UPDATE steps SET status = 'pending', max_attempts = attempts + GREATEST(retry_limit, 1), \
+                         ready_at = CASE WHEN remaining_parents = 0 THEN $2 END, completed_at = NULL, \
+                         updated_at = $2 \
+                     WHERE id = ANY($1) RETURNING id, task_id, max_attempts, ready_at \
+                 ), tr AS ( \
+                     INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata) \
+                     SELECT id, task_id, 'error', 'pending', $2, \
+                            jsonb_build_object('reason', 'task retry', 'max_attempts', max_attempts) \
+                     FROM upd ORDER BY id \
+                 ) SELECT count(*) FILTER (WHERE ready_at IS NOT NULL) FROM upd",
+            )
+            .bind(&failed)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let mut emit = Emit {
+                work: ready > 0,
+                ..Emit::default()
+            };
+            let counts = recount(&mut tx, id).await?;
+            write_tasks(
+                &mut tx,
+                &[TaskWrite {
+                    id,
+                    counters: TaskCounters {
+                        status: TaskState::Pending,
+                        remaining: counts.remaining,
+                        live: counts.live,
+                        blocked: counts.blocked,
+                    },
+                    from: task.status,
+                    path: vec![TaskState::Pending],
+                    metadata: json!({ "reason": "retry" }),
+                }],
+                now,
+                &mut emit,
+                self.origin(),
+            )
+            .await?;
+            let row = fetch_task(&mut tx, id).await?;
+            stamp_by(&mut tx, id, by).await?;
+            Ok((row, emit))
         }
-        if failed.is_empty() {
-            return Err(StoreError::Conflict(format!(
-                "task {id} has no failed step to retry (cancelled steps stay cancelled)"
-            ))
-            .into());
-        }
-        let ready: i64 = sqlx::query_scalar(
-            "WITH upd AS ( \
-                 UPDATE steps SET status = 'pending', max_attempts = attempts + GREATEST(retry_limit, 1), \
-                     ready_at = CASE WHEN remaining_parents = 0 THEN $2 END, completed_at = NULL, \
-                     updated_at = $2 \
-                 WHERE id = ANY($1) RETURNING id, task_id, max_attempts, ready_at \
-             ), tr AS ( \
-                 INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata) \
-                 SELECT id, task_id, 'error', 'pending', $2, \
-                        jsonb_build_object('reason', 'task retry', 'max_attempts', max_attempts) \
-                 FROM upd ORDER BY id \
-             ) SELECT count(*) FILTER (WHERE ready_at IS NOT NULL) FROM upd",
-        )
-        .bind(&failed)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let mut emit = Emit {
-            work: ready > 0,
-            ..Emit::default()
-        };
-        let counts = recount(&mut tx, id).await?;
-        write_tasks(
-            &mut tx,
-            &[TaskWrite {
-                id,
-                counters: TaskCounters {
-                    status: TaskState::Pending,
-                    remaining: counts.remaining,
-                    live: counts.live,
-                    blocked: counts.blocked,
-                },
-                from: task.status,
-                path: vec![TaskState::Pending],
-                metadata: json!({ "reason": "retry" }),
-            }],
-            now,
-            &mut emit,
-            self.origin(),
-        )
-        .await?;
-        let row = fetch_task(&mut tx, id).await?;
-        stamp_by(&mut tx, id, by).await?;
-        tx.commit().await?;
-        Ok((row, emit))
+        .await;
+        tx::end(tx, res).await
     }
 
     pub(crate) async fn step_update_once(
@@ -343,37 +350,40 @@ impl PgStore {
             .into());
         }
         let mut tx = self.inner.pool.begin().await?;
-        let step = lock_step(&mut tx, id).await?;
-        if !matches!(step.status, StepState::Pending | StepState::Error) {
-            return Err(StoreError::Conflict(format!(
-                "step {id} is {}: only pending or error steps can be edited",
-                step.status
-            ))
-            .into());
+        let res = async {
+            let step = lock_step(&mut tx, id).await?;
+            if !matches!(step.status, StepState::Pending | StepState::Error) {
+                return Err(StoreError::Conflict(format!(
+                    "step {id} is {}: only pending or error steps can be edited",
+                    step.status
+                ))
+                .into());
+            }
+            // The new limit is the total number of attempts. A pending,
+            // retryable step keeps at least the attempt it is waiting for; an
+            // error step's budget is refilled from the limit when it is retried.
+            sqlx::query(
+                "UPDATE steps SET \
+                     retry_limit = COALESCE($2, retry_limit), \
+                     max_attempts = CASE WHEN $2::int IS NOT NULL AND status = 'pending' AND retryable \
+                         THEN GREATEST($2::int, attempts + 1) ELSE max_attempts END, \
+                     inputs = COALESCE($3, inputs), \
+                     updated_at = $4 \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(update.retry_limit)
+            .bind(update.inputs.as_ref())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let row = fetch_step(&mut tx, id).await?;
+            let mut emit = Emit::default();
+            emit.changed(step.task_id);
+            Ok((row, emit))
         }
-        // The new limit is the total number of attempts. A pending,
-        // retryable step keeps at least the attempt it is waiting for; an
-        // error step's budget is refilled from the limit when it is retried.
-        sqlx::query(
-            "UPDATE steps SET \
-                 retry_limit = COALESCE($2, retry_limit), \
-                 max_attempts = CASE WHEN $2::int IS NOT NULL AND status = 'pending' AND retryable \
-                     THEN GREATEST($2::int, attempts + 1) ELSE max_attempts END, \
-                 inputs = COALESCE($3, inputs), \
-                 updated_at = $4 \
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(update.retry_limit)
-        .bind(update.inputs.as_ref())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let row = fetch_step(&mut tx, id).await?;
-        tx.commit().await?;
-        let mut emit = Emit::default();
-        emit.changed(step.task_id);
-        Ok((row, emit))
+        .await;
+        tx::end(tx, res).await
     }
 
     pub(crate) async fn step_resolve_once(
@@ -384,57 +394,60 @@ impl PgStore {
         by: Option<&str>,
     ) -> Result<(StepRow, Emit), TxError> {
         let mut tx = self.inner.pool.begin().await?;
-        let step = lock_step(&mut tx, id).await?;
-        step.status.check_transition(StepState::ResolvedManually)?;
-        if step.task_status.is_terminal() {
-            return Err(StoreError::Conflict(format!(
-                "task {} is {}: its steps can no longer change",
-                step.task_id, step.task_status
-            ))
-            .into());
+        let res = async {
+            let step = lock_step(&mut tx, id).await?;
+            step.status.check_transition(StepState::ResolvedManually)?;
+            if step.task_status.is_terminal() {
+                return Err(StoreError::Conflict(format!(
+                    "task {} is {}: its steps can no longer change",
+                    step.task_id, step.task_status
+                ))
+                .into());
+            }
+            sqlx::query(
+                "UPDATE steps SET status = 'resolved_manually', results = $2, ready_at = NULL, \
+                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
+                     completed_at = $3, updated_at = $3 \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(results)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            step_transition(
+                &mut tx,
+                id,
+                step.task_id,
+                step.status,
+                StepState::ResolvedManually,
+                json!({ "reason": "resolved manually" }),
+                now,
+            )
+            .await?;
+            // Resolved counts as done for the children and the counters.
+            let mut emit = Emit::default();
+            let mut d = Delta {
+                remaining: -1,
+                live: if step.live { -1 } else { 0 },
+                blocked: if step.status == StepState::Error {
+                    -1
+                } else {
+                    0
+                },
+            };
+            for (_, ready) in unblock_children(&mut tx, &[id], now).await?.0 {
+                d.live += ready;
+                emit.work |= ready > 0;
+            }
+            emit.changed(step.task_id);
+            settle_task(&mut tx, step.task_id, d, now, &mut emit, self.origin()).await?;
+            let row = fetch_step(&mut tx, id).await?;
+            stamp_by(&mut tx, step.task_id, by).await?;
+            Ok((row, emit))
         }
-        sqlx::query(
-            "UPDATE steps SET status = 'resolved_manually', results = $2, ready_at = NULL, \
-                 lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
-                 completed_at = $3, updated_at = $3 \
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(results)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        step_transition(
-            &mut tx,
-            id,
-            step.task_id,
-            step.status,
-            StepState::ResolvedManually,
-            json!({ "reason": "resolved manually" }),
-            now,
-        )
-        .await?;
-        // Resolved counts as done for the children and the counters.
-        let mut emit = Emit::default();
-        let mut d = Delta {
-            remaining: -1,
-            live: if step.live { -1 } else { 0 },
-            blocked: if step.status == StepState::Error {
-                -1
-            } else {
-                0
-            },
-        };
-        for (_, ready) in unblock_children(&mut tx, &[id], now).await?.0 {
-            d.live += ready;
-            emit.work |= ready > 0;
-        }
-        emit.changed(step.task_id);
-        settle_task(&mut tx, step.task_id, d, now, &mut emit, self.origin()).await?;
-        let row = fetch_step(&mut tx, id).await?;
-        stamp_by(&mut tx, step.task_id, by).await?;
-        tx.commit().await?;
-        Ok((row, emit))
+        .await;
+        tx::end(tx, res).await
     }
 
     pub(crate) async fn step_cancel_once(
@@ -444,44 +457,47 @@ impl PgStore {
         by: Option<&str>,
     ) -> Result<(StepRow, Emit), TxError> {
         let mut tx = self.inner.pool.begin().await?;
-        let step = lock_step(&mut tx, id).await?;
-        step.status.check_transition(StepState::Cancelled)?;
-        let cancelled = sqlx::query(
-            "UPDATE steps SET status = 'cancelled', ready_at = NULL, lease_owner = NULL, lease_token = NULL, \
-                 lease_expires_at = NULL, completed_at = $2, updated_at = $2 \
-             WHERE id = $1 RETURNING concurrency_key, concurrency_limit",
-        )
-        .bind(id)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let freed = crate::flow::released(&cancelled, step.status == StepState::InProgress)?;
-        let unparked = crate::flow::release(&mut tx, freed.as_slice(), now).await?;
-        step_transition(
-            &mut tx,
-            id,
-            step.task_id,
-            step.status,
-            StepState::Cancelled,
-            json!({ "reason": "cancelled" }),
-            now,
-        )
-        .await?;
-        let d = Delta {
-            remaining: 0,
-            live: if step.live { -1 } else { 0 },
-            blocked: 1,
-        };
-        let mut emit = Emit {
-            work: !unparked.is_empty(),
-            ..Emit::default()
-        };
-        emit.changed(step.task_id);
-        settle_task(&mut tx, step.task_id, d, now, &mut emit, self.origin()).await?;
-        let row = fetch_step(&mut tx, id).await?;
-        stamp_by(&mut tx, step.task_id, by).await?;
-        tx.commit().await?;
-        Ok((row, emit))
+        let res = async {
+            let step = lock_step(&mut tx, id).await?;
+            step.status.check_transition(StepState::Cancelled)?;
+            let cancelled = sqlx::query(
+                "UPDATE steps SET status = 'cancelled', ready_at = NULL, lease_owner = NULL, lease_token = NULL, \
+                     lease_expires_at = NULL, completed_at = $2, updated_at = $2 \
+                 WHERE id = $1 RETURNING concurrency_key, concurrency_limit",
+            )
+            .bind(id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let freed = crate::flow::released(&cancelled, step.status == StepState::InProgress)?;
+            let unparked = crate::flow::release(&mut tx, freed.as_slice(), now).await?;
+            step_transition(
+                &mut tx,
+                id,
+                step.task_id,
+                step.status,
+                StepState::Cancelled,
+                json!({ "reason": "cancelled" }),
+                now,
+            )
+            .await?;
+            let d = Delta {
+                remaining: 0,
+                live: if step.live { -1 } else { 0 },
+                blocked: 1,
+            };
+            let mut emit = Emit {
+                work: !unparked.is_empty(),
+                ..Emit::default()
+            };
+            emit.changed(step.task_id);
+            settle_task(&mut tx, step.task_id, d, now, &mut emit, self.origin()).await?;
+            let row = fetch_step(&mut tx, id).await?;
+            stamp_by(&mut tx, step.task_id, by).await?;
+            Ok((row, emit))
+        }
+        .await;
+        tx::end(tx, res).await
     }
 
     pub(crate) async fn step_retry_once(
@@ -491,81 +507,84 @@ impl PgStore {
         by: Option<&str>,
     ) -> Result<(StepRow, Emit), TxError> {
         let mut tx = self.inner.pool.begin().await?;
-        let step = lock_step(&mut tx, id).await?;
-        step.status.check_transition(StepState::Pending)?;
-        let task = lock_task(&mut tx, step.task_id).await?;
-        // A task in error goes back to pending with its step; a running task
-        // just gets the step back; a finished task cannot.
-        let reopen = match task.status {
-            TaskState::Error => true,
-            TaskState::Pending | TaskState::InProgress => false,
-            other => {
-                other.check_transition(TaskState::Pending)?;
-                false
-            }
-        };
-        let r = sqlx::query(
-            "UPDATE steps SET status = 'pending', max_attempts = attempts + GREATEST(retry_limit, 1), \
-                 ready_at = CASE WHEN remaining_parents = 0 THEN $2 END, completed_at = NULL, updated_at = $2 \
-             WHERE id = $1 RETURNING max_attempts, ready_at IS NOT NULL AS ready",
-        )
-        .bind(id)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let ready: bool = r.try_get("ready")?;
-        let max_attempts: i32 = r.try_get("max_attempts")?;
-        step_transition(
-            &mut tx,
-            id,
-            step.task_id,
-            step.status,
-            StepState::Pending,
-            json!({ "reason": "step retry", "max_attempts": max_attempts }),
-            now,
-        )
-        .await?;
-        let status = if reopen {
-            TaskState::Pending
-        } else {
-            task.status
-        };
-        let delta = Delta {
-            remaining: 0,
-            live: i64::from(ready),
-            blocked: -1,
-        };
-        let counters = TaskCounters {
-            status,
-            ..crate::settle::apply_delta(&mut tx, step.task_id, &task, delta).await?
-        };
-        let mut path = if reopen {
-            vec![TaskState::Pending]
-        } else {
-            Vec::new()
-        };
-        path.extend(finaliser_path(counters));
-        let mut emit = Emit {
-            work: ready,
-            ..Emit::default()
-        };
-        write_tasks(
-            &mut tx,
-            &[TaskWrite {
-                id: step.task_id,
-                counters,
-                from: task.status,
-                path,
-                metadata: json!({ "reason": "step retry", "step_id": id }),
-            }],
-            now,
-            &mut emit,
-            self.origin(),
-        )
-        .await?;
-        let row = fetch_step(&mut tx, id).await?;
-        stamp_by(&mut tx, step.task_id, by).await?;
-        tx.commit().await?;
-        Ok((row, emit))
+        let res = async {
+            let step = lock_step(&mut tx, id).await?;
+            step.status.check_transition(StepState::Pending)?;
+            let task = lock_task(&mut tx, step.task_id).await?;
+            // A task in error goes back to pending with its step; a running task
+            // just gets the step back; a finished task cannot.
+            let reopen = match task.status {
+                TaskState::Error => true,
+                TaskState::Pending | TaskState::InProgress => false,
+                other => {
+                    other.check_transition(TaskState::Pending)?;
+                    false
+                }
+            };
+            let r = sqlx::query(
+                "UPDATE steps SET status = 'pending', max_attempts = attempts + GREATEST(retry_limit, 1), \
+                     ready_at = CASE WHEN remaining_parents = 0 THEN $2 END, completed_at = NULL, updated_at = $2 \
+                 WHERE id = $1 RETURNING max_attempts, ready_at IS NOT NULL AS ready",
+            )
+            .bind(id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let ready: bool = r.try_get("ready")?;
+            let max_attempts: i32 = r.try_get("max_attempts")?;
+            step_transition(
+                &mut tx,
+                id,
+                step.task_id,
+                step.status,
+                StepState::Pending,
+                json!({ "reason": "step retry", "max_attempts": max_attempts }),
+                now,
+            )
+            .await?;
+            let status = if reopen {
+                TaskState::Pending
+            } else {
+                task.status
+            };
+            let delta = Delta {
+                remaining: 0,
+                live: i64::from(ready),
+                blocked: -1,
+            };
+            let counters = TaskCounters {
+                status,
+                ..crate::settle::apply_delta(&mut tx, step.task_id, &task, delta).await?
+            };
+            let mut path = if reopen {
+                vec![TaskState::Pending]
+            } else {
+                Vec::new()
+            };
+            path.extend(finaliser_path(counters));
+            let mut emit = Emit {
+                work: ready,
+                ..Emit::default()
+            };
+            write_tasks(
+                &mut tx,
+                &[TaskWrite {
+                    id: step.task_id,
+                    counters,
+                    from: task.status,
+                    path,
+                    metadata: json!({ "reason": "step retry", "step_id": id }),
+                }],
+                now,
+                &mut emit,
+                self.origin(),
+            )
+            .await?;
+            let row = fetch_step(&mut tx, id).await?;
+            stamp_by(&mut tx, step.task_id, by).await?;
+            Ok((row, emit))
+        }
+        .await;
+        tx::end(tx, res).await
     }
 }

@@ -9,6 +9,7 @@ use crate::decode::{TASK_COLS, task_row};
 use crate::error::TxError;
 use crate::events::Emit;
 use crate::events_outbox::events_on;
+use crate::tx;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::AssertSqlSafe;
@@ -373,11 +374,14 @@ impl PgStore {
             return Ok((out, emit));
         }
         let mut tx = self.inner.pool.begin().await?;
-        check_identities(&mut tx, tasks).await?;
-        let out = insert(&mut tx, &batch, tasks, Some((&mut emit, self.origin()))).await?;
-        crate::flow::create_flow(&mut tx, tasks).await?;
-        tx.commit().await?;
-        Ok((out, emit))
+        let res = async {
+            check_identities(&mut tx, tasks).await?;
+            let out = insert(&mut tx, &batch, tasks, Some((&mut emit, self.origin()))).await?;
+            crate::flow::create_flow(&mut tx, tasks).await?;
+            Ok((out, emit))
+        }
+        .await;
+        tx::end(tx, res).await
     }
 
     /// Checks and inserts tasks inside the caller's transaction (a

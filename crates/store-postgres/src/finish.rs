@@ -26,6 +26,7 @@ use crate::events::{Emit, notify};
 use crate::events_outbox::events_on;
 use crate::flow::{Released, release, released};
 use crate::settle::{Delta, TaskCounters, settle, settle_applied, task_change_events};
+use crate::tx;
 use crate::work::{claim_rounds, unblock_ctes};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -265,153 +266,157 @@ impl PgStore {
         let b = Batch::of(outcomes, &mut report)?;
 
         let mut tx = self.inner.pool.begin().await?;
-        let rows = sqlx::query(FINISH_SQL)
-            .bind(&b.ids)
-            .bind(&b.tokens)
-            .bind(&b.kinds)
-            .bind(&b.results)
-            .bind(&b.errs)
-            .bind(&b.retry_at)
-            .bind(now)
-            .fetch_all(&mut *tx)
-            .await?;
+        let res = async {
+            let rows = sqlx::query(FINISH_SQL)
+                .bind(&b.ids)
+                .bind(&b.tokens)
+                .bind(&b.kinds)
+                .bind(&b.results)
+                .bind(&b.errs)
+                .bind(&b.retry_at)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
 
-        let mut emit = Emit::default();
-        let mut deltas: BTreeMap<Uuid, Delta> = BTreeMap::new();
-        let mut applied = HashSet::with_capacity(rows.len());
-        let mut freed: Vec<Released> = Vec::new();
-        let mut ready_ids: Vec<Uuid> = Vec::new();
-        // Tasks whose children became ready (a child's task is its parent's).
-        let mut parents_tasks: HashSet<Uuid> = HashSet::new();
-        // Tasks whose deltas the statement already applied, with their
-        // counters as read under the lock (before the delta).
-        let mut advanced: BTreeMap<Uuid, TaskCounters> = BTreeMap::new();
-        // Tasks the statement moved (the finaliser's target), final or not.
-        let mut finalised: Vec<(Uuid, TaskState)> = Vec::new();
-        for r in &rows {
-            let part: &str = r.try_get("part")?;
-            if part == "n" {
-                // The `tasker_task` NOTIFYs of the tasks it finished.
-                continue;
-            }
-            let task_id: Uuid = r.try_get("task_id")?;
-            match part {
-                "s" => {
-                    freed.extend(released(r, true)?);
-                    let id: Uuid = r.try_get("id")?;
-                    let kind: &str = r.try_get("kind")?;
-                    applied.insert(id);
-                    emit.changed(task_id);
-                    let d = deltas.entry(task_id).or_default();
-                    match kind {
-                        "ok" => {
-                            d.remaining -= 1;
-                            d.live -= 1;
-                        }
-                        "retry" => {
-                            // pending with ready_at set is as live as
-                            // in_progress: counters unchanged.
-                            let at: Option<DateTime<Utc>> = r.try_get("retry_at")?;
-                            if at.is_some_and(|at| at <= now) {
-                                report.newly_ready += 1;
-                                emit.work = true;
+            let mut emit = Emit::default();
+            let mut deltas: BTreeMap<Uuid, Delta> = BTreeMap::new();
+            let mut applied = HashSet::with_capacity(rows.len());
+            let mut freed: Vec<Released> = Vec::new();
+            let mut ready_ids: Vec<Uuid> = Vec::new();
+            // Tasks whose children became ready (a child's task is its parent's).
+            let mut parents_tasks: HashSet<Uuid> = HashSet::new();
+            // Tasks whose deltas the statement already applied, with their
+            // counters as read under the lock (before the delta).
+            let mut advanced: BTreeMap<Uuid, TaskCounters> = BTreeMap::new();
+            // Tasks the statement moved (the finaliser's target), final or not.
+            let mut finalised: Vec<(Uuid, TaskState)> = Vec::new();
+            for r in &rows {
+                let part: &str = r.try_get("part")?;
+                if part == "n" {
+                    // The `tasker_task` NOTIFYs of the tasks it finished.
+                    continue;
+                }
+                let task_id: Uuid = r.try_get("task_id")?;
+                match part {
+                    "s" => {
+                        freed.extend(released(r, true)?);
+                        let id: Uuid = r.try_get("id")?;
+                        let kind: &str = r.try_get("kind")?;
+                        applied.insert(id);
+                        emit.changed(task_id);
+                        let d = deltas.entry(task_id).or_default();
+                        match kind {
+                            "ok" => {
+                                d.remaining -= 1;
+                                d.live -= 1;
+                            }
+                            "retry" => {
+                                // pending with ready_at set is as live as
+                                // in_progress: counters unchanged.
+                                let at: Option<DateTime<Utc>> = r.try_get("retry_at")?;
+                                if at.is_some_and(|at| at <= now) {
+                                    report.newly_ready += 1;
+                                    emit.work = true;
+                                }
+                            }
+                            _ => {
+                                d.live -= 1;
+                                d.blocked += 1;
                             }
                         }
-                        _ => {
-                            d.live -= 1;
-                            d.blocked += 1;
+                    }
+                    "c" => {
+                        let ready: i64 = r.try_get("ready")?;
+                        deltas.entry(task_id).or_default().live += ready;
+                        if ready > 0 {
+                            report.newly_ready += ready as u64;
+                            parents_tasks.insert(task_id);
                         }
+                        ready_ids.extend(r.try_get::<Vec<Uuid>, _>("ready_ids")?);
                     }
-                }
-                "c" => {
-                    let ready: i64 = r.try_get("ready")?;
-                    deltas.entry(task_id).or_default().live += ready;
-                    if ready > 0 {
-                        report.newly_ready += ready as u64;
-                        parents_tasks.insert(task_id);
+                    "t" => {
+                        if let Some(to) = r.try_get::<Option<&str>, _>("finalised")? {
+                            finalised.push((task_id, task_state(to)?));
+                        }
+                        advanced.insert(
+                            task_id,
+                            TaskCounters {
+                                status: task_state(r.try_get("status")?)?,
+                                remaining: r.try_get("steps_remaining")?,
+                                live: r.try_get("steps_live")?,
+                                blocked: r.try_get("steps_blocked")?,
+                            },
+                        );
                     }
-                    ready_ids.extend(r.try_get::<Vec<Uuid>, _>("ready_ids")?);
+                    _ => {}
                 }
-                "t" => {
-                    if let Some(to) = r.try_get::<Option<&str>, _>("finalised")? {
-                        finalised.push((task_id, task_state(to)?));
-                    }
-                    advanced.insert(
-                        task_id,
-                        TaskCounters {
-                            status: task_state(r.try_get("status")?)?,
-                            remaining: r.try_get("steps_remaining")?,
-                            live: r.try_get("steps_live")?,
-                            blocked: r.try_get("steps_blocked")?,
-                        },
-                    );
-                }
-                _ => {}
             }
-        }
-        report.applied = applied.len() as u64;
-        report
-            .lease_lost
-            .extend(b.ids.iter().filter(|id| !applied.contains(id)).copied());
+            report.applied = applied.len() as u64;
+            report
+                .lease_lost
+                .extend(b.ids.iter().filter(|id| !applied.contains(id)).copied());
 
-        // Steps with concurrency keys give their slots back; the statement
-        // left their tasks unlocked, so keys are locked before tasks.
-        let unparked = release(&mut tx, &freed, now).await?;
-        report.newly_ready += unparked.len() as u64;
-        // The claim below needs its task-start branch unless every step it
-        // may lease is a child of a task this transaction holds locked
-        // (`tlk`) and read running: such a task cannot be pending, so that
-        // branch would find nothing. A step a released key unparked may
-        // belong to a task that never started.
-        let starts = !unparked.is_empty()
-            || parents_tasks
-                .iter()
-                .any(|t| advanced.get(t).map(|c| c.status) != Some(TaskState::InProgress));
-        ready_ids.extend(unparked);
-        // Claim on completion: the children just made ready are still
-        // locked by this transaction (the statement locked them), and
-        // invisible as ready to every other session until it commits;
-        // leasing some of them here runs the claim statement itself,
-        // restricted to them. Counters need no change: a ready pending step
-        // is as live as a running one. Before the NOTIFY: whether there is
-        // work left for others is known only after this.
-        if let Some(claim) = claim.filter(|c| c.limit > 0 && c.per_task_limit != Some(0))
-            && !ready_ids.is_empty()
-        {
-            let claim = ClaimParams {
-                now,
-                ..claim.clone()
+            // Steps with concurrency keys give their slots back; the statement
+            // left their tasks unlocked, so keys are locked before tasks.
+            let unparked = release(&mut tx, &freed, now).await?;
+            report.newly_ready += unparked.len() as u64;
+            // The claim below needs its task-start branch unless every step it
+            // may lease is a child of a task this transaction holds locked
+            // (`tlk`) and read running: such a task cannot be pending, so that
+            // branch would find nothing. A step a released key unparked may
+            // belong to a task that never started.
+            let starts = !unparked.is_empty()
+                || parents_tasks
+                    .iter()
+                    .any(|t| advanced.get(t).map(|c| c.status) != Some(TaskState::InProgress));
+            ready_ids.extend(unparked);
+            // Claim on completion: the children just made ready are still
+            // locked by this transaction (the statement locked them), and
+            // invisible as ready to every other session until it commits;
+            // leasing some of them here runs the claim statement itself,
+            // restricted to them. Counters need no change: a ready pending step
+            // is as live as a running one. Before the NOTIFY: whether there is
+            // work left for others is known only after this.
+            if let Some(claim) = claim.filter(|c| c.limit > 0 && c.per_task_limit != Some(0))
+                && !ready_ids.is_empty()
+            {
+                let claim = ClaimParams {
+                    now,
+                    ..claim.clone()
+                };
+                let (rows, _deferred) =
+                    claim_rounds(&mut tx, &claim, Some(&ready_ids), starts).await?;
+                for r in rows {
+                    let step = claimed_step(&r)?;
+                    emit.changed(step.task_id);
+                    report.claimed.push(step);
+                }
+            }
+            // Wake claimers (NOTIFY, this process's claimer) only for ready
+            // steps nobody has leased yet.
+            if report.newly_ready > report.claimed.len() as u64 {
+                emit.work = true;
+            }
+            // The statement already queued the `tasker_task` NOTIFY of the tasks
+            // it finished.
+            for (id, to) in &finalised {
+                emit.changed(*id);
+                if is_final(*to) {
+                    emit.finished_notified(*id);
+                    report.finished_tasks.push((*id, *to));
+                }
+            }
+            deltas.retain(|_, d| *d != Delta::default());
+            let settled = if advanced.is_empty() {
+                settle(&mut tx, &deltas, now, &mut emit, self.origin()).await?
+            } else {
+                settle_applied(&mut tx, &deltas, &advanced, now, &mut emit, self.origin()).await?
             };
-            let (rows, _deferred) = claim_rounds(&mut tx, &claim, Some(&ready_ids), starts).await?;
-            for r in rows {
-                let step = claimed_step(&r)?;
-                emit.changed(step.task_id);
-                report.claimed.push(step);
-            }
+            report.finished_tasks.extend(settled);
+            notify(&mut tx, &mut emit, self.origin()).await?;
+            Ok((report, emit))
         }
-        // Wake claimers (NOTIFY, this process's claimer) only for ready
-        // steps nobody has leased yet.
-        if report.newly_ready > report.claimed.len() as u64 {
-            emit.work = true;
-        }
-        // The statement already queued the `tasker_task` NOTIFY of the tasks
-        // it finished.
-        for (id, to) in &finalised {
-            emit.changed(*id);
-            if is_final(*to) {
-                emit.finished_notified(*id);
-                report.finished_tasks.push((*id, *to));
-            }
-        }
-        deltas.retain(|_, d| *d != Delta::default());
-        let settled = if advanced.is_empty() {
-            settle(&mut tx, &deltas, now, &mut emit, self.origin()).await?
-        } else {
-            settle_applied(&mut tx, &deltas, &advanced, now, &mut emit, self.origin()).await?
-        };
-        report.finished_tasks.extend(settled);
-        notify(&mut tx, &mut emit, self.origin()).await?;
-        tx.commit().await?;
-        Ok((report, emit))
+        .await;
+        tx::end(tx, res).await
     }
 }

@@ -10,6 +10,7 @@
 use crate::PgStore;
 use crate::error::TxError;
 use crate::events::{Emit, notify};
+use crate::tx;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -69,33 +70,36 @@ impl PgStore {
         reason: Option<&str>,
     ) -> Result<(FlowPauseRow, Emit), TxError> {
         let mut tx = self.inner.pool.begin().await?;
-        lock_namespace(&mut tx, &scope.namespace, true).await?;
-        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO flow_pauses (namespace, name, paused_at, paused_by, reason) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING {COLS}"
-        )))
-        .bind(&scope.namespace)
-        .bind(scope.name_key())
-        .bind(now)
-        .bind(by)
-        .bind(reason)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| TxError::from(already_paused(scope)))?;
-        sqlx::query(
-            "WITH lk AS ( \
-                 SELECT s.id FROM steps s JOIN tasks t ON t.id = s.task_id \
-                 WHERE t.namespace = $1 AND ($2 = '' OR t.name = $2) \
-                   AND t.status IN ('pending', 'in_progress', 'error') AND NOT s.paused \
-                 ORDER BY s.id FOR NO KEY UPDATE OF s \
-             ) UPDATE steps s SET paused = true FROM lk WHERE s.id = lk.id",
-        )
-        .bind(&scope.namespace)
-        .bind(scope.name_key())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok((row(&r)?, Emit::default()))
+        let res = async {
+            lock_namespace(&mut tx, &scope.namespace, true).await?;
+            let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO flow_pauses (namespace, name, paused_at, paused_by, reason) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING {COLS}"
+            )))
+            .bind(&scope.namespace)
+            .bind(scope.name_key())
+            .bind(now)
+            .bind(by)
+            .bind(reason)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| TxError::from(already_paused(scope)))?;
+            sqlx::query(
+                "WITH lk AS ( \
+                     SELECT s.id FROM steps s JOIN tasks t ON t.id = s.task_id \
+                     WHERE t.namespace = $1 AND ($2 = '' OR t.name = $2) \
+                       AND t.status IN ('pending', 'in_progress', 'error') AND NOT s.paused \
+                     ORDER BY s.id FOR NO KEY UPDATE OF s \
+                 ) UPDATE steps s SET paused = true FROM lk WHERE s.id = lk.id",
+            )
+            .bind(&scope.namespace)
+            .bind(scope.name_key())
+            .execute(&mut *tx)
+            .await?;
+            Ok((row(&r)?, Emit::default()))
+        }
+        .await;
+        tx::end(tx, res).await
     }
 
     pub(crate) async fn flow_resume_once(
@@ -103,43 +107,46 @@ impl PgStore {
         scope: &FlowScope,
     ) -> Result<(FlowPauseRow, Emit), TxError> {
         let mut tx = self.inner.pool.begin().await?;
-        lock_namespace(&mut tx, &scope.namespace, true).await?;
-        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM flow_pauses WHERE namespace = $1 AND name = $2 RETURNING {COLS}"
-        )))
-        .bind(&scope.namespace)
-        .bind(scope.name_key())
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| TxError::from(not_paused(scope)))?;
-        // Only steps no other pause holds: the task's own, or another scope's.
-        let ready: i64 = sqlx::query_scalar(
-            "WITH lk AS ( \
-                 SELECT s.id FROM steps s JOIN tasks t ON t.id = s.task_id \
-                 WHERE t.namespace = $1 AND ($2 = '' OR t.name = $2) \
-                   AND t.status IN ('pending', 'in_progress', 'error') AND s.paused \
-                   AND t.paused_at IS NULL \
-                   AND NOT EXISTS (SELECT 1 FROM flow_pauses f \
-                                   WHERE f.namespace = t.namespace AND f.name IN ('', t.name)) \
-                 ORDER BY s.id FOR NO KEY UPDATE OF s \
-             ), upd AS ( \
-                 UPDATE steps s SET paused = false, \
-                     parked = CASE WHEN s.flow_wait = 'task_slot' THEN false ELSE s.parked END, \
-                     flow_wait = CASE WHEN s.flow_wait = 'task_slot' THEN NULL ELSE s.flow_wait END \
-                 FROM lk WHERE s.id = lk.id RETURNING s.ready_at \
-             ) SELECT count(*) FROM upd WHERE ready_at IS NOT NULL",
-        )
-        .bind(&scope.namespace)
-        .bind(scope.name_key())
-        .fetch_one(&mut *tx)
-        .await?;
-        let mut emit = Emit {
-            work: ready > 0,
-            ..Emit::default()
-        };
-        notify(&mut tx, &mut emit, self.origin()).await?;
-        tx.commit().await?;
-        Ok((row(&r)?, emit))
+        let res = async {
+            lock_namespace(&mut tx, &scope.namespace, true).await?;
+            let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM flow_pauses WHERE namespace = $1 AND name = $2 RETURNING {COLS}"
+            )))
+            .bind(&scope.namespace)
+            .bind(scope.name_key())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| TxError::from(not_paused(scope)))?;
+            // Only steps no other pause holds: the task's own, or another scope's.
+            let ready: i64 = sqlx::query_scalar(
+                "WITH lk AS ( \
+                     SELECT s.id FROM steps s JOIN tasks t ON t.id = s.task_id \
+                     WHERE t.namespace = $1 AND ($2 = '' OR t.name = $2) \
+                       AND t.status IN ('pending', 'in_progress', 'error') AND s.paused \
+                       AND t.paused_at IS NULL \
+                       AND NOT EXISTS (SELECT 1 FROM flow_pauses f \
+                                       WHERE f.namespace = t.namespace AND f.name IN ('', t.name)) \
+                     ORDER BY s.id FOR NO KEY UPDATE OF s \
+                 ), upd AS ( \
+                     UPDATE steps s SET paused = false, \
+                         parked = CASE WHEN s.flow_wait = 'task_slot' THEN false ELSE s.parked END, \
+                         flow_wait = CASE WHEN s.flow_wait = 'task_slot' THEN NULL ELSE s.flow_wait END \
+                     FROM lk WHERE s.id = lk.id RETURNING s.ready_at \
+                 ) SELECT count(*) FROM upd WHERE ready_at IS NOT NULL",
+            )
+            .bind(&scope.namespace)
+            .bind(scope.name_key())
+            .fetch_one(&mut *tx)
+            .await?;
+            let mut emit = Emit {
+                work: ready > 0,
+                ..Emit::default()
+            };
+            notify(&mut tx, &mut emit, self.origin()).await?;
+            Ok((row(&r)?, emit))
+        }
+        .await;
+        tx::end(tx, res).await
     }
 
     pub(crate) async fn flow_pauses_read(&self) -> Result<Vec<FlowPauseRow>, TxError> {

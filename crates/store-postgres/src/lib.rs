@@ -22,6 +22,7 @@
 //! | `partitions` | monthly partitions of the history tables: created ahead, dropped by retention |
 //! | `webhooks` | webhook subscribers, fan-out, `SKIP LOCKED` delivery leases, dead letters |
 //! | `error` | `sqlx::Error` → [`StoreError`], transaction retries |
+//! | `tx` | ending a transaction: commit, or roll back before returning the error |
 //! | `explain` | the plans of the hot path ([`PgStore::explain_hot_path`]) |
 //!
 //! Requires PostgreSQL 13 or later (`gen_random_uuid()`,
@@ -154,6 +155,7 @@ mod retention;
 mod schedules;
 mod settle;
 mod synthetic;
+mod tx;
 mod webhooks;
 mod webhooks_plan;
 mod work;

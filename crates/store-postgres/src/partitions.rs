@@ -212,6 +212,9 @@ impl PgStore {
             .await
             .map_err(store_err)?;
             if survivors.len() as i64 > MAX_SURVIVORS {
+                // Now, not when `tx` drops: the prune lock goes with it
+                // (crate::tx explains the dropped transaction's window).
+                let _ = tx.rollback().await;
                 return Ok(None);
             }
             let steps: Vec<Uuid> =

@@ -12,6 +12,7 @@ use crate::admin::{fetch_task, lock_task};
 use crate::error::TxError;
 use crate::events::Emit;
 use crate::settle::{TaskCounters, TaskWrite, recount, write_tasks};
+use crate::tx;
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Row, Transaction};
 use tasker_core::TaskState;
@@ -29,20 +30,10 @@ impl PgStore {
         reason: Option<&str>,
     ) -> Result<(TaskRow, Emit), TxError> {
         let mut tx = self.inner.pool.begin().await?;
-        match self.restart_in(&mut tx, id, step_id, now, by, reason).await {
-            Ok(done) => {
-                tx.commit().await?;
-                Ok(done)
-            }
-            Err(e) => {
-                // Rolled back here, not when `tx` is dropped: a dropped
-                // transaction's ROLLBACK is only queued on its connection,
-                // so the step locks `restart_in` took would outlive the refusal
-                // and a claim on another connection would skip those steps.
-                let _ = tx.rollback().await;
-                Err(e)
-            }
-        }
+        // Ended by `tx::end`, which rolls back before returning a refusal:
+        // the step locks `restart_in` took must not outlive it.
+        let res = self.restart_in(&mut tx, id, step_id, now, by, reason).await;
+        tx::end(tx, res).await
     }
 
     async fn restart_in(

@@ -7,6 +7,7 @@
 
 use crate::PgStore;
 use crate::error::{TxError, store_err, with_retry};
+use crate::tx;
 use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
 use tasker_store::{MaintenanceRun, PruneQuery, StorageHealth, StoreResult};
@@ -41,20 +42,23 @@ impl PgStore {
     pub(crate) async fn retention_candidates(&self, q: &PruneQuery) -> StoreResult<Vec<Uuid>> {
         let limit: Option<i64> = (q.limit > 0).then_some(i64::from(q.limit));
         let mut tx = self.inner.pool.begin().await.map_err(store_err)?;
-        sqlx::raw_sql(PIN_PLAN)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_err)?;
-        let ids = sqlx::query_scalar(AssertSqlSafe(candidates_sql()))
-            .bind(q.finished_before)
-            .bind(q.namespace.as_deref())
-            .bind(&q.except_namespaces)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(store_err)?;
-        tx.commit().await.map_err(store_err)?;
-        Ok(ids)
+        let res = async {
+            sqlx::raw_sql(PIN_PLAN)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_err)?;
+            let ids = sqlx::query_scalar(AssertSqlSafe(candidates_sql()))
+                .bind(q.finished_before)
+                .bind(q.namespace.as_deref())
+                .bind(&q.except_namespaces)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(store_err)?;
+            Ok(ids)
+        }
+        .await;
+        tx::end_store(tx, res).await
     }
 
     pub(crate) async fn retention_count(&self, q: &PruneQuery) -> StoreResult<u64> {
@@ -90,24 +94,27 @@ impl PgStore {
         finished_before: DateTime<Utc>,
     ) -> Result<Vec<Uuid>, TxError> {
         let mut tx = self.inner.pool.begin().await?;
-        if !prune_turn(&mut tx).await? {
-            // Another process is pruning; its turn.
-            return Ok(Vec::new());
+        let res = async {
+            if !prune_turn(&mut tx).await? {
+                // Another process is pruning; its turn.
+                return Ok(Vec::new());
+            }
+            // Lock the tasks that are still finished (a retry between selection
+            // and now reopened the others: they stay). SKIP LOCKED: a task an
+            // operator is acting on right now is left for the next pass.
+            let doomed = format!(
+                "SELECT id FROM tasks WHERE id = ANY($1) AND {FINISHED} AND completed_at < $2 \
+                 ORDER BY id FOR UPDATE SKIP LOCKED"
+            );
+            let deleted: Vec<Uuid> = sqlx::query_scalar(AssertSqlSafe(delete_sql(&doomed)))
+                .bind(ids)
+                .bind(finished_before)
+                .fetch_all(&mut *tx)
+                .await?;
+            Ok(deleted)
         }
-        // Lock the tasks that are still finished (a retry between selection
-        // and now reopened the others: they stay). SKIP LOCKED: a task an
-        // operator is acting on right now is left for the next pass.
-        let doomed = format!(
-            "SELECT id FROM tasks WHERE id = ANY($1) AND {FINISHED} AND completed_at < $2 \
-             ORDER BY id FOR UPDATE SKIP LOCKED"
-        );
-        let deleted: Vec<Uuid> = sqlx::query_scalar(AssertSqlSafe(delete_sql(&doomed)))
-            .bind(ids)
-            .bind(finished_before)
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(deleted)
+        .await;
+        tx::end(tx, res).await
     }
 
     /// See [`tasker_store::Store::prune_expired`]: selection, lock and
@@ -122,19 +129,22 @@ impl PgStore {
     async fn retention_delete_expired_once(&self, q: &PruneQuery) -> Result<Option<u64>, TxError> {
         let limit: Option<i64> = (q.limit > 0).then_some(i64::from(q.limit));
         let mut tx = self.inner.pool.begin().await?;
-        if !prune_turn(&mut tx).await? {
-            return Ok(None);
+        let res = async {
+            if !prune_turn(&mut tx).await? {
+                return Ok(None);
+            }
+            let n = sqlx::query(AssertSqlSafe(expired_delete_sql()))
+                .bind(q.finished_before)
+                .bind(q.namespace.as_deref())
+                .bind(&q.except_namespaces)
+                .bind(limit)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            Ok(Some(n))
         }
-        let n = sqlx::query(AssertSqlSafe(expired_delete_sql()))
-            .bind(q.finished_before)
-            .bind(q.namespace.as_deref())
-            .bind(&q.except_namespaces)
-            .bind(limit)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(Some(n))
+        .await;
+        tx::end(tx, res).await
     }
 }
 

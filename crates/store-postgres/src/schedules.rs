@@ -12,6 +12,7 @@
 use crate::PgStore;
 use crate::error::TxError;
 use crate::events::{Emit, notify};
+use crate::tx;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, Row};
@@ -155,28 +156,31 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<(ScheduleRow, Emit), TxError> {
         let mut tx = self.inner.pool.begin().await?;
-        let current = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {COLS} FROM schedules WHERE id = $1 FOR UPDATE"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| not_found(id))?;
-        check_pause(&row(&current)?, paused)?;
-        let r = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE schedules SET paused_at = CASE WHEN $2 THEN $3 END, \
-                 last_tick_at = CASE WHEN $2 THEN last_tick_at \
-                                     ELSE GREATEST(last_tick_at, $3) END, \
-                 updated_at = $3 \
-             WHERE id = $1 RETURNING {COLS}"
-        )))
-        .bind(id)
-        .bind(paused)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok((row(&r)?, Emit::default()))
+        let res = async {
+            let current = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {COLS} FROM schedules WHERE id = $1 FOR UPDATE"
+            )))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+            check_pause(&row(&current)?, paused)?;
+            let r = sqlx::query(AssertSqlSafe(format!(
+                "UPDATE schedules SET paused_at = CASE WHEN $2 THEN $3 END, \
+                     last_tick_at = CASE WHEN $2 THEN last_tick_at \
+                                         ELSE GREATEST(last_tick_at, $3) END, \
+                     updated_at = $3 \
+                 WHERE id = $1 RETURNING {COLS}"
+            )))
+            .bind(id)
+            .bind(paused)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            Ok((row(&r)?, Emit::default()))
+        }
+        .await;
+        tx::end(tx, res).await
     }
 
     pub(crate) async fn schedule_fire_once(
@@ -184,52 +188,55 @@ impl PgStore {
         f: &ScheduleFire,
     ) -> Result<(Option<TaskRow>, Emit), TxError> {
         let mut tx = self.inner.pool.begin().await?;
-        let r =
-            sqlx::query("SELECT paused_at, last_tick_at FROM schedules WHERE id = $1 FOR UPDATE")
-                .bind(f.schedule_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| not_found(f.schedule_id))?;
-        let paused = r
-            .try_get::<Option<DateTime<Utc>>, _>("paused_at")?
-            .is_some();
-        let last: Option<DateTime<Utc>> = r.try_get("last_tick_at")?;
-        if !f.manual && !tick_allowed(paused, last, f.scheduled_for) {
-            return Ok((None, Emit::default()));
-        }
-        let inserted = sqlx::query(
-            "INSERT INTO schedule_ticks (schedule_id, scheduled_for, manual, task_id, fired_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        )
-        .bind(f.schedule_id)
-        .bind(f.scheduled_for)
-        .bind(f.manual)
-        .bind(f.task.id)
-        .bind(f.task.now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            return Ok((None, Emit::default()));
-        }
-        let (rows, roots) = self
-            .create_in(&mut tx, std::slice::from_ref(&f.task))
-            .await?;
-        if !f.manual {
-            sqlx::query("UPDATE schedules SET last_tick_at = $2 WHERE id = $1")
-                .bind(f.schedule_id)
-                .bind(f.scheduled_for)
-                .execute(&mut *tx)
+        let res = async {
+            let r =
+                sqlx::query("SELECT paused_at, last_tick_at FROM schedules WHERE id = $1 FOR UPDATE")
+                    .bind(f.schedule_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| not_found(f.schedule_id))?;
+            let paused = r
+                .try_get::<Option<DateTime<Utc>>, _>("paused_at")?
+                .is_some();
+            let last: Option<DateTime<Utc>> = r.try_get("last_tick_at")?;
+            if !f.manual && !tick_allowed(paused, last, f.scheduled_for) {
+                return Ok((None, Emit::default()));
+            }
+            let inserted = sqlx::query(
+                "INSERT INTO schedule_ticks (schedule_id, scheduled_for, manual, task_id, fired_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(f.schedule_id)
+            .bind(f.scheduled_for)
+            .bind(f.manual)
+            .bind(f.task.id)
+            .bind(f.task.now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return Ok((None, Emit::default()));
+            }
+            let (rows, roots) = self
+                .create_in(&mut tx, std::slice::from_ref(&f.task))
                 .await?;
+            if !f.manual {
+                sqlx::query("UPDATE schedules SET last_tick_at = $2 WHERE id = $1")
+                    .bind(f.schedule_id)
+                    .bind(f.scheduled_for)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let mut emit = Emit {
+                work: roots > 0,
+                ..Emit::default()
+            };
+            emit.changed(f.task.id);
+            notify(&mut tx, &mut emit, self.origin()).await?;
+            Ok((rows.into_iter().next(), emit))
         }
-        let mut emit = Emit {
-            work: roots > 0,
-            ..Emit::default()
-        };
-        emit.changed(f.task.id);
-        notify(&mut tx, &mut emit, self.origin()).await?;
-        tx.commit().await?;
-        Ok((rows.into_iter().next(), emit))
+        .await;
+        tx::end(tx, res).await
     }
 
     pub(crate) async fn schedule_ticks_read(

@@ -18,6 +18,7 @@
 use crate::PgStore;
 use crate::error::store_err;
 use crate::events_outbox;
+use crate::tx;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::Row;
@@ -219,57 +220,64 @@ impl PgStore {
         events_outbox::sequence(self).await?;
         let now = self.rebase(h.now).now;
         let mut tx = self.tx().await?;
-        if by_name(&mut tx, &h.name).await?.is_some() {
-            return Err(taken(&h.name));
+        let res = async {
+            if by_name(&mut tx, &h.name).await?.is_some() {
+                return Err(taken(&h.name));
+            }
+            let row = insert(&mut tx, &h, now).await?;
+            Ok(row)
         }
-        let row = insert(&mut tx, &h, now).await?;
-        tx.commit().await.map_err(store_err)?;
-        Ok(row)
+        .await;
+        tx::end_store(tx, res).await
     }
 
     pub(crate) async fn hook_sync_config(&self, hooks: Vec<NewWebhook>) -> StoreResult<()> {
         events_outbox::sequence(self).await?;
         let mut tx = self.tx().await?;
-        let mut names = Vec::new();
-        for h in &hooks {
-            names.push(h.name.clone());
-            let now = self.rebase(h.now).now;
-            match by_name(&mut tx, &h.name).await? {
-                Some(old) if old.source == WebhookSource::Api => {
-                    return Err(StoreError::Conflict(format!(
-                        "webhook `{}` of the configuration has the name of one created through the API",
-                        h.name
-                    )));
-                }
-                Some(old) => {
-                    sqlx::query(
-                        "UPDATE webhooks SET url = $2, event_types = $3, namespaces = $4, \
-                         secret = $5, max_attempts = $6, timeout_ms = $7, updated_at = $8 \
-                         WHERE id = $1",
-                    )
-                    .bind(old.id)
-                    .bind(&h.url)
-                    .bind(serde_json::json!(h.event_types))
-                    .bind(serde_json::json!(h.namespaces))
-                    .bind(&h.secret)
-                    .bind(clamp(h.max_attempts))
-                    .bind(clamp(h.timeout_ms))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(store_err)?;
-                }
-                None => {
-                    insert(&mut tx, h, now).await?;
+        let res = async {
+            let mut names = Vec::new();
+            for h in &hooks {
+                names.push(h.name.clone());
+                let now = self.rebase(h.now).now;
+                match by_name(&mut tx, &h.name).await? {
+                    Some(old) if old.source == WebhookSource::Api => {
+                        return Err(StoreError::Conflict(format!(
+                            "webhook `{}` of the configuration has the name of one created through the API",
+                            h.name
+                        )));
+                    }
+                    Some(old) => {
+                        sqlx::query(
+                            "UPDATE webhooks SET url = $2, event_types = $3, namespaces = $4, \
+                             secret = $5, max_attempts = $6, timeout_ms = $7, updated_at = $8 \
+                             WHERE id = $1",
+                        )
+                        .bind(old.id)
+                        .bind(&h.url)
+                        .bind(serde_json::json!(h.event_types))
+                        .bind(serde_json::json!(h.namespaces))
+                        .bind(&h.secret)
+                        .bind(clamp(h.max_attempts))
+                        .bind(clamp(h.timeout_ms))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(store_err)?;
+                    }
+                    None => {
+                        insert(&mut tx, h, now).await?;
+                    }
                 }
             }
+            sqlx::query("DELETE FROM webhooks WHERE source = 'config' AND NOT (name = ANY($1))")
+                .bind(&names)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_err)?;
+            Ok(())
         }
-        sqlx::query("DELETE FROM webhooks WHERE source = 'config' AND NOT (name = ANY($1))")
-            .bind(&names)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_err)?;
-        tx.commit().await.map_err(store_err)
+        .await;
+        tx::end_store(tx, res).await
     }
 
     pub(crate) async fn hook_get(&self, id: Uuid) -> StoreResult<WebhookRow> {
@@ -317,127 +325,133 @@ impl PgStore {
         events_outbox::sequence(self).await?;
         let now = self.rebase(now).now;
         let mut tx = self.tx().await?;
-        // Subscribers another process is fanning out are skipped: they
-        // will have moved their cursors when it commits.
-        let hooks: Vec<WebhookRow> = sqlx::query(concat!(
-            "SELECT ",
-            hook_cols!(),
-            " FROM webhooks ORDER BY id FOR UPDATE SKIP LOCKED"
-        ))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(store_err)?
-        .iter()
-        .map(hook_row)
-        .collect::<StoreResult<_>>()?;
-        let mut written = 0;
-        for h in hooks {
-            let events = sqlx::query(
-                "SELECT id, type, task_id, namespace, created_at FROM events \
-                 WHERE id > $1 ORDER BY id LIMIT $2",
-            )
-            .bind(h.event_cursor)
-            .bind(i64::from(limit))
+        let res = async {
+            // Subscribers another process is fanning out are skipped: they
+            // will have moved their cursors when it commits.
+            let hooks: Vec<WebhookRow> = sqlx::query(concat!(
+                "SELECT ",
+                hook_cols!(),
+                " FROM webhooks ORDER BY id FOR UPDATE SKIP LOCKED"
+            ))
             .fetch_all(&mut *tx)
             .await
-            .map_err(store_err)?;
-            let mut cursor = h.event_cursor;
-            let (mut ids, mut tasks, mut types, mut times) = (vec![], vec![], vec![], vec![]);
-            for e in &events {
-                let id: i64 = e.try_get("id").map_err(store_err)?;
-                cursor = cursor.max(id);
-                let event_type: String = e.try_get("type").map_err(store_err)?;
-                let namespace: String = e.try_get("namespace").map_err(store_err)?;
-                if !h.wants(&event_type, &namespace) {
-                    continue;
-                }
-                ids.push(id);
-                tasks.push(e.try_get::<Uuid, _>("task_id").map_err(store_err)?);
-                types.push(event_type);
-                times.push(
-                    e.try_get::<DateTime<Utc>, _>("created_at")
-                        .map_err(store_err)?,
-                );
-            }
-            if !ids.is_empty() {
-                let r = sqlx::query(
-                    "INSERT INTO webhook_deliveries \
-                     (webhook_id, event_id, task_id, event_type, event_created_at, status, \
-                      attempts, next_attempt_at, created_at, updated_at) \
-                     SELECT $1, e, t, ty, c, 'pending', 0, $6, $6, $6 \
-                     FROM UNNEST($2::bigint[], $3::uuid[], $4::text[], $5::timestamptz[]) \
-                          AS u(e, t, ty, c) \
-                     ON CONFLICT DO NOTHING",
+            .map_err(store_err)?
+            .iter()
+            .map(hook_row)
+            .collect::<StoreResult<_>>()?;
+            let mut written = 0;
+            for h in hooks {
+                let events = sqlx::query(
+                    "SELECT id, type, task_id, namespace, created_at FROM events \
+                     WHERE id > $1 ORDER BY id LIMIT $2",
                 )
-                .bind(h.id)
-                .bind(&ids)
-                .bind(&tasks)
-                .bind(&types)
-                .bind(&times)
-                .bind(now)
-                .execute(&mut *tx)
+                .bind(h.event_cursor)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(store_err)?;
-                written += r.rows_affected();
-            }
-            if cursor > h.event_cursor {
-                sqlx::query("UPDATE webhooks SET event_cursor = $2 WHERE id = $1")
+                let mut cursor = h.event_cursor;
+                let (mut ids, mut tasks, mut types, mut times) = (vec![], vec![], vec![], vec![]);
+                for e in &events {
+                    let id: i64 = e.try_get("id").map_err(store_err)?;
+                    cursor = cursor.max(id);
+                    let event_type: String = e.try_get("type").map_err(store_err)?;
+                    let namespace: String = e.try_get("namespace").map_err(store_err)?;
+                    if !h.wants(&event_type, &namespace) {
+                        continue;
+                    }
+                    ids.push(id);
+                    tasks.push(e.try_get::<Uuid, _>("task_id").map_err(store_err)?);
+                    types.push(event_type);
+                    times.push(
+                        e.try_get::<DateTime<Utc>, _>("created_at")
+                            .map_err(store_err)?,
+                    );
+                }
+                if !ids.is_empty() {
+                    let r = sqlx::query(
+                        "INSERT INTO webhook_deliveries \
+                         (webhook_id, event_id, task_id, event_type, event_created_at, status, \
+                          attempts, next_attempt_at, created_at, updated_at) \
+                         SELECT $1, e, t, ty, c, 'pending', 0, $6, $6, $6 \
+                         FROM UNNEST($2::bigint[], $3::uuid[], $4::text[], $5::timestamptz[]) \
+                              AS u(e, t, ty, c) \
+                         ON CONFLICT DO NOTHING",
+                    )
                     .bind(h.id)
-                    .bind(cursor)
+                    .bind(&ids)
+                    .bind(&tasks)
+                    .bind(&types)
+                    .bind(&times)
+                    .bind(now)
                     .execute(&mut *tx)
                     .await
                     .map_err(store_err)?;
+                    written += r.rows_affected();
+                }
+                if cursor > h.event_cursor {
+                    sqlx::query("UPDATE webhooks SET event_cursor = $2 WHERE id = $1")
+                        .bind(h.id)
+                        .bind(cursor)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(store_err)?;
+                }
             }
+            Ok(written)
         }
-        tx.commit().await.map_err(store_err)?;
-        Ok(written)
+        .await;
+        tx::end_store(tx, res).await
     }
 
     pub(crate) async fn hook_claim(&self, c: &DeliveryClaim) -> StoreResult<Vec<ClaimedDelivery>> {
         let r = self.rebase(c.now);
         let token = Uuid::new_v4();
         let mut tx = self.tx().await?;
-        sqlx::raw_sql(PIN_PLAN)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_err)?;
-        let rows = sqlx::query(CLAIM_SQL)
-            .bind(r.now)
-            .bind(i64::from(c.limit))
-            .bind(&c.owner)
-            .bind(token)
-            .bind(r.at(c.lease_until))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(store_err)?;
-        tx.commit().await.map_err(store_err)?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
+        let res = async {
+            sqlx::raw_sql(PIN_PLAN)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_err)?;
+            let rows = sqlx::query(CLAIM_SQL)
+                .bind(r.now)
+                .bind(i64::from(c.limit))
+                .bind(&c.owner)
+                .bind(token)
+                .bind(r.at(c.lease_until))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(store_err)?;
+            if rows.is_empty() {
+                return Ok(Vec::new());
+            }
+            let hooks = self.hook_list().await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let webhook_id: Uuid = row.try_get("webhook_id").map_err(store_err)?;
+                // Deleted since the claim: nothing to deliver to.
+                let Some(webhook) = hooks.iter().find(|h| h.id == webhook_id) else {
+                    continue;
+                };
+                let found: Option<i64> = row.try_get("id").map_err(store_err)?;
+                let event = match found {
+                    Some(_) => Some(events_outbox::row(row)?),
+                    None => None,
+                };
+                out.push(ClaimedDelivery {
+                    webhook: webhook.clone(),
+                    event_id: row.try_get("claimed_event_id").map_err(store_err)?,
+                    event,
+                    attempt: u32::try_from(row.try_get::<i32, _>("attempts").map_err(store_err)?)
+                        .unwrap_or(1),
+                    lease_token: token,
+                });
+            }
+            out.sort_by_key(|d| d.event_id);
+            Ok(out)
         }
-        let hooks = self.hook_list().await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let webhook_id: Uuid = row.try_get("webhook_id").map_err(store_err)?;
-            // Deleted since the claim: nothing to deliver to.
-            let Some(webhook) = hooks.iter().find(|h| h.id == webhook_id) else {
-                continue;
-            };
-            let found: Option<i64> = row.try_get("id").map_err(store_err)?;
-            let event = match found {
-                Some(_) => Some(events_outbox::row(row)?),
-                None => None,
-            };
-            out.push(ClaimedDelivery {
-                webhook: webhook.clone(),
-                event_id: row.try_get("claimed_event_id").map_err(store_err)?,
-                event,
-                attempt: u32::try_from(row.try_get::<i32, _>("attempts").map_err(store_err)?)
-                    .unwrap_or(1),
-                lease_token: token,
-            });
-        }
-        out.sort_by_key(|d| d.event_id);
-        Ok(out)
+        .await;
+        tx::end_store(tx, res).await
     }
 
     pub(crate) async fn hook_finish(&self, outcomes: Vec<DeliveryOutcome>) -> StoreResult<u64> {
@@ -493,25 +507,28 @@ impl PgStore {
             }
         }
         let mut tx = self.tx().await?;
-        sqlx::raw_sql(PIN_PLAN)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_err)?;
-        let r = sqlx::query(FINISH_SQL)
-            .bind(&hooks)
-            .bind(&events)
-            .bind(&tokens)
-            .bind(&statuses)
-            .bind(&nexts)
-            .bind(&errors)
-            .bind(&codes)
-            .bind(&delivered)
-            .bind(&nows)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_err)?;
-        tx.commit().await.map_err(store_err)?;
-        Ok(r.rows_affected())
+        let res = async {
+            sqlx::raw_sql(PIN_PLAN)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_err)?;
+            let r = sqlx::query(FINISH_SQL)
+                .bind(&hooks)
+                .bind(&events)
+                .bind(&tokens)
+                .bind(&statuses)
+                .bind(&nexts)
+                .bind(&errors)
+                .bind(&codes)
+                .bind(&delivered)
+                .bind(&nows)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_err)?;
+            Ok(r.rows_affected())
+        }
+        .await;
+        tx::end_store(tx, res).await
     }
 
     pub(crate) async fn hook_deliveries(&self, q: &DeliveryQuery) -> StoreResult<Vec<DeliveryRow>> {

@@ -13,6 +13,7 @@ use crate::flow::{
     FLOW_COLS, GATE_COLS, GATE_SQL, GATED_COUNT, Released, UNGATED_SQL, release, released,
 };
 use crate::settle::{Delta, settle};
+use crate::tx;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 use std::collections::{BTreeMap, HashSet};
@@ -573,9 +574,8 @@ impl PgStore {
                 // One transaction, so that a failure in a later round cannot
                 // leave earlier claims orphaned.
                 let mut tx = self.inner.pool.begin().await?;
-                let rows = claim_rounds(&mut tx, claim, None, true).await?;
-                tx.commit().await?;
-                rows
+                let res = claim_rounds(&mut tx, claim, None, true).await;
+                tx::end(tx, res).await?
             }
         };
         // Steps a rate limit deferred while others were claimed: this
@@ -625,33 +625,36 @@ impl PgStore {
         limit: u32,
     ) -> Result<(u64, Emit), TxError> {
         let mut tx = self.inner.pool.begin().await?;
-        let rows = sqlx::query(RESCUE_SQL)
-            .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut emit = Emit::default();
-        let mut deltas: BTreeMap<Uuid, Delta> = BTreeMap::new();
-        let mut freed: Vec<Released> = Vec::new();
-        for r in &rows {
-            freed.extend(released(r, true)?);
-            let task_id: Uuid = r.try_get("task_id")?;
-            let status: String = r.try_get("status")?;
-            emit.changed(task_id);
-            if status == "pending" {
-                emit.work = true;
-            } else {
-                let d = deltas.entry(task_id).or_default();
-                d.live -= 1;
-                d.blocked += 1;
+        let res = async {
+            let rows = sqlx::query(RESCUE_SQL)
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut emit = Emit::default();
+            let mut deltas: BTreeMap<Uuid, Delta> = BTreeMap::new();
+            let mut freed: Vec<Released> = Vec::new();
+            for r in &rows {
+                freed.extend(released(r, true)?);
+                let task_id: Uuid = r.try_get("task_id")?;
+                let status: String = r.try_get("status")?;
+                emit.changed(task_id);
+                if status == "pending" {
+                    emit.work = true;
+                } else {
+                    let d = deltas.entry(task_id).or_default();
+                    d.live -= 1;
+                    d.blocked += 1;
+                }
             }
+            if !release(&mut tx, &freed, now).await?.is_empty() {
+                emit.work = true;
+            }
+            settle(&mut tx, &deltas, now, &mut emit, self.origin()).await?;
+            notify(&mut tx, &mut emit, self.origin()).await?;
+            Ok((rows.len() as u64, emit))
         }
-        if !release(&mut tx, &freed, now).await?.is_empty() {
-            emit.work = true;
-        }
-        settle(&mut tx, &deltas, now, &mut emit, self.origin()).await?;
-        notify(&mut tx, &mut emit, self.origin()).await?;
-        tx.commit().await?;
-        Ok((rows.len() as u64, emit))
+        .await;
+        tx::end(tx, res).await
     }
 }

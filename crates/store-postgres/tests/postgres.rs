@@ -999,3 +999,94 @@ async fn analytics_reads_use_their_indexes() {
         }
     }
 }
+
+/// A refused operator action leaves no row lock behind when it returns.
+///
+/// Each action below locks its task and steps, then refuses in Rust. A
+/// transaction that is only dropped queues its `ROLLBACK` on the
+/// connection, sent later by a task sqlx spawns: until then its locks stay,
+/// and a claim on another connection would skip those steps. Every write
+/// path therefore ends its transaction itself (`crate::tx::end`). The probe
+/// runs on a thread of its own while this single-threaded runtime waits for
+/// it, so that spawned task cannot run first: a missing rollback fails here
+/// every time, not by chance.
+#[tokio::test]
+async fn a_refused_action_leaves_no_lock_behind() {
+    let db = TestDb::create().await;
+    let s: Arc<dyn Store> = Arc::new(db.store().await);
+    let now = base();
+    let t = s
+        .task_create(new_task(Shape::Linear(2), now))
+        .await
+        .unwrap();
+    let steps = s.step_list(t.id).await.unwrap();
+    let first = steps[0].id;
+    s.task_pause(t.id, now, None).await.unwrap();
+
+    let actions = [
+        "task_retry",
+        "task_pause",
+        "step_retry",
+        "step_resolve",
+        "task_cancel",
+        "step_cancel",
+    ];
+    for action in actions {
+        match action {
+            "step_resolve" => {
+                s.step_resolve(first, json!({}), now, None).await.unwrap();
+            }
+            "task_cancel" => {
+                s.task_cancel(t.id, now, None).await.unwrap();
+            }
+            _ => {}
+        }
+        let r = match action {
+            // Only a task in `error` can be retried.
+            "task_retry" => s.task_retry(t.id, now, None).await.map(|_| ()),
+            // It is paused already (a conflict).
+            "task_pause" => s.task_pause(t.id, now, None).await.map(|_| ()),
+            // Only a step in `error` can be retried.
+            "step_retry" => s.step_retry(first, now, None).await.map(|_| ()),
+            // Resolved above; a resolved step cannot be resolved again.
+            "step_resolve" => s
+                .step_resolve(first, json!({}), now, None)
+                .await
+                .map(|_| ()),
+            // Cancelled above, and a cancelled task cannot be cancelled.
+            "task_cancel" => s.task_cancel(t.id, now, None).await.map(|_| ()),
+            // A resolved step cannot be cancelled.
+            _ => s.step_cancel(first, now, None).await.map(|_| ()),
+        };
+        assert!(
+            matches!(
+                r,
+                Err(StoreError::InvalidTransition(_) | StoreError::Conflict(_))
+            ),
+            "{action}: {r:?}"
+        );
+        let (url, id) = (db.url.clone(), t.id);
+        let probe = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+                sqlx::query_scalar::<_, i32>(
+                    "SELECT 1 FROM tasks t JOIN steps s ON s.task_id = t.id \
+                     WHERE t.id = $1 FOR NO KEY UPDATE NOWAIT",
+                )
+                .bind(id)
+                .fetch_all(&mut c)
+                .await
+                .map(|rows| rows.len())
+                .map_err(|e| e.to_string())
+            })
+        })
+        .join()
+        .unwrap();
+        assert_eq!(probe, Ok(2), "{action} left rows locked");
+    }
+}
