@@ -422,36 +422,39 @@ impl PgStore {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(store_err)?;
-            if rows.is_empty() {
-                return Ok(Vec::new());
-            }
-            let hooks = self.hook_list().await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let webhook_id: Uuid = row.try_get("webhook_id").map_err(store_err)?;
-                // Deleted since the claim: nothing to deliver to.
-                let Some(webhook) = hooks.iter().find(|h| h.id == webhook_id) else {
-                    continue;
-                };
-                let found: Option<i64> = row.try_get("id").map_err(store_err)?;
-                let event = match found {
-                    Some(_) => Some(events_outbox::row(row)?),
-                    None => None,
-                };
-                out.push(ClaimedDelivery {
-                    webhook: webhook.clone(),
-                    event_id: row.try_get("claimed_event_id").map_err(store_err)?,
-                    event,
-                    attempt: u32::try_from(row.try_get::<i32, _>("attempts").map_err(store_err)?)
-                        .unwrap_or(1),
-                    lease_token: token,
-                });
-            }
-            out.sort_by_key(|d| d.event_id);
-            Ok(out)
+            Ok(rows)
         }
         .await;
-        tx::end_store(tx, res).await
+        // Committed before the hooks are read on another connection: the
+        // deliveries' row locks are not held across that round trip.
+        let rows = tx::end_store(tx, res).await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let hooks = self.hook_list().await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let webhook_id: Uuid = row.try_get("webhook_id").map_err(store_err)?;
+            // Deleted since the claim: nothing to deliver to.
+            let Some(webhook) = hooks.iter().find(|h| h.id == webhook_id) else {
+                continue;
+            };
+            let found: Option<i64> = row.try_get("id").map_err(store_err)?;
+            let event = match found {
+                Some(_) => Some(events_outbox::row(row)?),
+                None => None,
+            };
+            out.push(ClaimedDelivery {
+                webhook: webhook.clone(),
+                event_id: row.try_get("claimed_event_id").map_err(store_err)?,
+                event,
+                attempt: u32::try_from(row.try_get::<i32, _>("attempts").map_err(store_err)?)
+                    .unwrap_or(1),
+                lease_token: token,
+            });
+        }
+        out.sort_by_key(|d| d.event_id);
+        Ok(out)
     }
 
     pub(crate) async fn hook_finish(&self, outcomes: Vec<DeliveryOutcome>) -> StoreResult<u64> {
