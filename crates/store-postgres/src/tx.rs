@@ -12,7 +12,7 @@
 //! taken, a row that does not decode) has not. So every operation that
 //! locks or writes rows ends its transaction here, whatever the outcome:
 //!
-//! ```ignore
+//! ```text
 //! let mut tx = self.inner.pool.begin().await?;
 //! let res = async {
 //!     // statements on `&mut *tx`, `?` as usual
