@@ -1,6 +1,9 @@
 //! The claim loop: take as many ready steps as there are free slots, in one
-//! statement, then wait for a reason to look again.
+//! statement, then wait for a reason to look again. With only a few slots
+//! free while an outcome write is in flight, it first waits for that write
+//! (once), whose steps' slots come back together (module `writes`).
 
+use super::writes::{self, Writes};
 use super::{Finished, LeaseBook, executor};
 use crate::service::Inner;
 use std::sync::Arc;
@@ -38,6 +41,7 @@ pub(super) async fn run(
     slots: Arc<Semaphore>,
     leases: LeaseBook,
     out: mpsc::UnboundedSender<Finished>,
+    writes: Arc<Writes>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let cfg = &inner.config;
@@ -45,6 +49,8 @@ pub(super) async fn run(
     // wait is lost: events queue in the receiver.
     let mut events = inner.store.subscribe();
     let mut backoff = Doubling::new(Duration::from_millis(50), Duration::from_secs(5));
+    let gather = writes::gather(cfg.claim_batch_size, cfg.max_concurrent_steps);
+    let mut waited = false;
     loop {
         if *shutdown.borrow() {
             return;
@@ -57,6 +63,21 @@ pub(super) async fn run(
             }
             continue;
         }
+        // A few free slots while a write is in flight: that write is about
+        // to free its batch's slots, so wait for it and claim them together
+        // instead of paying a claim statement for a step or two now
+        // (module `writes`). Once only: its steps' children may take those
+        // slots (claim on completion), and with writes back to back a
+        // second wait could hold ready work off free slots indefinitely.
+        if !writes::claim_now(free, gather, waited, writes.in_flight()) {
+            waited = true;
+            tokio::select! {
+                _ = writes.any_ended() => {}
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        }
+        waited = false;
         // Slots are taken before the claim, so that every step the claim
         // returns has one whatever else happens meanwhile (unused ones go
         // back below).

@@ -1,5 +1,10 @@
 //! Writes outcomes in batches: whatever queued up while the previous batch
-//! was being committed goes into the next transaction (group commit).
+//! was being committed goes into the next transaction (group commit). Up to
+//! `finish_concurrency` writes are in flight; while one is, a new batch
+//! waits until it holds a quarter of the slots or that write ends (module
+//! `writes`), so a burst is written in a few large transactions rather
+//! than one per outcome. A lone outcome with nothing in flight (a chain's
+//! stage) is written at once.
 //!
 //! One bad value never fails the rest of its batch: the executor replaces a
 //! result the store cannot hold with an `invalid_result` failure before it
@@ -17,6 +22,7 @@
 //! reserving them for every write (most batches make nothing ready) cost
 //! throughput, measured (docs/PERFORMANCE.md).
 
+use super::writes::{self, Writes};
 use super::{Finished, LeaseBook, claimer, executor};
 use crate::service::Inner;
 use std::sync::Arc;
@@ -35,6 +41,8 @@ pub(super) struct Ctx {
     pub out: mpsc::WeakUnboundedSender<Finished>,
     /// No claim on completion once the worker is shutting down.
     pub shutdown: watch::Receiver<bool>,
+    /// Writes in flight, shared with the claimer.
+    pub writes: Arc<Writes>,
 }
 
 pub(super) async fn run(
@@ -55,20 +63,41 @@ pub(super) async fn run(
         _ => inner.config.finish_concurrency.max(1),
     };
     let in_flight = Arc::new(Semaphore::new(concurrency as usize));
-    while let Some(first) = rx.recv().await {
-        let mut batch: Vec<Finished> = Vec::with_capacity(max.min(64));
-        batch.push(first);
-        while batch.len() < max {
-            match rx.try_recv() {
-                Ok(o) => batch.push(o),
-                Err(_) => break,
-            }
-        }
+    let gather = writes::gather(max as u32, inner.config.max_concurrent_steps);
+    loop {
+        // The permit first, then the batch: while writes are in flight,
+        // outcomes wait in the queue and the next batch takes them all.
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
+        let Some(first) = rx.recv().await else {
+            break;
+        };
+        let mut batch: Vec<Finished> = Vec::with_capacity(max.min(64));
+        batch.push(first);
+        loop {
+            while batch.len() < max {
+                match rx.try_recv() {
+                    Ok(o) => batch.push(o),
+                    Err(_) => break,
+                }
+            }
+            // A small batch waits while another write is in flight: for
+            // more outcomes or for that write to end (module `writes`).
+            if writes::write_now(batch.len(), gather, max, ctx.writes.in_flight()) {
+                break;
+            }
+            tokio::select! {
+                more = rx.recv() => match more {
+                    Some(o) => batch.push(o),
+                    None => break,
+                },
+                _ = ctx.writes.any_ended() => break,
+            }
+        }
         let (ctx, give_up) = (ctx.clone(), give_up.clone());
         let give_up_after = give_up.clone();
+        let write_guard = ctx.writes.start();
         tokio::spawn(async move {
             let mut lease = Lease::prepare(&ctx, &batch, &give_up);
             write(&ctx, &batch, give_up, lease.as_mut()).await;
@@ -82,7 +111,12 @@ pub(super) async fn run(
             }
             if let Some(lease) = lease {
                 lease.start(&ctx, slots, &give_up_after);
+            } else {
+                drop(slots);
             }
+            // Only now, with the slots back: a claimer waiting for this
+            // write sees them free.
+            drop(write_guard);
             drop(permit);
         });
     }

@@ -11,6 +11,7 @@
 //!                               up to the slots it frees, are leased in that
 //!                               transaction and run at once)
 //!
+//!   writes:    the outcome writes in flight; claimer and completer size their batches by them
 //!   heartbeat: renews every held lease in one statement; aborts handlers whose lease was lost
 //!   rescuer:   returns expired leases (dead or hung processes) to the ready pool
 //!   task_pruner:  deletes finished tasks older than their retention window (`[retention]`)
@@ -40,6 +41,7 @@ mod leases;
 mod rescuer;
 mod scheduler;
 mod task_pruner;
+mod writes;
 
 use crate::service::Inner;
 pub(crate) use leases::LeaseBook;
@@ -147,6 +149,7 @@ async fn run(inner: Arc<Inner>, worker_id: String, shutdown: watch::Receiver<boo
     // Unbounded in type, bounded in fact: every queued outcome holds a slot.
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (give_up_tx, give_up) = watch::channel(false);
+    let writes = Arc::new(writes::Writes::default());
 
     let completer = tokio::spawn(completer::run(
         completer::Ctx {
@@ -155,6 +158,7 @@ async fn run(inner: Arc<Inner>, worker_id: String, shutdown: watch::Receiver<boo
             leases: leases.clone(),
             out: out_tx.downgrade(),
             shutdown: shutdown.clone(),
+            writes: writes.clone(),
         },
         out_rx,
         give_up,
@@ -184,6 +188,7 @@ async fn run(inner: Arc<Inner>, worker_id: String, shutdown: watch::Receiver<boo
         slots.clone(),
         leases.clone(),
         out_tx,
+        writes,
         shutdown,
     )
     .await;
