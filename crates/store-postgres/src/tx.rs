@@ -39,19 +39,7 @@ pub(crate) async fn end<T, E>(tx: Transaction<'_, Postgres>, r: Result<T, E>) ->
 where
     E: From<sqlx::Error>,
 {
-    match r {
-        Ok(v) => {
-            tx.commit().await?;
-            Ok(v)
-        }
-        Err(e) => {
-            // The error of `r` is the one worth reporting; a failed rollback
-            // means the connection is gone, and the server ends the
-            // transaction with it.
-            let _ = tx.rollback().await;
-            Err(e)
-        }
-    }
+    end_with(tx, r, E::from).await
 }
 
 /// [`end`] for the paths that report [`tasker_store::StoreError`] directly.
@@ -59,12 +47,24 @@ pub(crate) async fn end_store<T>(
     tx: Transaction<'_, Postgres>,
     r: StoreResult<T>,
 ) -> StoreResult<T> {
+    end_with(tx, r, store_err).await
+}
+
+/// Both of the above: `commit_err` maps a failed commit to `E`.
+async fn end_with<T, E>(
+    tx: Transaction<'_, Postgres>,
+    r: Result<T, E>,
+    commit_err: impl FnOnce(sqlx::Error) -> E,
+) -> Result<T, E> {
     match r {
         Ok(v) => {
-            tx.commit().await.map_err(store_err)?;
+            tx.commit().await.map_err(commit_err)?;
             Ok(v)
         }
         Err(e) => {
+            // The error of `r` is the one worth reporting; a failed rollback
+            // means the connection is gone, and the server ends the
+            // transaction with it.
             let _ = tx.rollback().await;
             Err(e)
         }

@@ -224,8 +224,7 @@ impl PgStore {
             if by_name(&mut tx, &h.name).await?.is_some() {
                 return Err(taken(&h.name));
             }
-            let row = insert(&mut tx, &h, now).await?;
-            Ok(row)
+            insert(&mut tx, &h, now).await
         }
         .await;
         tx::end_store(tx, res).await
