@@ -154,6 +154,7 @@ mod restart;
 mod retention;
 mod schedules;
 mod settle;
+mod statistics;
 mod synthetic;
 mod tx;
 mod webhooks;
@@ -756,6 +757,10 @@ impl Store for PgStore {
 
     async fn maintenance(&self) -> StoreResult<Vec<tasker_store::MaintenanceRun>> {
         self.upkeep().await
+    }
+
+    async fn statistics_refresh(&self) -> StoreResult<Vec<tasker_store::MaintenanceRun>> {
+        self.analyze_grown().await
     }
 
     async fn history_partitions_ensure(

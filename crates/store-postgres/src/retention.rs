@@ -261,19 +261,29 @@ impl PgStore {
         .map_err(store_err)?;
         let mut out = Vec::with_capacity(tables.len());
         for t in tables {
-            let started = std::time::Instant::now();
-            // Names come from the catalog; quote_ident-style quoting anyway.
-            let sql = format!("VACUUM (ANALYZE) \"{}\"", t.replace('"', "\"\""));
-            sqlx::query(AssertSqlSafe(sql))
-                .execute(&self.inner.pool)
-                .await
-                .map_err(store_err)?;
-            out.push(MaintenanceRun {
-                target: t,
-                action: "VACUUM (ANALYZE)".into(),
-                millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            });
+            out.push(self.table_command("VACUUM (ANALYZE)", t).await?);
         }
         Ok(out)
+    }
+
+    /// Runs `action` (a utility command such as `VACUUM (ANALYZE)`) on the
+    /// table named `table`, timed. Names come from the catalog, never from
+    /// input; quoted as an identifier anyway.
+    pub(crate) async fn table_command(
+        &self,
+        action: &str,
+        table: String,
+    ) -> StoreResult<MaintenanceRun> {
+        let started = std::time::Instant::now();
+        let sql = format!("{action} \"{}\"", table.replace('"', "\"\""));
+        sqlx::query(AssertSqlSafe(sql))
+            .execute(&self.inner.pool)
+            .await
+            .map_err(store_err)?;
+        Ok(MaintenanceRun {
+            target: table,
+            action: action.into(),
+            millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })
     }
 }

@@ -401,6 +401,20 @@ pub trait Store: Send + Sync + 'static {
     /// per table; SQLite: a WAL checkpoint). Safe while the engine runs.
     async fn maintenance(&self) -> StoreResult<Vec<MaintenanceRun>>;
 
+    /// Refreshes the query planner's statistics of the store's tables once
+    /// they have outgrown what the planner last measured, so that plans
+    /// cached while a table was nearly empty (sequential scans) are made
+    /// again for its real size, also where the server's autovacuum is off
+    /// or has not run yet (PostgreSQL: `ANALYZE` of a table at each
+    /// doubling, docs/STORAGE.md "History, retention and maintenance").
+    /// One run per table analysed.
+    /// Stores whose plans do not depend on statistics do nothing. Every
+    /// worker calls it every few seconds, so it must be cheap when there
+    /// is nothing to do.
+    async fn statistics_refresh(&self) -> StoreResult<Vec<MaintenanceRun>> {
+        Ok(Vec::new())
+    }
+
     /// Makes sure the history tables have a partition for every month from
     /// `now`'s through `months_ahead` months later (PostgreSQL: monthly
     /// range partitions of the transition and event tables, docs/STORAGE.md

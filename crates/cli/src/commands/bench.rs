@@ -689,6 +689,12 @@ async fn chain(tasker: &Tasker, runs: usize) -> anyhow::Result<(f64, f64)> {
     // p95 compares like with like (a single stage's p95 is dominated by
     // each chain's first stage: creation, wake-up, claim).
     let mut per_chain: Vec<f64> = totals.iter().map(|t| t / 10.0).collect();
+    // The chains run in order while the history grows: the last quarter's
+    // mean stage over the first quarter's shows whether a stage's cost
+    // follows the history (plans that stopped fitting the tables' size).
+    if let Some(trend) = quarters_ratio(&per_chain) {
+        outln!("chain: mean stage of the last quarter of chains / the first quarter: {trend:.2}x")?;
+    }
     outln!(
         "chain: {runs} runs of a 10-step chain: per-stage p50 {:.3} ms, p95 {:.3} ms; per-chain mean stage p50 {:.3} ms, p95 {:.3} ms; task end-to-end p50 {:.3} ms; task creation p50 {:.3} ms, p95 {:.3} ms",
         pct(&mut stages, 50.0),
@@ -700,6 +706,18 @@ async fn chain(tasker: &Tasker, runs: usize) -> anyhow::Result<(f64, f64)> {
         pct(&mut creates, 95.0)
     )?;
     Ok((pct(&mut stages, 50.0), pct(&mut stages, 95.0)))
+}
+
+/// Mean of the last quarter of `xs` over the mean of its first quarter
+/// (in run order); `None` with fewer than 4 values.
+fn quarters_ratio(xs: &[f64]) -> Option<f64> {
+    let q = xs.len() / 4;
+    if q == 0 {
+        return None;
+    }
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    let first = mean(&xs[..q]);
+    (first > 0.0).then(|| mean(&xs[xs.len() - q..]) / first)
 }
 
 async fn fanout(tasker: &Tasker, width: usize) -> anyhow::Result<()> {
@@ -771,4 +789,20 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let idx = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
     v[idx.min(v.len() - 1)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quarters_ratio;
+
+    #[test]
+    fn quarters_ratio_compares_the_last_quarter_with_the_first() {
+        assert_eq!(quarters_ratio(&[1.0, 2.0, 3.0]), None);
+        assert_eq!(quarters_ratio(&[1.0, 5.0, 5.0, 2.0]), Some(2.0));
+        let flat = [2.0; 40];
+        assert_eq!(quarters_ratio(&flat), Some(1.0));
+        let growing: Vec<f64> = (1..=8).map(f64::from).collect();
+        // (7 + 8) / (1 + 2)
+        assert_eq!(quarters_ratio(&growing), Some(5.0));
+    }
 }

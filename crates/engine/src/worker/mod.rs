@@ -14,6 +14,7 @@
 //!   writes:    the outcome writes in flight; claimer and completer size their batches by them
 //!   heartbeat: renews every held lease in one statement; aborts handlers whose lease was lost
 //!   rescuer:   returns expired leases (dead or hung processes) to the ready pool
+//!   statistics: analyses the tables as they grow, so cached plans follow their size
 //!   task_pruner:  deletes finished tasks older than their retention window (`[retention]`)
 //!   scheduler:    fires due schedule ticks (`[scheduler]`; one task per tick across processes)
 //!   (in small batches of short transactions)
@@ -40,6 +41,7 @@ mod heartbeat;
 mod leases;
 mod rescuer;
 mod scheduler;
+mod statistics;
 mod task_pruner;
 mod writes;
 
@@ -169,6 +171,7 @@ async fn run(inner: Arc<Inner>, worker_id: String, shutdown: watch::Receiver<boo
         shutdown.clone(),
     ));
     let rescuer = tokio::spawn(rescuer::run(inner.clone(), shutdown.clone()));
+    let statistics = tokio::spawn(statistics::run(inner.clone(), shutdown.clone()));
     let task_pruner = inner
         .config
         .retention
@@ -220,6 +223,7 @@ async fn run(inner: Arc<Inner>, worker_id: String, shutdown: watch::Receiver<boo
     let _ = completer.await;
     heartbeat.abort();
     rescuer.abort();
+    statistics.abort();
     if let Some(p) = task_pruner {
         p.abort();
     }

@@ -1,0 +1,121 @@
+//! The planner statistics of the hot tables follow their growth
+//! (`Store::statistics_refresh`, docs/STORAGE.md "History, retention and
+//! maintenance"), whether or not the server's autovacuum runs:
+//!
+//! - a plan a connection cached while `steps` was nearly empty is a
+//!   sequential scan, and it stays one as the table grows (the defect);
+//! - the refresh analyses a never-analysed table past the small-table
+//!   floor, which makes that connection plan again, on the index;
+//! - a table that has not grown is left alone; one that doubled is
+//!   analysed again.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use chrono::Utc;
+use sqlx::Connection;
+use tasker_store::Store;
+use tasker_store::conformance::factory::{Shape, new_task};
+
+/// The plan `EXPLAIN EXECUTE` shows for the session's cached generic plan
+/// of a primary-key read of a batch of steps (the shape of the finish's
+/// and the claim on completion's reads).
+async fn cached_plan(conn: &mut sqlx::PgConnection) -> String {
+    let lines: Vec<String> = sqlx::query_scalar("EXPLAIN EXECUTE batch('{}')")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    lines.join("\n")
+}
+
+async fn analysed(store: &tasker_store_postgres::PgStore, table: &str) -> (i64, f64) {
+    sqlx::query_as(
+        "SELECT relpages::bigint, reltuples::float8 FROM pg_class \
+         WHERE relname = $1 AND relnamespace = current_schema()::regnamespace",
+    )
+    .bind(table)
+    .fetch_one(store.pool())
+    .await
+    .unwrap()
+}
+
+async fn create_single_step_tasks(store: &tasker_store_postgres::PgStore, n: usize) {
+    let now = Utc::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let tasks = chunk.iter().map(|_| new_task(Shape::Single, now)).collect();
+        store.task_create_many(tasks).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn grown_tables_are_analysed_and_cached_plans_follow() {
+    let (store, db) = common::fresh_store().await;
+    // Nothing but the refresh may analyse these tables during the test,
+    // whatever the server's autovacuum setting.
+    for t in ["steps", "tasks", "step_edges"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER TABLE {t} SET (autovacuum_enabled = off)"
+        )))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
+    assert!(
+        store.statistics_refresh().await.unwrap().is_empty(),
+        "empty tables are below the floor"
+    );
+
+    // A session caches a generic plan while `steps` holds a few rows.
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql(
+        "SET plan_cache_mode = force_generic_plan; \
+         PREPARE batch(uuid[]) AS SELECT id FROM steps WHERE id = ANY($1)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    create_single_step_tasks(&store, 5).await;
+    let small = cached_plan(&mut conn).await;
+    assert!(small.contains("Seq Scan on steps"), "{small}");
+
+    // The table grows; without statistics the cached plan does not change.
+    create_single_step_tasks(&store, 3000).await;
+    let grown = cached_plan(&mut conn).await;
+    assert!(grown.contains("Seq Scan on steps"), "{grown}");
+    let (_, rows) = analysed(&store, "steps").await;
+    assert!(rows < 0.0, "never analysed: {rows}");
+
+    // The refresh analyses the grown tables; the session plans again.
+    let runs = store.statistics_refresh().await.unwrap();
+    let names: Vec<&str> = runs.iter().map(|r| r.target.as_str()).collect();
+    assert!(names.contains(&"steps"), "{runs:?}");
+    assert!(names.contains(&"tasks"), "{runs:?}");
+    assert!(
+        runs.iter().all(|r| r.action == "ANALYZE (SKIP_LOCKED)"),
+        "{runs:?}"
+    );
+    // The month partition holding the tasks' first transitions is a table
+    // of its own, grown like the others.
+    assert!(
+        names.iter().any(|n| n.starts_with("step_transitions_p")),
+        "{runs:?}"
+    );
+    let (pages, rows) = analysed(&store, "steps").await;
+    assert!(rows >= 3000.0 && pages > 0, "{pages} pages, {rows} rows");
+    let replanned = cached_plan(&mut conn).await;
+    assert!(
+        replanned.contains("Index") && replanned.contains("steps_pkey"),
+        "{replanned}"
+    );
+
+    // Nothing grew: nothing to do.
+    assert!(store.statistics_refresh().await.unwrap().is_empty());
+
+    // `steps` doubles: analysed again (the others follow their own growth).
+    create_single_step_tasks(&store, 3500).await;
+    let runs = store.statistics_refresh().await.unwrap();
+    assert!(runs.iter().any(|r| r.target == "steps"), "{runs:?}");
+    let (_, rows) = analysed(&store, "steps").await;
+    assert!(rows >= 6500.0, "{rows}");
+    conn.close().await.unwrap();
+}
