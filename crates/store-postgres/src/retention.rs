@@ -276,7 +276,10 @@ impl PgStore {
     ) -> StoreResult<MaintenanceRun> {
         let started = std::time::Instant::now();
         let sql = format!("{action} \"{}\"", table.replace('"', "\"\""));
+        // Not prepared: one text per table, run rarely, would only take room
+        // in each connection's statement cache.
         sqlx::query(AssertSqlSafe(sql))
+            .persistent(false)
             .execute(&self.inner.pool)
             .await
             .map_err(store_err)?;
