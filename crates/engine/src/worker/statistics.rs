@@ -13,7 +13,7 @@ use tokio::sync::watch;
 /// How often the sizes are checked: one catalog read when nothing grew.
 /// Short enough that a fresh database is analysed within seconds of its
 /// first burst of tasks (autovacuum's naptime is a minute).
-pub(crate) const INTERVAL: Duration = Duration::from_secs(5);
+const INTERVAL: Duration = Duration::from_secs(5);
 
 pub(super) async fn run(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
     loop {
