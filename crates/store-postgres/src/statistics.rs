@@ -22,7 +22,11 @@
 //! are tables of their own (a partitioned parent has no rows to sample).
 //! Where autovacuum keeps up, the statistics are current and this does
 //! nothing. `SKIP_LOCKED`: when another process is analysing the same
-//! table, this one skips it rather than wait.
+//! table, this one skips it rather than wait. Only tables the session may
+//! analyse (it has the privileges of their owner or of the database's
+//! owner) are considered: an application role that did not run the
+//! migrations would otherwise have PostgreSQL skip the same tables with a
+//! warning every few seconds, forever.
 
 use crate::PgStore;
 use crate::error::store_err;
@@ -53,6 +57,9 @@ impl PgStore {
              FROM pg_class c \
              WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' \
                AND c.relname <> '_sqlx_migrations' \
+               AND (pg_has_role(c.relowner, 'USAGE') \
+                    OR pg_has_role((SELECT datdba FROM pg_database \
+                                    WHERE datname = current_database()), 'USAGE')) \
              ORDER BY c.relname",
         )
         .fetch_all(&self.inner.pool)

@@ -119,3 +119,54 @@ async fn grown_tables_are_analysed_and_cached_plans_follow() {
     assert!(rows >= 6500.0, "{rows}");
     conn.close().await.unwrap();
 }
+
+/// An application role that did not run the migrations (and so does not
+/// own the tables) cannot analyse them: PostgreSQL would skip each with a
+/// warning, every few seconds, from every worker. The refresh leaves them
+/// alone; the owner's refresh analyses them.
+#[tokio::test]
+async fn tables_the_role_cannot_analyse_are_left_alone() {
+    use sqlx::ConnectOptions;
+    use std::str::FromStr;
+
+    let (store, db) = common::fresh_store().await;
+    create_single_step_tasks(&store, 3000).await;
+    let role = format!("tasker_app_{}", uuid::Uuid::new_v4().simple());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {role} LOGIN; \
+         GRANT USAGE ON SCHEMA public TO {role}; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let url = sqlx::postgres::PgConnectOptions::from_str(&db.url)
+        .unwrap()
+        .username(&role)
+        .to_url_lossy()
+        .to_string();
+    let app = tasker_store_postgres::PgStore::connect_with(
+        &url,
+        tasker_store_postgres::PgOptions {
+            run_migrations: false,
+            clock: tasker_store_postgres::PgClock::Caller,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let runs = app.statistics_refresh().await.unwrap();
+    app.close().await;
+    let owner_runs = store.statistics_refresh().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP OWNED BY {role}; DROP ROLE {role}"
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    assert!(runs.is_empty(), "{runs:?}");
+    assert!(
+        owner_runs.iter().any(|r| r.target == "steps"),
+        "{owner_runs:?}"
+    );
+}
