@@ -78,6 +78,18 @@ use uuid::Uuid;
 /// would go negative (drifted from its steps) is not moved: the caller
 /// recounts it and writes the truth (`settle::settle_applied`).
 ///
+/// No CTE is joined with another per row where the batch can be large: the
+/// planner estimates a data-modifying CTE at a row or so, whatever the
+/// batch, so such a join is a nested loop reading one CTE in full for each
+/// row of the other, quadratic in the batch (`auto_explain` of a 64-outcome
+/// finish: the events joined with the transitions, the tasks' update with
+/// their finaliser targets and the task events with the tasks written,
+/// 1–7 ms each). So the transitions and the steps' events are both made
+/// from `trv` (each finished step with its one or two transitions), every
+/// task advanced has one row in `tend` with its deltas and its finaliser
+/// target, if any (`tpath` keeps a row with no path for the others), and
+/// the task events read each task by primary key.
+///
 /// `$1..$6` outcome arrays, `$7` now. Rows: `part = 's'` per finished step,
 /// `'c'` per task whose children were touched (how many became ready, their
 /// ids), `'t'` per task whose counters were advanced (status and counters
@@ -105,9 +117,9 @@ pub(crate) const FINISH_SQL: &str = concat!(
          RETURNING s.id, s.task_id, o.kind, s.attempts, o.err, o.retry_at, lk.lease_owner, \
              s.concurrency_key, s.concurrency_limit, s.name, s.status, s.results, s.last_error, \
              s.ready_at, s.last_attempted_at, s.max_attempts \
-     ), tr AS ( \
-         INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata, evented) \
-         SELECT u.id, u.task_id, v.f, v.t, $7, v.m, true \
+     ), trv AS ( \
+         SELECT u.id, u.task_id, u.name, u.results, u.last_attempted_at, u.status, u.last_error, \
+                u.ready_at, u.max_attempts, v.seq, v.f, v.t, v.m \
          FROM upd u CROSS JOIN LATERAL (VALUES \
              (1, 'in_progress', CASE u.kind WHEN 'ok' THEN 'complete' ELSE 'error' END, \
                  CASE WHEN u.kind = 'ok' THEN jsonb_build_object('attempt', u.attempts, 'worker', u.lease_owner) \
@@ -116,22 +128,23 @@ pub(crate) const FINISH_SQL: &str = concat!(
                  jsonb_build_object('attempt', u.attempts, 'retry_at', u.retry_at)) \
          ) AS v(seq, f, t, m) \
          WHERE v.seq = 1 OR u.kind = 'retry' \
-         ORDER BY u.id, v.seq \
-         RETURNING id, step_id, task_id, from_state, to_state, created_at, metadata \
+     ), tr AS ( \
+         INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata, evented) \
+         SELECT id, task_id, f, t, $7, m, true FROM trv ORDER BY id, seq \
      ), ev AS ( \
          INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
-         SELECT CASE r.to_state WHEN 'complete' THEN 'step.completed' \
+         SELECT CASE r.t WHEN 'complete' THEN 'step.completed' \
                     WHEN 'error' THEN 'step.failed' ELSE 'step.retry_scheduled' END, \
-                r.task_id, r.step_id, k.namespace, r.created_at, \
-                CASE WHEN r.to_state = 'complete' THEN tasker_step_completed_payload(u.name, r.metadata, \
-                         (extract(epoch FROM r.created_at - u.last_attempted_at) * 1000)::float8, u.results) \
-                     ELSE tasker_step_failure_payload(u.name, r.metadata, r.to_state = 'error', u.status, \
-                         u.last_error, u.ready_at, u.max_attempts) END \
-         FROM tr r JOIN upd u ON u.id = r.step_id \
+                r.task_id, r.id, k.namespace, $7, \
+                CASE WHEN r.t = 'complete' THEN tasker_step_completed_payload(r.name, r.m, \
+                         (extract(epoch FROM $7 - r.last_attempted_at) * 1000)::float8, r.results) \
+                     ELSE tasker_step_failure_payload(r.name, r.m, r.t = 'error', r.status, \
+                         r.last_error, r.ready_at, r.max_attempts) END \
+         FROM trv r \
          CROSS JOIN LATERAL (SELECT namespace FROM tasks WHERE tasks.id = r.task_id OFFSET 0) k \
          WHERE ",
     events_on!(),
-    " ORDER BY r.id \
+    " ORDER BY r.id, r.seq \
          RETURNING seq \
      ), ",
     unblock_ctes!("ARRAY(SELECT id FROM upd WHERE kind = 'ok')", "$7"),
@@ -155,35 +168,36 @@ pub(crate) const FINISH_SQL: &str = concat!(
              WHERE NOT EXISTS (SELECT 1 FROM upd WHERE concurrency_key IS NOT NULL))) \
          ORDER BY t.id FOR NO KEY UPDATE \
      ), tpath AS ( \
-         SELECT k.id, p.seq, p.from_state, p.to_state, p.metadata \
+         SELECT k.id, p.seq, p.from_state, p.to_state, p.metadata, dl.rem, dl.live, dl.blk \
          FROM tlk k JOIN dl ON dl.task_id = k.id \
-         CROSS JOIN LATERAL tasker_finaliser_path(k.status, k.steps_remaining + dl.rem, \
+         LEFT JOIN LATERAL tasker_finaliser_path(k.status, k.steps_remaining + dl.rem, \
              k.steps_live + dl.live, k.steps_blocked + dl.blk) p \
-         WHERE k.steps_remaining + dl.rem >= 0 AND k.steps_live + dl.live >= 0 \
-           AND k.steps_blocked + dl.blk >= 0 \
+           ON k.steps_remaining + dl.rem >= 0 AND k.steps_live + dl.live >= 0 \
+          AND k.steps_blocked + dl.blk >= 0 \
      ), tend AS ( \
          SELECT DISTINCT ON (id) id, to_state, \
-                to_state IN ('complete', 'error', 'cancelled', 'resolved_manually') AS final \
+                to_state IN ('complete', 'error', 'cancelled', 'resolved_manually') AS final, \
+                rem, live, blk \
          FROM tpath ORDER BY id, seq DESC \
      ), tupd AS ( \
-         UPDATE tasks t SET steps_remaining = GREATEST(t.steps_remaining + dl.rem, 0), \
-             steps_live = GREATEST(t.steps_live + dl.live, 0), \
-             steps_blocked = GREATEST(t.steps_blocked + dl.blk, 0), \
+         UPDATE tasks t SET steps_remaining = GREATEST(t.steps_remaining + e.rem, 0), \
+             steps_live = GREATEST(t.steps_live + e.live, 0), \
+             steps_blocked = GREATEST(t.steps_blocked + e.blk, 0), \
              status = COALESCE(e.to_state, t.status), \
              completed_at = CASE WHEN e.to_state IS NULL THEN t.completed_at \
                  WHEN e.final THEN $7 END, \
              updated_at = $7 \
-         FROM dl LEFT JOIN tend e ON e.id = dl.task_id \
-         WHERE t.id = dl.task_id AND t.id = ANY (ARRAY(SELECT id FROM tlk)) \
-         RETURNING t.id, t.namespace, t.name, t.version \
+         FROM tend e \
+         WHERE t.id = e.id AND t.id = ANY (ARRAY(SELECT id FROM tlk)) \
+         RETURNING t.id \
      ), ttr AS ( \
          INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata, evented) \
          SELECT p.id, p.from_state, p.to_state, $7, p.metadata, true FROM tpath p \
-         WHERE p.id = ANY (ARRAY(SELECT id FROM tupd)) \
+         WHERE p.seq IS NOT NULL AND p.id = ANY (ARRAY(SELECT id FROM tupd)) \
          ORDER BY p.id, p.seq \
          RETURNING id, task_id, from_state, to_state, created_at, metadata \
      ), tev AS ( ",
-    task_change_events!("ttr", "tupd", "(SELECT count(*) FROM ev) >= 0 AND "),
+    task_change_events!("ttr", "(SELECT count(*) FROM ev) >= 0 AND "),
     " ) \
      SELECT 's' AS part, u.id, u.task_id, u.kind, u.retry_at, u.concurrency_key, u.concurrency_limit, \
             NULL::bigint AS ready, NULL::uuid[] AS ready_ids, NULL::text AS status, \

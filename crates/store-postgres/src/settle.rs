@@ -84,22 +84,26 @@ fn finaliser_metadata(path: &[TaskState]) -> Value {
 /// The lifecycle events of task state changes (`task.started`,
 /// `task.completed`, …), as one `INSERT`: `$tr` names a CTE of the task
 /// transitions just inserted (`RETURNING id, task_id, from_state, to_state,
-/// created_at, metadata`), `$tasks` a CTE of those tasks as written
-/// (`RETURNING id, namespace, name, version`), `$also` a further condition
-/// (`"… AND "`, or empty). Shared by [`WRITE_TASKS_SQL`] and the finish
-/// statement (`finish.rs`), so a task change becomes an event one way.
-/// The caller has `events_on` in scope.
+/// created_at, metadata`), `$also` a further condition (`"… AND "`, or
+/// empty). Each transition's task is read by primary key for its name,
+/// version and namespace (they never change, so the statement's snapshot
+/// is right), not joined with the CTE of the tasks just written: the
+/// planner estimates both CTEs at a row or so, and that join was a nested
+/// loop reading one in full per row of the other, quadratic in the batch
+/// (`auto_explain`: 4 ms of a 64-task finish). Shared by
+/// [`WRITE_TASKS_SQL`] and the finish statement (`finish.rs`), so a task
+/// change becomes an event one way. The caller has `events_on` in scope.
 macro_rules! task_change_events {
-    ($tr:literal, $tasks:literal, $also:literal) => {
+    ($tr:literal, $also:literal) => {
         concat!(
             "INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
              SELECT x.type, r.task_id, NULL, k.namespace, r.created_at, \
                     tasker_task_change_payload(k.name, k.version, r.from_state, r.to_state) \
              FROM ",
             $tr,
-            " r JOIN ",
-            $tasks,
-            " k ON k.id = r.task_id \
+            " r \
+             CROSS JOIN LATERAL (SELECT namespace, name, version FROM tasks \
+                                 WHERE tasks.id = r.task_id OFFSET 0) k \
              CROSS JOIN LATERAL (SELECT tasker_task_event_type(r.from_state, r.to_state, r.metadata) AS type) x \
              WHERE x.type IS NOT NULL AND ",
             $also,
@@ -122,10 +126,8 @@ pub(crate) const LOCK_TASKS_SQL: &str = "SELECT id, status, steps_remaining, ste
 /// Every transition written here is a state change (`task.started`,
 /// `task.completed`, …, `task.retry_requested`), never a creation or a
 /// pause / resume (those have writers of their own), so its payload is
-/// the one family's `tasker_task_change_payload`, and the task's name and
-/// namespace come from the rows `upd` just wrote (each transition's task is
-/// among them: the caller writes a task's row with its path) instead of a
-/// second read of each task (migration `20261206000000_lean_event_writes.sql`).
+/// the one family's `tasker_task_change_payload` (migration
+/// `20261206000000_lean_event_writes.sql`).
 pub(crate) const WRITE_TASKS_SQL: &str = concat!(
     "WITH u AS ( \
              SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::int[]) \
@@ -135,7 +137,7 @@ pub(crate) const WRITE_TASKS_SQL: &str = concat!(
                  steps_blocked = u.blocked, status = u.status, updated_at = $7, \
                  completed_at = CASE u.completed WHEN 1 THEN $7 WHEN 0 THEN NULL ELSE t.completed_at END \
              FROM u WHERE t.id = u.id AND t.id = ANY($1::uuid[]) \
-             RETURNING t.id, t.namespace, t.name, t.version \
+             RETURNING t.id \
          ), tr AS ( \
              INSERT INTO task_transitions (task_id, from_state, to_state, created_at, metadata, evented) \
              SELECT x.id, x.f, x.t, $7, x.m, true \
@@ -143,7 +145,7 @@ pub(crate) const WRITE_TASKS_SQL: &str = concat!(
              ORDER BY x.ord \
              RETURNING id, task_id, from_state, to_state, created_at, metadata \
          ), ev AS ( ",
-    task_change_events!("tr", "upd", ""),
+    task_change_events!("tr", ""),
     " ) \
          SELECT (SELECT count(*) FROM upd) AS updated, \
                 (SELECT count(pg_notify('tasker_work', $13)) WHERE $12) AS w, \

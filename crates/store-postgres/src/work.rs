@@ -27,8 +27,24 @@ use uuid::Uuid;
 /// Every table is reached by primary key whatever the planner believes
 /// about the batch size (in a generic plan `LIMIT $5` is guessed as 10% of
 /// the frontier, enough to make a hash join over the whole table look
-/// cheap): rows are looked up with `id = ANY (ARRAY(SELECT …))` (the
-/// claimed steps' tasks too: `claimed_tasks`), never joined against a table.
+/// cheap): rows are looked up with `id = ANY (ARRAY(SELECT …))` (each
+/// step's parents for its `parent_results` too), never joined against a
+/// table. (The parents were a join of `step_edges` and `steps` until it was
+/// found planned, on a fresh database, as a hash join over every step once
+/// per claimed step: 90 of the 105 ms of a fan-out's claim of 255
+/// children.)
+///
+/// Nor are two CTEs joined to each other per claimed step: the planner
+/// estimates a data-modifying CTE at a row or ten whatever the batch, so
+/// such a join is a nested loop that reads one CTE in full for each row of
+/// the other, quadratic in the batch (measured by `auto_explain`: 4 ms of a
+/// 129-step claim for the events, as much again for the answer's tasks).
+/// So each claimed step's task is read by primary key where it is needed
+/// (`CROSS JOIN LATERAL (… OFFSET 0)`: the namespace for its event, the
+/// task's columns for the answer; name, version and namespace never change,
+/// so the statement's snapshot is right), and the `step.started` events
+/// are made from `ordered`, in the transitions' order, with the same
+/// metadata, rather than by joining the inserted transitions back.
 /// `start_lock` writes its status test `(…) IS TRUE` so that it
 /// cannot be used as an index condition on `tasks (status, created_at)`:
 /// with stale statistics after a burst of new tasks, the planner could
@@ -40,9 +56,8 @@ use uuid::Uuid;
 /// trigger skips them. Both are one family each, so they call that
 /// family's payload function and name their type outright (a claim's
 /// transitions are always `pending` to `in_progress`, and a task moved by
-/// a claim has no pause or resume in its metadata), and the claimed steps'
-/// tasks are read once (`claimed_tasks`, by primary key) for the events and
-/// the answer alike (migration `20261206000000_lean_event_writes.sql`).
+/// a claim has no pause or resume in its metadata; migration
+/// `20261206000000_lean_event_writes.sql`).
 ///
 /// The answer always has at least one row: when nothing was claimed, one
 /// row whose step columns are NULL carries the counters (`scanned`,
@@ -69,10 +84,12 @@ fn claim_tail(scanned: &str, gated: &str, starts: bool) -> String {
                  SELECT id, 'pending', 'in_progress', $1, jsonb_build_object('worker', $6::text), true FROM started \
                  RETURNING id, task_id, from_state, to_state, metadata \
              ), ",
-            "SELECT 0 AS part, r.id AS rid, 'task.started' AS type, \
-                    r.task_id, NULL::uuid AS step_id, k.namespace, \
+            "SELECT 0 AS part, r.id AS rid, NULL::timestamptz AS at, NULL::uuid AS sid, \
+                    'task.started' AS type, r.task_id, NULL::uuid AS step_id, k.namespace, \
                     tasker_task_change_payload(k.name, k.version, r.from_state, r.to_state) AS payload \
-             FROM task_tr r JOIN claimed_tasks k ON k.id = r.task_id \
+             FROM task_tr r \
+             CROSS JOIN LATERAL (SELECT namespace, name, version FROM tasks \
+                                 WHERE tasks.id = r.task_id OFFSET 0) k \
              UNION ALL ",
         )
     } else {
@@ -93,33 +110,34 @@ fn claim_tail(scanned: &str, gated: &str, starts: bool) -> String {
              SELECT id, task_id, 'pending', 'in_progress', $1, \
                     jsonb_build_object('attempt', attempts, 'worker', $6::text), true \
              FROM ordered ORDER BY was_ready_at, id \
-             RETURNING id, step_id, task_id, from_state, to_state, metadata \
-         ), {start_ctes}claimed_tasks AS ( \
-             SELECT t.id, t.namespace, t.name, t.version, t.context, t.correlation_id FROM tasks t \
-             WHERE t.id = ANY (ARRAY(SELECT DISTINCT task_id FROM claimed)) \
-         ), claim_ev AS ( \
+         ), {start_ctes}claim_ev AS ( \
              INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
              SELECT e.type, e.task_id, e.step_id, e.namespace, $1, e.payload \
              FROM ( \
                  {task_events}\
-                 SELECT 1 AS part, r.id AS rid, 'step.started' AS type, \
-                        r.task_id, r.step_id, k.namespace, \
-                        tasker_step_started_payload(o.name, r.metadata) AS payload \
-                 FROM step_tr r JOIN ordered o ON o.id = r.step_id JOIN claimed_tasks k ON k.id = r.task_id \
+                 SELECT 1 AS part, NULL::bigint AS rid, o.was_ready_at AS at, o.id AS sid, \
+                        'step.started' AS type, o.task_id, o.id AS step_id, k.namespace, \
+                        tasker_step_started_payload(o.name, \
+                            jsonb_build_object('attempt', o.attempts, 'worker', $6::text)) AS payload \
+                 FROM ordered o \
+                 CROSS JOIN LATERAL (SELECT namespace FROM tasks WHERE tasks.id = o.task_id OFFSET 0) k \
              ) e \
              WHERE {events_on} \
-             ORDER BY e.part, e.rid \
+             ORDER BY e.part, e.rid, e.at, e.sid \
          ), out AS ( \
              SELECT o.id, o.task_id, o.name, o.handler_kind, o.handler_config, o.inputs, o.attempts, \
                     o.max_attempts, o.timeout_seconds, o.lease_token, o.lease_expires_at, \
                     t.namespace, t.task_name, t.version, t.context, t.correlation_id, \
                     (SELECT jsonb_object_agg(p.name, COALESCE(p.results, 'null'::jsonb)) \
-                     FROM step_edges e JOIN steps p ON p.id = e.parent_id \
-                     WHERE e.child_id = o.id) AS parent_results, \
+                     FROM steps p \
+                     WHERE p.id = ANY (ARRAY( \
+                         SELECT e.parent_id FROM step_edges e WHERE e.child_id = o.id))) \
+                        AS parent_results, \
                     o.was_ready_at \
              FROM ordered o \
-             JOIN (SELECT id, namespace, name AS task_name, version, context, correlation_id FROM claimed_tasks) t \
-                 ON t.id = o.task_id \
+             CROSS JOIN LATERAL ( \
+                 SELECT namespace, name AS task_name, version, context, correlation_id FROM tasks \
+                 WHERE tasks.id = o.task_id OFFSET 0) t \
          ) \
          SELECT out.*, {scanned} AS scanned, (SELECT count(*) FROM deferred) AS deferred, \
                 {gated} AS gated \
