@@ -78,13 +78,14 @@ use uuid::Uuid;
 /// would go negative (drifted from its steps) is not moved: the caller
 /// recounts it and writes the truth (`settle::settle_applied`).
 ///
-/// No CTE is joined with another per row where the batch can be large: the
-/// planner estimates a data-modifying CTE at a row or so, whatever the
-/// batch, so such a join is a nested loop reading one CTE in full for each
-/// row of the other, quadratic in the batch (`auto_explain` of a 64-outcome
+/// CTEs are joined to each other as little as possible: the planner
+/// estimates a data-modifying CTE at a row or so, whatever the batch, so
+/// such a join may be a nested loop reading one CTE in full for each row of
+/// the other, quadratic in the batch (`auto_explain` of a 64-outcome
 /// finish: the events joined with the transitions, the tasks' update with
 /// their finaliser targets and the task events with the tasks written,
-/// 1–7 ms each). So the transitions and the steps' events are both made
+/// 1–7 ms each). The joins left (`upd`: `lk` with `o`; `tpath`: `tlk` with
+/// `dl`) are planned as hash joins. So the transitions and the steps' events are both made
 /// from `trv` (each finished step with its one or two transitions), every
 /// task advanced has one row in `tend` with its deltas and its finaliser
 /// target, if any (`tpath` keeps a row with no path for the others), and

@@ -34,11 +34,13 @@ use uuid::Uuid;
 /// per claimed step: 90 of the 105 ms of a fan-out's claim of 255
 /// children.)
 ///
-/// Nor are two CTEs joined to each other per claimed step: the planner
+/// Nor are CTEs joined to each other more than needed: the planner
 /// estimates a data-modifying CTE at a row or ten whatever the batch, so
-/// such a join is a nested loop that reads one CTE in full for each row of
-/// the other, quadratic in the batch (measured by `auto_explain`: 4 ms of a
-/// 129-step claim for the events, as much again for the answer's tasks).
+/// such a join may be a nested loop that reads one CTE in full for each row
+/// of the other, quadratic in the batch (measured by `auto_explain`: 4 ms of
+/// a 129-step claim for the events joined with the claimed steps, as much
+/// again for the answer joined with the claimed tasks). The one left,
+/// `ordered` (`claimed` with `pick`), is planned as a hash join.
 /// So each claimed step's task is read by primary key where it is needed
 /// (`CROSS JOIN LATERAL (… OFFSET 0)`: the namespace for its event, the
 /// task's columns for the answer; name, version and namespace never change,
