@@ -84,12 +84,12 @@ use uuid::Uuid;
 /// the other, quadratic in the batch (`auto_explain` of a 64-outcome
 /// finish: the events joined with the transitions, the tasks' update with
 /// their finaliser targets and the task events with the tasks written,
-/// 1–7 ms each). The joins left (`upd`: `lk` with `o`; `tpath`: `tlk` with
-/// `dl`) are planned as hash joins. So the transitions and the steps' events are both made
+/// 1–7 ms each). So the transitions and the steps' events are both made
 /// from `trv` (each finished step with its one or two transitions), every
 /// task advanced has one row in `tend` with its deltas and its finaliser
 /// target, if any (`tpath` keeps a row with no path for the others), and
-/// the task events read each task by primary key.
+/// the task events read each task by primary key. The joins left (`upd`:
+/// `lk` with `o`; `tpath`: `tlk` with `dl`) are planned as hash joins.
 ///
 /// `$1..$6` outcome arrays, `$7` now. Rows: `part = 's'` per finished step,
 /// `'c'` per task whose children were touched (how many became ready, their
