@@ -12,7 +12,7 @@ use tasker_store::{HistoryQuery, HistoryStep, QueueDepth, StoreResult};
 /// the oldest `ready_at` (the index's first entry).
 pub(crate) const QUEUE_SQL: &str = "SELECT \
      (SELECT COUNT(*) FROM (SELECT 1 FROM steps INDEXED BY steps_ready_idx \
-        WHERE ready_at IS NOT NULL AND paused = 0 AND parked = 0 AND ready_at <= ?1 LIMIT ?2)), \
+        WHERE ready_at IS NOT NULL AND paused = 0 AND parked = 0 AND ready_at <= ?1 LIMIT ?2 + 0)), \
      (SELECT MIN(ready_at) FROM steps INDEXED BY steps_ready_idx \
         WHERE ready_at IS NOT NULL AND paused = 0 AND parked = 0 AND ready_at <= ?1)";
 
@@ -27,11 +27,11 @@ pub(crate) const HISTORY_SQL: &str = "SELECT t.id AS task_id, t.status AS task_s
      FROM (SELECT id, status, created_at, completed_at FROM \
              (SELECT id, status, created_at, completed_at, namespace, name, version \
               FROM tasks INDEXED BY tasks_created_id_idx \
-              WHERE created_at >= ?1 ORDER BY created_at DESC LIMIT ?6) \
+              WHERE created_at >= ?1 ORDER BY created_at DESC LIMIT ?6 + 0) \
            WHERE (?2 IS NULL OR namespace = ?2) \
              AND (?3 IS NULL OR name = ?3) \
              AND (?4 IS NULL OR version = ?4) \
-           ORDER BY created_at DESC LIMIT ?5) t \
+           ORDER BY created_at DESC LIMIT ?5 + 0) t \
      JOIN steps s INDEXED BY steps_task_position_idx ON s.task_id = t.id \
      ORDER BY t.created_at DESC, t.id, s.position";
 

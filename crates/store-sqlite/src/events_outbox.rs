@@ -114,7 +114,7 @@ pub(crate) fn list_sql(q: &EventQuery) -> (String, Vec<String>) {
         ),
     };
     let binds = filters(q, &mut sql, &mut next);
-    sql.push_str(&format!(" ORDER BY events.id LIMIT ?{next}"));
+    sql.push_str(&format!(" ORDER BY events.id LIMIT ?{next} + 0"));
     (sql, binds)
 }
 
@@ -262,7 +262,7 @@ pub(crate) async fn prune(s: &SqliteStore, before: DateTime<Utc>, limit: u32) ->
         "SELECT id, created_at FROM events
          WHERE id > (SELECT floor FROM events_floor WHERE id = 1) AND type IS NOT NULL
            AND id < (SELECT id FROM events WHERE type IS NOT NULL ORDER BY id DESC LIMIT 1)
-         ORDER BY id LIMIT ?1",
+         ORDER BY id LIMIT ?1 + 0",
     )
     .bind(i64::from(limit))
     .fetch_all(&mut *tx)
@@ -283,7 +283,7 @@ pub(crate) async fn prune(s: &SqliteStore, before: DateTime<Utc>, limit: u32) ->
     // deleted lies above the old floor.
     sqlx::query(
         "DELETE FROM events WHERE id IN (
-             SELECT id FROM events WHERE to_state IS NULL AND id <= ?1 ORDER BY id LIMIT ?2)",
+             SELECT id FROM events WHERE to_state IS NULL AND id <= ?1 ORDER BY id LIMIT ?2 + 0)",
     )
     .bind(floor)
     .bind(i64::try_from(gone).unwrap_or(i64::MAX))

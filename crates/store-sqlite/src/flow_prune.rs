@@ -27,7 +27,7 @@ pub(crate) async fn prune(
              WHERE x.fired_at < ?1
                AND x.scheduled_for < (SELECT max(y.scheduled_for) FROM schedule_ticks y
                                       WHERE y.schedule_id = x.schedule_id)
-             LIMIT ?2)",
+             LIMIT ?2 + 0)",
     )
     .bind(micros(before))
     .bind(i64::from(limit))
@@ -37,7 +37,7 @@ pub(crate) async fn prune(
     .rows_affected();
     let buckets = sqlx::query(
         "DELETE FROM rate_buckets
-         WHERE key IN (SELECT key FROM rate_buckets WHERE refreshed_at < ?1 LIMIT ?2)",
+         WHERE key IN (SELECT key FROM rate_buckets WHERE refreshed_at < ?1 LIMIT ?2 + 0)",
     )
     .bind(micros(before))
     .bind(i64::from(limit))

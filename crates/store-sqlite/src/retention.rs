@@ -26,7 +26,7 @@ pub(crate) async fn candidates(pool: &SqlitePool, q: &PruneQuery) -> StoreResult
     let limit = if q.limit == 0 { -1 } else { i64::from(q.limit) };
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT id FROM tasks INDEXED BY tasks_finished_idx WHERE {SELECTION} \
-         ORDER BY completed_at, id LIMIT ?4"
+         ORDER BY completed_at, id LIMIT ?4 + 0"
     )))
     .bind(micros(q.finished_before))
     .bind(q.namespace.as_deref())

@@ -256,7 +256,7 @@ pub(crate) async fn fire(store: &SqliteStore, f: ScheduleFire) -> StoreResult<Op
 pub(crate) async fn ticks(store: &SqliteStore, id: Uuid, limit: u32) -> StoreResult<Vec<TickRow>> {
     let rows = sqlx::query(
         "SELECT schedule_id, scheduled_for, manual, task_id, fired_at FROM schedule_ticks
-         WHERE schedule_id = ?1 ORDER BY scheduled_for DESC, manual LIMIT ?2",
+         WHERE schedule_id = ?1 ORDER BY scheduled_for DESC, manual LIMIT ?2 + 0",
     )
     .bind(id)
     .bind(i64::from(limit))

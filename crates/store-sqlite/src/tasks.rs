@@ -394,7 +394,7 @@ pub(crate) async fn list(pool: &SqlitePool, q: &TaskQuery) -> StoreResult<Page<T
         concat!(
             "SELECT ",
             task_cols!(),
-            " FROM tasks{} ORDER BY {} {}, id {} LIMIT ? OFFSET ?"
+            " FROM tasks{} ORDER BY {} {}, id {} LIMIT ? + 0 OFFSET ? + 0"
         ),
         filter, column, dir, dir
     );

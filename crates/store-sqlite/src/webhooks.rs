@@ -237,7 +237,7 @@ pub(crate) async fn fanout(s: &SqliteStore, limit: u32, now: DateTime<Utc>) -> S
     for h in hooks {
         let events = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT events.id AS id, type, task_id, {} AS namespace, created_at FROM events \
-             WHERE events.id > ?1 AND {} ORDER BY events.id LIMIT ?2",
+             WHERE events.id > ?1 AND {} ORDER BY events.id LIMIT ?2 + 0",
             events_outbox::NAMESPACE,
             events_outbox::LIVE
         )))
@@ -309,7 +309,7 @@ pub(crate) const CLAIM_SQL: &str = "UPDATE webhook_deliveries SET lease_owner = 
                INDEXED BY webhook_deliveries_task_idx \
                WHERE p.webhook_id = d.webhook_id AND p.task_id = d.task_id \
                  AND p.status = 'pending' AND p.event_id < d.event_id) \
-         ORDER BY d.next_attempt_at, d.event_id LIMIT ?5) \
+         ORDER BY d.next_attempt_at, d.event_id LIMIT ?5 + 0) \
      RETURNING webhook_id, event_id, attempts";
 
 pub(crate) async fn claim(s: &SqliteStore, c: &DeliveryClaim) -> StoreResult<Vec<ClaimedDelivery>> {
@@ -431,7 +431,7 @@ pub(crate) async fn deliveries(
         "SELECT ",
         delivery_cols!(),
         " FROM webhook_deliveries WHERE webhook_id = ?1 AND event_id > ?2 \
-           AND (?3 IS NULL OR status = ?3) ORDER BY event_id LIMIT ?4"
+           AND (?3 IS NULL OR status = ?3) ORDER BY event_id LIMIT ?4 + 0"
     ))
     .bind(q.webhook_id)
     .bind(q.after)
@@ -480,7 +480,7 @@ pub(crate) async fn prune(s: &SqliteStore, limit: u32) -> StoreResult<u64> {
                ON d.webhook_id = w.id AND d.status <> 'pending' \
               AND d.status IN ('delivered', 'dead') \
               AND d.event_id <= (SELECT floor FROM events_floor WHERE id = 1) \
-             LIMIT ?1)",
+             LIMIT ?1 + 0)",
     )
     .bind(i64::from(limit))
     .execute(&s.writer)

@@ -8,8 +8,9 @@ use crate::codec::{hex, id_list, json, json_text, micros, time};
 use crate::effects::{Events, children_ready, finished_among};
 use crate::error::{DbResultExt, corrupt};
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use serde_json::{Map, Value, json};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{Either, Row, SqliteConnection, SqlitePool};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use tasker_core::HandlerSpec;
 use tasker_store::{
@@ -39,17 +40,19 @@ macro_rules! from_ready {
     };
 }
 
-/// Where the claim on completion looks: only the steps listed in ?8 (a JSON
-/// array of hex ids, the children the finishing write made ready), by
-/// primary key (`CROSS JOIN` keeps the list the outer loop, and `INDEXED
-/// BY` the primary key's index, `id BLOB PRIMARY KEY`'s automatic one: with
-/// statistics, after an `ANALYZE`, SQLite otherwise searched the ready
-/// index for every listed id; `tests/history_plans.rs`), so the ready
-/// frontier is never scanned. The filters are the claim's own.
+/// Where the claim on completion looks: only the children of the steps
+/// listed in ?8 (a JSON array of hex ids, the parents the finishing write
+/// completed), by primary key (`INDEXED BY` the primary key's index, `id
+/// BLOB PRIMARY KEY`'s automatic one: with statistics, after an `ANALYZE`,
+/// SQLite otherwise searched the ready index for every candidate;
+/// `tests/history_plans.rs`), so the ready frontier is never scanned. The
+/// filters are the claim's own; a child that is not ready has no
+/// `ready_at` and fails them.
 macro_rules! from_among {
     () => {
-        "FROM json_each(?8) AS a CROSS JOIN steps s INDEXED BY sqlite_autoindex_steps_1 \
-         WHERE s.id = unhex(a.value) AND "
+        "FROM steps s INDEXED BY sqlite_autoindex_steps_1 \
+         WHERE s.id IN (SELECT e.child_id FROM json_each(?8) AS a \
+                        JOIN step_edges e ON e.parent_id = unhex(a.value)) AND "
     };
 }
 
@@ -57,10 +60,10 @@ macro_rules! from_among {
 macro_rules! pick {
     ($from:ident) => {
         concat!(
-            "SELECT s.id, s.gated ",
+            "SELECT s.id, s.gated, s.ready_at ",
             $from!(),
             claim_filters!(),
-            " ORDER BY s.ready_at, s.id LIMIT ?5"
+            " ORDER BY s.ready_at, s.id LIMIT ?5 + 0"
         )
     };
 }
@@ -74,7 +77,7 @@ macro_rules! pick_per_task {
                 SELECT s.id, s.task_id, s.ready_at, s.gated ",
             $from!(),
             claim_filters!(),
-            " ORDER BY s.ready_at, s.id LIMIT ?6
+            " ORDER BY s.ready_at, s.id LIMIT ?6 + 0
              ), ranked AS (
                 SELECT c.id, c.ready_at, c.gated,
                        ROW_NUMBER() OVER (PARTITION BY c.task_id ORDER BY c.ready_at, c.id) AS rn,
@@ -82,7 +85,7 @@ macro_rules! pick_per_task {
                         WHERE r.task_id = c.task_id AND r.status = 'in_progress') AS running
                 FROM cand c
              )
-             SELECT id, gated FROM ranked WHERE rn + running <= ?7 ORDER BY ready_at, id LIMIT ?5"
+             SELECT id, gated, ready_at FROM ranked WHERE rn + running <= ?7 ORDER BY ready_at, id LIMIT ?5 + 0"
         )
     };
 }
@@ -91,22 +94,84 @@ macro_rules! pick_per_task {
 pub(crate) const ANY_READY: &str =
     "SELECT 1 FROM steps WHERE ready_at <= ?1 AND paused = 0 AND parked = 0 LIMIT 1";
 
+/// What a lease sets, with the numbers of the parameters that hold now,
+/// the worker and the lease's expiry, and the expression of the token.
+/// The schema's triggers write the transition and start a pending task.
+macro_rules! lease_set {
+    ($now:literal, $worker:literal, $until:literal, $token:literal) => {
+        concat!(
+            "UPDATE steps SET status = 'in_progress', ready_at = NULL, attempts = attempts + 1, \
+                 last_attempted_at = ",
+            $now,
+            ", lease_owner = ",
+            $worker,
+            ", \
+                 lease_token = ",
+            $token,
+            ", lease_expires_at = ",
+            $until,
+            ", \
+                 updated_at = ",
+            $now,
+            ", flow_wait = NULL "
+        )
+    };
+}
+
+/// What a lease returns: what the handler needs from the step, from its
+/// task and the parents' results (a JSON object by parent name).
+macro_rules! leased_columns {
+    () => {
+        " RETURNING steps.id, steps.task_id, steps.name, steps.handler_kind, steps.handler_config, \
+                   steps.inputs, steps.attempts, steps.max_attempts, steps.timeout_seconds, \
+                   steps.lease_token, \
+                   (SELECT json_array(t.namespace, t.name, t.version, json(t.context), \
+                                      t.correlation_id) \
+                    FROM tasks t WHERE t.id = steps.task_id), \
+                   (SELECT json_group_object(p.name, json(p.results)) \
+                    FROM step_edges e JOIN steps p ON p.id = e.parent_id \
+                    WHERE e.child_id = steps.id)"
+    };
+}
+
 /// Leases the picked steps (?1 a JSON list of [id, token]) by primary key.
-pub(crate) const CLAIM_SQL: &str =
-    "UPDATE steps SET status = 'in_progress', ready_at = NULL, attempts = attempts + 1,
-                last_attempted_at = ?2, lease_owner = ?3, lease_token = j.token,
-                lease_expires_at = ?4, updated_at = ?2, flow_wait = NULL
-         FROM (SELECT unhex(value->>0) AS id, unhex(value->>1) AS token FROM json_each(?1)) AS j
-         WHERE steps.id = j.id
-         RETURNING steps.id, steps.task_id, steps.name, steps.handler_kind, steps.handler_config,
-                   steps.inputs, steps.attempts, steps.max_attempts, steps.timeout_seconds,
-                   steps.lease_token,
-                   (SELECT json_array(t.namespace, t.name, t.version, json(t.context),
-                                      t.correlation_id)
-                    FROM tasks t WHERE t.id = steps.task_id),
-                   (SELECT json_group_object(p.name, json(p.results))
-                    FROM step_edges e JOIN steps p ON p.id = e.parent_id
-                    WHERE e.child_id = steps.id)";
+pub(crate) const CLAIM_SQL: &str = concat!(
+    lease_set!("?2", "?3", "?4", "j.token"),
+    "FROM (SELECT unhex(value->>0) AS id, unhex(value->>1) AS token FROM json_each(?1)) AS j \
+     WHERE steps.id = j.id",
+    leased_columns!()
+);
+
+/// The claim on completion in one hop to SQLite's thread: three statements
+/// that share their parameters (?1–?8 as the pick among the children of
+/// ?8, ?9 the lease tokens: 16 bytes each, as many as ?5 allows, ?10 the
+/// worker, ?11 the lease's expiry). First the children of ?8 that are
+/// ready (all of them: the finish reports how many it made ready), then
+/// whether the pick holds a step with a concurrency key or a rate limit,
+/// then the lease of the picked steps, only when none has: those need the
+/// admission of `flow::admit`, in Rust, and the caller then claims through
+/// [`claim_in`] (the same pick, the same rule). The `n`-th oldest picked
+/// step gets the `n`-th token, which gives the caller the claim's order.
+macro_rules! claim_children {
+    ($($pick:tt)*) => {
+        concat!(
+            lease_set!("?1", "?10", "?11", "substr(?9, (j.rn - 1) * 16 + 1, 16)"),
+            "FROM (SELECT id, rn FROM ( \
+                       SELECT p.id, ROW_NUMBER() OVER (ORDER BY p.ready_at, p.id) AS rn, \
+                              MAX(p.gated) OVER () AS gated \
+                       FROM (", $($pick)*, ") AS p) \
+                   WHERE gated = 0) AS j \
+             WHERE steps.id = j.id",
+            leased_columns!(),
+            "; SELECT COUNT(DISTINCT c.id) FROM step_edges e JOIN steps c ON c.id = e.child_id \
+             WHERE e.parent_id IN (SELECT unhex(value) FROM json_each(?8)) \
+               AND c.ready_at IS NOT NULL"
+        )
+    };
+}
+
+pub(crate) const CLAIM_CHILDREN: &str = claim_children!(pick!(from_among));
+pub(crate) const CLAIM_CHILDREN_PER_TASK: &str = claim_children!(pick_per_task!(from_among));
 
 /// Writes outcomes (?1 a JSON list) to the steps still running under the
 /// presented lease, by primary key.
@@ -137,7 +202,7 @@ pub(crate) const RESCUE_SQL: &str = "UPDATE steps SET
                                      'kind', 'lease_expired', 'attempt', attempts),
             lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = ?1
          WHERE id IN (SELECT id FROM steps WHERE status = 'in_progress' AND lease_expires_at < ?1
-                      ORDER BY lease_expires_at LIMIT ?2)
+                      ORDER BY lease_expires_at LIMIT ?2 + 0)
          RETURNING task_id, status = 'pending'";
 
 pub(crate) const PICK: &str = pick!(from_ready);
@@ -269,6 +334,84 @@ async fn claim_in(
     // earliest `ready_at`).
     events.work_available |= deferred;
     Ok((steps, events))
+}
+
+/// The children of `parents` (the steps this finish completed) that became
+/// ready, how many, and with a claim, those of them leased to the
+/// finishing worker: the claim on completion.
+///
+/// One hop to SQLite's thread for all of it ([`CLAIM_CHILDREN`]): a chain
+/// stage's write transaction is `BEGIN`, the finish, this, `COMMIT`. Only
+/// when the pick holds a step with a concurrency key or a rate limit does
+/// the claim take a second hop, through [`claim_in`], whose admission is
+/// Rust's.
+async fn children(
+    tx: &mut SqliteConnection,
+    claim: Option<&ClaimParams>,
+    parents: &[Uuid],
+) -> StoreResult<(u64, Vec<ClaimedStep>, Events)> {
+    if parents.is_empty() {
+        return Ok((0, Vec::new(), Events::default()));
+    }
+    let Some(p) = claim.filter(|p| p.limit > 0 && p.per_task_limit != Some(0)) else {
+        let ready = children_ready(&mut *tx, parents).await?;
+        return Ok((ready.len() as u64, Vec::new(), Events::default()));
+    };
+    let parents = id_list(parents);
+    let tokens: Vec<Uuid> = (0..p.limit).map(|_| Uuid::new_v4()).collect();
+    let token_bytes: Vec<u8> = tokens.iter().flat_map(|t| *t.as_bytes()).collect();
+    let (sql, window) = match p.per_task_limit {
+        None => (CLAIM_CHILDREN, 0_i64),
+        Some(_) => (CLAIM_CHILDREN_PER_TASK, -1),
+    };
+    let query = sqlx::query(sql)
+        .bind(micros(p.now))
+        .bind(p.kinds.as_ref().map(|k| json_text(&json!(k))))
+        .bind(json_text(&json!(p.exclude_kinds)))
+        .bind(p.namespaces.as_ref().map(|n| json_text(&json!(n))))
+        .bind(i64::from(p.limit))
+        .bind(window)
+        .bind(p.per_task_limit.map_or(0, i64::from))
+        .bind(&parents)
+        .bind(token_bytes)
+        .bind(&p.worker_id)
+        .bind(micros(p.lease_until));
+    // Three statements in one prepared query: only SQLite's driver runs
+    // them, which is why sqlx marks `fetch_many` deprecated.
+    let (mut statement, mut left, mut rows) = (0, 0_i64, Vec::new());
+    #[allow(deprecated)]
+    let mut results = query.fetch_many(&mut *tx);
+    while let Some(item) = results.try_next().await.db()? {
+        match item {
+            Either::Left(_) => statement += 1,
+            Either::Right(row) if statement == 0 => rows.push(row),
+            Either::Right(row) => left = row.try_get(0).db()?,
+        }
+    }
+    drop(results);
+    let ready = rows.len() as u64 + u64::try_from(left).unwrap_or(0);
+    // Nothing leased though children are ready: a step with a concurrency
+    // key or a rate limit among the picked (they wait for Rust's
+    // admission), or none that this worker may take.
+    if rows.is_empty() && ready > 0 {
+        let (claimed, events) = claim_in(tx, p, Some(&parents)).await?;
+        return Ok((ready, claimed, events));
+    }
+    // The n-th token went to the n-th oldest picked step.
+    let rank: HashMap<Uuid, usize> = tokens.iter().enumerate().map(|(i, t)| (*t, i)).collect();
+    let mut order = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let id: Uuid = r.try_get(0).db()?;
+        let token: Uuid = r.try_get(9).db()?;
+        let n = rank
+            .get(&token)
+            .ok_or_else(|| corrupt(format!("claimed step {id} has a token it was not given")))?;
+        order.push((*n, id));
+    }
+    order.sort_unstable();
+    let ids: Vec<Uuid> = order.into_iter().map(|(_, id)| id).collect();
+    let (claimed, events) = decode_claimed(&ids, &rows, p)?;
+    Ok((ready, claimed, events))
 }
 
 /// The claimed steps in claim order (oldest ready first), and the events to
@@ -414,22 +557,14 @@ pub(crate) async fn finish_many(
     }
     report.applied = applied.len() as u64;
     successes.retain(|id| done.contains(id));
-    let ready = children_ready(&mut tx, &successes).await?;
-    report.newly_ready += ready.len() as u64;
     // Claim on completion: in this write transaction (SQLite has one
     // writer, so no other claim can see these children before it commits),
     // the claim itself, restricted to the children just made ready.
-    if let Some(claim) = claim
-        && !ready.is_empty()
-    {
-        let claim = ClaimParams {
-            now,
-            ..claim.clone()
-        };
-        let (claimed, claim_events) = claim_in(&mut tx, &claim, Some(&id_list(&ready))).await?;
-        events.changed.extend(claim_events.changed);
-        report.claimed = claimed;
-    }
+    let claim = claim.map(|c| ClaimParams { now, ..c.clone() });
+    let (ready, claimed, claim_events) = children(&mut tx, claim.as_ref(), &successes).await?;
+    report.newly_ready += ready;
+    events.changed.extend(claim_events.changed);
+    report.claimed = claimed;
     // A task with a step this transaction just leased is running, so it
     // cannot have ended (the finaliser ends a task only when none of its
     // steps is left, or none can move): only the others are looked up. In

@@ -117,6 +117,12 @@ pub async fn completion_respects_the_free_slots(store: Arc<dyn Store>) {
     assert_eq!(others.len(), 3);
     let mine: HashSet<_> = r.claimed.iter().map(|c| c.step_id).collect();
     assert!(others.iter().all(|c| !mine.contains(&c.step_id)));
+    // Oldest ready first: the five became ready together, so the claim
+    // took the two lowest ids, and lists them in that order.
+    let mut all: Vec<Uuid> = r.claimed.iter().chain(&others).map(|c| c.step_id).collect();
+    all.sort();
+    let claimed: Vec<Uuid> = r.claimed.iter().map(|c| c.step_id).collect();
+    assert_eq!(claimed, all[..2]);
 
     // No slot, no lease: a limit of 0 leases nothing.
     let t2 = new_task(Shape::Linear(2), at(10));
