@@ -96,6 +96,7 @@ mod synthetic;
 mod tasks;
 mod webhooks;
 mod work;
+mod write_tx;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

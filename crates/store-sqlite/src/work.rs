@@ -7,6 +7,7 @@ use crate::SqliteStore;
 use crate::codec::{hex, id_list, json, json_text, micros, time};
 use crate::effects::{Events, children_ready, finished_among};
 use crate::error::{DbResultExt, corrupt};
+use crate::write_tx::WriteTx;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use serde_json::{Map, Value, json};
@@ -173,9 +174,10 @@ macro_rules! claim_children {
 pub(crate) const CLAIM_CHILDREN: &str = claim_children!(pick!(from_among));
 pub(crate) const CLAIM_CHILDREN_PER_TASK: &str = claim_children!(pick_per_task!(from_among));
 
-/// Writes outcomes (?1 a JSON list) to the steps still running under the
-/// presented lease, by primary key.
-pub(crate) const FINISH_SQL: &str = "UPDATE steps SET
+/// The statement of [`FINISH_SQL`], as a literal for `concat!`.
+macro_rules! finish_sql {
+    () => {
+        "UPDATE steps SET
             status = j.status,
             results = CASE WHEN j.status = 'complete' THEN j.results END,
             last_error = CASE WHEN j.status = 'complete' THEN steps.last_error ELSE j.error END,
@@ -188,7 +190,17 @@ pub(crate) const FINISH_SQL: &str = "UPDATE steps SET
                FROM json_each(?1)) AS j
          WHERE steps.id = j.id AND steps.status = 'in_progress' AND steps.lease_token = j.token
          RETURNING steps.id, steps.task_id, steps.ready_at,
-                   steps.concurrency_key IS NOT NULL OR steps.slot_key IS NOT NULL";
+                   steps.concurrency_key IS NOT NULL OR steps.slot_key IS NOT NULL"
+    };
+}
+
+/// Writes outcomes (?1 a JSON list) to the steps still running under the
+/// presented lease, by primary key.
+pub(crate) const FINISH_SQL: &str = finish_sql!();
+
+/// [`FINISH_SQL`] with the `BEGIN IMMEDIATE` of its transaction, in one
+/// hop to SQLite's thread ([`WriteTx::begin_with`]).
+const BEGIN_FINISH_SQL: &str = concat!("BEGIN IMMEDIATE; ", finish_sql!());
 
 /// Whether any lease expired (?1 now): one probe of the lease index.
 pub(crate) const ANY_EXPIRED: &str =
@@ -525,60 +537,61 @@ pub(crate) async fn finish_many(
         ]));
     }
 
-    let mut tx = store.begin().await?;
     // Only steps still running under the presented lease change; the
     // triggers write the transitions, unblock children, move the counters
     // and finalise tasks.
-    let applied = sqlx::query(FINISH_SQL)
+    let finish = sqlx::query(BEGIN_FINISH_SQL)
         .bind(Value::Array(rows).to_string())
-        .bind(at)
-        .fetch_all(&mut *tx)
-        .await
-        .db()?;
+        .bind(at);
+    let (mut tx, applied) = WriteTx::begin_with(store, finish).await?;
 
     let mut done: HashSet<Uuid> = HashSet::with_capacity(applied.len());
     let mut events = Events::default();
-    // A step of a concurrency key that stopped running may have unparked
-    // another (trigger `steps_flow_release`), and a task of a limited
-    // template that ended may have unparked waiting tasks (trigger
-    // `tasks_slot_release`): wake claimers for them.
     let mut keyed = false;
-    for r in &applied {
-        keyed |= r.try_get::<bool, _>(3).db()?;
-        let id: Uuid = r.try_get(0).db()?;
-        let task: Uuid = r.try_get(1).db()?;
-        let ready_at: Option<i64> = r.try_get(2).db()?;
-        done.insert(id);
-        events.changed.insert(task);
-        // A retry due now (a completed step has no ready_at).
-        if ready_at.is_some_and(|t| t <= at) {
-            report.newly_ready += 1;
+    let written = async {
+        // A step of a concurrency key that stopped running may have unparked
+        // another (trigger `steps_flow_release`), and a task of a limited
+        // template that ended may have unparked waiting tasks (trigger
+        // `tasks_slot_release`): wake claimers for them.
+        for r in &applied {
+            keyed |= r.try_get::<bool, _>(3).db()?;
+            let id: Uuid = r.try_get(0).db()?;
+            let task: Uuid = r.try_get(1).db()?;
+            let ready_at: Option<i64> = r.try_get(2).db()?;
+            done.insert(id);
+            events.changed.insert(task);
+            // A retry due now (a completed step has no ready_at).
+            if ready_at.is_some_and(|t| t <= at) {
+                report.newly_ready += 1;
+            }
         }
+        report.applied = applied.len() as u64;
+        successes.retain(|id| done.contains(id));
+        // Claim on completion: in this write transaction (SQLite has one
+        // writer, so no other claim can see these children before it commits),
+        // the claim itself, restricted to the children just made ready.
+        let claim = claim.map(|c| ClaimParams { now, ..c.clone() });
+        let (ready, claimed, claim_events) = children(&mut tx, claim.as_ref(), &successes).await?;
+        report.newly_ready += ready;
+        events.changed.extend(claim_events.changed);
+        report.claimed = claimed;
+        // A task with a step this transaction just leased is running, so it
+        // cannot have ended (the finaliser ends a task only when none of its
+        // steps is left, or none can move): only the others are looked up. In
+        // a chain stage that is every task, and the statement (a hop to
+        // SQLite's thread and back) is saved.
+        let leased: HashSet<Uuid> = report.claimed.iter().map(|c| c.task_id).collect();
+        let open: BTreeSet<Uuid> = events
+            .changed
+            .iter()
+            .filter(|t| !leased.contains(t))
+            .copied()
+            .collect();
+        report.finished_tasks = finished_among(&mut tx, &open).await?;
+        Ok(())
     }
-    report.applied = applied.len() as u64;
-    successes.retain(|id| done.contains(id));
-    // Claim on completion: in this write transaction (SQLite has one
-    // writer, so no other claim can see these children before it commits),
-    // the claim itself, restricted to the children just made ready.
-    let claim = claim.map(|c| ClaimParams { now, ..c.clone() });
-    let (ready, claimed, claim_events) = children(&mut tx, claim.as_ref(), &successes).await?;
-    report.newly_ready += ready;
-    events.changed.extend(claim_events.changed);
-    report.claimed = claimed;
-    // A task with a step this transaction just leased is running, so it
-    // cannot have ended (the finaliser ends a task only when none of its
-    // steps is left, or none can move): only the others are looked up. In
-    // a chain stage that is every task, and the statement (a hop to
-    // SQLite's thread and back) is saved.
-    let leased: HashSet<Uuid> = report.claimed.iter().map(|c| c.task_id).collect();
-    let open: BTreeSet<Uuid> = events
-        .changed
-        .iter()
-        .filter(|t| !leased.contains(t))
-        .copied()
-        .collect();
-    report.finished_tasks = finished_among(&mut tx, &open).await?;
-    tx.commit().await.db()?;
+    .await;
+    tx.end(written).await?;
 
     // Lost: every outcome not applied, in batch order.
     let mut first = HashSet::new();
