@@ -13,11 +13,40 @@
 
 use crate::codec::{id_list, task_state};
 use crate::error::DbResultExt;
+use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 use std::collections::BTreeSet;
 use tasker_core::TaskState;
 use tasker_store::StoreResult;
 use uuid::Uuid;
+
+/// The tasks among the parameter `$ids` (a JSON list of ids) that are in a
+/// final state: `id, status`.
+macro_rules! finished_among {
+    ($ids:literal) => {
+        concat!(
+            "SELECT id, status FROM tasks \
+             WHERE id IN (SELECT unhex(value) FROM json_each(",
+            $ids,
+            ")) \
+               AND +status IN ('complete', 'error', 'cancelled', 'resolved_manually')"
+        )
+    };
+}
+
+/// Where the children of the parameter `$parents` (a JSON list of parent
+/// ids) that are ready now are found (`c`, once per edge).
+macro_rules! ready_children_of {
+    ($parents:literal) => {
+        concat!(
+            "FROM step_edges e JOIN steps c ON c.id = e.child_id \
+             WHERE e.parent_id IN (SELECT unhex(value) FROM json_each(",
+            $parents,
+            ")) \
+               AND c.ready_at IS NOT NULL"
+        )
+    };
+}
 
 /// What a committed write announces.
 #[derive(Debug, Default)]
@@ -40,15 +69,16 @@ pub(crate) async fn finished_among(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = sqlx::query(
-        "SELECT id, status FROM tasks
-         WHERE id IN (SELECT unhex(value) FROM json_each(?1))
-           AND +status IN ('complete', 'error', 'cancelled', 'resolved_manually')",
-    )
-    .bind(id_list(ids))
-    .fetch_all(&mut *conn)
-    .await
-    .db()?;
+    let rows = sqlx::query(finished_among!("?1"))
+        .bind(id_list(ids))
+        .fetch_all(&mut *conn)
+        .await
+        .db()?;
+    finished_rows(&rows)
+}
+
+/// The rows of [`finished_among!`] as `(task, final state)`.
+pub(crate) fn finished_rows(rows: &[SqliteRow]) -> StoreResult<Vec<(Uuid, TaskState)>> {
     rows.iter()
         .map(|r| Ok((r.try_get(0).db()?, task_state(r.try_get(1).db()?)?)))
         .collect()
@@ -56,9 +86,7 @@ pub(crate) async fn finished_among(
 
 /// The children of ?1 (a JSON list of parent ids) that are ready now.
 pub(crate) const CHILDREN_READY_SQL: &str =
-    "SELECT DISTINCT c.id FROM step_edges e JOIN steps c ON c.id = e.child_id
-     WHERE e.parent_id IN (SELECT unhex(value) FROM json_each(?1))
-       AND c.ready_at IS NOT NULL";
+    concat!("SELECT DISTINCT c.id ", ready_children_of!("?1"));
 
 /// The children of `parents` that are ready. Called right after those
 /// parents became done, these are the children that write unblocked: a

@@ -79,6 +79,7 @@ mod analytics;
 mod annotations;
 mod attribution;
 mod codec;
+#[macro_use]
 mod effects;
 mod error;
 mod events_outbox;

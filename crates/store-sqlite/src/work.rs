@@ -5,15 +5,14 @@
 
 use crate::SqliteStore;
 use crate::codec::{hex, id_list, json, json_text, micros, time};
-use crate::effects::{Events, children_ready, finished_among};
+use crate::effects::{Events, finished_among, finished_rows};
 use crate::error::{DbResultExt, corrupt};
 use crate::write_tx::WriteTx;
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 use serde_json::{Map, Value, json};
-use sqlx::{Either, Row, SqliteConnection, SqlitePool};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::collections::{BTreeSet, HashMap, HashSet};
-use tasker_core::HandlerSpec;
+use tasker_core::{HandlerSpec, TaskState};
 use tasker_store::{
     ClaimParams, ClaimedStep, FinishReport, LeaseRef, OutcomeResult, StepOutcome, StoreResult,
 };
@@ -143,17 +142,30 @@ pub(crate) const CLAIM_SQL: &str = concat!(
     leased_columns!()
 );
 
-/// The claim on completion in one hop to SQLite's thread: three statements
-/// that share their parameters (?1–?8 as the pick among the children of
-/// ?8, ?9 the lease tokens: 16 bytes each, as many as ?5 allows, ?10 the
-/// worker, ?11 the lease's expiry). First the children of ?8 that are
-/// ready (all of them: the finish reports how many it made ready), then
-/// whether the pick holds a step with a concurrency key or a rate limit,
-/// then the lease of the picked steps, only when none has: those need the
-/// admission of `flow::admit`, in Rust, and the caller then claims through
-/// [`claim_in`] (the same pick, the same rule). The `n`-th oldest picked
-/// step gets the `n`-th token, which gives the caller the claim's order.
-macro_rules! claim_children {
+/// The end of a finish's transaction, in one hop to SQLite's thread
+/// ([`WriteTx::commit_with`]). Its statements share their parameters:
+/// ?1–?8 as the pick among the children of ?8 (the steps the finish
+/// completed), ?9 the lease tokens (16 bytes each, as many as ?5 allows),
+/// ?10 the worker, ?11 the lease's expiry, ?12 the tasks the finish
+/// touched. In order:
+///
+/// 1. the claim on completion: the lease of the picked children, only when
+///    none of them has a concurrency key or a rate limit (those need the
+///    admission of `flow::admit`, in Rust: the caller then claims through
+///    [`claim_in`], the same pick and rule, in a transaction of its own).
+///    The `n`-th oldest picked step gets the `n`-th token, which gives the
+///    caller the claim's order;
+/// 2. how many children of ?8 are still ready (the finish reports how many
+///    it made ready: these and the leased ones);
+/// 3. whether the pick holds a step with a key or a limit;
+/// 4. which tasks of ?12 are now in a final state (a task with a step just
+///    leased is running, so it is never among them);
+/// 5. `COMMIT`.
+///
+/// Rows of the lease are decoded after the commit: a corrupt stored value
+/// fails the finish, and the step leased with it is rescued when its lease
+/// expires, where the claim of `claim_in` would have rolled back.
+macro_rules! close_claiming {
     ($($pick:tt)*) => {
         concat!(
             lease_set!("?1", "?10", "?11", "substr(?9, (j.rn - 1) * 16 + 1, 16)"),
@@ -162,17 +174,47 @@ macro_rules! claim_children {
                               MAX(p.gated) OVER () AS gated \
                        FROM (", $($pick)*, ") AS p) \
                    WHERE gated = 0) AS j \
-             WHERE steps.id = j.id",
+             WHERE steps.id = j.id", names_all!(12),
             leased_columns!(),
-            "; SELECT COUNT(DISTINCT c.id) FROM step_edges e JOIN steps c ON c.id = e.child_id \
-             WHERE e.parent_id IN (SELECT unhex(value) FROM json_each(?8)) \
-               AND c.ready_at IS NOT NULL"
+            "; SELECT COUNT(DISTINCT c.id) ", ready_children_of!("?8"), names_all!(12),
+            "; SELECT EXISTS (SELECT 1 FROM (", $($pick)*, ") WHERE gated", names_all!(12), ")",
+            "; ", finished_among!("?12"), names_all!(12),
+            "; COMMIT"
         )
     };
 }
 
-pub(crate) const CLAIM_CHILDREN: &str = claim_children!(pick!(from_among));
-pub(crate) const CLAIM_CHILDREN_PER_TASK: &str = claim_children!(pick_per_task!(from_among));
+/// A condition that always holds and names every parameter up to the
+/// given one (12 or 2), for each statement of a query of several
+/// statements. sqlx's SQLite driver binds such a query statement by
+/// statement: a number the statement does not name counts as a positional
+/// parameter, and binding stops at the first that runs past the arguments,
+/// so a statement naming only ?8 and ?12 would have ?12 left NULL.
+/// `tests::every_statement_names_every_parameter` holds each statement to it.
+macro_rules! names_all {
+    (12) => {
+        " AND coalesce(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0) IS NOT NULL"
+    };
+    (2) => {
+        " AND coalesce(?1, ?2, 0) IS NOT NULL"
+    };
+}
+
+/// [`close_claiming`] with the claim's pick as in [`PICK_AMONG`].
+pub(crate) const CLOSE_CLAIMING: &str = close_claiming!(pick!(from_among));
+/// [`close_claiming`] with the claim's pick as in [`PICK_PER_TASK_AMONG`].
+pub(crate) const CLOSE_CLAIMING_PER_TASK: &str = close_claiming!(pick_per_task!(from_among));
+/// The end of a finish's transaction without a claim: how many children of
+/// ?1 are ready, which tasks of ?2 are in a final state, `COMMIT`.
+pub(crate) const CLOSE: &str = concat!(
+    "SELECT COUNT(DISTINCT c.id) ",
+    ready_children_of!("?1"),
+    names_all!(2),
+    "; ",
+    finished_among!("?2"),
+    names_all!(2),
+    "; COMMIT"
+);
 
 /// The statement of [`FINISH_SQL`], as a literal for `concat!`.
 macro_rules! finish_sql {
@@ -348,33 +390,51 @@ async fn claim_in(
     Ok((steps, events))
 }
 
-/// The children of `parents` (the steps this finish completed) that became
-/// ready, how many, and with a claim, those of them leased to the
-/// finishing worker: the claim on completion.
-///
-/// One hop to SQLite's thread for all of it ([`CLAIM_CHILDREN`]): a chain
-/// stage's write transaction is `BEGIN`, the finish, this, `COMMIT`. Only
-/// when the pick holds a step with a concurrency key or a rate limit does
-/// the claim take a second hop, through [`claim_in`], whose admission is
-/// Rust's.
-async fn children(
-    tx: &mut SqliteConnection,
+/// What the end of a finish's transaction found ([`close`]).
+struct Closed {
+    /// Children of the completed steps that are ready (leased ones included).
+    ready: u64,
+    /// Leased on completion, in claim order.
+    claimed: Vec<ClaimedStep>,
+    /// Tasks of the leased steps.
+    events: Events,
+    /// Tasks the finish touched that are now in a final state.
+    finished: Vec<(Uuid, TaskState)>,
+    /// Nothing was leased because the pick held a step with a concurrency
+    /// key or a rate limit: the caller claims through [`claim_in`].
+    gated: bool,
+}
+
+/// Ends a finish's transaction in one hop ([`close_claiming`], [`CLOSE`]):
+/// the claim on completion among the children of `parents` (the steps the
+/// finish completed), how many of them are ready, which of `tasks` ended,
+/// and the commit.
+async fn close(
+    tx: WriteTx,
     claim: Option<&ClaimParams>,
     parents: &[Uuid],
-) -> StoreResult<(u64, Vec<ClaimedStep>, Events)> {
-    if parents.is_empty() {
-        return Ok((0, Vec::new(), Events::default()));
-    }
-    let Some(p) = claim.filter(|p| p.limit > 0 && p.per_task_limit != Some(0)) else {
-        let ready = children_ready(&mut *tx, parents).await?;
-        return Ok((ready.len() as u64, Vec::new(), Events::default()));
-    };
+    tasks: &BTreeSet<Uuid>,
+) -> StoreResult<Closed> {
     let parents = id_list(parents);
+    let tasks = id_list(tasks);
+    let claim = claim.filter(|p| p.limit > 0 && p.per_task_limit != Some(0) && parents != "[]");
+    let Some(p) = claim else {
+        let out = tx
+            .commit_with(sqlx::query(CLOSE).bind(&parents).bind(&tasks))
+            .await?;
+        return Ok(Closed {
+            ready: first_count(&out[0])?,
+            claimed: Vec::new(),
+            events: Events::default(),
+            finished: finished_rows(&out[1])?,
+            gated: false,
+        });
+    };
     let tokens: Vec<Uuid> = (0..p.limit).map(|_| Uuid::new_v4()).collect();
     let token_bytes: Vec<u8> = tokens.iter().flat_map(|t| *t.as_bytes()).collect();
     let (sql, window) = match p.per_task_limit {
-        None => (CLAIM_CHILDREN, 0_i64),
-        Some(_) => (CLAIM_CHILDREN_PER_TASK, -1),
+        None => (CLOSE_CLAIMING, 0_i64),
+        Some(_) => (CLOSE_CLAIMING_PER_TASK, -1),
     };
     let query = sqlx::query(sql)
         .bind(micros(p.now))
@@ -387,32 +447,20 @@ async fn children(
         .bind(&parents)
         .bind(token_bytes)
         .bind(&p.worker_id)
-        .bind(micros(p.lease_until));
-    // Three statements in one prepared query: only SQLite's driver runs
-    // them, which is why sqlx marks `fetch_many` deprecated.
-    let (mut statement, mut left, mut rows) = (0, 0_i64, Vec::new());
-    #[allow(deprecated)]
-    let mut results = query.fetch_many(&mut *tx);
-    while let Some(item) = results.try_next().await.db()? {
-        match item {
-            Either::Left(_) => statement += 1,
-            Either::Right(row) if statement == 0 => rows.push(row),
-            Either::Right(row) => left = row.try_get(0).db()?,
-        }
-    }
-    drop(results);
-    let ready = rows.len() as u64 + u64::try_from(left).unwrap_or(0);
-    // Nothing leased though children are ready: a step with a concurrency
-    // key or a rate limit among the picked (they wait for Rust's
-    // admission), or none that this worker may take.
-    if rows.is_empty() && ready > 0 {
-        let (claimed, events) = claim_in(tx, p, Some(&parents)).await?;
-        return Ok((ready, claimed, events));
-    }
+        .bind(micros(p.lease_until))
+        .bind(&tasks);
+    let out = tx.commit_with(query).await?;
+    let rows = &out[0];
+    let ready = rows.len() as u64 + first_count(&out[1])?;
+    let gated = rows.is_empty()
+        && match out[2].first() {
+            Some(r) => r.try_get::<bool, _>(0).db()?,
+            None => false,
+        };
     // The n-th token went to the n-th oldest picked step.
     let rank: HashMap<Uuid, usize> = tokens.iter().enumerate().map(|(i, t)| (*t, i)).collect();
     let mut order = Vec::with_capacity(rows.len());
-    for r in &rows {
+    for r in rows {
         let id: Uuid = r.try_get(0).db()?;
         let token: Uuid = r.try_get(9).db()?;
         let n = rank
@@ -422,8 +470,23 @@ async fn children(
     }
     order.sort_unstable();
     let ids: Vec<Uuid> = order.into_iter().map(|(_, id)| id).collect();
-    let (claimed, events) = decode_claimed(&ids, &rows, p)?;
-    Ok((ready, claimed, events))
+    let (claimed, events) = decode_claimed(&ids, rows, p)?;
+    Ok(Closed {
+        ready,
+        claimed,
+        events,
+        finished: finished_rows(&out[3])?,
+        gated,
+    })
+}
+
+/// The one count of a `SELECT COUNT(…)`'s rows.
+fn first_count(rows: &[sqlx::sqlite::SqliteRow]) -> StoreResult<u64> {
+    let n: i64 = match rows.first() {
+        Some(r) => r.try_get(0).db()?,
+        None => 0,
+    };
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// The claimed steps in claim order (oldest ready first), and the events to
@@ -543,16 +606,16 @@ pub(crate) async fn finish_many(
     let finish = sqlx::query(BEGIN_FINISH_SQL)
         .bind(Value::Array(rows).to_string())
         .bind(at);
-    let (mut tx, applied) = WriteTx::begin_with(store, finish).await?;
+    let (tx, applied) = WriteTx::begin_with(store, finish).await?;
 
     let mut done: HashSet<Uuid> = HashSet::with_capacity(applied.len());
     let mut events = Events::default();
+    // A step of a concurrency key that stopped running may have unparked
+    // another (trigger `steps_flow_release`), and a task of a limited
+    // template that ended may have unparked waiting tasks (trigger
+    // `tasks_slot_release`): wake claimers for them.
     let mut keyed = false;
-    let written = async {
-        // A step of a concurrency key that stopped running may have unparked
-        // another (trigger `steps_flow_release`), and a task of a limited
-        // template that ended may have unparked waiting tasks (trigger
-        // `tasks_slot_release`): wake claimers for them.
+    let read = (|| {
         for r in &applied {
             keyed |= r.try_get::<bool, _>(3).db()?;
             let id: Uuid = r.try_get(0).db()?;
@@ -565,33 +628,31 @@ pub(crate) async fn finish_many(
                 report.newly_ready += 1;
             }
         }
-        report.applied = applied.len() as u64;
-        successes.retain(|id| done.contains(id));
-        // Claim on completion: in this write transaction (SQLite has one
-        // writer, so no other claim can see these children before it commits),
-        // the claim itself, restricted to the children just made ready.
-        let claim = claim.map(|c| ClaimParams { now, ..c.clone() });
-        let (ready, claimed, claim_events) = children(&mut tx, claim.as_ref(), &successes).await?;
-        report.newly_ready += ready;
+        Ok(())
+    })();
+    if let Err(e) = read {
+        return tx.end(Err(e)).await;
+    }
+    report.applied = applied.len() as u64;
+    successes.retain(|id| done.contains(id));
+    // Claim on completion: in this write transaction (SQLite has one
+    // writer, so no other claim can see these children before it commits),
+    // the claim itself, restricted to the children just made ready.
+    let claim = claim.map(|c| ClaimParams { now, ..c.clone() });
+    let closed = close(tx, claim.as_ref(), &successes, &events.changed).await?;
+    report.newly_ready += closed.ready;
+    events.changed.extend(closed.events.changed);
+    report.claimed = closed.claimed;
+    report.finished_tasks = closed.finished;
+    if let Some(p) = claim.as_ref().filter(|_| closed.gated) {
+        // Keys and rate limits are admitted in Rust: the same claim among
+        // the same children, in a transaction of its own.
+        let mut tx = store.begin().await?;
+        let (claimed, claim_events) = claim_in(&mut tx, p, Some(&id_list(&successes))).await?;
+        tx.commit().await.db()?;
         events.changed.extend(claim_events.changed);
         report.claimed = claimed;
-        // A task with a step this transaction just leased is running, so it
-        // cannot have ended (the finaliser ends a task only when none of its
-        // steps is left, or none can move): only the others are looked up. In
-        // a chain stage that is every task, and the statement (a hop to
-        // SQLite's thread and back) is saved.
-        let leased: HashSet<Uuid> = report.claimed.iter().map(|c| c.task_id).collect();
-        let open: BTreeSet<Uuid> = events
-            .changed
-            .iter()
-            .filter(|t| !leased.contains(t))
-            .copied()
-            .collect();
-        report.finished_tasks = finished_among(&mut tx, &open).await?;
-        Ok(())
     }
-    .await;
-    tx.end(written).await?;
 
     // Lost: every outcome not applied, in batch order.
     let mut first = HashSet::new();
@@ -714,6 +775,35 @@ mod tests {
             .map(|r| r.try_get::<String, _>(3).unwrap())
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// Each statement of a query of several names all of its parameters
+    /// (see `names_all!`): none is left unbound.
+    #[test]
+    fn every_statement_names_every_parameter() {
+        for sql in [
+            CLOSE,
+            CLOSE_CLAIMING,
+            CLOSE_CLAIMING_PER_TASK,
+            BEGIN_FINISH_SQL,
+        ] {
+            let numbers = |s: &str| -> std::collections::BTreeSet<usize> {
+                s.split('?')
+                    .skip(1)
+                    .filter_map(|t| {
+                        let digits: String = t.chars().take_while(char::is_ascii_digit).collect();
+                        digits.parse().ok()
+                    })
+                    .collect()
+            };
+            let max = numbers(sql).last().copied().unwrap_or(0);
+            for statement in sql.split("; ") {
+                let named = numbers(statement);
+                if !named.is_empty() {
+                    assert_eq!(named, (1..=max).collect(), "{statement}");
+                }
+            }
+        }
     }
 
     /// The claim reads the partial ready index in order; the claim on

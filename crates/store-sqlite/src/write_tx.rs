@@ -63,6 +63,42 @@ impl WriteTx {
         }
     }
 
+    /// Runs `query`, whose last statement is `COMMIT`, in one hop, and
+    /// returns the rows of each of its statements. On an error the
+    /// transaction is rolled back.
+    pub(crate) async fn commit_with(
+        mut self,
+        query: sqlx::query::Query<'_, Sqlite, SqliteArguments>,
+    ) -> StoreResult<Vec<Vec<SqliteRow>>> {
+        let mut out = vec![Vec::new()];
+        let result = {
+            #[allow(deprecated)]
+            let mut results = query.fetch_many(&mut *self.conn);
+            loop {
+                match results.try_next().await {
+                    Ok(Some(Either::Left(_))) => out.push(Vec::new()),
+                    Ok(Some(Either::Right(row))) => {
+                        if let Some(rows) = out.last_mut() {
+                            rows.push(row);
+                        }
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.open = false;
+                Ok(out)
+            }
+            Err(e) => {
+                self.rollback().await;
+                Err(e).db()
+            }
+        }
+    }
+
     /// Commits when `r` is `Ok`; otherwise rolls back and returns the error
     /// of `r`.
     pub(crate) async fn end<T>(mut self, r: StoreResult<T>) -> StoreResult<T> {
