@@ -24,6 +24,7 @@
 //! | `pause` | pause / resume a task |
 //! | `steps` | step reads and the manual operations (resolve, cancel, retry, update) |
 //! | `work` | the hot path: claim, finish, renew, rescue |
+//! | `write_tx` | a write transaction whose `BEGIN IMMEDIATE` travels with its first statement |
 //! | `events_outbox` | lifecycle events: read the trigger-written outbox, custom events, pruning |
 //! | `webhooks` | webhook subscribers, fan-out, leased delivery claims, dead letters |
 //! | `effects` | what a write caused (finished tasks, unblocked children), read back |
@@ -50,6 +51,15 @@
 //! per-row payloads travel as one JSON parameter read with `json_each`, so
 //! every statement is static, cached once, and never hits SQLite's
 //! bound-variable limit.
+//!
+//! Each statement is also a hand-off to the connection's thread and back
+//! (sqlx runs SQLite there), which costs more than most of these statements
+//! take to run. So a finish is two hand-offs: `BEGIN IMMEDIATE` with the
+//! finish statement (`write_tx`), then one query whose statements lease
+//! the children on completion, read what the finish caused and `COMMIT`
+//! (`work::close_claiming!`). And no `LIMIT` or `OFFSET` is a bare
+//! parameter: SQLite would plan such a statement again each time it is
+//! bound (`tests/bound_limits.rs`).
 //!
 //! ## Limits
 //!
