@@ -156,11 +156,13 @@ pub(crate) const CLAIM_SQL: &str = concat!(
 ///    The `n`-th oldest picked step gets the `n`-th token, which gives the
 ///    caller the claim's order;
 /// 2. how many children of ?8 are still ready (the finish reports how many
-///    it made ready: these and the leased ones);
-/// 3. whether the pick holds a step with a key or a limit;
-/// 4. which tasks of ?12 are now in a final state (a task with a step just
+///    it made ready: these and the leased ones), and whether one of them
+///    has a key or a limit (when nothing was leased, every picked child is
+///    among them; a flagged child the pick did not hold only costs the
+///    caller a claim that finds nothing);
+/// 3. which tasks of ?12 are now in a final state (a task with a step just
 ///    leased is running, so it is never among them);
-/// 5. `COMMIT`.
+/// 4. `COMMIT`.
 ///
 /// Rows of the lease are decoded after the commit: a corrupt stored value
 /// fails the finish, and the step leased with it is rescued when its lease
@@ -176,8 +178,8 @@ macro_rules! close_claiming {
                    WHERE gated = 0) AS j \
              WHERE steps.id = j.id", names_all!(12),
             leased_columns!(),
-            "; SELECT COUNT(DISTINCT c.id) ", ready_children_of!("?8"), names_all!(12),
-            "; SELECT EXISTS (SELECT 1 FROM (", $($pick)*, ") WHERE gated", names_all!(12), ")",
+            "; SELECT COUNT(DISTINCT c.id), COALESCE(MAX(c.gated), 0) ",
+            ready_children_of!("?8"), names_all!(12),
             "; ", finished_among!("?12"), names_all!(12),
             "; COMMIT"
         )
@@ -400,8 +402,9 @@ struct Closed {
     events: Events,
     /// Tasks the finish touched that are now in a final state.
     finished: Vec<(Uuid, TaskState)>,
-    /// Nothing was leased because the pick held a step with a concurrency
-    /// key or a rate limit: the caller claims through [`claim_in`].
+    /// Nothing was leased and a ready child has a concurrency key or a rate
+    /// limit (the pick may have held it): the caller claims through
+    /// [`claim_in`].
     gated: bool,
 }
 
@@ -453,8 +456,8 @@ async fn close(
     let rows = &out[0];
     let ready = rows.len() as u64 + first_count(&out[1])?;
     let gated = rows.is_empty()
-        && match out[2].first() {
-            Some(r) => r.try_get::<bool, _>(0).db()?,
+        && match out[1].first() {
+            Some(r) => r.try_get::<bool, _>(1).db()?,
             None => false,
         };
     // The n-th token went to the n-th oldest picked step.
@@ -475,7 +478,7 @@ async fn close(
         ready,
         claimed,
         events,
-        finished: finished_rows(&out[3])?,
+        finished: finished_rows(&out[2])?,
         gated,
     })
 }
