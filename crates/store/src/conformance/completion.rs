@@ -415,3 +415,56 @@ pub async fn completion_reports_the_tasks_a_mixed_batch_ended(store: Arc<dyn Sto
         TaskState::InProgress
     );
 }
+
+/// Children with a concurrency key are leased on completion through the
+/// claim's admission: while the key has room, and never past its limit. A
+/// child held back waits for the key, and the next claim after the key's
+/// holder finishes leases it.
+pub async fn completion_admits_keyed_children(store: Arc<dyn Store>) {
+    let keyed_chain = |now| {
+        let mut t = new_task(Shape::Linear(2), now);
+        t.steps[1].flow = crate::flow::StepFlow {
+            concurrency: Some(crate::flow::ConcurrencyKey {
+                key: "ck".into(),
+                limit: 1,
+            }),
+            rate: None,
+            task_slot: None,
+        };
+        t
+    };
+    let (a, b) = (keyed_chain(at(0)), keyed_chain(at(0)));
+    for t in [&a, &b] {
+        store.task_create(t.clone()).await.unwrap();
+    }
+    let roots = claim(&store, 10, at(1)).await;
+    assert_eq!(roots.len(), 2);
+    let root = |task: Uuid| roots.iter().find(|c| c.task_id == task).unwrap();
+
+    // The key has room: a's child takes it, on completion.
+    let ra = succeed_and_claim(&store, root(a.id), &params("w1", 10, at(2)), at(2)).await;
+    assert_eq!(ra.newly_ready, 1);
+    let names: Vec<_> = ra
+        .claimed
+        .iter()
+        .map(|c| (c.task_id, c.step_name.as_str()))
+        .collect();
+    assert_eq!(names, [(a.id, "s1")]);
+
+    // The key is full: b's child is not leased, and no claim takes it.
+    let rb = succeed_and_claim(&store, root(b.id), &params("w1", 10, at(3)), at(3)).await;
+    assert!(rb.claimed.is_empty(), "{:?}", rb.claimed);
+    assert!(
+        claim(&store, 10, at(4)).await.is_empty(),
+        "b's child waits for the key"
+    );
+
+    // a's child finishes: the key passes to b's child.
+    succeed(&store, &ra.claimed[0], at(5)).await;
+    let next = claim(&store, 10, at(6)).await;
+    let names: Vec<_> = next
+        .iter()
+        .map(|c| (c.task_id, c.step_name.as_str()))
+        .collect();
+    assert_eq!(names, [(b.id, "s1")]);
+}

@@ -135,6 +135,7 @@ macro_rules! conformance_tests {
             completion::completion_obeys_the_claim_rule,
             completion::completion_lease_expires_and_is_rescued,
             completion::completion_starts_a_task_it_unparks,
+            completion::completion_admits_keyed_children,
             completion::completion_reports_the_tasks_a_mixed_batch_ended,
             leases::renew_extends_held_leases,
             leases::renew_reports_lost_leases,
