@@ -29,7 +29,8 @@ impl SqliteStore {
     /// (Unblocking children and moving the task counters happen in the
     /// schema's triggers, which run per updated row by primary key.)
     ///
-    /// Also the two reads of a task's events (a page of one task's, and of
+    /// The statements that end a finish are planned one by one. Also the
+    /// two reads of a task's events (a page of one task's, and of
     /// three tasks' at once), which must stay bounded by the task's history
     /// whatever the size of the whole outbox.
     pub async fn explain_hot_path(&self) -> StoreResult<Vec<(String, String)>> {
@@ -39,14 +40,32 @@ impl SqliteStore {
         };
         let (page, _) = events_outbox::list_sql(&one_task);
         let (many, _) = events_outbox::list_many_sql(3, &EventQuery::default());
+        // The end of a finish is a query of several statements: each is
+        // planned on its own (`COMMIT` has no plan).
+        let close = [
+            ("close: claiming", work::CLOSE_CLAIMING, 12),
+            (
+                "close: claiming per task",
+                work::CLOSE_CLAIMING_PER_TASK,
+                12,
+            ),
+            ("close: no claim", work::CLOSE, 2),
+        ]
+        .into_iter()
+        .flat_map(|(name, sql, params)| {
+            sql.split("; ")
+                .filter(|s| *s != "COMMIT")
+                .map(move |s| (name, s.to_string(), params))
+        });
         let statements = HOT
             .iter()
             .map(|(n, sql, p)| (*n, sql.to_string(), *p))
+            .chain(close)
             .chain([
                 ("events: one task", page, 3),
                 ("events: many tasks", many, 5),
             ]);
-        let mut out = Vec::with_capacity(HOT.len() + 2);
+        let mut out = Vec::new();
         for (name, sql, params) in statements {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
             for _ in 0..params {

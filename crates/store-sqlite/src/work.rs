@@ -418,9 +418,9 @@ async fn close(
     parents: &[Uuid],
     tasks: &BTreeSet<Uuid>,
 ) -> StoreResult<Closed> {
+    let claim = claim.filter(|p| p.limit > 0 && p.per_task_limit != Some(0) && !parents.is_empty());
     let parents = id_list(parents);
     let tasks = id_list(tasks);
-    let claim = claim.filter(|p| p.limit > 0 && p.per_task_limit != Some(0) && parents != "[]");
     let Some(p) = claim else {
         let out = tx
             .commit_with(sqlx::query(CLOSE).bind(&parents).bind(&tasks))
