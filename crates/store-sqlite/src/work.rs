@@ -349,8 +349,9 @@ pub(crate) async fn claim(store: &SqliteStore, p: &ClaimParams) -> StoreResult<V
 }
 
 /// Claims inside the caller's write transaction: the claim of
-/// [`claim`], or with `among` (a JSON id list) the claim on completion
-/// among those steps. Returns the claimed steps, decoded (a row that cannot
+/// [`claim`], or with `among` (a JSON list of the steps a finish completed)
+/// the claim on completion among their children, when one of those has a
+/// concurrency key or a rate limit ([`close`]). Returns the claimed steps, decoded (a row that cannot
 /// be decoded fails the transaction, so no step is left leased to a worker
 /// that never learnt it claimed it), and the events to announce on commit.
 async fn claim_in(
@@ -634,13 +635,14 @@ pub(crate) async fn finish_many(
         Ok(())
     })();
     if let Err(e) = read {
-        return tx.end(Err(e)).await;
+        return tx.abort(e).await;
     }
     report.applied = applied.len() as u64;
     successes.retain(|id| done.contains(id));
     // Claim on completion: in this write transaction (SQLite has one
     // writer, so no other claim can see these children before it commits),
-    // the claim itself, restricted to the children just made ready.
+    // the claim itself, restricted to the children just made ready; gated
+    // children after the commit, below.
     let claim = claim.map(|c| ClaimParams { now, ..c.clone() });
     let closed = close(tx, claim.as_ref(), &successes, &events.changed).await?;
     report.newly_ready += closed.ready;

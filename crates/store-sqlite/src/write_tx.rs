@@ -6,19 +6,22 @@
 //! statements of the hot path take to run), so the finish of a chain stage
 //! sends `BEGIN IMMEDIATE; <finish>` as one query ([`WriteTx::begin_with`]).
 //! sqlx does not know such a transaction is open, so this type ends it
-//! itself: [`WriteTx::end`] commits or rolls back, and a transaction
+//! itself: [`WriteTx::commit_with`] ends it with its last statement,
+//! [`WriteTx::abort`] rolls it back, and a transaction
 //! dropped while open (its future cancelled) closes its connection instead
 //! of returning it to the pool, which rolls the transaction back and never
 //! hands an open transaction to the next writer.
 
 use crate::SqliteStore;
-use crate::error::DbResultExt;
+use crate::error::{DbResultExt, map};
 use futures::TryStreamExt;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Either, Sqlite, SqliteConnection};
-use std::ops::{Deref, DerefMut};
-use tasker_store::StoreResult;
+use tasker_store::{StoreError, StoreResult};
+
+/// A query of several statements, sqlx's SQLite `Query`.
+type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
 
 /// The writer connection inside a transaction it began itself.
 pub(crate) struct WriteTx {
@@ -33,33 +36,17 @@ impl WriteTx {
     /// open.
     pub(crate) async fn begin_with(
         store: &SqliteStore,
-        query: sqlx::query::Query<'_, Sqlite, SqliteArguments>,
+        query: Query<'_>,
     ) -> StoreResult<(WriteTx, Vec<SqliteRow>)> {
         let conn = store.writer.acquire().await.db()?;
         let mut tx = WriteTx { conn, open: false };
-        let mut rows = Vec::new();
-        let result = {
-            // Two statements in one prepared query: only SQLite's driver
-            // runs them, which is why sqlx marks `fetch_many` deprecated.
-            #[allow(deprecated)]
-            let mut results = query.fetch_many(&mut *tx.conn);
-            loop {
-                match results.try_next().await {
-                    // The first statement done is the `BEGIN`.
-                    Ok(Some(Either::Left(_))) => tx.open = true,
-                    Ok(Some(Either::Right(row))) => rows.push(row),
-                    Ok(None) => break Ok(()),
-                    Err(e) => break Err(e),
-                }
-            }
-        };
+        let (mut statements, result) = run(&mut tx.conn, query).await;
+        // The `BEGIN` is done once a second statement has started.
+        tx.open = statements.len() > 1;
         match result {
-            Ok(()) if tx.open => Ok((tx, rows)),
+            Ok(()) if tx.open => Ok((tx, statements.swap_remove(1))),
             Ok(()) => Err(crate::error::corrupt("the write transaction did not begin")),
-            Err(e) => {
-                tx.rollback().await;
-                Err(e).db()
-            }
+            Err(e) => tx.abort(map(e)).await,
         }
     }
 
@@ -68,61 +55,21 @@ impl WriteTx {
     /// transaction is rolled back.
     pub(crate) async fn commit_with(
         mut self,
-        query: sqlx::query::Query<'_, Sqlite, SqliteArguments>,
+        query: Query<'_>,
     ) -> StoreResult<Vec<Vec<SqliteRow>>> {
-        let mut out = vec![Vec::new()];
-        let result = {
-            #[allow(deprecated)]
-            let mut results = query.fetch_many(&mut *self.conn);
-            loop {
-                match results.try_next().await {
-                    Ok(Some(Either::Left(_))) => out.push(Vec::new()),
-                    Ok(Some(Either::Right(row))) => {
-                        if let Some(rows) = out.last_mut() {
-                            rows.push(row);
-                        }
-                    }
-                    Ok(None) => break Ok(()),
-                    Err(e) => break Err(e),
-                }
-            }
-        };
+        let (statements, result) = run(&mut self.conn, query).await;
         match result {
             Ok(()) => {
                 self.open = false;
-                Ok(out)
+                Ok(statements)
             }
-            Err(e) => {
-                self.rollback().await;
-                Err(e).db()
-            }
+            Err(e) => self.abort(map(e)).await,
         }
     }
 
-    /// Commits when `r` is `Ok`; otherwise rolls back and returns the error
-    /// of `r`.
-    pub(crate) async fn end<T>(mut self, r: StoreResult<T>) -> StoreResult<T> {
-        match r {
-            Ok(v) => match sqlx::query("COMMIT").execute(&mut *self.conn).await {
-                Ok(_) => {
-                    self.open = false;
-                    Ok(v)
-                }
-                Err(e) => {
-                    self.rollback().await;
-                    Err(e).db()
-                }
-            },
-            Err(e) => {
-                self.rollback().await;
-                Err(e)
-            }
-        }
-    }
-
-    /// Rolls back if a transaction is open. A rollback that fails leaves it
-    /// open, and the connection is then closed when dropped.
-    async fn rollback(&mut self) {
+    /// Rolls back and returns `e`. A rollback that fails leaves the
+    /// transaction open, and the connection is then closed when dropped.
+    pub(crate) async fn abort<T>(mut self, e: StoreError) -> StoreResult<T> {
         if self.open
             && sqlx::query("ROLLBACK")
                 .execute(&mut *self.conn)
@@ -130,6 +77,33 @@ impl WriteTx {
                 .is_ok()
         {
             self.open = false;
+        }
+        Err(e)
+    }
+}
+
+/// Runs the statements of `query` in one hop: the rows of each statement
+/// begun (a statement's list starts when the one before it is done), and
+/// the error that stopped them, if any.
+async fn run(
+    conn: &mut SqliteConnection,
+    query: Query<'_>,
+) -> (Vec<Vec<SqliteRow>>, Result<(), sqlx::Error>) {
+    let mut statements = vec![Vec::new()];
+    // Several statements in one prepared query: only SQLite's driver runs
+    // them, which is why sqlx marks `fetch_many` deprecated.
+    #[allow(deprecated)]
+    let mut results = query.fetch_many(conn);
+    loop {
+        match results.try_next().await {
+            Ok(Some(Either::Left(_))) => statements.push(Vec::new()),
+            Ok(Some(Either::Right(row))) => {
+                if let Some(rows) = statements.last_mut() {
+                    rows.push(row);
+                }
+            }
+            Ok(None) => return (statements, Ok(())),
+            Err(e) => return (statements, Err(e)),
         }
     }
 }
@@ -139,19 +113,6 @@ impl Drop for WriteTx {
         if self.open {
             self.conn.close_on_drop();
         }
-    }
-}
-
-impl Deref for WriteTx {
-    type Target = SqliteConnection;
-    fn deref(&self) -> &SqliteConnection {
-        &self.conn
-    }
-}
-
-impl DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.conn
     }
 }
 
@@ -168,7 +129,7 @@ mod tests {
             .unwrap()
     }
 
-    /// Whatever way a transaction ends (commit, rollback on an error, its
+    /// Whatever way a transaction ends (commit, abort on an error, its
     /// future dropped while open, a statement that fails after the `BEGIN`),
     /// only a commit keeps its writes, and the writer begins again at once.
     #[tokio::test]
@@ -187,13 +148,13 @@ mod tests {
             .unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].try_get::<i64, _>(0).unwrap(), 1);
-        tx.end(Ok(())).await.unwrap();
+        tx.commit_with(sqlx::query("COMMIT")).await.unwrap();
         assert_eq!(count(&store).await, 1, "committed");
 
         let (tx, _) = WriteTx::begin_with(&store, sqlx::query(insert).bind(2_i64))
             .await
             .unwrap();
-        let err = tx.end::<()>(Err(crate::error::corrupt("refused"))).await;
+        let err = tx.abort::<()>(crate::error::corrupt("refused")).await;
         assert!(err.is_err());
         assert_eq!(count(&store).await, 1, "rolled back on an error");
 
