@@ -54,41 +54,79 @@ a = p.parse_args()
 
 def rust_concat(path, const):
     """A `concat!` constant as PostgreSQL receives it, from the Rust source:
-    its string literals, `events_on!()`, `unblock_ctes!(parents, now)` and
-    `task_change_events!(tr, tasks, also)`."""
+    its string literals and the store's own `macro_rules!` macros
+    (`events_on!()`, `unblock_ctes!(…)`, `lease_set!(…)`, …), expanded
+    with their arguments, nested calls included."""
     src = open(os.path.join(HERE, "..", "src", path)).read()
     body = re.search(rf"const {const}: &str = concat!\((.*?)\n\);", src, re.S).group(1)
-    return expand(body)
+    return "".join(Parser(body, {}).items())
 
 
 def literal(tok):
     return re.sub(r"\\\n\s*", " ", tok).replace('\\"', '"')
 
 
-STR = r'"((?:[^"\\]|\\.)*)"'
-# Macros a statement is built with: name -> (source file, parameter names).
-MACROS = {"unblock_ctes": ("work.rs", ["parents", "now"]),
-          "task_change_events": ("settle.rs", ["tr", "tasks", "also"])}
+def macro(name):
+    """`(parameter names, body items source)` of a store macro: the arms of
+    `macro_rules! name` in src/*.rs (one arm; its body a string literal, a
+    macro call or `concat!(…)`)."""
+    if name == "events_on":
+        return [], None
+    for f in sorted(os.listdir(os.path.join(HERE, "..", "src"))):
+        src = open(os.path.join(HERE, "..", "src", f)).read()
+        m = re.search(rf"macro_rules! {name} \{{\s*\((.*?)\) => \{{(.*?)\}};\s*\}}", src, re.S)
+        if m:
+            return re.findall(r"\$(\w+):", m.group(1)), m.group(2).strip()
+    raise SystemExit(f"no macro {name} in src/")
 
 
-def expand(body, args=None):
-    parts = []
-    arg = r'"(?:[^"\\]|\\.)*"'
-    pattern = STR + r'|events_on!\(\)|(\w+)!\(((?:\s*' + arg + r',?)+)\s*\)|\$(\w+)'
-    for tok in re.finditer(pattern, body, re.S):
-        if tok.group(1) is not None:
-            parts.append(literal(tok.group(1)))
-        elif tok.group(2) is not None:
-            path, names = MACROS[tok.group(2)]
-            values = [literal(v) for v in re.findall(STR, tok.group(3), re.S)]
-            src = open(os.path.join(HERE, "..", "src", path)).read()
-            mac = re.search(rf"macro_rules! {tok.group(2)} \{{.*?concat!\((.*?)\n\s*\)\n", src, re.S).group(1)
-            parts.append(expand(mac, dict(zip(names, values))))
-        elif tok.group(4) is not None:
-            parts.append(args[tok.group(4)])
-        else:
-            parts.append(EVENTS_ON)
-    return "".join(parts)
+class Parser:
+    """The items of a `concat!` argument list: string literals, `$param`
+    references and macro calls, expanded to SQL text."""
+
+    def __init__(self, text, args):
+        self.t, self.i, self.args = text, 0, args
+
+    def skip(self):
+        while True:
+            m = re.compile(r"\s+|//[^\n]*").match(self.t, self.i)
+            if not m or m.end() == self.i:
+                return
+            self.i = m.end()
+
+    def items(self):
+        out = []
+        while True:
+            self.skip()
+            if self.i >= len(self.t) or self.t[self.i] == ")":
+                return out
+            out.append(self.item())
+            self.skip()
+            if self.i < len(self.t) and self.t[self.i] == ",":
+                self.i += 1
+
+    def item(self):
+        m = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S).match(self.t, self.i)
+        if m:
+            self.i = m.end()
+            return literal(m.group(1))
+        m = re.compile(r"(?:\$crate::\w+::)?(\w+)!\(").match(self.t, self.i)
+        if not m:
+            m = re.compile(r"\$(\w+)").match(self.t, self.i)
+            if m:
+                self.i = m.end()
+                return self.args[m.group(1)]
+            raise SystemExit(f"cannot read {self.t[self.i:self.i + 60]!r}")
+        self.i = m.end()
+        values = self.items()
+        self.i += 1  # the closing parenthesis
+        name = m.group(1)
+        if name == "concat":
+            return "".join(values)
+        if name == "events_on":
+            return EVENTS_ON
+        names, body = macro(name)
+        return "".join(Parser(body, dict(zip(names, values))).items())
 
 
 def single(sql, workdir):
@@ -100,6 +138,14 @@ def single(sql, workdir):
     return subprocess.run(
         ["su", "postgres", "-c", f"{POSTGRES} --single -D {a.data} -c fsync=off {a.db} < {path}"],
         capture_output=True, text=True).stdout
+
+
+def lease_offer(n):
+    """`$8`..`$14` of FINISH_SQL: the claim on completion of a worker with
+    `n` free slots (no kind, namespace or per-task filter)."""
+    return {"$8": str(n), "$9": "'w'", "$10": "(now() + interval '30 s')",
+            "$11": "NULL::text[]", "$12": "'{}'::text[]", "$13": "NULL::text[]",
+            "$14": "ARRAY[" + ",".join(["gen_random_uuid()"] * n) + "]"}
 
 
 work = tempfile.mkdtemp(prefix="tasker-callgrind-")
@@ -143,7 +189,7 @@ elif a.statement == "finish_last":
     arr = lambda v: "'{" + ",".join([v] * PER_GROUP) + "}'"
     params = {
         "$1": "$1", "$2": arr(TOKEN), "$3": arr("ok"), "$4": arr('"{\\"n\\": 1}"'),
-        "$5": arr("null"), "$6": arr("NULL"), "$7": "now()",
+        "$5": arr("null"), "$6": arr("NULL"), "$7": "now()", **lease_offer(PER_GROUP),
     }
     per_group, table = PER_GROUP, "steps"
 else:
@@ -151,7 +197,7 @@ else:
     # One step finished successfully per execution, as in a chain stage.
     params = {
         "$1": "$1", "$2": f"'{{{TOKEN}}}'", "$3": "'{ok}'", "$4": "'{\"{\\\"n\\\": 1}\"}'",
-        "$5": "'{null}'", "$6": "'{NULL}'", "$7": "now()",
+        "$5": "'{null}'", "$6": "'{NULL}'", "$7": "now()", **lease_offer(1),
     }
     # Steps with a child, so that each finish also makes its child ready:
     # every other stage of the chains of `tasker bench --scenario chain`
@@ -179,7 +225,12 @@ if a.statement == "finish":
              f"last_attempted_at = now() - interval '1 ms' WHERE id = ANY('{{{ids}}}'::uuid[]);",
              f"UPDATE steps SET status = 'pending', remaining_parents = 1, ready_at = NULL, "
              f"completed_at = NULL WHERE id IN (SELECT child_id FROM step_edges "
-             f"WHERE parent_id = ANY('{{{ids}}}'::uuid[]));"]
+             f"WHERE parent_id = ANY('{{{ids}}}'::uuid[]));",
+             # Their tasks running, so the finish leases the child (its
+             # claim on completion), as in a chain stage.
+             f"UPDATE tasks SET status = 'in_progress', completed_at = NULL, steps_remaining = 5, "
+             f"steps_live = 1, steps_blocked = 0 WHERE id IN (SELECT task_id FROM steps "
+             f"WHERE id = ANY('{{{ids}}}'::uuid[]));"]
 
 if a.statement == "finish_last":
     ids = ",".join(g.strip("{}") for g in groups)

@@ -29,7 +29,8 @@ const CASES: [(&str, &str, &str); 8] = [
         "finish: steps, children, tasks",
         FINISH_SQL,
         "(ARRAY[gen_random_uuid()], ARRAY[gen_random_uuid()], ARRAY['ok'], ARRAY['{}'::jsonb], \
-          ARRAY['{}'::jsonb], ARRAY[NULL::timestamptz], now())",
+          ARRAY['{}'::jsonb], ARRAY[NULL::timestamptz], now(), 1, 'w', now(), NULL::text[], \
+          ARRAY[]::text[], NULL::text[], ARRAY[gen_random_uuid()])",
     ),
     (
         "finish: children",

@@ -36,6 +36,59 @@ use tasker_core::TaskState;
 use tasker_store::{ClaimParams, FinishReport, OutcomeResult, StepOutcome, is_final};
 use uuid::Uuid;
 
+/// The children the finish statement offers its claim on completion
+/// (`d` of [`unblock_ctes`]): those that, as the statement's snapshot reads
+/// them, become ready now and pass the claim's filters and flow rule
+/// ungated (`$11` kinds or `NULL`, `$12` excluded kinds, `$13` namespaces
+/// or `NULL`; no concurrency key, rate limit or task slot; not paused or
+/// parked), of running tasks (the claim on completion never starts a
+/// task), the first `$8` of them in id order, each with its token from
+/// `$14` (`$9` worker, `$10` lease expiry). The snapshot may be older than
+/// a child's row by the time its lock is granted: `cupd` tests the row
+/// again ([`lease_when`]), so a child offered here but no longer ready is
+/// left alone, and one that became ready only through another transaction
+/// is made ready, not leased, for the claim that follows
+/// ([`PgStore::finish_once`]). With `$8 = 0` no child is read.
+macro_rules! lease_offer {
+    () => {
+        "d AS ( \
+             SELECT x.child_id, x.n, \
+                    CASE WHEN x.pos <= $8 THEN ($14::uuid[])[x.pos] END AS tok, \
+                    $9::text AS worker, $10::timestamptz AS until \
+             FROM ( \
+                 SELECT d0.child_id, d0.n, \
+                        CASE WHEN o.ok THEN row_number() OVER (PARTITION BY o.ok ORDER BY d0.child_id) END \
+                            AS pos \
+                 FROM d0 LEFT JOIN LATERAL ( \
+                     SELECT c.status = 'pending' AND c.remaining_parents = d0.n AND NOT c.paused \
+                            AND NOT c.parked AND c.concurrency_key IS NULL AND c.rate_key IS NULL \
+                            AND c.slot_key IS NULL \
+                            AND ($11::text[] IS NULL OR c.handler_kind = ANY ($11::text[])) \
+                            AND NOT (c.handler_kind = ANY ($12::text[])) \
+                            AND t.status = 'in_progress' \
+                            AND ($13::text[] IS NULL OR t.namespace = ANY ($13::text[])) AS ok \
+                     FROM steps c, tasks t \
+                     WHERE $8 > 0 AND c.id = d0.child_id AND t.id = c.task_id \
+                     OFFSET 0 \
+                 ) o ON true \
+             ) x \
+         )"
+    };
+}
+
+/// The claimed-step columns of the finish statement's answer (`'l'` rows,
+/// decoded by `claimed_step`), empty in its other rows.
+macro_rules! no_claim_cols {
+    () => {
+        "NULL::text AS name, NULL::text AS handler_kind, NULL::jsonb AS handler_config, \
+         NULL::jsonb AS inputs, NULL::int AS attempts, NULL::int AS max_attempts, \
+         NULL::float8 AS timeout_seconds, NULL::uuid AS lease_token, \
+         NULL::timestamptz AS lease_expires_at, NULL::text AS namespace, NULL::text AS task_name, \
+         NULL::text AS version, NULL::jsonb AS context, NULL::text AS correlation_id, \
+         NULL::jsonb AS parent_results"
+    };
+}
+
 /// Applies outcomes to the steps still leased with the given token, writes
 /// their transitions, unblocks the children of the completed ones and
 /// applies the counter deltas to their tasks, all in one statement, with
@@ -148,7 +201,27 @@ pub(crate) const FINISH_SQL: &str = concat!(
     " ORDER BY r.id, r.seq \
          RETURNING seq \
      ), ",
-    unblock_ctes!("ARRAY(SELECT id FROM upd WHERE kind = 'ok')", "$7"),
+    unblock_ctes!(
+        "ARRAY(SELECT id FROM upd WHERE kind = 'ok')",
+        "$7",
+        lease_offer!()
+    ),
+    ", ltr AS ( \
+         INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata, evented) \
+         SELECT id, task_id, 'pending', 'in_progress', $7, \
+                jsonb_build_object('attempt', attempts, 'worker', $9::text), true \
+         FROM cupd WHERE leased ORDER BY id \
+     ), lev AS ( \
+         INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
+         SELECT 'step.started', l.task_id, l.id, k.namespace, $7, \
+                tasker_step_started_payload(l.name, \
+                    jsonb_build_object('attempt', l.attempts, 'worker', $9::text)) \
+         FROM cupd l \
+         CROSS JOIN LATERAL (SELECT namespace FROM tasks WHERE tasks.id = l.task_id OFFSET 0) k \
+         WHERE l.leased AND (SELECT count(*) FROM ev) >= 0 AND ",
+    events_on!(),
+    " ORDER BY l.id \
+     )",
     ", dl AS ( \
          SELECT x.task_id, sum(x.rem)::bigint AS rem, sum(x.live)::bigint AS live, \
                 sum(x.blk)::bigint AS blk \
@@ -203,24 +276,64 @@ pub(crate) const FINISH_SQL: &str = concat!(
      SELECT 's' AS part, u.id, u.task_id, u.kind, u.retry_at, u.concurrency_key, u.concurrency_limit, \
             NULL::bigint AS ready, NULL::uuid[] AS ready_ids, NULL::text AS status, \
             NULL::bigint AS steps_remaining, NULL::bigint AS steps_live, NULL::bigint AS steps_blocked, \
-            NULL::text AS finalised \
-     FROM upd u \
+            NULL::text AS finalised, ",
+    no_claim_cols!(),
+    " FROM upd u \
      UNION ALL \
      SELECT 'c', NULL, task_id, NULL, NULL, NULL, NULL, count(*) FILTER (WHERE ready), \
-            COALESCE(array_agg(id) FILTER (WHERE ready), '{}'), NULL, NULL, NULL, NULL, NULL \
-     FROM cupd GROUP BY task_id \
+            COALESCE(array_agg(id) FILTER (WHERE ready AND NOT leased), '{}'), NULL, NULL, NULL, NULL, \
+            NULL, ",
+    no_claim_cols!(),
+    " FROM cupd GROUP BY task_id \
+     UNION ALL \
+     SELECT 'l', l.id, l.task_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+            l.name, l.handler_kind, l.handler_config, l.inputs, l.attempts, l.max_attempts, \
+            l.timeout_seconds, l.lease_token, l.lease_expires_at, t.namespace, t.task_name, t.version, \
+            t.context, t.correlation_id, \
+            (SELECT jsonb_object_agg(p.name, COALESCE(u.results, p.results, 'null'::jsonb)) \
+             FROM steps p LEFT JOIN upd u ON u.id = p.id \
+             WHERE p.id = ANY (ARRAY( \
+                 SELECT e.parent_id FROM step_edges e WHERE e.child_id = l.id))) \
+     FROM cupd l \
+     CROSS JOIN LATERAL ( \
+         SELECT namespace, name AS task_name, version, context, correlation_id FROM tasks \
+         WHERE tasks.id = l.task_id OFFSET 0) t \
+     WHERE l.leased \
      UNION ALL \
      SELECT 't', k.id, k.id, NULL, NULL, NULL, NULL, NULL, NULL, k.status, \
-            k.steps_remaining, k.steps_live, k.steps_blocked, e.to_state \
-     FROM tlk k LEFT JOIN tend e ON e.id = k.id WHERE k.id = ANY (ARRAY(SELECT id FROM tupd)) \
+            k.steps_remaining, k.steps_live, k.steps_blocked, e.to_state, ",
+    no_claim_cols!(),
+    " FROM tlk k LEFT JOIN tend e ON e.id = k.id WHERE k.id = ANY (ARRAY(SELECT id FROM tupd)) \
      UNION ALL \
      SELECT 'n', NULL, NULL, NULL, NULL, NULL, NULL, count(pg_notify('tasker_task', n.p)), \
-            NULL, NULL, NULL, NULL, NULL, NULL \
-     FROM (SELECT string_agg(f.id::text || ':finished', ',' ORDER BY f.id) AS p \
+            NULL, NULL, NULL, NULL, NULL, NULL, ",
+    no_claim_cols!(),
+    " FROM (SELECT string_agg(f.id::text || ':finished', ',' ORDER BY f.id) AS p \
            FROM (SELECT e.id, (row_number() OVER (ORDER BY e.id) - 1) / 150 AS chunk FROM tend e \
                  WHERE e.final AND e.id = ANY (ARRAY(SELECT id FROM tupd))) f \
            GROUP BY f.chunk) n"
 );
+
+/// What the finish statement may lease of the children it makes ready
+/// (`$8`, `$14` of [`FINISH_SQL`]): the claim on completion's limit, unless
+/// it has a per-task limit (its ranking is the claim statement's, which
+/// then takes them all), and a fresh token for each.
+struct LeaseOffer {
+    budget: u32,
+    tokens: Vec<Uuid>,
+}
+
+impl LeaseOffer {
+    fn of(claim: Option<&ClaimParams>) -> Self {
+        let budget = claim
+            .filter(|c| c.per_task_limit.is_none())
+            .map_or(0, |c| c.limit);
+        LeaseOffer {
+            budget,
+            tokens: (0..budget).map(|_| Uuid::new_v4()).collect(),
+        }
+    }
+}
 
 /// The outcome arrays bound to [`FINISH_SQL`].
 #[derive(Default)]
@@ -279,6 +392,8 @@ impl PgStore {
     ) -> Result<(FinishReport, Emit), TxError> {
         let mut report = FinishReport::default();
         let b = Batch::of(outcomes, &mut report)?;
+        let claim = claim.filter(|c| c.limit > 0 && c.per_task_limit != Some(0));
+        let offer = LeaseOffer::of(claim);
 
         let mut tx = self.inner.pool.begin().await?;
         let res = async {
@@ -290,6 +405,17 @@ impl PgStore {
                 .bind(&b.errs)
                 .bind(&b.retry_at)
                 .bind(now)
+                .bind(i64::from(offer.budget))
+                .bind(claim.map(|c| c.worker_id.as_str()))
+                .bind(claim.map(|c| c.lease_until))
+                .bind(claim.and_then(|c| c.kinds.as_deref()))
+                .bind(
+                    claim
+                        .map(|c| c.exclude_kinds.as_slice())
+                        .unwrap_or_default(),
+                )
+                .bind(claim.and_then(|c| c.namespaces.as_deref()))
+                .bind(&offer.tokens)
                 .fetch_all(&mut *tx)
                 .await?;
 
@@ -309,6 +435,13 @@ impl PgStore {
                 let part: &str = r.try_get("part")?;
                 if part == "n" {
                     // The `tasker_task` NOTIFYs of the tasks it finished.
+                    continue;
+                }
+                if part == "l" {
+                    // A child the statement leased to this worker.
+                    let step = claimed_step(r)?;
+                    emit.changed(step.task_id);
+                    report.claimed.push(step);
                     continue;
                 }
                 let task_id: Uuid = r.try_get("task_id")?;
@@ -392,11 +525,13 @@ impl PgStore {
             // restricted to them. Counters need no change: a ready pending step
             // is as live as a running one. Before the NOTIFY: whether there is
             // work left for others is known only after this.
-            if let Some(claim) = claim.filter(|c| c.limit > 0 && c.per_task_limit != Some(0))
+            let leased = report.claimed.len() as u32;
+            if let Some(claim) = claim.filter(|c| c.limit > leased)
                 && !ready_ids.is_empty()
             {
                 let claim = ClaimParams {
                     now,
+                    limit: claim.limit - leased,
                     ..claim.clone()
                 };
                 let (rows, _deferred) =

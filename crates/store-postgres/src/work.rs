@@ -21,6 +21,68 @@ use std::sync::LazyLock;
 use tasker_store::{ClaimParams, ClaimedStep, LeaseRef};
 use uuid::Uuid;
 
+/// The columns a lease sets on a step `$s` when `$when` holds (and leaves
+/// as they are otherwise): running, attempt counted, owned by `$worker`
+/// under `$token` until `$until`, no longer ready. Every path that leases a
+/// step writes these: the claim statements (`$when` = `true`, which the
+/// planner folds away) and the finish statement's lease of the children it
+/// makes ready (`finish.rs`).
+macro_rules! lease_set {
+    ($s:expr, $when:expr, $now:expr, $worker:expr, $until:expr, $token:expr) => {
+        concat!(
+            "status = CASE WHEN ",
+            $when,
+            " THEN 'in_progress' ELSE ",
+            $s,
+            ".status END, \
+             attempts = CASE WHEN ",
+            $when,
+            " THEN ",
+            $s,
+            ".attempts + 1 ELSE ",
+            $s,
+            ".attempts END, \
+             last_attempted_at = CASE WHEN ",
+            $when,
+            " THEN ",
+            $now,
+            " ELSE ",
+            $s,
+            ".last_attempted_at END, \
+             lease_owner = CASE WHEN ",
+            $when,
+            " THEN ",
+            $worker,
+            " ELSE ",
+            $s,
+            ".lease_owner END, \
+             lease_token = CASE WHEN ",
+            $when,
+            " THEN ",
+            $token,
+            " ELSE ",
+            $s,
+            ".lease_token END, \
+             lease_expires_at = CASE WHEN ",
+            $when,
+            " THEN ",
+            $until,
+            " ELSE ",
+            $s,
+            ".lease_expires_at END, \
+             flow_wait = CASE WHEN ",
+            $when,
+            " THEN NULL ELSE ",
+            $s,
+            ".flow_wait END"
+        )
+    };
+}
+pub(crate) use lease_set;
+
+/// The claim statements' lease (`claimed` in [`claim_tail`]).
+const CLAIM_LEASE_SET: &str = lease_set!("s", "true", "$1", "$6", "$7", "gen_random_uuid()");
+
 /// Shared tail of every claim statement: `pick(id, ready_at)` names the
 /// rows to claim, already locked.
 ///
@@ -99,9 +161,7 @@ fn claim_tail(scanned: &str, gated: &str, starts: bool) -> String {
     };
     format!(
         "claimed AS ( \
-             UPDATE steps s SET status = 'in_progress', ready_at = NULL, attempts = s.attempts + 1, \
-                 last_attempted_at = $1, lease_owner = $6, lease_token = gen_random_uuid(), \
-                 lease_expires_at = $7, updated_at = $1, flow_wait = NULL \
+             UPDATE steps s SET {CLAIM_LEASE_SET}, ready_at = NULL, updated_at = $1 \
              WHERE s.id = ANY (ARRAY(SELECT id FROM pick)) \
              RETURNING s.id, s.task_id, s.name, s.handler_kind, s.handler_config, s.inputs, s.attempts, \
                  s.max_attempts, s.timeout_seconds, s.lease_token, s.lease_expires_at \
@@ -318,39 +378,87 @@ static CLAIM_STATEMENTS: LazyLock<Vec<String>> = LazyLock::new(|| {
     all
 });
 
+/// The `d` of [`unblock_ctes`] that offers no child for lease.
+macro_rules! no_lease {
+    () => {
+        "d AS (SELECT child_id, n, NULL::uuid AS tok, NULL::text AS worker, \
+               NULL::timestamptz AS until FROM d0)"
+    };
+}
+
+/// Whether `cupd` leases child `c` (of `d`): the caller offered it (`d.tok`,
+/// the token it gets) and, read under its lock, it becomes ready now and no
+/// flow gate applies to it: the ungated claim's rule ([`UNGATED_SQL`]), and
+/// not paused or parked, as every claim requires.
+macro_rules! lease_when {
+    () => {
+        "d.tok IS NOT NULL AND c.status = 'pending' AND c.remaining_parents = d.n \
+         AND NOT c.paused AND NOT c.parked AND c.concurrency_key IS NULL \
+         AND c.rate_key IS NULL AND c.slot_key IS NULL"
+    };
+}
+pub(crate) use lease_when;
+
 /// The CTEs that decrement `remaining_parents` of the children of the
 /// parents `$parents` (a SQL array expression; a child with two finished
 /// parents in the batch is decremented by two), making pending children
-/// whose count reaches 0 ready at `$now`. Children are locked in id order
-/// (`clk`); `cupd(id, task_id, ready)` are the children touched. `cupd`
-/// reads `clk` only through `ARRAY(…)` (so every lock is taken before the
-/// first update) and joins `d` alone with `steps`: joined with `clk` as
-/// well, the planner's one-row estimate of each CTE made that a nested loop
-/// reading all of `d` per child, 998 × 998 rows for a 1,000-step fan-out's
-/// root (the 40 ms "unblock" of its finish). Shared by
-/// [`UNBLOCK_SQL`] and the folded finish statement (`finish.rs`), so both
-/// unblock the same way.
+/// whose count reaches 0 ready at `$now`, or leasing them at once.
+///
+/// `d0(child_id, n)` counts each child's finished parents; `$rank` is a CTE
+/// `d(child_id, n, tok, worker, until)` over it that offers children for
+/// lease: `tok` is the lease token of an offered child, `NULL` for the
+/// others ([`no_lease`] offers none; the finish statement offers what its
+/// claim on completion may take). An offered child that, read under its
+/// lock, becomes ready now and needs no flow gate ([`lease_when`]) is
+/// written running ([`lease_set`]) instead of ready, in the same update.
+/// Children are locked in id order (`clk`); `cupd(id, task_id, ready,
+/// leased, …)` are the children touched (`ready`: ready or leased now; the
+/// leased ones also carry what a claim returns). `cupd` reads `clk` only
+/// through `ARRAY(…)` (so every lock is taken before the first update) and
+/// joins `d` alone with `steps`: joined with `clk` as well, the planner's
+/// one-row estimate of each CTE made that a nested loop reading all of `d`
+/// per child, 998 × 998 rows for a 1,000-step fan-out's root (the 40 ms
+/// "unblock" of its finish). Shared by [`UNBLOCK_SQL`] and the folded
+/// finish statement (`finish.rs`), so both unblock the same way.
 macro_rules! unblock_ctes {
-    ($parents:literal, $now:literal) => {
+    ($parents:expr, $now:expr, $rank:expr) => {
         concat!(
-            "d AS ( \
+            "d0 AS ( \
                  SELECT e.child_id, count(*)::int AS n FROM step_edges e \
                  WHERE e.parent_id = ANY (",
             $parents,
             ") GROUP BY e.child_id \
-             ), clk AS ( \
+             ), ",
+            $rank,
+            ", clk AS ( \
                  SELECT c.id FROM steps c \
                  WHERE c.id = ANY (ARRAY(SELECT child_id FROM d)) ORDER BY c.id FOR NO KEY UPDATE \
              ), cupd AS ( \
                  UPDATE steps c SET remaining_parents = c.remaining_parents - d.n, \
-                     ready_at = CASE WHEN c.status = 'pending' AND c.remaining_parents - d.n = 0 THEN ",
+                     ready_at = CASE WHEN ",
+            $crate::work::lease_when!(),
+            " THEN NULL \
+                         WHEN c.status = 'pending' AND c.remaining_parents - d.n = 0 THEN ",
             $now,
-            " ELSE c.ready_at END, \
-                     updated_at = ",
+            " ELSE c.ready_at END, ",
+            $crate::work::lease_set!(
+                "c",
+                $crate::work::lease_when!(),
+                $now,
+                "d.worker",
+                "d.until",
+                "d.tok"
+            ),
+            ", updated_at = ",
             $now,
             " FROM d \
                  WHERE c.id = d.child_id AND c.id = ANY (ARRAY(SELECT id FROM clk)) \
-                 RETURNING c.id, c.task_id, (c.status = 'pending' AND c.remaining_parents = 0) AS ready \
+                 RETURNING c.id, c.task_id, \
+                     (c.status = 'pending' AND c.remaining_parents = 0) \
+                         OR COALESCE(c.lease_token = d.tok, false) AS ready, \
+                     COALESCE(c.lease_token = d.tok, false) AS leased, \
+                     c.name, c.handler_kind, c.handler_config, c.inputs, c.attempts, c.max_attempts, \
+                     c.timeout_seconds, c.lease_token, c.lease_expires_at \
              )"
         )
     };
@@ -362,7 +470,7 @@ pub(crate) use unblock_ctes;
 /// task, how many children became ready and their ids.
 pub(crate) const UNBLOCK_SQL: &str = concat!(
     "WITH ",
-    unblock_ctes!("$1::uuid[]", "$2"),
+    unblock_ctes!("$1::uuid[]", "$2", no_lease!()),
     " SELECT task_id, count(*) FILTER (WHERE ready) AS ready, \
             COALESCE(array_agg(id) FILTER (WHERE ready), '{}') AS ready_ids \
      FROM cupd GROUP BY task_id"
