@@ -1090,3 +1090,183 @@ async fn a_refused_action_leaves_no_lock_behind() {
         assert_eq!(probe, Ok(2), "{action} left rows locked");
     }
 }
+
+/// A task `a, b → c` with both parents claimed by worker `w`.
+async fn fan_in(store: &Arc<dyn Store>) -> (Uuid, Vec<tasker_store::ClaimedStep>, Uuid) {
+    let now = base();
+    let task = TaskBuilder::new("test", "fan_in")
+        .step("a", &[])
+        .step("b", &[])
+        .step("c", &["a", "b"])
+        .build(now);
+    store.task_create(task.clone()).await.unwrap();
+    let claimed = store.step_claim(&params("w", 2, now)).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let c = tasker_store::conformance::step(store, task.id, "c").await;
+    (task.id, claimed, c.id)
+}
+
+/// Until a finish statement of this database waits for a row lock; false
+/// if `finishing` ended first.
+async fn until_blocked<T>(pool: &sqlx::PgPool, finishing: &tokio::task::JoinHandle<T>) -> bool {
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while Instant::now() < deadline && !finishing.is_finished() {
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock' \
+               AND query LIKE 'WITH o AS%')",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    false
+}
+
+/// The command id that wrote a step's current row version.
+async fn writing_command(pool: &sqlx::PgPool, step: Uuid) -> String {
+    sqlx::query_scalar("SELECT cmin::text FROM steps WHERE id = $1")
+        .bind(step)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// The claim on completion of a child that the finish makes ready and
+/// that needs no flow gate happens in the finish statement itself: the
+/// child's row is written once, by the same command as its parent's
+/// (docs/PERFORMANCE.md, "The claim on completion inside the finish").
+/// A separate claim statement would be a later command of the transaction.
+#[tokio::test]
+async fn a_ready_child_is_leased_by_the_finishing_statement() {
+    let db = TestDb::create().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    let pool = db.store().await.pool().clone();
+    let now = base();
+    let task = new_task(Shape::Linear(2), now);
+    store.task_create(task.clone()).await.unwrap();
+    let s0 = store.step_claim(&params("w", 1, now)).await.unwrap();
+    let report = store
+        .step_finish_and_claim(
+            &[success(&s0[0], json!({"n": 1}))],
+            now,
+            Some(&params("w", 1, now)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.claimed.len(), 1);
+    let s1 = &report.claimed[0];
+    assert_eq!(s1.step_name, "s1");
+    assert_eq!(
+        s1.parent_results.get("s0"),
+        Some(&json!({"n": 1})),
+        "the parent's new results"
+    );
+    assert_eq!(
+        writing_command(&pool, s1.step_id).await,
+        writing_command(&pool, s0[0].step_id).await,
+        "child leased by the finish statement"
+    );
+    let row = tasker_store::conformance::step(&store, task.id, "s1").await;
+    assert_eq!(row.status, tasker_core::StepState::InProgress);
+    assert_eq!(
+        tasker_store::conformance::step_moves(&store, s1.step_id).await,
+        tasker_store::conformance::mv(&[(None, "pending"), (Some("pending"), "in_progress")])
+    );
+    // Its lease is an ordinary one: the result lands.
+    let done = store
+        .step_finish_many(&[success(s1, json!({}))], now)
+        .await
+        .unwrap();
+    assert_eq!(done.applied, 1);
+}
+
+/// The finish reads which children it may lease from its snapshot, taken
+/// before it waits for their locks. A child whose other parent finished in
+/// a transaction that committed in between was "not ready yet" in that
+/// snapshot: the statement makes it ready under the lock without leasing
+/// it, and the claim that follows (in the same transaction) leases it.
+#[tokio::test]
+async fn a_child_readied_by_a_concurrent_parent_is_still_claimed_on_completion() {
+    let db = TestDb::create().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    let pool = db.store().await.pool().clone();
+    let now = base();
+    let (task, claimed, c) = fan_in(&store).await;
+    let b = claimed.iter().find(|s| s.step_name == "b").unwrap().clone();
+
+    // The other parent's finish, holding the child until it commits.
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query("UPDATE steps SET remaining_parents = remaining_parents - 1 WHERE id = $1")
+        .bind(c)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let finishing = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .step_finish_and_claim(&[success(&b, json!({}))], now, Some(&params("w", 1, now)))
+                .await
+        })
+    };
+    assert!(
+        until_blocked(&pool, &finishing).await,
+        "the finish never waited for the child"
+    );
+    other.commit().await.unwrap();
+    let report = finishing.await.unwrap().unwrap();
+    assert_eq!(report.applied, 1);
+    let ids: Vec<Uuid> = report.claimed.iter().map(|s| s.step_id).collect();
+    assert_eq!(ids, [c], "leased on completion after all");
+    let row = tasker_store::conformance::step(&store, task, "c").await;
+    assert_eq!(row.status, tasker_core::StepState::InProgress);
+    assert_eq!(row.remaining_parents, 0);
+}
+
+/// And a child offered by the snapshot but paused by the time its lock is
+/// granted is not leased: the finish tests the row again under the lock.
+#[tokio::test]
+async fn a_child_paused_while_the_finish_waits_is_not_leased() {
+    let db = TestDb::create().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    let pool = db.store().await.pool().clone();
+    let now = base();
+    let (task, claimed, c) = fan_in(&store).await;
+    let a = claimed.iter().find(|s| s.step_name == "a").unwrap().clone();
+    let b = claimed.iter().find(|s| s.step_name == "b").unwrap().clone();
+    store
+        .step_finish_many(&[success(&a, json!({}))], now)
+        .await
+        .unwrap();
+
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query("UPDATE steps SET paused = true WHERE id = $1")
+        .bind(c)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let finishing = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .step_finish_and_claim(&[success(&b, json!({}))], now, Some(&params("w", 1, now)))
+                .await
+        })
+    };
+    assert!(
+        until_blocked(&pool, &finishing).await,
+        "the finish never waited for the child"
+    );
+    other.commit().await.unwrap();
+    let report = finishing.await.unwrap().unwrap();
+    assert_eq!(report.applied, 1);
+    assert!(report.claimed.is_empty(), "a paused step is never leased");
+    let row = tasker_store::conformance::step(&store, task, "c").await;
+    assert_eq!(row.status, tasker_core::StepState::Pending);
+    assert_eq!(row.remaining_parents, 0);
+}
