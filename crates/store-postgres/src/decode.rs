@@ -175,3 +175,56 @@ pub(crate) fn claimed_step(r: &PgRow) -> Result<ClaimedStep, TxError> {
         parent_results,
     })
 }
+
+/// A claimed step the finish statement returns as one JSON object (its
+/// `claim` column; the keys are [`claimed_step`]'s column names).
+pub(crate) fn claimed_step_json(v: Option<Value>) -> Result<ClaimedStep, TxError> {
+    #[derive(serde::Deserialize)]
+    struct Claim {
+        id: Uuid,
+        task_id: Uuid,
+        name: String,
+        handler_kind: String,
+        handler_config: Value,
+        inputs: Value,
+        attempts: i32,
+        max_attempts: i32,
+        timeout_seconds: Option<f64>,
+        lease_token: Uuid,
+        lease_expires_at: DateTime<Utc>,
+        namespace: String,
+        task_name: String,
+        version: String,
+        context: Value,
+        correlation_id: String,
+        parent_results: Option<Value>,
+    }
+    let v = v.ok_or_else(|| corrupt("claim", "no claimed step"))?;
+    let c: Claim = serde_json::from_value(v).map_err(|e| corrupt("claim", e))?;
+    let parent_results = match c.parent_results {
+        Some(Value::Object(m)) => m,
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(other) => return Err(corrupt("parent results", other)),
+    };
+    Ok(ClaimedStep {
+        step_id: c.id,
+        task_id: c.task_id,
+        step_name: c.name,
+        handler: HandlerSpec {
+            kind: c.handler_kind,
+            config: c.handler_config,
+        },
+        inputs: c.inputs,
+        attempt: c.attempts,
+        max_attempts: c.max_attempts,
+        timeout_seconds: c.timeout_seconds,
+        lease_token: c.lease_token,
+        lease_expires_at: c.lease_expires_at,
+        namespace: c.namespace,
+        task_name: c.task_name,
+        version: c.version,
+        context: c.context,
+        correlation_id: c.correlation_id,
+        parent_results,
+    })
+}

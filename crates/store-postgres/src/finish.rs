@@ -2,9 +2,16 @@
 //! children and their tasks' counters, then (when due) the claim on
 //! completion and the finaliser's transitions.
 //!
-//! A chain stage is `BEGIN`, the finish statement ([`FINISH_SQL`]), the
-//! claim on completion (the claim statement of `work.rs`, among the
-//! children just made ready), `COMMIT`: four round trips. The finaliser's
+//! A chain stage is `BEGIN`, the finish statement ([`FINISH_SQL`]),
+//! `COMMIT`: three round trips. The statement does the claim on completion
+//! itself: the children it makes ready that need no flow gate are written
+//! running, leased to the finishing worker (up to its claim's limit), in
+//! the same update that counts their parents down ([`lease_offer`],
+//! `unblock_ctes!` in `work.rs`). The claim statement of `work.rs` runs
+//! after it only for what that cannot take: children behind a concurrency
+//! key, rate limit or task slot, a claim with a per-task limit, steps a
+//! released key unparked, and a child another transaction readied while
+//! this one waited for its lock (see [`lease_offer`]). The finaliser's
 //! rule runs inside the finish statement too (`tasker_finaliser_path`), so
 //! the last stage of a task, and a batch of single-step tasks, writes the
 //! tasks' status, transitions, events and `tasker_task` NOTIFY without
@@ -20,7 +27,7 @@
 //! row: claims and unparks take steps `SKIP LOCKED`.)
 
 use crate::PgStore;
-use crate::decode::{claimed_step, task_state};
+use crate::decode::{claimed_step, claimed_step_json, task_state};
 use crate::error::TxError;
 use crate::events::{Emit, notify};
 use crate::events_outbox::events_on;
@@ -76,16 +83,13 @@ macro_rules! lease_offer {
     };
 }
 
-/// The claimed-step columns of the finish statement's answer (`'l'` rows,
-/// decoded by `claimed_step`), empty in its other rows.
+/// The claimed-step column of the finish statement's answer: in `'l'` rows
+/// the leased child as a JSON object (`decode::claimed_step_json`; one
+/// column rather than a claim's fifteen, each of which would cost its
+/// projection in every branch of every execution), empty in the others.
 macro_rules! no_claim_cols {
     () => {
-        "NULL::text AS name, NULL::text AS handler_kind, NULL::jsonb AS handler_config, \
-         NULL::jsonb AS inputs, NULL::int AS attempts, NULL::int AS max_attempts, \
-         NULL::float8 AS timeout_seconds, NULL::uuid AS lease_token, \
-         NULL::timestamptz AS lease_expires_at, NULL::text AS namespace, NULL::text AS task_name, \
-         NULL::text AS version, NULL::jsonb AS context, NULL::text AS correlation_id, \
-         NULL::jsonb AS parent_results"
+        "NULL::jsonb AS claim"
     };
 }
 
@@ -144,9 +148,18 @@ macro_rules! no_claim_cols {
 /// the task events read each task by primary key. The joins left (`upd`:
 /// `lk` with `o`; `tpath`: `tlk` with `dl`) are planned as hash joins.
 ///
+/// The children it makes ready are offered to the claim on completion
+/// ([`lease_offer`]: `$8` how many, `$9` worker, `$10` lease expiry, `$11`
+/// to `$13` the claim's kind and namespace filters, `$14` the tokens); the
+/// ones leased get their `pending → in_progress` transition (in `tr`) and
+/// `step.started` event (in `ev`, after the finished steps' events), as a
+/// claim writes them, and their parents' results, those finished by this statement
+/// included (read from `upd`: the statement's snapshot has their old row).
+///
 /// `$1..$6` outcome arrays, `$7` now. Rows: `part = 's'` per finished step,
-/// `'c'` per task whose children were touched (how many became ready, their
-/// ids), `'t'` per task whose counters were advanced (status and counters
+/// `'c'` per task whose children were touched (how many became ready or
+/// were leased, the ids of those not leased), `'l'` per child leased (the
+/// claimed step), `'t'` per task whose counters were advanced (status and counters
 /// read under its lock, before the delta; `finalised`: the state the
 /// finaliser moved it to, if any), one `'n'` row (the NOTIFYs sent).
 pub(crate) const FINISH_SQL: &str = concat!(
@@ -182,45 +195,43 @@ pub(crate) const FINISH_SQL: &str = concat!(
                  jsonb_build_object('attempt', u.attempts, 'retry_at', u.retry_at)) \
          ) AS v(seq, f, t, m) \
          WHERE v.seq = 1 OR u.kind = 'retry' \
-     ), tr AS ( \
-         INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata, evented) \
-         SELECT id, task_id, f, t, $7, m, true FROM trv ORDER BY id, seq \
-     ), ev AS ( \
-         INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
-         SELECT CASE r.t WHEN 'complete' THEN 'step.completed' \
-                    WHEN 'error' THEN 'step.failed' ELSE 'step.retry_scheduled' END, \
-                r.task_id, r.id, k.namespace, $7, \
-                CASE WHEN r.t = 'complete' THEN tasker_step_completed_payload(r.name, r.m, \
-                         (extract(epoch FROM $7 - r.last_attempted_at) * 1000)::float8, r.results) \
-                     ELSE tasker_step_failure_payload(r.name, r.m, r.t = 'error', r.status, \
-                         r.last_error, r.ready_at, r.max_attempts) END \
-         FROM trv r \
-         CROSS JOIN LATERAL (SELECT namespace FROM tasks WHERE tasks.id = r.task_id OFFSET 0) k \
-         WHERE ",
-    events_on!(),
-    " ORDER BY r.id, r.seq \
-         RETURNING seq \
      ), ",
     unblock_ctes!(
         "ARRAY(SELECT id FROM upd WHERE kind = 'ok')",
         "$7",
         lease_offer!()
     ),
-    ", ltr AS ( \
+    ", tr AS ( \
          INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata, evented) \
-         SELECT id, task_id, 'pending', 'in_progress', $7, \
-                jsonb_build_object('attempt', attempts, 'worker', $9::text), true \
-         FROM cupd WHERE leased ORDER BY id \
-     ), lev AS ( \
+         SELECT id, task_id, f, t, $7, m, true FROM ( \
+             SELECT 0 AS part, id, seq, task_id, f, t, m FROM trv \
+             UNION ALL \
+             SELECT 1, id, 1, task_id, 'pending', 'in_progress', \
+                    jsonb_build_object('attempt', attempts, 'worker', $9::text) \
+             FROM cupd WHERE leased \
+         ) x ORDER BY part, id, seq \
+     ), ev AS ( \
          INSERT INTO events (type, task_id, step_id, namespace, created_at, payload) \
-         SELECT 'step.started', l.task_id, l.id, k.namespace, $7, \
-                tasker_step_started_payload(l.name, \
-                    jsonb_build_object('attempt', l.attempts, 'worker', $9::text)) \
-         FROM cupd l \
-         CROSS JOIN LATERAL (SELECT namespace FROM tasks WHERE tasks.id = l.task_id OFFSET 0) k \
-         WHERE l.leased AND (SELECT count(*) FROM ev) >= 0 AND ",
+         SELECT e.type, e.task_id, e.id, k.namespace, $7, e.payload FROM ( \
+             SELECT 0 AS part, r.id, r.seq, r.task_id, \
+                    CASE r.t WHEN 'complete' THEN 'step.completed' \
+                        WHEN 'error' THEN 'step.failed' ELSE 'step.retry_scheduled' END AS type, \
+                    CASE WHEN r.t = 'complete' THEN tasker_step_completed_payload(r.name, r.m, \
+                             (extract(epoch FROM $7 - r.last_attempted_at) * 1000)::float8, r.results) \
+                         ELSE tasker_step_failure_payload(r.name, r.m, r.t = 'error', r.status, \
+                             r.last_error, r.ready_at, r.max_attempts) END AS payload \
+             FROM trv r \
+             UNION ALL \
+             SELECT 1, l.id, 1, l.task_id, 'step.started', \
+                    tasker_step_started_payload(l.name, \
+                        jsonb_build_object('attempt', l.attempts, 'worker', $9::text)) \
+             FROM cupd l WHERE l.leased \
+         ) e \
+         CROSS JOIN LATERAL (SELECT namespace FROM tasks WHERE tasks.id = e.task_id OFFSET 0) k \
+         WHERE ",
     events_on!(),
-    " ORDER BY l.id \
+    " ORDER BY e.part, e.id, e.seq \
+         RETURNING seq \
      )",
     ", dl AS ( \
          SELECT x.task_id, sum(x.rem)::bigint AS rem, sum(x.live)::bigint AS live, \
@@ -287,16 +298,21 @@ pub(crate) const FINISH_SQL: &str = concat!(
     " FROM cupd GROUP BY task_id \
      UNION ALL \
      SELECT 'l', l.id, l.task_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-            l.name, l.handler_kind, l.handler_config, l.inputs, l.attempts, l.max_attempts, \
-            l.timeout_seconds, l.lease_token, l.lease_expires_at, t.namespace, t.task_name, t.version, \
-            t.context, t.correlation_id, \
-            (SELECT jsonb_object_agg(p.name, COALESCE(u.results, p.results, 'null'::jsonb)) \
-             FROM steps p LEFT JOIN upd u ON u.id = p.id \
-             WHERE p.id = ANY (ARRAY( \
-                 SELECT e.parent_id FROM step_edges e WHERE e.child_id = l.id))) \
+            jsonb_build_object('id', l.id, 'task_id', l.task_id, 'name', l.name, \
+                'handler_kind', l.handler_kind, 'handler_config', l.handler_config, \
+                'inputs', l.inputs, 'attempts', l.attempts, 'max_attempts', l.max_attempts, \
+                'timeout_seconds', l.timeout_seconds, 'lease_token', l.lease_token, \
+                'lease_expires_at', l.lease_expires_at, 'namespace', t.namespace, \
+                'task_name', t.name, 'version', t.version, 'context', t.context, \
+                'correlation_id', t.correlation_id, \
+                'parent_results', \
+                (SELECT jsonb_object_agg(p.name, COALESCE(u.results, p.results, 'null'::jsonb)) \
+                 FROM steps p LEFT JOIN upd u ON u.id = p.id \
+                 WHERE p.id = ANY (ARRAY( \
+                     SELECT e.parent_id FROM step_edges e WHERE e.child_id = l.id)))) \
      FROM cupd l \
      CROSS JOIN LATERAL ( \
-         SELECT namespace, name AS task_name, version, context, correlation_id FROM tasks \
+         SELECT namespace, name, version, context, correlation_id FROM tasks \
          WHERE tasks.id = l.task_id OFFSET 0) t \
      WHERE l.leased \
      UNION ALL \
@@ -439,7 +455,7 @@ impl PgStore {
                 }
                 if part == "l" {
                     // A child the statement leased to this worker.
-                    let step = claimed_step(r)?;
+                    let step = claimed_step_json(r.try_get("claim")?)?;
                     emit.changed(step.task_id);
                     report.claimed.push(step);
                     continue;
@@ -518,13 +534,14 @@ impl PgStore {
                     .iter()
                     .any(|t| advanced.get(t).map(|c| c.status) != Some(TaskState::InProgress));
             ready_ids.extend(unparked);
-            // Claim on completion: the children just made ready are still
-            // locked by this transaction (the statement locked them), and
-            // invisible as ready to every other session until it commits;
-            // leasing some of them here runs the claim statement itself,
-            // restricted to them. Counters need no change: a ready pending step
-            // is as live as a running one. Before the NOTIFY: whether there is
-            // work left for others is known only after this.
+            // The rest of the claim on completion (the statement leased what
+            // needs no gate): the children made ready but not leased are
+            // still locked by this transaction, and invisible as ready to
+            // every other session until it commits; leasing some of them
+            // here runs the claim statement itself, restricted to them, for
+            // the slots left. Counters need no change: a ready pending step
+            // is as live as a running one. Before the NOTIFY: whether there
+            // is work left for others is known only after this.
             let leased = report.claimed.len() as u32;
             if let Some(claim) = claim.filter(|c| c.limit > leased)
                 && !ready_ids.is_empty()

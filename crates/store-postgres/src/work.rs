@@ -224,8 +224,10 @@ pub(crate) struct ClaimShape {
     pub namespaces: bool,
     /// A per-task limit (`$8`, window `$9`).
     pub per_task: bool,
-    /// Only among given steps (`$10`): the claim on completion, restricted
-    /// to the children the finishing transaction made ready. The same
+    /// Only among given steps (`$10`): the part of the claim on completion
+    /// that the finish statement does not do itself (children behind a
+    /// flow gate, per-task limits, unparked steps; `finish.rs`), restricted
+    /// to the steps the finishing transaction made ready. The same
     /// statement otherwise, so both claims obey one rule.
     pub among: bool,
     /// With the flow gate ([`GATE_SQL`]: concurrency keys, rate limits,
