@@ -144,13 +144,18 @@ pub(crate) fn transition_row(r: &PgRow) -> Result<TransitionRow, TxError> {
 }
 
 /// A row of the claim statement (see `work.rs`).
+/// A claimed step's parents' results: `NULL` when it has no parents (an
+/// aggregate over no rows).
+fn parent_results(v: Option<Value>) -> Result<serde_json::Map<String, Value>, TxError> {
+    match v {
+        Some(Value::Object(m)) => Ok(m),
+        None | Some(Value::Null) => Ok(serde_json::Map::new()),
+        Some(other) => Err(corrupt("parent results", other)),
+    }
+}
+
 pub(crate) fn claimed_step(r: &PgRow) -> Result<ClaimedStep, TxError> {
-    // NULL when the step has no parents (an aggregate over no rows).
-    let parent_results = match r.try_get::<Option<Value>, _>("parent_results")? {
-        Some(Value::Object(m)) => m,
-        None | Some(Value::Null) => serde_json::Map::new(),
-        Some(other) => return Err(corrupt("parent results", other)),
-    };
+    let parent_results = parent_results(r.try_get("parent_results")?)?;
     let lease_token: Option<Uuid> = r.try_get("lease_token")?;
     let lease_expires_at: Option<DateTime<Utc>> = r.try_get("lease_expires_at")?;
     Ok(ClaimedStep {
@@ -201,11 +206,7 @@ pub(crate) fn claimed_step_json(v: Option<Value>) -> Result<ClaimedStep, TxError
     }
     let v = v.ok_or_else(|| corrupt("claim", "no claimed step"))?;
     let c: Claim = serde_json::from_value(v).map_err(|e| corrupt("claim", e))?;
-    let parent_results = match c.parent_results {
-        Some(Value::Object(m)) => m,
-        None | Some(Value::Null) => serde_json::Map::new(),
-        Some(other) => return Err(corrupt("parent results", other)),
-    };
+    let parent_results = parent_results(c.parent_results)?;
     Ok(ClaimedStep {
         step_id: c.id,
         task_id: c.task_id,

@@ -1127,6 +1127,43 @@ async fn until_blocked<T>(pool: &sqlx::PgPool, finishing: &tokio::task::JoinHand
     false
 }
 
+/// Finishes `parent` with a claim on completion of one slot while another
+/// transaction holds `child`, having run `change` (`$1` the child) on it;
+/// that transaction commits once the finish waits for the child's lock.
+async fn finish_while_child_changes(
+    store: &Arc<dyn Store>,
+    pool: &sqlx::PgPool,
+    parent: tasker_store::ClaimedStep,
+    child: Uuid,
+    change: &'static str,
+) -> tasker_store::FinishReport {
+    let now = base();
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query(change)
+        .bind(child)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let finishing = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .step_finish_and_claim(
+                    &[success(&parent, json!({}))],
+                    now,
+                    Some(&params("w", 1, now)),
+                )
+                .await
+        })
+    };
+    assert!(
+        until_blocked(pool, &finishing).await,
+        "the finish never waited for the child"
+    );
+    other.commit().await.unwrap();
+    finishing.await.unwrap().unwrap()
+}
+
 /// The command id that wrote a step's current row version.
 async fn writing_command(pool: &sqlx::PgPool, step: Uuid) -> String {
     sqlx::query_scalar("SELECT cmin::text FROM steps WHERE id = $1")
@@ -1195,31 +1232,18 @@ async fn a_child_readied_by_a_concurrent_parent_is_still_claimed_on_completion()
     let db = TestDb::create().await;
     let store: Arc<dyn Store> = Arc::new(db.store().await);
     let pool = db.store().await.pool().clone();
-    let now = base();
     let (task, claimed, c) = fan_in(&store).await;
     let b = claimed.iter().find(|s| s.step_name == "b").unwrap().clone();
 
     // The other parent's finish, holding the child until it commits.
-    let mut other = pool.begin().await.unwrap();
-    sqlx::query("UPDATE steps SET remaining_parents = remaining_parents - 1 WHERE id = $1")
-        .bind(c)
-        .execute(&mut *other)
-        .await
-        .unwrap();
-    let finishing = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            store
-                .step_finish_and_claim(&[success(&b, json!({}))], now, Some(&params("w", 1, now)))
-                .await
-        })
-    };
-    assert!(
-        until_blocked(&pool, &finishing).await,
-        "the finish never waited for the child"
-    );
-    other.commit().await.unwrap();
-    let report = finishing.await.unwrap().unwrap();
+    let report = finish_while_child_changes(
+        &store,
+        &pool,
+        b,
+        c,
+        "UPDATE steps SET remaining_parents = remaining_parents - 1 WHERE id = $1",
+    )
+    .await;
     assert_eq!(report.applied, 1);
     let ids: Vec<Uuid> = report.claimed.iter().map(|s| s.step_id).collect();
     assert_eq!(ids, [c], "leased on completion after all");
@@ -1244,26 +1268,14 @@ async fn a_child_paused_while_the_finish_waits_is_not_leased() {
         .await
         .unwrap();
 
-    let mut other = pool.begin().await.unwrap();
-    sqlx::query("UPDATE steps SET paused = true WHERE id = $1")
-        .bind(c)
-        .execute(&mut *other)
-        .await
-        .unwrap();
-    let finishing = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            store
-                .step_finish_and_claim(&[success(&b, json!({}))], now, Some(&params("w", 1, now)))
-                .await
-        })
-    };
-    assert!(
-        until_blocked(&pool, &finishing).await,
-        "the finish never waited for the child"
-    );
-    other.commit().await.unwrap();
-    let report = finishing.await.unwrap().unwrap();
+    let report = finish_while_child_changes(
+        &store,
+        &pool,
+        b,
+        c,
+        "UPDATE steps SET paused = true WHERE id = $1",
+    )
+    .await;
     assert_eq!(report.applied, 1);
     assert!(report.claimed.is_empty(), "a paused step is never leased");
     let row = tasker_store::conformance::step(&store, task, "c").await;
