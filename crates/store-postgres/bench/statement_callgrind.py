@@ -145,7 +145,9 @@ def lease_offer(n):
     `n` free slots (no kind, namespace or per-task filter)."""
     return {"$8": str(n), "$9": "'w'", "$10": "(now() + interval '30 s')",
             "$11": "NULL::text[]", "$12": "'{}'::text[]", "$13": "NULL::text[]",
-            "$14": "ARRAY[" + ",".join(["gen_random_uuid()"] * n) + "]"}
+            "$14": "ARRAY[" + ",".join(["gen_random_uuid()"] * n) + "]",
+            # Run on its own, as the store does unless it must not.
+            "$15": "true"}
 
 
 work = tempfile.mkdtemp(prefix="tasker-callgrind-")

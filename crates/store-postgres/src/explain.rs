@@ -30,7 +30,7 @@ const CASES: [(&str, &str, &str); 8] = [
         FINISH_SQL,
         "(ARRAY[gen_random_uuid()], ARRAY[gen_random_uuid()], ARRAY['ok'], ARRAY['{}'::jsonb], \
           ARRAY['{}'::jsonb], ARRAY[NULL::timestamptz], now(), 1, 'w', now(), NULL::text[], \
-          ARRAY[]::text[], NULL::text[], ARRAY[gen_random_uuid()])",
+          ARRAY[]::text[], NULL::text[], ARRAY[gen_random_uuid()], true)",
     ),
     (
         "finish: children",

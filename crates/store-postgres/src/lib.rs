@@ -251,6 +251,8 @@ struct Inner {
     listener: JoinHandle<()>,
     /// The database clock, with [`PgClock::Database`].
     db_clock: Option<Arc<clock::DbClock>>,
+    /// Whether finish statements may run on their own (`finish.rs`).
+    finish_alone: finish::FinishAlone,
 }
 
 impl Drop for Inner {
@@ -323,6 +325,7 @@ impl PgStore {
                 },
                 listener,
                 db_clock,
+                finish_alone: finish::FinishAlone::default(),
             }),
         })
     }

@@ -211,7 +211,7 @@ pub(crate) async fn apply_delta(
         live: cur.live + d.live,
         blocked: cur.blocked + d.blocked,
     };
-    if counters.remaining < 0 || counters.live < 0 || counters.blocked < 0 {
+    if drifts(cur, d) {
         let truth = recount(conn, id).await?;
         tracing::error!(
             task_id = %id,
@@ -240,6 +240,26 @@ pub(crate) async fn settle(
     settle_applied(conn, deltas, &BTreeMap::new(), now, emit, origin).await
 }
 
+/// True when `cur` advanced by `d` would go negative: the stored counters
+/// had drifted from the task's steps, and [`apply_delta`] recounts them.
+/// (The finish statement tests the same, in SQL, before it moves a task.)
+pub(crate) fn drifts(cur: &TaskCounters, d: Delta) -> bool {
+    cur.remaining + d.remaining < 0 || cur.live + d.live < 0 || cur.blocked + d.blocked < 0
+}
+
+/// Whether [`settle_applied`] has anything to write for these deltas: a
+/// task the statement did not advance, or one whose counters drifted.
+/// Otherwise it returns at once, without a statement.
+pub(crate) fn settle_needed(
+    deltas: &BTreeMap<Uuid, Delta>,
+    advanced: &BTreeMap<Uuid, TaskCounters>,
+) -> bool {
+    deltas.iter().any(|(id, d)| match advanced.get(id) {
+        None => true,
+        Some(cur) => drifts(cur, *d),
+    })
+}
+
 /// [`settle`] for a batch some of whose tasks a statement already locked,
 /// advanced by their deltas and moved by the finaliser (`advanced`: status
 /// and counters read under the lock, before the delta; `finish.rs`, whose
@@ -257,7 +277,7 @@ pub(crate) async fn settle_applied(
     emit: &mut Emit,
     origin: &crate::events::Origin,
 ) -> Result<Vec<(Uuid, TaskState)>, TxError> {
-    if deltas.is_empty() {
+    if !settle_needed(deltas, advanced) {
         return Ok(Vec::new());
     }
     let rest: Vec<Uuid> = deltas
