@@ -141,8 +141,9 @@ def single(sql, workdir):
 
 
 def lease_offer(n):
-    """`$8`..`$14` of FINISH_SQL: the claim on completion of a worker with
-    `n` free slots (no kind, namespace or per-task filter)."""
+    """`$8`..`$15` of FINISH_SQL: the claim on completion of a worker with
+    `n` free slots (no kind, namespace or per-task filter), the statement
+    run on its own."""
     return {"$8": str(n), "$9": "'w'", "$10": "(now() + interval '30 s')",
             "$11": "NULL::text[]", "$12": "'{}'::text[]", "$13": "NULL::text[]",
             "$14": "ARRAY[" + ",".join(["gen_random_uuid()"] * n) + "]",

@@ -143,6 +143,7 @@ mod events;
 mod events_outbox;
 mod explain;
 mod finish;
+mod finish_batch;
 mod flow;
 mod flow_pause;
 mod flow_prune;
@@ -252,7 +253,7 @@ struct Inner {
     /// The database clock, with [`PgClock::Database`].
     db_clock: Option<Arc<clock::DbClock>>,
     /// Whether finish statements may run on their own (`finish.rs`).
-    finish_alone: finish::FinishAlone,
+    finish_alone: finish_batch::FinishAlone,
 }
 
 impl Drop for Inner {
@@ -325,7 +326,7 @@ impl PgStore {
                 },
                 listener,
                 db_clock,
-                finish_alone: finish::FinishAlone::default(),
+                finish_alone: finish_batch::FinishAlone::default(),
             }),
         })
     }
