@@ -54,7 +54,7 @@ pub(crate) struct Origin {
 }
 
 /// What one transaction wants to announce once it has committed.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Emit {
     /// Steps became claimable now.
     pub work: bool,

@@ -6,7 +6,7 @@
 
 use crate::PgStore;
 use crate::decode::{claimed_step, claimed_step_json, task_state};
-use crate::error::TxError;
+use crate::error::{MAX_TX_RETRIES, TxError, retry_pause};
 use crate::events::{Emit, Origin, notify};
 use crate::finish::{Batch, LeaseOffer, finish_rows};
 use crate::flow::{Released, release, released};
@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 /// What the finish statement's answer says, read into the report and what
 /// is left to do after it ([`Answer::read`]).
+#[derive(Clone)]
 struct Answer {
     report: FinishReport,
     emit: Emit,
@@ -250,8 +251,12 @@ impl PgStore {
         if claim.is_none_or(|c| c.per_task_limit.is_none()) && self.inner.finish_alone.allowed() {
             match finish_rows(&self.inner.pool, &b, claim, &offer, true).await {
                 Ok(rows) => {
+                    // Committed: a row that cannot be decoded (a corrupt
+                    // stored value) fails the finish now, as on SQLite, and
+                    // a child leased with it is rescued when its lease
+                    // expires.
                     let answer = Answer::read(&rows, &b, report)?;
-                    return self.after_alone(answer, claim).await;
+                    return Ok(self.after_alone(answer, claim).await);
                 }
                 Err(e) if needs_transaction(&e) => self.inner.finish_alone.refused(),
                 Err(e) => return Err(e.into()),
@@ -268,26 +273,58 @@ impl PgStore {
         tx::end(tx, res).await
     }
 
-    /// What follows a finish statement that committed on its own.
+    /// What follows a finish statement that committed on its own. Never an
+    /// error: the outcomes are written, and reporting a failure would have
+    /// the caller send them again (they would come back lease-lost, and the
+    /// children leased to it would wait for their leases to expire). What
+    /// follows is a claim and a NOTIFY (the statement refuses the batches
+    /// whose keys or counters need more): if they cannot be written, the
+    /// steps they were for stay ready, and this process's claimer is woken
+    /// for them (other processes' claimers poll).
     async fn after_alone(
         &self,
         answer: Answer,
         claim: Option<&ClaimParams>,
-    ) -> Result<(FinishReport, Emit), TxError> {
+    ) -> (FinishReport, Emit) {
         match answer.left_after_alone(claim, self.origin()) {
-            Left::Nothing => Ok((answer.report, answer.emit)),
+            Left::Nothing => (answer.report, answer.emit),
             Left::Notify => {
                 let work = answer.work_left();
                 let (report, mut emit) = (answer.report, answer.emit);
                 emit.work |= work;
-                let mut conn = self.inner.pool.acquire().await?;
-                notify(&mut conn, &mut emit, self.origin()).await?;
-                Ok((report, emit))
+                let sent = match self.inner.pool.acquire().await {
+                    Ok(mut conn) => notify(&mut conn, &mut emit, self.origin()).await,
+                    Err(e) => Err(e.into()),
+                };
+                if let Err(e) = sent {
+                    tracing::warn!(error = ?e, "finish: NOTIFY after the commit not sent");
+                }
+                (report, emit)
             }
             Left::Transaction => {
-                let mut tx = self.inner.pool.begin().await?;
-                let res = self.follow_up(&mut tx, answer, claim, false).await;
-                tx::end(tx, res).await
+                let mut attempt = 0;
+                loop {
+                    let res = async {
+                        let mut tx = self.inner.pool.begin().await?;
+                        let res = self.follow_up(&mut tx, answer.clone(), claim, false).await;
+                        tx::end(tx, res).await
+                    }
+                    .await;
+                    match res {
+                        Ok(done) => return done,
+                        Err(TxError::Retry(_)) if attempt < MAX_TX_RETRIES => {
+                            attempt += 1;
+                            tokio::time::sleep(retry_pause(attempt)).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = ?e, "finish: what follows the committed statement not written");
+                            let work = !answer.ready_ids.is_empty() || answer.work_left();
+                            let (report, mut emit) = (answer.report, answer.emit);
+                            emit.work |= work;
+                            return (report, emit);
+                        }
+                    }
+                }
             }
         }
     }
