@@ -443,6 +443,14 @@ mod tests {
         .unwrap()
     }
 
+    fn delta(remaining: i64, live: i64, blocked: i64) -> Delta {
+        Delta {
+            remaining,
+            live,
+            blocked,
+        }
+    }
+
     fn counters(remaining: i64, live: i64) -> TaskCounters {
         TaskCounters {
             status: TaskState::InProgress,
@@ -460,14 +468,7 @@ mod tests {
         a.report.newly_ready = 1;
         a.report.claimed.push(leased_child(task));
         a.emit.changed(task);
-        a.deltas.insert(
-            task,
-            Delta {
-                remaining: -1,
-                live: 0,
-                blocked: 0,
-            },
-        );
+        a.deltas.insert(task, delta(-1, 0, 0));
         a.advanced.insert(task, counters(5, 1));
         let claim = params("w", 1, at(0));
         assert!(matches!(
@@ -487,14 +488,7 @@ mod tests {
         let mut a = answer();
         a.report.newly_ready = 2;
         a.ready_ids.push(Uuid::now_v7());
-        a.deltas.insert(
-            task,
-            Delta {
-                remaining: -1,
-                live: 1,
-                blocked: 0,
-            },
-        );
+        a.deltas.insert(task, delta(-1, 1, 0));
         a.advanced.insert(task, counters(5, 1));
         // No claim on completion: others are woken.
         assert!(matches!(
@@ -513,14 +507,7 @@ mod tests {
     fn tasks_the_statement_did_not_settle_need_a_transaction() {
         let task = Uuid::now_v7();
         let mut a = answer();
-        a.deltas.insert(
-            task,
-            Delta {
-                remaining: -1,
-                live: -1,
-                blocked: 0,
-            },
-        );
+        a.deltas.insert(task, delta(-1, -1, 0));
         // Not advanced by the statement (a batch that released keys).
         assert!(matches!(
             a.left_after_alone(None, &origin(false)),

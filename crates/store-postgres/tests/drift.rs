@@ -55,6 +55,22 @@ async fn drifted_counters_are_recounted_not_clamped() {
     let (stored, truth) = counters(&pool, task).await;
     assert_eq!(truth, (2, 2, 0));
     assert_eq!(stored, truth);
+    // And in the step's own transaction: a finish statement run on its own
+    // refuses a batch with drifted counters, which then runs in a
+    // transaction with its recount (`tests/finish_alone.rs`).
+    let writers: (String, String) = sqlx::query_as(
+        "SELECT (SELECT xmin::text FROM tasks WHERE id = $1), \
+                (SELECT xmin::text FROM steps WHERE id = $2)",
+    )
+    .bind(task)
+    .bind(claimed[0].step_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        writers.0, writers.1,
+        "the recount was written apart from the step"
+    );
 
     // From the truth on, the task finishes exactly when its steps do.
     succeed(&store, &claimed[1], at(3)).await;

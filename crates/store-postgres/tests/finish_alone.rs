@@ -3,8 +3,9 @@
 //! migration `20261209000000_finish_alone.sql`). The two batches that must
 //! not be split are checked here by the transaction that wrote each row
 //! (`xmin`): a finish whose step held a concurrency key (its key is
-//! released and its task written after the statement) and a finish whose
-//! task counters had drifted (the recounted truth is written after it).
+//! released and its task written after the statement) here, and a finish
+//! whose task counters had drifted (the recounted truth is written after
+//! it) in `tests/drift.rs`.
 //! Both would still end right if the statement committed alone and the
 //! rest followed in a second transaction; only a crash in between would
 //! show it, which is why the rows' transaction is what these tests read.
@@ -81,37 +82,5 @@ async fn a_finish_that_releases_a_concurrency_key_writes_its_task_in_the_same_tr
         .await
         .unwrap();
     assert_eq!(running, 0, "the key still counts the finished step");
-    pool.close().await;
-}
-
-#[tokio::test]
-async fn a_finish_that_meets_drifted_counters_writes_the_recount_in_the_same_transaction() {
-    let db = TestDb::create().await;
-    let store: Arc<dyn Store> = Arc::new(db.store().await);
-    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let t = new_task(Shape::Roots(3), at(0));
-    let task = t.id;
-    store.task_create(t).await.unwrap();
-    let claimed = claim(&store, 3, at(1)).await;
-    // Drift: the stored live counter says nothing runs, while three do.
-    sqlx::query("UPDATE tasks SET steps_live = 0 WHERE id = $1")
-        .bind(task)
-        .execute(&pool)
-        .await
-        .unwrap();
-
-    succeed(&store, &claimed[0], at(2)).await;
-
-    let live: i64 = sqlx::query_scalar("SELECT steps_live FROM tasks WHERE id = $1")
-        .bind(task)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(live, 2, "the recount, not the clamped counter");
-    assert_eq!(
-        writer(&pool, "tasks", task).await,
-        writer(&pool, "steps", claimed[0].step_id).await,
-        "the recount was written apart from the step"
-    );
     pool.close().await;
 }
