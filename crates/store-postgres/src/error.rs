@@ -2,18 +2,25 @@
 //!
 //! Every operation runs in a transaction that may be aborted by PostgreSQL
 //! for reasons that are not the caller's fault: a serialization failure
-//! (`40001`) or a deadlock victim (`40P01`). Those are retried inside the
-//! store a few times ([`TxError::Retry`]). Losing the server (connection
-//! refused, I/O error, pool timeout, `57P01 admin_shutdown`, class `08`) is
-//! [`StoreError::Unavailable`]; a value the database cannot store (SQLSTATE
-//! class `22`, data exception) is [`StoreError::InvalidData`]; everything
-//! else is [`StoreError::Internal`].
+//! (`40001`) or a deadlock victim (`40P01`), or its session ended by the
+//! server (`57P01 admin_shutdown`, `57P02 crash_shutdown`: terminated by an
+//! operator, a restart or a failover; what the session had not committed
+//! is rolled back). Those are run again inside the store a few times
+//! ([`TxError::Retry`], [`TxError::SessionLost`]); a session's loss also
+//! makes the pool test its connections before handing them out for a
+//! while (`pool.rs`), so the next attempt gets a live one. Losing the
+//! server otherwise (connection refused, I/O error, pool timeout, class
+//! `08`) is [`StoreError::Unavailable`], as is a lost session once retries
+//! are exhausted; a value the database cannot store (SQLSTATE class `22`,
+//! data exception) is [`StoreError::InvalidData`]; everything else is
+//! [`StoreError::Internal`].
 
 use std::time::Duration;
 use tasker_store::StoreError;
 
-/// How many times a transaction aborted by a serialization failure or a
-/// deadlock is run again before the error is reported.
+/// How many times a transaction aborted by a serialization failure, a
+/// deadlock or the loss of its session is run again before the error is
+/// reported.
 pub(crate) const MAX_TX_RETRIES: u32 = 5;
 
 /// The error of one transaction attempt.
@@ -21,6 +28,9 @@ pub(crate) const MAX_TX_RETRIES: u32 = 5;
 pub(crate) enum TxError {
     /// Aborted by the database's concurrency control; run the transaction again.
     Retry(String),
+    /// The server ended the session (`57P01`, `57P02`) before the
+    /// transaction committed; run it again on another connection.
+    SessionLost(String),
     /// Final.
     Store(StoreError),
 }
@@ -30,8 +40,14 @@ impl TxError {
     pub(crate) fn into_store(self) -> StoreError {
         match self {
             TxError::Retry(msg) => StoreError::Internal(format!("transaction kept failing: {msg}")),
+            TxError::SessionLost(msg) => StoreError::Unavailable(msg),
             TxError::Store(e) => e,
         }
+    }
+
+    /// The transaction did not take effect and may be run again as it is.
+    pub(crate) fn retryable(&self) -> bool {
+        matches!(self, TxError::Retry(_) | TxError::SessionLost(_))
     }
 }
 
@@ -53,8 +69,20 @@ impl From<sqlx::Error> for TxError {
     }
 }
 
-/// Maps a driver error to what the store reports.
+/// Maps a driver error to what the store reports; an error that means the
+/// connection is gone also tells the pool (`pool::connection_lost`).
 pub(crate) fn classify(e: sqlx::Error) -> TxError {
+    let out = classify_only(e);
+    if matches!(
+        out,
+        TxError::SessionLost(_) | TxError::Store(StoreError::Unavailable(_))
+    ) {
+        crate::pool::connection_lost();
+    }
+    out
+}
+
+fn classify_only(e: sqlx::Error) -> TxError {
     match &e {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
@@ -62,9 +90,12 @@ pub(crate) fn classify(e: sqlx::Error) -> TxError {
                 // serialization_failure, deadlock_detected: the transaction
                 // lost a race; nothing it did is visible, so run it again.
                 "40001" | "40P01" => TxError::Retry(db.message().to_string()),
-                // admin_shutdown, crash_shutdown, cannot_connect_now,
-                // too_many_connections, and the whole connection-exception class.
-                "57P01" | "57P02" | "57P03" | "53300" => {
+                // admin_shutdown, crash_shutdown: the server ended this
+                // session; what it had not committed was rolled back.
+                "57P01" | "57P02" => TxError::SessionLost(db.message().to_string()),
+                // cannot_connect_now, too_many_connections, and the whole
+                // connection-exception class.
+                "57P03" | "53300" => {
                     TxError::Store(StoreError::Unavailable(db.message().to_string()))
                 }
                 c if c.starts_with("08") => {
@@ -109,7 +140,8 @@ pub(crate) fn retry_pause(attempt: u32) -> Duration {
     Duration::from_millis(base + jitter)
 }
 
-/// Runs a transaction body again while it fails with [`TxError::Retry`].
+/// Runs a transaction body again while it fails with [`TxError::Retry`] or
+/// [`TxError::SessionLost`].
 ///
 /// `$body` is an expression that builds a fresh future on every evaluation
 /// (e.g. `self.claim_once(claim)`), so each attempt starts a new transaction.
@@ -119,9 +151,9 @@ macro_rules! with_retry {
         loop {
             match $body.await {
                 Ok(v) => break Ok(v),
-                Err($crate::error::TxError::Retry(msg)) if attempt < $crate::error::MAX_TX_RETRIES => {
+                Err(e) if e.retryable() && attempt < $crate::error::MAX_TX_RETRIES => {
                     attempt += 1;
-                    tracing::debug!(op = $op, attempt, error = %msg, "transaction aborted by concurrency control; retrying");
+                    tracing::debug!(op = $op, attempt, error = ?e, "transaction aborted (concurrency control or a lost session); retrying");
                     tokio::time::sleep($crate::error::retry_pause(attempt)).await;
                 }
                 Err(e) => break Err(e.into_store()),
@@ -176,6 +208,23 @@ mod tests {
         let calls = std::sync::atomic::AtomicU32::new(0);
         let r: Result<u32, StoreError> = with_retry!("test", flaky(&calls, 100));
         assert!(matches!(r, Err(StoreError::Internal(_))));
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::SeqCst),
+            MAX_TX_RETRIES + 1
+        );
+    }
+
+    #[tokio::test]
+    async fn retries_a_lost_session_then_reports_unavailable() {
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let lost = || async {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err::<u32, _>(TxError::SessionLost(
+                "terminating connection due to administrator command".into(),
+            ))
+        };
+        let r: Result<u32, StoreError> = with_retry!("test", lost());
+        assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
         assert_eq!(
             calls.load(std::sync::atomic::Ordering::SeqCst),
             MAX_TX_RETRIES + 1

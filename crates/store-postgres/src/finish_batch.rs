@@ -312,7 +312,7 @@ impl PgStore {
                     .await;
                     match res {
                         Ok(done) => return done,
-                        Err(TxError::Retry(_)) if attempt < MAX_TX_RETRIES => {
+                        Err(e) if e.retryable() && attempt < MAX_TX_RETRIES => {
                             attempt += 1;
                             tokio::time::sleep(retry_pause(attempt)).await;
                         }

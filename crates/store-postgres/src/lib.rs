@@ -150,6 +150,7 @@ mod flow_prune;
 mod keys;
 mod partitions;
 mod pause;
+mod pool;
 mod read;
 mod restart;
 mod retention;
@@ -167,12 +168,13 @@ pub mod testing;
 pub use clock::PgClock;
 pub use events::{TASK_CHANNEL, WORK_CHANNEL};
 pub use explain::PlanKind;
+pub use pool::PING_AFTER_IDLE;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use error::{store_err, with_retry};
 use events::Emit;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -284,10 +286,7 @@ impl PgStore {
         if connect_options.get_application_name().is_none() {
             connect_options = connect_options.application_name("tasker");
         }
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .min_connections(options.min_connections.min(options.max_connections.max(1)))
-            .acquire_timeout(options.acquire_timeout)
+        let pool = pool::options(&options)
             .connect_with(connect_options)
             .await
             .map_err(store_err)?;

@@ -40,6 +40,14 @@ pub fn with_database(url: &str, db: &str) -> String {
     out
 }
 
+/// Makes this process's pools forget that a connection was lost, so that
+/// they test connections at acquire only after an idle second again
+/// (`pool.rs`). For a test that needs to see what a pool does before any
+/// loss was seen, in a test binary of its own (the memory is process-wide).
+pub fn forget_lost_connections() {
+    crate::pool::forget_losses();
+}
+
 /// A database that is dropped when this guard is.
 pub struct TestDb {
     /// URL of the test database.
