@@ -97,9 +97,14 @@ impl PgStore {
         if let Some(c) = &q.correlation_id {
             conds.push(("correlation_id =", Arg::Text(c)));
         }
-        // Containment over the GIN index `tasks_tags_gin`.
+        // Containment over the GIN index `tasks_tags_gin`, which holds
+        // tagged tasks only: a task matching one tag or more is tagged,
+        // and saying so lets the planner use the partial index.
         if !q.tags.is_empty() {
-            conds.push(("tags @>", Arg::Json(serde_json::json!(q.tags))));
+            conds.push((
+                "tags <> '[]'::jsonb AND tags @>",
+                Arg::Json(serde_json::json!(q.tags)),
+            ));
         }
         let mut filter = String::from("WHERE TRUE");
         for (i, (cond, _)) in conds.iter().enumerate() {

@@ -8,7 +8,7 @@
 //!   rescue, release) reads the index it is built on (`HOT_INDEXES`) and
 //!   scans no table or partition that grows with the history, however small
 //!   (an empty month ahead included);
-//! - the bounded reads (a keyset page of tasks, a task's edges), a
+//! - the bounded reads (a keyset page of tasks, tasks by tag, a task's edges), a
 //!   retention batch and a prune batch (`prune_expired`, one statement)
 //!   read index ranges only and sort nothing;
 //! - a task's or step's transitions, events after a cursor and a task's
@@ -150,6 +150,11 @@ async fn check(store: &PgStore, when: &str) {
             "SELECT id FROM tasks WHERE (created_at, id) < (now(), '00000000-0000-0000-0000-000000000000'::uuid) \
              ORDER BY created_at DESC, id DESC LIMIT 26",
             "tasks_created_id_idx",
+        ),
+        (
+            "tasks by tag (the filter of src/read.rs: the index holds tagged tasks only)",
+            "SELECT id FROM tasks WHERE tags <> '[]'::jsonb AND tags @> '[\"nightly\"]'::jsonb",
+            "tasks_tags_gin",
         ),
         (
             "step list, a task's edges",
