@@ -72,14 +72,25 @@ impl From<sqlx::Error> for TxError {
 /// Maps a driver error to what the store reports; an error that means the
 /// connection is gone also tells the pool (`pool::connection_lost`).
 pub(crate) fn classify(e: sqlx::Error) -> TxError {
-    let out = classify_only(e);
-    if matches!(
-        out,
-        TxError::SessionLost(_) | TxError::Store(StoreError::Unavailable(_))
-    ) {
+    if connection_gone(&e) {
         crate::pool::connection_lost();
     }
-    out
+    classify_only(e)
+}
+
+/// The statement's connection is gone: the server ended its session, the
+/// connection broke, or the server refused it. Not a pool that is merely
+/// busy or closed (testing connections then would only add round trips to
+/// an overloaded pool).
+fn connection_gone(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            matches!(code.as_ref(), "57P01" | "57P02" | "57P03") || code.starts_with("08")
+        }
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    }
 }
 
 fn classify_only(e: sqlx::Error) -> TxError {
@@ -212,6 +223,17 @@ mod tests {
             calls.load(std::sync::atomic::Ordering::SeqCst),
             MAX_TX_RETRIES + 1
         );
+    }
+
+    #[test]
+    fn a_busy_pool_is_not_a_lost_connection() {
+        assert!(!connection_gone(&sqlx::Error::PoolTimedOut));
+        assert!(!connection_gone(&sqlx::Error::PoolClosed));
+        assert!(!connection_gone(&sqlx::Error::RowNotFound));
+        assert!(connection_gone(&sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "reset"
+        ))));
     }
 
     #[tokio::test]

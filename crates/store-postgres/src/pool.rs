@@ -18,8 +18,8 @@
 //! the first statement sent on a dead connection fails, and the store runs
 //! it again (`57P01`/`57P02` roll back what was not committed:
 //! `TxError::SessionLost`) on a connection the pool has now tested
-//! (`tests/postgres.rs`, `listener_recovers_after_its_session_is_terminated`
-//! and `a_connection_killed_while_idle_is_replaced`).
+//! (`tests/lost_sessions.rs`; `tests/postgres.rs`,
+//! `listener_recovers_after_its_session_is_terminated`).
 
 use crate::PgOptions;
 use sqlx::pool::PoolConnectionMetadata;
