@@ -15,9 +15,11 @@
 //! found its connection gone (`error::classify` calls [`connection_lost`]).
 //!
 //! So when the server ends sessions (an operator, a restart, a failover),
-//! the first statement sent on a dead connection fails, and the store runs
-//! it again (`57P01`/`57P02` roll back what was not committed:
-//! `TxError::SessionLost`) on a connection the pool has now tested
+//! the first statement sent on a dead connection fails. A store operation
+//! that runs under `with_retry!` (every write: creation, claims, finishes,
+//! operator actions) runs again (`57P01`/`57P02` roll back what was not
+//! committed: `TxError::SessionLost`) on a connection the pool has now
+//! tested; a read fails once with `Unavailable`
 //! (`tests/lost_sessions.rs`; `tests/postgres.rs`,
 //! `listener_recovers_after_its_session_is_terminated`).
 

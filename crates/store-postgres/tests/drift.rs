@@ -4,6 +4,8 @@
 //! every operation and the task finalises when its steps say so.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use tasker_store::Store;
 use tasker_store::conformance::factory::{Shape, new_task};
@@ -58,17 +60,9 @@ async fn drifted_counters_are_recounted_not_clamped() {
     // And in the step's own transaction: a finish statement run on its own
     // refuses a batch with drifted counters, which then runs in a
     // transaction with its recount (`tests/finish_alone.rs`).
-    let writers: (String, String) = sqlx::query_as(
-        "SELECT (SELECT xmin::text FROM tasks WHERE id = $1), \
-                (SELECT xmin::text FROM steps WHERE id = $2)",
-    )
-    .bind(task)
-    .bind(claimed[0].step_id)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
     assert_eq!(
-        writers.0, writers.1,
+        common::writer(&pool, "tasks", task).await,
+        common::writer(&pool, "steps", claimed[0].step_id).await,
         "the recount was written apart from the step"
     );
 

@@ -14,27 +14,13 @@
 
 mod common;
 
-use common::TestDb;
+use common::{TestDb, writer};
 use std::sync::Arc;
 use tasker_store::Store;
 use tasker_store::conformance::factory::{Shape, new_task};
 use tasker_store::conformance::{at, claim, succeed};
 use tasker_store::flow::{ConcurrencyKey, StepFlow};
 use uuid::Uuid;
-
-/// The id of the transaction that wrote the row `id` of `table` last.
-async fn writer(pool: &sqlx::PgPool, table: &str, id: Uuid) -> String {
-    let sql = match table {
-        "steps" => "SELECT xmin::text FROM steps WHERE id = $1",
-        "tasks" => "SELECT xmin::text FROM tasks WHERE id = $1",
-        _ => panic!("no such table here: {table}"),
-    };
-    sqlx::query_scalar(sql)
-        .bind(id)
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
 
 #[tokio::test]
 async fn a_finish_that_releases_a_concurrency_key_writes_its_task_in_the_same_transaction() {
