@@ -5,7 +5,8 @@
 //! PostgreSQL estimates the generic plan no more expensive; it re-plans when
 //! statistics change. [`PgStore::explain_hot_path`] shows either kind for
 //! every hot statement, so tests can check both reach rows only through the
-//! partial and primary-key indexes.
+//! partial and primary-key indexes, or the one PostgreSQL chooses itself, so
+//! tests can check a statement is not planned anew at every execution.
 
 use crate::PgStore;
 use crate::error::store_err;
@@ -76,6 +77,11 @@ pub enum PlanKind {
     /// Planned for any arguments: what runs once PostgreSQL settles on a
     /// generic plan.
     Generic,
+    /// What PostgreSQL itself chooses after its five custom plans (the
+    /// default `plan_cache_mode`): the generic plan when it estimates it no
+    /// dearer than the custom ones, else a custom plan again. Arguments in
+    /// a custom plan appear as values, in the generic one as `$n`.
+    Chosen,
 }
 
 impl PgStore {
@@ -118,7 +124,11 @@ pub(crate) async fn explain_prepared<A: AsRef<str>>(
     let mode = match kind {
         PlanKind::Custom => "SET plan_cache_mode = force_custom_plan",
         PlanKind::Generic => "SET plan_cache_mode = force_generic_plan",
+        PlanKind::Chosen => "SET plan_cache_mode = auto",
     };
+    // PostgreSQL decides between custom and generic at the sixth execution
+    // of a prepared statement (EXPLAIN EXECUTE counts as one).
+    let explains = if kind == PlanKind::Chosen { 6 } else { 1 };
     sqlx::query(mode)
         .execute(&mut *conn)
         .await
@@ -130,11 +140,16 @@ pub(crate) async fn explain_prepared<A: AsRef<str>>(
             sqlx::query(AssertSqlSafe(prepare))
                 .execute(&mut *conn)
                 .await?;
-            let plan: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(AssertSqlSafe(
-                format!("EXPLAIN EXECUTE tasker_explain{}", args.as_ref()),
-            ))
-            .fetch_all(&mut *conn)
-            .await;
+            let explain = format!("EXPLAIN EXECUTE tasker_explain{}", args.as_ref());
+            let mut plan: Result<Vec<String>, sqlx::Error> = Ok(Vec::new());
+            for _ in 0..explains {
+                plan = sqlx::query_scalar(AssertSqlSafe(explain.clone()))
+                    .fetch_all(&mut *conn)
+                    .await;
+                if plan.is_err() {
+                    break;
+                }
+            }
             // Deallocate even when EXPLAIN failed, so the name is free.
             sqlx::query("DEALLOCATE tasker_explain")
                 .execute(&mut *conn)

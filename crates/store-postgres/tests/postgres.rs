@@ -523,6 +523,57 @@ async fn claim_and_rescue_use_the_partial_indexes() {
     assert_eq!(got.len(), 500);
 }
 
+/// A store's steady state: a finished history and a handful of ready
+/// steps, analysed. PostgreSQL settles on the generic plan of every claim
+/// that walks the ready frontier, and that plan is the custom plans' shape
+/// (the ready index in order, stopping at the limit), so a claim is not
+/// planned again at every execution (about 1 ms each; docs/PERFORMANCE.md,
+/// "A claim planned once"). Without the claim's `ready_at IS NOT NULL` the
+/// generic plan is estimated at a third of the table, and PostgreSQL plans
+/// every claim anew.
+#[tokio::test]
+async fn claims_settle_on_their_generic_plan() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let s: Arc<dyn Store> = Arc::new(store.clone());
+    // Ready a minute ago, so that the explained claims (at `now()`) find
+    // the ready steps in the statistics.
+    let now = Utc::now() - Duration::minutes(1);
+    let history: Vec<NewTask> = (0..2000).map(|_| new_task(Shape::Diamond, now)).collect();
+    s.task_create_many(history).await.unwrap();
+    sqlx::query(
+        "UPDATE steps SET status = 'complete', ready_at = NULL, remaining_parents = 0, completed_at = $1",
+    )
+    .bind(now)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    sqlx::query("UPDATE tasks SET status = 'complete', steps_remaining = 0, steps_live = 0")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let fresh: Vec<NewTask> = (0..4).map(|_| new_task(Shape::Roots(5), now)).collect();
+    s.task_create_many(fresh).await.unwrap();
+    sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
+
+    let plans = store.explain_hot_path(PlanKind::Chosen).await.unwrap();
+    let claims: Vec<_> = plans
+        .iter()
+        .filter(|(name, _)| name.starts_with("claim") && !name.contains("among: true"))
+        .collect();
+    assert!(!claims.is_empty());
+    for (name, plan) in claims {
+        assert!(
+            plan.contains("Index Scan using steps_ready_idx"),
+            "{name} (chosen plan):\n{plan}"
+        );
+        assert!(
+            plan.contains("(ready_at <= $1)"),
+            "{name}: PostgreSQL chose a custom plan:\n{plan}"
+        );
+    }
+}
+
 /// A batch of outcomes is a fixed handful of statements: finishing 500
 /// steps of 100 tasks (children unblocked, tasks finalised) in one call.
 #[tokio::test]
