@@ -193,6 +193,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     {
         outln!("postgres autovacuum {}", if on { "on" } else { "off" })?;
     }
+    if let Ok(DatabaseKind::Postgres) = database_kind(&url) {
+        match postgres_session(&url).await {
+            Ok(facts) => outln!("postgres session: {facts}")?,
+            Err(e) => outln!("postgres session: not read ({e})")?,
+        }
+    }
     outln!(
         "lifecycle events {}",
         if args.events {
@@ -355,6 +361,32 @@ async fn maintenance(tasker: &Tasker) -> anyhow::Result<()> {
 /// by the next checkpoint while the measured commits wait behind it, which
 /// measures the load, not the history. Not being allowed to (PostgreSQL's
 /// `CHECKPOINT` needs a superuser or `pg_checkpoint`) is reported, not fatal.
+/// How a session of the bench reaches PostgreSQL (TLS or not: the URL's
+/// `sslmode`, `prefer` by default) and what its commits wait for (`fsync`,
+/// `synchronous_commit`): its figures depend on both, and a peer compared
+/// in the same run should be set up alike (docs/PERFORMANCE.md, "the
+/// transport like for like").
+async fn postgres_session(url: &str) -> anyhow::Result<String> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let facts: (bool, Option<String>, String, String) = sqlx::query_as(
+        "SELECT COALESCE(s.ssl, false), s.version, current_setting('fsync'), \
+                current_setting('synchronous_commit') \
+         FROM (SELECT 1) one LEFT JOIN pg_stat_ssl s ON s.pid = pg_backend_pid()",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    let _ = conn.close().await;
+    let (tls, version, fsync, synchronous_commit) = facts;
+    let transport = if tls {
+        format!("TLS ({})", version.unwrap_or_default())
+    } else {
+        "no TLS".to_string()
+    };
+    Ok(format!(
+        "{transport}, fsync {fsync}, synchronous_commit {synchronous_commit}"
+    ))
+}
+
 async fn checkpoint(url: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     let done = match database_kind(url) {
