@@ -439,20 +439,15 @@ async fn listener_recovers_after_its_session_is_terminated() {
     );
 }
 
-/// EXPLAIN: with a large finished history and ANALYZE, the generic plans the
-/// sessions use read the partial `ready_at` index (claim) and the partial
-/// lease index (rescue), the claim on completion the primary key only, and
-/// no hot statement scans a table.
-#[tokio::test]
-async fn claim_and_rescue_use_the_partial_indexes() {
-    let db = TestDb::create().await;
-    let store = db.store().await;
-    let s: Arc<dyn Store> = Arc::new(store.clone());
-    let now = base();
-    // 4000 finished diamond tasks (16000 steps, 16000 edges) of history.
-    for _ in 0..4 {
-        let history: Vec<NewTask> = (0..1000).map(|_| new_task(Shape::Diamond, now)).collect();
-        s.task_create_many(history).await.unwrap();
+/// `tasks` diamond tasks created at `now` (in batches of 1000), then every
+/// step and task of the database marked complete: a history the hot path
+/// must not read.
+async fn finished_history(store: &PgStore, tasks: usize, now: DateTime<Utc>) {
+    for start in (0..tasks).step_by(1000) {
+        let batch: Vec<NewTask> = (start..tasks.min(start + 1000))
+            .map(|_| new_task(Shape::Diamond, now))
+            .collect();
+        store.task_create_many(batch).await.unwrap();
     }
     sqlx::query(
         "UPDATE steps SET status = 'complete', ready_at = NULL, remaining_parents = 0, completed_at = $1",
@@ -465,6 +460,20 @@ async fn claim_and_rescue_use_the_partial_indexes() {
         .execute(store.pool())
         .await
         .unwrap();
+}
+
+/// EXPLAIN: with a large finished history and ANALYZE, the generic plans the
+/// sessions use read the partial `ready_at` index (claim) and the partial
+/// lease index (rescue), the claim on completion the primary key only, and
+/// no hot statement scans a table.
+#[tokio::test]
+async fn claim_and_rescue_use_the_partial_indexes() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let s: Arc<dyn Store> = Arc::new(store.clone());
+    let now = base();
+    // 4000 finished diamond tasks (16000 steps, 16000 edges) of history.
+    finished_history(&store, 4000, now).await;
     // 1000 fresh steps: 500 running under leases, 500 ready.
     let fresh: Vec<NewTask> = (0..40).map(|_| new_task(Shape::Roots(25), now)).collect();
     s.task_create_many(fresh).await.unwrap();
@@ -539,19 +548,7 @@ async fn claims_settle_on_their_generic_plan() {
     // Ready a minute ago, so that the explained claims (at `now()`) find
     // the ready steps in the statistics.
     let now = Utc::now() - Duration::minutes(1);
-    let history: Vec<NewTask> = (0..2000).map(|_| new_task(Shape::Diamond, now)).collect();
-    s.task_create_many(history).await.unwrap();
-    sqlx::query(
-        "UPDATE steps SET status = 'complete', ready_at = NULL, remaining_parents = 0, completed_at = $1",
-    )
-    .bind(now)
-    .execute(store.pool())
-    .await
-    .unwrap();
-    sqlx::query("UPDATE tasks SET status = 'complete', steps_remaining = 0, steps_live = 0")
-        .execute(store.pool())
-        .await
-        .unwrap();
+    finished_history(&store, 2000, now).await;
     let fresh: Vec<NewTask> = (0..4).map(|_| new_task(Shape::Roots(5), now)).collect();
     s.task_create_many(fresh).await.unwrap();
     sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
