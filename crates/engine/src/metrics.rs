@@ -29,6 +29,10 @@ pub const STEP_RETRIES: &str = "tasker_step_retries_total";
 pub const CLAIMS: &str = "tasker_claims_total";
 /// `tasker_claim_batch_size{source}` (histogram).
 pub const CLAIM_BATCH: &str = "tasker_claim_batch_size";
+/// `tasker_outcome_write_seconds` (histogram).
+pub const OUTCOME_WRITE: &str = "tasker_outcome_write_seconds";
+/// `tasker_outcome_batch_size` (histogram).
+pub const OUTCOME_BATCH: &str = "tasker_outcome_batch_size";
 /// `tasker_lease_rescues_total`.
 pub const LEASE_RESCUES: &str = "tasker_lease_rescues_total";
 /// `tasker_queue_ready_steps` (gauge, at scrape time).
@@ -56,6 +60,8 @@ pub const ALL: &[&str] = &[
     STEP_RETRIES,
     CLAIMS,
     CLAIM_BATCH,
+    OUTCOME_WRITE,
+    OUTCOME_BATCH,
     LEASE_RESCUES,
     QUEUE_READY,
     QUEUE_OLDEST_AGE,
@@ -73,6 +79,11 @@ const STEP_BUCKETS: &[f64] = &[
 /// HTTP latencies: 1 ms to 30 s (long polls reach the claim timeout).
 const HTTP_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Outcome writes (one database round trip when all goes well): 0.5 ms
+/// to 10 s.
+const WRITE_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 /// Claim batch sizes: 1 to 1000 steps.
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
@@ -95,6 +106,12 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 })
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(CLAIM_BATCH.into()), BATCH_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(OUTCOME_WRITE.into()), WRITE_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(OUTCOME_BATCH.into()), BATCH_BUCKETS)
                 })
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(WEBHOOK_LAG.into()), LAG_BUCKETS)
@@ -154,6 +171,12 @@ fn describe() {
         "Steps leased, by source (poll: the claim loop, completion: claim on completion, external: the worker API)."
     );
     describe_histogram!(CLAIM_BATCH, "Steps per non-empty claim, by source.");
+    describe_histogram!(
+        OUTCOME_WRITE,
+        metrics::Unit::Seconds,
+        "Time to write one batch of step outcomes (with the claim on completion), from the engine's call to the store's answer."
+    );
+    describe_histogram!(OUTCOME_BATCH, "Step outcomes per written batch.");
     describe_counter!(
         LEASE_RESCUES,
         "Steps whose lease expired and that the rescuer returned to the queue or failed."
@@ -226,6 +249,17 @@ pub fn step_finished(handler_kind: &str, status: &'static str, seconds: f64) {
     if status == "retry" {
         counter!(STEP_RETRIES, "handler_kind" => kind).increment(1);
     }
+}
+
+/// A batch of `outcomes` step outcomes was written (with its claim on
+/// completion) in `seconds`: the store's call, database round trip and
+/// commit included. Failed attempts are not recorded (they are logged).
+pub fn outcomes_written(outcomes: usize, seconds: f64) {
+    if !on() {
+        return;
+    }
+    histogram!(OUTCOME_WRITE).record(seconds);
+    histogram!(OUTCOME_BATCH).record(outcomes as f64);
 }
 
 /// `n` steps were leased by `source` (`poll`, `completion`, `external`).

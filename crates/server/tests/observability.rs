@@ -107,6 +107,16 @@ async fn metrics_count_what_the_engine_and_the_api_did(db: Db) {
         t.contains("# TYPE tasker_step_duration_seconds histogram"),
         "{t}"
     );
+    // Every outcome the engine wrote is in exactly one timed write.
+    let outcomes = |t: &str| value(t, "tasker_outcome_batch_size_sum").unwrap_or(0.0);
+    let writes = |t: &str| value(t, "tasker_outcome_write_seconds_count").unwrap_or(0.0);
+    assert_eq!(outcomes(t) - outcomes(&r.text), 8.0, "{t}");
+    let new_writes = writes(t) - writes(&r.text);
+    assert!((1.0..=8.0).contains(&new_writes), "{t}");
+    assert!(
+        t.contains("tasker_outcome_write_seconds_bucket{le=\"0.0005\"}"),
+        "{t}"
+    );
     assert!(t.contains(r#"tasker_http_requests_total{method="GET",route="/tasker/tasks/{task_id}",status="200"}"#), "{t}");
     // Cardinality: no id ever appears in a label.
     for id in [first, second] {

@@ -685,8 +685,12 @@ async fn throughput(tasker: &Tasker, url: &str, args: &Args) -> anyhow::Result<f
 }
 
 async fn chain(tasker: &Tasker, runs: usize) -> anyhow::Result<(f64, f64)> {
+    let writes_before = outcome_writes();
     let worker = tasker.start();
     let mut stages = Vec::new();
+    // Every stage but a chain's first: one outcome write (which also
+    // leases the next step) and the engine's hand-offs around it.
+    let mut later = Vec::new();
     let mut creates = Vec::new();
     let mut totals = Vec::new();
     for _ in 0..runs {
@@ -703,11 +707,15 @@ async fn chain(tasker: &Tasker, runs: usize) -> anyhow::Result<(f64, f64)> {
         }
         let steps = tasker.store().step_list(task.id).await?;
         let mut prev = task.created_at;
-        for s in &steps {
+        for (i, s) in steps.iter().enumerate() {
             let Some(c) = s.completed_at else {
                 bail!("step {} has no completion time", s.name)
             };
-            stages.push((c - prev).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+            let ms = (c - prev).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+            stages.push(ms);
+            if i > 0 {
+                later.push(ms);
+            }
             prev = c;
         }
         if let Some(c) = done.completed_at {
@@ -715,6 +723,21 @@ async fn chain(tasker: &Tasker, runs: usize) -> anyhow::Result<(f64, f64)> {
         }
     }
     let _ = worker.shutdown().await;
+    // With `--metrics`: how much of a stage is the outcome write (the
+    // store's call: statement, round trip, commit) and how much the
+    // engine's own hand-offs (handler start, outcome queue, batching).
+    if let (Some((sum0, n0)), Some((sum1, n1))) = (writes_before, outcome_writes())
+        && n1 > n0
+        && !later.is_empty()
+    {
+        let write_ms = (sum1 - sum0) / (n1 - n0) * 1000.0;
+        let stage_ms = later.iter().sum::<f64>() / later.len() as f64;
+        outln!(
+            "chain: stages after a chain's first, mean {stage_ms:.3} ms; outcome writes, mean {write_ms:.3} ms over {} writes; the rest (engine hand-offs, about {:.3} ms a stage)",
+            n1 - n0,
+            stage_ms - write_ms
+        )?;
+    }
     // The peer scripts (../shared/bench/peers) time a chain from its first
     // enqueue to its last job and report percentiles of that total / 10;
     // the same measure here is the task's end-to-end time / 10, so that a
@@ -738,6 +761,27 @@ async fn chain(tasker: &Tasker, runs: usize) -> anyhow::Result<(f64, f64)> {
         pct(&mut creates, 95.0)
     )?;
     Ok((pct(&mut stages, 50.0), pct(&mut stages, 95.0)))
+}
+
+/// The sum (seconds) and count of `tasker_outcome_write_seconds` so far,
+/// when metrics are recorded (`--metrics`); None without.
+fn outcome_writes() -> Option<(f64, f64)> {
+    let text = tasker_engine::metrics::handle()?.render();
+    let sample = |name: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    // Not rendered before its first sample.
+    let base = tasker_engine::metrics::OUTCOME_WRITE;
+    Some((
+        sample(&format!("{base}_sum")).unwrap_or(0.0),
+        sample(&format!("{base}_count")).unwrap_or(0.0),
+    ))
 }
 
 /// Mean of the last quarter of `xs` over the mean of its first quarter

@@ -213,6 +213,7 @@ async fn write(
             }
             let now = inner.clock.now();
             let claim = lease.as_ref().and_then(|l| l.params(ctx, now));
+            let sent = std::time::Instant::now();
             let attempt = tokio::select! {
                 r = inner.store.step_finish_and_claim(&outcomes, now, claim.as_ref()) => r,
                 // A dropped sender means the worker itself is gone: give up.
@@ -223,6 +224,7 @@ async fn write(
             };
             match attempt {
                 Ok(mut report) => {
+                    crate::metrics::outcomes_written(outcomes.len(), sent.elapsed().as_secs_f64());
                     backoff.reset();
                     log_report(batch, &report);
                     if let Some(l) = lease.as_mut() {
