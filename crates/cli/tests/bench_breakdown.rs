@@ -39,7 +39,7 @@ fn bench_with_metrics_splits_a_chain_stage() {
     // Three chains of ten steps, run one at a time: one write per step.
     assert_eq!(writes, 30.0, "{stdout}");
     assert!(write > 0.0 && stage > 0.0, "{stdout}");
-    // Without metrics nothing is timed, and nothing is claimed.
+    // Without metrics nothing is timed, and no such line is printed.
     let plain = run(false);
     assert!(breakdown(&plain).is_none(), "{plain}");
 }
