@@ -354,13 +354,6 @@ async fn maintenance(tasker: &Tasker) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Flushes the loaded history to the database files before figures are
-/// taken, said out loud: PostgreSQL's `CHECKPOINT`, SQLite's
-/// `wal_checkpoint(TRUNCATE)`. A history that grew over months was
-/// checkpointed as it grew; one loaded in minutes would otherwise be flushed
-/// by the next checkpoint while the measured commits wait behind it, which
-/// measures the load, not the history. Not being allowed to (PostgreSQL's
-/// `CHECKPOINT` needs a superuser or `pg_checkpoint`) is reported, not fatal.
 /// How a session of the bench reaches PostgreSQL (TLS or not: the URL's
 /// `sslmode`, `prefer` by default) and what its commits wait for (`fsync`,
 /// `synchronous_commit`): its figures depend on both, and a peer compared
@@ -387,6 +380,13 @@ async fn postgres_session(url: &str) -> anyhow::Result<String> {
     ))
 }
 
+/// Flushes the loaded history to the database files before figures are
+/// taken, said out loud: PostgreSQL's `CHECKPOINT`, SQLite's
+/// `wal_checkpoint(TRUNCATE)`. A history that grew over months was
+/// checkpointed as it grew; one loaded in minutes would otherwise be flushed
+/// by the next checkpoint while the measured commits wait behind it, which
+/// measures the load, not the history. Not being allowed to (PostgreSQL's
+/// `CHECKPOINT` needs a superuser or `pg_checkpoint`) is reported, not fatal.
 async fn checkpoint(url: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     let done = match database_kind(url) {
