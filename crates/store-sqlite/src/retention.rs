@@ -13,8 +13,11 @@ use uuid::Uuid;
 
 /// The WHERE clause of a selection: `?1` the cutoff, `?2` the namespace or
 /// NULL, `?3` a JSON array of excluded namespaces. Namespaces only filter
-/// the range of `tasks_finished_idx` the cutoff selects.
-const SELECTION: &str = "status IN ('complete', 'cancelled', 'error', 'resolved_manually') \
+/// the range of `tasks_finished_idx` the cutoff selects. "Finished" is
+/// written as the index's predicate (`status NOT IN ('pending',
+/// 'in_progress')`, every other status is final) so that SQLite sees the
+/// index applies.
+const SELECTION: &str = "status NOT IN ('pending', 'in_progress') \
      AND completed_at < ?1 AND (?2 IS NULL OR namespace = ?2) \
      AND namespace NOT IN (SELECT value FROM json_each(?3))";
 
@@ -63,8 +66,7 @@ pub(crate) async fn delete(
     // selection reopened the others, and they stay).
     let doomed: Vec<Uuid> = sqlx::query_scalar(
         "SELECT id FROM tasks WHERE id IN (SELECT unhex(value) FROM json_each(?1)) \
-         AND status IN ('complete', 'cancelled', 'error', 'resolved_manually') \
-         AND completed_at < ?2",
+         AND status NOT IN ('pending', 'in_progress') AND completed_at < ?2",
     )
     .bind(id_list(ids))
     .bind(micros(finished_before))

@@ -1,6 +1,6 @@
 //! Finishing: success, failure, retries, children, finalisation, lost leases.
 
-use super::factory::{Shape, new_task};
+use super::factory::{Shape, TaskBuilder, new_task};
 use super::*;
 use crate::StoreEvent;
 use serde_json::json;
@@ -270,6 +270,42 @@ pub async fn task_errors_only_once_nothing_is_live(store: Arc<dyn Store>) {
     assert_eq!(task.steps_remaining, 1);
     let tt = task_moves(&store, t.id).await;
     assert_eq!(tt.iter().filter(|(_, to)| to == "error").count(), 1);
+}
+
+/// A branch that failed for good does not end the task while another branch
+/// is moving: the success that makes its next step ready counts that child
+/// live before it stops counting itself, so the task never passes through
+/// `error` in between (SQLite's triggers run the child's readiness before
+/// the finished step's own counters; migration
+/// `20261211000000_no_scratch_tables_per_row.sql`).
+pub async fn a_failed_branch_waits_while_another_readies_its_next_step(store: Arc<dyn Store>) {
+    let t = TaskBuilder::new("conformance", "branches")
+        .step("a", &[])
+        .step("b", &[])
+        .step("c", &["b"])
+        .build(at(0));
+    store.task_create(t.clone()).await.unwrap();
+    let roots = claim(&store, 10, at(1)).await;
+    assert_eq!(roots.len(), 2);
+    let a = roots.iter().find(|c| c.step_name == "a").unwrap();
+    let b = roots.iter().find(|c| c.step_name == "b").unwrap();
+    assert!(fail(&store, a, None, at(2)).await.finished_tasks.is_empty());
+
+    let r = succeed(&store, b, at(3)).await;
+    assert_eq!(r.newly_ready, 1, "c");
+    assert!(r.finished_tasks.is_empty(), "c is live: {r:?}");
+    let task = check_remaining(&store, t.id).await;
+    assert_eq!(task.status, TaskState::InProgress);
+    assert_eq!(
+        task_moves(&store, t.id).await,
+        mv(&[(None, "pending"), (Some("pending"), "in_progress")]),
+        "no error in between"
+    );
+
+    let c = claim_one(&store, at(4)).await;
+    assert_eq!(c.step_name, "c");
+    let r = succeed(&store, &c, at(5)).await;
+    assert_eq!(r.finished_tasks, [(t.id, TaskState::Error)]);
 }
 
 /// A step waiting out a backoff is live work: another branch's exhausted

@@ -121,6 +121,7 @@ macro_rules! conformance_tests {
             finish::failure_with_immediate_retry_is_ready_now,
             finish::exhausted_failure_errors_task,
             finish::task_errors_only_once_nothing_is_live,
+            finish::a_failed_branch_waits_while_another_readies_its_next_step,
             finish::retry_elsewhere_keeps_task_running,
             finish::unstorable_result_is_refused_alike,
             finish::lease_lost_on_wrong_token,
