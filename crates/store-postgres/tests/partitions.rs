@@ -31,6 +31,11 @@ const EVENTS_IN_STATEMENTS: i64 = 20261202000000;
 /// it is held back with it.
 const PARTITION_CHECKS_DROPPED: i64 = 20261207000000;
 
+/// A later migration that replaces that function again (and sets the
+/// history tables' statistics targets, which the conversion would lose):
+/// held back with them.
+const NO_STATISTICS_OF_DOCUMENTS: i64 = 20261211000000;
+
 /// Takes [`EVENTS_IN_STATEMENTS`] off a database (its history written):
 /// the shape the partitioning migration converts, with statement-level
 /// outbox triggers. Their functions only stand in (nothing is written
@@ -145,7 +150,8 @@ async fn migration_converts_existing_history() {
     let db = TestDb::create().await;
     let store = db.store_with(caller_clock()).await;
     // The schema without partitioning. The migrations after it are applied
-    // too (but [`PARTITION_CHECKS_DROPPED`], which builds on it): today's
+    // too (but [`PARTITION_CHECKS_DROPPED`] and [`NO_STATISTICS_OF_DOCUMENTS`],
+    // which build on it): today's
     // store code, which writes the history below, needs their columns. Of those, only [`EVENTS_IN_STATEMENTS`] changes the history
     // tables: it is undone once the history is written and applied again
     // after the conversion, so the conversion under test is the one an
@@ -154,7 +160,14 @@ async fn migration_converts_existing_history() {
         migrations: Cow::Owned(
             MIGRATOR
                 .iter()
-                .filter(|m| m.version != PARTITIONS && m.version != PARTITION_CHECKS_DROPPED)
+                .filter(|m| {
+                    ![
+                        PARTITIONS,
+                        PARTITION_CHECKS_DROPPED,
+                        NO_STATISTICS_OF_DOCUMENTS,
+                    ]
+                    .contains(&m.version)
+                })
                 .cloned()
                 .collect(),
         ),
@@ -184,6 +197,17 @@ async fn migration_converts_existing_history() {
     undo_events_in_statements(&store).await;
     store.migrate().await.unwrap();
     assert_eq!(partition_checks(&store).await, 0);
+    // The months made by the conversion skip the payload's statistics
+    // like the rest ([`NO_STATISTICS_OF_DOCUMENTS`], applied after it).
+    assert_eq!(
+        scalar_i64(
+            &store,
+            "SELECT attstattarget::int8 FROM pg_attribute \
+             WHERE attrelid = 'events_p203101'::regclass AND attname = 'payload'"
+        )
+        .await,
+        0
+    );
 
     // Partitioned, with a month for each month that had rows.
     for table in ["task_transitions", "step_transitions", "events"] {

@@ -174,3 +174,103 @@ async fn tables_the_role_cannot_analyse_are_left_alone() {
         "{owner_runs:?}"
     );
 }
+
+/// The JSON documents no statement filters on get no statistics (migration
+/// `20261211000000_no_statistics_of_documents.sql`): `ANALYZE` skips them on
+/// the tables and on the history's partitions, a month partition created
+/// later inherits the setting, and the columns plans read keep theirs.
+#[tokio::test]
+async fn documents_are_not_sampled() {
+    use std::sync::Arc;
+    use tasker_store::conformance::run_all;
+
+    const DOCUMENTS: [(&str, &str); 8] = [
+        ("tasks", "context"),
+        ("steps", "handler_config"),
+        ("steps", "inputs"),
+        ("steps", "results"),
+        ("steps", "last_error"),
+        ("task_transitions", "metadata"),
+        ("step_transitions", "metadata"),
+        ("events", "payload"),
+    ];
+    let (store, _db) = common::fresh_store().await;
+    let s: Arc<dyn Store> = store.clone();
+    let now = Utc::now();
+    for _ in 0..20 {
+        s.task_create(new_task(Shape::Linear(3), now))
+            .await
+            .unwrap();
+    }
+    assert_eq!(run_all(&s, now).await, 60);
+    let later = now + chrono::Duration::days(400);
+    let made = s.history_partitions_ensure(later, 0).await.unwrap();
+    assert_eq!(made.len(), 3, "{made:?}");
+    sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
+
+    // Every table that holds (or will hold) a document column: the table
+    // itself and its partitions.
+    let stats: Vec<(String, String)> = sqlx::query_as(
+        "SELECT tablename::text, attname::text FROM pg_stats WHERE schemaname = current_schema()",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let targets: Vec<(String, String, i32)> = sqlx::query_as(
+        "SELECT c.relname::text, a.attname::text, COALESCE(a.attstattarget, -1)::int4 \
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+         WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') \
+           AND a.attnum > 0 AND NOT a.attisdropped",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let family = |table: &str, name: &str| {
+        name == table
+            || name.starts_with(&format!("{table}_p"))
+            || name == format!("{table}_default")
+    };
+    for (table, column) in DOCUMENTS {
+        let sampled: Vec<&String> = stats
+            .iter()
+            .filter(|(t, c)| family(table, t) && c == column)
+            .map(|(t, _)| t)
+            .collect();
+        assert!(
+            sampled.is_empty(),
+            "{table}.{column} has statistics in {sampled:?}"
+        );
+        let members: Vec<(&String, i32)> = targets
+            .iter()
+            .filter(|(t, c, _)| family(table, t) && c == column)
+            .map(|(t, _, n)| (t, *n))
+            .collect();
+        assert!(!members.is_empty(), "{table}.{column} not found");
+        assert!(
+            members.iter().all(|(_, n)| *n == 0),
+            "{table}.{column} targets: {members:?}"
+        );
+    }
+    // The new month's partitions were made by the partition function after
+    // the migration ran.
+    for r in &made {
+        assert!(
+            targets
+                .iter()
+                .any(|(t, c, n)| t == &r.target && (c == "payload" || c == "metadata") && *n == 0),
+            "{} lacks its parent's target",
+            r.target
+        );
+    }
+    // ANALYZE ran and sampled the other columns.
+    for (table, column) in [
+        ("tasks", "namespace"),
+        ("steps", "status"),
+        ("events", "type"),
+    ] {
+        assert!(
+            stats.iter().any(|(t, c)| family(table, t) && c == column),
+            "{table}.{column} has no statistics"
+        );
+    }
+}
