@@ -16,7 +16,8 @@
 //! `OpenEphemeral` instructions of each trigger. Only the triggers whose
 //! `WHEN` limits them to rare rows may have any: the unblocking of a finished
 //! step's children (a step with children), and the release of a concurrency
-//! key or a task slot.
+//! key or a task slot. The reworded `CHECK` of `tasks.status` still refuses
+//! a status outside the six.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -137,6 +138,18 @@ async fn only_rare_triggers_open_scratch_tables() {
             "{trigger} not compiled: {seen:?}"
         );
     }
+    // The rewritten CHECK of `tasks.status` still refuses what it did.
+    let refused = sqlx::query(
+        "INSERT INTO tasks (id, namespace, name, version, status, context, initiator, \
+         source_system, reason, correlation_id, steps_total, steps_remaining, steps_live, \
+         steps_blocked, created_at, updated_at) VALUES (x'01', 'n', 't', '1.0.0', 'finished', \
+         '{}', 'i', 's', 'r', 'c', 1, 1, 1, 0, 1, 1)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(refused.contains("CHECK constraint failed"), "{refused}");
     assert!(
         seen["steps_unblock_children"] > 0,
         "the unblocking's IN reads a scratch table: {seen:?}"
