@@ -85,7 +85,7 @@ const HTTP_BUCKETS: &[f64] = &[
 const WRITE_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
-/// Claim batch sizes: 1 to 1000 steps.
+/// Batch sizes (steps per claim, outcomes per write): 1 to 1000.
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
 /// Webhook lag: 10 ms to 1 h.
 const LAG_BUCKETS: &[f64] = &[
