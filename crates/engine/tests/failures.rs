@@ -57,14 +57,7 @@ async fn retry_goes_error_then_pending_in_the_transition_log() {
     let states: Vec<String> = step_states(&store, first.id).await;
     assert_eq!(
         states,
-        [
-            "pending",
-            "in_progress",
-            "error",
-            "pending",
-            "in_progress",
-            "complete"
-        ]
+        ["in_progress", "error", "pending", "in_progress", "complete"]
     );
 }
 

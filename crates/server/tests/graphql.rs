@@ -132,16 +132,25 @@ async fn step_and_handlers(db: Db) {
     let h = Harness::new(db).await;
     let id = h.checkout(1).await;
     let step = h.step_id(id, "ship").await;
-    let r = gql(
-        &h,
-        "query($id: UUID!) { step(id: $id) { name taskId parents { name } transitions { fromState toState } } }",
-        json!({"id": step}),
-    )
-    .await;
+    let query = "query($id: UUID!) { step(id: $id) { name taskId parents { name } transitions { fromState toState } } }";
+    let r = gql(&h, query, json!({"id": step})).await;
+    // A step's history starts with its first change, not its creation.
     assert_eq!(
         data(&r)["step"],
         json!({"name": "ship", "taskId": id, "parents": [{"name": "charge"}, {"name": "reserve"}],
-               "transitions": [{"fromState": null, "toState": "pending"}]})
+               "transitions": []})
+    );
+    let r = gql(
+        &h,
+        r#"mutation($id: UUID!) { cancelStep(id: $id) { step { status } errors { code } } }"#,
+        json!({"id": step}),
+    )
+    .await;
+    assert_eq!(data(&r)["cancelStep"]["step"]["status"], "CANCELLED");
+    let r = gql(&h, query, json!({"id": step})).await;
+    assert_eq!(
+        data(&r)["step"]["transitions"],
+        json!([{"fromState": "pending", "toState": "cancelled"}])
     );
     let r = gql(
         &h,

@@ -1,5 +1,5 @@
-//! Task creation: one statement inserts every task, step, edge and initial
-//! transition of a batch (arrays bound once, expanded with `UNNEST`), reads
+//! Task creation: one statement inserts every task, step, edge and the
+//! tasks' first transitions of a batch (arrays bound once, expanded with `UNNEST`), reads
 //! the flow pauses that hold any of them and queues the NOTIFYs. A batch
 //! without identities or flow settings is that one statement in autocommit:
 //! one round trip to the database.
@@ -18,12 +18,15 @@ use std::sync::LazyLock;
 use tasker_store::{NewTask, StoreError, TaskRow};
 use uuid::Uuid;
 
-/// Inserts a batch: tasks, steps, edges, transitions, the `task.created`
-/// events (`ev`; their transitions are marked `evented`, so the outbox
-/// trigger skips them; the steps' first transitions have no event), and
+/// Inserts a batch: tasks, steps, edges, the tasks' first transitions, the
+/// `task.created` events (`ev`; their transitions are marked `evented`, so
+/// the outbox trigger skips them), and
 /// queues the NOTIFYs (`$35` wake claimers?, `$36` origin, `$37`
 /// `tasker_task` payloads), in one statement, so a batch without
 /// identities or flow settings is created in one round trip (autocommit).
+/// A step's creation is not a transition: its history starts with its
+/// first change, and `steps.created_at` says when it was made (as in the
+/// Ruby engine; docs/STORAGE.md, "A step's history").
 ///
 /// `fp` takes each namespace's flow lock shared and then reads the pauses
 /// (`tasker_flow_pauses_for`, a VOLATILE function: its read takes a snapshot
@@ -65,7 +68,6 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
                  AS y(id, task_id, name, position, description, dependent_system, kind, config, inputs, \
                  max_attempts, retry_limit, retryable, skippable, timeout, remaining, ready_at, created_at, ord) \
              ORDER BY y.ord \
-             RETURNING id, task_id, created_at \
          ), e AS ( \
              INSERT INTO step_edges (parent_id, child_id, task_id) \
              SELECT * FROM UNNEST($32::uuid[], $33::uuid[], $34::uuid[]) \
@@ -82,9 +84,6 @@ static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
              CROSS JOIN LATERAL (SELECT tasker_task_event_type(r.from_state, r.to_state, r.metadata) AS type) x \
              WHERE {events_on} \
              ORDER BY r.id \
-         ), st AS ( \
-             INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata) \
-             SELECT id, task_id, NULL, 'pending', created_at, '{{}}'::jsonb FROM s \
          ) \
          SELECT t.*, \
                 (SELECT count(pg_notify('tasker_work', $36)) WHERE $35) AS notified_work, \

@@ -94,6 +94,8 @@ impl PgStore {
                     "'complete', '{}'::jsonb, 1, NULL, t + interval '1 ms', t + interval '2 ms'",
                 )
             };
+            // The task's history starts with its creation (`→ pending`),
+            // a step's with its first change (`stt` skips the first row).
             let transitions = if churn {
                 ""
             } else {
@@ -126,6 +128,7 @@ impl PgStore {
                  stt AS (INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, evented) \
                      SELECT step_id, x.*, true FROM ids CROSS JOIN LATERAL (VALUES (task_id, NULL, 'pending', t){transitions}) \
                          AS x(task_id, from_state, to_state, created_at) \
+                     WHERE x.from_state IS NOT NULL \
                      RETURNING step_id, {TR_RET}) \
                  {EVENTS}"
             )))

@@ -31,10 +31,10 @@ impl Inspect for Postgres {
         table: &str,
         entity: &str,
         key: &str,
-    ) -> Vec<(String, Option<String>, String, String)> {
+    ) -> Vec<(String, Option<String>, Option<String>, String)> {
         let sql = format!(
-            "SELECT x.{key}::text, x.from_state, x.to_state, e.status FROM {table} x
-             JOIN {entity} e ON e.id = x.{key} ORDER BY x.{key}, x.id"
+            "SELECT e.id::text, x.from_state, x.to_state, e.status FROM {entity} e
+             LEFT JOIN {table} x ON x.{key} = e.id ORDER BY e.id, x.id"
         );
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.0)

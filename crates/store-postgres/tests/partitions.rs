@@ -298,11 +298,14 @@ async fn partitions_are_created_ahead_and_take_in_default_rows() {
     );
 
     // A month nobody created: the rows land in DEFAULT, and health says so.
+    // (Claimed, so that its step has a transition too: a step's creation is
+    // none.)
     let t = new_task(Shape::Single, day(2032, 1, 3));
     s.task_create(t.clone()).await.unwrap();
+    claim_one(&s, day(2032, 1, 3)).await;
     assert_eq!(
         scalar_i64(&store, "SELECT count(*) FROM task_transitions_default").await,
-        1
+        2
     );
     let health = s.storage_health().await.unwrap();
     assert!(
@@ -319,7 +322,12 @@ async fn partitions_are_created_ahead_and_take_in_default_rows() {
         .await
         .unwrap();
     assert_eq!(runs.len(), 3, "{runs:?}");
-    for table in ["task_transitions", "step_transitions", "events"] {
+    // The task's creation and start, the step's start; their events.
+    for (table, rows) in [
+        ("task_transitions", 2),
+        ("step_transitions", 1),
+        ("events", 3),
+    ] {
         assert_eq!(
             scalar_i64(&store, &format!("SELECT count(*) FROM {table}_default")).await,
             0,
@@ -327,13 +335,13 @@ async fn partitions_are_created_ahead_and_take_in_default_rows() {
         );
         assert_eq!(
             scalar_i64(&store, &format!("SELECT count(*) FROM {table}_p203201")).await,
-            1,
+            rows,
             "{table}"
         );
     }
     assert_eq!(history(&s, t.id).await, before);
     let events = all_events_dense(&s).await;
-    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events.len(), 3, "{events:?}");
     let health = s.storage_health().await.unwrap();
     assert!(
         !health.warnings.iter().any(|w| w.contains("DEFAULT")),

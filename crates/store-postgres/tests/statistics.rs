@@ -101,7 +101,7 @@ async fn grown_tables_are_analysed_and_cached_plans_follow() {
     // The month partition holding the tasks' first transitions is a table
     // of its own, grown like the others.
     assert!(
-        names.iter().any(|n| n.starts_with("step_transitions_p")),
+        names.iter().any(|n| n.starts_with("task_transitions_p")),
         "{runs:?}"
     );
     let (pages, rows) = analysed(&store, "steps").await;

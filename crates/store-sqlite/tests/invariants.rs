@@ -29,11 +29,20 @@ impl Inspect for Sqlite {
         &self,
         table: &str,
         entity: &str,
-        key: &str,
-    ) -> Vec<(String, Option<String>, String, String)> {
+        _key: &str,
+    ) -> Vec<(String, Option<String>, Option<String>, String)> {
+        // Each change is a row of `events` (migration 20261205000000: the
+        // transition tables keep only older rows, and this database has
+        // none): a step's rows by `step_id`, a task's own by `task_id` with
+        // no step; rows that are only events have no `to_state`.
+        let own = if table == "step_transitions" {
+            "x.step_id = e.id"
+        } else {
+            "x.task_id = e.id AND x.step_id IS NULL"
+        };
         let sql = format!(
-            "SELECT hex(x.{key}), x.from_state, x.to_state, e.status FROM {table} x
-             JOIN {entity} e ON e.id = x.{key} ORDER BY x.{key}, x.id"
+            "SELECT hex(e.id), x.from_state, x.to_state, e.status FROM {entity} e
+             LEFT JOIN events x ON {own} AND x.to_state IS NOT NULL ORDER BY e.id, x.id"
         );
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.0)

@@ -130,7 +130,6 @@ async fn only_rare_triggers_open_scratch_tables() {
         "tasks_settle",
         "tasks_status_changed",
         "tasks_created",
-        "steps_created",
         "steps_unblock_children",
     ] {
         assert!(

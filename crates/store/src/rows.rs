@@ -135,7 +135,8 @@ pub struct TransitionRow {
     pub id: i64,
     /// Task or step id.
     pub entity_id: Uuid,
-    /// Previous state (None for the first).
+    /// Previous state (None for a task's first: its creation; a step's
+    /// history starts with its first change).
     pub from_state: Option<String>,
     /// New state.
     pub to_state: String,

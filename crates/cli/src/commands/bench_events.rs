@@ -133,8 +133,8 @@ mod tests {
         .unwrap();
         assert_eq!(
             (events, transitions, status.as_str()),
-            (0, 4, "in_progress"),
-            "task and step created, step and task started"
+            (0, 3, "in_progress"),
+            "task created, step and task started (a step's creation is no transition)"
         );
         let _ = conn.close().await;
         let refused = disable(&url).await.unwrap_err().to_string();

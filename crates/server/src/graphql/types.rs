@@ -491,7 +491,8 @@ impl Step {
     async fn siblings(&self) -> Vec<Step> {
         self.others(self.steps.relations.siblings_of(self.i))
     }
-    /// Its state transitions, oldest first.
+    /// Its state transitions, oldest first, from its first change (a step's
+    /// creation is not a transition: `createdAt` says when it was made).
     async fn transitions(&self, ctx: &Context<'_>) -> Result<Vec<Transition>> {
         let rows = state(ctx)
             .tasker()
@@ -508,7 +509,7 @@ pub struct Transition(pub TransitionRow);
 
 #[Object]
 impl Transition {
-    /// State before (none for the first).
+    /// State before (none for a task's first: its creation).
     async fn from_state(&self) -> Option<&str> {
         self.0.from_state.as_deref()
     }

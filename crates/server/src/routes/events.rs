@@ -363,7 +363,8 @@ pub struct TransitionView {
     pub step_id: Option<Uuid>,
     /// The step's name, for a step's transition.
     pub step_name: Option<String>,
-    /// Previous state (null for the first).
+    /// Previous state (null for a task's first: its creation; a step's
+    /// history starts with its first change).
     pub from_state: Option<String>,
     /// New state.
     pub to_state: String,

@@ -74,7 +74,7 @@ pub async fn completion_leases_ready_children(store: Arc<dyn Store>) {
         assert_eq!(s.attempts, 1);
         assert_eq!(
             step_moves(&store, c.step_id).await,
-            mv(&[(None, "pending"), (Some("pending"), "in_progress")])
+            mv(&[(Some("pending"), "in_progress")])
         );
     }
     assert!(

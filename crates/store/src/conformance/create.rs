@@ -72,8 +72,11 @@ pub async fn create_inserts_task_steps_and_edges(store: Arc<dyn Store>) {
     assert_eq!(by("d").ready_at, None);
 }
 
-/// Every task and step starts with one `→ pending` transition.
-pub async fn create_writes_initial_transitions(store: Arc<dyn Store>) {
+/// A task's history starts with its creation (one `→ pending`
+/// transition); a step's with its first change: a step's creation is not a
+/// transition (docs/STORAGE.md, "A step's history"), its `created_at` says
+/// when it was made.
+pub async fn create_starts_the_tasks_history_not_the_steps(store: Arc<dyn Store>) {
     let new = new_task(Shape::Linear(3), at(0));
     store.task_create(new.clone()).await.unwrap();
     let tt = store.task_transitions(new.id).await.unwrap();
@@ -82,8 +85,8 @@ pub async fn create_writes_initial_transitions(store: Arc<dyn Store>) {
     assert_eq!(tt[0].created_at, at(0));
     for s in &new.steps {
         let st = store.step_transitions(s.id).await.unwrap();
-        assert_eq!(moves(&st), [(None, "pending")], "step {}", s.name);
-        assert_eq!(st[0].entity_id, s.id);
+        assert_eq!(moves(&st), [], "step {}", s.name);
+        assert_eq!(store.step_get(s.id).await.unwrap().created_at, at(0));
     }
 }
 

@@ -139,13 +139,12 @@ pub async fn rescue_with_attempts_left_goes_pending(store: Arc<dyn Store>) {
     assert_eq!(
         moves(&tr),
         [
-            (None, "pending"),
             (Some("pending"), "in_progress"),
             (Some("in_progress"), "error"),
             (Some("error"), "pending")
         ]
     );
-    assert_eq!(tr[2].metadata["kind"], json!("lease_expired"));
+    assert_eq!(tr[1].metadata["kind"], json!("lease_expired"));
     assert_eq!(
         store.task_get(t.id).await.unwrap().status,
         TaskState::InProgress

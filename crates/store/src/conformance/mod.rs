@@ -92,7 +92,7 @@ macro_rules! conformance_tests {
     ($factory:expr) => {
         $crate::conformance_tests!(@current $factory;
             create::create_inserts_task_steps_and_edges,
-            create::create_writes_initial_transitions,
+            create::create_starts_the_tasks_history_not_the_steps,
             create::create_counts_roots_as_ready,
             create::create_duplicate_identity_inside_window_is_rejected,
             create::create_duplicate_identity_outside_window_is_allowed,

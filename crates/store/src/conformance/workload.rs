@@ -19,15 +19,17 @@ pub trait Inspect: Send + Sync {
     /// Runs `sql`, a query returning one integer (all [`INVARIANTS`] are
     /// written in SQL both backends accept).
     async fn count(&self, sql: &str) -> i64;
-    /// The rows of `table` (`step_transitions` / `task_transitions`) joined
-    /// to `entity` (`steps` / `tasks`) on `key`, ordered by key then
-    /// transition id: (entity id as text, from_state, to_state, entity status).
+    /// Every row of `entity` (`steps` / `tasks`) with its history
+    /// (`step_transitions` / `task_transitions`, joined on `key`), ordered
+    /// by entity id then transition id: (entity id as text, from_state,
+    /// to_state, entity status). An entity without transitions is one row
+    /// with no `to_state`.
     async fn transitions(
         &self,
         table: &str,
         entity: &str,
         key: &str,
-    ) -> Vec<(String, Option<String>, String, String)>;
+    ) -> Vec<(String, Option<String>, Option<String>, String)>;
 }
 
 /// xorshift64*: deterministic, no dependency.
@@ -132,50 +134,60 @@ pub async fn check_invariants(db: &dyn Inspect, step: usize, what: &str) {
 
 /// The last transition of every row is its status, each transition starts
 /// where the previous ended, and every move is allowed by the state tables.
+/// A task's history starts with its creation (`→ pending`); a step's with
+/// its first change, so a step with no transition is still `pending`.
 pub async fn check_history(db: &dyn Inspect) {
     for (table, entity, key) in [
         ("step_transitions", "steps", "step_id"),
         ("task_transitions", "tasks", "task_id"),
     ] {
+        let steps = table == "step_transitions";
         let rows = db.transitions(table, entity, key).await;
-        let mut prev: Option<(String, String)> = None;
-        let mut last_status: Option<String> = None;
-        for (id, from, to, status) in rows {
-            match &prev {
-                Some((pid, pto)) if *pid == id => {
-                    let from = from.expect("only the first transition has no from");
-                    assert_eq!(&from, pto, "{table}: chain broken");
-                    if table == "step_transitions" {
-                        let (f, t): (StepState, StepState) =
-                            (from.parse().unwrap(), to.parse().unwrap());
+        let mut i = 0;
+        while i < rows.len() {
+            let id = &rows[i].0;
+            let status = &rows[i].3;
+            // Where the entity's history starts: a step is made pending; a
+            // task's first row is its creation.
+            let mut state = if steps {
+                "pending".to_string()
+            } else {
+                let (_, from, to, _) = &rows[i];
+                assert_eq!(
+                    (from.as_deref(), to.as_deref()),
+                    (None, Some("pending")),
+                    "{table}: a task's first transition is its creation ({id})"
+                );
+                i += 1;
+                "pending".to_string()
+            };
+            while i < rows.len() && rows[i].0 == *id {
+                let (_, from, to, _) = &rows[i];
+                i += 1;
+                let Some(to) = to else { continue }; // no transition at all
+                let from = from.as_deref().unwrap_or_else(|| {
+                    panic!("{table}: only a task's creation has no from state ({id})")
+                });
+                assert_eq!(from, state, "{table}: chain broken ({id})");
+                if steps {
+                    let (f, t): (StepState, StepState) =
+                        (from.parse().unwrap(), to.parse().unwrap());
+                    f.check_transition(t).unwrap();
+                } else {
+                    let (f, t): (TaskState, TaskState) =
+                        (from.parse().unwrap(), to.parse().unwrap());
+                    // Same-state rows are flow-control actions (pause,
+                    // resume), recorded without a state change.
+                    if f != t {
                         f.check_transition(t).unwrap();
-                    } else {
-                        let (f, t): (TaskState, TaskState) =
-                            (from.parse().unwrap(), to.parse().unwrap());
-                        // Same-state rows are flow-control actions (pause,
-                        // resume), recorded without a state change.
-                        if f != t {
-                            f.check_transition(t).unwrap();
-                        }
                     }
                 }
-                _ => {
-                    if let Some(s) = last_status.take() {
-                        assert_eq!(
-                            Some(&s),
-                            prev.as_ref().map(|p| &p.1),
-                            "{table}: last transition is the status"
-                        );
-                    }
-                    assert_eq!(from, None, "{table}: first transition");
-                    assert_eq!(to, "pending");
-                }
+                state = to.clone();
             }
-            last_status = Some(status);
-            prev = Some((id, to));
-        }
-        if let (Some(s), Some((_, to))) = (last_status, prev) {
-            assert_eq!(s, to, "{table}: last transition is the status");
+            assert_eq!(
+                &state, status,
+                "{table}: the last transition is the status ({id})"
+            );
         }
     }
 }
