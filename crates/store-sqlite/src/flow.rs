@@ -213,7 +213,7 @@ pub(crate) async fn admit(
             .collect();
         sqlx::query(
             "UPDATE steps SET ready_at = j.at, flow_wait = 'rate_limit', updated_at = ?2
-             FROM (SELECT unhex(value->>0) AS id, value->>1 AS at FROM json_each(?1)) AS j
+             FROM (SELECT unhex(value->>0) AS id, value->>1 AS at FROM jsonb_each(?1)) AS j
              WHERE steps.id = j.id",
         )
         .bind(Value::Array(rows).to_string())
@@ -226,7 +226,7 @@ pub(crate) async fn admit(
         let rows: Vec<Value> = g.buckets.iter().map(|(k, t)| json!([k, t])).collect();
         sqlx::query(
             "INSERT INTO rate_buckets (key, tokens, refreshed_at)
-             SELECT value->>0, value->>1, ?2 FROM json_each(?1) WHERE true
+             SELECT value->>0, value->>1, ?2 FROM jsonb_each(?1) WHERE true
              ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens,
                  refreshed_at = max(refreshed_at, excluded.refreshed_at)",
         )
@@ -304,7 +304,7 @@ pub(crate) async fn create_slots(
     sqlx::query(
         "UPDATE tasks SET slot_key = j.key, slot_limit = j.lim
          FROM (SELECT unhex(value->>0) AS id, value->>1 AS key, value->>2 AS lim
-               FROM json_each(?1)) AS j
+               FROM jsonb_each(?1)) AS j
          WHERE tasks.id = j.id",
     )
     .bind(&rows)
@@ -313,7 +313,7 @@ pub(crate) async fn create_slots(
     .db()?;
     sqlx::query(
         "UPDATE steps SET slot_key = j.key
-         FROM (SELECT unhex(value->>0) AS id, value->>1 AS key FROM json_each(?1)) AS j
+         FROM (SELECT unhex(value->>0) AS id, value->>1 AS key FROM jsonb_each(?1)) AS j
          WHERE steps.task_id = j.id",
     )
     .bind(&rows)

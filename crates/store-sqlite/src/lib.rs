@@ -47,10 +47,14 @@
 //! finalise tasks, inside the statement that changed the steps. No code path
 //! can forget one, and the hot path is one statement per batch: a claim is
 //! one `UPDATE … RETURNING` (task context and parents' results included), a
-//! batch of outcomes is one `UPDATE … FROM json_each(…)`. Lists of ids and
+//! batch of outcomes is one `UPDATE … FROM jsonb_each(…)`. Lists of ids and
 //! per-row payloads travel as one JSON parameter read with `json_each`, so
 //! every statement is static, cached once, and never hits SQLite's
-//! bound-variable limit.
+//! bound-variable limit. Rows given as arrays are read with `jsonb_each`,
+//! whose `value` is the row in SQLite's binary JSON: each `value->>n` then
+//! reads it in place, where `json_each` would hand over the row as text,
+//! to be parsed again for every field (docs/PERFORMANCE.md, "A step's
+//! creation is not a transition").
 //!
 //! Each statement is also a hand-off to the connection's thread and back
 //! (sqlx runs SQLite there), which costs more than most of these statements

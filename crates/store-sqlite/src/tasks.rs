@@ -213,7 +213,7 @@ async fn insert_chunk(conn: &mut SqliteConnection, tasks: &[NewTask]) -> StoreRe
          SELECT unhex(value->>0), value->>1, value->>2, value->>3, 'pending', value->4, value->>5,
                 value->>6, value->>7, value->8, value->>9, value->>10, value->>11, value->>11,
                 value->>12, 0, value->>13, value->>13
-         FROM json_each(?1)",
+         FROM jsonb_each(?1)",
     )
     .bind(Value::Array(task_rows).to_string())
     .execute(&mut *conn)
@@ -229,7 +229,7 @@ async fn insert_chunk(conn: &mut SqliteConnection, tasks: &[NewTask]) -> StoreRe
                 value->>6, value->7, value->8, 'pending', 0, value->>9, value->>10, value->>11,
                 value->>12, value->>13, value->>14, value->>15, value->>16, value->>16,
                 value->>17, value->>18, value->>19, value->>20, value->>21, value->>22
-         FROM json_each(?1)",
+         FROM jsonb_each(?1)",
     )
     .bind(Value::Array(step_rows).to_string())
     .execute(&mut *conn)
@@ -238,7 +238,7 @@ async fn insert_chunk(conn: &mut SqliteConnection, tasks: &[NewTask]) -> StoreRe
     if !edge_rows.is_empty() {
         sqlx::query(
             "INSERT INTO step_edges (parent_id, child_id, task_id)
-             SELECT unhex(value->>0), unhex(value->>1), unhex(value->>2) FROM json_each(?1)",
+             SELECT unhex(value->>0), unhex(value->>1), unhex(value->>2) FROM jsonb_each(?1)",
         )
         .bind(Value::Array(edge_rows).to_string())
         .execute(&mut *conn)

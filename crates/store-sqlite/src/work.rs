@@ -137,7 +137,7 @@ macro_rules! leased_columns {
 /// Leases the picked steps (?1 a JSON list of [id, token]) by primary key.
 pub(crate) const CLAIM_SQL: &str = concat!(
     lease_set!("?2", "?3", "?4", "j.token"),
-    "FROM (SELECT unhex(value->>0) AS id, unhex(value->>1) AS token FROM json_each(?1)) AS j \
+    "FROM (SELECT unhex(value->>0) AS id, unhex(value->>1) AS token FROM jsonb_each(?1)) AS j \
      WHERE steps.id = j.id",
     leased_columns!()
 );
@@ -231,7 +231,7 @@ macro_rules! finish_sql {
             lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
          FROM (SELECT unhex(value->>0) AS id, unhex(value->>1) AS token, value->>2 AS status,
                       value->3 AS results, value->4 AS error, value->>5 AS ready_at
-               FROM json_each(?1)) AS j
+               FROM jsonb_each(?1)) AS j
          WHERE steps.id = j.id AND steps.status = 'in_progress' AND steps.lease_token = j.token
          RETURNING steps.id, steps.task_id, steps.ready_at,
                    steps.concurrency_key IS NOT NULL OR steps.slot_key IS NOT NULL"
@@ -689,7 +689,7 @@ pub(crate) async fn renew(
     // One statement: autocommit takes the write lock before it reads.
     let kept: HashSet<Uuid> = sqlx::query_scalar(
         "UPDATE steps SET lease_expires_at = ?2
-         FROM (SELECT unhex(value->>0) AS id, unhex(value->>1) AS token FROM json_each(?1)) AS j
+         FROM (SELECT unhex(value->>0) AS id, unhex(value->>1) AS token FROM jsonb_each(?1)) AS j
          WHERE steps.id = j.id AND steps.lease_token = j.token AND steps.status = 'in_progress'
          RETURNING steps.id",
     )
