@@ -1,8 +1,8 @@
-//! Task creation: one statement inserts every task, step, edge and the
-//! tasks' first transitions of a batch (arrays bound once, expanded with `UNNEST`), reads
-//! the flow pauses that hold any of them and queues the NOTIFYs. A batch
-//! without identities or flow settings is that one statement in autocommit:
-//! one round trip to the database.
+//! Task creation: one statement inserts every task, step and edge of a
+//! batch and the tasks' first transitions (arrays bound once, expanded with
+//! `UNNEST`), reads the flow pauses that hold any of them and queues the
+//! NOTIFYs. A batch without identities or flow settings is that one
+//! statement in autocommit: one round trip to the database.
 
 use crate::PgStore;
 use crate::decode::{TASK_COLS, task_row};

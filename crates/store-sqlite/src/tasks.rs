@@ -245,7 +245,8 @@ async fn insert_chunk(conn: &mut SqliteConnection, tasks: &[NewTask]) -> StoreRe
         .await
         .db()?;
     }
-    // The first transitions (`→ pending`) are written by the insert triggers.
+    // The tasks' first transitions (`→ pending`, with `task.created`) are
+    // written by the insert trigger; a step's creation is none.
     Ok(roots_total)
 }
 
