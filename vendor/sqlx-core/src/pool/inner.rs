@@ -4,7 +4,6 @@ use crate::connection::Connection;
 use crate::database::Database;
 use crate::error::Error;
 use crate::pool::{deadline_as_timeout, CloseEvent, Pool, PoolOptions};
-use crossbeam_queue::ArrayQueue;
 
 use crate::sync::{AsyncSemaphore, AsyncSemaphoreReleaser};
 
@@ -12,7 +11,8 @@ use std::cmp;
 use std::future::{self, Future};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::task::Poll;
 
 use crate::logger::private_level_filter_to_trace_level;
@@ -24,7 +24,10 @@ use tracing::Level;
 
 pub(crate) struct PoolInner<DB: Database> {
     pub(super) connect_options: RwLock<Arc<<DB::Connection as Connection>::Options>>,
-    pub(super) idle_conns: ArrayQueue<Idle<DB>>,
+    // TASKER PATCH (vendor/README.md, "most recently used first"): a stack
+    // (the back is the connection released last) instead of crossbeam's
+    // FIFO `ArrayQueue`.
+    pub(super) idle_conns: Mutex<VecDeque<Idle<DB>>>,
     pub(super) semaphore: AsyncSemaphore,
     pub(super) size: AtomicU32,
     pub(super) num_idle: AtomicUsize,
@@ -53,7 +56,7 @@ impl<DB: Database> PoolInner<DB> {
 
         let pool = Self {
             connect_options: RwLock::new(Arc::new(connect_options)),
-            idle_conns: ArrayQueue::new(capacity),
+            idle_conns: Mutex::new(VecDeque::with_capacity(capacity)),
             semaphore: AsyncSemaphore::new(options.fair, semaphore_capacity),
             size: AtomicU32::new(0),
             num_idle: AtomicUsize::new(0),
@@ -69,6 +72,15 @@ impl<DB: Database> PoolInner<DB> {
         spawn_maintenance_tasks(&pool);
 
         pool
+    }
+
+    /// TASKER PATCH: the idle connections, most recently released at the
+    /// back. Held only for a push or a pop (never across an `.await`); a
+    /// panic while it was held left it consistent, so poisoning is ignored.
+    fn idle(&self) -> MutexGuard<'_, VecDeque<Idle<DB>>> {
+        self.idle_conns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(super) fn size(&self) -> u32 {
@@ -109,7 +121,9 @@ impl<DB: Database> PoolInner<DB> {
 
             let _permits = self.semaphore.acquire(permits_to_acquire).await;
 
-            while let Some(idle) = self.idle_conns.pop() {
+            loop {
+                let next = self.idle().pop_back();
+                let Some(idle) = next else { break };
                 let _ = idle.live.raw.close().await;
             }
 
@@ -189,11 +203,33 @@ impl<DB: Database> PoolInner<DB> {
         self.pop_idle(permit).ok()
     }
 
+    /// TASKER PATCH: an idle connection past `idle_timeout` or
+    /// `max_lifetime`, wherever it lies in the stack, with a permit to close
+    /// it; `None` when there is none (or no permit free).
+    fn try_take_expired(self: &Arc<Self>) -> Option<Floating<DB, Idle<DB>>> {
+        if self.is_closed() {
+            return None;
+        }
+        let permit = self.semaphore.try_acquire(1)?;
+        let expired = {
+            let mut idle = self.idle();
+            let at = idle.iter().position(|c| {
+                is_beyond_idle_timeout(c, &self.options) || is_beyond_max_lifetime(c, &self.options)
+            })?;
+            idle.remove(at)?
+        };
+        self.num_idle.fetch_sub(1, Ordering::AcqRel);
+        Some(Floating::from_idle(expired, (*self).clone(), permit))
+    }
+
     fn pop_idle<'a>(
         self: &'a Arc<Self>,
         permit: AsyncSemaphoreReleaser<'a>,
     ) -> Result<Floating<DB, Idle<DB>>, AsyncSemaphoreReleaser<'a>> {
-        if let Some(idle) = self.idle_conns.pop() {
+        // TASKER PATCH: the connection released last, whose backend has the
+        // warmest caches (parsed statements, plans, catalog).
+        let idle = self.idle().pop_back();
+        if let Some(idle) = idle {
             self.num_idle.fetch_sub(1, Ordering::AcqRel);
             Ok(Floating::from_idle(idle, (*self).clone(), permit))
         } else {
@@ -206,9 +242,7 @@ impl<DB: Database> PoolInner<DB> {
 
         let Floating { inner: idle, guard } = floating.into_idle();
 
-        if self.idle_conns.push(idle).is_err() {
-            panic!("BUG: connection queue overflow in release()");
-        }
+        self.idle().push_back(idle);
 
         // NOTE: we need to make sure we drop the permit *after* we push to the idle queue
         // don't decrease the size
@@ -545,17 +579,13 @@ fn spawn_maintenance_tasks<DB: Database>(pool: &Arc<PoolInner<DB>>) {
                     // and if we have fewer than min_connections after reaping a connection,
                     // open a new one immediately. Note that other connections may be popped from
                     // the queue in the meantime - that's fine, there is no harm in checking more
-                    for _ in 0..pool.num_idle() {
-                        if let Some(conn) = pool.try_acquire() {
-                            if is_beyond_idle_timeout(&conn, &pool.options)
-                                || is_beyond_max_lifetime(&conn, &pool.options)
-                            {
-                                let _ = conn.close().await;
-                                pool.min_connections_maintenance(Some(next_run)).await;
-                            } else {
-                                pool.release(conn.into_live());
-                            }
-                        }
+                    // TASKER PATCH: expired connections are taken out of the
+                    // stack where they lie; the others keep their places (a
+                    // pop and push would move each to the top and reset its
+                    // idle time, so none would ever expire).
+                    while let Some(conn) = pool.try_take_expired() {
+                        let _ = conn.close().await;
+                        pool.min_connections_maintenance(Some(next_run)).await;
                     }
 
                     // Don't hold a reference to the pool while sleeping.
