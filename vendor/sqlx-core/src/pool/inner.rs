@@ -24,7 +24,7 @@ use tracing::Level;
 
 pub(crate) struct PoolInner<DB: Database> {
     pub(super) connect_options: RwLock<Arc<<DB::Connection as Connection>::Options>>,
-    // TASKER PATCH (vendor/README.md, "most recently used first"): a stack
+    // Tasker's patch (vendor/README.md, "most recently used first"): a stack
     // (the back is the connection released last) instead of crossbeam's
     // FIFO `ArrayQueue`.
     pub(super) idle_conns: Mutex<VecDeque<Idle<DB>>>,
@@ -74,7 +74,7 @@ impl<DB: Database> PoolInner<DB> {
         pool
     }
 
-    /// TASKER PATCH: the idle connections, most recently released at the
+    /// Tasker's patch: the idle connections, most recently released at the
     /// back. Held only for a push or a pop (never across an `.await`); a
     /// panic while it was held left it consistent, so poisoning is ignored.
     fn idle(&self) -> MutexGuard<'_, VecDeque<Idle<DB>>> {
@@ -203,7 +203,7 @@ impl<DB: Database> PoolInner<DB> {
         self.pop_idle(permit).ok()
     }
 
-    /// TASKER PATCH: an idle connection past `idle_timeout` or
+    /// Tasker's patch: an idle connection past `idle_timeout` or
     /// `max_lifetime`, wherever it lies in the stack, with a permit to close
     /// it; `None` when there is none (or no permit free).
     fn try_take_expired(self: &Arc<Self>) -> Option<Floating<DB, Idle<DB>>> {
@@ -226,7 +226,7 @@ impl<DB: Database> PoolInner<DB> {
         self: &'a Arc<Self>,
         permit: AsyncSemaphoreReleaser<'a>,
     ) -> Result<Floating<DB, Idle<DB>>, AsyncSemaphoreReleaser<'a>> {
-        // TASKER PATCH: the connection released last, whose backend has the
+        // Tasker's patch: the connection released last, whose backend has the
         // warmest caches (parsed statements, plans, catalog).
         let idle = self.idle().pop_back();
         if let Some(idle) = idle {
@@ -579,7 +579,7 @@ fn spawn_maintenance_tasks<DB: Database>(pool: &Arc<PoolInner<DB>>) {
                     // and if we have fewer than min_connections after reaping a connection,
                     // open a new one immediately. Note that other connections may be popped from
                     // the queue in the meantime - that's fine, there is no harm in checking more
-                    // TASKER PATCH: expired connections are taken out of the
+                    // Tasker's patch: expired connections are taken out of the
                     // stack where they lie; the others keep their places (a
                     // pop and push would move each to the top and reset its
                     // idle time, so none would ever expire).
