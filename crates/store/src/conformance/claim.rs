@@ -54,8 +54,7 @@ pub async fn claim_sets_lease_attempt_and_transition(store: Arc<dyn Store>) {
     let tr = store.step_transitions(c.step_id).await.unwrap();
     assert_eq!(moves(&tr), [(Some("pending"), "in_progress")]);
     assert_eq!(tr[0].created_at, at(5));
-    assert_eq!(tr[0].metadata["attempt"], json!(1));
-    assert_eq!(tr[0].metadata["worker"], json!("worker-7"));
+    assert_eq!(tr[0].metadata, json!({"attempt": 1, "worker": "worker-7"}));
 
     // A second claim of the same step (after a retry) gets a new token.
     let r = fail(&store, c, Some(at(5)), at(6)).await;

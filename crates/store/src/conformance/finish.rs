@@ -37,6 +37,12 @@ pub async fn success_completes_step_and_unblocks_child(store: Arc<dyn Store>) {
             (Some("in_progress"), "complete")
         ])
     );
+    // Each transition's metadata, whole: the attempt and the worker that
+    // held the lease (`claim_one` claims as w1), no other member (no null
+    // error or kind).
+    for tr in store.step_transitions(s0.id).await.unwrap() {
+        assert_eq!(tr.metadata, json!({"attempt": 1, "worker": "w1"}));
+    }
     let s1 = step(&store, t.id, "s1").await;
     assert_eq!(s1.remaining_parents, 0);
     assert_eq!(s1.ready_at, Some(at(2)), "ready when its parent finished");

@@ -44,6 +44,9 @@ pub async fn cancel_task_cancels_open_steps(store: Arc<dyn Store>) {
         step_moves(&store, waiting.id).await,
         mv(&[(Some("pending"), "cancelled")])
     );
+    // A step nobody leased has no worker to name (no member, not a null).
+    let never_leased = store.step_transitions(waiting.id).await.unwrap();
+    assert_eq!(never_leased[0].metadata.get("worker"), None);
     assert_eq!(
         task_moves(&store, t.id).await.last().unwrap(),
         &(Some("in_progress".to_string()), "cancelled".to_string())
