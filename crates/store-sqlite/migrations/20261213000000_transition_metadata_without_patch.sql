@@ -6,12 +6,13 @@
 -- …, 'error', …))`, so that members that are NULL are left out. The patch
 -- renders both objects as text and parses them again: about 5,000
 -- instructions per change, two changes per step (its claim and its
--- finish), 3 % of the writer's work in the throughput benchmark. Only an
--- error has the optional error members; every other change is the attempt
--- and, when a lease was held, the worker, written here as one object. The
--- result is the same JSON, members in the same order; an error's metadata
--- is built as before (the patch also drops NULL members inside the error
--- record). The rest of the trigger is unchanged.
+-- finish). Only an error has the optional error members; every other
+-- change is the attempt and, when a lease was held, the worker, written
+-- here as one object: the writer runs 4 % fewer instructions per task in
+-- the throughput benchmark. The result is the same JSON, members in the
+-- same order; an error's metadata is built as before (the patch also drops
+-- NULL members inside the error record). The rest of the trigger is
+-- unchanged.
 
 DROP TRIGGER steps_status_changed;
 
