@@ -32,12 +32,36 @@ struct LockedStep {
     /// The task's status (read without locking the task: it is locked
     /// later, after the step, when it has to change).
     task_status: TaskState,
+    /// Claims so far (the attempt its transition names).
+    attempts: i32,
+    /// The worker holding its lease, if it is running.
+    lease_owner: Option<String>,
+}
+
+impl LockedStep {
+    /// The metadata of an operator's change to this step: the attempt and,
+    /// when it was running, the worker that held its lease (what the hot
+    /// path and the SQLite store record for every change, and what the
+    /// step's event payload is built from), with `extra`'s members.
+    fn metadata(&self, extra: Value) -> Value {
+        let mut m = serde_json::Map::new();
+        m.insert("attempt".into(), json!(self.attempts));
+        if self.status == StepState::InProgress
+            && let Some(w) = &self.lease_owner
+        {
+            m.insert("worker".into(), json!(w));
+        }
+        if let Value::Object(extra) = extra {
+            m.extend(extra);
+        }
+        Value::Object(m)
+    }
 }
 
 async fn lock_step(conn: &mut PgConnection, id: Uuid) -> Result<LockedStep, TxError> {
     let r = sqlx::query(
         "SELECT s.task_id, s.status, (s.status = 'in_progress' OR s.ready_at IS NOT NULL) AS live, \
-                t.status AS task_status \
+                t.status AS task_status, s.attempts, s.lease_owner \
          FROM steps s JOIN tasks t ON t.id = s.task_id WHERE s.id = $1 FOR NO KEY UPDATE OF s",
     )
     .bind(id)
@@ -49,6 +73,8 @@ async fn lock_step(conn: &mut PgConnection, id: Uuid) -> Result<LockedStep, TxEr
         status: step_state(r.try_get("status")?)?,
         live: r.try_get("live")?,
         task_status: task_state(r.try_get("task_status")?)?,
+        attempts: r.try_get("attempts")?,
+        lease_owner: r.try_get("lease_owner")?,
     })
 }
 
@@ -179,7 +205,8 @@ impl PgStore {
         let res = async {
             // Steps first (id order), then the task: the hot path's lock order.
             let steps = sqlx::query(
-                "SELECT id, status, concurrency_key, concurrency_limit FROM steps \
+                "SELECT id, status, concurrency_key, concurrency_limit, attempts, \
+                        CASE WHEN status = 'in_progress' THEN lease_owner END AS worker FROM steps \
                  WHERE task_id = $1 AND status IN ('pending','in_progress') ORDER BY id FOR NO KEY UPDATE",
             )
             .bind(id)
@@ -190,9 +217,13 @@ impl PgStore {
 
             let mut ids = Vec::with_capacity(steps.len());
             let mut from = Vec::with_capacity(steps.len());
+            let mut attempts = Vec::with_capacity(steps.len());
+            let mut workers = Vec::with_capacity(steps.len());
             for r in &steps {
                 ids.push(r.try_get::<Uuid, _>("id")?);
                 from.push(r.try_get::<String, _>("status")?);
+                attempts.push(r.try_get::<i32, _>("attempts")?);
+                workers.push(r.try_get::<Option<String>, _>("worker")?);
             }
             if !ids.is_empty() {
                 sqlx::query(
@@ -202,14 +233,19 @@ impl PgStore {
                          WHERE id = ANY($1) RETURNING id \
                      ), tr AS ( \
                          INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata) \
-                         SELECT x.id, $3, x.f, 'cancelled', $2, '{\"reason\": \"task cancelled\"}'::jsonb \
-                         FROM UNNEST($1::uuid[], $4::text[]) WITH ORDINALITY AS x(id, f, ord) ORDER BY x.ord \
+                         SELECT x.id, $3, x.f, 'cancelled', $2, \
+                                jsonb_strip_nulls(jsonb_build_object('attempt', x.a, 'worker', x.w, \
+                                                                     'reason', 'task cancelled')) \
+                         FROM UNNEST($1::uuid[], $4::text[], $5::int4[], $6::text[]) \
+                              WITH ORDINALITY AS x(id, f, a, w, ord) ORDER BY x.ord \
                      ) SELECT count(*) FROM upd",
                 )
                 .bind(&ids)
                 .bind(now)
                 .bind(id)
                 .bind(&from)
+                .bind(&attempts)
+                .bind(&workers)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -291,11 +327,12 @@ impl PgStore {
                      UPDATE steps SET status = 'pending', max_attempts = attempts + GREATEST(retry_limit, 1), \
                          ready_at = CASE WHEN remaining_parents = 0 THEN $2 END, completed_at = NULL, \
                          updated_at = $2 \
-                     WHERE id = ANY($1) RETURNING id, task_id, max_attempts, ready_at \
+                     WHERE id = ANY($1) RETURNING id, task_id, attempts, max_attempts, ready_at \
                  ), tr AS ( \
                      INSERT INTO step_transitions (step_id, task_id, from_state, to_state, created_at, metadata) \
                      SELECT id, task_id, 'error', 'pending', $2, \
-                            jsonb_build_object('reason', 'task retry', 'max_attempts', max_attempts) \
+                            jsonb_build_object('attempt', attempts, 'reason', 'task retry', \
+                                               'max_attempts', max_attempts) \
                      FROM upd ORDER BY id \
                  ) SELECT count(*) FILTER (WHERE ready_at IS NOT NULL) FROM upd",
             )
@@ -421,7 +458,7 @@ impl PgStore {
                 step.task_id,
                 step.status,
                 StepState::ResolvedManually,
-                json!({ "reason": "resolved manually" }),
+                step.metadata(json!({ "reason": "resolved manually" })),
                 now,
             )
             .await?;
@@ -477,7 +514,7 @@ impl PgStore {
                 step.task_id,
                 step.status,
                 StepState::Cancelled,
-                json!({ "reason": "cancelled" }),
+                step.metadata(json!({ "reason": "cancelled" })),
                 now,
             )
             .await?;
@@ -538,7 +575,7 @@ impl PgStore {
                 step.task_id,
                 step.status,
                 StepState::Pending,
-                json!({ "reason": "step retry", "max_attempts": max_attempts }),
+                step.metadata(json!({ "reason": "step retry", "max_attempts": max_attempts })),
                 now,
             )
             .await?;

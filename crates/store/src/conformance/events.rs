@@ -349,6 +349,107 @@ pub async fn operator_actions_and_rescues_have_events(store: Arc<dyn Store>) {
     assert_events_match_transitions(&store, x.id).await;
 }
 
+/// An operator's change to a step is recorded as every other change is: its
+/// transition names the attempt and, when the step was running, the worker
+/// that held its lease (no `worker` member otherwise), and the event's
+/// payload says the same, on both stores.
+pub async fn operator_step_changes_name_attempt_and_worker(store: Arc<dyn Store>) {
+    fn last(ts: &[TransitionRow]) -> &serde_json::Value {
+        &ts.last().unwrap().metadata
+    }
+    let payload = |ev: &[EventRow], ty: &str, step: Uuid| {
+        ev.iter()
+            .find(|e| e.event_type == ty && e.step_id == Some(step))
+            .unwrap_or_else(|| panic!("{ty} of {step}"))
+            .payload
+            .clone()
+    };
+
+    // A task cancelled with one step running and one never leased.
+    let t = new_task(Shape::Linear(2), at(0));
+    store.task_create(t.clone()).await.unwrap();
+    let running = claim_one(&store, at(1)).await;
+    store.task_cancel(t.id, at(2), Some("ops")).await.unwrap();
+    let waiting = step(&store, t.id, "s1").await;
+    let m = last(&store.step_transitions(running.step_id).await.unwrap()).clone();
+    assert_eq!(m["attempt"], 1, "{m}");
+    assert_eq!(m["worker"], "w1", "{m}");
+    let m = last(&store.step_transitions(waiting.id).await.unwrap()).clone();
+    assert_eq!(m["attempt"], 0, "{m}");
+    assert_eq!(m.get("worker"), None, "{m}");
+    let ev = task_events(&store, t.id).await;
+    let p = payload(&ev, "step.cancelled", running.step_id);
+    assert_eq!(
+        (&p["attempt"], &p["worker"]),
+        (&json!(1), &json!("w1")),
+        "{p}"
+    );
+    let p = payload(&ev, "step.cancelled", waiting.id);
+    assert_eq!(p["attempt"], 0, "{p}");
+    assert_eq!(p.get("worker"), None, "{p}");
+
+    // A step that failed for good, resolved by hand; its child cancelled.
+    let t = new_task(Shape::Linear(2), at(10));
+    store.task_create(t.clone()).await.unwrap();
+    let c = claim_one(&store, at(11)).await;
+    fail(&store, &c, None, at(12)).await;
+    store
+        .step_resolve(c.step_id, json!({"by": "hand"}), at(13), None)
+        .await
+        .unwrap();
+    let m = last(&store.step_transitions(c.step_id).await.unwrap()).clone();
+    assert_eq!(m["attempt"], 1, "{m}");
+    assert_eq!(m.get("worker"), None, "not running when resolved: {m}");
+    let child = claim_one(&store, at(14)).await;
+    store
+        .step_cancel(child.step_id, at(15), None)
+        .await
+        .unwrap();
+    let m = last(&store.step_transitions(child.step_id).await.unwrap()).clone();
+    assert_eq!(
+        (&m["attempt"], &m["worker"]),
+        (&json!(1), &json!("w1")),
+        "{m}"
+    );
+    let ev = task_events(&store, t.id).await;
+    let p = payload(&ev, "step.resolved_manually", c.step_id);
+    assert_eq!(p["attempt"], 1, "{p}");
+    let p = payload(&ev, "step.cancelled", child.step_id);
+    assert_eq!(
+        (&p["attempt"], &p["worker"]),
+        (&json!(1), &json!("w1")),
+        "{p}"
+    );
+    assert_events_match_transitions(&store, t.id).await;
+
+    // Retries by an operator: the task's, then the step's.
+    let t = new_task(Shape::Single, at(20));
+    store.task_create(t.clone()).await.unwrap();
+    let c = claim_one(&store, at(21)).await;
+    fail(&store, &c, None, at(22)).await;
+    store.task_retry(t.id, at(23), None).await.unwrap();
+    let c = claim_one(&store, at(24)).await;
+    assert_eq!(c.attempt, 2);
+    fail(&store, &c, None, at(25)).await;
+    store.step_retry(c.step_id, at(26), None).await.unwrap();
+    let retries: Vec<serde_json::Value> = task_events(&store, t.id)
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "step.retry_scheduled")
+        .map(|e| e.payload)
+        .collect();
+    let attempts: Vec<&serde_json::Value> = retries.iter().map(|p| &p["attempt"]).collect();
+    assert_eq!(attempts, [&json!(1), &json!(2)], "{retries:?}");
+    let ts = store.step_transitions(c.step_id).await.unwrap();
+    let reopened: Vec<&serde_json::Value> = ts
+        .iter()
+        .filter(|t| t.from_state.as_deref() == Some("error"))
+        .map(|t| &t.metadata["attempt"])
+        .collect();
+    assert_eq!(reopened, [&json!(1), &json!(2)], "{ts:?}");
+    assert_events_match_transitions(&store, t.id).await;
+}
+
 /// Rollback proof: a write that fails after some of its rows were written
 /// leaves no event of them (tasks of a failed batch, a duplicate id).
 pub async fn rolled_back_writes_leave_no_events(store: Arc<dyn Store>) {

@@ -198,6 +198,7 @@ macro_rules! conformance_tests {
             events::events_follow_a_successful_task,
             events::failure_events_carry_error_and_retry,
             events::operator_actions_and_rescues_have_events,
+            events::operator_step_changes_name_attempt_and_worker,
             events::rolled_back_writes_leave_no_events,
             events::events_filter_and_page,
             events::events_list_many_pages_per_task,
