@@ -121,6 +121,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tasker_core::StepCounts;
 use tasker_store::{
@@ -164,6 +166,11 @@ impl Default for SqliteOptions {
     }
 }
 
+/// Rows a statement may hand over before SQLite's thread waits for the
+/// caller to take them: more than any claim or finish returns (their
+/// batches are at most a few hundred steps).
+const ROW_CHANNEL: usize = 4096;
+
 /// The SQLite store. Cheap to share behind an `Arc`.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -173,6 +180,14 @@ pub struct SqliteStore {
     /// itself for in-memory databases).
     reader: SqlitePool,
     events: broadcast::Sender<StoreEvent>,
+    /// Whether a claim first picks and leases in one statement (`work`'s
+    /// `BEGIN_CLAIM`); off while the oldest ready steps include ones with a
+    /// concurrency key or a rate limit, which only the claim of several
+    /// statements admits.
+    one_statement_claim: Arc<AtomicBool>,
+    /// Whether the last claim leased a step: the next one then skips the
+    /// probe for ready work on a reader.
+    claim_found_work: Arc<AtomicBool>,
 }
 
 impl SqliteStore {
@@ -212,7 +227,13 @@ impl SqliteStore {
             // Truncate the WAL back to 64 MiB after checkpoints, so a burst
             // does not leave a huge file behind.
             .pragma("journal_size_limit", "67108864")
-            .statement_cache_capacity(256);
+            .statement_cache_capacity(256)
+            // sqlx hands rows from SQLite's thread to the caller through a
+            // channel of 50 by default: a claim or a finish of a few hundred
+            // steps stopped SQLite's thread at every 50th row until the
+            // caller's task woke and drained them (docs/PERFORMANCE.md,
+            // "SQLite: rows that do not wait").
+            .row_buffer_size(ROW_CHANNEL);
         let conn_opts = if in_memory {
             base
         } else {
@@ -255,6 +276,8 @@ impl SqliteStore {
             writer,
             reader,
             events,
+            one_statement_claim: Arc::new(AtomicBool::new(true)),
+            claim_found_work: Arc::new(AtomicBool::new(false)),
         })
     }
 

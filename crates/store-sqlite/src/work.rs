@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use tasker_core::{HandlerSpec, TaskState};
 use tasker_store::{
     ClaimParams, ClaimedStep, FinishReport, LeaseRef, OutcomeResult, StepOutcome, StoreResult,
@@ -197,11 +198,35 @@ macro_rules! names_all {
     (12) => {
         " AND coalesce(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0) IS NOT NULL"
     };
+    (8) => {
+        " AND coalesce(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0) IS NOT NULL"
+    };
     (2) => {
         " AND coalesce(?1, ?2, 0) IS NOT NULL"
     };
 }
 
+/// A claim's `BEGIN IMMEDIATE` and its lease in one hop to SQLite's thread
+/// ([`WriteTx::begin_with`]), for a claim without a per-task limit: the
+/// pick of [`PICK`] (?1–?5) leased by the statement that picks it, ?6 the
+/// worker, ?7 the lease's expiry, ?8 the lease tokens (16 bytes each, as
+/// many as ?5 allows; the `n`-th oldest picked step gets the `n`-th). It
+/// leases nothing when a picked step has a concurrency key or a rate limit:
+/// those need the admission of `flow::admit`, in Rust, and the claim goes
+/// on in the same transaction through [`claim_in`] (the same pick and rule).
+pub(crate) const BEGIN_CLAIM: &str = concat!(
+    "BEGIN IMMEDIATE; ",
+    lease_set!("?1", "?6", "?7", "substr(?8, (j.rn - 1) * 16 + 1, 16)"),
+    "FROM (SELECT id, rn FROM ( \
+               SELECT p.id, ROW_NUMBER() OVER (ORDER BY p.ready_at, p.id) AS rn, \
+                      MAX(p.gated) OVER () AS gated \
+               FROM (",
+    pick!(from_ready),
+    ") AS p) \
+           WHERE gated = 0) AS j \
+     WHERE steps.id = j.id",
+    leased_columns!()
+);
 /// [`close_claiming`] with the claim's pick as in [`PICK_AMONG`].
 pub(crate) const CLOSE_CLAIMING: &str = close_claiming!(pick!(from_among));
 /// [`close_claiming`] with the claim's pick as in [`PICK_PER_TASK_AMONG`].
@@ -333,19 +358,92 @@ pub(crate) async fn claim(store: &SqliteStore, p: &ClaimParams) -> StoreResult<V
     }
     // Idle claimers (this process's and other processes') poll often: when
     // nothing is ready, answer from a reader without taking the write lock.
-    let any_ready: Option<i64> = sqlx::query_scalar(ANY_READY)
-        .bind(micros(p.now))
-        .fetch_optional(&store.reader)
-        .await
-        .db()?;
-    if any_ready.is_none() {
-        return Ok(Vec::new());
+    // Not after a claim that leased work: under load the probe is a hop to
+    // another thread before every claim, and the writer waits for it.
+    if !store.claim_found_work.load(Ordering::Relaxed) {
+        let any_ready: Option<i64> = sqlx::query_scalar(ANY_READY)
+            .bind(micros(p.now))
+            .fetch_optional(&store.reader)
+            .await
+            .db()?;
+        if any_ready.is_none() {
+            return Ok(Vec::new());
+        }
     }
-    let mut tx = store.begin().await?;
-    let (steps, events) = claim_in(&mut tx, p, None).await?;
-    tx.commit().await.db()?;
+    let steps = if p.per_task_limit.is_none() && store.one_statement_claim.load(Ordering::Relaxed) {
+        one_statement_claim(store, p).await?
+    } else {
+        let mut tx = store.begin().await?;
+        let (steps, events, gated) = claim_in(&mut tx, p, None).await?;
+        tx.commit().await.db()?;
+        store.one_statement_claim.store(!gated, Ordering::Relaxed);
+        store.emit(events);
+        steps
+    };
+    store
+        .claim_found_work
+        .store(!steps.is_empty(), Ordering::Relaxed);
+    Ok(steps)
+}
+
+/// The claim in two hops to SQLite's thread where [`claim_in`]'s own
+/// transaction takes four: its `BEGIN`, pick and lease in one statement
+/// ([`BEGIN_CLAIM`]), then its `COMMIT` (measured: docs/PERFORMANCE.md,
+/// "SQLite: a claim in two hops"). The rows are decoded before the commit,
+/// so a row that cannot be decoded rolls the claim back, as in
+/// [`claim_in`]. When the statement leased nothing because a picked step
+/// has a key or a limit, the claim goes on through [`claim_in`] in the same
+/// transaction, and later claims start there while such steps are picked.
+async fn one_statement_claim(
+    store: &SqliteStore,
+    p: &ClaimParams,
+) -> StoreResult<Vec<ClaimedStep>> {
+    let tokens: Vec<Uuid> = (0..p.limit).map(|_| Uuid::new_v4()).collect();
+    let token_bytes: Vec<u8> = tokens.iter().flat_map(|t| *t.as_bytes()).collect();
+    let query = sqlx::query(BEGIN_CLAIM)
+        .bind(micros(p.now))
+        .bind(p.kinds.as_ref().map(|k| json_text(&json!(k))))
+        .bind(json_text(&json!(p.exclude_kinds)))
+        .bind(p.namespaces.as_ref().map(|n| json_text(&json!(n))))
+        .bind(i64::from(p.limit))
+        .bind(&p.worker_id)
+        .bind(micros(p.lease_until))
+        .bind(token_bytes);
+    let (mut tx, rows) = WriteTx::begin_with(store, query).await?;
+    let claimed = if rows.is_empty() {
+        claim_in(tx.conn(), p, None)
+            .await
+            .map(|(steps, events, gated)| {
+                store.one_statement_claim.store(!gated, Ordering::Relaxed);
+                (steps, events)
+            })
+    } else {
+        in_token_order(&tokens, &rows).and_then(|ids| decode_claimed(&ids, &rows, p))
+    };
+    let (steps, events) = match claimed {
+        Ok(c) => c,
+        Err(e) => return tx.abort(e).await,
+    };
+    tx.commit_with(sqlx::query("COMMIT")).await?;
     store.emit(events);
     Ok(steps)
+}
+
+/// The ids of leased `rows` in claim order: the `n`-th of `tokens` went to
+/// the `n`-th oldest picked step.
+fn in_token_order(tokens: &[Uuid], rows: &[sqlx::sqlite::SqliteRow]) -> StoreResult<Vec<Uuid>> {
+    let rank: HashMap<Uuid, usize> = tokens.iter().enumerate().map(|(i, t)| (*t, i)).collect();
+    let mut order = Vec::with_capacity(rows.len());
+    for r in rows {
+        let id: Uuid = r.try_get(0).db()?;
+        let token: Uuid = r.try_get(9).db()?;
+        let n = rank
+            .get(&token)
+            .ok_or_else(|| corrupt(format!("claimed step {id} has a token it was not given")))?;
+        order.push((*n, id));
+    }
+    order.sort_unstable();
+    Ok(order.into_iter().map(|(_, id)| id).collect())
 }
 
 /// Claims inside the caller's write transaction: the claim of
@@ -353,21 +451,23 @@ pub(crate) async fn claim(store: &SqliteStore, p: &ClaimParams) -> StoreResult<V
 /// the claim on completion among their children, when one of those has a
 /// concurrency key or a rate limit ([`close`]). Returns the claimed steps, decoded (a row that cannot
 /// be decoded fails the transaction, so no step is left leased to a worker
-/// that never learnt it claimed it), and the events to announce on commit.
+/// that never learnt it claimed it), the events to announce on commit, and
+/// whether a picked step had a concurrency key or a rate limit.
 async fn claim_in(
     tx: &mut SqliteConnection,
     p: &ClaimParams,
     among: Option<&str>,
-) -> StoreResult<(Vec<ClaimedStep>, Events)> {
+) -> StoreResult<(Vec<ClaimedStep>, Events, bool)> {
     if p.limit == 0 || p.per_task_limit == Some(0) {
-        return Ok((Vec::new(), Events::default()));
+        return Ok((Vec::new(), Events::default(), false));
     }
     let picked = pick(&mut *tx, p, among).await?;
+    let gated = picked.iter().any(|(_, g)| *g);
     // Concurrency keys and rate limits: the steps they hold back are parked
     // or deferred here, in this transaction, and not claimed.
     let (ids, deferred) = crate::flow::admit(&mut *tx, picked, p.now).await?;
     if ids.is_empty() {
-        return Ok((Vec::new(), Events::default()));
+        return Ok((Vec::new(), Events::default(), gated));
     }
     let leases: Vec<Value> = ids
         .iter()
@@ -390,7 +490,7 @@ async fn claim_in(
     // for its poll interval (finding nothing due, it sleeps until the
     // earliest `ready_at`).
     events.work_available |= deferred;
-    Ok((steps, events))
+    Ok((steps, events, gated))
 }
 
 /// What the end of a finish's transaction found ([`close`]).
@@ -461,19 +561,7 @@ async fn close(
             Some(r) => r.try_get::<bool, _>(1).db()?,
             None => false,
         };
-    // The n-th token went to the n-th oldest picked step.
-    let rank: HashMap<Uuid, usize> = tokens.iter().enumerate().map(|(i, t)| (*t, i)).collect();
-    let mut order = Vec::with_capacity(rows.len());
-    for r in rows {
-        let id: Uuid = r.try_get(0).db()?;
-        let token: Uuid = r.try_get(9).db()?;
-        let n = rank
-            .get(&token)
-            .ok_or_else(|| corrupt(format!("claimed step {id} has a token it was not given")))?;
-        order.push((*n, id));
-    }
-    order.sort_unstable();
-    let ids: Vec<Uuid> = order.into_iter().map(|(_, id)| id).collect();
+    let ids = in_token_order(&tokens, rows)?;
     let (claimed, events) = decode_claimed(&ids, rows, p)?;
     Ok(Closed {
         ready,
@@ -653,7 +741,7 @@ pub(crate) async fn finish_many(
         // Keys and rate limits are admitted in Rust: the same claim among
         // the same children, in a transaction of its own.
         let mut tx = store.begin().await?;
-        let (claimed, claim_events) = claim_in(&mut tx, p, Some(&id_list(&successes))).await?;
+        let (claimed, claim_events, _) = claim_in(&mut tx, p, Some(&id_list(&successes))).await?;
         tx.commit().await.db()?;
         events.changed.extend(claim_events.changed);
         report.claimed = claimed;
@@ -791,6 +879,7 @@ mod tests {
             CLOSE_CLAIMING,
             CLOSE_CLAIMING_PER_TASK,
             BEGIN_FINISH_SQL,
+            BEGIN_CLAIM,
         ] {
             let numbers = |s: &str| -> std::collections::BTreeSet<usize> {
                 s.split('?')
@@ -823,6 +912,15 @@ mod tests {
             let p = plan(&store, sql, 7).await;
             assert!(p.contains("steps_ready_idx"), "{sql}\n{p}");
         }
+        // The claim in one statement: the same pick, then each picked step
+        // updated by primary key.
+        let lease = BEGIN_CLAIM.trim_start_matches("BEGIN IMMEDIATE; ");
+        let p = plan(&store, lease, 8).await;
+        assert!(p.contains("steps_ready_idx"), "{lease}\n{p}");
+        assert!(
+            p.contains("SEARCH steps USING INDEX sqlite_autoindex_steps_1 (id=?)"),
+            "{lease}\n{p}"
+        );
         for sql in [PICK_AMONG, PICK_PER_TASK_AMONG] {
             let p = plan(&store, sql, 8).await;
             assert!(!p.contains("steps_ready_idx"), "{sql}\n{p}");
@@ -832,5 +930,53 @@ mod tests {
                 "{sql}\n{p}"
             );
         }
+    }
+
+    /// A claim of plain steps leases them in the statement that picks them;
+    /// one whose pick holds a step with a concurrency key goes on through
+    /// `claim_in` in the same transaction (which admits it), and later
+    /// claims start there until a pick holds no such step.
+    #[tokio::test]
+    async fn a_claim_leases_in_one_statement_until_it_picks_a_keyed_step() {
+        use tasker_store::Store;
+        use tasker_store::conformance::factory::{Shape, new_task};
+        use tasker_store::conformance::{at, params};
+        use tasker_store::flow::{ConcurrencyKey, StepFlow};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        let at_once = || store.one_statement_claim.load(Ordering::Relaxed);
+
+        let plain = new_task(Shape::Roots(2), at(0));
+        store.task_create(plain.clone()).await.unwrap();
+        let got = store.step_claim(&params("w1", 1, at(1))).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(at_once(), "plain steps: one statement");
+
+        let mut keyed = new_task(Shape::Roots(3), at(2));
+        for s in &mut keyed.steps {
+            s.flow = StepFlow {
+                concurrency: Some(ConcurrencyKey {
+                    key: "k".into(),
+                    limit: 1,
+                }),
+                rate: None,
+                task_slot: None,
+            };
+        }
+        store.task_create(keyed.clone()).await.unwrap();
+        // The pick holds the plain step left and the three keyed ones: the
+        // key admits one of them, and the plain step is claimed beside it.
+        let got = store.step_claim(&params("w1", 10, at(3))).await.unwrap();
+        let tasks: Vec<Uuid> = got.iter().map(|c| c.task_id).collect();
+        assert_eq!(tasks, [plain.id, keyed.id], "{got:?}");
+        assert!(!at_once(), "a keyed step was picked");
+
+        let later = new_task(Shape::Single, at(4));
+        store.task_create(later.clone()).await.unwrap();
+        let got = store.step_claim(&params("w1", 10, at(5))).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].task_id, later.id);
+        assert!(at_once(), "the parked keyed steps are not picked");
     }
 }

@@ -50,6 +50,11 @@ impl WriteTx {
         }
     }
 
+    /// The connection, for statements of the transaction run one by one.
+    pub(crate) fn conn(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
+    }
+
     /// Runs `query`, whose last statement is `COMMIT`, in one hop, and
     /// returns the rows of each of its statements. On an error the
     /// transaction is rolled back.
