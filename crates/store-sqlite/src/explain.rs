@@ -57,9 +57,15 @@ impl SqliteStore {
                 .filter(|s| *s != "COMMIT")
                 .map(move |s| (name, s.to_string(), params))
         });
+        // The claim that picks and leases in one statement, without the
+        // `BEGIN` it is sent with.
+        let lease_as_picked = work::BEGIN_CLAIM
+            .trim_start_matches("BEGIN IMMEDIATE; ")
+            .to_string();
         let statements = HOT
             .iter()
             .map(|(n, sql, p)| (*n, sql.to_string(), *p))
+            .chain([("claim: lease as picked", lease_as_picked, 8)])
             .chain(close)
             .chain([
                 ("events: one task", page, 3),

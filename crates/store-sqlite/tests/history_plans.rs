@@ -1,7 +1,7 @@
 //! Plans at scale on SQLite: with a million finished single-step tasks in
 //! the tables (generated in SQL, `load_finished_history`), every hot
 //! statement (the idle probes, the claim's pick in every shape and its
-//! lease, finish, the readiness read, rescue) reaches rows only through an
+//! lease, the pick and lease in one statement, finish, the readiness read, rescue) reaches rows only through an
 //! index, and the claim walks the ready index in order (no sort): on a
 //! database without statistics (as the engine leaves it) and after
 //! `ANALYZE` (statistics of the million rows), which is when SQLite's
@@ -21,13 +21,17 @@ use tasker_store_sqlite::SqliteStore;
 
 /// The index each statement must read, by name prefix; every name listed
 /// must be among the statements explained.
-const INDEXES: [(&str, &str); 14] = [
+const INDEXES: [(&str, &str); 16] = [
     ("claim: probe", "steps_ready_idx"),
     ("claim: pick", "steps_ready_idx"),
     ("claim: pick per task", "steps_ready_idx"),
     ("claim: pick among", "sqlite_autoindex_steps_1"),
     ("claim: pick per task among", "sqlite_autoindex_steps_1"),
     ("claim: lease", "sqlite_autoindex_steps_1"),
+    // The pick and the lease in one statement: the ready index for the
+    // pick, the primary key for each leased step.
+    ("claim: lease as picked", "steps_ready_idx"),
+    ("claim: lease as picked", "sqlite_autoindex_steps_1"),
     ("finish", "sqlite_autoindex_steps_1"),
     (
         "readiness: children",
