@@ -144,10 +144,23 @@ pub(crate) async fn holds_task(conn: &mut SqliteConnection, id: uuid::Uuid) -> S
 /// the creating transaction, after the insert). Costs one probe of the
 /// (small) pause table when nothing is paused.
 pub(crate) async fn pause_new(conn: &mut SqliteConnection, tasks: &[NewTask]) -> StoreResult<()> {
-    let pauses: Vec<(String, String)> = sqlx::query_as("SELECT namespace, name FROM flow_pauses")
+    let pauses: Vec<(String, String)> = sqlx::query_as(PAUSES_SQL)
         .fetch_all(&mut *conn)
         .await
         .db()?;
+    pause_held(conn, tasks, &pauses).await
+}
+
+/// Every pause: `namespace, name` (an empty name pauses the namespace).
+pub(crate) const PAUSES_SQL: &str = "SELECT namespace, name FROM flow_pauses";
+
+/// [`pause_new`] with the pauses already read (`PAUSES_SQL`, in the
+/// creating transaction).
+pub(crate) async fn pause_held(
+    conn: &mut SqliteConnection,
+    tasks: &[NewTask],
+    pauses: &[(String, String)],
+) -> StoreResult<()> {
     if pauses.is_empty() {
         return Ok(());
     }

@@ -880,6 +880,7 @@ mod tests {
             CLOSE_CLAIMING_PER_TASK,
             BEGIN_FINISH_SQL,
             BEGIN_CLAIM,
+            crate::tasks::BEGIN_CREATE,
         ] {
             let numbers = |s: &str| -> std::collections::BTreeSet<usize> {
                 s.split('?')

@@ -38,13 +38,24 @@ impl WriteTx {
         store: &SqliteStore,
         query: Query<'_>,
     ) -> StoreResult<(WriteTx, Vec<SqliteRow>)> {
+        let (tx, mut statements) = WriteTx::begin_with_all(store, query).await?;
+        Ok((tx, statements.swap_remove(1)))
+    }
+
+    /// [`WriteTx::begin_with`] for a query of `BEGIN IMMEDIATE; ` and then
+    /// several statements: the rows of each statement of the query (the
+    /// `BEGIN`'s, empty, first).
+    pub(crate) async fn begin_with_all(
+        store: &SqliteStore,
+        query: Query<'_>,
+    ) -> StoreResult<(WriteTx, Vec<Vec<SqliteRow>>)> {
         let conn = store.writer.acquire().await.db()?;
         let mut tx = WriteTx { conn, open: false };
-        let (mut statements, result) = run(&mut tx.conn, query).await;
+        let (statements, result) = run(&mut tx.conn, query).await;
         // The `BEGIN` is done once a second statement has started.
         tx.open = statements.len() > 1;
         match result {
-            Ok(()) if tx.open => Ok((tx, statements.swap_remove(1))),
+            Ok(()) if tx.open => Ok((tx, statements)),
             Ok(()) => Err(crate::error::corrupt("the write transaction did not begin")),
             Err(e) => tx.abort(map(e)).await,
         }
