@@ -4,11 +4,13 @@
 //! Each statement sqlx runs on SQLite is a hand-off to the connection's
 //! worker thread and back (about 0.06 ms on this machine, more than most
 //! statements of the hot path take to run), so the finish of a chain stage
-//! sends `BEGIN IMMEDIATE; <finish>` as one query ([`WriteTx::begin_with`]).
+//! sends `BEGIN IMMEDIATE; <finish>` as one query ([`WriteTx::begin_with`]);
+//! a claim and a task's creation do the same with their first statements.
 //! sqlx does not know such a transaction is open, so this type ends it
 //! itself: [`WriteTx::commit_with`] ends it with its last statement,
 //! [`WriteTx::abort`] rolls it back, and a transaction
-//! dropped while open (its future cancelled) closes its connection instead
+//! dropped while open or while its first query runs (its future cancelled,
+//! as a claim is at shutdown) closes its connection instead
 //! of returning it to the pool, which rolls the transaction back and never
 //! hands an open transaction to the next writer.
 
@@ -50,7 +52,11 @@ impl WriteTx {
         query: Query<'_>,
     ) -> StoreResult<(WriteTx, Vec<Vec<SqliteRow>>)> {
         let conn = store.writer.acquire().await.db()?;
-        let mut tx = WriteTx { conn, open: false };
+        // Open until the query says otherwise: a future dropped while the
+        // query runs (a claim cancelled at shutdown) may leave the `BEGIN`
+        // done, so its connection must be closed, not handed to the next
+        // writer with a transaction open.
+        let mut tx = WriteTx { conn, open: true };
         let (statements, result) = run(&mut tx.conn, query).await;
         // The `BEGIN` is done once a second statement has started.
         tx.open = statements.len() > 1;
@@ -179,6 +185,22 @@ mod tests {
             .unwrap();
         drop(tx);
         assert_eq!(count(&store).await, 1, "rolled back when dropped open");
+
+        // A future dropped while its query runs, after the BEGIN and an
+        // insert (a claim cancelled at shutdown): the connection is not
+        // handed on with the transaction open.
+        let slow = "BEGIN IMMEDIATE; INSERT INTO scratch VALUES (4); \
+                    WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
+                    WHERE x < 5000000) SELECT count(*) FROM c";
+        let cancelled = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            WriteTx::begin_with_all(&store, sqlx::query(slow)),
+        )
+        .await;
+        assert!(cancelled.is_err(), "the slow query was still running");
+        let tx = store.begin().await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(count(&store).await, 1, "rolled back when dropped mid-query");
 
         // NOT NULL fails the insert after its BEGIN succeeded.
         let failed = WriteTx::begin_with(&store, sqlx::query(insert).bind(None::<i64>)).await;
