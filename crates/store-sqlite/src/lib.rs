@@ -232,7 +232,7 @@ impl SqliteStore {
             // channel of 50 by default: a claim or a finish of a few hundred
             // steps stopped SQLite's thread at every 50th row until the
             // caller's task woke and drained them (docs/PERFORMANCE.md,
-            // "SQLite: rows that do not wait").
+            // "SQLite: a claim in two hops, rows that do not wait").
             .row_buffer_size(ROW_CHANNEL);
         let conn_opts = if in_memory {
             base
