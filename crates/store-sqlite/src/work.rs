@@ -7,7 +7,7 @@ use crate::SqliteStore;
 use crate::codec::{hex, id_list, json, json_text, micros, time};
 use crate::effects::{Events, finished_among, finished_rows};
 use crate::error::{DbResultExt, corrupt};
-use crate::write_tx::WriteTx;
+use crate::write_tx::{Query, WriteTx};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use sqlx::{Row, SqliteConnection, SqlitePool};
@@ -398,14 +398,8 @@ async fn one_statement_claim(
     store: &SqliteStore,
     p: &ClaimParams,
 ) -> StoreResult<Vec<ClaimedStep>> {
-    let tokens: Vec<Uuid> = (0..p.limit).map(|_| Uuid::new_v4()).collect();
-    let token_bytes: Vec<u8> = tokens.iter().flat_map(|t| *t.as_bytes()).collect();
-    let query = sqlx::query(BEGIN_CLAIM)
-        .bind(micros(p.now))
-        .bind(p.kinds.as_ref().map(|k| json_text(&json!(k))))
-        .bind(json_text(&json!(p.exclude_kinds)))
-        .bind(p.namespaces.as_ref().map(|n| json_text(&json!(n))))
-        .bind(i64::from(p.limit))
+    let (tokens, token_bytes) = lease_tokens(p.limit);
+    let query = bind_pick(sqlx::query(BEGIN_CLAIM), p)
         .bind(&p.worker_id)
         .bind(micros(p.lease_until))
         .bind(token_bytes);
@@ -427,6 +421,26 @@ async fn one_statement_claim(
     tx.commit_with(sqlx::query("COMMIT")).await?;
     store.emit(events);
     Ok(steps)
+}
+
+/// `limit` fresh lease tokens, and the same as one blob of 16 bytes each
+/// (how a statement that picks and leases at once hands them out: the
+/// `n`-th oldest picked step gets the `n`-th).
+fn lease_tokens(limit: u32) -> (Vec<Uuid>, Vec<u8>) {
+    let tokens: Vec<Uuid> = (0..limit).map(|_| Uuid::new_v4()).collect();
+    let bytes = tokens.iter().flat_map(|t| *t.as_bytes()).collect();
+    (tokens, bytes)
+}
+
+/// Binds the pick's parameters ?1–?5 (now, kinds, excluded kinds,
+/// namespaces, limit) to a statement that picks and leases at once.
+fn bind_pick<'q>(query: Query<'q>, p: &ClaimParams) -> Query<'q> {
+    query
+        .bind(micros(p.now))
+        .bind(p.kinds.as_ref().map(|k| json_text(&json!(k))))
+        .bind(json_text(&json!(p.exclude_kinds)))
+        .bind(p.namespaces.as_ref().map(|n| json_text(&json!(n))))
+        .bind(i64::from(p.limit))
 }
 
 /// The ids of leased `rows` in claim order: the `n`-th of `tokens` went to
@@ -534,18 +548,12 @@ async fn close(
             gated: false,
         });
     };
-    let tokens: Vec<Uuid> = (0..p.limit).map(|_| Uuid::new_v4()).collect();
-    let token_bytes: Vec<u8> = tokens.iter().flat_map(|t| *t.as_bytes()).collect();
+    let (tokens, token_bytes) = lease_tokens(p.limit);
     let (sql, window) = match p.per_task_limit {
         None => (CLOSE_CLAIMING, 0_i64),
         Some(_) => (CLOSE_CLAIMING_PER_TASK, -1),
     };
-    let query = sqlx::query(sql)
-        .bind(micros(p.now))
-        .bind(p.kinds.as_ref().map(|k| json_text(&json!(k))))
-        .bind(json_text(&json!(p.exclude_kinds)))
-        .bind(p.namespaces.as_ref().map(|n| json_text(&json!(n))))
-        .bind(i64::from(p.limit))
+    let query = bind_pick(sqlx::query(sql), p)
         .bind(window)
         .bind(p.per_task_limit.map_or(0, i64::from))
         .bind(&parents)
@@ -933,10 +941,11 @@ mod tests {
         }
     }
 
-    /// A claim of plain steps leases them in the statement that picks them;
-    /// one whose pick holds a step with a concurrency key goes on through
-    /// `claim_in` in the same transaction (which admits it), and later
-    /// claims start there until a pick holds no such step.
+    /// Which path a claim starts on: the statement that picks and leases
+    /// while the picks hold plain steps; once a pick holds a step with a
+    /// concurrency key, the claim goes on through `claim_in` in the same
+    /// transaction (which admits it: one keyed step beside the plain one),
+    /// and later claims start there until a pick holds no such step.
     #[tokio::test]
     async fn a_claim_leases_in_one_statement_until_it_picks_a_keyed_step() {
         use tasker_store::Store;

@@ -23,7 +23,7 @@ use sqlx::{Either, Sqlite, SqliteConnection};
 use tasker_store::{StoreError, StoreResult};
 
 /// A query of several statements, sqlx's SQLite `Query`.
-type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
+pub(crate) type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
 
 /// The writer connection inside a transaction it began itself.
 pub(crate) struct WriteTx {
